@@ -1,0 +1,1 @@
+"""Budget and anomaly alerts. Not built yet: see the alerts issue."""

@@ -1,0 +1,1 @@
+"""The ``aigw`` command line (and, later, the Streamlit dashboards)."""

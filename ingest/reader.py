@@ -1,0 +1,156 @@
+"""Turn one object's bytes (gzip or plain) into numbered, parsed records.
+
+Two layouts are read, whatever the file name says:
+
+* NDJSON (Logpush, or REST logs saved one per line): one record per non-empty
+  line, numbered by line. A line holding a REST API page (``{"result": [...]}``)
+  yields each element of ``result`` under that line's number.
+* A JSON document (a REST API page or an array of log objects, compact or
+  pretty-printed): recognised when the first non-empty line starts with ``[`` or
+  is a lone ``{``. Records are numbered by their position, from 1. Documents are
+  parsed whole, so they are held in memory (API pages are small).
+
+Bytes are streamed in chunks: an NDJSON object of any size needs memory for one
+chunk, not for the whole object. A corrupt or truncated gzip stream raises
+``ObjectReadError`` (the caller rolls the object back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Final, Protocol, cast
+
+import orjson
+from isal import isal_zlib
+
+from ingest.errors import ObjectReadError
+from ingest.records import InvalidRecord
+
+__all__ = ["ParsedRecord", "iter_records"]
+
+CHUNK_BYTES: Final = 1 << 22
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_BOM: Final = b"\xef\xbb\xbf"
+_GZIP_ERRORS: Final = cast(tuple[type[Exception], ...], (isal_zlib.error,))
+
+
+class Readable(Protocol):
+    """A binary stream: a file, or an S3 response body."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+# (record number, raw bytes, parsed value or the reason it could not be parsed)
+ParsedRecord = tuple[int, bytes, "object | InvalidRecord"]
+
+
+def iter_records(stream: Readable, key: str) -> Iterator[ParsedRecord]:
+    """Yield every record of the object in order; raise ``ObjectReadError`` on bad bytes."""
+    lines = _split_lines(_decoded_chunks(stream, key))
+    number = 0
+    for raw_line in lines:
+        number += 1
+        line = raw_line[len(_BOM) :] if number == 1 and raw_line.startswith(_BOM) else raw_line
+        if not line or line.isspace():
+            continue
+        head = line.lstrip()
+        if head.startswith(b"[") or head.rstrip() == b"{":
+            yield from _document([line, *lines], number)
+            return
+        yield from _line_records(number, line)
+        break
+    for line in lines:
+        number += 1
+        if line and not line.isspace():
+            yield from _line_records(number, line)
+
+
+def _line_records(number: int, line: bytes) -> Iterator[ParsedRecord]:
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as err:
+        yield number, line, InvalidRecord(f"bad JSON: {err}")
+        return
+    page = _api_page(value)
+    if page is None:
+        yield number, line, value
+    else:
+        for element in page:
+            yield number, orjson.dumps(element), element
+
+
+def _document(collected: list[bytes], first_number: int) -> Iterator[ParsedRecord]:
+    """Parse a whole JSON document; if it is not valid JSON, fall back to line by line."""
+    try:
+        value = orjson.loads(b"\n".join(collected))
+    except orjson.JSONDecodeError:
+        for offset, line in enumerate(collected):
+            if line and not line.isspace():
+                yield from _line_records(first_number + offset, line)
+        return
+    page = _api_page(value)
+    elements = page if page is not None else value if isinstance(value, list) else [value]
+    for position, element in enumerate(elements, start=1):
+        yield position, orjson.dumps(element), element
+
+
+def _api_page(value: object) -> list[object] | None:
+    """The records of a Cloudflare API response envelope, or None if it is not one."""
+    if isinstance(value, dict) and isinstance(value.get("result"), list):
+        return value["result"]  # type: ignore[no-any-return]
+    return None
+
+
+def _decoded_chunks(stream: Readable, key: str) -> Iterator[bytes]:
+    first = stream.read(CHUNK_BYTES)
+    chunks = _chain(first, stream)
+    if first.startswith(_GZIP_MAGIC):
+        return _gunzip(chunks, key)
+    return chunks
+
+
+def _chain(first: bytes, stream: Readable) -> Iterator[bytes]:
+    if first:
+        yield first
+    while chunk := stream.read(CHUNK_BYTES):
+        yield chunk
+
+
+def _gunzip(chunks: Iterator[bytes], key: str) -> Iterator[bytes]:
+    """Decompress a (possibly multi-member) gzip stream, refusing truncated input.
+
+    ISA-L (``isal``) decompresses about twice as fast as zlib here, and gzip
+    decompression is a third of the cost of reading an object.
+    """
+    decoder = isal_zlib.decompressobj(wbits=31)
+    pending = False
+    try:
+        for chunk in chunks:
+            data = chunk
+            while data:
+                pending = True
+                out = decoder.decompress(data)
+                if out:
+                    yield out
+                if decoder.eof:
+                    pending = False
+                    data = decoder.unused_data
+                    decoder = isal_zlib.decompressobj(wbits=31)
+                else:
+                    data = b""
+    except _GZIP_ERRORS as err:
+        raise ObjectReadError(f"{key}: corrupt gzip data ({err})", key=key) from err
+    except OSError as err:
+        raise ObjectReadError(f"{key}: read failed ({err})", key=key) from err
+    if pending:
+        raise ObjectReadError(f"{key}: gzip stream ends early (truncated object)", key=key)
+
+
+def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk if rest else chunk).split(b"\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest

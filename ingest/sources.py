@@ -1,0 +1,263 @@
+"""Where log objects come from: a local folder or an S3-compatible bucket.
+
+A source lists ``StoredObject``s (every object, log or not; the ingester decides
+what to skip) and opens one as a binary stream that the caller closes. This
+module is the one place where ``botocore`` errors become aigw errors.
+
+S3 listing is paginated (``list_objects_v2``), so buckets of any size list
+completely; objects are streamed from the response body, never read whole.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from ingest.errors import (
+    ConfigError,
+    ObjectReadError,
+    SourceAuthError,
+    SourceError,
+    SourceNotFound,
+    SourceUnreachable,
+)
+
+__all__ = [
+    "LocalFolder",
+    "ObjectStream",
+    "S3Bucket",
+    "Source",
+    "StoredObject",
+    "is_log_object",
+    "open_source",
+]
+
+# Names Logpush and users give to log files; anything else (ownership-challenge.txt,
+# folder markers, notes) is recorded as skipped.
+_LOG_SUFFIXES: Final = (
+    ".log.gz",
+    ".log",
+    ".json",
+    ".json.gz",
+    ".ndjson",
+    ".ndjson.gz",
+    ".jsonl",
+    ".jsonl.gz",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One object of a source. ``key`` is its full URI, unique across sources."""
+
+    key: str
+    size: int
+    etag: str
+    mtime: datetime | None
+
+
+class ObjectStream(Protocol):
+    """What the reader needs of an open object: ``read`` and ``close``."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """A place holding log objects."""
+
+    uri: str
+
+    def list_objects(self) -> Iterator[StoredObject]:
+        """Every object under the source, in key order."""
+        ...
+
+    def open(self, obj: StoredObject) -> ObjectStream:
+        """A binary stream of the object's bytes; the caller closes it."""
+        ...
+
+
+def is_log_object(key: str) -> bool:
+    """Whether an object's name says it holds log records."""
+    return key.lower().endswith(_LOG_SUFFIXES)
+
+
+class LocalFolder:
+    """A folder on disk, walked recursively; ``etag`` is size and mtime."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.uri = str(self.root)
+
+    def list_objects(self) -> Iterator[StoredObject]:
+        if not self.root.is_dir():
+            raise SourceNotFound(f"folder {self.root} does not exist", source=self.uri)
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise SourceNotFound(f"folder {self.root} is not readable", source=self.uri)
+        for folder, dirs, files in os.walk(self.root, onerror=self._walk_error):
+            dirs.sort()
+            for name in sorted(files):
+                path = Path(folder, name)
+                stat = path.stat()
+                yield StoredObject(
+                    key=str(path),
+                    size=stat.st_size,
+                    etag=f"{stat.st_size}-{stat.st_mtime_ns}",
+                    mtime=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+                )
+
+    def open(self, obj: StoredObject) -> ObjectStream:
+        try:
+            return Path(obj.key).open("rb")
+        except OSError as err:
+            raise ObjectReadError(f"{obj.key}: cannot open ({err.strerror})", key=obj.key) from err
+
+    def _walk_error(self, err: OSError) -> None:
+        raise SourceNotFound(
+            f"folder {err.filename} is not readable ({err.strerror})", source=self.uri
+        ) from err
+
+
+class S3Bucket:
+    """``s3://bucket/prefix`` through a boto3 S3 client (made from ``endpoint_url`` if
+    not given)."""
+
+    def __init__(self, uri: str, *, endpoint_url: str | None = None, client: Any = None) -> None:
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ConfigError(f"bad S3 location {uri!r}; expected s3://bucket/prefix")
+        self.uri = uri.rstrip("/")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.endpoint_url = endpoint_url
+        self._client = client if client is not None else make_s3_client(endpoint_url)
+
+    def __getstate__(self) -> tuple[str, str | None]:
+        """Pickle without the client (it cannot cross processes); see ``__setstate__``."""
+        return self.uri, self.endpoint_url
+
+    def __setstate__(self, state: tuple[str, str | None]) -> None:
+        self.__init__(state[0], endpoint_url=state[1])  # type: ignore[misc]
+
+    def list_objects(self) -> Iterator[StoredObject]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        with _s3_errors(self.uri):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for item in page.get("Contents", ()):
+                    yield StoredObject(
+                        key=f"s3://{self.bucket}/{item['Key']}",
+                        size=int(item["Size"]),
+                        etag=str(item.get("ETag", "")).strip('"'),
+                        mtime=item.get("LastModified"),
+                    )
+
+    def open(self, obj: StoredObject) -> ObjectStream:
+        object_key = obj.key.removeprefix(f"s3://{self.bucket}/")
+        try:
+            with _s3_errors(self.uri):
+                response = self._client.get_object(Bucket=self.bucket, Key=object_key)
+        except SourceError as err:
+            raise ObjectReadError(f"{obj.key}: {err}", key=obj.key, detail=err.detail) from err
+        return _S3Stream(response["Body"], obj.key)
+
+
+class _S3Stream:
+    """A response body whose read errors become ``ObjectReadError``."""
+
+    def __init__(self, body: Any, key: str) -> None:
+        self._body = body
+        self._key = key
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._body.read(size)  # type: ignore[no-any-return]
+        except (BotoCoreError, OSError) as err:
+            raise ObjectReadError(f"{self._key}: read failed ({err})", key=self._key) from err
+
+    def close(self) -> None:
+        self._body.close()
+
+
+_AUTH_CODES: Final = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "AuthorizationHeaderMalformed",
+    "403",
+}
+
+
+@contextmanager
+def _s3_errors(uri: str) -> Iterator[None]:
+    """Translate botocore errors raised inside the block into ``SourceError``s."""
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError) as err:
+        raise SourceAuthError(
+            f"no usable AWS credentials for {uri}; set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY or a profile",
+            source=uri,
+            detail=str(err),
+        ) from err
+    except BotoConnectionError as err:
+        raise SourceUnreachable(
+            f"cannot reach the storage endpoint for {uri}; check --endpoint-url and the network",
+            source=uri,
+            detail=str(err),
+        ) from err
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        if code in {"NoSuchBucket", "404"}:
+            raise SourceNotFound(
+                f"bucket for {uri} does not exist", source=uri, detail=str(err)
+            ) from err
+        if code in _AUTH_CODES:
+            raise SourceAuthError(
+                f"access to {uri} denied ({code}); check the credentials",
+                source=uri,
+                detail=str(err),
+            ) from err
+        raise SourceError(f"S3 error on {uri}: {code}", source=uri, detail=str(err)) from err
+
+
+def open_source(location: str, *, endpoint_url: str | None = None) -> Source:
+    """A ``Source`` for ``s3://…`` (boto3's credential chain) or a local folder path.
+
+    ``endpoint_url`` selects an S3-compatible store (R2, MinIO); when omitted,
+    boto3 still honours ``AWS_ENDPOINT_URL`` from the environment.
+    """
+    if location.startswith("s3://"):
+        return S3Bucket(location, endpoint_url=endpoint_url)
+    if "://" in location:
+        raise ConfigError(
+            f"unsupported source {location!r}; use a folder path or s3://bucket/prefix"
+        )
+    return LocalFolder(Path(location))
+
+
+def make_s3_client(endpoint_url: str | None) -> Any:
+    """A boto3 S3 client with short connect timeouts and a few retries."""
+    config = Config(
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config)

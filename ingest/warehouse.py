@@ -1,0 +1,211 @@
+"""The DuckDB warehouse file: opening it, its schema, and its migrations.
+
+This module is the one place where ``duckdb.Error`` becomes an aigw error
+(``warehouse_errors``). Connections are opened with the session time zone set
+to UTC, so TIMESTAMPTZ values read back as UTC. The caller owns and closes the
+connection; a DuckDB connection must not be shared between threads.
+
+Schema changes are append-only migrations: ``MIGRATIONS[n]`` moves a warehouse
+from version n-1 to n, applied in order inside one transaction each, and the
+version reached is recorded in ``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+import duckdb
+
+from ingest.errors import SchemaTooNew, WarehouseError, WarehouseLocked
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Warehouse", "open_warehouse", "warehouse_errors"]
+
+_V1: Final = """
+CREATE TABLE schema_migrations (
+    version     INTEGER PRIMARY KEY,
+    applied_at  TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE requests (
+    log_id              VARCHAR NOT NULL,
+    ts                  TIMESTAMPTZ NOT NULL,
+    gateway             VARCHAR,
+    provider            VARCHAR,
+    model               VARCHAR,
+    requested_model     VARCHAR,
+    endpoint            VARCHAR,
+    status_code         INTEGER,
+    success             BOOLEAN,
+    cached              BOOLEAN,
+    rate_limited        BOOLEAN,
+    duration_ms         DOUBLE,
+    tokens_in           BIGINT,
+    tokens_out          BIGINT,
+    cache_read_tokens   BIGINT,
+    cache_write_tokens  BIGINT,
+    cost                DOUBLE,
+    step                INTEGER,
+    event_id            VARCHAR,
+    routing_decision_id VARCHAR,
+    routing_reason      VARCHAR,
+    metadata            JSON,
+    request_body        JSON,
+    response_body       JSON,
+    extra               JSON,
+    log_format          VARCHAR NOT NULL,
+    source_file         VARCHAR NOT NULL,
+    source_line         INTEGER NOT NULL,
+    ingested_at         TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE ingest_files (
+    object_key      VARCHAR PRIMARY KEY,
+    source          VARCHAR NOT NULL,
+    size            BIGINT,
+    etag            VARCHAR,
+    mtime           TIMESTAMPTZ,
+    status          VARCHAR NOT NULL,
+    records         BIGINT NOT NULL,
+    rows_loaded     BIGINT NOT NULL,
+    rows_duplicate  BIGINT NOT NULL,
+    rows_rejected   BIGINT NOT NULL,
+    error           VARCHAR,
+    attempts        INTEGER NOT NULL,
+    first_seen_at   TIMESTAMPTZ NOT NULL,
+    started_at      TIMESTAMPTZ NOT NULL,
+    finished_at     TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE rejects (
+    source_file     VARCHAR NOT NULL,
+    line_number     INTEGER NOT NULL,
+    raw_line        VARCHAR NOT NULL,
+    raw_truncated   BOOLEAN NOT NULL,
+    reason          VARCHAR NOT NULL,
+    rejected_at     TIMESTAMPTZ NOT NULL
+);
+"""
+
+MIGRATIONS: Final[dict[int, str]] = {1: _V1}
+SCHEMA_VERSION: Final = max(MIGRATIONS)
+
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+
+@contextlib.contextmanager
+def warehouse_errors(path: Path | str) -> Iterator[None]:
+    """Translate ``duckdb.Error`` raised inside the block into ``WarehouseError``."""
+    try:
+        yield
+    except duckdb.Error as err:
+        raise _translate(err, str(path)) from err
+
+
+@dataclass(frozen=True, slots=True)
+class Warehouse:
+    """An open warehouse: its path (for messages) and its connection (one thread)."""
+
+    path: Path
+    con: duckdb.DuckDBPyConnection
+
+    def errors(self) -> contextlib.AbstractContextManager[None]:
+        """``warehouse_errors`` for this file."""
+        return warehouse_errors(self.path)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_warehouse(path: Path | str, *, read_only: bool = False) -> Warehouse:
+    """Open (creating and migrating when writable) the warehouse at ``path``.
+
+    Read-only opens never create or migrate; they fail if the file is missing
+    or its schema is older or newer than this aigw's.
+    """
+    path = Path(path)
+    if read_only and not path.exists():
+        raise WarehouseError(
+            f"no warehouse at {path}; run `aigw ingest` first or pass --db", path=str(path)
+        )
+    if not read_only:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WarehouseError(
+                f"cannot create folder for warehouse {path}: {err.strerror}", path=str(path)
+            ) from err
+    with warehouse_errors(path):
+        con = duckdb.connect(str(path), read_only=read_only)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET checkpoint_threshold = '1GB'")
+            version = _schema_version(con)
+            _check_version(path, version, read_only=read_only)
+            if version < SCHEMA_VERSION:
+                _migrate(con, version)
+        except BaseException:
+            con.close()
+            raise
+    return Warehouse(path, con)
+
+
+def _check_version(path: Path, version: int, *, read_only: bool) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"warehouse {path} has schema v{version}, newer than this aigw "
+            f"(v{SCHEMA_VERSION}); upgrade aigw",
+            path=str(path),
+        )
+    if version < SCHEMA_VERSION and read_only:
+        raise WarehouseError(
+            f"warehouse {path} has schema v{version}; run `aigw ingest` to migrate it",
+            path=str(path),
+        )
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, current: int) -> None:
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(MIGRATIONS[version])
+            con.execute("INSERT INTO schema_migrations VALUES (?, now())", [version])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
+def _translate(err: duckdb.Error, path: str) -> WarehouseError:
+    message = str(err)
+    if "Could not set lock" in message or "Conflicting lock" in message:
+        pid = _LOCK_PID.search(message)
+        holder = f" (pid {pid.group(1)})" if pid else ""
+        return WarehouseLocked(
+            f"warehouse {path} is in use by another process{holder}; "
+            "wait for it to finish or pass another --db",
+            path=path,
+            detail=message,
+        )
+    first_line = message.splitlines()[0] if message else type(err).__name__
+    return WarehouseError(f"warehouse {path}: {first_line}", path=path, detail=message)

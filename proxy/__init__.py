@@ -1,0 +1,1 @@
+"""The companion AI gateway. Not built yet: see the gateway issue."""
