@@ -106,15 +106,21 @@ class LocalFolder:
         self.uri = str(self.root)
 
     def list_objects(self) -> Iterator[StoredObject]:
-        if not self.root.is_dir():
+        if not self.root.exists():
             raise SourceNotFound(f"folder {self.root} does not exist", source=self.uri)
+        if not self.root.is_dir():
+            raise SourceNotFound(f"{self.root} is not a folder", source=self.uri)
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise SourceNotFound(f"folder {self.root} is not readable", source=self.uri)
         for folder, dirs, files in os.walk(self.root, onerror=self._walk_error):
             dirs.sort()
             for name in sorted(files):
                 path = Path(folder, name)
-                stat = path.stat()
+                try:
+                    stat = path.stat()
+                except OSError:  # a dangling link: listed, so that opening it fails visibly
+                    yield StoredObject(key=str(path), size=0, etag="unreadable", mtime=None)
+                    continue
                 yield StoredObject(
                     key=str(path),
                     size=stat.st_size,
