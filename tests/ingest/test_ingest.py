@@ -3,9 +3,7 @@ atomic per object, clear errors. Real DuckDB files, real gzip objects."""
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -132,7 +130,7 @@ def test_a_record_delivered_twice_is_stored_once(
 def test_counts_add_up_for_every_object_with_rejects(
     tmp_path: Path, db_path: Path, query: Query
 ) -> None:
-    """loaded + duplicates + rejected = non-empty lines, and each bad line is kept with its reason."""
+    """loaded + duplicates + rejected = non-empty lines; each bad line is kept with its reason."""
     logs = tmp_path / "logs"
     good = logpush_record()
     lines: list[Any] = [
@@ -239,7 +237,7 @@ def test_non_log_objects_are_recorded_as_skipped(
 
 
 def test_a_changed_object_is_read_again(tmp_path: Path, db_path: Path, query: Query) -> None:
-    """An object rewritten with more records is re-read: old records are duplicates, new ones load."""
+    """A rewritten object is re-read: its old records count as duplicates, new ones load."""
     logs = tmp_path / "logs"
     path = write_ndjson(
         logs / "a.log.gz", [logpush_record(Timestamp=1_776_470_400 + i) for i in range(3)]
@@ -255,7 +253,7 @@ def test_a_changed_object_is_read_again(tmp_path: Path, db_path: Path, query: Qu
 def test_kill_9_mid_run_leaves_no_half_loaded_object(
     synthetic_logs: Callable[..., list[Path]], tmp_path: Path, db_path: Path, query: Query
 ) -> None:
-    """After kill -9 during a run, every object is either wholly loaded or absent; a rerun is exact."""
+    """After kill -9 mid-run each object is wholly loaded or absent; a rerun is exact."""
     paths = synthetic_logs(60_000, per_file=15_000)
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "ingest", str(tmp_path / "logs"), "--db", str(db_path), "-v"],
@@ -289,7 +287,8 @@ def test_a_locked_warehouse_is_a_one_line_error(tmp_path: Path, db_path: Path) -
         [
             sys.executable,
             "-c",
-            f"import duckdb, sys, time; c = duckdb.connect({str(db_path)!r}); print('held', flush=True); time.sleep(60)",
+            f"import duckdb, time; c = duckdb.connect({str(db_path)!r}); "
+            "print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
