@@ -14,6 +14,7 @@ count is smaller than its cache counts, which cannot be an inclusive count.
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -298,7 +299,7 @@ def _timestamp_us(value: Any) -> int:
     kind = type(value)
     if kind is str:
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return _timestamp_us(int(text))
         try:
             parsed = datetime.fromisoformat(text)
@@ -335,8 +336,11 @@ def _integer(value: Any, name: str) -> int | None:
         return value  # type: ignore[no-any-return]
     if kind is float and value.is_integer():
         return int(value)
-    if kind is str and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if kind is str:
+        try:
+            return int(value)
+        except ValueError:
+            pass
     raise InvalidRecord(f"{name} is not an integer: {_show(value)}")
 
 
@@ -348,9 +352,12 @@ def _number(value: Any, name: str) -> float | None:
         return float(value)
     if kind is str:
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
+        else:
+            if math.isfinite(number):
+                return number
     raise InvalidRecord(f"{name} is not a number: {_show(value)}")
 
 
