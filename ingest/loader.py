@@ -63,14 +63,14 @@ _SCHEMA: Final = pa.schema(
 )
 _COLUMNS: Final = ", ".join(("ts" if name == "ts_us" else name) for name in ROW_FIELDS)
 _SELECT: Final = ", ".join(ROW_FIELDS)
-# Deduplication: a repeated record has the same log_id and the same ts, so only
-# rows inside the batch's time range are probed. DuckDB's zone maps skip every row
-# group outside that range, which keeps the cost flat as history grows. Within the
-# batch, the first occurrence (lowest line number) wins.
+# Deduplication against stored rows: a repeated record has the same log_id and the
+# same ts, so only rows inside the batch's time range are probed. DuckDB's zone maps
+# skip every row group outside that range, which keeps the cost flat as history grows.
+# (Repeats inside the object never reach the batch: see ``parse_object``.)
 _INSERT_ROWS: Final = f"""
 INSERT INTO requests ({_COLUMNS}, source_line, source_file, ingested_at)
 SELECT {_SELECT}, source_line, $source_file, $ingested_at
-FROM (SELECT DISTINCT ON (log_id) * FROM _aigw_batch ORDER BY log_id, source_line) AS batch
+FROM _aigw_batch AS batch
 WHERE NOT EXISTS (
     SELECT 1 FROM requests AS seen
     WHERE seen.ts BETWEEN $low AND $high
@@ -104,17 +104,19 @@ class ObjectCounts:
 
 @dataclass(frozen=True, slots=True)
 class ParsedBatch:
-    """Up to ``batch_rows`` normalised rows of one object, and its rejects among them."""
+    """Up to ``batch_rows`` normalised rows of one object, its rejects among them, and
+    how many records repeated an earlier record of the same object (not in ``rows``)."""
 
     rows: pa.Table | None
     rejects: pa.Table | None
+    repeats: int = 0
 
     @property
     def records(self) -> int:
-        """Records this batch covers, loaded or rejected."""
-        return (self.rows.num_rows if self.rows is not None else 0) + (
-            self.rejects.num_rows if self.rejects is not None else 0
-        )
+        """Records this batch covers: rows, rejects and repeats."""
+        rows = self.rows.num_rows if self.rows is not None else 0
+        rejects = self.rejects.num_rows if self.rejects is not None else 0
+        return rows + rejects + self.repeats
 
 
 def parse_object(stream: Readable, key: str, batch_rows: int = BATCH_ROWS) -> Iterator[ParsedBatch]:
@@ -126,21 +128,31 @@ def parse_object(stream: Readable, key: str, batch_rows: int = BATCH_ROWS) -> It
     rows: list[tuple[Any, ...]] = []
     lines: list[int] = []
     rejects: list[tuple[int, str, bool, str]] = []
+    repeats = 0
+    # Repeats inside one object are dropped here (the first occurrence wins), which
+    # spares the database a DISTINCT over whole rows: measured, it halved insert time.
+    object_ids: set[str] = set()
     for number, raw, value in iter_records(stream, key):
         try:
             if isinstance(value, InvalidRecord):
                 raise value
-            rows.append(normalize(value, raw))
-            lines.append(number)
+            row = normalize(value, raw)
         except InvalidRecord as err:
             truncated = len(raw) > MAX_RAW_BYTES
             text = raw[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
             rejects.append((number, text, truncated, str(err)))
+            continue
+        if row[0] in object_ids:
+            repeats += 1
+            continue
+        object_ids.add(row[0])
+        rows.append(row)
+        lines.append(number)
         if len(rows) >= batch_rows:
-            yield _batch(rows, lines, rejects)
-            rows, lines, rejects = [], [], []
-    if rows or rejects:
-        yield _batch(rows, lines, rejects)
+            yield _batch(rows, lines, rejects, repeats)
+            rows, lines, rejects, repeats = [], [], [], 0
+    if rows or rejects or repeats:
+        yield _batch(rows, lines, rejects, repeats)
 
 
 def store_object(
@@ -150,8 +162,12 @@ def store_object(
     *,
     source: str,
     started: datetime,
+    seen_before: bool = True,
 ) -> ObjectCounts:
     """Insert an object's batches and mark it loaded, in one transaction.
+
+    ``seen_before=False`` (the object is not in ``ingest_files``) skips clearing
+    rejects left by an earlier version of the object.
 
     If ``batches`` raises (``ObjectReadError`` for bad bytes) or the database
     fails, the transaction is rolled back, nothing of the object remains, and
@@ -159,7 +175,8 @@ def store_object(
     """
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("DELETE FROM rejects WHERE source_file = ?", [obj.key])
+        if seen_before:
+            con.execute("DELETE FROM rejects WHERE source_file = ?", [obj.key])
         records = loaded = rejected = 0
         for batch in batches:
             records += batch.records
@@ -197,7 +214,10 @@ def record_object(
 
 
 def _batch(
-    rows: list[tuple[Any, ...]], lines: list[int], rejects: list[tuple[int, str, bool, str]]
+    rows: list[tuple[Any, ...]],
+    lines: list[int],
+    rejects: list[tuple[int, str, bool, str]],
+    repeats: int,
 ) -> ParsedBatch:
     table = None
     if rows:
@@ -218,7 +238,7 @@ def _batch(
                 "reason": pa.array(reasons, pa.string()),
             }
         )
-    return ParsedBatch(table, rejected)
+    return ParsedBatch(table, rejected, repeats)
 
 
 def _insert_rows(

@@ -90,24 +90,27 @@ def ingest(
     started = datetime.now(tz=UTC)
     summary = IngestSummary()
     with warehouse.errors():
-        known = dict(
-            warehouse.con.execute(
-                "SELECT object_key, etag FROM ingest_files "
-                "WHERE starts_with(object_key, ?) AND status <> 'failed'",
-                [source.uri],
+        seen = {
+            key: (etag if status != "failed" else None)
+            for key, etag, status in warehouse.con.execute(
+                "SELECT object_key, etag, status FROM ingest_files "
+                "WHERE starts_with(object_key, ?)",
+                [source.uri.rstrip("/") + "/"],
             ).fetchall()
-        )
+        }
     objects = list(source.list_objects())
     if on_listed is not None:
         on_listed(len(objects))
-    fresh = [obj for obj in objects if known.get(obj.key) != obj.etag]
+    fresh = [obj for obj in objects if seen.get(obj.key) != obj.etag]
     prefetcher = Prefetcher(source, [obj for obj in fresh if is_log_object(obj.key)], batch_rows)
     try:
         for obj in objects:
-            if known.get(obj.key) == obj.etag:
+            if seen.get(obj.key) == obj.etag:
                 result = ObjectResult(obj.key, "unchanged")
             else:
-                result = _ingest_object(warehouse, source.uri, obj, prefetcher, started)
+                result = _ingest_object(
+                    warehouse, source.uri, obj, prefetcher, started, seen_before=obj.key in seen
+                )
             summary.add(result)
             if on_object is not None:
                 on_object(result)
@@ -118,7 +121,13 @@ def ingest(
 
 
 def _ingest_object(
-    warehouse: Warehouse, source: str, obj: StoredObject, prefetcher: Prefetcher, started: datetime
+    warehouse: Warehouse,
+    source: str,
+    obj: StoredObject,
+    prefetcher: Prefetcher,
+    started: datetime,
+    *,
+    seen_before: bool,
 ) -> ObjectResult:
     with warehouse.errors():
         if not is_log_object(obj.key):
@@ -133,7 +142,12 @@ def _ingest_object(
             return ObjectResult(obj.key, "skipped")
         try:
             counts = store_object(
-                warehouse.con, obj, prefetcher.batches(obj), source=source, started=started
+                warehouse.con,
+                obj,
+                prefetcher.batches(obj),
+                source=source,
+                started=started,
+                seen_before=seen_before,
             )
         except ObjectReadError as err:
             record_object(

@@ -21,6 +21,7 @@ def run_ingest(
     """Open the source and the warehouse named in ``settings`` and ingest once."""
     source = open_source(settings.source, endpoint_url=settings.endpoint_url)
     with open_warehouse(settings.db_path) as warehouse:
+        warehouse.con.execute("SET threads = 1")
         return ingest(
             source,
             warehouse,

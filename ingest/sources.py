@@ -142,24 +142,19 @@ class LocalFolder:
 
 class S3Bucket:
     """``s3://bucket/prefix`` through a boto3 S3 client (made from ``endpoint_url`` if
-    not given)."""
+    not given). The prefix is a folder: ``s3://b/logs`` lists ``logs/…``, not
+    ``logs-archive/…``. boto3 clients are thread-safe; the parser thread shares it."""
 
     def __init__(self, uri: str, *, endpoint_url: str | None = None, client: Any = None) -> None:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         if not bucket:
             raise ConfigError(f"bad S3 location {uri!r}; expected s3://bucket/prefix")
-        self.uri = uri.rstrip("/")
+        prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self.bucket = bucket
-        self.prefix = prefix
+        self.prefix = f"{prefix}/" if prefix else ""
         self.endpoint_url = endpoint_url
         self._client = client if client is not None else make_s3_client(endpoint_url)
-
-    def __getstate__(self) -> tuple[str, str | None]:
-        """Pickle without the client (it cannot cross processes); see ``__setstate__``."""
-        return self.uri, self.endpoint_url
-
-    def __setstate__(self, state: tuple[str, str | None]) -> None:
-        self.__init__(state[0], endpoint_url=state[1])  # type: ignore[misc]
 
     def list_objects(self) -> Iterator[StoredObject]:
         paginator = self._client.get_paginator("list_objects_v2")

@@ -149,7 +149,10 @@ def open_warehouse(path: Path | str, *, read_only: bool = False) -> Warehouse:
         con = duckdb.connect(str(path), read_only=read_only)
         try:
             con.execute("SET TimeZone = 'UTC'")
-            con.execute("SET checkpoint_threshold = '1GB'")
+            # Checkpoint every 128 MB of WAL rather than DuckDB's 16 MB: loads commit once
+            # per object, and frequent checkpoints rewrote the same row groups (measured:
+            # -30% time loading 20,000-record objects; 1 GB left a long checkpoint at close).
+            con.execute("SET checkpoint_threshold = '128MB'")
             version = _schema_version(con)
             _check_version(path, version, read_only=read_only)
             if version < SCHEMA_VERSION:

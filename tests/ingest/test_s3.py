@@ -266,6 +266,19 @@ def test_logpush_layout_under_a_prefix_loads_and_skips_the_challenge_file(
     assert query("SELECT min(source_line), max(source_line) FROM requests") == [(1, 4)]
 
 
+def test_the_prefix_is_a_folder_not_a_string_prefix(
+    bucket: Bucket, db_path: Path, query: Query
+) -> None:
+    """s3://bucket/logs reads logs/… only, not logs-archive/…; a trailing slash changes nothing."""
+    bucket.put(_logpush_key("logs", 0), _gz([_record(0)]))
+    bucket.put(_logpush_key("logs-archive", 0), _gz([_record(1)]))
+    first = _ingest(f"s3://{bucket.name}/logs", db_path, bucket.endpoint)
+    again = _ingest(f"s3://{bucket.name}/logs/", db_path, bucket.endpoint)
+    assert (first.objects_seen, first.loaded) == (1, 1)
+    assert (again.objects_seen, again.unchanged, again.loaded) == (1, 1, 0)
+    assert query("SELECT source_file FROM requests") == [(bucket.uri(_logpush_key("logs", 0)),)]
+
+
 def test_more_than_one_listing_page_loads_every_object_once(
     bucket: Bucket, db_path: Path, query: Query
 ) -> None:
