@@ -26,6 +26,9 @@ from ingest.errors import SchemaTooNew, WarehouseError, WarehouseLocked
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Warehouse", "open_warehouse", "warehouse_errors"]
 
+# Bodies are stored uncompressed: Logpush encrypts them, ciphertext does not compress,
+# and DuckDB's compression analysis of them was a third of every checkpoint (measured:
+# same file size, ingest 10% faster).
 _V1: Final = """
 CREATE TABLE schema_migrations (
     version     INTEGER PRIMARY KEY,
@@ -54,8 +57,8 @@ CREATE TABLE requests (
     routing_decision_id VARCHAR,
     routing_reason      VARCHAR,
     metadata            JSON,
-    request_body        JSON,
-    response_body       JSON,
+    request_body        JSON USING COMPRESSION uncompressed,
+    response_body       JSON USING COMPRESSION uncompressed,
     extra               JSON,
     log_format          VARCHAR NOT NULL,
     source_file         VARCHAR NOT NULL,
