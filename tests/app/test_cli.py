@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import select
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.conftest import logpush_record, run_aigw, write_ndjson
+from tests.conftest import REPO, logpush_record, run_aigw, write_ndjson
 
 
 @pytest.fixture
@@ -118,3 +123,39 @@ def test_verbose_adds_details_to_errors(loaded_db: Path) -> None:
     loud = run_aigw("sql", "SELEC 1", "--db", str(loaded_db), "--verbose")
     assert loud.stderr.splitlines()[0] == quiet.stderr.splitlines()[0]
     assert len(loud.stderr.splitlines()) > 1
+
+
+def test_ingest_draws_a_progress_bar_on_a_terminal(tmp_path: Path, db_path: Path) -> None:
+    """On a terminal, stderr shows a progress bar over the objects; stdout keeps the summary."""
+    for index in range(3):
+        write_ndjson(
+            tmp_path / "logs" / f"{index}.log.gz", [logpush_record(Timestamp=1_776_470_400 + index)]
+        )
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "ingest", str(tmp_path / "logs"), "--db", str(db_path)],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        cwd=REPO,
+        text=True,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"},
+    )
+    os.close(terminal)
+    drawn = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 10)
+        if not ready:
+            break
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process is done with it
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    screen = drawn.decode(errors="replace")
+    assert "ingest" in screen and "3/3" in screen and "objects" in screen
+    assert stdout.splitlines()[0] == "objects: 3 seen, 3 loaded, 0 unchanged, 0 skipped, 0 failed"

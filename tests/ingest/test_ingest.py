@@ -4,9 +4,11 @@ atomic per object, clear errors. Real DuckDB files, real gzip objects."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -406,3 +408,38 @@ def _requests_rows_scanned(node: dict[str, Any]) -> int:
     if node.get("operator_type") == "TABLE_SCAN" and table.endswith("requests"):
         own = int(node.get("operator_rows_scanned", 0))
     return own + sum(_requests_rows_scanned(child) for child in node.get("children", []))
+
+
+def test_an_unreadable_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    """A folder the user may not read is one line on stderr and exit 2 (run as nobody when root)."""
+    shared = Path(tempfile.mkdtemp(prefix="aigw-perm-"))
+    try:
+        shared.chmod(0o777)
+        logs = shared / "logs"
+        write_ndjson(logs / "a.log.gz", [logpush_record()])
+        logs.chmod(0o000)
+        command = [
+            sys.executable,
+            "-m",
+            "app",
+            "ingest",
+            str(logs),
+            "--db",
+            str(shared / "w.duckdb"),
+        ]
+        if os.geteuid() == 0:  # root reads everything: drop to nobody for this run
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root without setpriv: cannot run as an unprivileged user")
+            drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            probe = subprocess.run(
+                [*drop, sys.executable, "-c", "import app.cli"], cwd=REPO, check=False
+            )
+            if probe.returncode != 0:
+                pytest.skip("user nobody cannot read this checkout, so cannot run aigw")
+            command = [*drop, *command]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [f"error: folder {logs} is not readable"]
+    finally:
+        (shared / "logs").chmod(0o755)
+        shutil.rmtree(shared)
