@@ -1,0 +1,86 @@
+"""Settings of the models: named dimensions, the tenant, and the user price file.
+
+Built once at the edge (the CLI) from ``aigw.toml`` (section ``[models]``) and
+passed down; nothing here reads the environment.
+
+    [models]
+    prices = "prices.toml"          # user prices (TOML or CSV), win over the catalogue
+    tenant = "customer"             # the dimension used for chargeback (optional)
+
+    [models.dimensions]             # dimension name = metadata key
+    team = "team"
+    user = "user"
+    agent = "agent"
+    feature = "feature"
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from ingest.errors import ConfigError
+
+__all__ = ["BUILTIN_DIMENSIONS", "DEFAULT_DIMENSIONS", "ModelsSettings", "load_models_settings"]
+
+# Columns of `requests` that are dimensions by themselves.
+BUILTIN_DIMENSIONS: Final = ("gateway", "provider", "model", "endpoint", "api_key")
+DEFAULT_DIMENSIONS: Final = {"team": "team", "user": "user", "agent": "agent", "feature": "feature"}
+_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelsSettings:
+    """Named metadata dimensions (name -> metadata key), the tenant dimension, prices."""
+
+    dimensions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DIMENSIONS))
+    tenant: str | None = None
+    prices: Path | None = None
+
+    @property
+    def all_dimensions(self) -> tuple[str, ...]:
+        """Built-in dimensions, then the metadata ones, in order."""
+        return (*BUILTIN_DIMENSIONS, *self.dimensions)
+
+    def fingerprint(self) -> str:
+        """What the rollups depend on: when it changes they are rebuilt."""
+        prices = ""
+        if self.prices is not None and self.prices.exists():
+            stat = self.prices.stat()
+            prices = f"{self.prices.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        dims = ",".join(f"{name}={key}" for name, key in self.dimensions.items())
+        return f"dims[{dims}] prices[{prices}]"
+
+
+def load_models_settings(path: Path | None) -> ModelsSettings:
+    """Settings from ``path`` (a TOML file with a ``[models]`` table), or the defaults."""
+    if path is None:
+        return ModelsSettings()
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config {path} is not valid TOML: {err}") from err
+    section: dict[str, Any] = document.get("models", {})
+    dimensions = section.get("dimensions", DEFAULT_DIMENSIONS)
+    if not isinstance(dimensions, dict):
+        raise ConfigError(f"{path}: [models.dimensions] must be a table of name = metadata key")
+    for name, key in dimensions.items():
+        if not _NAME.match(name) or name in BUILTIN_DIMENSIONS:
+            raise ConfigError(
+                f"{path}: [models.dimensions] name {name!r} must be lowercase letters, digits "
+                "and _ and not a built-in dimension"
+            )
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{path}: [models.dimensions] {name} must name a metadata key")
+    tenant = section.get("tenant")
+    if tenant is not None and tenant not in dimensions:
+        raise ConfigError(f"{path}: [models] tenant {tenant!r} is not one of the dimensions")
+    prices = section.get("prices")
+    price_path = (path.parent / prices) if isinstance(prices, str) and prices else None
+    return ModelsSettings(dimensions=dict(dimensions), tenant=tenant, prices=price_path)

@@ -1,0 +1,134 @@
+"""Effective cost per request: a vectorised join of requests with a price table.
+
+``with_cost(requests, prices)`` adds, per request:
+
+* ``input_usd``, ``cache_read_usd``, ``cache_write_usd``, ``output_usd``: the parts
+  of the recomputed price (null when the request was not priced from a table);
+* ``cost_usd``: the effective cost (USD), ``cost_logged``: what the gateway logged;
+* ``saved_usd``: for a response-cache hit, what the call would have cost;
+* ``cost_source``: where ``cost_usd`` comes from:
+  ``override`` or ``catalog`` (recomputed from tokens), ``logged`` (the model has no
+  price but the gateway logged a cost), ``free`` (nothing billed: a response-cache
+  hit, a rate-limited attempt, or a failed attempt without usage), ``unknown``
+  (no price and nothing logged: ``cost_usd`` is null, never 0).
+
+Tokens follow the warehouse convention: ``tokens_in`` includes cache reads and
+writes, which are priced at their own rates (the input rate where the catalogue
+has none); the rest of ``tokens_in`` at the input rate. Provider prompt-cache
+reads (cheap tokens, still billed) and response-cache hits (not billed at all)
+are separate columns and never mixed.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from models.pricing import PRICE_SCHEMA
+
+__all__ = ["COST_COLUMNS", "with_cost"]
+
+COST_COLUMNS: Final = (
+    "input_usd",
+    "cache_read_usd",
+    "cache_write_usd",
+    "output_usd",
+    "cost_usd",
+    "cost_logged",
+    "saved_usd",
+    "cost_source",
+    "price_ref",
+)
+_PER_MTOK: Final = 1_000_000.0
+_UNITS: Final = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+
+
+def with_cost(requests: pl.LazyFrame, prices: pl.DataFrame) -> pl.LazyFrame:
+    """``requests`` with the cost columns; needs ``ts, provider, model, status_code,
+    cached, rate_limited, tokens_in, tokens_out, cache_read_tokens,
+    cache_write_tokens, cost``. Row order and count are kept."""
+    indexed = requests.with_row_index("_row")
+    chosen = _choose_prices(indexed, prices.lazy().select(PRICE_SCHEMA.keys()))
+    joined = indexed.join(chosen, on="_row", how="left").sort("_row")
+    return _costs(joined).drop("_row", *_UNITS, "source")
+
+
+def _choose_prices(requests: pl.LazyFrame, prices: pl.LazyFrame) -> pl.LazyFrame:
+    """For each request, the highest-ranked price row whose conditions hold."""
+    minute = pl.col("ts").dt.hour().cast(pl.Int32) * 60 + pl.col("ts").dt.minute().cast(pl.Int32)
+    start, end = pl.col("daily_start_min"), pl.col("daily_end_min")
+    in_window = (
+        pl.when(start.is_null())
+        .then(True)
+        .when(start <= end)
+        .then((minute >= start) & (minute < end))
+        .otherwise((minute >= start) | (minute < end))
+    )
+    return (
+        requests.select("_row", "ts", "provider", "model", "tokens_in")
+        .join(prices, on=["provider", "model"], how="inner")
+        .filter(
+            (pl.col("valid_from").is_null() | (pl.col("valid_from") <= pl.col("ts")))
+            & in_window
+            & (
+                pl.col("above_input_tokens").is_null()
+                | (pl.col("tokens_in").fill_null(0) > pl.col("above_input_tokens"))
+            )
+        )
+        .sort("rank")
+        .group_by("_row")
+        .agg(pl.col(*_UNITS, "source", "price_ref").last())
+    )
+
+
+def _costs(frame: pl.LazyFrame) -> pl.LazyFrame:
+    tokens_in = pl.col("tokens_in").fill_null(0)
+    cache_read = pl.col("cache_read_tokens").fill_null(0)
+    cache_write = pl.col("cache_write_tokens").fill_null(0)
+    uncached = (tokens_in - cache_read - cache_write).clip(lower_bound=0)
+    input_price = pl.col("input_mtok")
+    has_price = pl.col("source").is_not_null()
+    has_usage = pl.col("tokens_in").fill_null(0) + pl.col("tokens_out").fill_null(0) > 0
+    parts = {
+        "input_usd": uncached * input_price / _PER_MTOK,
+        "cache_read_usd": cache_read * pl.coalesce("cache_read_mtok", input_price) / _PER_MTOK,
+        "cache_write_usd": cache_write * pl.coalesce("cache_write_mtok", input_price) / _PER_MTOK,
+        "output_usd": pl.col("tokens_out").fill_null(0) * pl.col("output_mtok") / _PER_MTOK,
+    }
+    priced = has_price & has_usage
+    computed = pl.sum_horizontal(*parts.values())
+    status = pl.col("status_code").fill_null(200)
+    free = (
+        pl.col("cached").fill_null(False)
+        | pl.col("rate_limited").fill_null(False)
+        | (status == 429)
+        | ((status >= 400) & ~has_usage)
+    )
+    source = (
+        pl.when(free)
+        .then(pl.lit("free"))
+        .when(priced)
+        .then(pl.col("source"))
+        .when(pl.col("cost").is_not_null())
+        .then(pl.lit("logged"))
+        .otherwise(pl.lit("unknown"))
+    )
+    cost = (
+        pl.when(free)
+        .then(0.0)
+        .when(priced)
+        .then(computed)
+        .otherwise(pl.col("cost"))  # logged, or null when unknown
+    )
+    saved = pl.when(pl.col("cached").fill_null(False) & priced).then(computed).otherwise(None)
+    return frame.with_columns(
+        *(
+            pl.when(priced & ~free).then(expr).otherwise(None).alias(name)
+            for name, expr in parts.items()
+        ),
+        cost.alias("cost_usd"),
+        pl.col("cost").alias("cost_logged"),
+        saved.alias("saved_usd"),
+        source.alias("cost_source"),
+    ).drop("cost")

@@ -1,0 +1,96 @@
+"""Requests from the warehouse as a Polars LazyFrame (through Arrow, no Python rows).
+
+This is the models' only SQL on ``requests``: one projection with the columns the
+models use and one column per named metadata dimension. Metadata that is not a
+plain object (encrypted, absent) gives null dimensions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+import duckdb
+import polars as pl
+
+from models.config import ModelsSettings
+
+__all__ = ["REQUEST_COLUMNS", "read_requests"]
+
+REQUEST_COLUMNS: Final = (
+    "log_id",
+    "ts",
+    "gateway",
+    "provider",
+    "model",
+    "endpoint",
+    "status_code",
+    "success",
+    "cached",
+    "rate_limited",
+    "duration_ms",
+    "tokens_in",
+    "tokens_out",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost",
+    "step",
+)
+
+
+_REQUEST_HASH: Final = (
+    "coalesce(json_extract_string(extra, '$.CacheKeyHash'), "
+    "CASE WHEN json_extract_string(request_body, '$.type') = 'encrypted' THEN NULL "
+    "ELSE md5(request_body::VARCHAR) END) AS request_hash"
+)
+
+
+def _json_path(key: str) -> str:
+    """A JSONPath for one top-level key, quoted so that any key name works."""
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def read_requests(
+    con: duckdb.DuckDBPyConnection,
+    settings: ModelsSettings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    hours: list[datetime] | None = None,
+    with_request_hash: bool = False,
+) -> pl.LazyFrame:
+    """Requests with ``since <= ts < until`` (and, if given, in the listed hours).
+
+    ``with_request_hash`` adds ``request_hash``: the gateway's cache key hash
+    (``extra.CacheKeyHash``, written by aigw's gateway), else an MD5 of a plain
+    (not encrypted) request body, else null. Equal hashes mean identical requests.
+    """
+    dims = [
+        f"json_extract_string(metadata, ${name}_path) AS {name}" for name in settings.dimensions
+    ]
+    params: dict[str, object] = {
+        f"{name}_path": _json_path(key) for name, key in settings.dimensions.items()
+    }
+    where = ["TRUE"]
+    if since is not None:
+        where.append("ts >= $since")
+        params["since"] = since
+    if until is not None:
+        where.append("ts < $until")
+        params["until"] = until
+    if hours is not None:
+        where.append("date_trunc('hour', ts) IN (SELECT unnest($hours::TIMESTAMPTZ[]))")
+        where.append("ts >= $first_hour AND ts < $last_hour + INTERVAL 1 HOUR")
+        params["hours"] = hours
+        params["first_hour"] = min(hours) if hours else datetime.now()
+        params["last_hour"] = max(hours) if hours else datetime.now()
+    sql = (
+        f"SELECT {', '.join(REQUEST_COLUMNS)}, "
+        "json_extract_string(extra, '$.ApiKeyId') AS api_key"
+        f"{''.join(', ' + dim for dim in dims)}"
+        f"{', ' + _REQUEST_HASH if with_request_hash else ''} "
+        f"FROM requests WHERE {' AND '.join(where)}"
+    )
+    table = con.execute(sql, params).fetch_arrow_table()
+    frame = pl.DataFrame(pl.from_arrow(table))
+    return frame.lazy().with_columns(pl.col("ts").dt.convert_time_zone("UTC"))

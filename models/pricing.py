@@ -1,0 +1,274 @@
+"""Price tables: the genai-prices catalogue and user price files, as Polars frames.
+
+A price table has one row per price that may apply to a (provider, model) as the
+gateway logs them, with the conditions under which it applies:
+
+* ``valid_from`` (UTC; null = always): catalogue start dates and user ``valid_from``;
+* ``daily_start_min`` / ``daily_end_min`` (minutes after UTC midnight; null = all
+  day): the catalogue's time-of-day prices (off-peak discounts);
+* ``above_input_tokens`` (null = any): long-context tiers, where crossing the
+  threshold prices *all* tokens of the request at the tier's rates;
+
+and ``rank``: among the rows whose conditions hold, the highest rank wins. User
+prices rank above the whole catalogue, so a negotiated rate always wins. Prices
+are USD per million tokens; a null cache price means "the input price".
+
+The catalogue is only consulted for the (provider, model) pairs passed in, once
+per pair, never per request.
+"""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+from genai_prices import types as gp_types
+from genai_prices.data_snapshot import get_snapshot
+
+from models.errors import PriceFileError
+
+__all__ = [
+    "CATALOG_PROVIDERS",
+    "PRICE_SCHEMA",
+    "catalog_prices",
+    "load_price_file",
+    "price_table",
+]
+
+# Cloudflare AI Gateway provider slugs -> genai-prices provider ids. Slugs missing
+# here are not guessed: their models are priced only by a user price file.
+CATALOG_PROVIDERS: Final = {
+    "openai": "openai",
+    "azure-openai": "azure",
+    "anthropic": "anthropic",
+    "google-ai-studio": "google",
+    "google-vertex-ai": "google",
+    "workers-ai": "cloudflare",
+    "aws-bedrock": "aws",
+    "groq": "groq",
+    "mistral": "mistral",
+    "perplexity-ai": "perplexity",
+    "deepseek": "deepseek",
+    "grok": "x-ai",
+    "xai": "x-ai",
+    "cohere": "cohere",
+    "cerebras": "cerebras",
+    "openrouter": "openrouter",
+    "baseten": "baseten",
+    "fireworks": "fireworks",
+    "together": "together",
+}
+
+PRICE_SCHEMA: Final = pl.Schema(
+    {
+        "provider": pl.String(),
+        "model": pl.String(),
+        "rank": pl.Int64(),
+        "source": pl.String(),  # "catalog" or "override"
+        "price_ref": pl.String(),  # catalogue model id, or "file:row"
+        "valid_from": pl.Datetime("us", "UTC"),
+        "daily_start_min": pl.Int32(),
+        "daily_end_min": pl.Int32(),
+        "above_input_tokens": pl.Int64(),
+        "input_mtok": pl.Float64(),
+        "output_mtok": pl.Float64(),
+        "cache_read_mtok": pl.Float64(),
+        "cache_write_mtok": pl.Float64(),
+    }
+)
+_UNITS: Final = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+OVERRIDE_RANK: Final = 1_000_000
+
+
+def price_table(
+    pairs: Iterable[tuple[str, str]], overrides: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Catalogue prices for ``pairs`` (provider slug, model) plus user ``overrides``."""
+    catalog = catalog_prices(pairs)
+    if overrides is None or overrides.is_empty():
+        return catalog
+    return pl.concat([catalog, overrides.select(PRICE_SCHEMA.keys())], how="vertical")
+
+
+def catalog_prices(pairs: Iterable[tuple[str, str]]) -> pl.DataFrame:
+    """Rows for every (provider slug, model) the catalogue knows; unknown pairs get none."""
+    snapshot = get_snapshot()
+    rows: list[dict[str, Any]] = []
+    for provider, model in sorted(set(pairs)):
+        provider_id = CATALOG_PROVIDERS.get(provider)
+        if provider_id is None or not model:
+            continue
+        try:
+            _, info = snapshot.find_provider_model(model, None, provider_id, None)
+        except LookupError:
+            continue
+        rows.extend(_model_rows(provider, model, info))
+    return pl.DataFrame(rows, schema=PRICE_SCHEMA, orient="row") if rows else _empty()
+
+
+def _model_rows(provider: str, model: str, info: gp_types.ModelInfo) -> list[dict[str, Any]]:
+    """One row per (conditional price x tier threshold) of a catalogue model.
+
+    As in genai-prices, the last conditional price whose constraint holds wins and
+    the first one applies when none holds, so the first is stored unconditional.
+    """
+    conditional = info.prices if isinstance(info.prices, list) else [None]
+    rows = []
+    for position, entry in enumerate(conditional):
+        prices = info.prices if entry is None else entry.prices
+        constraint = None if entry is None or position == 0 else entry.constraint
+        if not isinstance(prices, gp_types.ModelPrice):
+            continue
+        valid_from = start = end = None
+        if isinstance(constraint, gp_types.StartDateConstraint):
+            valid_from = datetime.combine(constraint.start_date, datetime.min.time(), tzinfo=UTC)
+        elif isinstance(constraint, gp_types.TimeOfDateConstraint):
+            start, end = _minutes(constraint.start_time), _minutes(constraint.end_time)
+        for tier, threshold in enumerate(_thresholds(prices)):
+            row: dict[str, Any] = {
+                "provider": provider,
+                "model": model,
+                "rank": position * 100 + tier,
+                "source": "catalog",
+                "price_ref": info.id,
+                "valid_from": valid_from,
+                "daily_start_min": start,
+                "daily_end_min": end,
+                "above_input_tokens": threshold,
+            }
+            for unit in _UNITS:
+                row[unit] = _price_at(getattr(prices, unit, None), threshold)
+            rows.append(row)
+    return rows
+
+
+def _thresholds(prices: gp_types.ModelPrice) -> list[int | None]:
+    starts = sorted(
+        {
+            tier.start
+            for unit in _UNITS
+            if isinstance(value := getattr(prices, unit, None), gp_types.TieredPrices)
+            for tier in value.tiers
+        }
+    )
+    return [None, *starts]
+
+
+def _price_at(value: Decimal | gp_types.TieredPrices | None, threshold: int | None) -> float | None:
+    """The per-MTok price of a unit for requests above ``threshold`` input tokens."""
+    if value is None:
+        return None
+    if isinstance(value, gp_types.TieredPrices):
+        applicable = value.base
+        for tier in value.tiers:
+            if threshold is not None and tier.start <= threshold:
+                applicable = tier.price
+        return float(applicable)
+    return float(value)
+
+
+def _minutes(moment: Any) -> int:
+    utc = datetime.combine(date(1970, 1, 1), moment)
+    if utc.tzinfo is not None:
+        utc = utc.astimezone(UTC)
+    return utc.hour * 60 + utc.minute
+
+
+def load_price_file(path: Path) -> pl.DataFrame:
+    """User prices from TOML (``[[price]]`` tables) or CSV, as override rows.
+
+    Each entry: ``provider`` and ``model`` as the gateway logs them, ``input`` and
+    ``output`` (USD per million tokens, required), optional ``cache_read``,
+    ``cache_write`` and ``valid_from`` (ISO date or time, UTC). Errors name the
+    file, the entry and the key.
+    """
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open(newline="", encoding="utf-8") as handle:
+                entries: Sequence[dict[str, Any]] = list(csv.DictReader(handle))
+        else:
+            with path.open("rb") as handle:
+                document = tomllib.load(handle)
+            entries = document.get("price", [])
+            if not isinstance(entries, list):
+                raise PriceFileError(
+                    f"{path}: `price` must be an array of tables ([[price]])", path=str(path)
+                )
+    except OSError as err:
+        raise PriceFileError(
+            f"cannot read price file {path}: {err.strerror}", path=str(path)
+        ) from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, csv.Error) as err:
+        raise PriceFileError(f"price file {path} is not valid: {err}", path=str(path)) from err
+    rows = [_override_row(path, index, entry) for index, entry in enumerate(entries, start=1)]
+    return pl.DataFrame(rows, schema=PRICE_SCHEMA, orient="row") if rows else _empty()
+
+
+def _override_row(path: Path, index: int, entry: dict[str, Any]) -> dict[str, Any]:
+    where = f"{path} entry {index}"
+    for key in ("provider", "model"):
+        if not str(entry.get(key) or "").strip():
+            raise PriceFileError(f"{where}: `{key}` is missing", path=str(path))
+    row: dict[str, Any] = {
+        "provider": str(entry["provider"]).strip(),
+        "model": str(entry["model"]).strip(),
+        "source": "override",
+        "price_ref": f"{path.name}:{index}",
+        "daily_start_min": None,
+        "daily_end_min": None,
+        "above_input_tokens": None,
+    }
+    for key, unit, required in (
+        ("input", "input_mtok", True),
+        ("output", "output_mtok", True),
+        ("cache_read", "cache_read_mtok", False),
+        ("cache_write", "cache_write_mtok", False),
+    ):
+        row[unit] = _usd(entry.get(key), where, key, required=required)
+    row["valid_from"] = _valid_from(entry.get("valid_from"), where)
+    # Later valid_from wins among overrides of one model, then later entries.
+    stamp = row["valid_from"].timestamp() if row["valid_from"] else 0
+    row["rank"] = OVERRIDE_RANK + int(stamp) * 1000 + index
+    return row
+
+
+def _usd(value: Any, where: str, key: str, *, required: bool) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise PriceFileError(
+                f"{where}: `{key}` is missing (USD per million tokens)", path=where
+            )
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise PriceFileError(f"{where}: `{key}` is not a number: {value!r}", path=where) from None
+    if number < 0:
+        raise PriceFileError(f"{where}: `{key}` is negative: {value!r}", path=where)
+    return number
+
+
+def _valid_from(value: Any, where: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, datetime.min.time(), tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise PriceFileError(
+            f"{where}: `valid_from` is not a date: {value!r}", path=where
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _empty() -> pl.DataFrame:
+    return pl.DataFrame(schema=PRICE_SCHEMA)

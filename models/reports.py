@@ -1,0 +1,111 @@
+"""Spend reports from the hourly rollups: attribution by any dimensions and grain.
+
+Pure functions over rollup frames (``read_rollup`` is the only SQL) so that the
+CLI, alerts and dashboards share one computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+import duckdb
+import polars as pl
+
+from models.rollups import ROLLUP_TABLE
+
+__all__ = ["GRAINS", "OTHER", "REPORT_MEASURES", "read_rollup", "spend_by"]
+
+GRAINS: Final = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
+OTHER: Final = "other"
+REPORT_MEASURES: Final = (
+    "requests",
+    "errors",
+    "cached_requests",
+    "tokens_in",
+    "tokens_out",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "saved_usd",
+    "unknown_cost_requests",
+)
+
+
+def read_rollup(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pl.LazyFrame:
+    """Rollup rows with ``since <= hour < until`` (UTC), as a LazyFrame."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [ROLLUP_TABLE]
+    ).fetchone()
+    if not exists or not exists[0]:
+        return pl.LazyFrame()
+    where, params = ["TRUE"], {}
+    if since is not None:
+        where.append("hour >= $since")
+        params["since"] = since
+    if until is not None:
+        where.append("hour < $until")
+        params["until"] = until
+    table = con.execute(
+        f"SELECT * FROM {ROLLUP_TABLE} WHERE {' AND '.join(where)}", params
+    ).fetch_arrow_table()
+    return (
+        pl.DataFrame(pl.from_arrow(table))
+        .lazy()
+        .with_columns(pl.col("hour").dt.convert_time_zone("UTC"))
+    )
+
+
+def spend_by(
+    rollup: pl.LazyFrame,
+    dimensions: Sequence[str],
+    *,
+    grain: str | None = None,
+    top: int | None = None,
+    filters: dict[str, str] | None = None,
+) -> pl.DataFrame:
+    """Sum the measures by ``dimensions`` (and ``period`` at ``grain``), biggest cost first.
+
+    ``filters`` keeps rows whose dimension equals the value. With ``top``, the
+    ``top`` dimension combinations by total cost are kept and the rest summed into
+    one row whose dimension values are ``"other"`` (per period).
+    """
+    frame = rollup
+    for name, value in (filters or {}).items():
+        frame = frame.filter(pl.col(name) == value)
+    keys = list(dimensions)
+    if top is not None and keys:
+        ranking = (
+            frame.group_by(keys)
+            .agg(pl.col("cost_usd").sum())
+            .sort(["cost_usd", *keys], descending=[True, *([False] * len(keys))], nulls_last=True)
+            .head(top)
+            .with_columns(pl.lit(True).alias("_top"))
+        )
+        frame = frame.join(ranking.drop("cost_usd"), on=keys, how="left", nulls_equal=True)
+        frame = frame.with_columns(
+            *(
+                pl.when(pl.col("_top"))
+                .then(pl.col(key).cast(pl.String))
+                .otherwise(pl.lit(OTHER))
+                .alias(key)
+                for key in keys
+            )
+        ).drop("_top")
+    group = list(keys)
+    if grain is not None:
+        frame = frame.with_columns(pl.col("hour").dt.truncate(GRAINS[grain]).alias("period"))
+        group = ["period", *keys]
+    result = frame.group_by(group).agg(pl.col(name).sum() for name in REPORT_MEASURES)
+    order = ["period"] if grain is not None else []
+    return result.sort(
+        [*order, "cost_usd", *keys],
+        descending=[*([False] * len(order)), True, *([False] * len(keys))],
+        nulls_last=True,
+    ).collect()

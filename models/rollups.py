@@ -1,0 +1,148 @@
+"""Hourly rollups: small tables that reports, alerts and dashboards read.
+
+``rollup_hourly`` has one row per hour x dimensions (built-in and named metadata
+ones) x ``cost_source``, with counts, token sums and USD sums. It is derived data:
+``refresh_rollups`` rebuilds only the hours touched by rows ingested since the
+last refresh (late records for old hours included), and rebuilds everything when
+the dimensions or the price file change. State lives in ``rollup_state``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import polars as pl
+
+from ingest.warehouse import Warehouse
+from models.config import ModelsSettings
+from models.cost import with_cost
+from models.frames import read_requests
+from models.pricing import load_price_file, price_table
+
+__all__ = ["MEASURES", "ROLLUP_TABLE", "RefreshResult", "hourly_rollup", "refresh_rollups"]
+
+ROLLUP_TABLE: Final = "rollup_hourly"
+MEASURES: Final = (
+    "requests",
+    "errors",
+    "cached_requests",
+    "rate_limited_requests",
+    "unknown_cost_requests",
+    "tokens_in",
+    "tokens_out",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "cost_logged",
+    "saved_usd",
+    "duration_ms_sum",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What a refresh did: ``full`` rebuild or the number of hours recomputed."""
+
+    full: bool
+    hours: int
+    rows: int
+
+
+def costed_requests(
+    warehouse: Warehouse, settings: ModelsSettings, *, hours: list[datetime] | None = None
+) -> pl.LazyFrame:
+    """Requests (all, or those in ``hours``) with their cost columns."""
+    requests = read_requests(warehouse.con, settings, hours=hours)
+    pairs = requests.select("provider", "model").unique().drop_nulls().collect().rows()
+    overrides = load_price_file(settings.prices) if settings.prices is not None else None
+    return with_cost(requests, price_table(pairs, overrides))
+
+
+def hourly_rollup(costed: pl.LazyFrame, dimensions: Sequence[str]) -> pl.LazyFrame:
+    """Sum a costed request frame by hour, ``dimensions`` and ``cost_source``."""
+    status = pl.col("status_code").fill_null(200)
+    return costed.group_by(
+        pl.col("ts").dt.truncate("1h").alias("hour"), *dimensions, "cost_source"
+    ).agg(
+        pl.len().cast(pl.Int64).alias("requests"),
+        (status >= 400).sum().cast(pl.Int64).alias("errors"),
+        pl.col("cached").fill_null(False).sum().cast(pl.Int64).alias("cached_requests"),
+        pl.col("rate_limited").fill_null(False).sum().cast(pl.Int64).alias("rate_limited_requests"),
+        (pl.col("cost_source") == "unknown").sum().cast(pl.Int64).alias("unknown_cost_requests"),
+        *(
+            pl.col(name).sum().cast(pl.Int64)
+            for name in ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
+        ),
+        pl.col("cost_usd").sum(),
+        pl.col("cost_logged").sum(),
+        pl.col("saved_usd").sum(),
+        pl.col("duration_ms").sum().alias("duration_ms_sum"),
+    )
+
+
+def refresh_rollups(
+    warehouse: Warehouse, settings: ModelsSettings, *, full: bool = False
+) -> RefreshResult:
+    """Bring ``rollup_hourly`` up to date with ``requests``, in one transaction."""
+    con = warehouse.con
+    with warehouse.errors():
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS rollup_state (name VARCHAR PRIMARY KEY, "
+            "fingerprint VARCHAR NOT NULL, watermark TIMESTAMPTZ, refreshed_at TIMESTAMPTZ)"
+        )
+        state = con.execute(
+            "SELECT fingerprint, watermark FROM rollup_state WHERE name = ?", [ROLLUP_TABLE]
+        ).fetchone()
+        newest = con.execute("SELECT max(ingested_at) FROM requests").fetchone()
+        watermark = newest[0] if newest else None
+        fingerprint = settings.fingerprint()
+        rebuild = full or state is None or state[0] != fingerprint or state[1] is None
+        hours: list[datetime] = []
+        if state is not None and not rebuild:
+            if watermark is None or watermark <= state[1]:
+                return RefreshResult(full=False, hours=0, rows=0)
+            hours = _touched_hours(warehouse, since=state[1])
+        rollup = hourly_rollup(
+            costed_requests(warehouse, settings, hours=None if rebuild else hours),
+            settings.all_dimensions,
+        ).collect()
+        con.register("_aigw_rollup", rollup.to_arrow())
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if rebuild:
+                con.execute(f"DROP TABLE IF EXISTS {ROLLUP_TABLE}")
+                con.execute(
+                    f"CREATE TABLE {ROLLUP_TABLE} AS SELECT * FROM _aigw_rollup ORDER BY hour"
+                )
+            else:
+                con.execute(
+                    f"DELETE FROM {ROLLUP_TABLE} WHERE hour IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+                    [hours],
+                )
+                con.execute(f"INSERT INTO {ROLLUP_TABLE} BY NAME SELECT * FROM _aigw_rollup")
+            con.execute(
+                "INSERT OR REPLACE INTO rollup_state VALUES (?, ?, ?, now())",
+                [ROLLUP_TABLE, fingerprint, watermark],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("_aigw_rollup")
+    return RefreshResult(full=rebuild, hours=len(hours), rows=rollup.height)
+
+
+def _touched_hours(warehouse: Warehouse, *, since: datetime) -> list[datetime]:
+    """Hours holding rows ingested after ``since`` (late records for old hours too).
+
+    ``ingested_at`` grows with insertion order, so zone maps keep this scan to the
+    newest row groups.
+    """
+    rows = warehouse.con.execute(
+        "SELECT DISTINCT date_trunc('hour', ts) FROM requests WHERE ingested_at > ?", [since]
+    ).fetchall()
+    return sorted(row[0] for row in rows)
