@@ -1,4 +1,34 @@
-"""FinOps models over the warehouse (pricing, attribution, cache, anomalies, forecast).
+"""FinOps models over the warehouse: pricing, cost, rollups, attribution reports.
 
-Not built yet: see the models issue. Nothing here is used by ingest.
+Pure Polars functions over frames read from DuckDB through Arrow; ``service``
+holds the entry points that open the warehouse.
 """
+
+from models.config import ModelsSettings, load_models_settings
+from models.cost import COST_COLUMNS, with_cost
+from models.errors import ModelsError, PriceFileError
+from models.pricing import CATALOG_PROVIDERS, load_price_file, price_table
+from models.reports import GRAINS, read_rollup, spend_by
+from models.rollups import RefreshResult, hourly_rollup, refresh_rollups
+from models.service import SpendReport, cost_report, refresh
+
+__all__ = [
+    "CATALOG_PROVIDERS",
+    "COST_COLUMNS",
+    "GRAINS",
+    "ModelsError",
+    "ModelsSettings",
+    "PriceFileError",
+    "RefreshResult",
+    "SpendReport",
+    "cost_report",
+    "hourly_rollup",
+    "load_models_settings",
+    "load_price_file",
+    "price_table",
+    "read_rollup",
+    "refresh",
+    "refresh_rollups",
+    "spend_by",
+    "with_cost",
+]

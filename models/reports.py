@@ -103,9 +103,18 @@ def spend_by(
         frame = frame.with_columns(pl.col("hour").dt.truncate(GRAINS[grain]).alias("period"))
         group = ["period", *keys]
     result = frame.group_by(group).agg(pl.col(name).sum() for name in REPORT_MEASURES)
+    # Biggest cost first within each period; the "other" row of a top-N last.
+    is_other = pl.lit(False)
+    if top is not None and keys:
+        is_other = pl.all_horizontal(pl.col(key) == OTHER for key in keys).fill_null(False)
     order = ["period"] if grain is not None else []
-    return result.sort(
-        [*order, "cost_usd", *keys],
-        descending=[*([False] * len(order)), True, *([False] * len(keys))],
-        nulls_last=True,
-    ).collect()
+    return (
+        result.with_columns(is_other.alias("_other"))
+        .sort(
+            [*order, "_other", "cost_usd", *keys],
+            descending=[*([False] * len(order)), False, True, *([False] * len(keys))],
+            nulls_last=True,
+        )
+        .drop("_other")
+        .collect()
+    )

@@ -1,0 +1,145 @@
+"""What every ``aigw`` command shares: consoles, options, error mapping, output formats.
+
+Exit codes: 0 success, 1 the run finished but some objects failed, 2 the command
+could not run (bad option or config, unreachable source, locked warehouse, bad SQL).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ingest import AigwError, ConfigError
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_PARTIAL",
+    "ConfigOption",
+    "DbOption",
+    "FormatOption",
+    "VerboseOption",
+    "err",
+    "out",
+    "parse_time",
+    "user_errors",
+    "write_rows",
+]
+
+EXIT_PARTIAL: Final = 1
+EXIT_ERROR: Final = 2
+FORMATS: Final = ("table", "csv", "json")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+DbOption = Annotated[
+    Path,
+    typer.Option("--db", envvar="AIGW_DB", help="Warehouse file (DuckDB).", show_default=True),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="AIGW_CONFIG",
+        help="aigw.toml with [models] settings (default: ./aigw.toml when present).",
+    ),
+]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="table, csv or json.", case_sensitive=False)
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show details of errors.")]
+
+
+@contextmanager
+def user_errors(verbose: bool) -> Iterator[None]:
+    """Turn errors into one line on stderr and exit code 2; details only when verbose."""
+    try:
+        yield
+    except AigwError as error:
+        err.print(f"error: {error}", markup=False)
+        if verbose and error.detail:
+            err.print(error.detail, markup=False)
+        raise typer.Exit(EXIT_ERROR) from error
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # the last line of defence: never a bare traceback
+        err.print(f"error: unexpected {type(error).__name__}: {error}", markup=False)
+        if verbose:
+            err.print(traceback.format_exc(), markup=False)
+        else:
+            err.print("rerun with --verbose for details", markup=False)
+        raise typer.Exit(EXIT_ERROR) from error
+
+
+def check_format(output_format: str) -> str:
+    """The format in lower case, or a one-line error and exit 2."""
+    lowered = output_format.lower()
+    if lowered not in FORMATS:
+        err.print(
+            f"error: unknown --format {output_format!r}; use table, csv or json", markup=False
+        )
+        raise typer.Exit(EXIT_ERROR)
+    return lowered
+
+
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO date or date-time (UTC unless it has an offset); ConfigError otherwise."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"{option} {value!r} is not a date (use YYYY-MM-DD or ISO 8601)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def write_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str) -> None:
+    """Print rows as a table (full width when piped), CSV, or a JSON array of objects."""
+    if output_format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_plain(value) for value in row] for row in rows)
+    elif output_format == "json":
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        sys.stdout.write(orjson.dumps(records, default=str).decode() + "\n")
+    else:
+        table = Table(show_lines=False)
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(_cell(value) for value in row))
+        # Piped output is not cut to 80 columns: the table takes the width it needs.
+        console = out if out.is_terminal else Console(width=4096, highlight=False)
+        console.print(table)
+
+
+def _plain(value: Any) -> Any:
+    """Dates as ISO strings; everything else as it is."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _cell(value: Any) -> str:
+    """A table cell: empty for null, floats to 6 decimals without trailing zeros."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
+    return str(_plain(value))

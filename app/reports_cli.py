@@ -1,0 +1,105 @@
+"""``aigw report …`` and ``aigw export …``: spend reports and exports from the rollups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+
+from app.console import (
+    ConfigOption,
+    DbOption,
+    FormatOption,
+    VerboseOption,
+    check_format,
+    err,
+    parse_time,
+    user_errors,
+    write_rows,
+)
+from ingest import DEFAULT_DB_PATH, ConfigError
+from models import ModelsSettings, cost_report, load_models_settings
+
+__all__ = ["export_app", "report_app", "resolve_settings"]
+
+DEFAULT_CONFIG: Final = Path("aigw.toml")
+
+report_app = typer.Typer(help="Spend, cache, anomaly and forecast reports.", no_args_is_help=True)
+export_app = typer.Typer(help="Exports (FinOps FOCUS).", no_args_is_help=True)
+
+SinceOption = Annotated[
+    str | None, typer.Option("--since", help="From this date or time (UTC), inclusive.")
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", help="Until this date or time (UTC), exclusive.")
+]
+
+
+def resolve_settings(config: Path | None) -> ModelsSettings:
+    """Models settings from --config / AIGW_CONFIG, else ./aigw.toml if present, else defaults."""
+    if config is None and DEFAULT_CONFIG.exists():
+        config = DEFAULT_CONFIG
+    return load_models_settings(config)
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _filters(values: list[str] | None) -> dict[str, str]:
+    filters = {}
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--where {item!r} must be dimension=value")
+        filters[name.strip()] = value
+    return filters
+
+
+@report_app.command("cost")
+def report_cost(
+    by: Annotated[
+        str, typer.Option(help="Dimensions, comma-separated (e.g. model,team).")
+    ] = "provider,model",
+    grain: Annotated[str | None, typer.Option(help="hour, day, week or month.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    top: Annotated[
+        int | None, typer.Option(help="Keep the N biggest, sum the rest as 'other'.")
+    ] = None,
+    where: Annotated[
+        list[str] | None, typer.Option(help="Filter dimension=value (repeatable).")
+    ] = None,
+    db: DbOption = DEFAULT_DB_PATH,
+    config: ConfigOption = None,
+    output_format: FormatOption = "table",
+    verbose: VerboseOption = False,
+) -> None:
+    """Cost, requests, tokens and savings by any dimensions and time grain."""
+    chosen = check_format(output_format)
+    with user_errors(verbose):
+        report = cost_report(
+            db,
+            resolve_settings(config),
+            by=_split(by),
+            grain=grain,
+            since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"),
+            top=top,
+            filters=_filters(where),
+        )
+    if report.stale:
+        err.print(
+            "warning: rollups are behind the warehouse or the settings; run `aigw rollup`",
+            markup=False,
+        )
+    if report.unpriced:
+        total = sum(count for _, _, count in report.unpriced)
+        models = ", ".join(f"{provider}/{model}" for provider, model, _ in report.unpriced[:5])
+        err.print(
+            f"warning: {total:,} requests have no price and are not in cost_usd ({models}); "
+            "add them to the price file",
+            markup=False,
+        )
+    write_rows(report.table.columns, report.table.rows(), chosen)

@@ -1,0 +1,92 @@
+"""Entry points the CLI (and later alerts and dashboards) call: settings in, results out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from ingest.errors import ConfigError
+from ingest.warehouse import open_warehouse
+from models.config import ModelsSettings
+from models.reports import GRAINS, read_rollup, spend_by
+from models.rollups import ROLLUP_TABLE, RefreshResult, refresh_rollups
+
+__all__ = ["SpendReport", "cost_report", "refresh"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpendReport:
+    """A spend table, the models without a price, and whether the rollups lag behind."""
+
+    table: pl.DataFrame
+    unpriced: list[tuple[str, str, int]]  # (provider, model, requests) with unknown cost
+    stale: bool
+
+
+def refresh(db_path: Path, settings: ModelsSettings, *, full: bool = False) -> RefreshResult:
+    """Bring the rollups of the warehouse at ``db_path`` up to date."""
+    with open_warehouse(db_path) as warehouse:
+        return refresh_rollups(warehouse, settings, full=full)
+
+
+def cost_report(
+    db_path: Path,
+    settings: ModelsSettings,
+    *,
+    by: Sequence[str],
+    grain: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    top: int | None = None,
+    filters: dict[str, str] | None = None,
+) -> SpendReport:
+    """Spend by ``by`` (any dimensions) and ``grain`` from the rollups, read-only."""
+    known = set(settings.all_dimensions)
+    for name in [*by, *(filters or {})]:
+        if name not in known:
+            raise ConfigError(
+                f"unknown dimension {name!r}; use one of {', '.join(settings.all_dimensions)}"
+            )
+    if grain is not None and grain not in GRAINS:
+        raise ConfigError(f"unknown grain {grain!r}; use one of {', '.join(GRAINS)}")
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        rollup = read_rollup(warehouse.con, since=since, until=until)
+        stale = _stale(warehouse.con, settings)
+        if not rollup.collect_schema().names():
+            empty = pl.DataFrame()
+            return SpendReport(empty, [], stale=True)
+        unpriced = (
+            rollup.filter(pl.col("unknown_cost_requests") > 0)
+            .group_by("provider", "model")
+            .agg(pl.col("unknown_cost_requests").sum())
+            .sort("unknown_cost_requests", descending=True)
+            .collect()
+            .rows()
+        )
+        table = spend_by(rollup, by, grain=grain, top=top, filters=filters)
+    return SpendReport(table, unpriced, stale)
+
+
+def _stale(con: duckdb.DuckDBPyConnection, settings: ModelsSettings) -> bool:
+    """Whether rows or settings changed since the last rollup refresh."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'rollup_state'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return True
+    row = con.execute(
+        "SELECT fingerprint, watermark, (SELECT max(ingested_at) FROM requests) "
+        "FROM rollup_state WHERE name = ?",
+        [ROLLUP_TABLE],
+    ).fetchone()
+    if row is None:
+        return True
+    fingerprint, watermark, newest = row
+    return bool(
+        fingerprint != settings.fingerprint() or (newest is not None and newest != watermark)
+    )
