@@ -22,13 +22,18 @@ $(BIN)/.installed-dev: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/.installed $@
 
-demo: $(BIN)/.installed ## Ingest sample_data/ into ./data/aigw.duckdb and print spend by provider and model
+demo: $(BIN)/.installed ## Ingest sample_data/ into ./data/aigw.duckdb and print spend reports
 	@echo "== aigw ingest sample_data/logs --db $(DB)"
 	@$(BIN)/aigw ingest sample_data/logs --db $(DB)
-	@echo "== spend by provider and model (aigw sql)"
-	@$(BIN)/aigw sql --db $(DB) "SELECT provider, model, count(*) AS requests, \
-	    sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out, \
-	    round(sum(cost), 4) AS cost_usd FROM requests GROUP BY ALL ORDER BY cost_usd DESC NULLS LAST"
+	@echo "== effective spend by provider and model (aigw report cost)"
+	@$(BIN)/aigw report cost --db $(DB) --by provider,model
+	@echo "== top 3 teams (aigw report cost --by team --top 3)"
+	@$(BIN)/aigw report cost --db $(DB) --by team --top 3
+	@echo "== logged vs recomputed cost (aigw report reconcile)"
+	@$(BIN)/aigw report reconcile --db $(DB)
+	@echo "== what ingest kept aside (aigw sql)"
+	@$(BIN)/aigw sql --db $(DB) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
+	    sum(rows_duplicate) AS duplicates, sum(rows_rejected) AS rejected FROM ingest_files GROUP BY ALL"
 
 test: lint typecheck pytest ## Lint, type-check and run the whole test suite
 

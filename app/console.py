@@ -141,5 +141,6 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
+        text = f"{value:.6f}".rstrip("0").rstrip(".")
+        return "0" if text in {"", "-0"} else text
     return str(_plain(value))

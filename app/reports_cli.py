@@ -19,7 +19,7 @@ from app.console import (
     write_rows,
 )
 from ingest import DEFAULT_DB_PATH, ConfigError
-from models import ModelsSettings, cost_report, load_models_settings
+from models import ModelsSettings, cost_report, load_models_settings, reconcile_report
 
 __all__ = ["export_app", "report_app", "resolve_settings"]
 
@@ -103,3 +103,20 @@ def report_cost(
             markup=False,
         )
     write_rows(report.table.columns, report.table.rows(), chosen)
+
+
+@report_app.command("reconcile")
+def report_reconcile(
+    since: SinceOption = None,
+    until: UntilOption = None,
+    db: DbOption = DEFAULT_DB_PATH,
+    output_format: FormatOption = "table",
+    verbose: VerboseOption = False,
+) -> None:
+    """Drift between the gateway's logged cost and aigw's recomputed cost, per model."""
+    chosen = check_format(output_format)
+    with user_errors(verbose):
+        table = reconcile_report(
+            db, since=parse_time(since, "--since"), until=parse_time(until, "--until")
+        )
+    write_rows(table.columns, table.rows(), chosen)

@@ -8,9 +8,9 @@ from models.config import ModelsSettings, load_models_settings
 from models.cost import COST_COLUMNS, with_cost
 from models.errors import ModelsError, PriceFileError
 from models.pricing import CATALOG_PROVIDERS, load_price_file, price_table
-from models.reports import GRAINS, read_rollup, spend_by
+from models.reports import GRAINS, read_rollup, reconciliation, spend_by
 from models.rollups import RefreshResult, hourly_rollup, refresh_rollups
-from models.service import SpendReport, cost_report, refresh
+from models.service import SpendReport, cost_report, reconcile_report, refresh
 
 __all__ = [
     "CATALOG_PROVIDERS",
@@ -27,6 +27,8 @@ __all__ = [
     "load_price_file",
     "price_table",
     "read_rollup",
+    "reconcile_report",
+    "reconciliation",
     "refresh",
     "refresh_rollups",
     "spend_by",

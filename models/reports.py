@@ -15,7 +15,7 @@ import polars as pl
 
 from models.rollups import ROLLUP_TABLE
 
-__all__ = ["GRAINS", "OTHER", "REPORT_MEASURES", "read_rollup", "spend_by"]
+__all__ = ["GRAINS", "OTHER", "REPORT_MEASURES", "read_rollup", "reconciliation", "spend_by"]
 
 GRAINS: Final = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
 OTHER: Final = "other"
@@ -116,5 +116,32 @@ def spend_by(
             nulls_last=True,
         )
         .drop("_other")
+        .collect()
+    )
+
+
+def reconciliation(rollup: pl.LazyFrame) -> pl.DataFrame:
+    """Drift between what the gateway logged and what aigw recomputed, per provider and model.
+
+    Only requests recomputed from a price (``cost_source`` catalog or override) are
+    compared; ``drift_usd = cost_usd - cost_logged`` (positive: the gateway logged
+    too little), ``drift_pct`` relative to the logged cost (null when it is 0).
+    """
+    compared = rollup.filter(pl.col("cost_source").is_in(["catalog", "override"]))
+    return (
+        compared.group_by("provider", "model")
+        .agg(
+            pl.col("requests").sum(),
+            pl.col("cost_logged").sum(),
+            pl.col("cost_usd").sum(),
+        )
+        .with_columns((pl.col("cost_usd") - pl.col("cost_logged")).alias("drift_usd"))
+        .with_columns(
+            pl.when(pl.col("cost_logged") != 0)
+            .then(pl.col("drift_usd") / pl.col("cost_logged") * 100)
+            .otherwise(None)
+            .alias("drift_pct")
+        )
+        .sort(pl.col("drift_usd").abs(), "provider", "model", descending=[True, False, False])
         .collect()
     )

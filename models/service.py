@@ -13,10 +13,10 @@ import polars as pl
 from ingest.errors import ConfigError
 from ingest.warehouse import open_warehouse
 from models.config import ModelsSettings
-from models.reports import GRAINS, read_rollup, spend_by
+from models.reports import GRAINS, read_rollup, reconciliation, spend_by
 from models.rollups import ROLLUP_TABLE, RefreshResult, refresh_rollups
 
-__all__ = ["SpendReport", "cost_report", "refresh"]
+__all__ = ["SpendReport", "cost_report", "reconcile_report", "refresh"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +90,17 @@ def _stale(con: duckdb.DuckDBPyConnection, settings: ModelsSettings) -> bool:
     return bool(
         fingerprint != settings.fingerprint() or (newest is not None and newest != watermark)
     )
+
+
+def reconcile_report(
+    db_path: Path,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pl.DataFrame:
+    """Logged versus recomputed cost per provider and model, from the rollups (read-only)."""
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        rollup = read_rollup(warehouse.con, since=since, until=until)
+        if not rollup.collect_schema().names():
+            return pl.DataFrame()
+        return reconciliation(rollup)
