@@ -91,6 +91,6 @@ def read_requests(
         f"{', ' + _REQUEST_HASH if with_request_hash else ''} "
         f"FROM requests WHERE {' AND '.join(where)}"
     )
-    table = con.execute(sql, params).fetch_arrow_table()
+    table = con.execute(sql, params).to_arrow_table()
     frame = pl.DataFrame(pl.from_arrow(table))
     return frame.lazy().with_columns(pl.col("ts").dt.convert_time_zone("UTC"))

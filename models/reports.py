@@ -13,7 +13,7 @@ from typing import Final
 import duckdb
 import polars as pl
 
-from models.rollups import ROLLUP_TABLE
+from models.rollups import DAILY_TABLE, ROLLUP_TABLE
 
 __all__ = ["GRAINS", "OTHER", "REPORT_MEASURES", "read_rollup", "reconciliation", "spend_by"]
 
@@ -38,10 +38,17 @@ def read_rollup(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
+    daily: bool = False,
 ) -> pl.LazyFrame:
-    """Rollup rows with ``since <= hour < until`` (UTC), as a LazyFrame."""
+    """Rollup rows with ``since <= hour < until`` (UTC), as a LazyFrame.
+
+    ``daily`` reads the day-grain table instead (``hour`` is then the day's start):
+    right for day, week and month grains with day-aligned bounds. Empty (no
+    columns) when the rollups were never built.
+    """
+    table_name = DAILY_TABLE if daily else ROLLUP_TABLE
     exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [ROLLUP_TABLE]
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table_name]
     ).fetchone()
     if not exists or not exists[0]:
         return pl.LazyFrame()
@@ -53,8 +60,8 @@ def read_rollup(
         where.append("hour < $until")
         params["until"] = until
     table = con.execute(
-        f"SELECT * FROM {ROLLUP_TABLE} WHERE {' AND '.join(where)}", params
-    ).fetch_arrow_table()
+        f"SELECT * FROM {table_name} WHERE {' AND '.join(where)}", params
+    ).to_arrow_table()
     return (
         pl.DataFrame(pl.from_arrow(table))
         .lazy()

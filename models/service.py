@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -55,7 +55,8 @@ def cost_report(
     if grain is not None and grain not in GRAINS:
         raise ConfigError(f"unknown grain {grain!r}; use one of {', '.join(GRAINS)}")
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        rollup = read_rollup(warehouse.con, since=since, until=until)
+        daily = grain != "hour" and all(_midnight(bound) for bound in (since, until))
+        rollup = read_rollup(warehouse.con, since=since, until=until, daily=daily)
         stale = _stale(warehouse.con, settings)
         if not rollup.collect_schema().names():
             empty = pl.DataFrame()
@@ -70,6 +71,14 @@ def cost_report(
         )
         table = spend_by(rollup, by, grain=grain, top=top, filters=filters)
     return SpendReport(table, unpriced, stale)
+
+
+def _midnight(bound: datetime | None) -> bool:
+    """Whether a report bound falls on a UTC day boundary (or is open)."""
+    if bound is None:
+        return True
+    utc = bound.astimezone(UTC)
+    return (utc.hour, utc.minute, utc.second, utc.microsecond) == (0, 0, 0, 0)
 
 
 def _stale(con: duckdb.DuckDBPyConnection, settings: ModelsSettings) -> bool:

@@ -1,0 +1,163 @@
+"""Models benchmark: rollups and reports over a large warehouse.
+
+    python bench/models.py [--requests 10000000] [--out bench/out]
+
+1. Builds a warehouse of N synthetic requests directly in SQL (30 days, 6 models,
+   4 teams, 200 users, 5 agents; about 1% unknown models), once (reused later).
+2. Times a full rollup rebuild (read through Arrow, cost join, hourly group-by).
+3. Adds 100,000 new rows (a fresh ``ingested_at``) and times the incremental refresh.
+4. Times each report on the rollups (what dashboards and alerts call).
+
+Prints seconds per step and the peak RSS. Not a test; the README records the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+# Run as `python bench/models.py`, this folder comes first on sys.path; the
+# packages live one level up.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).parent]
+
+from ingest import open_warehouse  # noqa: E402 - after the sys.path fix above
+from models import ModelsSettings, read_rollup, reconciliation, refresh_rollups, spend_by  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+_FILL = """
+INSERT INTO requests (log_id, ts, gateway, provider, model, requested_model, endpoint,
+    status_code, success, cached, rate_limited, duration_ms, tokens_in, tokens_out,
+    cache_read_tokens, cache_write_tokens, cost, step, metadata, log_format, source_file,
+    source_line, ingested_at)
+SELECT
+    'bench-' || $batch || '-' || i,
+    $start::TIMESTAMPTZ + to_microseconds(($offset + i) * $spacing_us),
+    CASE WHEN i % 3 = 0 THEN 'staging' ELSE 'prod' END,
+    models.provider, models.model, models.model,
+    CASE WHEN models.provider = 'anthropic' THEN 'v1/messages' ELSE 'chat/completions' END,
+    CASE WHEN i % 97 = 0 THEN 500 WHEN i % 101 = 0 THEN 429 ELSE 200 END,
+    i % 97 <> 0 AND i % 101 <> 0,
+    i % 9 = 0, i % 101 = 0,
+    200 + (i * 7919) % 3000,
+    100 + (i * 104729) % 4000, 20 + (i * 1299709) % 800,
+    CASE WHEN models.provider = 'anthropic' THEN (i * 31) % 2000 END, NULL,
+    ((100 + (i * 104729) % 4000) * 1.0 + (20 + (i * 1299709) % 800) * 4.0) / 1e6,
+    0,
+    json_object('team', 'team-' || (i % 4), 'user', 'user-' || (i % 200),
+                'agent', 'agent-' || (i % 5)),
+    'logpush', 'bench', i, $ingested
+FROM range($count) AS r(i)
+JOIN (VALUES (0, 'openai', 'gpt-4o-mini'), (1, 'openai', 'gpt-4o'),
+             (2, 'anthropic', 'claude-sonnet-4'), (3, 'anthropic', 'claude-3-5-haiku'),
+             (4, 'google-ai-studio', 'gemini-2.0-flash'), (5, 'custom', 'in-house-llm'))
+     AS models(k, provider, model)
+  ON models.k = CASE WHEN i % 100 = 0 THEN 5 ELSE i % 5 END
+"""
+
+
+def main() -> None:
+    """Run the benchmark and print its numbers."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=10_000_000)
+    parser.add_argument("--new", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    args = parser.parse_args()
+    base = args.out / f"models-{args.requests}.duckdb"
+    if not base.exists():
+        seconds = timed(lambda: build(base, args.requests))
+        print(f"built a warehouse of {args.requests:,} requests in {seconds:.0f} s")
+    db = args.out / "models-run.duckdb"
+    shutil.copy(base, db)
+    settings = ModelsSettings()
+    spacing = 30 * 86_400 * 1_000_000 // args.requests
+    with open_warehouse(db) as warehouse:
+        full = timed(lambda: refresh_rollups(warehouse, settings, full=True))
+        print(f"full rollup rebuild: {full:.1f} s ({rollup_rows(warehouse.con):,} rollup rows)")
+        fill(warehouse.con, batch="new", offset=args.requests, count=args.new, spacing_us=spacing)
+        incremental = timed(lambda: refresh_rollups(warehouse, settings))
+        print(f"incremental refresh after {args.new:,} new rows: {incremental:.2f} s")
+        con = warehouse.con
+        reports: dict[str, Callable[[], Any]] = {
+            "read rollups (30 days)": lambda: read_rollup(con).collect(),
+            "spend by provider, model": lambda: spend_by(read_rollup(con), ["provider", "model"]),
+            "spend by team, day": lambda: spend_by(read_rollup(con), ["team"], grain="day"),
+            "top 10 users by week": lambda: spend_by(
+                read_rollup(con), ["user"], grain="week", top=10
+            ),
+            "spend by agent, hour (1 day)": lambda: spend_by(
+                read_rollup(
+                    con,
+                    since=datetime(2026, 10, 15, tzinfo=UTC),
+                    until=datetime(2026, 10, 16, tzinfo=UTC),
+                ),
+                ["agent"],
+                grain="hour",
+            ),
+            "reconciliation": lambda: reconciliation(read_rollup(con)),
+        }
+        for name, report in reports.items():
+            best = min(timed(report) for _ in range(3))
+            print(f"report {name}: {best * 1000:,.0f} ms")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak:,.0f} MB")
+    db.unlink()
+
+
+def build(path: Path, count: int) -> None:
+    """A warehouse of ``count`` synthetic requests over 30 days."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    with open_warehouse(path) as warehouse:
+        spacing = 30 * 86_400 * 1_000_000 // count
+        chunk = 2_000_000
+        for offset in range(0, count, chunk):
+            fill(
+                warehouse.con,
+                batch=str(offset),
+                offset=offset,
+                count=min(chunk, count - offset),
+                spacing_us=spacing,
+            )
+
+
+def fill(
+    con: duckdb.DuckDBPyConnection, *, batch: str, offset: int, count: int, spacing_us: int
+) -> None:
+    """Insert ``count`` requests after ``offset`` (in time order), ingested now."""
+    con.execute(
+        _FILL,
+        {
+            "batch": batch,
+            "start": START,
+            "offset": offset,
+            "spacing_us": spacing_us,
+            "count": count,
+            "ingested": datetime.now(tz=UTC),
+        },
+    )
+
+
+def rollup_rows(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT count(*) FROM rollup_hourly").fetchone()
+    return int(row[0]) if row else 0
+
+
+def timed(step: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    step()
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    main()
