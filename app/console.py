@@ -33,6 +33,7 @@ __all__ = [
     "out",
     "parse_time",
     "user_errors",
+    "write_json_document",
     "write_rows",
 ]
 
@@ -127,6 +128,11 @@ def write_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_for
         # Piped output is not cut to 80 columns: the table takes the width it needs.
         console = out if out.is_terminal else Console(width=4096, highlight=False)
         console.print(table)
+
+
+def write_json_document(document: Any) -> None:
+    """Print one JSON document (dates as ISO 8601)."""
+    sys.stdout.write(orjson.dumps(document, default=str).decode() + "\n")
 
 
 def _plain(value: Any) -> Any:

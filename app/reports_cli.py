@@ -14,12 +14,21 @@ from app.console import (
     VerboseOption,
     check_format,
     err,
+    out,
     parse_time,
     user_errors,
+    write_json_document,
     write_rows,
 )
 from ingest import DEFAULT_DB_PATH, ConfigError
-from models import ModelsSettings, cost_report, load_models_settings, reconcile_report
+from models import (
+    ModelsSettings,
+    cache_report,
+    cost_report,
+    export_focus,
+    load_models_settings,
+    reconcile_report,
+)
 
 __all__ = ["export_app", "report_app", "resolve_settings"]
 
@@ -120,3 +129,59 @@ def report_reconcile(
             db, since=parse_time(since, "--since"), until=parse_time(until, "--until")
         )
     write_rows(table.columns, table.rows(), chosen)
+
+
+@report_app.command("cache")
+def report_cache(
+    by: Annotated[str, typer.Option(help="Dimensions (default: the route).")] = "gateway,endpoint",
+    grain: Annotated[str | None, typer.Option(help="hour, day, week or month.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    candidates: Annotated[int, typer.Option(help="How many cache candidates to list.")] = 10,
+    db: DbOption = DEFAULT_DB_PATH,
+    config: ConfigOption = None,
+    output_format: FormatOption = "table",
+    verbose: VerboseOption = False,
+) -> None:
+    """Cache hit ratio (by requests and by would-be cost), savings, and cache candidates."""
+    chosen = check_format(output_format)
+    with user_errors(verbose):
+        report = cache_report(
+            db,
+            resolve_settings(config),
+            by=_split(by),
+            grain=grain,
+            since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"),
+            candidates=candidates,
+        )
+    if chosen == "json":
+        write_json_document(
+            {"summary": report.summary.to_dicts(), "candidates": report.candidates.to_dicts()}
+        )
+        return
+    write_rows(report.summary.columns, report.summary.rows(), chosen)
+    if chosen == "table":
+        out.print("cache candidates (identical requests served more than once):", markup=False)
+        write_rows(report.candidates.columns, report.candidates.rows(), chosen)
+
+
+@export_app.command("focus")
+def export_focus_command(
+    path: Annotated[Path, typer.Argument(help="OUT.parquet or OUT.csv")],
+    since: SinceOption = None,
+    until: UntilOption = None,
+    db: DbOption = DEFAULT_DB_PATH,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """FinOps FOCUS 1.2 rows: one per day x gateway x provider x model x key (or tenant)."""
+    with user_errors(verbose):
+        rows = export_focus(
+            db,
+            resolve_settings(config),
+            path,
+            since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"),
+        )
+    out.print(f"wrote {rows:,} FOCUS rows to {path}", markup=False)

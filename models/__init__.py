@@ -1,4 +1,4 @@
-"""FinOps models over the warehouse: pricing, cost, rollups, attribution reports.
+"""FinOps models over the warehouse: pricing, cost, rollups, reports, cache, FOCUS.
 
 Pure Polars functions over frames read from DuckDB through Arrow; ``service``
 holds the entry points that open the warehouse.
@@ -10,18 +10,29 @@ from models.errors import ModelsError, PriceFileError
 from models.pricing import CATALOG_PROVIDERS, load_price_file, price_table
 from models.reports import GRAINS, read_rollup, reconciliation, spend_by
 from models.rollups import RefreshResult, hourly_rollup, refresh_rollups
-from models.service import SpendReport, cost_report, reconcile_report, refresh
+from models.service import (
+    CacheReport,
+    SpendReport,
+    cache_report,
+    cost_report,
+    export_focus,
+    reconcile_report,
+    refresh,
+)
 
 __all__ = [
     "CATALOG_PROVIDERS",
     "COST_COLUMNS",
     "GRAINS",
+    "CacheReport",
     "ModelsError",
     "ModelsSettings",
     "PriceFileError",
     "RefreshResult",
     "SpendReport",
+    "cache_report",
     "cost_report",
+    "export_focus",
     "hourly_rollup",
     "load_models_settings",
     "load_price_file",

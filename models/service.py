@@ -12,11 +12,24 @@ import polars as pl
 
 from ingest.errors import ConfigError
 from ingest.warehouse import open_warehouse
+from models.cache import cache_candidates, cache_summary
 from models.config import ModelsSettings
+from models.cost import with_cost
+from models.focus import focus_rows, write_focus
+from models.frames import read_requests
+from models.pricing import load_price_file, price_table
 from models.reports import GRAINS, read_rollup, reconciliation, spend_by
 from models.rollups import ROLLUP_TABLE, RefreshResult, refresh_rollups
 
-__all__ = ["SpendReport", "cost_report", "reconcile_report", "refresh"]
+__all__ = [
+    "CacheReport",
+    "SpendReport",
+    "cache_report",
+    "cost_report",
+    "export_focus",
+    "reconcile_report",
+    "refresh",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +59,7 @@ def cost_report(
     filters: dict[str, str] | None = None,
 ) -> SpendReport:
     """Spend by ``by`` (any dimensions) and ``grain`` from the rollups, read-only."""
-    known = set(settings.all_dimensions)
-    for name in [*by, *(filters or {})]:
-        if name not in known:
-            raise ConfigError(
-                f"unknown dimension {name!r}; use one of {', '.join(settings.all_dimensions)}"
-            )
+    _check_dimensions(settings, [*by, *(filters or {})])
     if grain is not None and grain not in GRAINS:
         raise ConfigError(f"unknown grain {grain!r}; use one of {', '.join(GRAINS)}")
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
@@ -113,3 +121,68 @@ def reconcile_report(
         if not rollup.collect_schema().names():
             return pl.DataFrame()
         return reconciliation(rollup)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheReport:
+    """Cache hit ratios and savings, and the requests worth caching."""
+
+    summary: pl.DataFrame
+    candidates: pl.DataFrame
+
+
+def cache_report(
+    db_path: Path,
+    settings: ModelsSettings,
+    *,
+    by: Sequence[str],
+    grain: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    candidates: int = 10,
+) -> CacheReport:
+    """Hit ratio by requests and by would-be cost, savings, and the top ``candidates``.
+
+    Candidates come from raw requests in the window (identical request hashes
+    served by a provider more than once), so the window should be bounded on
+    large warehouses.
+    """
+    _check_dimensions(settings, by)
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        rollup = read_rollup(warehouse.con, since=since, until=until)
+        summary = cache_summary(rollup, by, grain)
+        requests = read_requests(
+            warehouse.con, settings, since=since, until=until, with_request_hash=True
+        )
+        pairs = requests.select("provider", "model").unique().drop_nulls().collect().rows()
+        overrides = load_price_file(settings.prices) if settings.prices is not None else None
+        repeated = cache_candidates(with_cost(requests, price_table(pairs, overrides)))
+    return CacheReport(summary, repeated.head(candidates))
+
+
+def export_focus(
+    db_path: Path,
+    settings: ModelsSettings,
+    out: Path,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> int:
+    """Write FOCUS 1.2 rows (Parquet or CSV by suffix) to ``out``; return the row count."""
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        daily = _midnight(since) and _midnight(until)
+        rows = focus_rows(
+            read_rollup(warehouse.con, since=since, until=until, daily=daily),
+            tenant=settings.tenant,
+        )
+    write_focus(rows, out)
+    return rows.height
+
+
+def _check_dimensions(settings: ModelsSettings, names: Sequence[str]) -> None:
+    known = set(settings.all_dimensions)
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"unknown dimension {name!r}; use one of {', '.join(settings.all_dimensions)}"
+            )
