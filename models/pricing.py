@@ -190,7 +190,8 @@ def load_price_file(path: Path) -> pl.DataFrame:
     """
     try:
         if path.suffix.lower() == ".csv":
-            with path.open(newline="", encoding="utf-8") as handle:
+            # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark.
+            with path.open(newline="", encoding="utf-8-sig") as handle:
                 entries: Sequence[dict[str, Any]] = list(csv.DictReader(handle))
         else:
             with path.open("rb") as handle:
@@ -206,6 +207,11 @@ def load_price_file(path: Path) -> pl.DataFrame:
         ) from err
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, csv.Error) as err:
         raise PriceFileError(f"price file {path} is not valid: {err}", path=str(path)) from err
+    for index, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise PriceFileError(
+                f"{path} entry {index}: expected a table ([[price]])", path=str(path)
+            )
     rows = [_override_row(path, index, entry) for index, entry in enumerate(entries, start=1)]
     return pl.DataFrame(rows, schema=PRICE_SCHEMA, orient="row") if rows else _empty()
 
@@ -230,31 +236,33 @@ def _override_row(path: Path, index: int, entry: dict[str, Any]) -> dict[str, An
         ("cache_read", "cache_read_mtok", False),
         ("cache_write", "cache_write_mtok", False),
     ):
-        row[unit] = _usd(entry.get(key), where, key, required=required)
-    row["valid_from"] = _valid_from(entry.get("valid_from"), where)
+        row[unit] = _usd(entry.get(key), path, where, key, required=required)
+    row["valid_from"] = _valid_from(entry.get("valid_from"), path, where)
     # Later valid_from wins among overrides of one model, then later entries.
     stamp = row["valid_from"].timestamp() if row["valid_from"] else 0
     row["rank"] = OVERRIDE_RANK + int(stamp) * 1000 + index
     return row
 
 
-def _usd(value: Any, where: str, key: str, *, required: bool) -> float | None:
+def _usd(value: Any, path: Path, where: str, key: str, *, required: bool) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise PriceFileError(
-                f"{where}: `{key}` is missing (USD per million tokens)", path=where
+                f"{where}: `{key}` is missing (USD per million tokens)", path=str(path)
             )
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise PriceFileError(f"{where}: `{key}` is not a number: {value!r}", path=where) from None
+        raise PriceFileError(
+            f"{where}: `{key}` is not a number: {value!r}", path=str(path)
+        ) from None
     if number < 0:
-        raise PriceFileError(f"{where}: `{key}` is negative: {value!r}", path=where)
+        raise PriceFileError(f"{where}: `{key}` is negative: {value!r}", path=str(path))
     return number
 
 
-def _valid_from(value: Any, where: str) -> datetime | None:
+def _valid_from(value: Any, path: Path, where: str) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -265,7 +273,7 @@ def _valid_from(value: Any, where: str) -> datetime | None:
         parsed = datetime.fromisoformat(str(value).strip())
     except ValueError:
         raise PriceFileError(
-            f"{where}: `valid_from` is not a date: {value!r}", path=where
+            f"{where}: `valid_from` is not a date: {value!r}", path=str(path)
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 

@@ -35,6 +35,7 @@ ROLLUP_TABLE: Final = "rollup_hourly"
 # The same sums by UTC day (its ``hour`` column holds the day's start): long-range
 # reports read about 24 times fewer rows.
 DAILY_TABLE: Final = "rollup_daily"
+_FLOAT_MEASURES: Final = frozenset({"cost_usd", "cost_logged", "saved_usd", "duration_ms_sum"})
 MEASURES: Final = (
     "requests",
     "errors",
@@ -205,7 +206,9 @@ def _refresh_daily(
 ) -> None:
     """Recompute ``rollup_daily`` from ``rollup_hourly``: all days, or those of ``hours``."""
     keys = ", ".join([*settings.all_dimensions, "cost_source"])
-    sums = ", ".join(f"sum({name}) AS {name}" for name in MEASURES)
+    sums = ", ".join(
+        f"sum({name}){'' if name in _FLOAT_MEASURES else '::BIGINT'} AS {name}" for name in MEASURES
+    )
     select = (
         f"SELECT date_trunc('day', hour) AS hour, {keys}, {sums} FROM {ROLLUP_TABLE} "
         "{where} GROUP BY ALL ORDER BY hour"

@@ -1,0 +1,296 @@
+"""`aigw report cost` and `aigw rollup` as a user runs them: JSON rows that add up to
+the warehouse, grains, top-N, filters, one-line errors and warnings on stderr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import logpush_record, run_aigw, write_ndjson
+
+D1 = 1_776_470_400  # 2026-04-18T00:00:00Z, unix seconds
+D2 = D1 + 86_400
+PRICES = """\
+[[price]]
+provider = "openai"
+model = "gpt-4o-mini"
+input = 1
+output = 2
+
+[[price]]
+provider = "anthropic"
+model = "claude-sonnet-4"
+input = 3
+output = 15
+"""
+REPORT_COLUMNS = [
+    "requests",
+    "errors",
+    "cached_requests",
+    "tokens_in",
+    "tokens_out",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "saved_usd",
+    "unknown_cost_requests",
+]
+
+
+def request(
+    at: int, team: str, tokens_in: int | None, tokens_out: int | None, **fields: Any
+) -> dict[str, Any]:
+    """A Logpush record of ``team`` (openai gpt-4o-mini unless ``fields`` say otherwise)."""
+    metrics: dict[str, Any] = {"durationMs": 100}
+    if tokens_in is not None:
+        metrics |= {"tokensIn": tokens_in, "tokensOut": tokens_out}
+    return logpush_record(
+        Timestamp=at, Metadata={"team": team, "user": "ana"}, Metrics=metrics, **fields
+    )
+
+
+SONNET = {"Provider": "anthropic", "Model": "claude-sonnet-4"}
+RECORDS = [
+    request(D1, "search", 1_000, 500),  # $0.002
+    request(D2 + 3_600, "search", 2_000, 1_000),  # $0.004
+    request(D1 + 60, "support", 1_000, 100, **SONNET),  # $0.0045
+    request(D2 + 60, "support", 1_000, 100, Cached=True, **SONNET),  # free, saves $0.0045
+    request(D1 + 120, "platform", 10_000, 1_000),  # $0.012
+    request(D2 + 120, "platform", None, None, StatusCode=429, RateLimited=True),  # free
+]
+# The same spend computed straight from the raw requests, with the price file's rates.
+SPEND_SQL = """
+SELECT json_extract_string(metadata, '$.team') AS team,
+       count(*)::BIGINT AS requests,
+       sum(coalesce(tokens_in, 0))::BIGINT AS tokens_in,
+       sum(CASE WHEN cached OR rate_limited THEN 0
+                ELSE (tokens_in * p.input + tokens_out * p.output) / 1e6 END) AS cost_usd,
+       coalesce(sum(CASE WHEN cached
+                THEN (tokens_in * p.input + tokens_out * p.output) / 1e6 END), 0) AS saved_usd
+FROM requests
+JOIN (VALUES ('gpt-4o-mini', 1::DOUBLE, 2::DOUBLE), ('claude-sonnet-4', 3::DOUBLE, 15::DOUBLE))
+     AS p(model, input, output) USING (model)
+GROUP BY ALL ORDER BY team
+"""
+
+
+def write_config(folder: Path, prices: str = PRICES) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "prices.toml").write_text(prices)
+    config = folder / "aigw.toml"
+    config.write_text('[models]\nprices = "prices.toml"\n')
+    return config
+
+
+def ingest(logs: Path, db: Path, config: Path) -> str:
+    result = run_aigw("ingest", str(logs), "--db", str(db), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A warehouse with six requests of three teams over two days, and its config."""
+    root = tmp_path_factory.mktemp("report")
+    config = write_config(root)
+    write_ndjson(root / "logs" / "a.log.gz", RECORDS)
+    db = root / "aigw.duckdb"
+    assert "rollups: rebuilt (" in ingest(root / "logs", db, config)
+    return db, config
+
+
+def report(warehouse: tuple[Path, Path], *args: str) -> list[dict[str, Any]]:
+    """`aigw report cost ... --format json`, which must succeed without warnings."""
+    db, config = warehouse
+    result = run_aigw(
+        "report", "cost", *args, "--db", str(db), "--config", str(config), "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    rows: list[dict[str, Any]] = orjson.loads(result.stdout)
+    return rows
+
+
+def summary(rows: list[dict[str, Any]], *keys: str) -> list[tuple[Any, ...]]:
+    """Key values, requests as an int and cost rounded to the micro-dollar, per row."""
+    return [
+        (*(row[key] for key in keys), int(row["requests"]), round(row["cost_usd"], 6))
+        for row in rows
+    ]
+
+
+def test_report_by_team_adds_up_to_the_raw_requests(warehouse: tuple[Path, Path]) -> None:
+    """Per team, the report's requests, tokens, cost and savings equal SQL over the requests."""
+    rows = report(warehouse, "--by", "team")
+    assert [list(row) for row in rows] == [["team", *REPORT_COLUMNS]] * 3
+    assert summary(rows, "team") == [
+        ("platform", 2, 0.012),
+        ("search", 2, 0.006),
+        ("support", 2, 0.0045),
+    ]
+    db, _ = warehouse
+    result = run_aigw("sql", SPEND_SQL, "--db", str(db), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    expected = {row["team"]: row for row in orjson.loads(result.stdout)}
+    assert sorted(expected) == sorted(row["team"] for row in rows)
+    for row in rows:
+        want = expected[row["team"]]
+        assert int(row["requests"]) == want["requests"]
+        assert int(row["tokens_in"]) == want["tokens_in"]
+        assert row["cost_usd"] == pytest.approx(want["cost_usd"])
+        assert row["saved_usd"] == pytest.approx(want["saved_usd"])
+    assert sum(row["cost_usd"] for row in rows) == pytest.approx(0.0225)
+    assert sum(row["saved_usd"] for row in rows) == pytest.approx(0.0045)
+
+
+@pytest.mark.parametrize("grain", [None, "hour", "day", "month"])
+def test_json_report_counts_are_numbers_not_strings(
+    warehouse: tuple[Path, Path], grain: str | None
+) -> None:
+    """Counts and token sums are JSON integers at every grain, so scripts can add them up."""
+    rows = report(warehouse, "--by", "team", *(["--grain", grain] if grain else []))
+    for row in rows:
+        for name in REPORT_COLUMNS:
+            kind = float if name.endswith("_usd") else int
+            assert type(row[name]) is kind, (name, row[name])
+
+
+def test_report_by_day_has_one_row_per_day_and_team(warehouse: tuple[Path, Path]) -> None:
+    """--grain day splits spend by UTC day, days in order, biggest cost first in each."""
+    rows = report(warehouse, "--by", "team", "--grain", "day")
+    day1, day2 = "2026-04-18T00:00:00+00:00", "2026-04-19T00:00:00+00:00"
+    assert summary(rows, "period", "team") == [
+        (day1, "platform", 1, 0.012),
+        (day1, "support", 1, 0.0045),
+        (day1, "search", 1, 0.002),
+        (day2, "search", 1, 0.004),
+        (day2, "platform", 1, 0.0),
+        (day2, "support", 1, 0.0),
+    ]
+
+
+def test_hourly_and_daily_reports_have_the_same_totals(warehouse: tuple[Path, Path]) -> None:
+    """Whatever the grain, the report's total requests and cost are the same."""
+    totals = []
+    for grain in ("hour", "day", "week"):
+        rows = report(warehouse, "--by", "team", "--grain", grain)
+        totals.append(
+            (sum(int(row["requests"]) for row in rows), round(sum(r["cost_usd"] for r in rows), 9))
+        )
+    assert totals == [(6, 0.0225)] * 3
+
+
+def test_top_keeps_the_biggest_team_and_sums_the_rest_as_other(
+    warehouse: tuple[Path, Path],
+) -> None:
+    """--top 1 lists the biggest team, then one "other" row holding everyone else."""
+    rows = report(warehouse, "--by", "team", "--top", "1")
+    assert summary(rows, "team") == [("platform", 2, 0.012), ("other", 4, 0.0105)]
+
+
+def test_where_reports_one_team_only(warehouse: tuple[Path, Path]) -> None:
+    """--where team=search keeps the search team's requests, reported by model."""
+    rows = report(warehouse, "--by", "model", "--where", "team=search")
+    assert summary(rows, "model") == [("gpt-4o-mini", 2, 0.006)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--by", "colour"),
+            "error: unknown dimension 'colour'; use one of gateway, provider, model, endpoint, "
+            "api_key, team, user, agent, feature",
+        ),
+        (
+            ("--where", "colour=red"),
+            "error: unknown dimension 'colour'; use one of gateway, provider, model, endpoint, "
+            "api_key, team, user, agent, feature",
+        ),
+        (
+            ("--grain", "fortnight"),
+            "error: unknown grain 'fortnight'; use one of hour, day, week, month",
+        ),
+    ],
+    ids=["by", "where", "grain"],
+)
+def test_unknown_dimension_or_grain_is_a_one_line_error(
+    warehouse: tuple[Path, Path], args: tuple[str, ...], message: str
+) -> None:
+    """A typo in --by, --where or --grain is one line on stderr listing the choices, exit 2."""
+    db, config = warehouse
+    result = run_aigw("report", "cost", *args, "--db", str(db), "--config", str(config))
+    assert (result.returncode, result.stderr.splitlines(), result.stdout) == (2, [message], "")
+
+
+def test_an_unpriced_model_is_named_in_a_warning(tmp_path: Path) -> None:
+    """Spend that aigw cannot price is not silently $0: stderr names the provider/model."""
+    config = write_config(tmp_path)
+    write_ndjson(
+        tmp_path / "logs" / "a.log.gz",
+        [
+            request(D1, "search", 1_000, 500),
+            request(D1 + 1, "search", 10, 10, Provider="replicate", Model="acme/llama-ft"),
+            logpush_record(  # no price but a logged cost: priced, so not in the warning
+                Timestamp=D1 + 2,
+                Provider="replicate",
+                Model="acme/logged",
+                Metrics={"tokensIn": 10, "tokensOut": 10, "cost": 0.25},
+            ),
+        ],
+    )
+    db = tmp_path / "aigw.duckdb"
+    ingest(tmp_path / "logs", db, config)
+    result = run_aigw(
+        "report", "cost", "--by", "provider", "--db", str(db), "--config", str(config)
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: 1 requests have no price")
+    assert "replicate/acme/llama-ft" in lines[0] and "acme/logged" not in lines[0]
+    assert "replicate" in result.stdout and "openai" in result.stdout
+
+
+def test_rollup_full_rebuilds_and_an_idle_rollup_does_nothing(tmp_path: Path) -> None:
+    """`aigw rollup --full` rebuilds; plain `aigw rollup` then has nothing to do."""
+    config = write_config(tmp_path)
+    write_ndjson(tmp_path / "logs" / "a.log.gz", RECORDS)
+    db = tmp_path / "aigw.duckdb"
+    ingest(tmp_path / "logs", db, config)
+    common = ("--db", str(db), "--config", str(config))
+
+    full = run_aigw("rollup", "--full", *common)
+    assert full.returncode == 0, full.stderr
+    assert full.stdout.startswith("rollups: rebuilt (") and full.stdout.endswith(" rows written)\n")
+
+    idle = run_aigw("rollup", *common)
+    assert (idle.returncode, idle.stdout) == (0, "rollups: 0 hours refreshed (0 rows written)\n")
+
+    write_ndjson(tmp_path / "logs" / "b.log.gz", [request(D1 + 30, "search", 3_000, 1_000)])
+    assert "rollups: 1 hours refreshed" in ingest(tmp_path / "logs", db, config)
+    rows = report((db, config), "--by", "team")
+    assert summary(rows, "team")[1] == ("search", 3, 0.011)
+
+
+def test_a_report_after_a_price_change_warns_until_rollup_runs(tmp_path: Path) -> None:
+    """Changing the price file makes reports warn the rollups are behind; `aigw rollup` fixes it."""
+    config = write_config(tmp_path)
+    write_ndjson(tmp_path / "logs" / "a.log.gz", RECORDS)
+    db = tmp_path / "aigw.duckdb"
+    ingest(tmp_path / "logs", db, config)
+    (tmp_path / "prices.toml").write_text(PRICES.replace("input = 1\n", "input = 10\n"))
+    common = ("--db", str(db), "--config", str(config))
+
+    stale = run_aigw("report", "cost", "--by", "team", *common)
+    assert stale.returncode == 0
+    assert stale.stderr.splitlines() == [
+        "warning: rollups are behind the warehouse or the settings; run `aigw rollup`"
+    ]
+    rebuilt = run_aigw("rollup", *common)
+    assert rebuilt.stdout.startswith("rollups: rebuilt (")
+    rows = report((db, config), "--by", "team")
+    # platform: 10,000 x $10 + 1,000 x $2 per million
+    assert summary(rows, "team")[0] == ("platform", 2, 0.102)
