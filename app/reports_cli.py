@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Final
 
@@ -23,9 +24,11 @@ from app.console import (
 from ingest import DEFAULT_DB_PATH, ConfigError
 from models import (
     ModelsSettings,
+    anomaly_report,
     cache_report,
     cost_report,
     export_focus,
+    forecast_report,
     load_models_settings,
     reconcile_report,
 )
@@ -185,3 +188,53 @@ def export_focus_command(
             until=parse_time(until, "--until"),
         )
     out.print(f"wrote {rows:,} FOCUS rows to {path}", markup=False)
+
+
+@report_app.command("anomalies")
+def report_anomalies(
+    scope: Annotated[
+        str, typer.Option(help="Dimension to watch: agent, api_key, user, …")
+    ] = "agent",
+    now: Annotated[
+        str | None, typer.Option(help="End of the window (default: end of the newest data).")
+    ] = None,
+    hours: Annotated[int, typer.Option(help="Window length in hours.")] = 24,
+    min_score: Annotated[float, typer.Option(help="Robust z-score that flags.")] = 6.0,
+    min_impact: Annotated[float, typer.Option(help="Smallest spend impact (USD) to report.")] = 0.0,
+    db: DbOption = DEFAULT_DB_PATH,
+    config: ConfigOption = None,
+    output_format: FormatOption = "table",
+    verbose: VerboseOption = False,
+) -> None:
+    """Hours whose spend or request rate per agent (or key, user…) left its usual band."""
+    chosen = check_format(output_format)
+    with user_errors(verbose):
+        flags = anomaly_report(
+            db,
+            resolve_settings(config),
+            scope=scope,
+            now=parse_time(now, "--now"),
+            window=timedelta(hours=hours),
+            min_score=min_score,
+            min_impact_usd=min_impact,
+        )
+    write_rows(flags.columns, flags.rows(), chosen)
+
+
+@report_app.command("forecast")
+def report_forecast(
+    by: Annotated[str, typer.Option(help="Dimensions, comma-separated (default: the total).")] = "",
+    now: Annotated[str | None, typer.Option(help="As of this time (default: now).")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of the calendar month.")] = "UTC",
+    db: DbOption = DEFAULT_DB_PATH,
+    config: ConfigOption = None,
+    output_format: FormatOption = "table",
+    verbose: VerboseOption = False,
+) -> None:
+    """Month-to-date spend and projected month-end spend with an interval."""
+    chosen = check_format(output_format)
+    with user_errors(verbose):
+        table = forecast_report(
+            db, resolve_settings(config), by=_split(by), now=parse_time(now, "--now"), tz=tz
+        )
+    write_rows(table.columns, table.rows(), chosen)

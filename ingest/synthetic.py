@@ -4,14 +4,21 @@ Records follow Cloudflare's ``ai_gateway_events`` dataset (about 1 KB each with
 encrypted bodies, as Logpush writes them) and are written the way Logpush lays
 out objects: ``<root>/<YYYYMMDD>/<start>_<end>_<random>.log.gz``. Output is a
 pure function of the seed.
+
+Two optional knobs shape the traffic for the models' tests and demos: a weekly
+pattern (``weekend_factor``: quieter Saturdays and Sundays, in UTC) and a
+``RunawayAgent`` (one agent stuck in a loop for a while). With their defaults
+the stream is exactly what it was without them.
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
+import heapq
+import itertools
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +27,7 @@ from typing import Any, Final
 import orjson
 
 __all__ = [
+    "RunawayAgent",
     "TrafficShape",
     "format_timestamp",
     "rest_record",
@@ -36,14 +44,35 @@ _MODELS: Final = (
     ("google-ai-studio", "gemini-2.0-flash", 0.10, 0.40, 15),
     ("workers-ai", "@cf/meta/llama-3.1-8b-instruct", 0.28, 0.83, 10),
 )
+_WEIGHTS: Final = tuple(m[4] for m in _MODELS)
 _TEAMS: Final = ("search", "support", "platform", "growth")
 _AGENTS: Final = ("triage-bot", "code-review", "summarizer", "sql-helper", None)
 _ENDPOINTS: Final = {"anthropic": "v1/messages"}
 
 
 @dataclass(frozen=True, slots=True)
+class RunawayAgent:
+    """An agent stuck in a loop: from ``start`` for ``duration`` it sends ``multiplier``
+    times its usual request rate (so about ``multiplier`` times its usual spend).
+
+    ``agent`` is one of the generated agents (``triage-bot``, ``code-review``,
+    ``summarizer``, ``sql-helper``); the extra requests come from that agent's
+    usual users, with the usual mix of models.
+    """
+
+    agent: str
+    start: datetime
+    duration: timedelta = timedelta(hours=1)
+    multiplier: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
 class TrafficShape:
-    """Knobs of the generated traffic (rates are fractions of requests)."""
+    """Knobs of the generated traffic (rates are fractions of requests).
+
+    ``weekend_factor`` multiplies the request rate on Saturdays and Sundays (UTC);
+    ``runaway`` adds one agent's runaway loop on top of the steady traffic.
+    """
 
     start: datetime = datetime(2026, 4, 18, tzinfo=UTC)
     requests_per_minute: float = 400.0
@@ -54,67 +83,132 @@ class TrafficShape:
     rate_limited_rate: float = 0.01
     encrypted_bodies: bool = True
     plain_metadata: bool = True
+    weekend_factor: float = 1.0
+    runaway: RunawayAgent | None = None
 
 
 def synthetic_records(
     count: int, *, seed: int = 7, shape: TrafficShape | None = None
 ) -> Iterator[dict[str, Any]]:
-    """``count`` Logpush records in time order; ``Timestamp`` is a UTC datetime."""
+    """``count`` Logpush records in time order; ``Timestamp`` is a UTC datetime.
+
+    A runaway agent's extra requests are drawn from their own random stream, so
+    the steady traffic around them is the same as without the runaway.
+    """
     shape = shape or TrafficShape()
+    records = _steady_records(seed, shape)
+    if shape.runaway is not None:
+        users = _agent_users(shape, shape.runaway.agent)
+        extra = _runaway_records(seed, shape, shape.runaway, users)
+        records = heapq.merge(records, extra, key=lambda record: record["Timestamp"])
+    return itertools.islice(records, count)
+
+
+def _rate_factor(shape: TrafficShape, when: datetime) -> float:
+    """The multiplier of the request rate at ``when`` (the weekly pattern)."""
+    return shape.weekend_factor if when.weekday() >= 5 else 1.0
+
+
+def _steady_records(seed: int, shape: TrafficShape) -> Iterator[dict[str, Any]]:
+    """The steady traffic, without end: a Poisson process at the shape's rate.
+
+    With a weekly pattern the gap to the next request follows the rate at the
+    previous one (a piecewise-constant rate, close enough at these rates).
+    """
     rng = random.Random(seed)
-    weights = [m[4] for m in _MODELS]
     step = timedelta(minutes=1) / shape.requests_per_minute
     when = shape.start
-    for _ in range(count):
+    while True:
+        gap = step * rng.expovariate(1.0)
+        if shape.weekend_factor != 1.0:
+            gap /= _rate_factor(shape, when)
+        when += gap
+        yield _record(rng, shape, when, users=None)
+
+
+def _agent_users(shape: TrafficShape, agent: str) -> list[int]:
+    """The users whose requests carry ``agent`` (``ValueError`` if there are none)."""
+    if agent not in _AGENTS:
+        raise ValueError(f"unknown agent {agent!r}: one of {_AGENTS[:-1]}")
+    users = [user for user in range(shape.users) if _AGENTS[user % len(_AGENTS)] == agent]
+    if not users:
+        raise ValueError(f"agent {agent!r} has no users among {shape.users}")
+    return users
+
+
+def _runaway_records(
+    seed: int, shape: TrafficShape, runaway: RunawayAgent, users: list[int]
+) -> Iterator[dict[str, Any]]:
+    """The runaway agent's extra requests (from ``users``), in time order, in its window."""
+    usual = shape.requests_per_minute * _rate_factor(shape, runaway.start) * len(users)
+    extra_per_minute = usual / shape.users * (runaway.multiplier - 1)
+    if extra_per_minute <= 0:
+        return
+    rng = random.Random(f"{seed}:runaway")
+    step = timedelta(minutes=1) / extra_per_minute
+    when, end = runaway.start, runaway.start + runaway.duration
+    while True:
         when += step * rng.expovariate(1.0)
-        provider, model, price_in, price_out, _w = rng.choices(_MODELS, weights)[0]
-        tokens_in = int(rng.lognormvariate(6.5, 0.9)) + 5
-        tokens_out = int(rng.lognormvariate(5.0, 0.8)) + 1
-        cache_read = (
-            (tokens_in * rng.randint(2, 8) // 10)
-            if provider == "anthropic" and rng.random() < 0.3
-            else 0
-        )
-        roll = rng.random()
-        cached = roll < shape.cache_hit_rate
-        rate_limited = not cached and roll < shape.cache_hit_rate + shape.rate_limited_rate
-        failed = not cached and not rate_limited and rng.random() < shape.error_rate
-        status = 429 if rate_limited else (rng.choice((500, 502, 503)) if failed else 200)
-        metrics: dict[str, Any] = {"durationMs": 5 if cached else int(rng.lognormvariate(6.8, 0.6))}
-        if status == 200:
-            metrics["tokensIn"] = tokens_in
-            metrics["tokensOut"] = tokens_out
-            if cache_read:
-                metrics["cacheReadTokens"] = cache_read
-            cost = (tokens_in * price_in + tokens_out * price_out) / 1_000_000
-            metrics["cost"] = 0 if cached else round(cost, 8)
-        user = rng.randrange(shape.users)
-        metadata = {
-            "team": _TEAMS[user % len(_TEAMS)],
-            "user": f"user-{user:03d}",
-        }
-        agent = _AGENTS[user % len(_AGENTS)]
-        if agent:
-            metadata["agent"] = agent
-        record: dict[str, Any] = {
-            "Timestamp": when,
-            "Gateway": rng.choice(shape.gateways),
-            "Provider": provider,
-            "Model": model,
-            "RequestedModel": model,
-            "Endpoint": _ENDPOINTS.get(provider, "chat/completions"),
-            "StatusCode": status,
-            "Cached": cached,
-            "RateLimited": rate_limited,
-            "Metrics": metrics,
-            "Metadata": metadata if shape.plain_metadata else _encrypted(rng, 120),
-            "RoutingDecisionID": "",
-            "RoutingReason": "",
-        }
-        if shape.encrypted_bodies:
-            record["RequestBody"] = _encrypted(rng, 180)
-            record["ResponseBody"] = _encrypted(rng, 240)
-        yield record
+        if when >= end:
+            return
+        yield _record(rng, shape, when, users=users)
+
+
+def _record(
+    rng: random.Random, shape: TrafficShape, when: datetime, *, users: Sequence[int] | None
+) -> dict[str, Any]:
+    """One record at ``when``, from one of ``users`` (any user when None).
+
+    The order of the draws from ``rng`` is part of the output: keep it.
+    """
+    provider, model, price_in, price_out, _w = rng.choices(_MODELS, _WEIGHTS)[0]
+    tokens_in = int(rng.lognormvariate(6.5, 0.9)) + 5
+    tokens_out = int(rng.lognormvariate(5.0, 0.8)) + 1
+    cache_read = (
+        (tokens_in * rng.randint(2, 8) // 10)
+        if provider == "anthropic" and rng.random() < 0.3
+        else 0
+    )
+    roll = rng.random()
+    cached = roll < shape.cache_hit_rate
+    rate_limited = not cached and roll < shape.cache_hit_rate + shape.rate_limited_rate
+    failed = not cached and not rate_limited and rng.random() < shape.error_rate
+    status = 429 if rate_limited else (rng.choice((500, 502, 503)) if failed else 200)
+    metrics: dict[str, Any] = {"durationMs": 5 if cached else int(rng.lognormvariate(6.8, 0.6))}
+    if status == 200:
+        metrics["tokensIn"] = tokens_in
+        metrics["tokensOut"] = tokens_out
+        if cache_read:
+            metrics["cacheReadTokens"] = cache_read
+        cost = (tokens_in * price_in + tokens_out * price_out) / 1_000_000
+        metrics["cost"] = 0 if cached else round(cost, 8)
+    user = rng.randrange(shape.users) if users is None else users[rng.randrange(len(users))]
+    metadata = {
+        "team": _TEAMS[user % len(_TEAMS)],
+        "user": f"user-{user:03d}",
+    }
+    agent = _AGENTS[user % len(_AGENTS)]
+    if agent:
+        metadata["agent"] = agent
+    record: dict[str, Any] = {
+        "Timestamp": when,
+        "Gateway": rng.choice(shape.gateways),
+        "Provider": provider,
+        "Model": model,
+        "RequestedModel": model,
+        "Endpoint": _ENDPOINTS.get(provider, "chat/completions"),
+        "StatusCode": status,
+        "Cached": cached,
+        "RateLimited": rate_limited,
+        "Metrics": metrics,
+        "Metadata": metadata if shape.plain_metadata else _encrypted(rng, 120),
+        "RoutingDecisionID": "",
+        "RoutingReason": "",
+    }
+    if shape.encrypted_bodies:
+        record["RequestBody"] = _encrypted(rng, 180)
+        record["ResponseBody"] = _encrypted(rng, 240)
+    return record
 
 
 def format_timestamp(when: datetime, timestamp_format: str) -> int | str:

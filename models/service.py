@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 import polars as pl
 
 from ingest.errors import ConfigError
 from ingest.warehouse import open_warehouse
+from models.anomalies import detect_anomalies
 from models.cache import cache_candidates, cache_summary
 from models.config import ModelsSettings
 from models.cost import with_cost
 from models.focus import focus_rows, write_focus
+from models.forecast import forecast_month
 from models.frames import read_requests
 from models.pricing import load_price_file, price_table
 from models.reports import GRAINS, read_rollup, reconciliation, spend_by
@@ -24,9 +27,11 @@ from models.rollups import ROLLUP_TABLE, RefreshResult, refresh_rollups
 __all__ = [
     "CacheReport",
     "SpendReport",
+    "anomaly_report",
     "cache_report",
     "cost_report",
     "export_focus",
+    "forecast_report",
     "reconcile_report",
     "refresh",
 ]
@@ -186,3 +191,75 @@ def _check_dimensions(settings: ModelsSettings, names: Sequence[str]) -> None:
             raise ConfigError(
                 f"unknown dimension {name!r}; use one of {', '.join(settings.all_dimensions)}"
             )
+
+
+def anomaly_report(
+    db_path: Path,
+    settings: ModelsSettings,
+    *,
+    scope: str = "agent",
+    now: datetime | None = None,
+    window: timedelta = timedelta(hours=24),
+    min_score: float = 6.0,
+    min_impact_usd: float = 0.0,
+) -> pl.DataFrame:
+    """Anomalous hourly spend and request rates per ``scope`` value in ``[now - window, now)``.
+
+    ``now`` defaults to the end of the newest rolled-up hour, so the report covers
+    the latest data. Reads five weeks of hourly rollups before the window (the
+    seasonal baseline) and nothing older.
+    """
+    _check_dimensions(settings, [scope])
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        end = now or _newest_hour(warehouse.con)
+        if end is None:
+            return detect_anomalies(pl.LazyFrame(), scope)
+        since = end - window - timedelta(weeks=5)
+        rollup = read_rollup(warehouse.con, since=since, until=end)
+        return detect_anomalies(
+            rollup,
+            scope,
+            now=end,
+            window=window,
+            min_score=min_score,
+            min_impact_usd=min_impact_usd,
+        )
+
+
+def forecast_report(
+    db_path: Path,
+    settings: ModelsSettings,
+    *,
+    by: Sequence[str] = (),
+    now: datetime | None = None,
+    tz: str = "UTC",
+) -> pl.DataFrame:
+    """Month-to-date and projected month-end spend per ``by`` value (calendar month in ``tz``)."""
+    _check_dimensions(settings, by)
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"unknown time zone {tz!r}; use an IANA name such as Europe/Paris"
+        ) from None
+    moment = now or datetime.now(tz=UTC)
+    local = moment.astimezone(zone)
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    since = (month_start - timedelta(days=16)).astimezone(UTC)
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        rollup = read_rollup(warehouse.con, since=since, until=moment)
+        return forecast_month(rollup, now=moment, scope=list(by), tz=tz)
+
+
+def _newest_hour(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """The end of the newest hour in the hourly rollup, or None when it is empty."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [ROLLUP_TABLE]
+    ).fetchone()
+    if not exists or not exists[0]:
+        return None
+    row = con.execute(f"SELECT max(hour) FROM {ROLLUP_TABLE}").fetchone()
+    if row is None or row[0] is None:
+        return None
+    newest: datetime = row[0]
+    return newest.astimezone(UTC) + timedelta(hours=1)
