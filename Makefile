@@ -22,15 +22,26 @@ $(BIN)/.installed-dev: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/.installed $@
 
-demo: $(BIN)/.installed ## Ingest sample_data/ into ./data/aigw.duckdb and print spend reports
-	@echo "== aigw ingest sample_data/logs --db $(DB)"
+demo: $(BIN)/.installed ## Ingest sample logs and 8 days of demo traffic into ./data/aigw.duckdb; print reports
+	@echo "== aigw ingest sample_data/logs (Logpush and REST samples)"
 	@$(BIN)/aigw ingest sample_data/logs --db $(DB)
+	@echo "== aigw ingest data/demo-traffic (8 days of generated traffic with a runaway agent)"
+	@$(BIN)/python sample_data/generate.py --traffic data/demo-traffic
+	@$(BIN)/aigw ingest data/demo-traffic --db $(DB)
 	@echo "== effective spend by provider and model (aigw report cost)"
 	@$(BIN)/aigw report cost --db $(DB) --by provider,model
-	@echo "== top 3 teams (aigw report cost --by team --top 3)"
-	@$(BIN)/aigw report cost --db $(DB) --by team --top 3
+	@echo "== spend per team and day, top 3 (aigw report cost --by team --grain day --top 3)"
+	@$(BIN)/aigw report cost --db $(DB) --by team --grain day --top 3 --since 2026-11-17
 	@echo "== logged vs recomputed cost (aigw report reconcile)"
 	@$(BIN)/aigw report reconcile --db $(DB)
+	@echo "== runaway agents (aigw report anomalies)"
+	@$(BIN)/aigw report anomalies --db $(DB) --now 2026-11-20T00:00:00 --hours 48
+	@echo "== month-end forecast (aigw report forecast)"
+	@$(BIN)/aigw report forecast --db $(DB) --now 2026-11-20T13:00:00
+	@echo "== cache (aigw report cache)"
+	@$(BIN)/aigw report cache --db $(DB) --candidates 3
+	@echo "== FinOps FOCUS export (aigw export focus)"
+	@$(BIN)/aigw export focus data/focus.parquet --db $(DB)
 	@echo "== what ingest kept aside (aigw sql)"
 	@$(BIN)/aigw sql --db $(DB) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
 	    sum(rows_duplicate) AS duplicates, sum(rows_rejected) AS rejected FROM ingest_files GROUP BY ALL"
