@@ -84,6 +84,8 @@ ROLLUP_SCHEMA: dict[str, Any] = {
     "duration_ms_sum": pl.Int64,
 }
 LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+
+
 def _at(day: int, hour: int, month: int = 4) -> datetime:
     return datetime(2026, month, day, hour, tzinfo=UTC)
 
