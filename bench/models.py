@@ -30,7 +30,17 @@ import duckdb
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).parent]
 
 from ingest import open_warehouse  # noqa: E402 - after the sys.path fix above
-from models import ModelsSettings, read_rollup, reconciliation, refresh_rollups, spend_by  # noqa: E402
+from models import (  # noqa: E402 - after the sys.path fix above
+    ModelsSettings,
+    detect_anomalies,
+    forecast_month,
+    read_rollup,
+    reconciliation,
+    refresh_rollups,
+    spend_by,
+)
+from models.cache import cache_summary  # noqa: E402
+from models.focus import focus_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -88,12 +98,18 @@ def main() -> None:
         incremental = timed(lambda: refresh_rollups(warehouse, settings))
         print(f"incremental refresh after {args.new:,} new rows: {incremental:.2f} s")
         con = warehouse.con
+        # Each entry reads what the CLI's report reads (``models.service``).
+        since_5w = datetime(2026, 9, 27, tzinfo=UTC)
         reports: dict[str, Callable[[], Any]] = {
-            "read rollups (30 days)": lambda: read_rollup(con).collect(),
-            "spend by provider, model": lambda: spend_by(read_rollup(con), ["provider", "model"]),
-            "spend by team, day": lambda: spend_by(read_rollup(con), ["team"], grain="day"),
+            "read hourly rollups (30 days, every column)": lambda: read_rollup(con).collect(),
+            "spend by provider, model": lambda: spend_by(
+                read_rollup(con, daily=True), ["provider", "model"]
+            ),
+            "spend by team, day": lambda: spend_by(
+                read_rollup(con, daily=True), ["team"], grain="day"
+            ),
             "top 10 users by week": lambda: spend_by(
-                read_rollup(con), ["user"], grain="week", top=10
+                read_rollup(con, daily=True), ["user"], grain="week", top=10
             ),
             "spend by agent, hour (1 day)": lambda: spend_by(
                 read_rollup(
@@ -104,7 +120,22 @@ def main() -> None:
                 ["agent"],
                 grain="hour",
             ),
-            "reconciliation": lambda: reconciliation(read_rollup(con)),
+            "reconciliation": lambda: reconciliation(read_rollup(con, daily=True)),
+            "anomalies per agent (5 weeks of hours)": lambda: detect_anomalies(
+                read_rollup(con, since=since_5w, by=["agent"]), "agent"
+            ),
+            "anomalies per user (5 weeks of hours)": lambda: detect_anomalies(
+                read_rollup(con, since=since_5w, by=["user"]), "user"
+            ),
+            "forecast by team": lambda: forecast_month(
+                read_rollup(con, since=datetime(2026, 9, 15, tzinfo=UTC), by=["team"]),
+                now=datetime(2026, 10, 31, tzinfo=UTC),
+                scope=["team"],
+            ),
+            "cache summary by route, day": lambda: cache_summary(
+                read_rollup(con, daily=True), ["gateway", "endpoint"], "day"
+            ),
+            "FOCUS rows (30 days)": lambda: focus_rows(read_rollup(con, daily=True)),
         }
         for name, report in reports.items():
             best = min(timed(report) for _ in range(3))

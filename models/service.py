@@ -121,8 +121,9 @@ def reconcile_report(
     until: datetime | None = None,
 ) -> pl.DataFrame:
     """Logged versus recomputed cost per provider and model, from the rollups (read-only)."""
+    daily = _midnight(since) and _midnight(until)
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        rollup = read_rollup(warehouse.con, since=since, until=until)
+        rollup = read_rollup(warehouse.con, since=since, until=until, daily=daily)
         if not rollup.collect_schema().names():
             return pl.DataFrame()
         return reconciliation(rollup)
@@ -215,7 +216,7 @@ def anomaly_report(
         if end is None:
             return detect_anomalies(pl.LazyFrame(), scope)
         since = end - window - timedelta(weeks=5)
-        rollup = read_rollup(warehouse.con, since=since, until=end)
+        rollup = read_rollup(warehouse.con, since=since, until=end, by=[scope])
         return detect_anomalies(
             rollup,
             scope,
@@ -247,7 +248,7 @@ def forecast_report(
     month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     since = (month_start - timedelta(days=16)).astimezone(UTC)
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        rollup = read_rollup(warehouse.con, since=since, until=moment)
+        rollup = read_rollup(warehouse.con, since=since, until=moment, by=list(by))
         return forecast_month(rollup, now=moment, scope=list(by), tz=tz)
 
 
