@@ -5,10 +5,10 @@ BIN    := $(VENV)/bin
 DB     := data/aigw.duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck pytest bench clean
+.PHONY: help demo test lint typecheck pytest bench bench-models clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ pytest: $(BIN)/.installed-dev ## The pytest suite (real S3 API server, real Duck
 
 bench: $(BIN)/.installed ## Ingest benchmark (1,000,000 records; see README, Performance)
 	$(BIN)/python bench/ingest.py
+
+bench-models: $(BIN)/.installed ## Models benchmark (10,000,000 requests; see README, Performance)
+	$(BIN)/python bench/models.py
 
 clean: ## Remove the venv, the demo warehouse and caches
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

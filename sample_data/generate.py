@@ -67,7 +67,13 @@ def main() -> None:
 
 
 def demo_traffic(root: Path) -> None:
-    """Eight days of steady traffic with one runaway hour, as Logpush objects under ``root``."""
+    """Eight days of steady traffic with one runaway hour, as Logpush objects under ``root``.
+
+    Written once: a later call finds the ``.complete`` marker and leaves the objects
+    as they are, so a second ingest sees them unchanged.
+    """
+    if (root / ".complete").exists():
+        return
     shutil.rmtree(root, ignore_errors=True)
     start = datetime(2026, 11, 12, tzinfo=UTC)
     shape = TrafficShape(
@@ -80,6 +86,7 @@ def demo_traffic(root: Path) -> None:
     end = start + timedelta(days=8)
     records = (r for r in synthetic_records(40_000, seed=21, shape=shape) if r["Timestamp"] < end)
     write_logpush_files(root, records, per_file=2_000, seed=21)
+    (root / ".complete").touch()
 
 
 if __name__ == "__main__":
