@@ -24,7 +24,14 @@ import duckdb
 
 from ingest.errors import SchemaTooNew, WarehouseError, WarehouseLocked
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Warehouse", "open_warehouse", "warehouse_errors"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Warehouse",
+    "open_warehouse",
+    "table_exists",
+    "warehouse_errors",
+]
 
 # Bodies are stored uncompressed: Logpush encrypts them, ciphertext does not compress,
 # and DuckDB's compression analysis of them was a third of every checkpoint (measured:
@@ -180,11 +187,16 @@ def _check_version(path: Path, version: int, *, read_only: bool) -> None:
         )
 
 
-def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the warehouse has a table called ``name``."""
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
     ).fetchone()
-    if not exists or not exists[0]:
+    return bool(row and row[0])
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    if not table_exists(con, "schema_migrations"):
         return 0
     row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
     return int(row[0]) if row and row[0] is not None else 0

@@ -15,7 +15,7 @@ import polars as pl
 
 from models.config import ModelsSettings
 
-__all__ = ["REQUEST_COLUMNS", "read_requests"]
+__all__ = ["REQUEST_COLUMNS", "read_requests", "time_range"]
 
 REQUEST_COLUMNS: Final = (
     "log_id",
@@ -45,6 +45,21 @@ _REQUEST_HASH: Final = (
 )
 
 
+def time_range(
+    column: str, since: datetime | None, until: datetime | None
+) -> tuple[list[str], dict[str, object]]:
+    """SQL conditions ``since <= column < until`` (each only when given) and their parameters."""
+    where: list[str] = ["TRUE"]
+    params: dict[str, object] = {}
+    if since is not None:
+        where.append(f"{column} >= $since")
+        params["since"] = since
+    if until is not None:
+        where.append(f"{column} < $until")
+        params["until"] = until
+    return where, params
+
+
 def _json_path(key: str) -> str:
     """A JSONPath for one top-level key, quoted so that any key name works."""
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -71,13 +86,8 @@ def read_requests(
     params: dict[str, object] = {
         f"{name}_path": _json_path(key) for name, key in settings.dimensions.items()
     }
-    where = ["TRUE"]
-    if since is not None:
-        where.append("ts >= $since")
-        params["since"] = since
-    if until is not None:
-        where.append("ts < $until")
-        params["until"] = until
+    where, bounds = time_range("ts", since, until)
+    params.update(bounds)
     if hours is not None:
         where.append("date_trunc('hour', ts) IN (SELECT unnest($hours::TIMESTAMPTZ[]))")
         where.append("ts >= $first_hour AND ts < $last_hour + INTERVAL 1 HOUR")

@@ -13,6 +13,8 @@ from typing import Final
 import duckdb
 import polars as pl
 
+from ingest.warehouse import table_exists
+from models.frames import time_range
 from models.rollups import DAILY_TABLE, MEASURES, ROLLUP_TABLE
 
 __all__ = ["GRAINS", "OTHER", "REPORT_MEASURES", "read_rollup", "reconciliation", "spend_by"]
@@ -56,18 +58,9 @@ def read_rollup(
     columns) when the rollups were never built.
     """
     table_name = DAILY_TABLE if daily else ROLLUP_TABLE
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table_name]
-    ).fetchone()
-    if not exists or not exists[0]:
+    if not table_exists(con, table_name):
         return pl.LazyFrame()
-    where, params = ["TRUE"], {}
-    if since is not None:
-        where.append("hour >= $since")
-        params["since"] = since
-    if until is not None:
-        where.append("hour < $until")
-        params["until"] = until
+    where, params = time_range("hour", since, until)
     columns, group = "*", ""
     if by is not None:
         sums = ", ".join(

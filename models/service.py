@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 
 from ingest.errors import ConfigError
-from ingest.warehouse import open_warehouse
+from ingest.warehouse import open_warehouse, table_exists
 from models.anomalies import detect_anomalies
 from models.cache import cache_candidates, cache_summary
 from models.config import ModelsSettings
@@ -96,10 +96,7 @@ def _midnight(bound: datetime | None) -> bool:
 
 def _stale(con: duckdb.DuckDBPyConnection, settings: ModelsSettings) -> bool:
     """Whether rows or settings changed since the last rollup refresh."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'rollup_state'"
-    ).fetchone()
-    if not exists or not exists[0]:
+    if not table_exists(con, "rollup_state"):
         return True
     row = con.execute(
         "SELECT fingerprint, watermark, (SELECT max(ingested_at) FROM requests) "
@@ -254,10 +251,7 @@ def forecast_report(
 
 def _newest_hour(con: duckdb.DuckDBPyConnection) -> datetime | None:
     """The end of the newest hour in the hourly rollup, or None when it is empty."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [ROLLUP_TABLE]
-    ).fetchone()
-    if not exists or not exists[0]:
+    if not table_exists(con, ROLLUP_TABLE):
         return None
     row = con.execute(f"SELECT max(hour) FROM {ROLLUP_TABLE}").fetchone()
     if row is None or row[0] is None:
