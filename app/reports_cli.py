@@ -201,6 +201,9 @@ def report_anomalies(
     hours: Annotated[int, typer.Option(help="Window length in hours.")] = 24,
     min_score: Annotated[float, typer.Option(help="Robust z-score that flags.")] = 6.0,
     min_impact: Annotated[float, typer.Option(help="Smallest spend impact (USD) to report.")] = 0.0,
+    min_repeats: Annotated[
+        int, typer.Option(help="Identical requests in an hour that make a runaway loop.")
+    ] = 20,
     db: DbOption = DEFAULT_DB_PATH,
     config: ConfigOption = None,
     output_format: FormatOption = "table",
@@ -217,6 +220,7 @@ def report_anomalies(
             window=timedelta(hours=hours),
             min_score=min_score,
             min_impact_usd=min_impact,
+            min_repeats=min_repeats,
         )
     write_rows(flags.columns, flags.rows(), chosen)
 

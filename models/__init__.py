@@ -10,6 +10,7 @@ from models.config import ModelsSettings, load_models_settings
 from models.cost import COST_COLUMNS, with_cost
 from models.errors import ModelsError, PriceFileError
 from models.forecast import forecast_month
+from models.loops import repeated_prompt_flags
 from models.pricing import CATALOG_PROVIDERS, load_price_file, price_table
 from models.reports import GRAINS, read_rollup, reconciliation, spend_by
 from models.rollups import RefreshResult, hourly_rollup, refresh_rollups
@@ -51,6 +52,7 @@ __all__ = [
     "reconciliation",
     "refresh",
     "refresh_rollups",
+    "repeated_prompt_flags",
     "spend_by",
     "with_cost",
 ]

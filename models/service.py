@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 
 from ingest.errors import ConfigError
-from ingest.warehouse import open_warehouse, table_exists
+from ingest.warehouse import Warehouse, open_warehouse, table_exists
 from models.anomalies import detect_anomalies
 from models.cache import cache_candidates, cache_summary
 from models.config import ModelsSettings
@@ -20,6 +20,7 @@ from models.cost import with_cost
 from models.focus import focus_rows, write_focus
 from models.forecast import forecast_month
 from models.frames import read_requests
+from models.loops import repeated_prompt_flags
 from models.pricing import load_price_file, price_table
 from models.reports import GRAINS, read_rollup, reconciliation, spend_by
 from models.rollups import ROLLUP_TABLE, RefreshResult, refresh_rollups
@@ -154,12 +155,7 @@ def cache_report(
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         rollup = read_rollup(warehouse.con, since=since, until=until)
         summary = cache_summary(rollup, by, grain)
-        requests = read_requests(
-            warehouse.con, settings, since=since, until=until, with_request_hash=True
-        )
-        pairs = requests.select("provider", "model").unique().drop_nulls().collect().rows()
-        overrides = load_price_file(settings.prices) if settings.prices is not None else None
-        repeated = cache_candidates(with_cost(requests, price_table(pairs, overrides)))
+        repeated = cache_candidates(_hashed_requests(warehouse, settings, since, until))
     return CacheReport(summary, repeated.head(candidates))
 
 
@@ -200,12 +196,14 @@ def anomaly_report(
     window: timedelta = timedelta(hours=24),
     min_score: float = 6.0,
     min_impact_usd: float = 0.0,
+    min_repeats: int = 20,
 ) -> pl.DataFrame:
-    """Anomalous hourly spend and request rates per ``scope`` value in ``[now - window, now)``.
+    """Anomalous hourly spend and request rates per ``scope`` value in ``[now - window, now)``,
+    and runaway loops: one identical request sent ``min_repeats`` times in an hour.
 
     ``now`` defaults to the end of the newest rolled-up hour, so the report covers
     the latest data. Reads five weeks of hourly rollups before the window (the
-    seasonal baseline) and nothing older.
+    seasonal baseline) and the window's raw requests (for the repeated prompts).
     """
     _check_dimensions(settings, [scope])
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
@@ -214,7 +212,7 @@ def anomaly_report(
             return detect_anomalies(pl.LazyFrame(), scope)
         since = end - window - timedelta(weeks=5)
         rollup = read_rollup(warehouse.con, since=since, until=end, by=[scope])
-        return detect_anomalies(
+        statistical = detect_anomalies(
             rollup,
             scope,
             now=end,
@@ -222,6 +220,12 @@ def anomaly_report(
             min_score=min_score,
             min_impact_usd=min_impact_usd,
         )
+        loops = repeated_prompt_flags(
+            _hashed_requests(warehouse, settings, end - window, end),
+            scope,
+            min_repeats=min_repeats,
+        )
+    return pl.concat([statistical, loops]).sort("hour", "value", "signal", nulls_last=True)
 
 
 def forecast_report(
@@ -247,6 +251,21 @@ def forecast_report(
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         rollup = read_rollup(warehouse.con, since=since, until=moment, by=list(by))
         return forecast_month(rollup, now=moment, scope=list(by), tz=tz)
+
+
+def _hashed_requests(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    since: datetime | None,
+    until: datetime | None,
+) -> pl.LazyFrame:
+    """Costed raw requests in ``[since, until)`` with their ``request_hash``."""
+    requests = read_requests(
+        warehouse.con, settings, since=since, until=until, with_request_hash=True
+    )
+    pairs = requests.select("provider", "model").unique().drop_nulls().collect().rows()
+    overrides = load_price_file(settings.prices) if settings.prices is not None else None
+    return with_cost(requests, price_table(pairs, overrides))
 
 
 def _newest_hour(con: duckdb.DuckDBPyConnection) -> datetime | None:
