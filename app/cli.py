@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from app.alerts_cli import alerts_app
 from app.console import (
     EXIT_PARTIAL,
     ConfigOption,
@@ -47,6 +48,7 @@ cli = typer.Typer(
 )
 cli.add_typer(report_app, name="report")
 cli.add_typer(export_app, name="export")
+cli.add_typer(alerts_app, name="alerts")
 
 
 @cli.command("ingest")

@@ -1,0 +1,269 @@
+"""``budgets.toml``: budgets, anomaly rules and channels, validated before anything runs.
+
+Every error names the file, the budget (or rule, or channel) and the key, and
+nothing is sent when the file is invalid. Secrets are never written in the file:
+a channel names the environment variable that holds them (``*_env`` keys), read
+once at the edge by ``load_alerts_config``. See ``sample_data/budgets.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from alerts.errors import BudgetConfigError
+
+__all__ = [
+    "PERIODS",
+    "AlertsConfig",
+    "AnomalyRule",
+    "Budget",
+    "ChannelSpec",
+    "load_alerts_config",
+]
+
+PERIODS: Final = ("daily", "weekly", "monthly", "rolling")
+CHANNEL_TYPES: Final = ("outbox", "slack", "webhook", "email")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """A configured channel: its type and settings, secrets already read from the env."""
+
+    name: str
+    type: str
+    settings: Mapping[str, Any]
+
+    def __repr__(self) -> str:  # settings may hold secrets: never print them
+        return f"ChannelSpec(name={self.name!r}, type={self.type!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A spend budget: ``amount_usd`` per period for a scope (optionally split by a dimension)."""
+
+    name: str
+    amount_usd: float
+    period: str
+    thresholds: tuple[float, ...]
+    channels: tuple[str, ...]
+    filters: Mapping[str, str] = field(default_factory=dict)
+    split_by: str | None = None
+    days: int = 7  # rolling periods only
+    forecast: bool = False
+    contributors: str = "model"
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRule:
+    """Alert on anomalies of a dimension above a score and a USD impact."""
+
+    name: str
+    scope: str
+    channels: tuple[str, ...]
+    min_score: float = 6.0
+    min_impact_usd: float = 0.0
+    hours: int = 24
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """Everything ``aigw alerts run`` needs."""
+
+    budgets: tuple[Budget, ...]
+    anomalies: tuple[AnomalyRule, ...]
+    channels: Mapping[str, ChannelSpec]
+    timezone: str = "UTC"
+    dashboard_url: str = ""
+
+
+def load_alerts_config(
+    path: Path, *, dimensions: tuple[str, ...], environ: Mapping[str, str] | None = None
+) -> AlertsConfig:
+    """Read and validate ``path``; ``dimensions`` are the report dimensions budgets may use."""
+    env = os.environ if environ is None else environ
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as err:
+        raise BudgetConfigError(f"cannot read {path}: {err.strerror}", path=str(path)) from err
+    except tomllib.TOMLDecodeError as err:
+        raise BudgetConfigError(f"{path} is not valid TOML: {err}", path=str(path)) from err
+    where = _Where(str(path))
+    timezone = str(document.get("timezone", "UTC"))
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise where.error(None, "timezone", f"unknown time zone {timezone!r}") from None
+    channels = {
+        name: _channel(where, name, spec, env)
+        for name, spec in _table(where, None, "channels", document.get("channels", {})).items()
+    }
+    budgets = tuple(
+        _budget(where, index, entry, dimensions, channels)
+        for index, entry in enumerate(_list(where, "budget", document.get("budget", [])), start=1)
+    )
+    anomalies = tuple(
+        _anomaly(where, index, entry, dimensions, channels)
+        for index, entry in enumerate(_list(where, "anomaly", document.get("anomaly", [])), 1)
+    )
+    names = [budget.name for budget in budgets] + [rule.name for rule in anomalies]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise where.error(duplicates[0], "name", "names must be unique across budgets and rules")
+    return AlertsConfig(
+        budgets=budgets,
+        anomalies=anomalies,
+        channels=channels,
+        timezone=timezone,
+        dashboard_url=str(document.get("dashboard_url", "")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    path: str
+
+    def error(self, owner: str | None, key: str, problem: str) -> BudgetConfigError:
+        place = f"{self.path}: {owner}: " if owner else f"{self.path}: "
+        return BudgetConfigError(f"{place}`{key}` {problem}", path=self.path, budget=owner, key=key)
+
+
+def _table(where: _Where, owner: str | None, key: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise where.error(owner, key, "must be a table")
+    return value
+
+
+def _list(where: _Where, key: str, value: object) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise where.error(None, key, f"must be an array of tables ([[{key}]])")
+    return value
+
+
+def _channel(where: _Where, name: str, spec: object, env: Mapping[str, str]) -> ChannelSpec:
+    owner = f"channel {name}"
+    table = _table(where, owner, name, spec)
+    kind = table.get("type")
+    if kind not in CHANNEL_TYPES:
+        raise where.error(owner, "type", f"must be one of {', '.join(CHANNEL_TYPES)}")
+    settings: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "type":
+            continue
+        if key.endswith("_env"):
+            variable = str(value)
+            if variable not in env:
+                raise where.error(owner, key, f"names ${variable}, which is not set")
+            settings[key.removesuffix("_env")] = env[variable]
+        else:
+            settings[key] = value
+    required = {
+        "outbox": ("folder",),
+        "slack": ("webhook_url",),
+        "webhook": ("url",),
+        "email": ("host", "sender", "recipients"),
+    }[str(kind)]
+    for key in required:
+        if not settings.get(key):
+            raise where.error(owner, key, "is missing")
+    return ChannelSpec(name=name, type=str(kind), settings=settings)
+
+
+def _channels(
+    where: _Where, owner: str, value: object, channels: Mapping[str, ChannelSpec]
+) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise where.error(owner, "channels", "must list at least one channel")
+    for name in value:
+        if name not in channels:
+            raise where.error(owner, "channels", f"names {name!r}, which is not a [channels.*]")
+    return tuple(str(name) for name in value)
+
+
+def _budget(
+    where: _Where,
+    index: int,
+    entry: dict[str, Any],
+    dimensions: tuple[str, ...],
+    channels: Mapping[str, ChannelSpec],
+) -> Budget:
+    name = str(entry.get("name") or f"budget #{index}")
+    owner = f"budget {name}"
+    if not entry.get("name"):
+        raise where.error(owner, "name", "is missing")
+    amount = entry.get("amount_usd")
+    if not isinstance(amount, int | float) or isinstance(amount, bool) or amount <= 0:
+        raise where.error(owner, "amount_usd", "must be a positive number of USD")
+    period = entry.get("period", "monthly")
+    if period not in PERIODS:
+        raise where.error(owner, "period", f"must be one of {', '.join(PERIODS)}")
+    days = entry.get("days", 7)
+    if period == "rolling" and (not isinstance(days, int) or days < 1):
+        raise where.error(owner, "days", "must be a whole number of days (rolling periods)")
+    thresholds = entry.get("thresholds", [1.0])
+    if (
+        not isinstance(thresholds, list)
+        or not thresholds
+        or not all(isinstance(t, int | float) and 0 < t <= 10 for t in thresholds)
+    ):
+        raise where.error(owner, "thresholds", "must list fractions of the budget (e.g. 0.8, 1.0)")
+    filters = _table(where, owner, "filter", entry.get("filter", {}))
+    split_by = entry.get("split_by")
+    for dimension in [*filters, *([split_by] if split_by else [])]:
+        if dimension not in dimensions:
+            raise where.error(
+                owner,
+                "split_by" if dimension == split_by else "filter",
+                f"uses {dimension!r}, not one of {', '.join(dimensions)}",
+            )
+    contributors = str(entry.get("contributors", "model"))
+    if contributors not in dimensions:
+        raise where.error(owner, "contributors", f"{contributors!r} is not a dimension")
+    return Budget(
+        name=name,
+        amount_usd=float(amount),
+        period=str(period),
+        thresholds=tuple(sorted({float(t) for t in thresholds})),
+        channels=_channels(where, owner, entry.get("channels"), channels),
+        filters={str(k): str(v) for k, v in filters.items()},
+        split_by=str(split_by) if split_by else None,
+        days=int(days),
+        forecast=bool(entry.get("forecast", False)),
+        contributors=contributors,
+    )
+
+
+def _anomaly(
+    where: _Where,
+    index: int,
+    entry: dict[str, Any],
+    dimensions: tuple[str, ...],
+    channels: Mapping[str, ChannelSpec],
+) -> AnomalyRule:
+    name = str(entry.get("name") or f"anomaly #{index}")
+    owner = f"anomaly rule {name}"
+    if not entry.get("name"):
+        raise where.error(owner, "name", "is missing")
+    scope = str(entry.get("scope", "agent"))
+    if scope not in dimensions:
+        raise where.error(owner, "scope", f"{scope!r} is not one of {', '.join(dimensions)}")
+    numbers = {}
+    for key, default in (("min_score", 6.0), ("min_impact_usd", 0.0), ("hours", 24)):
+        value = entry.get(key, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise where.error(owner, key, "must be a non-negative number")
+        numbers[key] = value
+    return AnomalyRule(
+        name=name,
+        scope=scope,
+        channels=_channels(where, owner, entry.get("channels"), channels),
+        min_score=float(numbers["min_score"]),
+        min_impact_usd=float(numbers["min_impact_usd"]),
+        hours=int(numbers["hours"]),
+    )

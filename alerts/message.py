@@ -1,0 +1,97 @@
+"""What an alert says, independent of the channel that carries it.
+
+``Alert.alert_id`` is stable: the same crossing (budget, scope value, period,
+threshold) always gets the same id, so receivers can deduplicate deliveries that
+are retried (at least once). Money is USD; times are UTC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["Alert", "alert_id"]
+
+
+def alert_id(*parts: object) -> str:
+    """A stable id from the parts that identify one crossing."""
+    text = "\x1f".join(str(part) for part in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert: a budget threshold crossed, a forecast overrun, or an anomaly."""
+
+    alert_id: str
+    kind: str  # "budget", "forecast" or "anomaly"
+    rule: str  # the budget or anomaly rule name
+    scope: str  # e.g. "everything", "agent=summarizer", "provider=openai"
+    period_start: datetime
+    period_end: datetime
+    threshold: float | None  # fraction of the budget, e.g. 0.8; None for anomalies
+    spent_usd: float
+    budget_usd: float | None
+    forecast_usd: float | None
+    top_contributors: list[tuple[str, float]] = field(default_factory=list)  # (name, USD)
+    dashboard_url: str = ""
+    detail: str = ""  # one extra line (anomaly score, expected vs actual)
+
+    @property
+    def title(self) -> str:
+        """One line: what crossed."""
+        if self.kind == "budget" and self.threshold is not None and self.budget_usd:
+            return (
+                f"{self.rule}: {self.threshold:.0%} of ${self.budget_usd:,.2f} reached "
+                f"for {self.scope}"
+            )
+        if self.kind == "forecast" and self.budget_usd:
+            return f"{self.rule}: {self.scope} is on course to exceed ${self.budget_usd:,.2f}"
+        return f"{self.rule}: anomalous spend for {self.scope}"
+
+    def lines(self) -> list[str]:
+        """The body as plain-text lines (every channel says the same things)."""
+        lines = [self.title]
+        spent = f"Spent ${self.spent_usd:,.2f}"
+        if self.budget_usd:
+            spent += f" of ${self.budget_usd:,.2f} ({self.spent_usd / self.budget_usd:.0%})"
+        lines.append(
+            f"{spent} in {self.period_start:%Y-%m-%d %H:%M} - {self.period_end:%Y-%m-%d %H:%M} UTC"
+        )
+        if self.forecast_usd is not None:
+            lines.append(f"Forecast for the period: ${self.forecast_usd:,.2f}")
+        if self.detail:
+            lines.append(self.detail)
+        if self.top_contributors:
+            lines.append(
+                "Top contributors: "
+                + ", ".join(f"{name} ${usd:,.2f}" for name, usd in self.top_contributors[:3])
+            )
+        if self.dashboard_url:
+            lines.append(f"Dashboard: {self.dashboard_url}")
+        lines.append(f"Alert id: {self.alert_id}")
+        return lines
+
+    def as_json(self) -> dict[str, Any]:
+        """The alert as a JSON-ready object (webhooks, outbox)."""
+        return {
+            "alert_id": self.alert_id,
+            "kind": self.kind,
+            "rule": self.rule,
+            "scope": self.scope,
+            "period_start": self.period_start.isoformat(),
+            "period_end": self.period_end.isoformat(),
+            "threshold": self.threshold,
+            "spent_usd": self.spent_usd,
+            "budget_usd": self.budget_usd,
+            "forecast_usd": self.forecast_usd,
+            "top_contributors": [
+                {"name": name, "usd": usd} for name, usd in self.top_contributors[:3]
+            ],
+            "dashboard_url": self.dashboard_url,
+            "detail": self.detail,
+            "title": self.title,
+            "text": "\n".join(self.lines()),
+        }

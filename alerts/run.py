@@ -1,0 +1,147 @@
+"""One ``aigw alerts run``: refresh rollups, evaluate, record new alerts, deliver what is owed.
+
+Exactly once per crossing: alerts are recorded by stable id before anything is
+sent (``alerts.state``), and each (alert, channel) delivery is marked delivered
+only after the channel accepted it. A failed delivery stays owed and is retried
+by the next run with the same alert id (at least once; receivers deduplicate on
+the id). One channel failing does not hold up the others. Two runs at once: the
+second waits for DuckDB's write lock on the warehouse (up to ``wait_seconds``),
+then sees the first one's records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alerts.channels import (
+    Channel,
+    EmailChannel,
+    OutboxChannel,
+    SlackChannel,
+    WebhookChannel,
+    deliver_with_retries,
+)
+from alerts.config import AlertsConfig, ChannelSpec
+from alerts.errors import DeliveryError
+from alerts.evaluate import earliest_needed, evaluate
+from alerts.message import Alert
+from alerts.state import mark_delivery, pending_deliveries, record_alerts
+from ingest.errors import WarehouseLocked
+from ingest.warehouse import Warehouse, open_warehouse, table_exists
+from models.config import ModelsSettings
+from models.reports import read_rollup
+from models.rollups import refresh_rollups
+
+__all__ = ["AlertsRunResult", "build_channel", "run_alerts"]
+
+
+@dataclass(slots=True)
+class AlertsRunResult:
+    """What one run did. ``would_fire`` is filled by dry runs only."""
+
+    evaluated: int = 0
+    new: list[Alert] = field(default_factory=list)
+    delivered: list[tuple[Alert, str]] = field(default_factory=list)
+    failed: list[tuple[Alert, str, str]] = field(default_factory=list)  # alert, channel, error
+    would_fire: list[tuple[Alert, tuple[str, ...]]] = field(default_factory=list)
+
+
+def build_channel(spec: ChannelSpec) -> Channel:
+    """The channel object for a configured channel (secrets already resolved)."""
+    settings: Mapping[str, Any] = spec.settings
+    if spec.type == "outbox":
+        return OutboxChannel(spec.name, Path(str(settings["folder"])))
+    if spec.type == "slack":
+        return SlackChannel(spec.name, str(settings["webhook_url"]))
+    if spec.type == "webhook":
+        secret = settings.get("secret")
+        return WebhookChannel(
+            spec.name, str(settings["url"]), None if secret is None else str(secret)
+        )
+    return EmailChannel(
+        spec.name,
+        str(settings["host"]),
+        int(settings.get("port", 587)),
+        str(settings["sender"]),
+        [str(address) for address in settings["recipients"]],
+        username=settings.get("username"),
+        password=settings.get("password"),
+        starttls=bool(settings.get("starttls", True)),
+    )
+
+
+def run_alerts(
+    db_path: Path,
+    models_settings: ModelsSettings,
+    config: AlertsConfig,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    wait_seconds: float = 30.0,
+    channel_factory: Callable[[ChannelSpec], Channel] = build_channel,
+    retry_backoff: float = 0.5,
+) -> AlertsRunResult:
+    """Evaluate ``config`` at ``now`` (default: the current time) and deliver."""
+    moment = now or datetime.now(tz=UTC)
+    routes = {budget.name: budget.channels for budget in config.budgets}
+    routes |= {rule.name: rule.channels for rule in config.anomalies}
+    result = AlertsRunResult()
+    with _open(db_path, read_only=dry_run, wait_seconds=wait_seconds) as warehouse:
+        if not dry_run:
+            refresh_rollups(warehouse, models_settings)
+        with warehouse.errors():
+            rollup = read_rollup(warehouse.con, since=earliest_needed(config, moment), until=moment)
+        candidates = evaluate(rollup, config, now=moment) if rollup.collect_schema().names() else []
+        result.evaluated = len(candidates)
+        if dry_run:
+            known = _known_ids(warehouse)
+            result.would_fire = [
+                (alert, routes[alert.rule]) for alert in candidates if alert.alert_id not in known
+            ]
+            return result
+        result.new = record_alerts(
+            warehouse, [(alert, routes[alert.rule]) for alert in candidates], now=moment
+        )
+        channels = {name: channel_factory(spec) for name, spec in config.channels.items()}
+        for owed in pending_deliveries(warehouse):
+            channel = channels.get(owed.channel)
+            error = None
+            if channel is None:
+                error = f"channel {owed.channel} is no longer configured"
+            else:
+                try:
+                    deliver_with_retries(channel, owed.alert, backoff=retry_backoff)
+                except DeliveryError as err:
+                    error = str(err)
+            mark_delivery(
+                warehouse, owed.alert, owed.channel, error=error, now=datetime.now(tz=UTC)
+            )
+            if error is None:
+                result.delivered.append((owed.alert, owed.channel))
+            else:
+                result.failed.append((owed.alert, owed.channel, error))
+    return result
+
+
+def _known_ids(warehouse: Warehouse) -> set[str]:
+    if not table_exists(warehouse.con, "alerts"):
+        return set()
+    with warehouse.errors():
+        return {row[0] for row in warehouse.con.execute("SELECT alert_id FROM alerts").fetchall()}
+
+
+def _open(db_path: Path, *, read_only: bool, wait_seconds: float) -> Warehouse:
+    """Open the warehouse, waiting up to ``wait_seconds`` for another writer to finish."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return open_warehouse(db_path, read_only=read_only)
+        except WarehouseLocked:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)

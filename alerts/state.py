@@ -1,0 +1,176 @@
+"""Alert history and delivery state in the warehouse: what makes alerts fire once.
+
+``alerts`` holds one row per alert id (a crossing: budget, scope value, period,
+threshold); ``alert_deliveries`` one row per (alert, channel) with its status
+(``pending``, ``delivered``, ``failed``), attempts and last error. Recording new
+alerts and their pending deliveries is one transaction with ``INSERT … ON CONFLICT
+DO NOTHING``, so an alert id is recorded once however often it is evaluated;
+DuckDB's single-writer lock on the file keeps two evaluations from interleaving.
+Failed deliveries stay in the table and are retried by every later run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from alerts.message import Alert
+from ingest.warehouse import Warehouse
+
+__all__ = ["PendingDelivery", "mark_delivery", "pending_deliveries", "record_alerts"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id      VARCHAR PRIMARY KEY,
+    kind          VARCHAR NOT NULL,
+    rule          VARCHAR NOT NULL,
+    scope         VARCHAR NOT NULL,
+    period_start  TIMESTAMPTZ NOT NULL,
+    period_end    TIMESTAMPTZ NOT NULL,
+    threshold     DOUBLE,
+    spent_usd     DOUBLE NOT NULL,
+    budget_usd    DOUBLE,
+    forecast_usd  DOUBLE,
+    payload       JSON NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    alert_id      VARCHAR NOT NULL,
+    channel       VARCHAR NOT NULL,
+    status        VARCHAR NOT NULL,
+    attempts      INTEGER NOT NULL,
+    last_error    VARCHAR,
+    updated_at    TIMESTAMPTZ NOT NULL,
+    delivered_at  TIMESTAMPTZ,
+    PRIMARY KEY (alert_id, channel)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """An alert still owed to a channel."""
+
+    alert: Alert
+    channel: str
+    attempts: int
+
+
+def ensure_tables(warehouse: Warehouse) -> None:
+    """Create the alert tables if they are missing."""
+    with warehouse.errors():
+        warehouse.con.execute(_SCHEMA)
+
+
+def record_alerts(
+    warehouse: Warehouse, alerts: Sequence[tuple[Alert, Sequence[str]]], *, now: datetime
+) -> list[Alert]:
+    """Record alerts not seen before with a pending delivery per channel; return the new ones."""
+    ensure_tables(warehouse)
+    con = warehouse.con
+    new: list[Alert] = []
+    with warehouse.errors():
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for alert, channels in alerts:
+                inserted = con.execute(
+                    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [
+                        alert.alert_id,
+                        alert.kind,
+                        alert.rule,
+                        alert.scope,
+                        alert.period_start,
+                        alert.period_end,
+                        alert.threshold,
+                        alert.spent_usd,
+                        alert.budget_usd,
+                        alert.forecast_usd,
+                        orjson.dumps(_payload(alert)).decode(),
+                        now,
+                    ],
+                ).fetchone()
+                if inserted and inserted[0]:
+                    new.append(alert)
+                    for channel in channels:
+                        con.execute(
+                            "INSERT INTO alert_deliveries "
+                            "VALUES (?, ?, 'pending', 0, NULL, ?, NULL) ON CONFLICT DO NOTHING",
+                            [alert.alert_id, channel, now],
+                        )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return new
+
+
+def pending_deliveries(warehouse: Warehouse) -> list[PendingDelivery]:
+    """Deliveries not yet made (pending or failed), oldest alert first, thresholds in order."""
+    ensure_tables(warehouse)
+    with warehouse.errors():
+        rows = warehouse.con.execute(
+            "SELECT a.payload, d.channel, d.attempts FROM alert_deliveries d "
+            "JOIN alerts a USING (alert_id) WHERE d.status <> 'delivered' "
+            "ORDER BY a.created_at, a.rule, a.scope, a.threshold NULLS LAST, a.kind, d.channel"
+        ).fetchall()
+    return [
+        PendingDelivery(_alert(orjson.loads(payload)), channel, attempts)
+        for payload, channel, attempts in rows
+    ]
+
+
+def mark_delivery(
+    warehouse: Warehouse, alert: Alert, channel: str, *, error: str | None, now: datetime
+) -> None:
+    """Record one delivery attempt: delivered when ``error`` is None, else failed (retried)."""
+    with warehouse.errors():
+        warehouse.con.execute(
+            "UPDATE alert_deliveries SET status = ?, attempts = attempts + 1, last_error = ?, "
+            "updated_at = ?, delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END "
+            "WHERE alert_id = ? AND channel = ?",
+            [
+                "failed" if error else "delivered",
+                error,
+                now,
+                error is None,
+                now,
+                alert.alert_id,
+                channel,
+            ],
+        )
+
+
+def _payload(alert: Alert) -> dict[str, object]:
+    data = alert.as_json()
+    data["top_contributors"] = [list(item) for item in alert.top_contributors]
+    return data
+
+
+def _alert(data: dict[str, object]) -> Alert:
+    contributors = data.get("top_contributors")
+    if not isinstance(contributors, list):
+        contributors = []
+    return Alert(
+        alert_id=str(data["alert_id"]),
+        kind=str(data["kind"]),
+        rule=str(data["rule"]),
+        scope=str(data["scope"]),
+        period_start=datetime.fromisoformat(str(data["period_start"])),
+        period_end=datetime.fromisoformat(str(data["period_end"])),
+        threshold=_number(data.get("threshold")),
+        spent_usd=float(_number(data.get("spent_usd")) or 0.0),
+        budget_usd=_number(data.get("budget_usd")),
+        forecast_usd=_number(data.get("forecast_usd")),
+        top_contributors=[(str(name), float(usd)) for name, usd in contributors],
+        dashboard_url=str(data.get("dashboard_url") or ""),
+        detail=str(data.get("detail") or ""),
+    )
+
+
+def _number(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]

@@ -1,0 +1,241 @@
+"""Which alerts hold: thresholds, scopes, split budgets, forecasts, periods and time zones,
+on small hand-made hourly rollups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from alerts.config import AlertsConfig, Budget, ChannelSpec, load_alerts_config
+from alerts.errors import BudgetConfigError
+from alerts.evaluate import budget_alerts, evaluate, period_bounds
+from models.config import ModelsSettings
+
+DIMENSIONS = ModelsSettings().all_dimensions
+
+
+def _rollup(rows: list[tuple[datetime, str, str, str, float]]) -> pl.LazyFrame:
+    """Hourly rollup rows: (hour, provider, model, agent, cost_usd)."""
+    return pl.LazyFrame(
+        rows,
+        schema={
+            "hour": pl.Datetime("us", "UTC"),
+            "provider": pl.String,
+            "model": pl.String,
+            "agent": pl.String,
+            "cost_usd": pl.Float64,
+        },
+        orient="row",
+    )
+
+
+def _budget(**overrides: object) -> Budget:
+    fields: dict[str, object] = {
+        "name": "b",
+        "amount_usd": 100.0,
+        "period": "monthly",
+        "thresholds": (0.5, 0.8, 1.0),
+        "channels": ("outbox",),
+    }
+    fields.update(overrides)
+    return Budget(**fields)  # type: ignore[arg-type]
+
+
+NOV = datetime(2026, 11, 10, tzinfo=UTC)
+
+
+def test_several_thresholds_crossed_in_one_run_fire_in_order() -> None:
+    """$85 of $100 crosses 50% and 80% (not 100%), listed in threshold order."""
+    rollup = _rollup(
+        [(NOV, "openai", "gpt-4o", "a", 60.0), (NOV, "anthropic", "claude", "b", 25.0)]
+    )
+    alerts = budget_alerts(rollup, _budget(), now=NOV + timedelta(hours=2), tz="UTC")
+    assert [(a.kind, a.threshold, a.spent_usd) for a in alerts] == [
+        ("budget", 0.5, 85.0),
+        ("budget", 0.8, 85.0),
+    ]
+    assert alerts[0].top_contributors == [("gpt-4o", 60.0), ("claude", 25.0)]
+    assert alerts[0].scope == "everything"
+    assert len({a.alert_id for a in alerts}) == 2
+
+
+def test_split_by_agent_makes_one_budget_per_agent() -> None:
+    """A per-agent budget alerts for the agent over it only."""
+    rollup = _rollup([(NOV, "openai", "gpt-4o", "bot", 9.0), (NOV, "openai", "gpt-4o", "ok", 2.0)])
+    alerts = budget_alerts(
+        rollup, _budget(amount_usd=10.0, split_by="agent"), now=NOV + timedelta(hours=1), tz="UTC"
+    )
+    assert [(a.scope, a.threshold) for a in alerts] == [("agent=bot", 0.5), ("agent=bot", 0.8)]
+
+
+def test_a_filter_keeps_only_its_scope() -> None:
+    """A provider-scoped budget counts that provider's spend only."""
+    rollup = _rollup(
+        [(NOV, "openai", "gpt-4o", "a", 90.0), (NOV, "anthropic", "claude", "a", 30.0)]
+    )
+    alerts = budget_alerts(
+        rollup, _budget(filters={"provider": "anthropic"}), now=NOV + timedelta(hours=1), tz="UTC"
+    )
+    assert alerts == []
+    alerts = budget_alerts(
+        rollup,
+        _budget(filters={"provider": "anthropic"}, amount_usd=50.0),
+        now=NOV + timedelta(hours=1),
+        tz="UTC",
+    )
+    assert [(a.scope, a.threshold, a.spent_usd) for a in alerts] == [
+        ("provider=anthropic", 0.5, 30.0)
+    ]
+
+
+def test_forecast_alert_when_the_period_is_on_course_to_exceed() -> None:
+    """$40 after 10 of 30 days projects $120 > $100: a forecast alert (and the 0.2 threshold)."""
+    now = datetime(2026, 11, 11, tzinfo=UTC)  # 10 days into November
+    rollup = _rollup([(datetime(2026, 11, 5, tzinfo=UTC), "openai", "gpt-4o", "a", 40.0)])
+    alerts = budget_alerts(rollup, _budget(thresholds=(0.2,), forecast=True), now=now, tz="UTC")
+    assert [(a.kind, a.threshold) for a in alerts] == [("budget", 0.2), ("forecast", None)]
+    assert alerts[1].forecast_usd == pytest.approx(120.0)
+
+
+def test_a_new_period_re_arms_the_same_threshold() -> None:
+    """The same crossing in the next month has a new alert id; within a month it keeps its id."""
+    rollup = _rollup(
+        [
+            (datetime(2026, 11, 3, tzinfo=UTC), "openai", "gpt-4o", "a", 60.0),
+            (datetime(2026, 12, 3, tzinfo=UTC), "openai", "gpt-4o", "a", 60.0),
+        ]
+    )
+    budget = _budget(thresholds=(0.5,))
+    nov_a = budget_alerts(rollup, budget, now=datetime(2026, 11, 4, tzinfo=UTC), tz="UTC")
+    nov_b = budget_alerts(rollup, budget, now=datetime(2026, 11, 20, tzinfo=UTC), tz="UTC")
+    dec = budget_alerts(rollup, budget, now=datetime(2026, 12, 4, tzinfo=UTC), tz="UTC")
+    assert nov_a[0].alert_id == nov_b[0].alert_id != dec[0].alert_id
+    assert dec[0].spent_usd == 60.0
+
+
+def test_calendar_periods_follow_the_configured_time_zone() -> None:
+    """At 23:30 UTC on Nov 30 it is already December 1st in Paris: a new monthly period."""
+    now = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
+    assert period_bounds(_budget(), now, "UTC") == (
+        datetime(2026, 11, 1, tzinfo=UTC),
+        datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    assert period_bounds(_budget(), now, "Europe/Paris") == (
+        datetime(2026, 11, 30, 23, tzinfo=UTC),
+        datetime(2026, 12, 31, 23, tzinfo=UTC),
+    )
+    daily = _budget(period="daily")
+    assert period_bounds(daily, now, "America/New_York") == (
+        datetime(2026, 11, 30, 5, tzinfo=UTC),
+        datetime(2026, 12, 1, 5, tzinfo=UTC),
+    )
+    weekly = _budget(period="weekly")  # Monday 2026-11-30
+    assert period_bounds(weekly, now, "UTC")[0] == datetime(2026, 11, 30, tzinfo=UTC)
+    rolling = _budget(period="rolling", days=7)
+    assert period_bounds(rolling, now, "UTC") == (
+        datetime(2026, 11, 24, tzinfo=UTC),
+        datetime(2026, 12, 1, tzinfo=UTC),
+    )
+
+
+def test_spend_at_a_time_zone_boundary_counts_in_the_local_day() -> None:
+    """Spend at 23:00 UTC belongs to the next day's daily budget in Paris, not in UTC."""
+    rollup = _rollup([(datetime(2026, 11, 9, 23, tzinfo=UTC), "openai", "gpt-4o", "a", 80.0)])
+    budget = _budget(period="daily", thresholds=(0.5,))
+    now = datetime(2026, 11, 10, 1, tzinfo=UTC)
+    assert budget_alerts(rollup, budget, now=now, tz="UTC") == []
+    assert len(budget_alerts(rollup, budget, now=now, tz="Europe/Paris")) == 1
+
+
+def test_evaluate_covers_every_budget_in_file_order() -> None:
+    """evaluate() lists budget alerts in the order of the file."""
+    config = AlertsConfig(
+        budgets=(
+            _budget(name="first", thresholds=(0.1,)),
+            _budget(name="second", thresholds=(0.1,)),
+        ),
+        anomalies=(),
+        channels={"outbox": ChannelSpec("outbox", "outbox", {"folder": "x"})},
+    )
+    rollup = _rollup([(NOV, "openai", "gpt-4o", "a", 20.0)])
+    assert [a.rule for a in evaluate(rollup, config, now=NOV + timedelta(hours=1))] == [
+        "first",
+        "second",
+    ]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "budgets.toml"
+    path.write_text(text)
+    return path
+
+
+CHANNEL = '[channels.outbox]\ntype = "outbox"\nfolder = "out"\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            '[[budget]]\nname = "b"\namount_usd = -1\nchannels = ["outbox"]\n',
+            "budget b: `amount_usd`",
+        ),
+        (
+            '[[budget]]\nname = "b"\namount_usd = 1\nperiod = "yearly"\nchannels = ["outbox"]\n',
+            "`period`",
+        ),
+        (
+            '[[budget]]\nname = "b"\namount_usd = 1\nsplit_by = "planet"\nchannels = ["outbox"]\n',
+            "`split_by`",
+        ),
+        (
+            '[[budget]]\nname = "b"\namount_usd = 1\nchannels = ["pager"]\n',
+            "`channels` names 'pager'",
+        ),
+        (
+            '[[budget]]\nname = "b"\namount_usd = 1\nthresholds = [0]\nchannels = ["outbox"]\n',
+            "`thresholds`",
+        ),
+        (
+            '[[anomaly]]\nname = "r"\nscope = "planet"\nchannels = ["outbox"]\n',
+            "anomaly rule r: `scope`",
+        ),
+    ],
+)
+def test_config_errors_name_the_file_the_budget_and_the_key(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    """An invalid budgets file is refused with its path, the budget and the key."""
+    path = _write(tmp_path, CHANNEL + body)
+    with pytest.raises(BudgetConfigError, match=message) as caught:
+        load_alerts_config(path, dimensions=DIMENSIONS)
+    assert str(path) in str(caught.value)
+
+
+def test_channel_secrets_come_from_named_environment_variables(tmp_path: Path) -> None:
+    """A *_env key reads the variable; a missing variable is an error naming it, not the value."""
+    text = (
+        '[channels.hook]\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\n'
+        'secret_env = "HOOK_SECRET"\n'
+    )
+    path = _write(tmp_path, text)
+    config = load_alerts_config(path, dimensions=DIMENSIONS, environ={"HOOK_SECRET": "s3cr3t"})
+    assert config.channels["hook"].settings["secret"] == "s3cr3t"  # noqa: S105 - a test value
+    assert "s3cr3t" not in repr(config.channels["hook"])
+    with pytest.raises(BudgetConfigError, match=r"\$HOOK_SECRET, which is not set"):
+        load_alerts_config(path, dimensions=DIMENSIONS, environ={})
+
+
+def test_the_sample_budgets_file_is_valid() -> None:
+    """sample_data/budgets.toml, the demo's configuration, loads."""
+    sample = Path(__file__).resolve().parents[2] / "sample_data" / "budgets.toml"
+    config = load_alerts_config(sample, dimensions=DIMENSIONS)
+    assert [budget.name for budget in config.budgets] == [
+        "monthly-total",
+        "daily-per-agent",
+        "anthropic-weekly",
+    ]
+    assert [rule.name for rule in config.anomalies] == ["runaway-agents"]
