@@ -5,6 +5,7 @@ receiver on 127.0.0.1 plays the webhook endpoint."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -242,3 +243,41 @@ def test_an_invalid_budgets_file_sends_nothing(
         f"error: {budgets}: budget per-agent: `amount_usd` must be a positive number of USD"
     ]
     assert receiver.bodies == []
+
+
+def test_every_loops_until_sigterm_without_sending_twice(
+    tmp_path: Path, warehouse: Path, receiver: Receiver
+) -> None:
+    """--every 1s evaluates repeatedly; SIGTERM stops it cleanly; each alert went out once."""
+    budgets = _budgets(tmp_path, receiver.url, tmp_path / "outbox")
+    command = [
+        sys.executable,
+        "-m",
+        "app",
+        "alerts",
+        "run",
+        "--budgets",
+        str(budgets),
+        "--db",
+        str(warehouse),
+        "--now",
+        "2026-11-10T12:00:00",
+        "--every",
+        "1s",
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    summaries = []
+    while len(summaries) < 3:  # three evaluations
+        line = process.stdout.readline()
+        assert line, process.stderr.read() if process.stderr else ""
+        if line.startswith("alerts:"):
+            summaries.append(line.strip())
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert summaries[0].startswith("alerts: 3 hold, 3 new, 5 delivered")  # 2 channels x 2 + 1
+    assert summaries[1].startswith("alerts: 3 hold, 0 new, 0 delivered")
+    assert len(receiver.ids()) == 3
