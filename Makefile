@@ -42,6 +42,8 @@ demo: $(BIN)/.installed ## Ingest sample logs and 8 days of demo traffic into ./
 	@$(BIN)/aigw report cache --db $(DB) --candidates 3
 	@echo "== FinOps FOCUS export (aigw export focus)"
 	@$(BIN)/aigw export focus data/focus.parquet --db $(DB)
+	@echo "== budget and anomaly alerts to data/outbox (aigw alerts run)"
+	@$(BIN)/aigw alerts run --budgets sample_data/budgets.toml --db $(DB) --now 2026-11-19T23:00:00
 	@echo "== what ingest kept aside (aigw sql)"
 	@$(BIN)/aigw sql --db $(DB) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
 	    sum(rows_duplicate) AS duplicates, sum(rows_rejected) AS rejected FROM ingest_files GROUP BY ALL"

@@ -158,6 +158,7 @@ def anomaly_alerts(
                 budget_usd=None,
                 forecast_usd=None,
                 dashboard_url=dashboard_url,
+                signal=str(flag["signal"]),
                 detail=(
                     f"Signal {flag['signal']} (score {flag['score']:.1f}): "
                     f"${flag['actual_usd'] or 0:,.2f} against ${flag['expected_usd'] or 0:,.2f} "

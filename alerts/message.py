@@ -38,6 +38,7 @@ class Alert:
     top_contributors: list[tuple[str, float]] = field(default_factory=list)  # (name, USD)
     dashboard_url: str = ""
     detail: str = ""  # one extra line (anomaly score, expected vs actual)
+    signal: str = ""  # anomalies: spend, requests or new_identity
 
     @property
     def title(self) -> str:
@@ -49,7 +50,11 @@ class Alert:
             )
         if self.kind == "forecast" and self.budget_usd:
             return f"{self.rule}: {self.scope} is on course to exceed ${self.budget_usd:,.2f}"
-        return f"{self.rule}: anomalous spend for {self.scope}"
+        what = {"requests": "request rate", "new_identity": "new identity spending"}.get(
+            self.signal, "spend"
+        )
+        hour = f"{self.period_start:%Y-%m-%d %H:00} UTC"
+        return f"{self.rule}: anomalous {what} for {self.scope} at {hour}"
 
     def lines(self) -> list[str]:
         """The body as plain-text lines (every channel says the same things)."""
@@ -92,6 +97,7 @@ class Alert:
             ],
             "dashboard_url": self.dashboard_url,
             "detail": self.detail,
+            "signal": self.signal,
             "title": self.title,
             "text": "\n".join(self.lines()),
         }

@@ -169,6 +169,7 @@ def _alert(data: dict[str, object]) -> Alert:
         top_contributors=[(str(name), float(usd)) for name, usd in contributors],
         dashboard_url=str(data.get("dashboard_url") or ""),
         detail=str(data.get("detail") or ""),
+        signal=str(data.get("signal") or ""),
     )
 
 
