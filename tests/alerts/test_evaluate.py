@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from alerts.config import AlertsConfig, Budget, ChannelSpec, load_alerts_config
+from alerts.config import AlertsConfig, AnomalyRule, Budget, ChannelSpec, load_alerts_config
 from alerts.errors import BudgetConfigError
-from alerts.evaluate import budget_alerts, evaluate, period_bounds
+from alerts.evaluate import anomaly_alerts, budget_alerts, evaluate, period_bounds
 from models.config import ModelsSettings
 
 DIMENSIONS = ModelsSettings().all_dimensions
@@ -239,3 +239,35 @@ def test_the_sample_budgets_file_is_valid() -> None:
         "anthropic-weekly",
     ]
     assert [rule.name for rule in config.anomalies] == ["runaway-agents"]
+
+
+def test_an_anomaly_rule_alerts_once_per_flagged_hour_and_signal() -> None:
+    """A week of steady $1/hour for each agent, then one agent at $30 for an hour: alerts
+    for that agent's hour (spend and requests signals), none for the steady agent."""
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    hours = [start + timedelta(hours=h) for h in range(8 * 24)]
+    spike = hours[-5]
+    rows = []
+    for hour in hours:
+        for agent in ("bot", "steady"):
+            cost = 30.0 if (agent == "bot" and hour == spike) else 1.0 + (hour.hour % 3) * 0.05
+            rows.append((hour, agent, cost, 300 if cost == 30.0 else 10))
+    rollup = pl.LazyFrame(
+        rows,
+        schema={
+            "hour": pl.Datetime("us", "UTC"),
+            "agent": pl.String,
+            "cost_usd": pl.Float64,
+            "requests": pl.Int64,
+        },
+        orient="row",
+    )
+    rule = AnomalyRule(name="runaway", scope="agent", channels=("outbox",), min_impact_usd=5.0)
+    alerts = anomaly_alerts(rollup, rule, now=hours[-1] + timedelta(hours=1))
+    assert sorted((a.scope, a.signal, a.period_start) for a in alerts) == [
+        ("agent=bot", "requests", spike),
+        ("agent=bot", "spend", spike),
+    ]
+    assert all(a.kind == "anomaly" and a.spent_usd == 30.0 for a in alerts)
+    assert len({a.alert_id for a in alerts}) == 2
+    assert "at 2026-11-09" in alerts[0].title
