@@ -43,6 +43,7 @@ from models.cache import cache_summary  # noqa: E402
 from models.focus import focus_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+ANOMALY_MEASURES = ("cost_usd", "requests")
 START = datetime(2026, 10, 1, tzinfo=UTC)
 
 _FILL = """
@@ -122,13 +123,18 @@ def main() -> None:
             ),
             "reconciliation": lambda: reconciliation(read_rollup(con, daily=True)),
             "anomalies per agent (5 weeks of hours)": lambda: detect_anomalies(
-                read_rollup(con, since=since_5w, by=["agent"]), "agent"
+                read_rollup(con, since=since_5w, by=["agent"], measures=ANOMALY_MEASURES), "agent"
             ),
             "anomalies per user (5 weeks of hours)": lambda: detect_anomalies(
-                read_rollup(con, since=since_5w, by=["user"]), "user"
+                read_rollup(con, since=since_5w, by=["user"], measures=ANOMALY_MEASURES), "user"
             ),
             "forecast by team": lambda: forecast_month(
-                read_rollup(con, since=datetime(2026, 9, 15, tzinfo=UTC), by=["team"]),
+                read_rollup(
+                    con,
+                    since=datetime(2026, 9, 15, tzinfo=UTC),
+                    by=["team"],
+                    measures=("cost_usd",),
+                ),
                 now=datetime(2026, 10, 31, tzinfo=UTC),
                 scope=["team"],
             ),

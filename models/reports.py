@@ -48,13 +48,15 @@ def read_rollup(
     until: datetime | None = None,
     daily: bool = False,
     by: Sequence[str] | None = None,
+    measures: Sequence[str] = MEASURES,
 ) -> pl.LazyFrame:
     """Rollup rows with ``since <= hour < until`` (UTC), as a LazyFrame.
 
     ``daily`` reads the day-grain table instead (``hour`` is then the day's start):
     right for day, week and month grains with day-aligned bounds. ``by`` (trusted
     dimension names) sums the measures by ``hour`` and those dimensions inside
-    DuckDB, which is how models that need few dimensions read few rows. Empty (no
+    DuckDB, which is how models that need few dimensions read few rows; with ``by``,
+    only ``measures`` are summed. Empty (no
     columns) when the rollups were never built.
     """
     table_name = DAILY_TABLE if daily else ROLLUP_TABLE
@@ -64,7 +66,7 @@ def read_rollup(
     columns, group = "*", ""
     if by is not None:
         sums = ", ".join(
-            f"sum({name})::{_SQL_TYPES.get(name, 'BIGINT')} AS {name}" for name in MEASURES
+            f"sum({name})::{_SQL_TYPES.get(name, 'BIGINT')} AS {name}" for name in measures
         )
         columns = ", ".join(["hour", *by, sums])
         group = " GROUP BY ALL"

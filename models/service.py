@@ -211,7 +211,9 @@ def anomaly_report(
         if end is None:
             return detect_anomalies(pl.LazyFrame(), scope)
         since = end - window - timedelta(weeks=5)
-        rollup = read_rollup(warehouse.con, since=since, until=end, by=[scope])
+        rollup = read_rollup(
+            warehouse.con, since=since, until=end, by=[scope], measures=("cost_usd", "requests")
+        )
         statistical = detect_anomalies(
             rollup,
             scope,
@@ -249,7 +251,9 @@ def forecast_report(
     month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     since = (month_start - timedelta(days=16)).astimezone(UTC)
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        rollup = read_rollup(warehouse.con, since=since, until=moment, by=list(by))
+        rollup = read_rollup(
+            warehouse.con, since=since, until=moment, by=list(by), measures=("cost_usd",)
+        )
         return forecast_month(rollup, now=moment, scope=list(by), tz=tz)
 
 
