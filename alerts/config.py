@@ -186,6 +186,15 @@ def _channels(
     return tuple(str(name) for name in value)
 
 
+def _named(where: _Where, kind: str, index: int, entry: dict[str, Any]) -> tuple[str, str]:
+    """The entry's name and how errors call it ("budget monthly"); the name is required."""
+    name = str(entry.get("name") or f"#{index}")
+    owner = f"{kind} {name}"
+    if not entry.get("name"):
+        raise where.error(owner, "name", "is missing")
+    return name, owner
+
+
 def _budget(
     where: _Where,
     index: int,
@@ -193,10 +202,7 @@ def _budget(
     dimensions: tuple[str, ...],
     channels: Mapping[str, ChannelSpec],
 ) -> Budget:
-    name = str(entry.get("name") or f"budget #{index}")
-    owner = f"budget {name}"
-    if not entry.get("name"):
-        raise where.error(owner, "name", "is missing")
+    name, owner = _named(where, "budget", index, entry)
     amount = entry.get("amount_usd")
     if not isinstance(amount, int | float) or isinstance(amount, bool) or amount <= 0:
         raise where.error(owner, "amount_usd", "must be a positive number of USD")
@@ -246,10 +252,7 @@ def _anomaly(
     dimensions: tuple[str, ...],
     channels: Mapping[str, ChannelSpec],
 ) -> AnomalyRule:
-    name = str(entry.get("name") or f"anomaly #{index}")
-    owner = f"anomaly rule {name}"
-    if not entry.get("name"):
-        raise where.error(owner, "name", "is missing")
+    name, owner = _named(where, "anomaly rule", index, entry)
     scope = str(entry.get("scope", "agent"))
     if scope not in dimensions:
         raise where.error(owner, "scope", f"{scope!r} is not one of {', '.join(dimensions)}")

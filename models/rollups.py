@@ -27,6 +27,7 @@ __all__ = [
     "MEASURES",
     "ROLLUP_TABLE",
     "RefreshResult",
+    "costed_requests",
     "hourly_rollup",
     "refresh_rollups",
 ]
@@ -70,13 +71,22 @@ def costed_requests(
     until: datetime | None = None,
     hours: list[datetime] | None = None,
     overrides: pl.DataFrame | None = None,
+    with_request_hash: bool = False,
 ) -> pl.LazyFrame:
     """Requests (in ``[since, until)`` and ``hours`` when given) with their cost columns.
 
     ``overrides`` are the user price rows; when None they are read from
-    ``settings.prices``.
+    ``settings.prices``. ``with_request_hash`` adds ``request_hash`` (see
+    ``read_requests``).
     """
-    requests = read_requests(warehouse.con, settings, since=since, until=until, hours=hours)
+    requests = read_requests(
+        warehouse.con,
+        settings,
+        since=since,
+        until=until,
+        hours=hours,
+        with_request_hash=with_request_hash,
+    )
     pairs = requests.select("provider", "model").unique().drop_nulls().collect().rows()
     if overrides is None and settings.prices is not None:
         overrides = load_price_file(settings.prices)

@@ -12,18 +12,15 @@ import duckdb
 import polars as pl
 
 from ingest.errors import ConfigError
-from ingest.warehouse import Warehouse, open_warehouse, table_exists
+from ingest.warehouse import open_warehouse, table_exists
 from models.anomalies import detect_anomalies
 from models.cache import cache_candidates, cache_summary
 from models.config import ModelsSettings
-from models.cost import with_cost
 from models.focus import focus_rows, write_focus
 from models.forecast import forecast_month
-from models.frames import read_requests
 from models.loops import repeated_prompt_flags
-from models.pricing import load_price_file, price_table
 from models.reports import GRAINS, read_rollup, reconciliation, spend_by
-from models.rollups import ROLLUP_TABLE, RefreshResult, refresh_rollups
+from models.rollups import ROLLUP_TABLE, RefreshResult, costed_requests, refresh_rollups
 
 __all__ = [
     "CacheReport",
@@ -155,7 +152,9 @@ def cache_report(
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         rollup = read_rollup(warehouse.con, since=since, until=until)
         summary = cache_summary(rollup, by, grain)
-        repeated = cache_candidates(_hashed_requests(warehouse, settings, since, until))
+        repeated = cache_candidates(
+            costed_requests(warehouse, settings, since=since, until=until, with_request_hash=True)
+        )
     return CacheReport(summary, repeated.head(candidates))
 
 
@@ -223,7 +222,9 @@ def anomaly_report(
             min_impact_usd=min_impact_usd,
         )
         loops = repeated_prompt_flags(
-            _hashed_requests(warehouse, settings, end - window, end),
+            costed_requests(
+                warehouse, settings, since=end - window, until=end, with_request_hash=True
+            ),
             scope,
             min_repeats=min_repeats,
         )
@@ -255,21 +256,6 @@ def forecast_report(
             warehouse.con, since=since, until=moment, by=list(by), measures=("cost_usd",)
         )
         return forecast_month(rollup, now=moment, scope=list(by), tz=tz)
-
-
-def _hashed_requests(
-    warehouse: Warehouse,
-    settings: ModelsSettings,
-    since: datetime | None,
-    until: datetime | None,
-) -> pl.LazyFrame:
-    """Costed raw requests in ``[since, until)`` with their ``request_hash``."""
-    requests = read_requests(
-        warehouse.con, settings, since=since, until=until, with_request_hash=True
-    )
-    pairs = requests.select("provider", "model").unique().drop_nulls().collect().rows()
-    overrides = load_price_file(settings.prices) if settings.prices is not None else None
-    return with_cost(requests, price_table(pairs, overrides))
 
 
 def _newest_hour(con: duckdb.DuckDBPyConnection) -> datetime | None:
