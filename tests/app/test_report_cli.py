@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 import pytest
 
 from tests.conftest import logpush_record, run_aigw, write_ndjson
@@ -294,3 +295,81 @@ def test_a_report_after_a_price_change_warns_until_rollup_runs(tmp_path: Path) -
     rows = report((db, config), "--by", "team")
     # platform: 10,000 x $10 + 1,000 x $2 per million
     assert summary(rows, "team")[0] == ("platform", 2, 0.102)
+
+
+def test_focus_export_writes_parquet_and_csv_with_the_same_rows(
+    warehouse: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`aigw export focus` writes one row per day x gateway x provider x model x key, whose
+    EffectiveCost adds up to the report's cost, as Parquet and as CSV."""
+    db, config = warehouse
+    for name in ("focus.parquet", "focus.csv"):
+        result = run_aigw(
+            "export", "focus", str(tmp_path / name), "--db", str(db), "--config", str(config)
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"wrote 4 FOCUS rows to {tmp_path / name}"
+    parquet = pl.read_parquet(tmp_path / "focus.parquet")
+    csv = pl.read_csv(tmp_path / "focus.csv")
+    assert parquet.height == csv.height == 4
+    assert parquet.columns == csv.columns
+    total = sum(row["cost_usd"] for row in report(warehouse, "--by", "provider"))
+    assert round(parquet["EffectiveCost"].sum(), 9) == round(total, 9) == 0.0225
+    assert sorted(parquet["x_Model"].to_list()) == [
+        "claude-sonnet-4",
+        "claude-sonnet-4",
+        "gpt-4o-mini",
+        "gpt-4o-mini",
+    ]
+
+
+def test_cache_report_counts_the_hit_and_its_saving(warehouse: tuple[Path, Path]) -> None:
+    """`aigw report cache --by model --format json`: one hit of two Sonnet calls, $0.0045 saved."""
+    db, config = warehouse
+    result = run_aigw(
+        "report",
+        "cache",
+        "--by",
+        "model",
+        "--db",
+        str(db),
+        "--config",
+        str(config),
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    document = orjson.loads(result.stdout)
+    sonnet = next(row for row in document["summary"] if row["model"] == "claude-sonnet-4")
+    assert (sonnet["requests"], sonnet["cached_requests"], sonnet["request_hit_ratio"]) == (
+        2,
+        1,
+        0.5,
+    )
+    assert round(sonnet["saved_usd"], 9) == 0.0045
+    assert document["candidates"] == []
+
+
+def test_forecast_projects_the_month_from_complete_days(warehouse: tuple[Path, Path]) -> None:
+    """`aigw report forecast` as of Apr 20: $0.0225 so far, from two days of spend
+    ($0.0185 and $0.004), projected with their mean for the 11 days left of April."""
+    db, config = warehouse
+    result = run_aigw(
+        "report",
+        "forecast",
+        "--now",
+        "2026-04-20T00:00:00",
+        "--db",
+        str(db),
+        "--config",
+        str(config),
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    [row] = orjson.loads(result.stdout)
+    assert round(row["mtd_usd"], 9) == 0.0225
+    assert row["days_in_month"] == 30
+    assert row["basis_days"] == 2
+    assert row["days_elapsed"] == 19
+    assert round(row["projected_usd"], 9) == round(0.0225 + 11 * (0.0185 + 0.004) / 2, 9)
