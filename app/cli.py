@@ -8,8 +8,10 @@ exit codes. Report and export commands live in ``app.reports_cli``.
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -59,11 +61,26 @@ def ingest_command(
         str | None,
         typer.Option(help="S3-compatible endpoint (R2, MinIO); default: AWS_ENDPOINT_URL or AWS."),
     ] = None,
+    private_key: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="AIGW_PRIVATE_KEY_FILE",
+            help="PEM private key that opens encrypted Logpush fields "
+            "(or the PEM itself in AIGW_PRIVATE_KEY).",
+        ),
+    ] = None,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Load Logpush / REST log objects into the warehouse, then refresh the rollups."""
-    settings = IngestSettings(source=source, db_path=db, endpoint_url=endpoint_url)
+    pem = os.environ.get("AIGW_PRIVATE_KEY") if private_key is None else None
+    settings = IngestSettings(
+        source=source,
+        db_path=db,
+        endpoint_url=endpoint_url,
+        private_key=private_key,
+        private_key_pem=pem.encode() if pem else None,
+    )
     with user_errors(verbose):
         models_settings = resolve_settings(config)
         with _progress(verbose) as (on_listed, on_object):
@@ -168,6 +185,12 @@ def _print_summary(summary: IngestSummary) -> None:
         f"in {summary.seconds:.1f}s ({summary.rows_per_second:,.0f} rows/s)",
         markup=False,
     )
+    if summary.decrypt_errors:
+        out.print(
+            f"decryption: {summary.decrypt_errors:,} rows kept with a field that did not "
+            "open (see requests.decrypt_error)",
+            markup=False,
+        )
 
 
 def main() -> None:

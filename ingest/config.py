@@ -26,3 +26,11 @@ class IngestSettings:
     db_path: Path = DEFAULT_DB_PATH
     endpoint_url: str | None = None
     batch_rows: int = BATCH_ROWS
+    private_key: Path | None = None  # PEM file that opens encrypted Logpush fields
+    private_key_pem: bytes | None = None  # or the PEM itself (from an environment variable)
+
+    def __repr__(self) -> str:  # the PEM is a secret: never print it
+        return (
+            f"IngestSettings(source={self.source!r}, db_path={self.db_path!r}, "
+            f"private_key={self.private_key!r})"
+        )

@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.decrypt import Decryptor
 from ingest.reader import Readable, iter_records
 from ingest.records import ROW_FIELDS, InvalidRecord, normalize
 from ingest.sources import StoredObject
@@ -100,6 +101,7 @@ class ObjectCounts:
     loaded: int = 0
     duplicates: int = 0
     rejected: int = 0
+    decrypt_errors: int = 0  # loaded rows with a field that did not decrypt
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,12 @@ class ParsedBatch:
         return rows + rejects + self.repeats
 
 
-def parse_object(stream: Readable, key: str, batch_rows: int = BATCH_ROWS) -> Iterator[ParsedBatch]:
+def parse_object(
+    stream: Readable,
+    key: str,
+    batch_rows: int = BATCH_ROWS,
+    decryptor: Decryptor | None = None,
+) -> Iterator[ParsedBatch]:
     """Read, parse and normalise an object into Arrow batches (no database work).
 
     Safe to run in another thread than ``store_object``. Raises
@@ -136,7 +143,7 @@ def parse_object(stream: Readable, key: str, batch_rows: int = BATCH_ROWS) -> It
         try:
             if isinstance(value, InvalidRecord):
                 raise value
-            row = normalize(value, raw)
+            row = normalize(value, raw, decryptor)
         except InvalidRecord as err:
             truncated = len(raw) > MAX_RAW_BYTES
             text = raw[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
@@ -177,15 +184,17 @@ def store_object(
     try:
         if seen_before:
             con.execute("DELETE FROM rejects WHERE source_file = ?", [obj.key])
-        records = loaded = rejected = 0
+        records = loaded = rejected = undecrypted = 0
         for batch in batches:
             records += batch.records
             if batch.rows is not None:
                 loaded += _insert_rows(con, batch.rows, obj.key, started)
+                column = batch.rows["decrypt_error"]
+                undecrypted += len(column) - column.null_count
             if batch.rejects is not None:
                 rejected += batch.rejects.num_rows
                 _insert_rejects(con, batch.rejects, obj.key, started)
-        counts = ObjectCounts(records, loaded, records - loaded - rejected, rejected)
+        counts = ObjectCounts(records, loaded, records - loaded - rejected, rejected, undecrypted)
         _upsert_file(con, obj, source, "loaded", counts, None, started)
         con.execute("COMMIT")
     except BaseException:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from typing import Final, cast
 
+from ingest.decrypt import Decryptor
 from ingest.errors import ObjectReadError
 from ingest.loader import ParsedBatch, parse_object
 from ingest.sources import Source, StoredObject
@@ -30,9 +31,15 @@ class Prefetcher:
     """Reads and parses ``objects`` from ``source`` in order, ``depth`` batches ahead."""
 
     def __init__(
-        self, source: Source, objects: Sequence[StoredObject], batch_rows: int, depth: int = 2
+        self,
+        source: Source,
+        objects: Sequence[StoredObject],
+        batch_rows: int,
+        depth: int = 2,
+        decryptor: Decryptor | None = None,
     ) -> None:
         self._source = source
+        self._decryptor = decryptor
         self._objects = objects
         self._batch_rows = batch_rows
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=depth)
@@ -66,7 +73,7 @@ class Prefetcher:
         for obj in self._objects:
             try:
                 with closing(self._source.open(obj)) as stream:
-                    for batch in parse_object(stream, obj.key, self._batch_rows):
+                    for batch in parse_object(stream, obj.key, self._batch_rows, self._decryptor):
                         if not self._put((obj.key, batch)):
                             return
             except ObjectReadError as err:

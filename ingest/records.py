@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import orjson
 
+from ingest.decrypt import DecryptError, Decryptor, is_encrypted
 from ingest.errors import AigwError
 
 __all__ = ["ROW_FIELDS", "InvalidRecord", "normalize", "record_key"]
@@ -53,6 +54,7 @@ ROW_FIELDS: Final = (
     "response_body",
     "extra",
     "log_format",
+    "decrypt_error",
 )
 
 
@@ -201,8 +203,15 @@ def record_key(raw: bytes) -> str:
     return hashlib.sha256(raw.strip()).hexdigest()[:32]
 
 
-def normalize(record: object, raw: bytes) -> tuple[Any, ...]:
-    """Map one parsed record to a row in ``ROW_FIELDS`` order; raise ``InvalidRecord``."""
+def normalize(record: object, raw: bytes, decryptor: Decryptor | None = None) -> tuple[Any, ...]:
+    """Map one parsed record to a row in ``ROW_FIELDS`` order; raise ``InvalidRecord``.
+
+    With a ``decryptor``, encrypted ``Metadata`` and bodies are opened: metadata is
+    stored decrypted, token usage missing from ``Metrics`` is taken from the
+    decrypted response body, and decrypted bodies are not stored. A field that
+    does not open is kept encrypted and ``decrypt_error`` says why (the record is
+    still loaded).
+    """
     if not isinstance(record, dict):
         raise InvalidRecord(f"not a JSON object but {_json_kind(record)}")
     slots: list[Any] = [None] * _NSLOTS
@@ -229,7 +238,8 @@ def normalize(record: object, raw: bytes) -> tuple[Any, ...]:
             raise InvalidRecord("missing created_at")
     else:
         raise InvalidRecord("unrecognised record: neither Logpush nor REST log fields")
-    return _row(slots, extra, log_format, raw)
+    decrypt_error = _decrypt(slots, decryptor) if decryptor is not None else None
+    return _row(slots, extra, log_format, raw, decrypt_error)
 
 
 def _collect(
@@ -249,7 +259,59 @@ def _collect(
         slots[slot] = value
 
 
-def _row(slots: list[Any], extra: dict[str, Any], log_format: str, raw: bytes) -> tuple[Any, ...]:
+def _decrypt(slots: list[Any], decryptor: Decryptor) -> str | None:
+    """Open the encrypted fields in place; return the first failure's reason, if any."""
+    error = None
+    for slot in (_METADATA, _REQUEST_BODY, _RESPONSE_BODY):
+        if not is_encrypted(slots[slot]):
+            continue
+        try:
+            value = decryptor.open(slots[slot])
+        except DecryptError as err:
+            error = error or f"{_FIELD_NAMES[slot]}: {err}"
+            continue
+        if slot == _RESPONSE_BODY:
+            _usage_from_body(slots, value)
+        slots[slot] = value if slot == _METADATA else None  # bodies: extracted, not kept
+    return error
+
+
+_FIELD_NAMES: Final = {
+    _METADATA: "Metadata",
+    _REQUEST_BODY: "RequestBody",
+    _RESPONSE_BODY: "ResponseBody",
+}
+
+
+def _usage_from_body(slots: list[Any], body: Any) -> None:
+    """Token counts from an OpenAI, Anthropic, Google or Workers AI response, where
+    ``Metrics`` had none (the same spellings as ``Metrics``, plus Google's)."""
+    if not isinstance(body, dict) or slots[_TOK_IN] is not None or slots[_TOK_OUT] is not None:
+        return
+    result = body.get("result")
+    usage = body.get("usage") or (result.get("usage") if isinstance(result, dict) else None)
+    if isinstance(usage, dict):
+        found: dict[str, Any] = {}
+        _collect(usage, _METRIC_FIELDS, slots, found)
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and details.get("cached_tokens") is not None:
+            slots[_CACHE_READ] = details["cached_tokens"]
+        return
+    google = body.get("usageMetadata")
+    if isinstance(google, dict):
+        slots[_TOK_IN] = google.get("promptTokenCount")
+        slots[_TOK_OUT] = google.get("candidatesTokenCount")
+        if google.get("cachedContentTokenCount") is not None:
+            slots[_CACHE_READ] = google["cachedContentTokenCount"]
+
+
+def _row(
+    slots: list[Any],
+    extra: dict[str, Any],
+    log_format: str,
+    raw: bytes,
+    decrypt_error: str | None,
+) -> tuple[Any, ...]:
     status = _integer(slots[_STATUS], "status code")
     success = _boolean(slots[_SUCCESS], "success")
     if success is None and status is not None:
@@ -295,6 +357,7 @@ def _row(slots: list[Any], extra: dict[str, Any], log_format: str, raw: bytes) -
         _json_text(slots[_RESPONSE_BODY]),
         _json_text(extra) if extra else None,
         log_format,
+        decrypt_error,
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ingest.decrypt import Decryptor
 from ingest.errors import ObjectReadError
 from ingest.loader import BATCH_ROWS, ObjectCounts, record_object, store_object
 from ingest.prefetch import Prefetcher
@@ -46,6 +47,7 @@ class IngestSummary:
     rows_loaded: int = 0
     duplicates: int = 0
     rejected: int = 0
+    decrypt_errors: int = 0
     seconds: float = 0.0
     failures: list[ObjectResult] = field(default_factory=list)
 
@@ -70,6 +72,7 @@ class IngestSummary:
         self.rows_loaded += result.counts.loaded
         self.duplicates += result.counts.duplicates
         self.rejected += result.counts.rejected
+        self.decrypt_errors += result.counts.decrypt_errors
 
 
 def ingest(
@@ -79,8 +82,11 @@ def ingest(
     batch_rows: int = BATCH_ROWS,
     on_listed: Callable[[int], None] | None = None,
     on_object: Callable[[ObjectResult], None] | None = None,
+    decryptor: Decryptor | None = None,
 ) -> IngestSummary:
     """Load every new or changed object of ``source`` into ``warehouse``.
+
+    With a ``decryptor``, encrypted Logpush fields are opened (``ingest.records``).
 
     ``on_listed(n)`` is called once the listing is complete; ``on_object`` after
     each object is committed. Raises ``SourceError`` if the source cannot be
@@ -102,7 +108,12 @@ def ingest(
     if on_listed is not None:
         on_listed(len(objects))
     fresh = [obj for obj in objects if seen.get(obj.key) != obj.etag]
-    prefetcher = Prefetcher(source, [obj for obj in fresh if is_log_object(obj.key)], batch_rows)
+    prefetcher = Prefetcher(
+        source,
+        [obj for obj in fresh if is_log_object(obj.key)],
+        batch_rows,
+        decryptor=decryptor,
+    )
     try:
         for obj in objects:
             if seen.get(obj.key) == obj.etag:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ingest.config import IngestSettings
+from ingest.decrypt import Decryptor, load_private_key
 from ingest.run import IngestSummary, ObjectResult, ingest
 from ingest.sources import open_source
 from ingest.warehouse import open_warehouse
@@ -19,6 +20,11 @@ def run_ingest(
     on_object: Callable[[ObjectResult], None] | None = None,
 ) -> IngestSummary:
     """Open the source and the warehouse named in ``settings`` and ingest once."""
+    decryptor = None
+    if settings.private_key is not None:
+        decryptor = Decryptor.from_file(settings.private_key)
+    elif settings.private_key_pem is not None:
+        decryptor = Decryptor(load_private_key(settings.private_key_pem, source="AIGW_PRIVATE_KEY"))
     source = open_source(settings.source, endpoint_url=settings.endpoint_url)
     with open_warehouse(settings.db_path) as warehouse:
         warehouse.con.execute("SET threads = 1")
@@ -28,4 +34,5 @@ def run_ingest(
             batch_rows=settings.batch_rows,
             on_listed=on_listed,
             on_object=on_object,
+            decryptor=decryptor,
         )

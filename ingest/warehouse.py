@@ -99,7 +99,10 @@ CREATE TABLE rejects (
 );
 """
 
-MIGRATIONS: Final[dict[int, str]] = {1: _V1}
+# v2: why an encrypted field did not open (null when it did, or was not encrypted).
+_V2: Final = "ALTER TABLE requests ADD COLUMN decrypt_error VARCHAR;"
+
+MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2}
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 _LOCK_PID = re.compile(r"PID (\d+)")

@@ -179,6 +179,7 @@ def test_plain_record_has_no_extra() -> None:
         "response_body": None,
         "extra": None,
         "log_format": "logpush",
+        "decrypt_error": None,
     }
 
 
@@ -236,6 +237,7 @@ def test_rest_object_maps_to_the_same_columns() -> None:
         "metadata": row["metadata"],
         "extra": row["extra"],
         "log_format": "rest",
+        "decrypt_error": None,
     }
 
 
