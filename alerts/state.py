@@ -90,7 +90,7 @@ def record_alerts(
                         alert.spent_usd,
                         alert.budget_usd,
                         alert.forecast_usd,
-                        orjson.dumps(_payload(alert)).decode(),
+                        orjson.dumps(alert.as_json()).decode(),
                         now,
                     ],
                 ).fetchone()
@@ -145,12 +145,6 @@ def mark_delivery(
         )
 
 
-def _payload(alert: Alert) -> dict[str, object]:
-    data = alert.as_json()
-    data["top_contributors"] = [list(item) for item in alert.top_contributors]
-    return data
-
-
 def _alert(data: dict[str, object]) -> Alert:
     contributors = data.get("top_contributors")
     if not isinstance(contributors, list):
@@ -166,7 +160,7 @@ def _alert(data: dict[str, object]) -> Alert:
         spent_usd=float(_number(data.get("spent_usd")) or 0.0),
         budget_usd=_number(data.get("budget_usd")),
         forecast_usd=_number(data.get("forecast_usd")),
-        top_contributors=[(str(name), float(usd)) for name, usd in contributors],
+        top_contributors=[(str(item["name"]), float(item["usd"])) for item in contributors],
         dashboard_url=str(data.get("dashboard_url") or ""),
         detail=str(data.get("detail") or ""),
         signal=str(data.get("signal") or ""),

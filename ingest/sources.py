@@ -36,6 +36,7 @@ from ingest.errors import (
     SourceNotFound,
     SourceUnreachable,
 )
+from ingest.reader import Readable
 
 __all__ = [
     "LocalFolder",
@@ -71,10 +72,8 @@ class StoredObject:
     mtime: datetime | None
 
 
-class ObjectStream(Protocol):
-    """What the reader needs of an open object: ``read`` and ``close``."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
+class ObjectStream(Readable, Protocol):
+    """An open object: what the reader reads, and ``close``."""
 
     def close(self) -> None: ...
 
@@ -153,7 +152,6 @@ class S3Bucket:
         self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
-        self.endpoint_url = endpoint_url
         self._client = client if client is not None else make_s3_client(endpoint_url)
 
     def list_objects(self) -> Iterator[StoredObject]:

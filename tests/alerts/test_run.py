@@ -124,6 +124,24 @@ channels = ["hook"]
     return path
 
 
+def _command(budgets: Path, db: Path, now: str, *extra: str) -> list[str]:
+    """The `aigw alerts run` command line, for tests that start it as a process."""
+    return [
+        sys.executable,
+        "-m",
+        "app",
+        "alerts",
+        "run",
+        "--budgets",
+        str(budgets),
+        "--db",
+        str(db),
+        "--now",
+        now,
+        *extra,
+    ]
+
+
 def _run(budgets: Path, db: Path, now: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return run_aigw(
         "alerts", "run", "--budgets", str(budgets), "--db", str(db), "--now", now, *extra
@@ -189,19 +207,7 @@ def test_two_processes_at_once_deliver_each_alert_once(
 ) -> None:
     """Two `aigw alerts run` started together: one waits for the other; 3 deliveries in all."""
     budgets = _budgets(tmp_path, receiver.url, tmp_path / "outbox")
-    command = [
-        sys.executable,
-        "-m",
-        "app",
-        "alerts",
-        "run",
-        "--budgets",
-        str(budgets),
-        "--db",
-        str(warehouse),
-        "--now",
-        "2026-11-10T12:00:00",
-    ]
+    command = _command(budgets, warehouse, "2026-11-10T12:00:00")
     processes = [
         subprocess.Popen(
             command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -250,21 +256,7 @@ def test_every_loops_until_sigterm_without_sending_twice(
 ) -> None:
     """--every 1s evaluates repeatedly; SIGTERM stops it cleanly; each alert went out once."""
     budgets = _budgets(tmp_path, receiver.url, tmp_path / "outbox")
-    command = [
-        sys.executable,
-        "-m",
-        "app",
-        "alerts",
-        "run",
-        "--budgets",
-        str(budgets),
-        "--db",
-        str(warehouse),
-        "--now",
-        "2026-11-10T12:00:00",
-        "--every",
-        "1s",
-    ]
+    command = _command(budgets, warehouse, "2026-11-10T12:00:00", "--every", "1s")
     process = subprocess.Popen(
         command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
