@@ -56,6 +56,8 @@ _ARROW_TYPES: Final[dict[str, pa.DataType]] = {
     "cache_write_tokens": pa.int64(),
     "cost": pa.float64(),
     "step": pa.int32(),
+    "dlp_categories": pa.list_(pa.string()),
+    "guardrail_categories": pa.list_(pa.string()),
 }
 _ROW_TYPES: Final = [_ARROW_TYPES.get(name, pa.string()) for name in ROW_FIELDS]
 _SCHEMA: Final = pa.schema(

@@ -55,6 +55,13 @@ ROW_FIELDS: Final = (
     "extra",
     "log_format",
     "decrypt_error",
+    "route",
+    "api_key_id",
+    "dlp_action",
+    "dlp_categories",
+    "guardrail_action",
+    "guardrail_categories",
+    "cache_key_hash",
 )
 
 
@@ -90,8 +97,15 @@ class InvalidRecord(AigwError):
     _CACHE_READ,
     _CACHE_WRITE,
     _CACHE_APART,
-) = range(26)
-_NSLOTS: Final = 26
+    _ROUTE,
+    _API_KEY_ID,
+    _DLP_ACTION,
+    _DLP_CATEGORIES,
+    _GUARDRAIL_ACTION,
+    _GUARDRAIL_CATEGORIES,
+    _CACHE_KEY_HASH,
+) = range(33)
+_NSLOTS: Final = 33
 
 _LOGPUSH_FIELDS: Final = {
     "Timestamp": _TS,
@@ -109,6 +123,17 @@ _LOGPUSH_FIELDS: Final = {
     "ResponseBody": _RESPONSE_BODY,
     "RoutingDecisionID": _ROUTING_ID,
     "RoutingReason": _ROUTING_REASON,
+    # Extension fields written by aigw's gateway (proxy/); absent from Cloudflare's logs.
+    "LogId": _ID,
+    "EventId": _EVENT_ID,
+    "Step": _STEP,
+    "Route": _ROUTE,
+    "ApiKeyId": _API_KEY_ID,
+    "DlpAction": _DLP_ACTION,
+    "DlpCategories": _DLP_CATEGORIES,
+    "GuardrailAction": _GUARDRAIL_ACTION,
+    "GuardrailCategories": _GUARDRAIL_CATEGORIES,
+    "CacheKeyHash": _CACHE_KEY_HASH,
 }
 
 # Token, cost and duration spellings, inside Logpush ``Metrics`` and at the top
@@ -358,6 +383,13 @@ def _row(
         _json_text(extra) if extra else None,
         log_format,
         decrypt_error,
+        _text(slots[_ROUTE], "route"),
+        _text(slots[_API_KEY_ID], "api key id"),
+        _text(slots[_DLP_ACTION], "DLP action"),
+        _names(slots[_DLP_CATEGORIES], "DLP categories"),
+        _text(slots[_GUARDRAIL_ACTION], "guardrail action"),
+        _names(slots[_GUARDRAIL_CATEGORIES], "guardrail categories"),
+        _text(slots[_CACHE_KEY_HASH], "cache key hash"),
     )
 
 
@@ -448,6 +480,17 @@ def _text(value: Any, name: str) -> str | None:
     if kind is int or kind is float or kind is bool:
         return str(value)
     raise InvalidRecord(f"{name} is not a string: {_show(value)}")
+
+
+def _names(value: Any, name: str) -> list[str] | None:
+    """A list of category names; a comma-separated string is accepted too."""
+    if value is None:
+        return None
+    if type(value) is str:
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list) and all(type(item) is str for item in value):
+        return value
+    raise InvalidRecord(f"{name} is not a list of names: {_show(value)}")
 
 
 def _metadata(value: Any) -> Any:

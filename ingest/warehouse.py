@@ -102,7 +102,35 @@ CREATE TABLE rejects (
 # v2: why an encrypted field did not open (null when it did, or was not encrypted).
 _V2: Final = "ALTER TABLE requests ADD COLUMN decrypt_error VARCHAR;"
 
-MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2}
+# v3: what aigw's own gateway adds to each record (Logpush extension fields).
+_V3: Final = """
+ALTER TABLE requests ADD COLUMN route VARCHAR;
+ALTER TABLE requests ADD COLUMN api_key_id VARCHAR;
+ALTER TABLE requests ADD COLUMN dlp_action VARCHAR;
+ALTER TABLE requests ADD COLUMN dlp_categories VARCHAR[];
+ALTER TABLE requests ADD COLUMN guardrail_action VARCHAR;
+ALTER TABLE requests ADD COLUMN guardrail_categories VARCHAR[];
+ALTER TABLE requests ADD COLUMN cache_key_hash VARCHAR;
+"""
+
+# v4: one row per data-quality check of an ingest batch's new rows.
+_V4: Final = """
+CREATE TABLE quality_runs (
+    run_id              VARCHAR PRIMARY KEY,
+    started_at          TIMESTAMPTZ NOT NULL,
+    finished_at         TIMESTAMPTZ NOT NULL,
+    source              VARCHAR NOT NULL,
+    object_keys         VARCHAR[] NOT NULL,
+    rows_checked        BIGINT NOT NULL,
+    on_failure          VARCHAR NOT NULL,
+    success             BOOLEAN NOT NULL,
+    critical_failures   INTEGER NOT NULL,
+    warnings            INTEGER NOT NULL,
+    results             JSON NOT NULL
+);
+"""
+
+MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 _LOCK_PID = re.compile(r"PID (\d+)")

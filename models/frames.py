@@ -96,7 +96,7 @@ def read_requests(
         params["last_hour"] = max(hours) if hours else datetime.now()
     sql = (
         f"SELECT {', '.join(REQUEST_COLUMNS)}, "
-        "json_extract_string(extra, '$.ApiKeyId') AS api_key"
+        "coalesce(api_key_id, json_extract_string(extra, '$.ApiKeyId')) AS api_key"
         f"{''.join(', ' + dim for dim in dims)}"
         f"{', ' + _REQUEST_HASH if with_request_hash else ''} "
         f"FROM requests WHERE {' AND '.join(where)}"

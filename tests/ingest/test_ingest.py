@@ -53,6 +53,33 @@ def test_three_timestamp_formats_load_as_the_same_utc_instant(
     ]
 
 
+def test_gateway_policy_fields_are_queryable_lists(
+    tmp_path: Path, db_path: Path, query: Query
+) -> None:
+    """DLP and guardrail categories from aigw's gateway load as VARCHAR[] columns."""
+    write_ndjson(
+        tmp_path / "logs" / "a.log.gz",
+        [
+            logpush_record(LogId="g1", DlpAction="redact", DlpCategories=["EMAIL", "IBAN"]),
+            logpush_record(LogId="g2", GuardrailAction="block", GuardrailCategories=["jailbreak"]),
+            logpush_record(LogId="g3"),
+        ],
+    )
+    assert _ingest(tmp_path / "logs", db_path).rows_loaded == 3
+    rows = query(
+        "SELECT log_id, dlp_action, dlp_categories, guardrail_action, guardrail_categories "
+        "FROM requests ORDER BY log_id"
+    )
+    assert rows == [
+        ("g1", "redact", ["EMAIL", "IBAN"], None, None),
+        ("g2", None, None, "block", ["jailbreak"]),
+        ("g3", None, None, None, None),
+    ]
+    assert query("SELECT count(*) FROM requests WHERE list_contains(dlp_categories, 'IBAN')") == [
+        (1,)
+    ]
+
+
 def test_rows_carry_the_documented_columns(tmp_path: Path, db_path: Path, query: Query) -> None:
     """A Logpush record's fields land in their columns, with tokens, cost and metadata."""
     record = logpush_record(

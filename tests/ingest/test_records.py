@@ -180,7 +180,51 @@ def test_plain_record_has_no_extra() -> None:
         "extra": None,
         "log_format": "logpush",
         "decrypt_error": None,
+        "route": None,
+        "api_key_id": None,
+        "dlp_action": None,
+        "dlp_categories": None,
+        "guardrail_action": None,
+        "guardrail_categories": None,
+        "cache_key_hash": None,
     }
+
+
+def test_gateway_extension_fields_fill_their_columns() -> None:
+    """aigw's gateway adds LogId, EventId, Step and its policy fields; each has a column."""
+    record = logpush_record(
+        LogId="01K0GATEWAY0000000000000001",
+        EventId="evt-7",
+        Step=2,
+        Route="chat",
+        ApiKeyId="key-search",
+        DlpAction="redact",
+        DlpCategories=["EMAIL", "AWS_ACCESS_KEY"],
+        GuardrailAction="monitor",
+        GuardrailCategories="jailbreak, prompt_injection",
+        CacheKeyHash="9f2c",
+    )
+    row = row_of(record)
+    assert (row["log_id"], row["event_id"], row["step"], row["route"], row["api_key_id"]) == (
+        "01K0GATEWAY0000000000000001",
+        "evt-7",
+        2,
+        "chat",
+        "key-search",
+    )
+    assert (row["dlp_action"], row["dlp_categories"]) == ("redact", ["EMAIL", "AWS_ACCESS_KEY"])
+    assert (row["guardrail_action"], row["guardrail_categories"]) == (
+        "monitor",
+        ["jailbreak", "prompt_injection"],
+    )
+    assert (row["cache_key_hash"], row["extra"]) == ("9f2c", None)
+
+
+def test_category_list_of_non_names_is_rejected() -> None:
+    """Categories must be names; anything else is a reject with the field named."""
+    assert reject_reason(logpush_record(DlpCategories=[1, 2])) == (
+        "DLP categories is not a list of names: [1, 2]"
+    )
 
 
 def test_encrypted_payloads_are_kept_exactly() -> None:
