@@ -30,6 +30,7 @@ from app.console import (
     user_errors,
     write_rows,
 )
+from app.proxy_cli import proxy_command, simulate_command
 from app.reports_cli import export_app, report_app, resolve_settings
 from ingest import (
     DEFAULT_DB_PATH,
@@ -51,6 +52,8 @@ cli = typer.Typer(
 cli.add_typer(report_app, name="report")
 cli.add_typer(export_app, name="export")
 cli.add_typer(alerts_app, name="alerts")
+cli.command("proxy")(proxy_command)
+cli.command("simulate")(simulate_command)
 
 
 @cli.command("ingest")

@@ -1,0 +1,152 @@
+"""The gateway as an ASGI application, and how it is served.
+
+``create_gateway_app(config)`` builds the app; its lifespan opens the provider
+sessions, the cache, the limit stores and the log writer at start-up and closes
+them at shutdown, where the writer flushes every buffered record (uvicorn turns
+SIGTERM and SIGINT into that shutdown after in-flight requests finish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from models.pricing import load_price_file
+from models.request_pricing import RequestPricer
+from proxy.cache import open_cache
+from proxy.config import GatewayConfig
+from proxy.counters import open_counter
+from proxy.http import BodyTooLarge, Receive, Responder, Scope, Send, error_body, read_request
+from proxy.logwriter import LogWriter, WriterSettings, open_sink
+from proxy.pipeline import Gateway, Services
+from proxy.ratelimit import open_rate_limiter
+from proxy.upstream import Upstream
+
+__all__ = ["GatewayApp", "create_gateway_app", "run_gateway"]
+
+_log = logging.getLogger("aigw.proxy")
+
+
+class GatewayApp:
+    """ASGI app: ``lifespan`` starts and stops the services; ``http`` runs the pipeline."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        upstream: Upstream | None = None,
+        simulated_time: bool = False,
+    ) -> None:
+        self.config = config
+        self._simulated_time = simulated_time
+        self._upstream = upstream
+        self.gateway: Gateway | None = None
+        self.writer: LogWriter | None = None
+        self._services: Services | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        out = Responder(send, receive)
+        if self.gateway is None:
+            await out.json(503, error_body("the gateway is starting", "unavailable"))
+            return
+        try:
+            request = await read_request(scope, receive)
+        except BodyTooLarge:
+            await out.json(
+                413, error_body("request body too large (32 MiB max)", "invalid_request_error")
+            )
+            return
+        await self.gateway.handle(request, out)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as err:  # noqa: BLE001 - reported to uvicorn, which exits
+                    await send({"type": "lifespan.startup.failed", "message": str(err)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def start(self) -> None:
+        config = self.config
+        logs = config.logs
+        writer = LogWriter(
+            open_sink(logs.destination, endpoint_url=logs.endpoint_url),
+            WriterSettings(
+                max_records=logs.max_records,
+                max_bytes=logs.max_bytes,
+                max_interval_s=logs.max_interval_s,
+                spool_dir=Path(logs.spool_dir),
+            ),
+        )
+        upstream = self._upstream or Upstream(config.providers)
+        await upstream.start()
+        overrides = load_price_file(Path(config.price_file)) if config.price_file else None
+        services = Services(
+            config=config,
+            upstream=upstream,
+            submit=writer.submit,
+            cache=open_cache(config.cache_url, default_path=Path(config.cache_path)),
+            limiter=open_rate_limiter(config.state_url),
+            spend=open_counter(config.state_url),
+            pricer=RequestPricer(overrides),
+            simulated_time=self._simulated_time,
+        )
+        writer.start()
+        self.writer = writer
+        self._services = services
+        self.gateway = Gateway(services)
+
+    async def stop(self) -> None:
+        services, self._services, self.gateway = self._services, None, None
+        if services is not None:
+            await services.upstream.close()
+            await services.cache.close()
+            await services.limiter.close()
+            await services.spend.close()
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.close)
+            stats = self.writer.stats
+            if stats.spooled_pending:
+                _log.warning(
+                    "%d log batches could not be uploaded and wait in %s",
+                    stats.spooled_pending,
+                    self.config.logs.spool_dir,
+                )
+
+
+def create_gateway_app(config: GatewayConfig, *, upstream: Upstream | None = None) -> GatewayApp:
+    """The gateway for real traffic (the request time is always the gateway's clock)."""
+    return GatewayApp(config, upstream=upstream)
+
+
+def run_gateway(config: GatewayConfig, *, host: str | None = None, port: int | None = None) -> None:
+    """Serve until SIGTERM or SIGINT; then finish in-flight requests and flush the logs."""
+    server_config: Any = uvicorn.Config(
+        create_gateway_app(config),
+        host=host or config.host,
+        port=config.port if port is None else port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(server_config).run()

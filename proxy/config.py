@@ -1,0 +1,454 @@
+"""``gateway.toml``: the gateway's settings, read and checked once at start-up.
+
+``load_gateway_config(path, environ)`` returns a frozen ``GatewayConfig`` or raises
+``GatewayConfigError`` naming the file, the key and the reason. Provider API keys
+are never written in the file: each provider names the environment variable that
+holds its key. Gateway keys are given as the SHA-256 of the key (``sha256``) or
+by environment variable (``env``). See ``sample_data/gateway.toml``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from proxy.errors import GatewayConfigError
+
+__all__ = [
+    "BudgetSettings",
+    "Fallback",
+    "GatewayConfig",
+    "KeyIdentity",
+    "LimitSettings",
+    "LogSettings",
+    "ProviderSettings",
+    "RouteSettings",
+    "load_gateway_config",
+]
+
+PROVIDER_KINDS: Final = ("openai", "anthropic")
+GUARDRAIL_MODES: Final = ("off", "monitor", "block")
+DLP_MODES: Final = ("off", "flag", "redact", "block")
+LIMIT_UNITS: Final = ("requests", "tokens")
+BUDGET_PERIODS: Final = ("day", "month")
+BUDGET_ACTIONS: Final = ("reject", "reroute")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIdentity:
+    """Who a gateway key belongs to (the key itself is never kept)."""
+
+    id: str
+    team: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    name: str
+    kind: str  # "openai" or "anthropic": the API the provider speaks
+    base_url: str  # openai kind: up to and including /v1; anthropic kind: without /v1
+    api_key: str | None = field(repr=False)  # from the environment, never from the file
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 5.0
+    catalog_name: str | None = None  # provider slug for pricing; default: name
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    provider: str
+    model: str | None = None  # None: the requested model
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    name: str
+    per: str  # "key", "route", "ip" or "metadata:<name>"
+    unit: str  # "requests" or "tokens"
+    limit: int
+    window_s: float
+    sliding: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSettings:
+    usd: float
+    period: str  # "day" or "month" (UTC)
+    per: str  # "key", "route" or "metadata:<name>"
+    action: str = "reject"  # or "reroute"
+    reroute: str | None = None  # "provider/model" when action is reroute
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    name: str
+    match: tuple[str, ...] = ("*",)
+    provider: str | None = None  # for models given without a provider/ prefix
+    cache: bool = False
+    cache_ttl_s: float = 300.0
+    guardrails: str = "off"
+    guardrail_responses: bool = False
+    dlp: str = "off"
+    dlp_responses: bool = False
+    fallbacks: tuple[Fallback, ...] = ()
+    rate_limits: tuple[LimitSettings, ...] = ()
+    budget: BudgetSettings | None = None
+
+    def matches(self, provider: str, model: str) -> bool:
+        """Whether ``provider/model`` (or the bare model) matches one of the globs."""
+        full = f"{provider}/{model}"
+        return any(
+            fnmatch.fnmatchcase(full, g) or fnmatch.fnmatchcase(model, g) for g in self.match
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    destination: str = "data/gateway-logs"  # folder, or s3://bucket/prefix
+    endpoint_url: str | None = None  # S3-compatible endpoint (R2, MinIO)
+    max_records: int = 100_000
+    max_bytes: int = 5_000_000
+    max_interval_s: float = 30.0
+    spool_dir: str = "data/gateway-spool"
+    log_bodies: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    path: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    gateway: str = "default"  # the gateway name logged for the /v1 endpoints
+    auth_required: bool = True
+    keys: Mapping[str, KeyIdentity] = field(default_factory=dict, repr=False)  # sha256 -> id
+    providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
+    routes: tuple[RouteSettings, ...] = ()
+    logs: LogSettings = LogSettings()
+    cache_url: str | None = None
+    cache_path: str = "data/gateway-cache.sqlite"
+    state_url: str | None = None  # rate limits and budgets; redis:// to share
+    price_file: str | None = None
+
+    def route_for(self, provider: str, model: str) -> RouteSettings:
+        for route in self.routes:
+            if route.matches(provider, model):
+                return route
+        return _NO_ROUTE
+
+
+_NO_ROUTE: Final = RouteSettings(name="default")
+
+
+def load_gateway_config(path: Path, environ: Mapping[str, str]) -> GatewayConfig:
+    """Read and check ``path``; raise ``GatewayConfigError`` with file, key and reason."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GatewayConfigError(f"{path}: no such file; pass --config") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise GatewayConfigError(f"{path}: cannot read: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise GatewayConfigError(f"{path}: not valid TOML: {err}") from None
+    return _Reader(path, environ).config(data)
+
+
+class _Reader:
+    def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
+        self.path = path
+        self.environ = environ
+
+    def fail(self, key: str, reason: str) -> GatewayConfigError:
+        return GatewayConfigError(f"{self.path}: {key}: {reason}")
+
+    def table(self, data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(_join(where, key), "must be a table")
+        return value
+
+    def value(  # noqa: PLR0917 - private; reads as "value of key in where, of kind"
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        where: str,
+        kind: type | tuple[type, ...],
+        default: Any = None,
+        choices: tuple[str, ...] | None = None,
+    ) -> Any:
+        value = data.get(key, default)
+        if value is None:
+            return None
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+            names = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
+            raise self.fail(_join(where, key), f"must be {_article(names)} (got {value!r})")
+        if choices is not None and value not in choices:
+            raise self.fail(
+                _join(where, key), f"must be one of {', '.join(choices)} (got {value!r})"
+            )
+        return value
+
+    def unknown(self, data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+        extra = sorted(set(data) - allowed)
+        if extra:
+            raise self.fail(_join(where, extra[0]), "unknown setting (check its spelling)")
+
+    def config(self, data: dict[str, Any]) -> GatewayConfig:
+        self.unknown(
+            data,
+            {"server", "auth", "providers", "routes", "logs", "cache", "limits", "pricing"},
+            "",
+        )
+        server = self.table(data, "server", "")
+        self.unknown(server, {"host", "port", "gateway"}, "server")
+        auth = self.table(data, "auth", "")
+        self.unknown(auth, {"required", "keys"}, "auth")
+        providers = self.providers(self.table(data, "providers", ""))
+        routes = self.routes(self.table(data, "routes", ""), providers)
+        keys = self.keys(auth.get("keys", []))
+        required = self.value(auth, "required", "auth", bool, True)
+        if required and not keys:
+            raise self.fail(
+                "auth.keys", "no gateway keys; add [[auth.keys]] or set required = false"
+            )
+        cache = self.table(data, "cache", "")
+        self.unknown(cache, {"url", "path"}, "cache")
+        limits = self.table(data, "limits", "")
+        self.unknown(limits, {"url"}, "limits")
+        pricing = self.table(data, "pricing", "")
+        self.unknown(pricing, {"price_file"}, "pricing")
+        port = self.value(server, "port", "server", int, 8080)
+        if not 0 <= port <= 65535:
+            raise self.fail("server.port", f"must be 0-65535 (got {port})")
+        return GatewayConfig(
+            path=self.path,
+            host=self.value(server, "host", "server", str, "127.0.0.1"),
+            port=port,
+            gateway=self.value(server, "gateway", "server", str, "default"),
+            auth_required=required,
+            keys=keys,
+            providers=providers,
+            routes=routes,
+            logs=self.logs(self.table(data, "logs", "")),
+            cache_url=self.value(cache, "url", "cache", str) or None,
+            cache_path=self.value(cache, "path", "cache", str, "data/gateway-cache.sqlite"),
+            state_url=self.value(limits, "url", "limits", str) or None,
+            price_file=self.value(pricing, "price_file", "pricing", str) or None,
+        )
+
+    def keys(self, entries: Any) -> dict[str, KeyIdentity]:
+        if not isinstance(entries, list):
+            raise self.fail("auth.keys", "must be an array of tables ([[auth.keys]])")
+        keys: dict[str, KeyIdentity] = {}
+        for index, entry in enumerate(entries):
+            where = f"auth.keys[{index}]"
+            if not isinstance(entry, dict):
+                raise self.fail(where, "must be a table")
+            self.unknown(entry, {"id", "team", "sha256", "env"}, where)
+            key_id = self.value(entry, "id", where, str)
+            if not key_id:
+                raise self.fail(f"{where}.id", "missing")
+            digest = self.value(entry, "sha256", where, str)
+            env = self.value(entry, "env", where, str)
+            if (digest is None) == (env is None):
+                raise self.fail(where, "give exactly one of sha256 or env")
+            if env is not None:
+                secret = self.environ.get(env)
+                if not secret:
+                    raise self.fail(f"{where}.env", f"environment variable {env} is not set")
+                digest = hashlib.sha256(secret.encode()).hexdigest()
+            elif len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+                raise self.fail(f"{where}.sha256", "must be 64 hex digits (sha256 of the key)")
+            keys[digest.lower()] = KeyIdentity(key_id, self.value(entry, "team", where, str))
+        return keys
+
+    def providers(self, table: dict[str, Any]) -> dict[str, ProviderSettings]:
+        if not table:
+            raise self.fail("providers", "no providers; add a [providers.NAME] table")
+        providers = {}
+        for name, entry in table.items():
+            where = f"providers.{name}"
+            if not isinstance(entry, dict):
+                raise self.fail(where, "must be a table")
+            allowed = {"kind", "base_url", "api_key_env", "timeout_s", "connect_timeout_s"}
+            self.unknown(entry, allowed | {"catalog_name"}, where)
+            kind = self.value(entry, "kind", where, str, name, PROVIDER_KINDS)
+            base_url = self.value(entry, "base_url", where, str)
+            if not base_url or not base_url.startswith(("http://", "https://")):
+                raise self.fail(f"{where}.base_url", "must be an http(s) URL")
+            env = self.value(entry, "api_key_env", where, str)
+            api_key = None
+            if env:
+                api_key = self.environ.get(env)
+                if not api_key:
+                    raise self.fail(
+                        f"{where}.api_key_env", f"environment variable {env} is not set"
+                    )
+            providers[name] = ProviderSettings(
+                name=name,
+                kind=kind,
+                base_url=base_url.rstrip("/"),
+                api_key=api_key,
+                timeout_s=self.positive(entry, "timeout_s", where, 60.0),
+                connect_timeout_s=self.positive(entry, "connect_timeout_s", where, 5.0),
+                catalog_name=self.value(entry, "catalog_name", where, str),
+            )
+        return providers
+
+    def positive(self, data: Mapping[str, Any], key: str, where: str, default: float) -> float:
+        value = float(self.value(data, key, where, float, default))
+        if value <= 0:
+            raise self.fail(_join(where, key), f"must be positive (got {value})")
+        return value
+
+    def routes(
+        self, table: dict[str, Any], providers: Mapping[str, ProviderSettings]
+    ) -> tuple[RouteSettings, ...]:
+        routes = []
+        for name, entry in table.items():
+            where = f"routes.{name}"
+            if not isinstance(entry, dict):
+                raise self.fail(where, "must be a table")
+            allowed = {"match", "provider", "cache", "cache_ttl_s", "guardrails"}
+            allowed |= {"guardrail_responses", "dlp", "dlp_responses", "fallbacks"}
+            self.unknown(entry, allowed | {"rate_limits", "budget"}, where)
+            match = self.value(entry, "match", where, list, ["*"])
+            if not match or not all(isinstance(glob, str) for glob in match):
+                raise self.fail(f"{where}.match", "must be a non-empty list of model globs")
+            provider = self.value(entry, "provider", where, str)
+            if provider is not None and provider not in providers:
+                raise self.fail(f"{where}.provider", f"no provider called {provider!r}")
+            routes.append(
+                RouteSettings(
+                    name=name,
+                    match=tuple(match),
+                    provider=provider,
+                    cache=self.value(entry, "cache", where, bool, False),
+                    cache_ttl_s=self.positive(entry, "cache_ttl_s", where, 300.0),
+                    guardrails=self.value(entry, "guardrails", where, str, "off", GUARDRAIL_MODES),
+                    guardrail_responses=self.value(
+                        entry, "guardrail_responses", where, bool, False
+                    ),
+                    dlp=self.value(entry, "dlp", where, str, "off", DLP_MODES),
+                    dlp_responses=self.value(entry, "dlp_responses", where, bool, False),
+                    fallbacks=self.fallbacks(entry.get("fallbacks", []), where, providers),
+                    rate_limits=self.limits(entry.get("rate_limits", []), where),
+                    budget=self.budget(entry.get("budget"), where, providers),
+                )
+            )
+        return tuple(routes)
+
+    def fallbacks(
+        self, entries: Any, where: str, providers: Mapping[str, ProviderSettings]
+    ) -> tuple[Fallback, ...]:
+        if not isinstance(entries, list):
+            raise self.fail(f"{where}.fallbacks", "must be an array of tables")
+        result = []
+        for index, entry in enumerate(entries):
+            at = f"{where}.fallbacks[{index}]"
+            if not isinstance(entry, dict):
+                raise self.fail(at, 'must be a table like { provider = "anthropic" }')
+            self.unknown(entry, {"provider", "model"}, at)
+            provider = self.value(entry, "provider", at, str)
+            if provider not in providers:
+                raise self.fail(f"{at}.provider", f"no provider called {provider!r}")
+            result.append(Fallback(provider, self.value(entry, "model", at, str)))
+        return tuple(result)
+
+    def limits(self, entries: Any, where: str) -> tuple[LimitSettings, ...]:
+        if not isinstance(entries, list):
+            raise self.fail(f"{where}.rate_limits", "must be an array of tables")
+        result = []
+        for index, entry in enumerate(entries):
+            at = f"{where}.rate_limits[{index}]"
+            if not isinstance(entry, dict):
+                raise self.fail(at, "must be a table")
+            self.unknown(entry, {"name", "per", "unit", "limit", "window_s", "sliding"}, at)
+            per = self.per(entry, at, ("key", "route", "ip"))
+            limit = self.value(entry, "limit", at, int)
+            if limit is None or limit <= 0:
+                raise self.fail(f"{at}.limit", "must be a positive integer")
+            result.append(
+                LimitSettings(
+                    name=self.value(entry, "name", at, str, f"limit-{index}"),
+                    per=per,
+                    unit=self.value(entry, "unit", at, str, "requests", LIMIT_UNITS),
+                    limit=limit,
+                    window_s=self.positive(entry, "window_s", at, 60.0),
+                    sliding=self.value(entry, "sliding", at, bool, False),
+                )
+            )
+        return tuple(result)
+
+    def per(self, entry: Mapping[str, Any], at: str, plain: tuple[str, ...]) -> str:
+        per = self.value(entry, "per", at, str, "key")
+        if per not in plain and not (per.startswith("metadata:") and len(per) > len("metadata:")):
+            choices = ", ".join((*plain, "metadata:<name>"))
+            raise self.fail(f"{at}.per", f"must be one of {choices} (got {per!r})")
+        return str(per)
+
+    def budget(
+        self, entry: Any, where: str, providers: Mapping[str, ProviderSettings]
+    ) -> BudgetSettings | None:
+        if entry is None:
+            return None
+        at = f"{where}.budget"
+        if not isinstance(entry, dict):
+            raise self.fail(at, "must be a table")
+        self.unknown(entry, {"usd", "period", "per", "action", "reroute"}, at)
+        usd = self.positive(entry, "usd", at, 0.0) if "usd" in entry else None
+        if usd is None:
+            raise self.fail(f"{at}.usd", "missing")
+        action = self.value(entry, "action", at, str, "reject", BUDGET_ACTIONS)
+        reroute = self.value(entry, "reroute", at, str)
+        if action == "reroute":
+            if not reroute or "/" not in reroute:
+                raise self.fail(f"{at}.reroute", 'must be "provider/model" when action is reroute')
+            if reroute.split("/", 1)[0] not in providers:
+                raise self.fail(f"{at}.reroute", f"no provider called {reroute.split('/', 1)[0]!r}")
+        return BudgetSettings(
+            usd=usd,
+            period=self.value(entry, "period", at, str, "day", BUDGET_PERIODS),
+            per=self.per(entry, at, ("key", "route")),
+            action=action,
+            reroute=reroute,
+        )
+
+    def logs(self, table: dict[str, Any]) -> LogSettings:
+        where = "logs"
+        allowed = {"destination", "endpoint_url", "max_records", "max_bytes", "max_interval_s"}
+        self.unknown(table, allowed | {"spool_dir", "log_bodies"}, where)
+        max_records = self.value(table, "max_records", where, int, 100_000)
+        max_bytes = self.value(table, "max_bytes", where, int, 5_000_000)
+        if max_records <= 0 or max_bytes <= 0:
+            raise self.fail(where, "max_records and max_bytes must be positive")
+        return LogSettings(
+            destination=self.value(table, "destination", where, str, "data/gateway-logs"),
+            endpoint_url=self.value(table, "endpoint_url", where, str) or None,
+            max_records=max_records,
+            max_bytes=max_bytes,
+            max_interval_s=self.positive(table, "max_interval_s", where, 30.0),
+            spool_dir=self.value(table, "spool_dir", where, str, "data/gateway-spool"),
+            log_bodies=self.value(table, "log_bodies", where, bool, False),
+        )
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _article(names: str) -> str:
+    return ("an " if names[:1] in "aeiou" else "a ") + {
+        "str": "string",
+        "int": "integer",
+        "float": "number",
+        "bool": "boolean",
+        "list": "array",
+    }.get(names, names)

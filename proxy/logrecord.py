@@ -1,0 +1,121 @@
+"""One log record per attempt, in Cloudflare's Logpush ``ai_gateway_events`` shape.
+
+Cloudflare's fields (``Timestamp`` as unixnano, ``Gateway``, ``Provider``, ``Model``,
+``RequestedModel``, ``Endpoint``, ``StatusCode``, ``Cached``, ``RateLimited``,
+``Metrics``, ``Metadata``, ``RequestBody``, ``ResponseBody``) plus this gateway's
+extension fields (``LogId``, ``EventId``, ``Step``, ``Route``, ``ApiKeyId``,
+``DlpAction``, ``DlpCategories``, ``GuardrailAction``, ``GuardrailCategories``,
+``CacheKeyHash``, ``RequestSha256``, ``ResponseSha256``).
+
+Bodies: by default only SHA-256 hashes; with ``log_bodies`` the bodies as sent
+upstream and to the client, which are the DLP-redacted ones whenever DLP is on.
+Secrets found by DLP never reach a record: only category names do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.request_pricing import Usage
+
+__all__ = ["RequestLog", "new_log_id"]
+
+
+def new_log_id() -> str:
+    """A time-ordered unique id: 16 hex digits of unixnano, then 16 random hex digits."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+
+
+@dataclass(slots=True)
+class RequestLog:
+    """What is known of one client request; ``attempt`` makes one record per attempt."""
+
+    gateway: str
+    endpoint: str
+    requested_model: str | None
+    route: str
+    api_key_id: str | None
+    metadata: dict[str, Any] | None
+    event_id: str | None
+    log_bodies: bool
+    ts_ns: int = field(default_factory=time.time_ns)  # the request's time (the gateway's clock)
+    t0: int = field(default_factory=time.perf_counter_ns)  # when it arrived (monotonic)
+    dlp_action: str | None = None
+    dlp_categories: tuple[str, ...] = ()
+    guardrail_action: str | None = None
+    guardrail_categories: tuple[str, ...] = ()
+    cache_key_hash: str | None = None
+    request_body: Any = None  # what went upstream (redacted when DLP redacts)
+    request_bytes: bytes = b""
+
+    def attempt(
+        self,
+        *,
+        step: int,
+        provider: str | None,
+        model: str | None,
+        status: int,
+        started: int,
+        usage: Usage | None = None,
+        cost: float | None = None,
+        cached: bool = False,
+        rate_limited: bool = False,
+        response_body: Any = None,
+        response_bytes: bytes = b"",
+        reason: str | None = None,
+        log_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The record of one attempt (``step`` 0 = first provider tried) that began at
+        ``started`` (``time.perf_counter_ns``); its Timestamp is the request's time plus
+        the time since the request arrived, so attempts sort in order."""
+        elapsed_ms = round((time.perf_counter_ns() - started) / 1e6, 3)
+        metrics: dict[str, Any] = {"durationMs": elapsed_ms}
+        if cost is not None:
+            metrics["cost"] = cost
+        if usage is not None:
+            metrics["tokensIn"] = usage.tokens_in
+            metrics["tokensOut"] = usage.tokens_out
+            metrics["cacheReadTokens"] = usage.cache_read
+            metrics["cacheWriteTokens"] = usage.cache_write
+        record: dict[str, Any] = {
+            "Timestamp": self.ts_ns + max(started - self.t0, 0),
+            "LogId": log_id or new_log_id(),
+            "Gateway": self.gateway,
+            "Provider": provider,
+            "Model": model,
+            "RequestedModel": self.requested_model,
+            "Endpoint": self.endpoint,
+            "StatusCode": status,
+            "Cached": cached,
+            "RateLimited": rate_limited,
+            "Metrics": metrics,
+            "Metadata": self.metadata,
+            "Step": step,
+            "Route": self.route,
+            "ApiKeyId": self.api_key_id,
+        }
+        if self.event_id is not None:
+            record["EventId"] = self.event_id
+        if reason is not None:
+            record["RoutingReason"] = reason
+        if self.dlp_action is not None:
+            record["DlpAction"] = self.dlp_action
+            record["DlpCategories"] = list(self.dlp_categories)
+        if self.guardrail_action is not None:
+            record["GuardrailAction"] = self.guardrail_action
+            record["GuardrailCategories"] = list(self.guardrail_categories)
+        if self.cache_key_hash is not None:
+            record["CacheKeyHash"] = self.cache_key_hash
+        if self.log_bodies:
+            record["RequestBody"] = self.request_body
+            record["ResponseBody"] = response_body
+        else:
+            if self.request_bytes:
+                record["RequestSha256"] = hashlib.sha256(self.request_bytes).hexdigest()
+            if response_bytes:
+                record["ResponseSha256"] = hashlib.sha256(response_bytes).hexdigest()
+        return record

@@ -1,0 +1,344 @@
+"""One client request through the gateway's controls, in order:
+
+authentication -> rate limits -> budget -> guardrails -> DLP -> response cache ->
+providers in the route's order (failover on 429, 5xx, timeout) -> response
+(whole or streamed) -> logs, limits settled, spend counted, cache filled.
+
+Every attempt is one log record (``Step`` 0, 1, 2…); the client gets one response.
+Refusals (401, 429, guardrail and DLP blocks) are logged too, except 401 and 404.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from models.request_pricing import RequestPricer
+from proxy.cache import ResponseCache, cache_key
+from proxy.config import GatewayConfig, KeyIdentity, RouteSettings
+from proxy.controls import (
+    BudgetCheck,
+    Charged,
+    Denied,
+    check_budget,
+    estimate_tokens,
+    rate_limit,
+)
+from proxy.counters import SpendCounter
+from proxy.dlp import inspect_request, redact
+from proxy.errors import UpstreamError
+from proxy.guardrails import check_request
+from proxy.http import Request, Responder, error_body
+from proxy.logrecord import RequestLog
+from proxy.ratelimit import RateLimiter
+from proxy.requests import (
+    ClientError,
+    Target,
+    authenticate,
+    parse_endpoint,
+    parse_metadata,
+    plan_targets,
+    resolve_model,
+)
+from proxy.responses import Answer, Exchange, deliver, replay
+from proxy.texts import request_texts
+from proxy.upstream import Upstream
+
+__all__ = ["SIM_TIME_HEADER", "Gateway", "Services"]
+
+SIM_TIME_HEADER: Final = "x-aigw-simulated-time"
+_RETRYABLE: Final = frozenset({408, 429, 500, 502, 503, 504, 529})
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything the gateway talks to; built at start-up, closed at shutdown."""
+
+    config: GatewayConfig
+    upstream: Upstream
+    submit: Any  # LogWriter.submit: record dict -> None, never blocks
+    cache: ResponseCache
+    limiter: RateLimiter
+    spend: SpendCounter
+    pricer: RequestPricer
+    clock: Callable[[], int] = time.time_ns  # unixnano
+    # `aigw simulate` only (never from config): the request's time comes from SIM_TIME_HEADER.
+    simulated_time: bool = False
+
+
+class Gateway:
+    """The request pipeline; one instance per process, used on one event loop."""
+
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    async def handle(self, request: Request, out: Responder) -> None:
+        try:
+            await self._handle(request, out)
+        except ClientError as err:
+            if not out.started:
+                await out.json(err.status, error_body(str(err), err.kind, err.code), err.headers)
+
+    async def _handle(self, request: Request, out: Responder) -> None:
+        config = self.s.config
+        if request.method == "GET" and request.path == "/v1/models":
+            authenticate(request.headers, config)
+            await self._models(out)
+            return
+        endpoint = parse_endpoint(request.path, config)
+        identity = authenticate(request.headers, config)
+        if request.method != "POST":
+            raise ClientError(
+                405, f"{request.method} is not allowed; use POST", "invalid_request_error"
+            )
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            raise ClientError(
+                400, "the request body must be a JSON object", "invalid_request_error"
+            )
+        metadata = parse_metadata(request.headers.get("cf-aig-metadata"))
+        primary, route = resolve_model(endpoint, body, config)
+        ts_ns = self.s.clock()
+        if self.s.simulated_time and SIM_TIME_HEADER in request.headers:
+            ts_ns = int(request.headers[SIM_TIME_HEADER])
+        log = RequestLog(
+            ts_ns=ts_ns,
+            gateway=endpoint.gateway,
+            endpoint=endpoint.name,
+            requested_model=body.get("model"),
+            route=route.name,
+            api_key_id=identity.id if identity else None,
+            metadata=_safe_metadata(metadata),
+            event_id=request.headers.get("cf-aig-event-id"),
+            log_bodies=config.logs.log_bodies,
+        )
+        estimate = estimate_tokens(request_texts(body))
+        targets = plan_targets(primary, route, endpoint, config)
+        try:
+            charged, budget, targets, reason = await self._limits(
+                request, route, identity, metadata, estimate, targets, log
+            )
+            sent_body = _policies(body, route, log)
+        except ClientError as err:
+            self.s.submit(
+                log.attempt(
+                    step=0,
+                    provider=primary.provider.name,
+                    model=primary.model,
+                    status=err.status,
+                    started=log.t0,
+                    rate_limited=err.code == "rate_limited",
+                    reason=str(err),
+                )
+            )
+            raise
+        if config.logs.log_bodies:  # logged bodies are always redacted, whatever the mode
+            redacted = sent_body is not body
+            log.request_body = sent_body if redacted else inspect_request(body, "redact").body
+        log.request_bytes = request.body if sent_body is body else orjson.dumps(sent_body)
+        exchange = Exchange(
+            endpoint=endpoint,
+            route=route,
+            body=sent_body,
+            raw=request.body if sent_body is body else None,
+            headers=request.headers,
+            log=log,
+            reason=reason,
+            estimate=estimate,
+        )
+        answer = await self._cached_or_called(exchange, targets, route, out)
+        await self._account(answer, charged, budget, ts_ns / 1e9)
+
+    async def _limits(  # noqa: PLR0917 - private, one caller
+        self,
+        request: Request,
+        route: RouteSettings,
+        identity: KeyIdentity | None,
+        metadata: dict[str, Any] | None,
+        estimate: int,
+        targets: list[Target],
+        log: RequestLog,
+    ) -> tuple[Charged, BudgetCheck | None, list[Target], str | None]:
+        """Rate limits, then the budget: ``ClientError`` 429, or the targets to try (a
+        reroute when the budget is spent and says so)."""
+        now_s = log.ts_ns / 1e9
+        charged, denied = await rate_limit(
+            self.s.limiter, route, identity, request.client_ip, metadata, estimate, now_s
+        )
+        if denied is not None:
+            raise _rate_limited(denied)
+        now = datetime.fromtimestamp(now_s, UTC)
+        budget = await check_budget(self.s.spend, route, identity, metadata, now)
+        if budget is None or not budget.exceeded:
+            return charged, budget, targets, None
+        if budget.settings.action == "reject":
+            raise ClientError(429, budget.message(), "budget_exceeded", "budget_exceeded")
+        provider, model = str(budget.settings.reroute).split("/", 1)
+        rerouted = [Target(self.s.config.providers[provider], model)]
+        return charged, budget, rerouted, f"budget spent: rerouted to {budget.settings.reroute}"
+
+    async def _cached_or_called(
+        self, exchange: Exchange, targets: list[Target], route: RouteSettings, out: Responder
+    ) -> Answer | None:
+        headers = exchange.headers
+        skip = headers.get("cf-aig-skip-cache", "").lower() in ("true", "1", "yes")
+        key = None
+        if route.cache and not skip:
+            key = cache_key(
+                exchange.body,
+                provider=targets[0].provider.name,
+                model=targets[0].model,
+                override=headers.get("cf-aig-cache-key"),
+            )
+            exchange.log.cache_key_hash = key[:32]
+            hit = await self.s.cache.get(key)
+            if hit is not None:
+                return await replay(hit, exchange, out, self.s.submit)
+            exchange.cache_key = key
+            exchange.cache_ttl_s = _ttl(headers.get("cf-aig-cache-ttl"), route.cache_ttl_s)
+        return await self._call(exchange, targets, out)
+
+    async def _call(
+        self, exchange: Exchange, targets: list[Target], out: Responder
+    ) -> Answer | None:
+        for step, target in enumerate(targets):
+            last = step == len(targets) - 1
+            started = time.perf_counter_ns()
+            try:
+                response = await self.s.upstream.post(
+                    target.provider,
+                    exchange.provider_endpoint(target),
+                    exchange.payload(target),
+                    exchange.headers,
+                )
+            except UpstreamError as err:
+                self.s.submit(
+                    exchange.log.attempt(
+                        step=step,
+                        provider=target.provider.name,
+                        model=target.model,
+                        status=502,
+                        started=started,
+                        reason=str(err),
+                    )
+                )
+                if last:
+                    await out.json(
+                        502, error_body(f"no provider answered: {err}", "upstream_error", 502)
+                    )
+                    return None
+                continue
+            if response.status in _RETRYABLE and not last:
+                data = await response.read()
+                self.s.submit(
+                    exchange.log.attempt(
+                        step=step,
+                        provider=target.provider.name,
+                        model=target.model,
+                        status=response.status,
+                        started=started,
+                        response_bytes=data,
+                        reason=f"HTTP {response.status}: failing over",
+                    )
+                )
+                continue
+            return await deliver(
+                response,
+                exchange,
+                target=target,
+                step=step,
+                started=started,
+                out=out,
+                services=self.s,
+            )
+        return None
+
+    async def _account(
+        self, answer: Answer | None, charged: Charged, budget: BudgetCheck | None, now: float
+    ) -> None:
+        if answer is None:
+            return
+        usage = answer.usage
+        if usage is not None:
+            await charged.settle(self.s.limiter, usage.tokens_in + usage.tokens_out, now)
+        if budget is not None and answer.cost:
+            await self.s.spend.add(budget.key, budget.period, answer.cost)
+
+    async def _models(self, out: Responder) -> None:
+        models = sorted(
+            {
+                f"{p.name}/{r}"
+                for p in self.s.config.providers.values()
+                for r in _route_models(self.s.config, p.name)
+            }
+        )
+        data = [
+            {"id": model, "object": "model", "owned_by": model.split("/")[0]} for model in models
+        ]
+        await out.json(200, {"object": "list", "data": data})
+
+
+def _rate_limited(denied: Denied) -> ClientError:
+    limit = denied.limit
+    message = (
+        f"rate limit {limit.name!r} ({limit.limit} {limit.unit} per {limit.window_s:g} s) "
+        f"reached; retry after {denied.retry_after_s} s"
+    )
+    error = ClientError(429, message, "rate_limit_exceeded", "rate_limited")
+    error.headers = [("retry-after", str(denied.retry_after_s))]
+    return error
+
+
+def _policies(body: dict[str, Any], route: RouteSettings, log: RequestLog) -> dict[str, Any]:
+    """Guardrails, then DLP, on the request: the body to send (redacted in redact mode);
+    ``ClientError`` 400 in block mode. Verdicts are noted on ``log`` (categories only)."""
+    if route.guardrails != "off":
+        verdict = check_request(body)
+        if verdict.flagged:
+            log.guardrail_action = route.guardrails
+            log.guardrail_categories = verdict.categories
+            if route.guardrails == "block":
+                message = f"request blocked by guardrails: {', '.join(verdict.categories)}"
+                raise ClientError(400, message, "guardrail_blocked", "content_policy_violation")
+    if route.dlp == "off":
+        return body
+    result = inspect_request(body, route.dlp)
+    if result.action is None:
+        return body
+    log.dlp_action = result.action
+    log.dlp_categories = result.categories
+    if result.action == "block":
+        message = f"request blocked by DLP: {', '.join(result.categories)}"
+        raise ClientError(400, message, "dlp_blocked", "content_policy_violation")
+    return result.body if result.action == "redact" else body
+
+
+def _route_models(config: GatewayConfig, provider: str) -> list[str]:
+    globs = [g for route in config.routes for g in route.match if "*" not in g and "?" not in g]
+    return [g.split("/", 1)[-1] for g in globs if "/" not in g or g.startswith(f"{provider}/")]
+
+
+def _ttl(header: str | None, default: float) -> float:
+    if header:
+        try:
+            value = float(header)
+        except ValueError:
+            return default
+        if value > 0:
+            return value
+    return default
+
+
+def _safe_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Metadata as logged: string values pass through DLP redaction (secrets never logged)."""
+    if not metadata:
+        return metadata
+    return {k: redact(v) if isinstance(v, str) else v for k, v in metadata.items()}

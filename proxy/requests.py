@@ -1,0 +1,190 @@
+"""What a client asked for: endpoint, identity, metadata, and the providers to try.
+
+Pure functions over the request and the config; the pipeline turns their
+``ClientError`` into an HTTP error in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from proxy.config import GatewayConfig, KeyIdentity, ProviderSettings, RouteSettings
+
+__all__ = [
+    "ClientError",
+    "Endpoint",
+    "Target",
+    "authenticate",
+    "parse_endpoint",
+    "parse_metadata",
+    "plan_targets",
+    "resolve_model",
+]
+
+MAX_METADATA_ENTRIES: Final = 5
+OPENAI_ENDPOINTS: Final = {
+    "/v1/chat/completions": "chat/completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
+
+
+class ClientError(Exception):
+    """A request the gateway refuses: HTTP ``status``, OpenAI error ``kind``, one line."""
+
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.code = code
+        self.headers: list[tuple[str, str]] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    api: str  # the body's API: "openai" or "anthropic"
+    name: str  # "chat/completions", "completions", "embeddings" or "messages"
+    gateway: str
+    provider: str | None  # set by the Cloudflare-shaped path /{gateway}/{provider}/...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: ProviderSettings
+    model: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+
+def parse_endpoint(path: str, config: GatewayConfig) -> Endpoint:
+    """The endpoint of ``path``; ``ClientError`` 404 for anything else."""
+    name = OPENAI_ENDPOINTS.get(path)
+    if name is not None:
+        return Endpoint("openai", name, config.gateway, None)
+    if path == "/v1/messages":
+        return Endpoint("anthropic", "messages", config.gateway, None)
+    parts = path.strip("/").split("/", 2)
+    if len(parts) == 3 and parts[1] in config.providers:
+        provider = config.providers[parts[1]]
+        rest = parts[2].removeprefix("v1/")
+        if provider.kind == "openai" and rest in OPENAI_ENDPOINTS.values():
+            return Endpoint("openai", rest, parts[0], provider.name)
+        if provider.kind == "anthropic" and rest == "messages":
+            return Endpoint("anthropic", "messages", parts[0], provider.name)
+    raise ClientError(404, f"no such endpoint: {path}", "invalid_request_error", "not_found")
+
+
+def authenticate(headers: Mapping[str, str], config: GatewayConfig) -> KeyIdentity | None:
+    """The identity of the gateway key sent (``cf-aig-authorization``, ``Authorization``
+    or ``x-api-key``); ``ClientError`` 401 when required and missing or unknown."""
+    token = _bearer(headers.get("cf-aig-authorization")) or _bearer(headers.get("authorization"))
+    token = token or headers.get("x-api-key")
+    if token:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        for known, identity in config.keys.items():
+            if hmac.compare_digest(known, digest):
+                return identity
+    if not config.auth_required:
+        return None
+    raise ClientError(
+        401,
+        "invalid or missing gateway key: send Authorization: Bearer <gateway key>",
+        "authentication_error",
+        "invalid_api_key",
+    )
+
+
+def _bearer(value: str | None) -> str | None:
+    if value and value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return None
+
+
+def parse_metadata(value: str | None) -> dict[str, Any] | None:
+    """``cf-aig-metadata``: a JSON object of scalars; entries past the fifth are dropped."""
+    if value is None:
+        return None
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ClientError(
+            400, "cf-aig-metadata must be a JSON object", "invalid_request_error", "bad_metadata"
+        )
+    for key, item in parsed.items():
+        if isinstance(item, dict | list):
+            raise ClientError(
+                400,
+                f"cf-aig-metadata entry {key!r} must be a string, number or boolean",
+                "invalid_request_error",
+                "bad_metadata",
+            )
+    return dict(list(parsed.items())[:MAX_METADATA_ENTRIES])
+
+
+def resolve_model(
+    endpoint: Endpoint, body: dict[str, Any], config: GatewayConfig
+) -> tuple[Target, RouteSettings]:
+    """The first provider and model to try, and the route whose controls apply."""
+    requested = body.get("model")
+    if not isinstance(requested, str) or not requested:
+        raise ClientError(400, "the request needs a model", "invalid_request_error", "no_model")
+    provider_name = endpoint.provider
+    model = requested
+    if provider_name is None and "/" in requested:
+        prefix, rest = requested.split("/", 1)
+        if prefix in config.providers:
+            provider_name, model = prefix, rest
+    if provider_name is not None:
+        route = config.route_for(provider_name, model)
+    else:
+        route = next(
+            (r for r in config.routes if r.matches("*", model)), config.route_for("", model)
+        )
+        provider_name = route.provider
+        if provider_name is None or not can_serve(config.providers[provider_name], endpoint):
+            provider_name = _default_provider(endpoint.api, config)
+    provider = config.providers[provider_name]
+    if not can_serve(provider, endpoint):
+        raise ClientError(
+            400,
+            f"provider {provider_name} cannot serve {endpoint.name} requests",
+            "invalid_request_error",
+            "unsupported_provider",
+        )
+    return Target(provider, model), route
+
+
+def _default_provider(api: str, config: GatewayConfig) -> str:
+    for name, provider in config.providers.items():
+        if provider.kind == api:
+            return name
+    return next(iter(config.providers))
+
+
+def can_serve(provider: ProviderSettings, endpoint: Endpoint) -> bool:
+    """Same API, or OpenAI chat translated for an Anthropic provider."""
+    if provider.kind == endpoint.api:
+        return True
+    return endpoint.api == "openai" and endpoint.name == "chat/completions"
+
+
+def plan_targets(
+    primary: Target, route: RouteSettings, endpoint: Endpoint, config: GatewayConfig
+) -> list[Target]:
+    """``primary``, then the route's fallbacks that can serve ``endpoint``, each once."""
+    targets = [primary]
+    for fallback in route.fallbacks:
+        target = Target(config.providers[fallback.provider], fallback.model or primary.model)
+        if can_serve(target.provider, endpoint) and target not in targets:
+            targets.append(target)
+    return targets

@@ -1,0 +1,441 @@
+"""A provider's answer on its way back to the client: whole or streamed, translated
+between APIs when needed, checked by response DLP and guardrails, cached, logged.
+
+Streams pass through event by event as they arrive (never buffered whole); usage
+is read from the stream. A client that disconnects mid-stream still produces a log
+record (status 499, usage as far as known, else estimated).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from models.request_pricing import Usage
+from proxy.cache import CachedResponse
+from proxy.config import RouteSettings
+from proxy.dlp import inspect_response
+from proxy.errors import UpstreamError
+from proxy.guardrails import check_response
+from proxy.http import Responder, error_body
+from proxy.logrecord import RequestLog, new_log_id
+from proxy.requests import Endpoint, Target
+from proxy.translate import (
+    AnthropicToOpenAIStream,
+    anthropic_request,
+    openai_error,
+    openai_response,
+)
+from proxy.upstream import UpstreamResponse
+from proxy.usage import SseUsage, iter_sse_events, usage_from_body
+
+if TYPE_CHECKING:
+    from proxy.pipeline import Services
+
+__all__ = ["Answer", "Exchange", "deliver", "replay"]
+
+MAX_CACHED_STREAM_BYTES: Final = 4 * 1024 * 1024
+CLIENT_CLOSED: Final = 499  # nginx's "client closed request"
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One client request, as sent upstream (after DLP), and its log."""
+
+    endpoint: Endpoint
+    route: RouteSettings
+    body: dict[str, Any]
+    raw: bytes | None  # the client's bytes when the body went unchanged
+    headers: dict[str, str]
+    log: RequestLog
+    reason: str | None = None
+    estimate: int = 0
+    cache_key: str | None = None
+    cache_ttl_s: float = 0.0
+
+    @property
+    def stream(self) -> bool:
+        return self.body.get("stream") is True
+
+    def translating(self, target: Target) -> bool:
+        return target.provider.kind != self.endpoint.api
+
+    def provider_endpoint(self, target: Target) -> str:
+        return "messages" if target.provider.kind == "anthropic" else self.endpoint.name
+
+    def client_wants_usage(self) -> bool:
+        options = self.body.get("stream_options")
+        return isinstance(options, dict) and options.get("include_usage") is True
+
+    def injects_usage(self, target: Target) -> bool:
+        """OpenAI streams carry usage only when asked: the gateway asks for it."""
+        return (
+            self.stream
+            and target.provider.kind == "openai"
+            and self.endpoint.name in ("chat/completions", "completions")
+            and not self.client_wants_usage()
+        )
+
+    def payload(self, target: Target) -> bytes:
+        """The request body for ``target`` (the client's own bytes when nothing changes)."""
+        if self.translating(target):
+            return orjson.dumps(anthropic_request(self.body, target.model))
+        body = self.body
+        if body.get("model") != target.model:
+            body = {**body, "model": target.model}
+        if self.injects_usage(target):
+            body = {
+                **body,
+                "stream_options": {**(body.get("stream_options") or {}), "include_usage": True},
+            }
+        if body is self.body and self.raw is not None:
+            return self.raw
+        return orjson.dumps(body)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a served request used and cost (for limits and budgets)."""
+
+    usage: Usage | None
+    cost: float | None
+
+
+def _headers(exchange: Exchange, log_id: str, step: int, status: str) -> list[tuple[str, str]]:
+    headers = [("cf-aig-log-id", log_id), ("cf-aig-step", str(step))]
+    if exchange.route.cache:
+        headers.append(("cf-aig-cache-status", status))
+    return headers
+
+
+async def replay(
+    hit: CachedResponse,
+    exchange: Exchange,
+    out: Responder,
+    submit: Callable[[dict[str, Any]], None],
+) -> Answer:
+    """Answer from the response cache: the stored body, or the stored stream chunk by chunk."""
+    started = time.perf_counter_ns()
+    log_id = new_log_id()
+    headers = _headers(exchange, log_id, 0, "HIT")
+    if hit.chunks is not None:
+        await out.start_stream(hit.status, hit.content_type, headers)
+        for chunk in hit.chunks:
+            if not await out.chunk(chunk):
+                break
+        await out.end_stream()
+    else:
+        await out.raw(hit.status, hit.body or b"", hit.content_type, headers)
+    usage = Usage(**{k: int(v) for k, v in hit.usage.items()})
+    submit(
+        exchange.log.attempt(
+            step=0,
+            provider=hit.provider,
+            model=hit.model,
+            status=hit.status,
+            started=started,
+            usage=usage,
+            cost=0.0,
+            cached=True,
+            response_bytes=hit.body or b"".join(hit.chunks or ()),
+            log_id=log_id,
+        )
+    )
+    return Answer(usage=Usage(), cost=0.0)
+
+
+async def deliver(
+    response: UpstreamResponse,
+    exchange: Exchange,
+    *,
+    target: Target,
+    step: int,
+    started: int,
+    out: Responder,
+    services: Services,
+) -> Answer:
+    """Send ``response`` to the client and log it as attempt ``step``."""
+    if exchange.stream and response.status == 200 and "event-stream" in response.content_type:
+        return await _stream(
+            response,
+            exchange,
+            target=target,
+            step=step,
+            started=started,
+            out=out,
+            services=services,
+        )
+    log_id = new_log_id()
+    try:
+        data = await response.read()
+    except UpstreamError as err:
+        services.submit(
+            exchange.log.attempt(
+                step=step,
+                provider=target.provider.name,
+                model=target.model,
+                status=502,
+                started=started,
+                reason=str(err),
+                log_id=log_id,
+            )
+        )
+        await out.json(502, error_body(str(err), "upstream_error", 502))
+        return Answer(None, None)
+    status = response.status
+    try:
+        parsed: Any = orjson.loads(data) if data else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    usage = usage_from_body(target.provider.kind, parsed) if status < 400 else None
+    served = (
+        parsed.get("model")
+        if isinstance(parsed, dict) and isinstance(parsed.get("model"), str)
+        else target.model
+    )
+    outgoing: Any = parsed
+    content_type = response.content_type
+    if exchange.translating(target):
+        outgoing = (
+            openai_response(parsed, usage, served)
+            if status == 200 and isinstance(parsed, dict)
+            else openai_error(status, parsed)
+        )
+        data = orjson.dumps(outgoing)
+        content_type = "application/json"
+        served = target.model
+    refusal = (
+        _check_response(exchange, outgoing)
+        if status == 200 and isinstance(outgoing, dict)
+        else None
+    )
+    if isinstance(refusal, dict):
+        outgoing = refusal
+        data = orjson.dumps(refusal)
+    elif refusal is not None:
+        services.submit(
+            exchange.log.attempt(
+                step=step,
+                provider=target.provider.name,
+                model=served,
+                status=502,
+                started=started,
+                usage=usage,
+                cost=_cost(services, exchange, target, served, usage),
+                reason=refusal,
+                log_id=log_id,
+            )
+        )
+        await out.json(
+            502, error_body(refusal, "content_policy_blocked", "content_policy_violation")
+        )
+        return Answer(usage, _cost(services, exchange, target, served, usage))
+    cost = _cost(services, exchange, target, served, usage) if status < 400 else None
+    await out.raw(status, data, content_type, _headers(exchange, log_id, step, "MISS"))
+    if exchange.cache_key is not None and status == 200:
+        await services.cache.put(
+            exchange.cache_key,
+            CachedResponse(
+                status=200,
+                content_type=content_type,
+                body=data,
+                chunks=None,
+                usage=_usage_dict(usage),
+                model=served,
+                provider=target.provider.name,
+                stored_at=time.time(),
+            ),
+            exchange.cache_ttl_s,
+        )
+    services.submit(
+        exchange.log.attempt(
+            step=step,
+            provider=target.provider.name,
+            model=served,
+            status=status,
+            started=started,
+            usage=usage,
+            cost=cost,
+            response_body=_logged(exchange, outgoing),
+            response_bytes=data,
+            reason=exchange.reason,
+            log_id=log_id,
+        )
+    )
+    return Answer(usage, cost)
+
+
+def _check_response(exchange: Exchange, body: dict[str, Any]) -> dict[str, Any] | str | None:
+    """Response DLP and guardrails: a redacted body, a refusal message, or None."""
+    route = exchange.route
+    log = exchange.log
+    result: dict[str, Any] | str | None = None
+    if route.guardrails != "off" and route.guardrail_responses:
+        verdict = check_response(body)
+        if verdict.flagged:
+            log.guardrail_action = route.guardrails
+            log.guardrail_categories = tuple(
+                sorted({*log.guardrail_categories, *verdict.categories})
+            )
+            if route.guardrails == "block":
+                return f"response blocked by guardrails: {', '.join(verdict.categories)}"
+    if route.dlp != "off" and route.dlp_responses:
+        found = inspect_response(body, route.dlp)
+        if found.action is not None:
+            log.dlp_action = found.action if log.dlp_action in (None, "flag") else log.dlp_action
+            log.dlp_categories = tuple(sorted({*log.dlp_categories, *found.categories}))
+            if found.action == "block":
+                return f"response blocked by DLP: {', '.join(found.categories)}"
+            if found.action == "redact":
+                result = found.body
+    return result
+
+
+def _logged(exchange: Exchange, body: Any) -> Any:
+    """The response body for the log: always DLP-redacted (only kept with log_bodies)."""
+    if not exchange.log.log_bodies or not isinstance(body, dict):
+        return None
+    return inspect_response(body, "redact").body
+
+
+def _usage_dict(usage: Usage | None) -> dict[str, int]:
+    if usage is None:
+        return {}
+    return {
+        "tokens_in": usage.tokens_in,
+        "tokens_out": usage.tokens_out,
+        "cache_read": usage.cache_read,
+        "cache_write": usage.cache_write,
+    }
+
+
+def _cost(
+    services: Services, exchange: Exchange, target: Target, model: str, usage: Usage | None
+) -> float | None:
+    if usage is None:
+        return None
+    catalog = target.provider.catalog_name or target.provider.name
+    at = datetime.fromtimestamp(exchange.log.ts_ns / 1e9, UTC)
+    return services.pricer.cost(catalog, model, at, usage)
+
+
+def _usage_only(payload: bytes) -> bool:
+    """An OpenAI chunk with usage and no choices: the one the gateway asked for."""
+    if b'"usage"' not in payload:
+        return False
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and not event.get("choices") and event.get("usage") is not None
+
+
+def _relay_events(
+    buffer: bytearray, tracker: SseUsage, translator: AnthropicToOpenAIStream | None
+) -> bytes:
+    """The complete events in ``buffer``, translated, minus the usage chunk the gateway
+    asked for; usage is noted on ``tracker``."""
+    parts = []
+    for raw, payload in iter_sse_events(buffer):
+        if payload is None:
+            if translator is None:
+                parts.append(raw)
+            continue
+        tracker.observe(payload)
+        if translator is not None:
+            parts.append(translator.convert(payload))
+        elif not _usage_only(payload):
+            parts.append(raw)
+    return b"".join(parts)
+
+
+async def _stream(
+    response: UpstreamResponse,
+    exchange: Exchange,
+    *,
+    target: Target,
+    step: int,
+    started: int,
+    out: Responder,
+    services: Services,
+) -> Answer:
+    log_id = new_log_id()
+    translator = None
+    if exchange.translating(target):
+        translator = AnthropicToOpenAIStream(
+            target.model, include_usage=exchange.client_wants_usage()
+        )
+    drop_usage = translator is None and exchange.injects_usage(target)
+    per_event = translator is not None or drop_usage
+    tracker = SseUsage(target.provider.kind)
+    content_type = "text/event-stream" if translator else response.content_type
+    await out.start_stream(200, content_type, _headers(exchange, log_id, step, "MISS"))
+    buffer = bytearray()
+    kept: list[bytes] | None = [] if exchange.cache_key is not None else None
+    kept_bytes = 0
+    status, reason = 200, exchange.reason
+    try:
+        async for chunk in response.chunks():
+            if per_event:
+                buffer += chunk
+                data = _relay_events(buffer, tracker, translator)
+            else:
+                tracker.feed(chunk)
+                data = chunk
+            if kept is not None and data:
+                kept.append(data)
+                kept_bytes += len(data)
+                if kept_bytes > MAX_CACHED_STREAM_BYTES:
+                    kept = None
+            if not await out.chunk(data):
+                status, reason = CLIENT_CLOSED, "client disconnected mid-stream"
+                response.close()
+                break
+        else:
+            if buffer and translator is None:
+                await out.chunk(bytes(buffer))
+    except UpstreamError as err:
+        status, reason = 502, str(err)
+    finally:
+        if status != CLIENT_CLOSED:
+            response.release()
+    await out.end_stream()
+    usage = tracker.usage
+    if usage is None and status != 200:
+        usage = Usage(tokens_in=exchange.estimate, tokens_out=tracker.text_chars // 4)
+        reason = f"{reason}; usage estimated"
+    cost = _cost(services, exchange, target, target.model, usage)
+    if kept is not None and status == 200:
+        await services.cache.put(
+            exchange.cache_key or "",
+            CachedResponse(
+                status=200,
+                content_type=content_type,
+                body=None,
+                chunks=tuple(kept),
+                usage=_usage_dict(usage),
+                model=target.model,
+                provider=target.provider.name,
+                stored_at=time.time(),
+            ),
+            exchange.cache_ttl_s,
+        )
+    services.submit(
+        exchange.log.attempt(
+            step=step,
+            provider=target.provider.name,
+            model=target.model,
+            status=status,
+            started=started,
+            usage=usage,
+            cost=cost,
+            reason=reason,
+            log_id=log_id,
+        )
+    )
+    return Answer(usage, cost)

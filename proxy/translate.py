@@ -1,0 +1,203 @@
+"""OpenAI chat completions <-> Anthropic messages, for ``anthropic/…`` models and for
+fallbacks across the two APIs.
+
+Covers text chat (system prompts, text and image parts, stop sequences, sampling,
+streaming with usage). Tool calls are passed as text, not translated.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+import orjson
+
+from models.request_pricing import Usage
+
+__all__ = [
+    "AnthropicToOpenAIStream",
+    "anthropic_request",
+    "openai_error",
+    "openai_response",
+]
+
+DEFAULT_MAX_TOKENS: Final = 1024  # Anthropic requires max_tokens; OpenAI does not
+_FINISH: Final = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
+
+
+def anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """An Anthropic ``/v1/messages`` body equivalent to an OpenAI chat ``body``."""
+    system: list[str] = []
+    messages: list[dict[str, Any]] = []
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        content = message.get("content")
+        if role in ("system", "developer"):
+            system.append(content if isinstance(content, str) else _joined_text(content))
+            continue
+        blocks = _blocks(content)
+        anthropic_role = "assistant" if role == "assistant" else "user"
+        if messages and messages[-1]["role"] == anthropic_role:
+            messages[-1]["content"].extend(blocks)  # Anthropic wants alternating roles
+        else:
+            messages.append({"role": anthropic_role, "content": blocks})
+    result: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or DEFAULT_MAX_TOKENS,
+    }
+    if system:
+        result["system"] = "\n\n".join(system)
+    for name in ("temperature", "top_p", "stream"):
+        if body.get(name) is not None:
+            result[name] = body[name]
+    stop = body.get("stop")
+    if stop:
+        result["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    return result
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    blocks: list[dict[str, Any]] = []
+    for part in content or ():
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            blocks.append({"type": "text", "text": str(part.get("text", ""))})
+        elif part.get("type") == "image_url":
+            url = part.get("image_url", {})
+            url = url.get("url") if isinstance(url, dict) else url
+            blocks.append({"type": "image", "source": {"type": "url", "url": url}})
+    return blocks or [{"type": "text", "text": ""}]
+
+
+def _joined_text(content: Any) -> str:
+    if not isinstance(content, list):
+        return ""
+    texts = [str(p.get("text", "")) for p in content if isinstance(p, dict) and "text" in p]
+    return "\n".join(texts)
+
+
+def _openai_usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.tokens_in,
+        "completion_tokens": usage.tokens_out,
+        "total_tokens": usage.tokens_in + usage.tokens_out,
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read},
+    }
+
+
+def openai_response(body: dict[str, Any], usage: Usage | None, model: str) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` from an Anthropic message response."""
+    text = "".join(
+        str(block.get("text", ""))
+        for block in body.get("content") or ()
+        if isinstance(block, dict) and block.get("type") == "text"
+    )
+    result: dict[str, Any] = {
+        "id": f"chatcmpl-{body.get('id', '')}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": _FINISH.get(str(body.get("stop_reason")), "stop"),
+            }
+        ],
+    }
+    if usage is not None:
+        result["usage"] = _openai_usage(usage)
+    return result
+
+
+def openai_error(status: int, body: Any) -> dict[str, Any]:
+    """An OpenAI-shaped error from any provider's error body."""
+    message = f"upstream returned HTTP {status}"
+    kind = "upstream_error"
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = str(body["error"].get("message") or message)
+        kind = str(body["error"].get("type") or kind)
+    return {"error": {"message": message, "type": kind, "code": status}}
+
+
+class AnthropicToOpenAIStream:
+    """Turns Anthropic SSE event payloads into OpenAI ``chat.completion.chunk`` SSE bytes."""
+
+    def __init__(self, model: str, *, include_usage: bool) -> None:
+        self.model = model
+        self.include_usage = include_usage
+        self.id = "chatcmpl-stream"
+        self.created = int(time.time())
+        self._usage: dict[str, int] = {}
+
+    def convert(self, payload: bytes) -> bytes:
+        """SSE bytes (possibly empty) for one Anthropic event's data payload."""
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return b""
+        if not isinstance(event, dict):
+            return b""
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self.id = f"chatcmpl-{message.get('id', '')}"
+            self._take_usage(message.get("usage"))
+            return self._chunk({"role": "assistant", "content": ""}, None)
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return self._chunk({"content": delta.get("text", "")}, None)
+            return b""
+        if kind == "message_delta":
+            self._take_usage(event.get("usage"))
+            reason = (event.get("delta") or {}).get("stop_reason")
+            return self._chunk({}, _FINISH.get(str(reason), "stop"))
+        if kind == "message_stop":
+            tail = b""
+            if self.include_usage:
+                tail = self._frame({"choices": [], "usage": _openai_usage(self.usage())})
+            return tail + b"data: [DONE]\n\n"
+        if kind == "error":
+            return self._frame(openai_error(500, event))
+        return b""
+
+    def _take_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if isinstance(v, int)})
+
+    def usage(self) -> Usage:
+        read = self._usage.get("cache_read_input_tokens", 0)
+        write = self._usage.get("cache_creation_input_tokens", 0)
+        return Usage(
+            tokens_in=self._usage.get("input_tokens", 0) + read + write,
+            tokens_out=self._usage.get("output_tokens", 0),
+            cache_read=read,
+            cache_write=write,
+        )
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None) -> bytes:
+        return self._frame({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    def _frame(self, fields: dict[str, Any]) -> bytes:
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            **fields,
+        }
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"

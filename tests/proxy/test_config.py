@@ -1,0 +1,124 @@
+"""gateway.toml: the sample loads; each kind of mistake names the file, the key and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.config import load_gateway_config
+from proxy.errors import GatewayConfigError
+from tests.conftest import REPO
+
+PROVIDER = '[providers.openai]\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+KEY = '[[auth.keys]]\nid = "a"\nsha256 = "' + "ab" * 32 + '"\n'
+
+
+def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> object:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return load_gateway_config(path, environ or {})
+
+
+def error_of(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(GatewayConfigError) as info:
+        load(tmp_path, text, environ)
+    return str(info.value).removeprefix(f"{tmp_path / 'gateway.toml'}: ")
+
+
+def test_the_sample_config_loads_with_its_routes() -> None:
+    """sample_data/gateway.toml is valid; routes keep their order; keys are kept hashed."""
+    config = load_gateway_config(
+        REPO / "sample_data" / "gateway.toml", {"AIGW_SIMULATED_PROVIDER_KEY": "sk-sample-9f3e"}
+    )
+    assert [r.name for r in config.routes] == ["strict", "embeddings", "chat"]
+    assert config.route_for("openai", "gpt-4.1-mini").name == "strict"
+    assert config.route_for("openai", "gpt-4o").name == "chat"
+    chat = config.routes[2]
+    assert (chat.cache, chat.guardrails, chat.dlp) == (True, "monitor", "redact")
+    assert [r.name for r in chat.rate_limits] == ["per-user", "per-agent-tokens"]
+    assert chat.budget is not None and chat.budget.reroute == "openai/gpt-4o-mini"
+    assert {k.id for k in config.keys.values()} == {
+        "search-app",
+        "support-app",
+        "platform-tools",
+        "research-lab",
+    }
+    assert "sk-sample-9f3e" not in repr(config)  # provider keys never in a repr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "providers: no providers; add a [providers.NAME] table"),
+        (PROVIDER, "auth.keys: no gateway keys; add [[auth.keys]] or set required = false"),
+        (
+            "[server]\nprot = 1\n" + PROVIDER + KEY,
+            "server.prot: unknown setting (check its spelling)",
+        ),
+        (
+            PROVIDER.replace("http://127.0.0.1:9/v1", "ftp://x") + KEY,
+            "providers.openai.base_url: must be an http(s) URL",
+        ),
+        (
+            PROVIDER.replace('"openai"\n', '"gemini"\n', 1) + KEY,
+            "providers.openai.kind: must be one of openai, anthropic (got 'gemini')",
+        ),
+        (
+            PROVIDER + 'api_key_env = "NOPE"\n' + KEY,
+            "providers.openai.api_key_env: environment variable NOPE is not set",
+        ),
+        (
+            PROVIDER + '[[auth.keys]]\nid = "a"\nsha256 = "xyz"\n',
+            "auth.keys[0].sha256: must be 64 hex digits (sha256 of the key)",
+        ),
+        (
+            PROVIDER + KEY + '[routes.r]\ndlp = "mask"\n',
+            "routes.r.dlp: must be one of off, flag, redact, block (got 'mask')",
+        ),
+        (
+            PROVIDER + KEY + '[routes.r]\nfallbacks = [{ provider = "azure" }]\n',
+            "routes.r.fallbacks[0].provider: no provider called 'azure'",
+        ),
+        (
+            PROVIDER + KEY + '[routes.r]\nrate_limits = [{ per = "team", limit = 5 }]\n',
+            "routes.r.rate_limits[0].per: "
+            "must be one of key, route, ip, metadata:<name> (got 'team')",
+        ),
+        (
+            PROVIDER + KEY + "[routes.r]\nrate_limits = [{ limit = 0 }]\n",
+            "routes.r.rate_limits[0].limit: must be a positive integer",
+        ),
+        (
+            PROVIDER + KEY + '[routes.r]\nbudget = { usd = 5, action = "reroute" }\n',
+            'routes.r.budget.reroute: must be "provider/model" when action is reroute',
+        ),
+        (
+            PROVIDER + KEY + '[routes.r]\ncache = "yes"\n',
+            "routes.r.cache: must be a boolean (got 'yes')",
+        ),
+        (
+            "[server\n",
+            "not valid TOML: Expected ']' at the end of a table declaration (at line 1, column 8)",
+        ),
+    ],
+)
+def test_config_errors_name_file_key_and_reason(tmp_path: Path, text: str, message: str) -> None:
+    """Each mistake gives one line: file, dotted key, reason."""
+    assert error_of(tmp_path, text) == message
+
+
+def test_gateway_key_from_the_environment(tmp_path: Path) -> None:
+    """A key given by env is hashed at start-up; the key itself is not kept."""
+    config = load(
+        tmp_path, PROVIDER + '[[auth.keys]]\nid = "ci"\nenv = "GW_KEY"\n', {"GW_KEY": "secret-1"}
+    )
+    keys = config.keys  # type: ignore[attr-defined]
+    assert [k.id for k in keys.values()] == ["ci"]
+    assert "secret-1" not in repr(config)
+
+
+def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(GatewayConfigError) as info:
+        load_gateway_config(tmp_path / "none.toml", {})
+    assert str(info.value) == f"{tmp_path / 'none.toml'}: no such file; pass --config"
