@@ -234,12 +234,17 @@ class LogWriter:
             self._cut_locked()
             self._cond.notify_all()
             thread = self._thread
-        if thread is not None and thread.is_alive():
-            thread.join(timeout_s)
-            if thread.is_alive():
-                _log.warning("log writer thread still uploading after %.0f s", timeout_s)
-                return
-        self._work_inline()
+        if thread is None:
+            self._work_inline()
+            return
+        thread.join(timeout_s)
+        if thread.is_alive():
+            _log.warning("log writer thread still uploading after %.0f s", timeout_s)
+            return
+        with self._cond:
+            left = bool(self._ready) or self._batch is not None
+        if left:  # the thread died on an unexpected error: deliver here instead
+            self._work_inline()
 
     # -- background work -------------------------------------------------------
 
@@ -257,8 +262,8 @@ class LogWriter:
                 self._cut_locked()
                 batches = list(self._ready)
                 self._ready.clear()
-            self._deliver_all(batches)
-            self._resend_spool()
+            if self._deliver_all(batches):
+                self._resend_spool()
 
     def _run(self) -> None:
         interval = self._settings.max_interval_s
@@ -285,9 +290,10 @@ class LogWriter:
                 wanted = self._flush_wanted
                 stopping = self._stopping
             with self._io:
-                self._deliver_all(batches)
-                if wanted > self._flush_done or spool_due or stopping:
+                sink_up = self._deliver_all(batches)
+                if sink_up and (wanted > self._flush_done or spool_due or stopping):
                     self._resend_spool()
+                if not sink_up or spool_due:
                     next_spool_try = time.monotonic() + interval
             with self._cond:
                 self._flush_done = wanted
@@ -295,9 +301,10 @@ class LogWriter:
                 if stopping and not self._ready and self._batch is None:
                     return
 
-    def _deliver_all(self, batches: list[_Batch]) -> None:
+    def _deliver_all(self, batches: list[_Batch]) -> bool:
         """Upload each batch; once one has gone to the spool, spool the rest of this round
-        at once (the sink is down; the spool retry finds out when it is back)."""
+        at once (the sink is down; the spool retry finds out when it is back). Returns
+        whether the sink took every batch (when not, retrying the spool now is pointless)."""
         sink_up = True
         for batch in batches:
             data = igzip.compress(b"".join(batch.lines), compresslevel=_GZIP_LEVEL, mtime=0)
@@ -311,6 +318,7 @@ class LogWriter:
                 continue
             sink_up = False
             self._spool(key, data, len(batch.lines))
+        return sink_up
 
     def _upload(self, key: str, data: bytes) -> bool:
         """Put ``data`` with retries; whether the sink accepted it."""
