@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,27 @@ def _wait_for(condition: Any, limit_s: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the writer did not get there"
         time.sleep(0.01)
+
+
+def test_values_json_lacks_are_written_as_text_and_unencodable_records_are_counted(
+    tmp_path: Path,
+) -> None:
+    """A Decimal is written as its text; a record JSON cannot hold (an integer past 64 bits)
+    is left out and counted, and the records around it are written."""
+    out = tmp_path / "out"
+    writer = LogWriter(LocalFolderSink(out), _settings(tmp_path))
+    writer.submit(_record(0) | {"Metrics": {"cost": Decimal("0.0042")}})
+    writer.submit(_record(1) | {"Metrics": {"tokensIn": 2**70}})
+    writer.submit(_record(2))
+    writer.close()
+
+    (path,) = _files(out)
+    records = _lines(path.read_bytes())
+    assert _user_numbers(records) == [0, 2]
+    assert records[0]["Metrics"] == {"cost": "0.0042"}
+    assert writer.stats == WriterStats(
+        records_submitted=3, records_rejected=1, records_written=2, files_written=1
+    )
 
 
 # -- flush, close, threads -------------------------------------------------------
@@ -502,6 +524,17 @@ def test_an_s3_failure_spools_and_the_spool_drains_when_the_bucket_appears(
         IngestSettings(source=f"s3://{bucket}/logs", db_path=db_path, endpoint_url=s3_endpoint)
     )
     assert (summary.loaded, summary.rows_loaded, summary.duplicates) == (3, 7, 0)
+
+
+def test_open_sink_uploads_through_boto3s_own_client(s3_endpoint: str) -> None:
+    """The sink open_sink makes (credentials from the environment) stores the exact bytes."""
+    client = _client(s3_endpoint)
+    bucket = f"aigw-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=bucket)
+
+    open_sink(f"s3://{bucket}/gw", endpoint_url=s3_endpoint).put("20260418/a.log.gz", b"abc")
+
+    assert _objects(client, bucket) == {"gw/20260418/a.log.gz": b"abc"}
 
 
 def test_an_unreachable_endpoint_is_one_line_without_the_secret(tmp_path: Path) -> None:
