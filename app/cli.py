@@ -30,6 +30,7 @@ from app.console import (
     user_errors,
     write_rows,
 )
+from app.mock_cli import mock_provider_command
 from app.reports_cli import export_app, report_app, resolve_settings
 from ingest import (
     DEFAULT_DB_PATH,
@@ -51,6 +52,7 @@ cli = typer.Typer(
 cli.add_typer(report_app, name="report")
 cli.add_typer(export_app, name="export")
 cli.add_typer(alerts_app, name="alerts")
+cli.command("mock-provider")(mock_provider_command)
 
 
 @cli.command("ingest")
