@@ -5,8 +5,10 @@ network). It is a raw ASGI app (no framework, orjson, no per-request logging) so
 0 ms latency it costs the benchmark as little CPU as possible.
 
 Endpoints: ``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``,
-``/v1/messages`` (Anthropic) and ``GET /v1/models``. Usage numbers follow
-:mod:`proxy.mock_usage`; bodies and streams :mod:`proxy.mock_shapes`.
+``/v1/messages`` (Anthropic) and ``GET /v1/models``. This module is the HTTP side; request
+checks and answers are in :mod:`proxy.mock_handlers`, usage numbers in
+:mod:`proxy.mock_usage`, bodies and streams in :mod:`proxy.mock_shapes`, the test hooks'
+records in :mod:`proxy.mock_hooks`.
 
 **Determinism.** Each request gets a digest: BLAKE2b-256 keyed with the seed (8 bytes,
 big-endian, signed) over ``path + "\\n" + body`` where the body is re-encoded with sorted
@@ -141,8 +143,9 @@ def run_mock_provider(
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
             if on_started is not None and self.started and self.servers:
-                bound = self.servers[0].sockets[0].getsockname()
-                on_started(f"http://{bound[0]}:{bound[1]}")
+                address, bound_port = self.servers[0].sockets[0].getsockname()[:2]
+                shown = f"[{address}]" if ":" in address else address
+                on_started(f"http://{shown}:{bound_port}")
 
     config = uvicorn.Config(
         create_mock_app(settings),
