@@ -49,7 +49,9 @@ import asyncio
 import hmac
 import itertools
 import math
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -61,6 +63,7 @@ from typing import Any, Final
 import orjson
 
 from ingest.errors import ConfigError
+from proxy.errors import ProxyError
 from proxy.mock_handlers import Handlers, RequestError
 from proxy.mock_hooks import Recorder, parse_outage
 from proxy.mock_shapes import error_body
@@ -135,9 +138,21 @@ def run_mock_provider(
     """Serve the simulated provider with uvicorn (uvloop, httptools) until SIGINT or SIGTERM.
 
     Returns normally after either signal (a clean stop). ``port=0`` takes a free port;
-    ``on_started`` gets the base URL (``http://HOST:PORT``) once the socket listens.
+    ``on_started`` gets the base URL (``http://HOST:PORT``) once the server accepts
+    requests. :class:`ProxyError` when the address cannot be bound (port in use).
     """
     import uvicorn  # noqa: PLC0415 - only this command needs the server; keeps `aigw` quick
+
+    # Bind here rather than in uvicorn: a port in use becomes our one-line error, not a log.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        listener = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as error:
+        # create_server's own message repeats the address; the errno's text is enough.
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise ProxyError(
+            f"cannot listen on {host}:{port}: {reason.lower()}; choose another --port"
+        ) from None
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
@@ -157,8 +172,8 @@ def run_mock_provider(
         log_level="warning",
         access_log=False,
     )
-    with _signals_end_quietly():
-        _Server(config).run()
+    with listener, _signals_end_quietly():
+        _Server(config).run(sockets=[listener])
 
 
 @contextmanager

@@ -546,6 +546,15 @@ def test_latency_delays_every_answer_by_at_least_its_setting(start_mock: StartMo
     assert time.monotonic() - started >= 0.2
 
 
+def test_stream_chunk_delay_spaces_the_events(start_mock: StartMock) -> None:
+    """Six events (20 tokens: 3 deltas) 100 ms apart take no less than 0.5 s in all."""
+    base = start_mock(stream_chunk_delay_ms=100.0)
+    started = time.monotonic()
+    reply = call(base, CHAT, {**CHAT_BODY, "max_tokens": 20, "stream": True})
+    assert len(sse_data(reply.body)) == 6
+    assert time.monotonic() - started >= 0.5
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
@@ -648,3 +657,14 @@ def test_cli_refuses_a_malformed_outage_with_one_line() -> None:
     result = run_aigw("mock-provider", "--outage", "10")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --outage '10': use START:END in seconds, e.g. 10:12.5"
+
+
+def test_cli_says_in_one_line_when_the_port_is_taken() -> None:
+    """A port already in use exits 2 naming the address, without a traceback."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_aigw("mock-provider", "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use; choose another --port\n"
+    )
