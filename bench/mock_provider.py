@@ -1,13 +1,15 @@
 """Simulated-provider benchmark: requests/s of `aigw mock-provider` alone, 0 ms latency.
 
-    python bench/mock_provider.py [--connections 50] [--seconds 10] [--prompts 1000]
+    python bench/mock_provider.py [--connections 50] [--seconds 10] [--prompts 1000] [--pin]
 
 Starts `aigw mock-provider --port 0` in its own process (as the gateway benchmark does),
 then drives it from this process with aiohttp over ``--connections`` keep-alive connections
 to 127.0.0.1 for ``--seconds`` per scenario: a plain chat completion, a streamed one (with
 usage), and an Anthropic message. Bodies cycle through ``--prompts`` distinct prompts.
-Prints requests/s and the median and p99 latency per scenario; stops the server with
-SIGTERM. Not a test: numbers depend on the machine (the load generator shares its cores).
+Prints requests/s, the median and p99 latency, and the server's CPU time per request (what
+it takes from the gateway in the gateway benchmark) per scenario; stops the server with
+SIGTERM. With ``--pin`` the server runs on CPU 0 and the load generator on CPU 1, so the
+server's number is one core's worth. Not a test: numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ async def _drive(
     return time.monotonic() - begun, latencies
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _start_server() -> tuple[subprocess.Popen[bytes], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "mock-provider", "--port", "0"],
@@ -93,11 +101,16 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--prompts", type=int, default=1000)
+    parser.add_argument("--pin", action="store_true", help="server on CPU 0, load on CPU 1")
     args = parser.parse_args()
     process, base = _start_server()
+    if args.pin:
+        os.sched_setaffinity(process.pid, {0})
+        os.sched_setaffinity(0, {1})
     try:
         print(f"mock provider at {base}; {args.connections} connections, {args.seconds:g} s each")
-        print(f"cores: {os.cpu_count()}; load generator and server share them")
+        where = "server on CPU 0, load on CPU 1" if args.pin else "server and load share them"
+        print(f"cores: {os.cpu_count()}; {where}")
         scenarios = [
             ("chat", "/v1/chat/completions"),
             ("stream", "/v1/chat/completions"),
@@ -106,16 +119,19 @@ def main() -> None:
         for kind, path in scenarios:
             bodies = _bodies(kind, args.prompts)
             asyncio.run(_drive(base, path, bodies, args.connections, 1.0))  # warm-up
+            cpu_before = _cpu_seconds(process.pid)
             elapsed, latencies = asyncio.run(
                 _drive(base, path, bodies, args.connections, args.seconds)
             )
+            cpu_per_request = (_cpu_seconds(process.pid) - cpu_before) / len(latencies)
             done = len(latencies)
             latencies.sort()
             median = latencies[len(latencies) // 2] * 1000
             p99 = latencies[int(len(latencies) * 0.99)] * 1000
             print(
                 f"{kind:9s} {done / elapsed:8,.0f} req/s   "
-                f"median {median:6.1f} ms   p99 {p99:6.1f} ms   ({done:,} requests)"
+                f"median {median:6.1f} ms   p99 {p99:6.1f} ms   "
+                f"server CPU {cpu_per_request * 1e6:5.0f} us/request   ({done:,} requests)"
             )
     finally:
         process.send_signal(signal.SIGTERM)
