@@ -30,6 +30,7 @@ from app.console import (
     user_errors,
     write_rows,
 )
+from app.mock_cli import mock_provider_command
 from app.proxy_cli import proxy_command, simulate_command
 from app.reports_cli import export_app, report_app, resolve_settings
 from ingest import (
@@ -54,6 +55,7 @@ cli.add_typer(export_app, name="export")
 cli.add_typer(alerts_app, name="alerts")
 cli.command("proxy")(proxy_command)
 cli.command("simulate")(simulate_command)
+cli.command("mock-provider")(mock_provider_command)
 
 
 @cli.command("ingest")

@@ -1,0 +1,223 @@
+"""The simulated provider's endpoints: check a request body, then build its answer.
+
+:meth:`Handlers.check` validates a body the way the real API would (400 on a missing
+``model``, ``messages``, Anthropic's required ``max_tokens``...); :meth:`Handlers.answer`
+generates the answer from the request digest and the prompt cache (see
+:mod:`proxy.mock_usage` for the numbers). Only one choice is ever returned (``n`` is
+ignored). Embeddings have 1536 dimensions unless ``dimensions`` (1-3072) asks otherwise:
+the size of ``text-embedding-3-small``, so cached embedding responses have a real weight.
+
+Not thread-safe: one event loop owns a ``Handlers`` (its prompt cache and counter).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from hashlib import blake2b
+from typing import Any, Final
+
+import orjson
+
+from proxy.errors import ProxyError
+from proxy.mock_shapes import (
+    Answer,
+    anthropic_message,
+    anthropic_stream,
+    embedding,
+    models_list,
+    openai_chat,
+    openai_chat_stream,
+    openai_completion,
+    openai_completion_stream,
+    openai_embeddings,
+)
+from proxy.mock_usage import (
+    Prompt,
+    PromptCache,
+    Usage,
+    answer_text,
+    anthropic_prompt,
+    openai_prompt,
+    output_tokens,
+    text_prompt,
+)
+
+__all__ = ["DEFAULT_DIMENSIONS", "Handlers", "MockRequest", "RequestError"]
+
+DEFAULT_DIMENSIONS: Final = 1536
+MAX_DIMENSIONS: Final = 3072
+_MODELS_CREATED: Final = 1_735_689_600  # 2025-01-01T00:00:00Z: a fixed date for /v1/models
+_STREAM_KEYS: Final = frozenset({"stream", "stream_options"})
+
+
+class RequestError(ProxyError):
+    """A request body the real API would refuse with 400; ``str()`` is the message sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class MockRequest:
+    """A checked request: ``kind`` is ``chat``, ``completion``, ``embeddings`` or ``messages``."""
+
+    kind: str
+    model: str
+    prompt: Prompt
+    max_tokens: int | None = None
+    stream: bool = False
+    include_usage: bool = False
+    inputs: tuple[Any, ...] = ()  # embeddings: each input (text or token ids)
+    input_tokens: int = 0  # embeddings: tokens over all inputs
+    dimensions: int = DEFAULT_DIMENSIONS
+    as_base64: bool = False
+
+
+class Handlers:
+    """Checks and answers requests for one app; ``counter`` numbers the responses (ids)."""
+
+    def __init__(self, salt: bytes, counter: Iterator[int]) -> None:
+        self._salt = salt
+        self._counter = counter
+        self._cache = PromptCache()
+        self._models = models_list(_MODELS_CREATED)
+
+    def models(self) -> bytes:
+        """The ``GET /v1/models`` body."""
+        return self._models
+
+    @staticmethod
+    def parse(raw: bytes) -> dict[str, Any]:
+        """The body as a JSON object, or :class:`RequestError`."""
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise RequestError("Request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise RequestError("Request body must be a JSON object")
+        return body
+
+    def digest(self, path: str, body: dict[str, Any]) -> bytes:
+        """BLAKE2b-256, keyed with the seed, of the path and the body less its stream options."""
+        canonical = {key: value for key, value in body.items() if key not in _STREAM_KEYS}
+        data = path.encode() + b"\n" + orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+        return blake2b(data, digest_size=32, key=self._salt).digest()
+
+    def check(self, path: str, body: dict[str, Any]) -> MockRequest:
+        """Validate a POST body for ``path``; :class:`RequestError` says what is wrong."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise RequestError("model: a model name is required")
+        stream = body.get("stream") is True
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        if path == "/v1/chat/completions":
+            _require_messages(body)
+            limit = _max_tokens(body, "max_completion_tokens") or _max_tokens(body, "max_tokens")
+            return MockRequest(
+                "chat", model, openai_prompt(body), limit, stream, stream and include_usage
+            )
+        if path == "/v1/completions":
+            prompt = body.get("prompt")
+            if not isinstance(prompt, str | list):
+                raise RequestError("prompt: a string or a list is required")
+            return MockRequest(
+                "completion",
+                model,
+                text_prompt(prompt),
+                _max_tokens(body, "max_tokens"),
+                stream,
+                stream and include_usage,
+            )
+        if path == "/v1/embeddings":
+            return _check_embeddings(model, body)
+        _require_messages(body)
+        limit = _max_tokens(body, "max_tokens")
+        if limit is None:
+            raise RequestError("max_tokens: Field required")
+        return MockRequest("messages", model, anthropic_prompt(body), limit, stream)
+
+    def answer(self, request: MockRequest, digest: bytes) -> bytes | list[bytes]:
+        """The JSON body, or the SSE events of a stream, for a checked request."""
+        if request.kind == "embeddings":
+            vectors = [
+                embedding(self._salt, request.model, _seed_text(item), request.dimensions)
+                for item in request.inputs
+            ]
+            return openai_embeddings(
+                request.model, vectors, request.input_tokens, as_base64=request.as_base64
+            )
+        out = output_tokens(digest, request.max_tokens)
+        if request.kind == "messages":
+            cached = self._cache.anthropic(request.model, request.prompt)
+        else:
+            cached = self._cache.openai(request.model, request.prompt)
+        usage = Usage(cached.input_tokens, out, cached.cache_read_tokens, cached.cache_write_tokens)
+        prefix = {"chat": "chatcmpl-", "completion": "cmpl-", "messages": "msg_"}[request.kind]
+        answer = Answer(
+            id=f"{prefix}{digest[:8].hex()}{next(self._counter):08x}",
+            created=int(time.time()),
+            model=request.model,
+            text=answer_text(digest, out),
+            usage=usage,
+            truncated=out == request.max_tokens,
+        )
+        if request.kind == "chat":
+            if request.stream:
+                return openai_chat_stream(answer, include_usage=request.include_usage)
+            return openai_chat(answer)
+        if request.kind == "completion":
+            if request.stream:
+                return openai_completion_stream(answer, include_usage=request.include_usage)
+            return openai_completion(answer)
+        return anthropic_stream(answer) if request.stream else anthropic_message(answer)
+
+
+def _require_messages(body: dict[str, Any]) -> None:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages: a non-empty list is required")
+
+
+def _max_tokens(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RequestError(f"{key}: must be an integer of at least 1")
+    return value
+
+
+def _check_embeddings(model: str, body: dict[str, Any]) -> MockRequest:
+    given = body.get("input")
+    if isinstance(given, str) or (
+        isinstance(given, list) and given and all(isinstance(item, int) for item in given)
+    ):
+        inputs: tuple[Any, ...] = (given,)
+    elif isinstance(given, list) and given:
+        inputs = tuple(given)
+    else:
+        raise RequestError("input: a string or a non-empty list is required")
+    if not all(isinstance(item, str | list) for item in inputs):
+        raise RequestError("input: each item must be a string or a list of token ids")
+    dimensions = body.get("dimensions", DEFAULT_DIMENSIONS)
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int):
+        raise RequestError("dimensions: must be an integer")
+    if not 1 <= dimensions <= MAX_DIMENSIONS:
+        raise RequestError(f"dimensions: must be between 1 and {MAX_DIMENSIONS}")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise RequestError("encoding_format: must be 'float' or 'base64'")
+    return MockRequest(
+        "embeddings",
+        model,
+        Prompt(""),  # embeddings have no prompt cache; input_tokens counts each input
+        inputs=inputs,
+        input_tokens=sum(text_prompt(item).tokens for item in inputs),
+        dimensions=dimensions,
+        as_base64=encoding == "base64",
+    )
+
+
+def _seed_text(item: Any) -> str:
+    """What an embedding's vector depends on: the text, or the token ids as JSON."""
+    return item if isinstance(item, str) else orjson.dumps(item).decode()
