@@ -101,12 +101,17 @@ class RateLimiter(Protocol):
         ...
 
 
+# Slack for float rounding in the sliding estimate (counts are whole numbers, so it never
+# changes a decision that exact arithmetic would make); the Lua script uses the same constant.
+_EPS = 1e-9
+
+
 def _window(limit: Limit, now: float) -> tuple[int, float]:
     """The window index at ``now`` and the weight of the previous window (sliding only)."""
     index = math.floor(now / limit.window_s)
     if not limit.sliding:
         return index, 0.0
-    elapsed = now / limit.window_s - index
+    elapsed = (now - index * limit.window_s) / limit.window_s
     return index, 1.0 - elapsed
 
 
@@ -123,10 +128,10 @@ def _retry_after(
     room = limit.limit - cost
     if current <= room and previous > 0:
         # Within this window the previous count's weight falls until the estimate fits.
-        at = start + limit.window_s * (1.0 - (room - current) / previous)
+        at = end - limit.window_s * (room - current) / previous
     else:
         # In the next window today's count becomes the previous one and decays in turn.
-        at = end + limit.window_s * (1.0 - room / current)
+        at = end + limit.window_s - limit.window_s * room / current
     return max(0.0, at - now)
 
 
@@ -146,13 +151,13 @@ def decide(
         index, weight = _window(limit, now)
         charge = cost.get(limit.unit, 0)
         used = previous * weight + current
-        if used + charge > limit.limit:
+        if used + charge > limit.limit + _EPS:
             wait = _retry_after(
                 limit, charge, current=current, previous=previous, index=index, now=now
             )
-            refused.append((wait, limit, max(0, math.floor(limit.limit - used))))
+            refused.append((wait, limit, max(0, math.floor(limit.limit - used + _EPS))))
             continue
-        left = math.floor(limit.limit - used - charge)
+        left = math.floor(limit.limit - used - charge + _EPS)
         share = left / limit.limit if limit.limit else 0.0
         if tightest is None or share < tightest[0]:
             tightest = (share, limit, left)
@@ -242,7 +247,7 @@ for i = 1, n do
   counts[2*i-1] = cur
   counts[2*i] = prev
   local charge = tonumber(ARGV[4*i-3])
-  if prev * tonumber(ARGV[4*i-1]) + cur + charge > tonumber(ARGV[4*i-2]) then ok = 0 end
+  if prev * tonumber(ARGV[4*i-1]) + cur + charge > tonumber(ARGV[4*i-2]) + 1e-9 then ok = 0 end
 end
 if ok == 1 then
   for i = 1, n do

@@ -28,17 +28,20 @@ def _free_port() -> int:
 
 
 def _start(binary: str, workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    options = {
+        "bind": "127.0.0.1",
+        "port": str(port),
+        "save": "",  # no snapshots and no append-only file: nothing persists
+        "appendonly": "no",
+        "dir": str(workdir),
+        "daemonize": "no",
+        "logfile": str(workdir / "redis.log"),
+    }
+    argv = [binary]
+    for name, value in options.items():
+        argv += [f"--{name}", value]
     return subprocess.Popen(
-        [
-            binary,
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
-            "--daemonize", "no",
-            "--logfile", str(workdir / "redis.log"),
-        ],  # fmt: skip
+        argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
