@@ -16,7 +16,15 @@ from redis.exceptions import RedisError
 
 from proxy.errors import GatewayConfigError, StoreError
 
-__all__ = ["REDIS_SCHEMES", "is_redis_url", "open_redis", "redacted", "redis_errors"]
+__all__ = [
+    "POOL_SIZE",
+    "POOL_WAIT_S",
+    "REDIS_SCHEMES",
+    "is_redis_url",
+    "open_redis",
+    "redacted",
+    "redis_errors",
+]
 
 #: URL schemes that select the Redis-backed stores (TCP, TLS, Unix socket).
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -40,22 +48,36 @@ def is_redis_url(url: str) -> bool:
     return urlsplit(url).scheme in REDIS_SCHEMES
 
 
+#: Connections per client. Past it a command waits (up to ``POOL_WAIT_S``) for a free one
+#: rather than failing, as redis-py's default pool does past 100 concurrent commands.
+POOL_SIZE = 64
+POOL_WAIT_S = 2.0
+
+
 def open_redis(url: str, *, what: str) -> aioredis.Redis:
     """A pooled asyncio Redis client for ``url`` (connects lazily, on the first command).
 
-    The caller owns the client and closes it with ``await client.aclose()``. ``what`` names the
-    store in errors ("cache.url"). A malformed URL raises ``GatewayConfigError`` (redacted).
+    At most :data:`POOL_SIZE` connections; more concurrent commands queue for one. The caller
+    owns the client and its pool and closes both with ``await client.aclose()``. ``what``
+    names the setting in errors ("cache.url"). A malformed URL raises ``GatewayConfigError``
+    (redacted).
     """
     try:
-        # A short connect timeout: a store that cannot be reached should cost the request path
-        # at most this long before the gateway fails open or closed.
-        return aioredis.Redis.from_url(
-            url, socket_connect_timeout=2.0, socket_timeout=2.0, health_check_interval=30
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_SIZE,
+            timeout=POOL_WAIT_S,
+            # A short connect timeout: a store that cannot be reached should cost the request
+            # path at most this long before the gateway fails open or closed.
+            socket_connect_timeout=2.0,
+            socket_timeout=2.0,
+            health_check_interval=30,
         )
     except ValueError as exc:
         raise GatewayConfigError(
             f"{what} = {redacted(url)!r} is not a valid Redis URL: use redis://host:port/db"
         ) from exc
+    return aioredis.Redis.from_pool(pool)
 
 
 @asynccontextmanager
