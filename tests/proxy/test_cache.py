@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -67,11 +68,13 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "sqlite-no-memory", "redis"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], ResponseCache]:
     """Opens a store (a new instance on each call, over the same file or server)."""
     if request.param == "sqlite":
         return lambda: SqliteResponseCache(tmp_path / "cache.sqlite")
+    if request.param == "sqlite-no-memory":  # every get reads the file
+        return lambda: SqliteResponseCache(tmp_path / "cache.sqlite", hot_bytes=0)
     url: str = request.getfixturevalue("redis_url")
     flush(url)
     return lambda: RedisResponseCache(url)
@@ -296,6 +299,29 @@ def test_sqlite_eviction_counts_rows_left_by_an_earlier_process(tmp_path: Path) 
             await second.close()
 
     assert run(main()) == ["b", "c"]
+
+
+def test_sqlite_memory_layer_keeps_the_most_recent_hits_within_its_byte_budget(
+    tmp_path: Path,
+) -> None:
+    """Rows deleted behind the cache's back show which answers it still holds in memory."""
+    path = tmp_path / "c.sqlite"
+    size = len(PLAIN.body or b"")
+
+    async def main() -> list[str]:
+        store = SqliteResponseCache(path, hot_bytes=2 * size)
+        try:
+            for key in "abc":  # room for two: c pushes a out of memory
+                await store.put(key, PLAIN, 3600)
+            await store.get("a")  # read from the file, back in memory: b goes out
+            await store.put("d", PLAIN, 3600)  # c, the least recently used, goes out
+            with sqlite3.connect(path) as conn:
+                conn.execute("DELETE FROM responses")
+            return [k for k in "abcd" if await store.get(k) is not None]
+        finally:
+            await store.close()
+
+    assert run(main()) == ["a", "d"]
 
 
 # --- Redis --------------------------------------------------------------------------------
