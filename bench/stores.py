@@ -83,7 +83,7 @@ async def measure(
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
     rate = calls / (time.perf_counter() - start)
     print(
-        f"{name:<28} median {latencies[len(latencies) // 2] * 1e6:7.1f} us"
+        f"{name:<36} median {latencies[len(latencies) // 2] * 1e6:7.1f} us"
         f"   p99 {latencies[int(len(latencies) * 0.99)] * 1e6:7.1f} us"
         f"   cpu {cpu_per_call * 1e6:6.1f} us/call"
         f"   x{concurrency}: {rate:9,.0f} calls/s"
@@ -127,6 +127,8 @@ async def main(calls: int, concurrency: int) -> None:
     with tempfile.TemporaryDirectory(prefix="aigw-bench-") as tmp, run_redis_server() as url:
         path = Path(tmp) / "cache.sqlite"
         await cache_gets("sqlite", SqliteResponseCache(path), calls, concurrency)
+        cold = SqliteResponseCache(path, hot_bytes=0)
+        await cache_gets("sqlite, no memory layer", cold, calls, concurrency)
         await thread_hops(path, calls, concurrency)
         await cache_gets("redis", RedisResponseCache(url), calls, concurrency)
 

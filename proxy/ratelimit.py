@@ -101,8 +101,9 @@ class RateLimiter(Protocol):
         ...
 
 
-# Slack for float rounding in the sliding estimate (counts are whole numbers, so it never
-# changes a decision that exact arithmetic would make); the Lua script uses the same constant.
+# Slack for float rounding in the sliding estimate: without it an estimate of exactly the
+# limit can come out as limit + 4e-15 and refuse. It moves a decision only within 1e-9 of a
+# unit of the boundary. The Lua script uses the same constant.
 _EPS = 1e-9
 
 
@@ -130,7 +131,7 @@ def _retry_after(
         # Within this window the previous count's weight falls until the estimate fits.
         at = end - limit.window_s * (room - current) / previous
     else:
-        # In the next window today's count becomes the previous one and decays in turn.
+        # In the next window this window's count becomes the previous one and decays in turn.
         at = end + limit.window_s - limit.window_s * room / current
     return max(0.0, at - now)
 
