@@ -90,6 +90,10 @@ class CachedResponse:
     provider: str
     stored_at: float
 
+    def __post_init__(self) -> None:
+        if (self.body is None) == (self.chunks is None):
+            raise ValueError("a CachedResponse has either a body or chunks, not both or neither")
+
     def encode(self) -> bytes:
         """Bytes for a store: a length-prefixed JSON header, then the payload bytes raw."""
         parts = self.chunks if self.chunks is not None else (self.body or b"",)

@@ -153,6 +153,13 @@ def test_override_replaces_the_body_but_not_provider_and_model() -> None:
     assert a != cache_key(BODY, provider="openai", model="gpt-4o-mini", override="faq-43")
 
 
+def test_a_cached_response_has_a_body_or_chunks_never_both() -> None:
+    with pytest.raises(ValueError, match="either a body or chunks"):
+        CachedResponse(**{**_fields(PLAIN), "chunks": (b"x",)})
+    with pytest.raises(ValueError, match="either a body or chunks"):
+        CachedResponse(**{**_fields(PLAIN), "body": None})
+
+
 # --- both stores --------------------------------------------------------------------------
 
 
