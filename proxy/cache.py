@@ -336,15 +336,17 @@ class SqliteResponseCache:
 class RedisResponseCache:
     """A cache on a Redis server, shared by every gateway instance that points at it.
 
-    Keys are ``aigw:cache:<cache_key>``; Redis expires each entry ``ttl_s`` after the put
-    (millisecond precision). The client is pooled and safe for concurrent tasks of one event
-    loop; the cache owns it and :meth:`close` releases it.
+    Keys are ``aigw:cache:<cache_key>``; Redis expires each entry at ``stored_at + ttl_s`` by
+    ``clock`` (unix seconds; the put sets the time left, in whole milliseconds), like the
+    SQLite store. The client is pooled and safe for concurrent tasks of one event loop; the
+    cache owns it and :meth:`close` releases it.
     """
 
     PREFIX = "aigw:cache:"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
         self.url = url
+        self._clock = clock
         self._redis = open_redis(url, what="cache.url")
 
     async def get(self, key: str) -> CachedResponse | None:
@@ -354,11 +356,14 @@ class RedisResponseCache:
         return None if data is None else CachedResponse.decode(cast(bytes, data))
 
     async def put(self, key: str, value: CachedResponse, ttl_s: float) -> None:
-        """Store ``value`` for ``ttl_s`` seconds (rounded to whole milliseconds, at least 1)."""
-        if ttl_s <= 0:
+        """Store ``value`` until ``value.stored_at + ttl_s`` (already past: not stored)."""
+        left_s = value.stored_at + ttl_s - self._clock()
+        if ttl_s <= 0 or left_s <= 0:
             return
         async with redis_errors(self.url, what="response cache"):
-            await self._redis.set(self.PREFIX + key, value.encode(), px=max(1, round(ttl_s * 1000)))
+            await self._redis.set(
+                self.PREFIX + key, value.encode(), px=max(1, round(left_s * 1000))
+            )
 
     async def close(self) -> None:
         """Close the connection pool."""

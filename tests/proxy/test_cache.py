@@ -4,6 +4,7 @@ SQLite file and a real redis-server on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import socket
 import sqlite3
@@ -164,18 +165,20 @@ def test_a_cached_response_has_a_body_or_chunks_never_both() -> None:
 
 
 def test_plain_and_streamed_responses_round_trip(open_store: Callable[[], ResponseCache]) -> None:
+    sent = (fresh(PLAIN), fresh(STREAMED))
+
     async def main() -> tuple[CachedResponse | None, CachedResponse | None, CachedResponse | None]:
         store = open_store()
         try:
-            await store.put("plain", PLAIN, 60)
-            await store.put("streamed", STREAMED, 60)
+            await store.put("plain", sent[0], 60)
+            await store.put("streamed", sent[1], 60)
             return await store.get("plain"), await store.get("streamed"), await store.get("x")
         finally:
             await store.close()
 
     plain, streamed, missing = run(main())
-    assert plain == PLAIN
-    assert streamed == STREAMED
+    assert plain == sent[0]
+    assert streamed == sent[1]
     assert streamed is not None and streamed.chunks is not None and len(streamed.chunks) == 4
     assert missing is None
 
@@ -184,7 +187,7 @@ def test_entries_expire_after_their_ttl(open_store: Callable[[], ResponseCache])
     async def main() -> tuple[bool, bool]:
         store = open_store()
         try:
-            await store.put("k", at(time.time()), 0.2)
+            await store.put("k", fresh(PLAIN), 0.2)
             before = await store.get("k") is not None
             await asyncio.sleep(0.3)
             return before, await store.get("k") is not None
@@ -198,7 +201,7 @@ def test_zero_ttl_stores_nothing(open_store: Callable[[], ResponseCache]) -> Non
     async def main() -> CachedResponse | None:
         store = open_store()
         try:
-            await store.put("k", PLAIN, 0)
+            await store.put("k", fresh(PLAIN), 0)
             return await store.get("k")
         finally:
             await store.close()
@@ -207,9 +210,11 @@ def test_zero_ttl_stores_nothing(open_store: Callable[[], ResponseCache]) -> Non
 
 
 def test_entries_survive_closing_and_reopening(open_store: Callable[[], ResponseCache]) -> None:
+    sent = fresh(STREAMED)
+
     async def main() -> CachedResponse | None:
         first = open_store()
-        await first.put("k", STREAMED, 600)
+        await first.put("k", sent, 600)
         await first.close()
         second = open_store()
         try:
@@ -217,26 +222,47 @@ def test_entries_survive_closing_and_reopening(open_store: Callable[[], Response
         finally:
             await second.close()
 
-    assert run(main()) == STREAMED
+    assert run(main()) == sent
 
 
-def test_a_put_replaces_the_entry_under_the_same_key(
+def test_an_entry_whose_ttl_ran_out_before_the_put_is_not_stored(
     open_store: Callable[[], ResponseCache],
 ) -> None:
     async def main() -> CachedResponse | None:
         store = open_store()
         try:
-            await store.put("k", PLAIN, 60)
-            await store.put("k", STREAMED, 60)
+            await store.put("k", at(time.time() - 120), 60)
             return await store.get("k")
         finally:
             await store.close()
 
-    assert run(main()) == STREAMED
+    assert run(main()) is None
+
+
+def test_a_put_replaces_the_entry_under_the_same_key(
+    open_store: Callable[[], ResponseCache],
+) -> None:
+    second = fresh(STREAMED)
+
+    async def main() -> CachedResponse | None:
+        store = open_store()
+        try:
+            await store.put("k", fresh(PLAIN), 60)
+            await store.put("k", second, 60)
+            return await store.get("k")
+        finally:
+            await store.close()
+
+    assert run(main()) == second
 
 
 def _fields(value: CachedResponse) -> dict[str, Any]:
     return {name: getattr(value, name) for name in CachedResponse.__slots__}
+
+
+def fresh(value: CachedResponse) -> CachedResponse:
+    """``value`` stored now, for the stores that expire by the real clock."""
+    return dataclasses.replace(value, stored_at=time.time())
 
 
 def at(stored_at: float) -> CachedResponse:
@@ -319,9 +345,9 @@ def test_sqlite_memory_layer_keeps_the_most_recent_hits_within_its_byte_budget(
         store = SqliteResponseCache(path, hot_bytes=2 * size)
         try:
             for key in "abc":  # room for two: c pushes a out of memory
-                await store.put(key, PLAIN, 3600)
+                await store.put(key, fresh(PLAIN), 3600)
             await store.get("a")  # read from the file, back in memory: b goes out
-            await store.put("d", PLAIN, 3600)  # c, the least recently used, goes out
+            await store.put("d", fresh(PLAIN), 3600)  # c, the least recently used, goes out
             with sqlite3.connect(path) as conn:
                 conn.execute("DELETE FROM responses")
             return [k for k in "abcd" if await store.get(k) is not None]
@@ -336,17 +362,18 @@ def test_sqlite_memory_layer_keeps_the_most_recent_hits_within_its_byte_budget(
 
 def test_two_redis_caches_share_entries(redis_url: str) -> None:
     flush(redis_url)
+    sent = fresh(STREAMED)
 
     async def main() -> CachedResponse | None:
         writer, reader = RedisResponseCache(redis_url), RedisResponseCache(redis_url)
         try:
-            await writer.put("shared", STREAMED, 60)
+            await writer.put("shared", sent, 60)
             return await reader.get("shared")
         finally:
             await writer.close()
             await reader.close()
 
-    assert run(main()) == STREAMED
+    assert run(main()) == sent
 
 
 def test_an_unreachable_redis_raises_store_error_without_the_password() -> None:
