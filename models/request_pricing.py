@@ -108,6 +108,6 @@ class RequestPricer:
             table = price_table([key], overrides).sort("rank", maintain_order=True)
             columns = [name for name in PRICE_SCHEMA if name not in {"provider", "model"}]
             columns = [name for name in columns if name not in {"source", "price_ref"}]
-            rows = [tuple(row) for row in table.select(columns).iter_rows()]  # type: ignore[misc]
+            rows = [tuple(row) for row in table.select(columns).iter_rows()]
             self._rows[key] = rows
         return rows

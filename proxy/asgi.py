@@ -9,8 +9,12 @@ SIGTERM and SIGINT into that shutdown after in-flight requests finish).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -149,4 +153,24 @@ def run_gateway(config: GatewayConfig, *, host: str | None = None, port: int | N
         log_level="warning",
         timeout_graceful_shutdown=30,
     )
-    uvicorn.Server(server_config).run()
+    server = uvicorn.Server(server_config)
+    server.capture_signals = lambda: _stop_on_signals(server)  # type: ignore[method-assign]
+    server.run()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
+    """SIGTERM/SIGINT start a graceful shutdown (a second one forces it); the process then
+    exits 0 (uvicorn's own handler re-raises the signal, which a supervisor reads as a crash)."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

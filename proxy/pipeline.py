@@ -190,20 +190,22 @@ class Gateway:
     ) -> Answer | None:
         headers = exchange.headers
         skip = headers.get("cf-aig-skip-cache", "").lower() in ("true", "1", "yes")
-        key = None
-        if route.cache and not skip:
+        if route.cache:
             key = cache_key(
                 exchange.body,
                 provider=targets[0].provider.name,
                 model=targets[0].model,
                 override=headers.get("cf-aig-cache-key"),
             )
-            exchange.log.cache_key_hash = key[:32]
-            hit = await self.s.cache.get(key)
-            if hit is not None:
-                return await replay(hit, exchange, out, self.s.submit)
-            exchange.cache_key = key
-            exchange.cache_ttl_s = _ttl(headers.get("cf-aig-cache-ttl"), route.cache_ttl_s)
+            exchange.log.cache_key_hash = key[
+                :32
+            ]  # logged even when skipped: same request, same hash
+            if not skip:
+                hit = await self.s.cache.get(key)
+                if hit is not None:
+                    return await replay(hit, exchange, out, self.s.submit)
+                exchange.cache_key = key
+                exchange.cache_ttl_s = _ttl(headers.get("cf-aig-cache-ttl"), route.cache_ttl_s)
         return await self._call(exchange, targets, out)
 
     async def _call(

@@ -193,11 +193,8 @@ async def deliver(
     except orjson.JSONDecodeError:
         parsed = None
     usage = usage_from_body(target.provider.kind, parsed) if status < 400 else None
-    served = (
-        parsed.get("model")
-        if isinstance(parsed, dict) and isinstance(parsed.get("model"), str)
-        else target.model
-    )
+    reported = parsed.get("model") if isinstance(parsed, dict) else None
+    served = reported if isinstance(reported, str) else target.model
     outgoing: Any = parsed
     content_type = response.content_type
     if exchange.translating(target):

@@ -74,7 +74,6 @@ async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
             http="httptools",
         )
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -114,7 +113,12 @@ async def _run(
         summary = SimulationSummary(out=str(out))
         try:
             await _send_all(
-                plan.calls, plan.outage, gateway[2], openai_mock[2], concurrency, summary
+                plan.calls,
+                outage=plan.outage,
+                gateway_url=gateway[2],
+                openai_url=openai_mock[2],
+                concurrency=concurrency,
+                summary=summary,
             )
         finally:
             for server, task, _ in (gateway, openai_mock, anthropic_mock):

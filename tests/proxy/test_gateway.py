@@ -183,14 +183,15 @@ def test_openai_stream_passes_chunk_by_chunk_with_usage_logged(tmp_path: Path) -
     client, who did not ask, gets no usage chunk."""
     with gateway(tmp_path) as gw:
         streamed = gw.post("/v1/chat/completions", {**CHAT, "stream": True})
-        plain = direct(gw.openai, "/v1/chat/completions", CHAT)
         [sent] = mock_calls(gw.openai)
+        plain = direct(gw.openai, "/v1/chat/completions", CHAT)
     assert streamed.status == 200
     assert streamed.headers["content-type"].startswith("text/event-stream")
     assert len(streamed.chunks) > 2
     events = [line for line in streamed.body.split(b"\n\n") if line]
     assert events[-1] == b"data: [DONE]"
-    assert all(b'"usage"' not in event for event in events)
+    chunks = [orjson.loads(event.removeprefix(b"data: ")) for event in events[:-1]]
+    assert all(chunk.get("usage") is None and chunk["choices"] for chunk in chunks)
     assert sent["body"]["stream_options"] == {"include_usage": True}
     [record] = read_records(gw.logs)
     usage = plain["usage"]
