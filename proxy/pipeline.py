@@ -10,6 +10,7 @@ Refusals (401, 429, guardrail and DLP blocks) are logged too, except 401 and 404
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from proxy.controls import (
 )
 from proxy.counters import SpendCounter
 from proxy.dlp import inspect_request, redact
-from proxy.errors import UpstreamError
+from proxy.errors import StoreError, UpstreamError
 from proxy.guardrails import check_request
 from proxy.http import Request, Responder, error_body
 from proxy.logrecord import RequestLog
@@ -51,6 +52,7 @@ from proxy.upstream import Upstream
 
 __all__ = ["SIM_TIME_HEADER", "Gateway", "Services"]
 
+_log = logging.getLogger("aigw.proxy")
 SIM_TIME_HEADER: Final = "x-aigw-simulated-time"
 _RETRYABLE: Final = frozenset({408, 429, 500, 502, 503, 504, 529})
 
@@ -201,7 +203,11 @@ class Gateway:
                 :32
             ]  # logged even when skipped: same request, same hash
             if not skip:
-                hit = await self.s.cache.get(key)
+                try:
+                    hit = await self.s.cache.get(key)
+                except StoreError as err:  # a cache that is down is a miss, not an outage
+                    _log.warning("response cache: %s", err)
+                    hit = None
                 if hit is not None:
                     return await replay(hit, exchange, out, self.s.submit)
                 exchange.cache_key = key

@@ -8,6 +8,7 @@ record (status 499, usage as far as known, else estimated).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +21,12 @@ from models.request_pricing import Usage
 from proxy.cache import CachedResponse
 from proxy.config import RouteSettings
 from proxy.dlp import inspect_response
-from proxy.errors import UpstreamError
+from proxy.errors import StoreError, UpstreamError
 from proxy.guardrails import check_response
 from proxy.http import Responder, error_body
 from proxy.logrecord import RequestLog, new_log_id
 from proxy.requests import Endpoint, Target
+from proxy.stream_dlp import StreamDlp
 from proxy.translate import (
     AnthropicToOpenAIStream,
     anthropic_request,
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Answer", "Exchange", "deliver", "replay"]
 
+_log = logging.getLogger("aigw.proxy")
 MAX_CACHED_STREAM_BYTES: Final = 4 * 1024 * 1024
 CLIENT_CLOSED: Final = 499  # nginx's "client closed request"
 
@@ -235,19 +238,15 @@ async def deliver(
     cost = _cost(services, exchange, target, served, usage) if status < 400 else None
     await out.raw(status, data, content_type, _headers(exchange, log_id, step, "MISS"))
     if exchange.cache_key is not None and status == 200:
-        await services.cache.put(
-            exchange.cache_key,
-            CachedResponse(
-                status=200,
-                content_type=content_type,
-                body=data,
-                chunks=None,
-                usage=_usage_dict(usage),
-                model=served,
-                provider=target.provider.name,
-                stored_at=time.time(),
-            ),
-            exchange.cache_ttl_s,
+        await _store(
+            services,
+            exchange,
+            target,
+            content_type=content_type,
+            body=data,
+            chunks=None,
+            usage=usage,
+            model=served,
         )
     services.submit(
         exchange.log.attempt(
@@ -265,6 +264,40 @@ async def deliver(
         )
     )
     return Answer(usage, cost)
+
+
+async def _store(
+    services: Services,
+    exchange: Exchange,
+    target: Target,
+    *,
+    content_type: str,
+    body: bytes | None,
+    chunks: tuple[bytes, ...] | None,
+    usage: Usage | None,
+    model: str,
+) -> None:
+    """Fill the response cache; a cache that fails is logged and the answer still counts."""
+    value = CachedResponse(
+        status=200,
+        content_type=content_type,
+        body=body,
+        chunks=chunks,
+        usage=_usage_dict(usage),
+        model=model,
+        provider=target.provider.name,
+        stored_at=time.time(),
+    )
+    try:
+        await services.cache.put(exchange.cache_key or "", value, exchange.cache_ttl_s)
+    except StoreError as err:
+        _log.warning("response cache: %s", err)
+
+
+def _note_stream_dlp(log: RequestLog, dlp: StreamDlp | None) -> None:
+    if dlp is not None and dlp.action is not None:
+        log.dlp_action = log.dlp_action if log.dlp_action in ("redact", "block") else dlp.action
+        log.dlp_categories = tuple(sorted({*log.dlp_categories, *dlp.categories}))
 
 
 def _check_response(exchange: Exchange, body: dict[str, Any]) -> dict[str, Any] | str | None:
@@ -332,6 +365,16 @@ def _usage_only(payload: bytes) -> bool:
     return isinstance(event, dict) and not event.get("choices") and event.get("usage") is not None
 
 
+def _translator(exchange: Exchange, target: Target) -> AnthropicToOpenAIStream | None:
+    if not exchange.translating(target):
+        return None
+    return AnthropicToOpenAIStream(target.model, include_usage=exchange.client_wants_usage())
+
+
+def _stream_dlp(route: RouteSettings) -> StreamDlp | None:
+    return StreamDlp(route.dlp) if route.dlp != "off" and route.dlp_responses else None
+
+
 def _relay_events(
     buffer: bytearray, tracker: SseUsage, translator: AnthropicToOpenAIStream | None
 ) -> bytes:
@@ -362,19 +405,14 @@ async def _stream(
     services: Services,
 ) -> Answer:
     log_id = new_log_id()
-    translator = None
-    if exchange.translating(target):
-        translator = AnthropicToOpenAIStream(
-            target.model, include_usage=exchange.client_wants_usage()
-        )
-    drop_usage = translator is None and exchange.injects_usage(target)
-    per_event = translator is not None or drop_usage
+    translator = _translator(exchange, target)
+    per_event = translator is not None or exchange.injects_usage(target)
     tracker = SseUsage(target.provider.kind)
+    dlp = _stream_dlp(exchange.route)
     content_type = "text/event-stream" if translator else response.content_type
     await out.start_stream(200, content_type, _headers(exchange, log_id, step, "MISS"))
     buffer = bytearray()
     kept: list[bytes] | None = [] if exchange.cache_key is not None else None
-    kept_bytes = 0
     status, reason = 200, exchange.reason
     try:
         async for chunk in response.chunks():
@@ -384,43 +422,44 @@ async def _stream(
             else:
                 tracker.feed(chunk)
                 data = chunk
+            if dlp is not None:
+                data = dlp.process(data)
             if kept is not None and data:
                 kept.append(data)
-                kept_bytes += len(data)
-                if kept_bytes > MAX_CACHED_STREAM_BYTES:
-                    kept = None
+                if len(kept) % 64 == 0 and sum(map(len, kept)) > MAX_CACHED_STREAM_BYTES:
+                    kept = None  # too big to cache
             if not await out.chunk(data):
                 status, reason = CLIENT_CLOSED, "client disconnected mid-stream"
                 response.close()
                 break
         else:
-            if buffer and translator is None:
-                await out.chunk(bytes(buffer))
+            tail = bytes(buffer) if buffer and translator is None else b""
+            if dlp is not None:
+                tail = dlp.process(tail) + dlp.finish()
+            if tail:
+                await out.chunk(tail)
     except UpstreamError as err:
         status, reason = 502, str(err)
     finally:
         if status != CLIENT_CLOSED:
             response.release()
     await out.end_stream()
+    _note_stream_dlp(exchange.log, dlp)
     usage = tracker.usage
     if usage is None and status != 200:
         usage = Usage(tokens_in=exchange.estimate, tokens_out=tracker.text_chars // 4)
         reason = f"{reason}; usage estimated"
     cost = _cost(services, exchange, target, target.model, usage)
     if kept is not None and status == 200:
-        await services.cache.put(
-            exchange.cache_key or "",
-            CachedResponse(
-                status=200,
-                content_type=content_type,
-                body=None,
-                chunks=tuple(kept),
-                usage=_usage_dict(usage),
-                model=target.model,
-                provider=target.provider.name,
-                stored_at=time.time(),
-            ),
-            exchange.cache_ttl_s,
+        await _store(
+            services,
+            exchange,
+            target,
+            content_type=content_type,
+            body=None,
+            chunks=tuple(kept),
+            usage=usage,
+            model=target.model,
         )
     services.submit(
         exchange.log.attempt(

@@ -1,0 +1,130 @@
+"""Response DLP on a stream: generated text is redacted as it passes, event by event.
+
+Works on whole SSE events in the client's format (OpenAI chunks or Anthropic events).
+Text deltas go through ``dlp.StreamRedactor``, which holds back a short tail so that a
+secret split across deltas is still caught; the held text is sent, redacted, in one
+extra delta just before the stream's finish event. ``flag`` mode only notes the
+categories and passes the bytes unchanged. A stream cannot be refused once it has
+started, so ``block`` redacts (and is logged as ``redact``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy.dlp import StreamRedactor
+from proxy.usage import iter_sse_events
+
+__all__ = ["StreamDlp"]
+
+
+class StreamDlp:
+    """Redacts (or, in ``flag`` mode, only scans) the text of a streamed response."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self._redactor = StreamRedactor()
+        self._buffer = bytearray()
+        self._flushed = False
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(sorted(self._redactor.categories))
+
+    @property
+    def action(self) -> str | None:
+        if not self._redactor.categories:
+            return None
+        return "flag" if self.mode == "flag" else "redact"
+
+    def process(self, data: bytes) -> bytes:
+        """The client's bytes for ``data`` (whole or partial SSE events)."""
+        self._buffer += data
+        parts = []
+        for raw, payload in iter_sse_events(self._buffer):
+            parts.append(self._event(raw, payload))
+        return b"".join(parts)
+
+    def finish(self) -> bytes:
+        """Held text not yet sent when the stream ended without a finish event."""
+        return self._flush_openai()
+
+    def _event(self, raw: bytes, payload: bytes | None) -> bytes:
+        if payload is None:
+            return raw
+        if payload == b"[DONE]":
+            return self._flush_openai() + raw
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return raw
+        if not isinstance(event, dict):
+            return raw
+        if event.get("object") == "chat.completion.chunk":
+            return self._openai(raw, event)
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("text"), str):
+                safe = self._redactor.feed(delta["text"])
+                if self.mode == "flag":
+                    return raw
+                return _frame(raw, {**event, "delta": {**delta, "text": safe}}) if safe else b""
+        if kind == "content_block_stop":
+            tail = self._redactor.flush()
+            if tail and self.mode != "flag":
+                extra = {
+                    "type": "content_block_delta",
+                    "index": event.get("index", 0),
+                    "delta": {"type": "text_delta", "text": tail},
+                }
+                return _frame(b"event: content_block_delta\n", extra) + raw
+        return raw
+
+    def _openai(self, raw: bytes, event: dict[str, Any]) -> bytes:
+        choices = event.get("choices") or []
+        if not choices or not isinstance(choices[0], dict):
+            return raw
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        prefix = b""
+        if choice.get("finish_reason") is not None:
+            prefix = self._flush_openai(event)
+        text = delta.get("content") if isinstance(delta, dict) else None
+        if not isinstance(text, str) or not text:
+            return prefix + raw
+        safe = self._redactor.feed(text)
+        if self.mode == "flag":
+            return prefix + raw
+        if not safe and choice.get("finish_reason") is None:
+            return prefix
+        changed = {
+            **event,
+            "choices": [{**choice, "delta": {**delta, "content": safe}}, *choices[1:]],
+        }
+        return prefix + _frame(raw, changed)
+
+    def _flush_openai(self, template: dict[str, Any] | None = None) -> bytes:
+        if self._flushed:
+            return b""
+        self._flushed = True
+        tail = self._redactor.flush()
+        if not tail or self.mode == "flag":
+            return b""
+        base = {
+            k: v for k, v in (template or {}).items() if k in ("id", "object", "created", "model")
+        }
+        chunk = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": tail}, "finish_reason": None}],
+        }
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _frame(raw: bytes, event: dict[str, Any]) -> bytes:
+    """``event`` re-encoded with the non-data lines (``event: …``) of ``raw`` kept."""
+    lines = [line for line in raw.splitlines() if line and not line.startswith(b"data:")]
+    return b"".join(line + b"\n" for line in lines) + b"data: " + orjson.dumps(event) + b"\n\n"

@@ -1,0 +1,102 @@
+"""Response DLP on streams: secrets split across deltas never reach the client; the text
+is otherwise intact, in both OpenAI and Anthropic event shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from proxy.stream_dlp import StreamDlp
+from tests.proxy.gateway_fixtures import gateway
+
+SECRET = "AKIAIOSFODNN7EXAMPLE"  # noqa: S105 - AWS documentation example key
+TEXT = f"Your key is {SECRET} and the mail is ana@example.com, keep both safe. " * 3
+
+
+def openai_events(pieces: list[str]) -> list[bytes]:
+    chunks = [
+        {
+            "object": "chat.completion.chunk",
+            "id": "c1",
+            "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}],
+        }
+        for p in pieces
+    ]
+    chunks.append(
+        {
+            "object": "chat.completion.chunk",
+            "id": "c1",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+    )
+    return [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+
+
+def openai_text(stream: bytes) -> str:
+    text = ""
+    for event in stream.split(b"\n\n"):
+        if event.startswith(b"data: {"):
+            for choice in orjson.loads(event[6:])["choices"]:
+                text += choice["delta"].get("content", "")
+    return text
+
+
+def pieces_of(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def test_openai_stream_is_redacted_across_deltas() -> None:
+    """Deltas of 7 characters split the key; the client's text equals the redacted whole."""
+    dlp = StreamDlp("redact")
+    out = b"".join(dlp.process(event) for event in openai_events(pieces_of(TEXT, 7)))
+    out += dlp.finish()
+    assert SECRET.encode() not in out and b"ana@example.com" not in out
+    assert openai_text(out) == TEXT.replace(SECRET, "[REDACTED:AWS_ACCESS_KEY]").replace(
+        "ana@example.com", "[REDACTED:EMAIL]"
+    )
+    assert out.endswith(b"data: [DONE]\n\n")
+    assert (dlp.action, dlp.categories) == ("redact", ("AWS_ACCESS_KEY", "EMAIL"))
+
+
+def test_flag_mode_passes_bytes_unchanged_and_notes_categories() -> None:
+    dlp = StreamDlp("flag")
+    events = openai_events(pieces_of(TEXT, 11))
+    out = b"".join(dlp.process(event) for event in events) + dlp.finish()
+    assert out == b"".join(events)
+    assert (dlp.action, dlp.categories) == ("flag", ("AWS_ACCESS_KEY", "EMAIL"))
+
+
+def test_anthropic_events_are_redacted_before_the_block_ends() -> None:
+    """Anthropic text deltas: the held tail is sent as one more delta before content_block_stop."""
+    events = [b'event: message_start\ndata: {"type":"message_start","message":{"id":"m"}}\n\n']
+    for piece in pieces_of(TEXT, 5):
+        delta = {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": piece},
+        }
+        events.append(b"event: content_block_delta\ndata: " + orjson.dumps(delta) + b"\n\n")
+    events.append(b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n')
+    dlp = StreamDlp("redact")
+    out = b"".join(dlp.process(event[:9]) + dlp.process(event[9:]) for event in events)
+    text = "".join(
+        orjson.loads(e.split(b"data: ", 1)[1])["delta"]["text"]
+        for e in out.split(b"\n\n")
+        if b"content_block_delta" in e
+    )
+    assert text == TEXT.replace(SECRET, "[REDACTED:AWS_ACCESS_KEY]").replace(
+        "ana@example.com", "[REDACTED:EMAIL]"
+    )
+    assert out.index(b"content_block_stop") > out.rindex(b"text_delta")
+
+
+def test_gateway_stream_with_response_dlp_keeps_clean_text(tmp_path: Path) -> None:
+    """With dlp_responses on, a clean streamed answer reaches the client with the same text."""
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell a story."}]}
+    routes = '\n[routes.main]\nmatch = ["*"]\ndlp = "redact"\ndlp_responses = true\n'
+    with gateway(tmp_path, routes) as gw:
+        streamed = gw.post("/v1/chat/completions", {**body, "stream": True})
+        plain = gw.post("/v1/chat/completions", body)
+    assert openai_text(streamed.body) == plain.json()["choices"][0]["message"]["content"]
+    assert streamed.body.endswith(b"data: [DONE]\n\n")
