@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DB     := data/aigw.duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck pytest bench bench-models clean
+.PHONY: help demo test system-deps lint typecheck pytest bench bench-models sample-data clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -22,16 +22,18 @@ $(BIN)/.installed-dev: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/.installed $@
 
-demo: $(BIN)/.installed ## Ingest sample logs and 8 days of demo traffic into ./data/aigw.duckdb; print reports
-	@echo "== aigw ingest sample_data/logs (Logpush and REST samples)"
+demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> ./data/aigw.duckdb; reports
+	@echo "== aigw ingest sample_data/logs (Cloudflare Logpush and REST samples)"
 	@$(BIN)/aigw ingest sample_data/logs --db $(DB)
-	@echo "== aigw ingest data/demo-traffic (8 days of generated traffic with a runaway agent)"
-	@$(BIN)/python sample_data/generate.py --traffic data/demo-traffic
-	@$(BIN)/aigw ingest data/demo-traffic --db $(DB)
+	@echo "== aigw simulate: simulated providers, the gateway, 12,000 calls over 8 days (runaway agent, outage)"
+	@rm -rf data/gateway-logs
+	@$(BIN)/aigw simulate --requests 12000 --seed 7 --out data/gateway-logs
+	@echo "== aigw ingest data/gateway-logs (the gateway's own Logpush files)"
+	@$(BIN)/aigw ingest data/gateway-logs --db $(DB)
 	@echo "== effective spend by provider and model (aigw report cost)"
 	@$(BIN)/aigw report cost --db $(DB) --by provider,model
 	@echo "== spend per team and day, top 3 (aigw report cost --by team --grain day --top 3)"
-	@$(BIN)/aigw report cost --db $(DB) --by team --grain day --top 3 --since 2026-11-17
+	@$(BIN)/aigw report cost --db $(DB) --by team --grain day --top 3 --since 2026-11-17 --until 2026-11-21
 	@echo "== logged vs recomputed cost (aigw report reconcile)"
 	@$(BIN)/aigw report reconcile --db $(DB)
 	@echo "== runaway agents (aigw report anomalies)"
@@ -48,7 +50,10 @@ demo: $(BIN)/.installed ## Ingest sample logs and 8 days of demo traffic into ./
 	@$(BIN)/aigw sql --db $(DB) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
 	    sum(rows_duplicate) AS duplicates, sum(rows_rejected) AS rejected FROM ingest_files GROUP BY ALL"
 
-test: lint typecheck pytest ## Lint, type-check and run the whole test suite
+test: system-deps lint typecheck pytest ## Lint, type-check and run the whole test suite
+
+system-deps: ## Install the Debian packages the tests need (redis-server, chromium) if missing
+	@tools/system-deps.sh
 
 lint: $(BIN)/.installed-dev ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -65,6 +70,11 @@ bench: $(BIN)/.installed ## Ingest benchmark (1,000,000 records; see README, Per
 
 bench-models: $(BIN)/.installed ## Models benchmark (10,000,000 requests; see README, Performance)
 	$(BIN)/python bench/models.py
+
+sample-data: $(BIN)/.installed ## Regenerate the committed samples (Cloudflare-shaped logs, gateway logs)
+	$(BIN)/python sample_data/generate.py
+	rm -rf sample_data/gateway-logs
+	$(BIN)/aigw simulate --requests 3000 --seed 7 --out sample_data/gateway-logs
 
 clean: ## Remove the venv, the demo warehouse and caches
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -104,6 +104,7 @@ async def _run(
                 destination=str(out),
                 spool_dir=f"{scratch}/spool",
                 max_interval_s=3600.0,
+                max_records=500,  # several files, as a day of Logpush would make
             ),
             cache_url=None,
             cache_path=f"{scratch}/cache.sqlite",
