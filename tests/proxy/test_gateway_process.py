@@ -162,3 +162,15 @@ def test_sigint_also_flushes(tmp_path: Path, signal_number: int) -> None:
         process.communicate(timeout=60)
     assert process.returncode == 0
     assert len(read_records(tmp_path / "logs")) == 3
+
+
+def test_committed_gateway_sample_loads_exactly(db_path: Path) -> None:
+    """sample_data/gateway-logs (3,000 simulated calls and their failover attempts) loads
+    every record, with the policy columns filled."""
+    sample = REPO / "sample_data" / "gateway-logs"
+    records = read_records(sample)
+    assert len([r for r in records if r["Step"] == 0]) == 3000
+    result = run_aigw("ingest", str(sample), "--db", str(db_path))
+    assert result.returncode == 0, result.stderr
+    n = len(records)
+    assert f"rows: {n:,} loaded, 0 duplicates, 0 rejected of {n:,} records" in result.stdout
