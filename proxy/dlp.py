@@ -222,6 +222,14 @@ class StreamRedactor:
             tail_start = _trailing_word_start(buffer)
             if end - tail_start <= self._max_hold:
                 cut = min(cut, tail_start)
+            # Release whole words: back up to the start of a word the cut falls in.
+            word_start = cut if cut < end and not buffer[cut].isspace() else base
+            while word_start > base and cut - word_start < 64:
+                if buffer[word_start - 1].isspace():
+                    cut = word_start
+                    break
+                word_start -= 1
+            # Never split a finding (this comes last: findings may contain spaces).
             for f in reversed(findings):
                 if f.start < cut < f.end:
                     cut = f.start
