@@ -159,9 +159,12 @@ RULES: Final[tuple[Rule, ...]] = (
         r"|these|those|everything|that|what|you))*(?: (?:previous|prior|above|earlier"
         r"|preceding|former|initial|original|system|existing))+ "
         r"(?:instructions?|prompts?|directions?|rules|guidelines|directives|commands"
-        r"|messages?|context|programming)\b"
+        r"|programming)\b"
         r"|\b(?:ignore|disregard|forget) (?:all|everything) (?:(?:you were|you've been) "
-        r"told|your (?:instructions|rules|programming))\b",
+        r"told|your (?:instructions|rules|programming))\b"
+        r"|\b(?:ignore|disregard|forget) (?:all|any|every)(?: of)?(?: the| your| my)? "
+        r"(?:instructions|rules|directions|prompts|directives) (?:you (?:got|received|were "
+        r"given|have been given|had)|given to you|so far|before|above)\b",
         "ignore",
         "disregard",
         "forget",
@@ -186,7 +189,9 @@ RULES: Final[tuple[Rule, ...]] = (
         + r"\b(?:your|the (?:full|entire|exact|original|initial|hidden|secret|complete) )"
         r" ?(?:(?:full|entire|exact|original|initial|hidden|secret|complete|internal) )*"
         r"(?:system (?:prompt|message|instructions)|(?:initial|hidden|original|secret"
-        r"|developer) (?:prompt|instructions|message)|instructions|prompt)\b"
+        r"|developer) (?:prompt|instructions|message)"
+        # Bare "your instructions" is often about the task ("for returns"); not then.
+        r"|(?:instructions|prompt)\b(?! (?:for|on|about|to|regarding|of|how)\b))"
         r"|\brepeat (?:the |all )?(?:words|text|everything|instructions) above\b",
         "prompt",
         "instructions",
@@ -206,11 +211,10 @@ RULES: Final[tuple[Rule, ...]] = (
     _rule(
         "jailbreak.dan",
         'Role-play as an unrestricted persona: "you are now DAN", "do anything now".',
-        r"\b(?:you are|you're|act as|pretend to be|become|roleplay as|play) (?:now |going to "
-        r"(?:be|act as) )?(?:dan|stan|dude|aim)\b(?!')"
+        # "You are Dan, a shopkeeper" is a persona; "you are now DAN" is the jailbreak.
+        r"\b(?:you are|you're) (?:now|going to (?:be|act as)) (?:dan|dude|aim)\b(?!')"
         r"|\bdo anything now\b|\bdan (?:mode|prompt|jailbreak)\b",
         "dan",
-        "stan",
         "dude",
         "aim",
         "anything",
@@ -256,7 +260,8 @@ RULES: Final[tuple[Rule, ...]] = (
         'policies", "freed from all restrictions").',
         r"\b(?:you are|you're) (?:no longer|not) (?:bound|restricted|limited|constrained"
         r"|governed) by\b"
-        r"|\b(?:free|freed|liberated|released|unshackled) from (?:all |any |your |the |of )*"
+        r"|\b(?:you are|you're|you have been|you've been|you were|you) (?:now )?(?:free|freed"
+        r"|liberated|released|unshackled) from (?:all |any |your |the |of )*"
         r"(?:\w+ )?(?:restrictions|rules|guidelines|polic(?:y|ies)|constraints|programming"
         r"|filters|limitations)\b",
         "bound",
@@ -433,7 +438,9 @@ RULES: Final[tuple[Rule, ...]] = (
         + r"|\b(?:launch|perform|run|start|execute|carry out|conduct)\b)"
         + _gap(60)
         + r"\b(?:d?dos(?: attack)?|denial[- ]of[- ]service|syn flood|udp flood|http flood"
-        r"|flood (?:attack|a (?:website|server|site)))\b",
+        r"|flood (?:attack|a (?:website|server|site)))\b"
+        r"(?! (?:traffic|protection|mitigation|logs?|alerts?|data|metrics|dashboards?"
+        r"|detection|defen[cs]e|events?|incidents?|reports?)\b)",
         "ddos",
         "dos",
         "denial",
