@@ -4,7 +4,7 @@
 plus a validator (Luhn for cards, mod-97 for IBANs, SSN ranges, IPv4 octets, JWT header,
 Shannon entropy for ``password=`` values), so shapes that merely look right are not
 reported. Detectors run only when a cheap substring test says they could match, which keeps
-a 4 KB prompt with nothing in it well under a millisecond (see ``bench/dlp_scan.py``).
+a 4 KB prompt with nothing in it well under a millisecond (see ``bench/dlp.py``).
 
 Nothing here ever returns, logs or raises with matched text: a ``Finding`` is a category
 and a span, ``DlpResult`` carries category names, and its ``repr`` leaves the body out.

@@ -203,7 +203,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Contains chat-template control markers that fake a system or assistant turn "
         '("<|im_start|>system", "### system:", "[INST]", "<<SYS>>").',
         r"<\|(?:im_start|im_end|system|endoftext|start_header_id|eot_id)\|>"
-        r"|#{2,} ?(?:system|new instructions|instructions?) ?:"
+        r"|##+ ?(?:system|new instructions|instructions?) ?:"
         r"|\[/?inst\]|<</?sys>>",
         # No triggers: every branch starts with a literal, so re skips ahead quickly.
     ),
@@ -527,7 +527,8 @@ RULES: Final[tuple[Rule, ...]] = (
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\ufeff\u00ad"))
 # A leet character touching a letter ("1gn0re", "p@ss"): worth a de-leeted reading.
 _MIXED = re.compile(r"[013457@$](?:(?<=[a-z][013457@$])|(?=[a-z]))")
-_ONE_AS_L = re.compile(r"1(?=[1l])|(?<=[1l])1")  # "a11", "ki1l": 1 reads as l next to l/1
+# "a11", "ki1l": 1 reads as l next to l/1 (one branch starting with "1", so re skips fast)
+_ONE_AS_L = re.compile(r"1(?:(?=[1l])|(?<=[1l]1))")
 _LEET = str.maketrans("013457@$", "oieastas")
 _LEET_BYTES = bytes.maketrans(b"013457@$", b"oieastas")  # bytes.translate is much faster
 # ASCII letters and digits kept, everything else a word break.
@@ -563,7 +564,9 @@ def evaluate(texts: Iterable[str]) -> Verdict:
             present = tuple(trigger_words & words) + marks
             if not present and (trigger_words or marks):
                 continue
-            if any(_fires(rule, reading, present) for reading in readings):
+            # Rules without triggers match markers, which leetspeak does not change.
+            tried = readings if present else readings[:1]
+            if any(_fires(rule, reading, present) for reading in tried):
                 fired.add(rule.id)
     rules = tuple(rule.id for rule in RULES if rule.id in fired)
     categories = tuple(sorted({rule.category for rule in RULES if rule.id in fired}))
