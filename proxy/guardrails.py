@@ -257,7 +257,7 @@ RULES: Final[tuple[Rule, ...]] = (
     _rule(
         "jailbreak.unbound",
         "Declares the model freed from its rules (\"you are no longer bound by OpenAI's "
-        'policies", "freed from all restrictions").',
+        'policies", "you are now free from all restrictions").',
         r"\b(?:you are|you're) (?:no longer|not) (?:bound|restricted|limited|constrained"
         r"|governed) by\b"
         r"|\b(?:you are|you're|you have been|you've been|you were|you) (?:now )?(?:free|freed"
@@ -432,7 +432,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     _rule(
         "malicious_code.ddos",
-        "Asks for a DDoS tool or attack (floods, botnets) against a target.",
+        "Asks for, or to launch, a DDoS or flood attack (SYN, UDP, HTTP floods).",
         r"(?:"
         + _MAKE
         + r"|\b(?:launch|perform|run|start|execute|carry out|conduct)\b)"
