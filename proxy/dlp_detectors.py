@@ -125,7 +125,7 @@ def _anchor_positions(text: str, lowered: str, anchors: tuple[str, ...]) -> list
 # Where a card, SSN, IPv4, phone or IBAN could start: "+", "(" or the first digit of a
 # number, followed by a number-like run (or an IBAN's check digits and a group). Numeric
 # detectors are tried only here, so the text is scanned for numbers once, not five times.
-_NUMERIC_STARTS = re.compile(r"[0-9(+](?<![0-9][0-9(+])(?=[0-9 ().\-]{6}|[0-9]{2} ?[A-Z0-9]{4})")
+_NUMERIC_STARTS = re.compile(r"[0-9(+](?<![0-9][0-9(+])(?=[0-9 ().\-]{6}|[0-9] ?[A-Z0-9]{4})")
 
 
 def numeric_starts(text: str) -> list[int]:
@@ -287,7 +287,7 @@ def _ipv6(text: str, match: re.Match[str]) -> tuple[int, int] | None:
 
 # ---- secrets -------------------------------------------------------------------------
 
-_AWS_ACCESS = re.compile(r"(?:AKIA|ASIA)(?<![A-Za-z0-9/+=]A[KS]IA)[A-Z0-9]{16}(?![A-Za-z0-9/+=])")
+_AWS_ACCESS = re.compile(r"(?:AKIA|ASIA)(?<![A-Za-z0-9/+]A[KS]IA)[A-Z0-9]{16}(?![A-Za-z0-9/+=])")
 _AWS_SECRET_NAMED = re.compile(  # tried where "secret" occurs
     r"(?i:secret(?:[_\-. ]?access)?(?:[_\-. ]?key)?)"
     r"[\"']?\s{0,3}(?:[:=]|=>)\s{0,3}[\"']?"

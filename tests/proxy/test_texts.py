@@ -1,0 +1,184 @@
+"""Where texts live in request and response bodies, for OpenAI and Anthropic shapes, and
+that mapping them returns a new body with everything else untouched."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from proxy.texts import map_request_texts, map_response_texts, request_texts, response_texts
+
+OPENAI_CHAT: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "temperature": 0.2,
+    "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {}}}],
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in this image?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup"}}],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "Result: 42 apples"},
+    ],
+}
+
+ANTHROPIC_MESSAGES: dict[str, Any] = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 512,
+    "system": [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
+    "messages": [
+        {"role": "user", "content": "Hello"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": [{"type": "text", "text": "lookup says 7"}],
+                },
+                {"type": "text", "text": "Thanks"},
+            ],
+        },
+    ],
+}
+
+
+def test_openai_chat_texts_in_document_order_skipping_images_and_tool_calls() -> None:
+    assert request_texts(OPENAI_CHAT) == [
+        "Be brief.",
+        "What is in this image?",
+        "Result: 42 apples",
+    ]
+
+
+def test_anthropic_system_blocks_messages_and_tool_results() -> None:
+    assert request_texts(ANTHROPIC_MESSAGES) == [
+        "You are terse.",
+        "Hello",
+        "lookup says 7",
+        "Thanks",
+    ]
+
+
+def test_completions_prompt_and_embeddings_input_strings_and_lists() -> None:
+    assert request_texts({"model": "m", "prompt": "Once upon"}) == ["Once upon"]
+    assert request_texts({"model": "m", "prompt": ["a", "b"]}) == ["a", "b"]
+    assert request_texts({"model": "m", "input": "embed me"}) == ["embed me"]
+    assert request_texts({"model": "m", "input": ["x", "y"]}) == ["x", "y"]
+    assert request_texts({"model": "m", "input": [[101, 2023], [7]]}) == []  # token ids
+
+
+def test_responses_api_instructions_and_input_items() -> None:
+    body = {
+        "model": "gpt-4.1",
+        "instructions": "Be kind.",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Hi there"}]},
+            {"type": "function_call_output", "call_id": "c1", "output": "done"},
+        ],
+    }
+    assert request_texts(body) == ["Be kind.", "Hi there", "done"]
+
+
+def test_map_request_returns_new_body_and_leaves_input_and_other_fields_alone() -> None:
+    before = copy.deepcopy(OPENAI_CHAT)
+    mapped = map_request_texts(OPENAI_CHAT, str.upper)
+    assert before == OPENAI_CHAT
+    assert mapped is not OPENAI_CHAT
+    assert request_texts(mapped) == ["BE BRIEF.", "WHAT IS IN THIS IMAGE?", "RESULT: 42 APPLES"]
+    assert mapped["model"] == "gpt-4o-mini"
+    assert mapped["tools"] == OPENAI_CHAT["tools"]
+    assert mapped["messages"][1]["content"][1] == OPENAI_CHAT["messages"][1]["content"][1]
+    assert mapped["messages"][2] == OPENAI_CHAT["messages"][2]
+    assert [m["role"] for m in mapped["messages"]] == ["system", "user", "assistant", "tool"]
+
+
+def test_map_request_anthropic_keeps_cache_control_and_tool_ids() -> None:
+    before = copy.deepcopy(ANTHROPIC_MESSAGES)
+    mapped = map_request_texts(ANTHROPIC_MESSAGES, lambda t: f"<{t}>")
+    assert before == ANTHROPIC_MESSAGES
+    assert mapped["system"] == [
+        {"type": "text", "text": "<You are terse.>", "cache_control": {"type": "ephemeral"}}
+    ]
+    assert mapped["messages"][2]["content"][0]["tool_use_id"] == "toolu_1"
+    assert request_texts(mapped) == ["<You are terse.>", "<Hello>", "<lookup says 7>", "<Thanks>"]
+
+
+def test_response_texts_for_openai_chat_completions_and_anthropic() -> None:
+    chat = {
+        "id": "chatcmpl-1",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "first"}},
+            {"index": 1, "message": {"role": "assistant", "content": "second"}},
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+    }
+    completion = {"choices": [{"index": 0, "text": "legacy"}]}
+    anthropic = {
+        "id": "msg_1",
+        "content": [
+            {"type": "text", "text": "answer"},
+            {"type": "tool_use", "id": "toolu_2", "name": "f", "input": {"q": "not text"}},
+        ],
+    }
+    assert response_texts(chat) == ["first", "second"]
+    assert response_texts(completion) == ["legacy"]
+    assert response_texts(anthropic) == ["answer"]
+
+
+def test_stream_events_carry_their_delta_text() -> None:
+    openai_chunk = {"id": "c", "choices": [{"index": 0, "delta": {"content": "Hel"}}]}
+    anthropic_delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "lo"},
+    }
+    anthropic_json = {
+        "type": "content_block_delta",
+        "index": 1,
+        "delta": {"type": "input_json_delta", "partial_json": '{"q": 1'},
+    }
+    assert response_texts(openai_chunk) == ["Hel"]
+    assert response_texts(anthropic_delta) == ["lo"]
+    assert response_texts(anthropic_json) == []
+    mapped = map_response_texts(anthropic_delta, str.upper)
+    assert mapped == {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "LO"},
+    }
+    assert anthropic_delta["delta"]["text"] == "lo"
+
+
+def test_map_response_leaves_usage_ids_and_tool_use_unchanged() -> None:
+    body = {
+        "id": "msg_1",
+        "usage": {"input_tokens": 5},
+        "content": [
+            {"type": "text", "text": "abc"},
+            {"type": "tool_use", "id": "toolu_2", "name": "f", "input": {"q": "x"}},
+        ],
+    }
+    before = copy.deepcopy(body)
+    mapped = map_response_texts(body, str.upper)
+    assert body == before
+    assert mapped == {
+        "id": "msg_1",
+        "usage": {"input_tokens": 5},
+        "content": [
+            {"type": "text", "text": "ABC"},
+            {"type": "tool_use", "id": "toolu_2", "name": "f", "input": {"q": "x"}},
+        ],
+    }
