@@ -10,14 +10,20 @@ import orjson
 import pytest
 
 from models.request_pricing import RequestPricer, Usage
+from proxy.asgi import GatewayApp
+from proxy.config import load_gateway_config
 from tests.proxy.gateway_fixtures import (
     GATEWAY_KEYS,
     PROVIDER_KEY,
     gateway,
     mock_calls,
+    providers,
     read_records,
     request,
+    write_config,
 )
+from tests.proxy.redis_server import run_redis_server
+from tests.proxy.servers import serve_asgi
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello to the team."}]}
 CACHED_ROUTE = """
@@ -323,3 +329,34 @@ def test_models_list_and_unknown_paths(tmp_path: Path) -> None:
         and missing.json()["error"]["message"] == "no such endpoint: /v1/nothing"
     )
     assert bad_json.status == 400
+
+
+def test_two_gateways_share_cache_and_limits_through_redis(tmp_path: Path) -> None:
+    """With cache and limits on Redis, a second gateway instance answers from the first
+    one's cache and counts against the same rate limit."""
+    routes = (
+        '\n[routes.chat]\nmatch = ["*"]\ncache = true\n'
+        'rate_limits = [{ name = "per-key", per = "key", unit = "requests", limit = 3, '
+        "window_s = 60 }]\n"
+    )
+    with run_redis_server() as redis_url, providers() as urls:
+        path = write_config(tmp_path, urls, routes)
+        text = path.read_text().replace(
+            "[cache]\n", f'[limits]\nurl = "{redis_url}"\n[cache]\nurl = "{redis_url}"\n'
+        )
+        path.write_text(text)
+        config = load_gateway_config(path, {"TEST_PROVIDER_KEY": PROVIDER_KEY})
+        with serve_asgi(GatewayApp(config)) as first, serve_asgi(GatewayApp(config)) as second:
+            headers = {
+                "authorization": f"Bearer {GATEWAY_KEYS['team-a']}",
+                "content-type": "application/json",
+            }
+            body = orjson.dumps(CHAT)
+            answers = [
+                request(url, "POST", "/v1/chat/completions", body, headers)
+                for url in (first, second, first, second)
+            ]
+        calls = mock_calls(urls[0])
+    assert [a.headers.get("cf-aig-cache-status") for a in answers[:3]] == ["MISS", "HIT", "HIT"]
+    assert [a.status for a in answers] == [200, 200, 200, 429]
+    assert len(calls) == 1
