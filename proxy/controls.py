@@ -58,14 +58,15 @@ def estimate_tokens(texts: list[str]) -> int:
 class Charged:
     """The limits a request was charged against, to settle after the call."""
 
-    entries: list[tuple[str, Limit]] = field(default_factory=list)
+    key: str = ""
+    limits: list[Limit] = field(default_factory=list)
     estimate: int = 0
 
     async def settle(self, limiter: RateLimiter, actual_tokens: int, now: float) -> None:
         delta = actual_tokens - self.estimate
-        for key, limit in self.entries:
-            if limit.unit == "tokens" and delta:
-                await limiter.settle(key, [limit], delta, now)
+        tokens = [limit for limit in self.limits if limit.unit == "tokens"]
+        if tokens and delta:
+            await limiter.settle(self.key, tokens, delta, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,23 +84,31 @@ async def rate_limit(  # noqa: PLR0917 - one call site, in the pipeline's order 
     estimate: int,
     now: float,
 ) -> tuple[Charged, Denied | None]:
-    """Charge every limit of ``route``; stop at the first that refuses."""
-    charged = Charged(estimate=estimate)
+    """Charge every limit of ``route`` at once: all or nothing, so a refused request
+    uses up none of them. Each limit counts per its own subject (the subject is part of
+    the limit's name in the store)."""
+    charged = Charged(key=f"route:{route.name}", estimate=estimate)
+    by_name: dict[str, LimitSettings] = {}
     for settings in route.rate_limits:
         who = subject(settings.per, route, identity, client_ip, metadata)
-        key = f"{route.name}:{settings.name}:{who}"
-        limit = Limit(
-            name=settings.name,
-            unit=settings.unit,  # type: ignore[arg-type]
-            limit=settings.limit,
-            window_s=settings.window_s,
-            sliding=settings.sliding,
+        name = f"{settings.name}:{who}"
+        by_name[name] = settings
+        charged.limits.append(
+            Limit(
+                name=name,
+                unit=settings.unit,  # type: ignore[arg-type]
+                limit=settings.limit,
+                window_s=settings.window_s,
+                sliding=settings.sliding,
+            )
         )
-        decision = await limiter.acquire(key, [limit], {"requests": 1, "tokens": estimate}, now)
-        if not decision.allowed:
-            return charged, Denied(settings, max(1, math.ceil(decision.retry_after_s)))
-        charged.entries.append((key, limit))
-    return charged, None
+    if not charged.limits:
+        return charged, None
+    cost = {"requests": 1, "tokens": estimate}
+    decision = await limiter.acquire(charged.key, charged.limits, cost, now)
+    if decision.allowed or decision.limit is None:
+        return charged, None
+    return charged, Denied(by_name[decision.limit.name], max(1, math.ceil(decision.retry_after_s)))
 
 
 @dataclass(frozen=True, slots=True)

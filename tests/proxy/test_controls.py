@@ -185,3 +185,23 @@ def test_logged_bodies_are_redacted_even_in_flag_mode(tmp_path: Path) -> None:
     assert record["Metadata"] == {"user": "ana", "note": "contact [REDACTED:EMAIL]"}
     raw = log_bytes(gw.logs)
     assert AWS_KEY.encode() not in raw and EMAIL.encode() not in raw
+
+
+def test_a_refused_request_uses_up_no_limit(tmp_path: Path) -> None:
+    """Limits are charged all or nothing: a call refused by the per-user limit does not
+    count against the per-key limit."""
+    limits = (
+        '[{ name = "per-key", per = "key", unit = "requests", limit = 2, window_s = 60 }, '
+        '{ name = "per-user", per = "metadata:user", unit = "requests", limit = 1, window_s = 60 }]'
+    )
+    with gateway(tmp_path, route(rate_limits=limits)) as gw:
+
+        def call(user: str) -> int:
+            headers = {"cf-aig-metadata": orjson.dumps({"user": user}).decode()}
+            return gw.post("/v1/chat/completions", CHAT, headers=headers).status
+
+        statuses = [call("ana"), call("ana"), call("bo"), call("cy")]
+    assert statuses == [200, 429, 200, 429]
+    messages = [r["RoutingReason"] for r in read_records(gw.logs) if r["StatusCode"] == 429]
+    assert messages[0].startswith("rate limit 'per-user' (1 requests per 60 s) reached")
+    assert messages[1].startswith("rate limit 'per-key' (2 requests per 60 s) reached")
