@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DB     := data/aigw.duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck pytest bench bench-models clean
+.PHONY: help demo test lint typecheck pytest bench bench-models bench-proxy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -66,5 +66,17 @@ bench: $(BIN)/.installed ## Ingest benchmark (1,000,000 records; see README, Per
 bench-models: $(BIN)/.installed ## Models benchmark (10,000,000 requests; see README, Performance)
 	$(BIN)/python bench/models.py
 
+# LiteLLM lives in its own venv (its pins clash with ours). 1.106.12: the newest release whose
+# [proxy] extra installs from PyPI here (later ones pin litellm-proxy packages not published).
+LITELLM_VENV := bench/.venv-litellm
+$(LITELLM_VENV)/.installed:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]==1.106.12'
+	touch $@
+
+bench-proxy: $(BIN)/.installed $(LITELLM_VENV)/.installed ## Gateway benchmark: direct vs aigw vs LiteLLM, 0/50 ms provider (about 8 minutes)
+	$(BIN)/python bench/proxy.py
+
 clean: ## Remove the venv, the demo warehouse and caches
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LITELLM_VENV) data .pytest_cache .mypy_cache .ruff_cache
