@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DB     := data/aigw.duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test system-deps lint typecheck pytest bench bench-models sample-data clean
+.PHONY: help demo test system-deps lint typecheck pytest bench bench-models bench-proxy sample-data clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -76,5 +76,17 @@ sample-data: $(BIN)/.installed ## Regenerate the committed samples (Cloudflare-s
 	rm -rf sample_data/gateway-logs
 	$(BIN)/aigw simulate --requests 3000 --seed 7 --out sample_data/gateway-logs
 
+# LiteLLM lives in its own venv (its pins clash with ours). 1.106.12: the newest release whose
+# [proxy] extra installs from PyPI here (later ones pin litellm-proxy packages not published).
+LITELLM_VENV := bench/.venv-litellm
+$(LITELLM_VENV)/.installed:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]==1.106.12'
+	touch $@
+
+bench-proxy: $(BIN)/.installed $(LITELLM_VENV)/.installed ## Gateway benchmark: direct vs aigw vs LiteLLM, 0/50 ms provider (about 8 minutes)
+	$(BIN)/python bench/proxy.py
+
 clean: ## Remove the venv, the demo warehouse and caches
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LITELLM_VENV) data .pytest_cache .mypy_cache .ruff_cache
