@@ -291,11 +291,14 @@ def test_sqlite_expiry_is_exactly_stored_at_plus_ttl(tmp_path: Path) -> None:
 
 
 def test_sqlite_evicts_the_oldest_entries_past_max_entries(tmp_path: Path) -> None:
+    """Past max_entries the oldest answers go, by their write time."""
+
     async def main() -> list[str]:
         store = SqliteResponseCache(tmp_path / "c.sqlite", max_entries=3, clock=lambda: 10.0)
         try:
             for i, key in enumerate(["a", "b", "c", "a", "d", "e"]):
                 await store.put(key, at(float(i)), 3600)
+            await store.flush()  # puts are written behind; evictions apply once written
             return [k for k in "abcde" if await store.get(k) is not None]
         finally:
             await store.close()
@@ -311,6 +314,7 @@ def test_sqlite_evicts_expired_entries_before_live_ones(tmp_path: Path) -> None:
             await store.put("old-live", at(1.0), 3600)
             await store.put("expired", at(50.0), 10)  # expired at t=60
             await store.put("new", at(99.0), 3600)
+            await store.flush()
             return [k for k in ("old-live", "expired", "new") if await store.get(k) is not None]
         finally:
             await store.close()
@@ -327,6 +331,7 @@ def test_sqlite_eviction_counts_rows_left_by_an_earlier_process(tmp_path: Path) 
         second = SqliteResponseCache(tmp_path / "c.sqlite", max_entries=2, clock=lambda: 10.0)
         try:
             await second.put("c", at(3.0), 3600)
+            await second.flush()
             return [k for k in "abc" if await second.get(k) is not None]
         finally:
             await second.close()
