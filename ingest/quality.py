@@ -294,7 +294,7 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
-        return None if math.isnan(value) else value
+        return None if math.isnan(value) else float(value)  # numpy.float64 is a float
     if hasattr(value, "item"):  # numpy scalar
         return _plain(value.item())
     return None if value != value else str(value)  # noqa: PLR0124 - true only for NaT
