@@ -120,10 +120,12 @@ def watch(
     one batch. ``source`` and ``queue`` may be passed in (tests, other clients);
     otherwise they are made from the settings.
 
-    ``after_batch(warehouse, summary)`` runs inside each batch with the warehouse
-    open (rollups, alerts). Raises ``SourceError`` for a source that cannot be used
-    (a transient one is reported through ``on_notice`` and retried next poll),
-    ``WarehouseError`` (other than a lock) and ``QualityGateError``.
+    ``on_batch(summary)`` then ``after_batch(warehouse, summary)`` run after each
+    batch's load and quality check, with the warehouse still open (rollups, alerts).
+
+    Raises ``SourceError`` for a source that cannot be used (a transient one is
+    reported through ``on_notice`` and retried next poll), ``WarehouseError`` (other
+    than a lock) and ``QualityGateError``.
     """
     source = source or open_source(settings.source, endpoint_url=settings.endpoint_url)
     if queue is None and options.sqs_queue_url is not None:
@@ -286,6 +288,9 @@ class _Watcher:
                 on_failure=self.settings.quality,
                 gate=self.gate,
             )
+            self.summary.add(summary)
+            if self.on_batch is not None:
+                self.on_batch(summary)
             if self.after_batch is not None and summary.objects_seen:
                 self.after_batch(warehouse, summary)
         if self.queue is not None and notes:
@@ -300,9 +305,6 @@ class _Watcher:
                 )
             ]
             self.queue.delete(done)
-        self.summary.add(summary)
-        if self.on_batch is not None:
-            self.on_batch(summary)
 
     def _remember(self, objects: list[StoredObject], results: dict[str, ObjectResult]) -> None:
         clock = time.monotonic()
