@@ -128,6 +128,8 @@ def ingest_command(
                 interval=parse_interval(every or "30s"),
                 sqs_queue_url=sqs_queue_url or file_options.sqs_queue_url,
             )
+            if options.sqs_queue_url and not source.startswith("s3://"):
+                raise ConfigError("--sqs-queue-url needs an s3:// source")
             if budgets is None and DEFAULT_BUDGETS.exists():
                 budgets = DEFAULT_BUDGETS
             alerts_config = (

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from ingest import IngestSettings, run_ingest
-from tests.conftest import REPO, logpush_record
+from tests.conftest import REPO, logpush_record, run_aigw
 from tests.ingest.conftest import Bucket
 
 Query = Callable[..., list[tuple[Any, ...]]]
@@ -177,3 +177,26 @@ def test_an_object_written_to_the_bucket_is_visible_within_the_interval_plus_5_s
         (10,),
     ]
     assert len(list((tmp_path / "outbox").iterdir())) == 1  # sent once, not per batch
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--interval", "5s"), "error: --interval and --sqs-queue-url need --watch"),
+        (
+            ("--watch", "--interval", "soon"),
+            "error: --interval 'soon' must look like 30s, 1m or 0.5s",
+        ),
+        (
+            ("--watch", "--sqs-queue-url", "https://sqs.us-east-1.amazonaws.com/1/q"),
+            "error: --sqs-queue-url needs an s3:// source",
+        ),
+    ],
+)
+def test_watch_options_misused_are_one_line_errors(
+    tmp_path: Path, db_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """Watch options without --watch, a bad interval, or a queue for a folder: exit 2."""
+    (tmp_path / "logs").mkdir()
+    result = run_aigw("ingest", str(tmp_path / "logs"), "--db", str(db_path), *args)
+    assert (result.returncode, result.stderr.splitlines()) == (2, [message])
