@@ -136,8 +136,8 @@ class QualityGate:
 
     def validate(self, frame: Any, *, now: datetime) -> tuple[ExpectationOutcome, ...]:
         """Run the suite over a pandas frame of ``CHECKED_COLUMNS``."""
-        definition = self._definition or self._build()
         try:
+            definition = self._definition or self._build()
             result = definition.run(
                 batch_parameters={"dataframe": frame},
                 expectation_parameters={TS_MAX_PARAMETER: now + timedelta(days=1)},
@@ -147,10 +147,12 @@ class QualityGate:
                     "unexpected_index_column_names": list(INDEX_COLUMNS),
                 },
             )
+        except QualityGateError:
+            raise
         except Exception as err:  # GX raises many kinds; none may escape as a traceback
             raise QualityGateError(
-                f"the data-quality suite could not run ({type(err).__name__}); "
-                "rerun with --quality off to load without it",
+                f"the data-quality suite could not run ({type(err).__name__}); the rows are "
+                "loaded; pass --quality off to skip the check",
                 detail=str(err),
             ) from err
         ordered = _in_suite_order(result.results)
