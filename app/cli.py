@@ -17,9 +17,11 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from alerts import load_alerts_config
 from app.alerts_cli import alerts_app
 from app.console import (
     EXIT_PARTIAL,
+    EXIT_QUALITY,
     ConfigOption,
     DbOption,
     FormatOption,
@@ -32,12 +34,17 @@ from app.console import (
 )
 from app.mock_cli import mock_provider_command
 from app.proxy_cli import proxy_command, simulate_command
-from app.reports_cli import export_app, report_app, resolve_settings
+from app.reports_cli import DEFAULT_CONFIG, export_app, report_app, resolve_settings
+from app.watch import parse_interval, print_quality, run_watch
 from ingest import (
     DEFAULT_DB_PATH,
+    ConfigError,
     IngestSettings,
     IngestSummary,
     ObjectResult,
+    WatchSettings,
+    check_quality_mode,
+    load_ingest_options,
     run_ingest,
     run_query,
 )
@@ -58,6 +65,9 @@ cli.command("simulate")(simulate_command)
 cli.command("mock-provider")(mock_provider_command)
 
 
+DEFAULT_BUDGETS = Path("budgets.toml")
+
+
 @cli.command("ingest")
 def ingest_command(
     source: Annotated[str, typer.Argument(help="Folder path or s3://bucket/prefix.")],
@@ -74,23 +84,79 @@ def ingest_command(
             "(or the PEM itself in AIGW_PRIVATE_KEY).",
         ),
     ] = None,
+    quality: Annotated[
+        str | None,
+        typer.Option(
+            help="Data-quality gate: fail (exit 3 on a critical failure), warn or off "
+            "(default: [ingest] quality in aigw.toml, else fail)."
+        ),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep loading new objects until stopped.")
+    ] = False,
+    interval: Annotated[
+        str | None, typer.Option(help="Watch mode: time between listings (default 30s).")
+    ] = None,
+    sqs_queue_url: Annotated[
+        str | None,
+        typer.Option(help="Watch mode: SQS queue receiving the bucket's S3 event notifications."),
+    ] = None,
+    budgets: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="AIGW_BUDGETS",
+            help="Watch mode: evaluate these budgets after each batch "
+            "(default: ./budgets.toml when present).",
+        ),
+    ] = None,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Load Logpush / REST log objects into the warehouse, then refresh the rollups."""
+    """Load Logpush / REST log objects into the warehouse, check them, refresh the rollups."""
     pem = os.environ.get("AIGW_PRIVATE_KEY") if private_key is None else None
-    settings = IngestSettings(
-        source=source,
-        db_path=db,
-        endpoint_url=endpoint_url,
-        private_key=private_key,
-        private_key_pem=pem.encode() if pem else None,
-    )
     with user_errors(verbose):
         models_settings = resolve_settings(config)
+        file_options = load_ingest_options(
+            config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+        )
+        settings = IngestSettings(
+            source=source,
+            db_path=db,
+            endpoint_url=endpoint_url,
+            private_key=private_key,
+            private_key_pem=pem.encode() if pem else None,
+            quality=check_quality_mode(quality or file_options.quality or "fail"),
+        )
+        if watch:
+            every = interval or file_options.interval
+            options = WatchSettings(
+                interval=parse_interval(every or "30s"),
+                sqs_queue_url=sqs_queue_url or file_options.sqs_queue_url,
+            )
+            if options.sqs_queue_url and not source.startswith("s3://"):
+                raise ConfigError("--sqs-queue-url needs an s3:// source")
+            if budgets is None and DEFAULT_BUDGETS.exists():
+                budgets = DEFAULT_BUDGETS
+            alerts_config = (
+                load_alerts_config(budgets, dimensions=models_settings.all_dimensions)
+                if budgets is not None
+                else None
+            )
+            with _progress(verbose, bar=False) as (_, on_object):
+                code = run_watch(
+                    settings,
+                    options,
+                    models_settings=models_settings,
+                    alerts_config=alerts_config,
+                    on_object=on_object,
+                )
+            raise typer.Exit(code)
+        if interval or sqs_queue_url:
+            raise ConfigError("--interval and --sqs-queue-url need --watch")
         with _progress(verbose) as (on_listed, on_object):
             summary = run_ingest(settings, on_listed=on_listed, on_object=on_object)
         _print_summary(summary)
+        print_quality(summary.quality)
         refreshed = refresh(db, models_settings)
     if refreshed.full:
         out.print(f"rollups: rebuilt ({refreshed.rows:,} rows)", markup=False)
@@ -101,6 +167,9 @@ def ingest_command(
             err.print(f"failed: {failure.error}", markup=False)
             if verbose and failure.detail:
                 err.print(failure.detail, markup=False)
+    if summary.quality is not None and summary.quality.gate_failed:
+        raise typer.Exit(EXIT_QUALITY)
+    if summary.failures:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -138,12 +207,13 @@ _ObjectCallbacks = tuple[Callable[[int], None] | None, Callable[[ObjectResult], 
 
 
 @contextmanager
-def _progress(verbose: bool) -> Iterator[_ObjectCallbacks]:
-    """Callbacks that drive a progress bar on a terminal and per-object lines when verbose."""
-    bar: Progress | None = None
+def _progress(verbose: bool, *, bar: bool = True) -> Iterator[_ObjectCallbacks]:
+    """Callbacks that drive a progress bar on a terminal (unless ``bar`` is False) and
+    per-object lines when verbose."""
+    progress: Progress | None = None
     task = None
-    if err.is_terminal:
-        bar = Progress(
+    if bar and err.is_terminal:
+        progress = Progress(
             TextColumn("ingest"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -155,12 +225,12 @@ def _progress(verbose: bool) -> Iterator[_ObjectCallbacks]:
 
     def on_listed(total: int) -> None:
         nonlocal task
-        if bar is not None:
-            task = bar.add_task("ingest", total=total)
+        if progress is not None:
+            task = progress.add_task("ingest", total=total)
 
     def on_object(result: ObjectResult) -> None:
-        if bar is not None and task is not None:
-            bar.advance(task)
+        if progress is not None and task is not None:
+            progress.advance(task)
         if verbose and result.status != "unchanged":
             counts = result.counts
             line = f"{result.status} {result.key}"
@@ -171,10 +241,10 @@ def _progress(verbose: bool) -> Iterator[_ObjectCallbacks]:
                 )
             err.print(line, markup=False)
 
-    if bar is None:
+    if progress is None:
         yield on_listed, on_object
         return
-    with bar:
+    with progress:
         yield on_listed, on_object
 
 

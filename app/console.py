@@ -1,7 +1,8 @@
 """What every ``aigw`` command shares: consoles, options, error mapping, output formats.
 
 Exit codes: 0 success, 1 the run finished but some objects failed, 2 the command
-could not run (bad option or config, unreachable source, locked warehouse, bad SQL).
+could not run (bad option or config, unreachable source, locked warehouse, bad SQL),
+3 the rows loaded but a critical data-quality expectation failed (``--quality fail``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ingest import AigwError, ConfigError
 __all__ = [
     "EXIT_ERROR",
     "EXIT_PARTIAL",
+    "EXIT_QUALITY",
     "ConfigOption",
     "DbOption",
     "FormatOption",
@@ -39,6 +41,7 @@ __all__ = [
 
 EXIT_PARTIAL: Final = 1
 EXIT_ERROR: Final = 2
+EXIT_QUALITY: Final = 3
 FORMATS: Final = ("table", "csv", "json")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)

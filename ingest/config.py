@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+from ingest.errors import ConfigError
 from ingest.loader import BATCH_ROWS
 
-__all__ = ["DEFAULT_DB_PATH", "IngestSettings"]
+__all__ = ["DEFAULT_DB_PATH", "IngestFileOptions", "IngestSettings", "load_ingest_options"]
 
 DEFAULT_DB_PATH: Final = Path("data/aigw.duckdb")
 
@@ -19,7 +21,8 @@ class IngestSettings:
 
     ``source`` is a folder path or ``s3://bucket/prefix``; ``endpoint_url``
     selects an S3-compatible store (R2, MinIO); ``batch_rows`` bounds memory
-    per insert (rows held at once, not a transaction boundary).
+    per insert (rows held at once, not a transaction boundary); ``quality`` is the
+    data-quality gate's mode: ``fail``, ``warn`` or ``off`` (``ingest.quality``).
     """
 
     source: str
@@ -28,9 +31,42 @@ class IngestSettings:
     batch_rows: int = BATCH_ROWS
     private_key: Path | None = None  # PEM file that opens encrypted Logpush fields
     private_key_pem: bytes | None = None  # or the PEM itself (from an environment variable)
+    quality: str = "fail"
 
     def __repr__(self) -> str:  # the PEM is a secret: never print it
         return (
             f"IngestSettings(source={self.source!r}, db_path={self.db_path!r}, "
-            f"private_key={self.private_key!r})"
+            f"private_key={self.private_key!r}, quality={self.quality!r})"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class IngestFileOptions:
+    """The ``[ingest]`` table of ``aigw.toml``; None where it says nothing (options win)."""
+
+    quality: str | None = None  # fail | warn | off
+    interval: str | None = None  # watch mode poll interval: 30s, 1m…
+    sqs_queue_url: str | None = None
+
+
+def load_ingest_options(path: Path | None) -> IngestFileOptions:
+    """``[ingest]`` of the TOML file at ``path``; empty options without a file or table."""
+    if path is None:
+        return IngestFileOptions()
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config {path} is not valid TOML: {err}") from err
+    section: Any = document.get("ingest", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [ingest] must be a table")
+    values: dict[str, str | None] = {}
+    for name in ("quality", "interval", "sqs_queue_url"):
+        value = section.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{path}: [ingest] {name} must be a string")
+        values[name] = value
+    return IngestFileOptions(**values)

@@ -13,6 +13,8 @@ can help is decided by type (``transient``), never by matching message text::
     │   └── SourceNotFound          missing bucket, unreadable folder
     ├── ObjectReadError             one object could not be read (corrupt gzip);
     │                               its run goes on, the object is marked failed
+    ├── QualityGateError            the data-quality gate could not run (not a failed
+    │                               expectation: those are results, not errors)
     └── WarehouseError              the DuckDB warehouse could not be used
         ├── WarehouseLocked         another process holds the write lock (transient)
         └── SchemaTooNew            the file was written by a newer aigw
@@ -24,6 +26,7 @@ __all__ = [
     "AigwError",
     "ConfigError",
     "ObjectReadError",
+    "QualityGateError",
     "SchemaTooNew",
     "SourceAuthError",
     "SourceError",
@@ -78,6 +81,10 @@ class ObjectReadError(AigwError):
     def __init__(self, message: str, *, key: str, detail: str | None = None) -> None:
         super().__init__(message, detail=detail)
         self.key = key
+
+
+class QualityGateError(AigwError):
+    """Great Expectations could not be loaded or could not evaluate the suite."""
 
 
 class WarehouseError(AigwError):

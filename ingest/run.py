@@ -3,13 +3,15 @@
 Incremental: an object whose etag (S3) or size and mtime (folder) matches a
 ``loaded`` or ``skipped`` entry in ``ingest_files`` is not read again; a
 ``failed`` one is retried on every run. A failed object never stops the run;
-a warehouse or listing error does (it raises).
+a warehouse or listing error does (it raises). A set ``stop`` event ends the run
+between objects: the object in hand commits, the rest wait for the next run.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,6 +19,7 @@ from ingest.decrypt import Decryptor
 from ingest.errors import ObjectReadError
 from ingest.loader import BATCH_ROWS, ObjectCounts, record_object, store_object
 from ingest.prefetch import Prefetcher
+from ingest.quality import QualityReport
 from ingest.sources import Source, StoredObject, is_log_object
 from ingest.warehouse import Warehouse
 
@@ -50,6 +53,11 @@ class IngestSummary:
     decrypt_errors: int = 0
     seconds: float = 0.0
     failures: list[ObjectResult] = field(default_factory=list)
+    # The run's start: every row it loaded has this ``ingested_at``.
+    started_at: datetime = field(default_factory=lambda: datetime.now(tz=UTC))
+    loaded_keys: list[str] = field(default_factory=list)  # objects whose rows this run stored
+    stopped: bool = False  # a stop request ended the run before its last object
+    quality: QualityReport | None = None  # the data-quality gate's check of the new rows
 
     @property
     def rows_per_second(self) -> float:
@@ -61,6 +69,7 @@ class IngestSummary:
         self.objects_seen += 1
         if result.status == "loaded":
             self.loaded += 1
+            self.loaded_keys.append(result.key)
         elif result.status == "unchanged":
             self.unchanged += 1
         elif result.status == "skipped":
@@ -79,32 +88,43 @@ def ingest(
     source: Source,
     warehouse: Warehouse,
     *,
+    objects: Sequence[StoredObject] | None = None,
     batch_rows: int = BATCH_ROWS,
     on_listed: Callable[[int], None] | None = None,
     on_object: Callable[[ObjectResult], None] | None = None,
     decryptor: Decryptor | None = None,
+    stop: threading.Event | None = None,
 ) -> IngestSummary:
     """Load every new or changed object of ``source`` into ``warehouse``.
 
-    With a ``decryptor``, encrypted Logpush fields are opened (``ingest.records``).
+    ``objects`` (a watcher's listing or notifications) replaces the full listing;
+    only those objects are then looked up in ``ingest_files``. With a
+    ``decryptor``, encrypted Logpush fields are opened (``ingest.records``).
 
     ``on_listed(n)`` is called once the listing is complete; ``on_object`` after
-    each object is committed. Raises ``SourceError`` if the source cannot be
+    each object is committed. When ``stop`` is set, the run ends after the object
+    in hand (``summary.stopped``). Raises ``SourceError`` if the source cannot be
     listed and ``WarehouseError`` if the warehouse cannot be written.
     """
     clock = time.monotonic()
-    started = datetime.now(tz=UTC)
     summary = IngestSummary()
-    with warehouse.errors():
-        seen = {
-            key: (etag if status != "failed" else None)
-            for key, etag, status in warehouse.con.execute(
+    started = summary.started_at
+    if objects is None:
+        with warehouse.errors():
+            rows = warehouse.con.execute(
                 "SELECT object_key, etag, status FROM ingest_files "
                 "WHERE starts_with(object_key, ?)",
                 [source.uri.rstrip("/") + "/"],
             ).fetchall()
-        }
-    objects = list(source.list_objects())
+        objects = list(source.list_objects())
+    else:
+        with warehouse.errors():
+            rows = warehouse.con.execute(
+                "SELECT object_key, etag, status FROM ingest_files "
+                "WHERE list_contains(?, object_key)",
+                [[obj.key for obj in objects]],
+            ).fetchall()
+    seen = {key: (etag if status != "failed" else None) for key, etag, status in rows}
     if on_listed is not None:
         on_listed(len(objects))
     fresh = [obj for obj in objects if seen.get(obj.key) != obj.etag]
@@ -116,6 +136,9 @@ def ingest(
     )
     try:
         for obj in objects:
+            if stop is not None and stop.is_set():
+                summary.stopped = True
+                break
             if seen.get(obj.key) == obj.etag:
                 result = ObjectResult(obj.key, "unchanged")
             else:

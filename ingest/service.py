@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 from ingest.config import IngestSettings
 from ingest.decrypt import Decryptor, load_private_key
+from ingest.quality import QualityGate, check_batch
 from ingest.run import IngestSummary, ObjectResult, ingest
 from ingest.sources import open_source
-from ingest.warehouse import open_warehouse
+from ingest.warehouse import Warehouse, open_warehouse
 
-__all__ = ["run_ingest"]
+__all__ = ["check_summary", "make_decryptor", "run_ingest"]
 
 
 def run_ingest(
@@ -19,16 +20,14 @@ def run_ingest(
     on_listed: Callable[[int], None] | None = None,
     on_object: Callable[[ObjectResult], None] | None = None,
 ) -> IngestSummary:
-    """Open the source and the warehouse named in ``settings`` and ingest once."""
-    decryptor = None
-    if settings.private_key is not None:
-        decryptor = Decryptor.from_file(settings.private_key)
-    elif settings.private_key_pem is not None:
-        decryptor = Decryptor(load_private_key(settings.private_key_pem, source="AIGW_PRIVATE_KEY"))
+    """Open the source and the warehouse named in ``settings``, ingest once, then run
+    the data-quality gate over the new rows (``summary.quality``; None when off or
+    nothing was loaded)."""
+    decryptor = make_decryptor(settings)
     source = open_source(settings.source, endpoint_url=settings.endpoint_url)
     with open_warehouse(settings.db_path) as warehouse:
         warehouse.con.execute("SET threads = 1")
-        return ingest(
+        summary = ingest(
             source,
             warehouse,
             batch_rows=settings.batch_rows,
@@ -36,3 +35,34 @@ def run_ingest(
             on_object=on_object,
             decryptor=decryptor,
         )
+        check_summary(warehouse, summary, source=source.uri, on_failure=settings.quality)
+    return summary
+
+
+def check_summary(
+    warehouse: Warehouse,
+    summary: IngestSummary,
+    *,
+    source: str,
+    on_failure: str,
+    gate: QualityGate | None = None,
+) -> None:
+    """Run the quality gate over the rows ``summary``'s run loaded; sets ``summary.quality``."""
+    if summary.rows_loaded:
+        summary.quality = check_batch(
+            warehouse,
+            source=source,
+            started_at=summary.started_at,
+            object_keys=summary.loaded_keys,
+            on_failure=on_failure,
+            gate=gate,
+        )
+
+
+def make_decryptor(settings: IngestSettings) -> Decryptor | None:
+    """The decryptor for ``settings``' private key, if one is given."""
+    if settings.private_key is not None:
+        return Decryptor.from_file(settings.private_key)
+    if settings.private_key_pem is not None:
+        return Decryptor(load_private_key(settings.private_key_pem, source="AIGW_PRIVATE_KEY"))
+    return None

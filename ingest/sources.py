@@ -6,11 +6,19 @@ module is the one place where ``botocore`` errors become aigw errors.
 
 S3 listing is paginated (``list_objects_v2``), so buckets of any size list
 completely; objects are streamed from the response body, never read whole.
+
+Logpush writes keys as ``<prefix>/{YYYYMMDD}/{start}_{end}_{random}.log.gz``.
+``list_objects(from_day=…)`` uses that layout so that a watcher's listing does
+not grow with history: S3 lists with ``StartAfter`` (only the day folders from
+``from_day`` on, plus keys that sort after them), a folder skips day folders
+older than ``from_day``. Keys outside the layout that sort before the day folders
+are not listed again; the first, full listing finds them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,8 +52,10 @@ __all__ = [
     "S3Bucket",
     "Source",
     "StoredObject",
+    "day_of",
     "is_log_object",
     "open_source",
+    "s3_errors",
 ]
 
 # Names Logpush and users give to log files; anything else (ownership-challenge.txt,
@@ -60,6 +70,9 @@ _LOG_SUFFIXES: Final = (
     ".jsonl",
     ".jsonl.gz",
 )
+
+# A Logpush day folder name: YYYYMMDD.
+_DAY: Final = re.compile(r"\d{8}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +96,9 @@ class Source(Protocol):
 
     uri: str
 
-    def list_objects(self) -> Iterator[StoredObject]:
-        """Every object under the source, in key order."""
+    def list_objects(self, *, from_day: str | None = None) -> Iterator[StoredObject]:
+        """Every object under the source, in key order; with ``from_day`` (``YYYYMMDD``)
+        the day folders before it are not listed (see the module docstring)."""
         ...
 
     def open(self, obj: StoredObject) -> ObjectStream:
@@ -97,6 +111,15 @@ def is_log_object(key: str) -> bool:
     return key.lower().endswith(_LOG_SUFFIXES)
 
 
+def day_of(source_uri: str, key: str) -> str | None:
+    """The ``YYYYMMDD`` day folder right under the source that holds ``key``, if any."""
+    relative = key.removeprefix(source_uri.rstrip("/") + "/")
+    if relative == key:
+        return None
+    folder, sep, _ = relative.partition("/")
+    return folder if sep and _DAY.fullmatch(folder) else None
+
+
 class LocalFolder:
     """A folder on disk, walked recursively; ``etag`` is size and mtime."""
 
@@ -104,7 +127,7 @@ class LocalFolder:
         self.root = root.resolve()
         self.uri = str(self.root)
 
-    def list_objects(self) -> Iterator[StoredObject]:
+    def list_objects(self, *, from_day: str | None = None) -> Iterator[StoredObject]:
         if not self.root.exists():
             raise SourceNotFound(f"folder {self.root} does not exist", source=self.uri)
         if not self.root.is_dir():
@@ -113,6 +136,9 @@ class LocalFolder:
             raise SourceNotFound(f"folder {self.root} is not readable", source=self.uri)
         for folder, dirs, files in os.walk(self.root, onerror=self._walk_error):
             dirs.sort()
+            if from_day is not None and Path(folder) == self.root:
+                # Prune in place: os.walk then never enters the older day folders.
+                dirs[:] = [name for name in dirs if not _DAY.fullmatch(name) or name >= from_day]
             for name in sorted(files):
                 path = Path(folder, name)
                 try:
@@ -154,10 +180,13 @@ class S3Bucket:
         self.prefix = f"{prefix}/" if prefix else ""
         self._client = client if client is not None else make_s3_client(endpoint_url)
 
-    def list_objects(self) -> Iterator[StoredObject]:
+    def list_objects(self, *, from_day: str | None = None) -> Iterator[StoredObject]:
         paginator = self._client.get_paginator("list_objects_v2")
-        with _s3_errors(self.uri):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+        # StartAfter is exclusive and "prefix/20260417" sorts before "prefix/20260417/…",
+        # so the listing starts at that day's first key.
+        start = {"StartAfter": f"{self.prefix}{from_day}"} if from_day is not None else {}
+        with s3_errors(self.uri):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, **start):
                 for item in page.get("Contents", ()):
                     yield StoredObject(
                         key=f"s3://{self.bucket}/{item['Key']}",
@@ -169,7 +198,7 @@ class S3Bucket:
     def open(self, obj: StoredObject) -> ObjectStream:
         object_key = obj.key.removeprefix(f"s3://{self.bucket}/")
         try:
-            with _s3_errors(self.uri):
+            with s3_errors(self.uri):
                 response = self._client.get_object(Bucket=self.bucket, Key=object_key)
         except SourceError as err:
             raise ObjectReadError(f"{obj.key}: {err}", key=obj.key, detail=err.detail) from err
@@ -205,8 +234,9 @@ _AUTH_CODES: Final = {
 
 
 @contextmanager
-def _s3_errors(uri: str) -> Iterator[None]:
-    """Translate botocore errors raised inside the block into ``SourceError``s."""
+def s3_errors(uri: str) -> Iterator[None]:
+    """Translate botocore errors raised inside the block into ``SourceError``s
+    (S3 and the SQS queue of its notifications)."""
     try:
         yield
     except (NoCredentialsError, PartialCredentialsError) as err:
@@ -224,6 +254,10 @@ def _s3_errors(uri: str) -> Iterator[None]:
         ) from err
     except ClientError as err:
         code = str(err.response.get("Error", {}).get("Code", ""))
+        if code in {"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"}:
+            raise SourceNotFound(
+                f"queue {uri} does not exist", source=uri, detail=str(err)
+            ) from err
         if code in {"NoSuchBucket", "404"}:
             raise SourceNotFound(
                 f"bucket for {uri} does not exist", source=uri, detail=str(err)
