@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from proxy.mock_provider import MockSettings, create_mock_app
 
 from proxy.asgi import GatewayApp
 from proxy.config import load_gateway_config
+from proxy.mock_provider import MockSettings, create_mock_app
 from tests.proxy.servers import serve_asgi
 
 PROVIDER_KEY = "sk-provider-test-0000000000000000"
