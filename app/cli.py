@@ -30,6 +30,7 @@ from app.console import (
     user_errors,
     write_rows,
 )
+from app.dashboard_cli import dashboard_command
 from app.reports_cli import export_app, report_app, resolve_settings
 from ingest import (
     DEFAULT_DB_PATH,
@@ -51,6 +52,7 @@ cli = typer.Typer(
 cli.add_typer(report_app, name="report")
 cli.add_typer(export_app, name="export")
 cli.add_typer(alerts_app, name="alerts")
+cli.command("dashboard")(dashboard_command)
 
 
 @cli.command("ingest")
