@@ -10,7 +10,8 @@ of its write-ahead log, which every committed write changes. So an unchanged
 warehouse is never opened again, and a changed one is read once per query. When the
 file stays busy past the retries, the last result of the same query is served and
 the page says the data is stale and since when (``stale_since``); only a query that
-never succeeded shows "warehouse busy".
+never succeeded shows "warehouse busy". A run waits at most once: after one query found
+the file busy, the run's other queries do not wait again.
 
 Thread-safety: Streamlit runs sessions in threads; each query uses its own
 connection, and the last-good store is guarded by a lock.
@@ -113,8 +114,13 @@ def _last_good() -> _LastGood:
     return _LastGood()
 
 
-def _open_with_retry(db_path: Path, retry_seconds: float) -> Any:
-    deadline = time.monotonic() + retry_seconds
+# How long this thread's next open may wait for a writer: RETRY_SECONDS, or 0 once this
+# script run found the warehouse busy (one wait per run, not one per query).
+_retry = threading.local()
+
+
+def _open_with_retry(db_path: Path) -> Any:
+    deadline = time.monotonic() + getattr(_retry, "seconds", RETRY_SECONDS)
     while True:
         try:
             return open_warehouse(db_path, read_only=True)
@@ -139,7 +145,7 @@ def _cached(
     """One named query on one warehouse version (``version`` is only the cache key)."""
     del version
     settings = models_settings(config)
-    warehouse = _open_with_retry(Path(db_path), RETRY_SECONDS)
+    warehouse = _open_with_retry(Path(db_path))
     try:
         with warehouse.errors():
             return QUERIES[name](warehouse, settings, **dict(arguments))
@@ -152,6 +158,7 @@ def fetch(settings: DashboardSettings, name: str, **arguments: Any) -> Any:
     warehouse version; the last good result when the warehouse stays busy."""
     key = (name, str(settings.db_path), tuple(sorted(arguments.items())))
     store = _last_good()
+    _retry.seconds = 0.0 if stale_since() is not None else RETRY_SECONDS
     try:
         result = _cached(
             warehouse_version(settings.db_path),
