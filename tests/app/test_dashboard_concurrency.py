@@ -17,7 +17,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.app.dashboard_fixtures import ENTRY, DashboardWarehouse, write_traffic
-from tests.app.dashboard_fixtures import dashboard_warehouse as dashboard_warehouse
 from tests.conftest import REPO
 
 

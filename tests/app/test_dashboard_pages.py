@@ -23,9 +23,7 @@ from models import (
     forecast_report,
     read_rollup,
 )
-from tests.app.dashboard_fixtures import ENTRY, DashboardWarehouse, dashboard_warehouse
-
-__all__ = ["dashboard_warehouse"]
+from tests.app.dashboard_fixtures import ENTRY, DashboardWarehouse
 
 SETTINGS = ModelsSettings()
 
