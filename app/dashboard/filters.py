@@ -68,14 +68,18 @@ def sidebar_filters(
     start = days[0] if days else first
     end = days[1] if len(days) > 1 else start
     where: list[tuple[str, str]] = []
-    metadata = sidebar.expander("Metadata and keys", expanded=False)
+    metadata: st.delta_generator.DeltaGenerator | None = None
     for name in dimensions:
         values = options.get(name, [])
         current = st.session_state.get(f"f_{name}", ALL)
         choices = [ALL, *values]
         if current not in choices:  # a shared link may name a value this warehouse lacks
             choices.append(current)
-        target = sidebar if name in ("gateway", "provider", "model") else metadata
+        target = sidebar
+        if name not in ("gateway", "provider", "model"):
+            if metadata is None:  # below the built-in ones
+                metadata = sidebar.expander("Metadata and keys", expanded=False)
+            target = metadata
         value = target.selectbox(name.replace("_", " "), choices, key=f"f_{name}")
         if value and value != ALL:
             where.append((name, str(value)))

@@ -23,6 +23,7 @@ __all__ = [
     "pct",
     "table",
     "usd",
+    "usd_exact",
 ]
 
 NONE: Final = "—"
@@ -30,6 +31,11 @@ NONE: Final = "—"
 
 def usd(value: float | None) -> str:
     return NONE if value is None else f"${value:,.2f}"
+
+
+def usd_exact(value: float | None) -> str:
+    """USD to a millionth of a dollar: what one request costs."""
+    return NONE if value is None else f"${value:,.6f}"
 
 
 def pct(value: float | None) -> str:

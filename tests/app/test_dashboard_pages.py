@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from alerts import load_alerts_config
 from alerts.evaluate import budget_alerts
-from app.dashboard.ui import count, ms, pct, usd
+from app.dashboard.ui import count, ms, pct, usd, usd_exact
 from ingest import open_warehouse
 from models import (
     ModelsSettings,
@@ -51,6 +51,10 @@ def _open(app: AppTest, page: str, **params: str) -> AppTest:
 
 def _metrics(app: AppTest) -> dict[str, str]:
     return {metric.label: metric.value for metric in app.metric}
+
+
+def _dollars(text: str) -> float:
+    return float(text.removeprefix("$").replace(",", ""))
 
 
 def _span(db: DashboardWarehouse) -> tuple[datetime, datetime, datetime]:
@@ -235,11 +239,14 @@ def test_request_explorer_opens_a_request_with_its_cost_breakdown(
     assert app.query_params["id"] == log_id
     assert shown["Tokens in / out"] == f"{tokens_in:,} / {tokens_out:,}"
     # gpt-4o at $2.50 / $10.00 per million tokens (the catalogue's price)
-    assert shown["Effective cost"] == usd(tokens_in * 2.5e-6 + tokens_out * 10e-6)
+    # shown to the millionth of a dollar: equal to the price within half of one
+    assert _dollars(shown["Effective cost"]) == pytest.approx(
+        tokens_in * 2.5e-6 + tokens_out * 10e-6, abs=5.01e-7
+    )
     breakdown = app.table[0].value
-    assert breakdown["input"].iloc[0] == usd(tokens_in * 2.5e-6)
-    assert breakdown["output"].iloc[0] == usd(tokens_out * 10e-6)
-    assert breakdown["logged by the gateway"].iloc[0] == usd(cost)
+    assert _dollars(breakdown["input"].iloc[0]) == pytest.approx(tokens_in * 2.5e-6, abs=5.01e-7)
+    assert _dollars(breakdown["output"].iloc[0]) == pytest.approx(tokens_out * 10e-6, abs=5.01e-7)
+    assert breakdown["logged by the gateway"].iloc[0] == usd_exact(cost)
     found = app.dataframe[0].value
     assert (found["step"] > 0).all()
 

@@ -64,17 +64,23 @@ else:
                 key=f"split_{budget.name}",
             )
         elif burn.height:
-            long = burn.unpivot(
-                index="period", variable_name="series", value_name="usd"
-            ).drop_nulls("usd")
+            long = (
+                burn.rename({"spent_usd": "spent", "projected_usd": "forecast"})
+                .unpivot(index="period", variable_name="series", value_name="usd")
+                .drop_nulls("usd")
+            )
             lines = (
                 alt.Chart(long.to_arrow())
                 .mark_line(point=False)
                 .encode(
                     x=alt.X("period:T", title=None),
                     y=alt.Y("usd:Q", title="USD (cumulative)"),
-                    color=alt.Color("series:N", title=None),
-                    strokeDash=alt.StrokeDash("series:N", legend=None),
+                    color=alt.Color("series:N", title=None, sort=["spent", "forecast"]),
+                    strokeDash=alt.StrokeDash(
+                        "series:N",
+                        legend=None,
+                        scale=alt.Scale(domain=["spent", "forecast"], range=[[1, 0], [6, 4]]),
+                    ),
                 )
             )
             rule = (

@@ -7,7 +7,7 @@ import orjson
 import streamlit as st
 
 from app.dashboard.data import context, fetch
-from app.dashboard.ui import NONE, count, ms, table, usd
+from app.dashboard.ui import NONE, count, ms, table, usd_exact
 from models.explore import EXPLORER_STATUSES
 
 ctx = context()
@@ -55,7 +55,7 @@ else:
             "Tokens in / out", f"{count(fields['tokens_in'])} / {count(fields['tokens_out'])}"
         )
         columns[2].metric("Duration", ms(fields["duration_ms"]))
-        columns[3].metric("Effective cost", usd(cost.get("cost_usd")))
+        columns[3].metric("Effective cost", usd_exact(cost.get("cost_usd")))
         st.markdown("**Cost breakdown** (recomputed from tokens; USD)")
         parts = {
             "input": cost.get("input_usd"),
@@ -65,7 +65,7 @@ else:
             "saved (cache hit)": cost.get("saved_usd"),
             "logged by the gateway": cost.get("cost_logged"),
         }
-        st.table({name: [usd(value) for value in [v]] for name, v in parts.items()})
+        st.table({name: [usd_exact(value) for value in [v]] for name, v in parts.items()})
         st.caption(f"Cost source: {cost.get('cost_source') or NONE}")
         left, right = st.columns(2)
         with left:
