@@ -5,10 +5,10 @@ BIN    := $(VENV)/bin
 DB     := data/aigw.duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck pytest bench bench-models clean
+.PHONY: help demo test lint typecheck pytest browser bench bench-models bench-dashboard clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(BIN)/.installed-dev: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/.installed $@
 
-demo: $(BIN)/.installed ## Ingest sample logs and 8 days of demo traffic into ./data/aigw.duckdb; print reports
+demo: $(BIN)/.installed ## Ingest sample logs and 8 days of demo traffic; print reports; open the dashboard
 	@echo "== aigw ingest sample_data/logs (Logpush and REST samples)"
 	@$(BIN)/aigw ingest sample_data/logs --db $(DB)
 	@echo "== aigw ingest data/demo-traffic (8 days of generated traffic with a runaway agent)"
@@ -47,6 +47,8 @@ demo: $(BIN)/.installed ## Ingest sample logs and 8 days of demo traffic into ./
 	@echo "== what ingest kept aside (aigw sql)"
 	@$(BIN)/aigw sql --db $(DB) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
 	    sum(rows_duplicate) AS duplicates, sum(rows_rejected) AS rejected FROM ingest_files GROUP BY ALL"
+	@echo "== the dashboards on http://127.0.0.1:8501 (aigw dashboard; Ctrl-C to stop)"
+	@$(BIN)/aigw dashboard --db $(DB) --budgets sample_data/budgets.toml --host 127.0.0.1 --port 8501
 
 test: lint typecheck pytest ## Lint, type-check and run the whole test suite
 
@@ -57,14 +59,25 @@ lint: $(BIN)/.installed-dev ## ruff lint and format check
 typecheck: $(BIN)/.installed-dev ## mypy --strict over the packages
 	$(BIN)/mypy
 
-pytest: $(BIN)/.installed-dev ## The pytest suite (real S3 API server, real DuckDB files)
+pytest: $(BIN)/.installed-dev browser ## The pytest suite (real S3 API server, real DuckDB files)
 	$(BIN)/pytest
+
+# The dashboard's end-to-end test drives Debian's chromium through Playwright's driver
+# (never `playwright install`); where apt cannot install it, that one test is skipped.
+browser: ## Install Debian's chromium for the dashboard's end-to-end test (when apt can)
+	@command -v chromium >/dev/null 2>&1 || { \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	    { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; } \
+	    || echo "no chromium: the dashboard's end-to-end test will be skipped"; }
 
 bench: $(BIN)/.installed ## Ingest benchmark (1,000,000 records; see README, Performance)
 	$(BIN)/python bench/ingest.py
 
 bench-models: $(BIN)/.installed ## Models benchmark (10,000,000 requests; see README, Performance)
 	$(BIN)/python bench/models.py
+
+bench-dashboard: $(BIN)/.installed-dev browser ## Dashboard page render times (10,000,000 requests; see README)
+	$(BIN)/python bench/dashboard.py
 
 clean: ## Remove the venv, the demo warehouse and caches
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -5,13 +5,13 @@ usage statistics off and no file watcher (nothing phones home, nothing reloads),
 to ``--host`` (127.0.0.1 by default: the dashboard has no login, expose it only behind
 one). The settings reach the entry script through its environment (``AIGW_DB``,
 ``AIGW_CONFIG``, ``AIGW_BUDGETS``, ``AIGW_NOW``). Exit code 2 when the warehouse file
-is missing; otherwise Streamlit's own exit code (0 after Ctrl-C).
+is missing; otherwise the process becomes Streamlit's server (``exec``), so signals
+reach it directly and its exit code is the command's.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Final
@@ -89,8 +89,7 @@ def dashboard_command(
         # Streamlit imports app.dashboard.* from the repository root or the installed package.
         root = str(ENTRY_SCRIPT.parent.parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    try:
-        completed = subprocess.run(streamlit_command(host, port), env=env, check=False)  # noqa: S603 - our own command line
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-    raise typer.Exit(0 if completed.returncode in (0, -2, 130) else completed.returncode)
+    # Replace this process with Streamlit's: signals (Ctrl-C, SIGTERM from a supervisor)
+    # reach the server itself, and no orphan is left behind.
+    command = streamlit_command(host, port)
+    os.execve(command[0], command, env)  # noqa: S606 - our own command line

@@ -25,11 +25,11 @@ from ingest.errors import ConfigError
 from ingest.warehouse import Warehouse, table_exists
 from models.config import ModelsSettings
 from models.frames import time_range
-from models.reports import GRAINS
 from models.rollups import ROLLUP_TABLE, costed_requests
 
 __all__ = [
     "EXPLORER_STATUSES",
+    "PERIOD_GRAINS",
     "POLICY_KINDS",
     "DataHealth",
     "RequestDetail",
@@ -69,7 +69,18 @@ _BUILTIN_SQL: Final = {
     "endpoint": "endpoint",
     "api_key": _API_KEY,
 }
-_SQL_GRAINS: Final = {"hour": "hour", "day": "day", "week": "week", "month": "month"}
+# Periods of raw-request queries are fixed-length UTC buckets computed on epoch
+# microseconds: date_trunc on TIMESTAMPTZ goes through the ICU calendar and was 4x
+# slower on 10 M rows (2.1 s against 0.5 s for p95 per day).
+_BUCKET_US: Final = {"hour": 3_600_000_000, "day": 86_400_000_000}
+PERIOD_GRAINS: Final = tuple(_BUCKET_US)
+
+
+def _period(grain: str) -> str:
+    if grain not in _BUCKET_US:
+        raise ConfigError(f"unknown grain {grain!r}; use one of {', '.join(PERIOD_GRAINS)}")
+    size = _BUCKET_US[grain]
+    return f"make_timestamptz(epoch_us(ts) // {size} * {size})"
 
 
 def _dimension_sql(settings: ModelsSettings, name: str, params: dict[str, object]) -> str:
@@ -117,22 +128,23 @@ def latency_p95(
     filters: Mapping[str, str] | None = None,
     grain: str | None = "day",
 ) -> pl.DataFrame:
-    """The 95th percentile of ``duration_ms`` (milliseconds, interpolated) per period.
+    """The 95th percentile of ``duration_ms`` (milliseconds, interpolated), over the whole
+    range and, with ``grain`` (``hour`` or ``day``), per period, in one scan.
 
-    Columns ``period`` (UTC start, only with ``grain``), ``p95_ms``, ``requests``
-    (requests with a duration). Response-cache hits count: they are what users waited.
+    Columns ``period`` (UTC start; null on the row of the whole range, which comes
+    first), ``p95_ms``, ``requests`` (requests with a duration). Response-cache hits
+    count: they are what users waited.
     """
-    if grain is not None and grain not in GRAINS:
-        raise ConfigError(f"unknown grain {grain!r}; use one of {', '.join(GRAINS)}")
     where, params = _where(settings, since, until, filters)
-    period = f"date_trunc('{_SQL_GRAINS[grain]}', ts) AS period, " if grain else ""
-    group = " GROUP BY ALL ORDER BY period" if grain else ""
-    return _frame(
-        con,
-        f"SELECT {period}quantile_cont(duration_ms, 0.95) AS p95_ms, "
-        f"count(duration_ms) AS requests FROM requests WHERE {where}{group}",
-        params,
-    )
+    measures = "quantile_cont(duration_ms, 0.95) AS p95_ms, count(duration_ms) AS requests"
+    if grain is None:
+        sql = f"SELECT NULL::TIMESTAMPTZ AS period, {measures} FROM requests WHERE {where}"
+    else:
+        sql = (
+            f"SELECT {_period(grain)} AS period, {measures} FROM requests WHERE {where} "
+            "GROUP BY GROUPING SETS ((period), ()) ORDER BY period NULLS FIRST"
+        )
+    return _frame(con, sql, params)
 
 
 def policy_counts(
@@ -148,13 +160,12 @@ def policy_counts(
 
     Periods without any event are absent; a request counts once for each kind it has.
     """
-    if grain not in GRAINS:
-        raise ConfigError(f"unknown grain {grain!r}; use one of {', '.join(GRAINS)}")
+    period = _period(grain)
     where, params = _where(settings, since, until, filters)
     sums = ", ".join(f"count(*) FILTER ({sql}) AS {kind}" for kind, sql in _POLICY_SQL.items())
     wide = _frame(
         con,
-        f"SELECT date_trunc('{_SQL_GRAINS[grain]}', ts) AS period, {sums} FROM requests "
+        f"SELECT {period} AS period, {sums} FROM requests "
         f"WHERE {where} AND ({' OR '.join(_POLICY_SQL.values())}) GROUP BY ALL ORDER BY period",
         params,
     )

@@ -83,7 +83,15 @@ def bar_chart(
     if frame.is_empty():
         st.caption("Nothing in this range.")
         return
-    encoding: dict[str, Any] = {"x": _time_axis(x), "y": alt.Y(f"{y}:Q", title=title)}
+    daily = bool(
+        frame.select((pl.col(x).dt.hour() == 0).all() & (pl.col(x).dt.minute() == 0).all()).item()
+    )
+    axis = (
+        alt.X(f"yearmonthdate({x}):O", title=None, axis=alt.Axis(format="%b %d", labelAngle=0))
+        if daily
+        else _time_axis(x)
+    )
+    encoding: dict[str, Any] = {"x": axis, "y": alt.Y(f"{y}:Q", title=title)}
     tooltip = [alt.Tooltip(f"{x}:T"), alt.Tooltip(f"{y}:Q", format=",.4f")]
     if color:
         encoding["color"] = alt.Color(f"{color}:N", title=color)

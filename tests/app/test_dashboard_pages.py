@@ -157,7 +157,7 @@ def test_cache_page_shows_the_cache_reports_ratios_savings_and_candidates(
         dashboard_warehouse.db,
         SETTINGS,
         by=[],
-        since=min(until, as_of) - timedelta(days=1),
+        since=min(until, as_of) - timedelta(hours=12),
         until=min(until, as_of),
         candidates=20,
     ).candidates
@@ -171,7 +171,7 @@ def test_anomalies_page_flags_what_aigw_report_anomalies_flags(
     _open(app, "anomalies")
     _, _, as_of = _span(dashboard_warehouse)
     flags = anomaly_report(
-        dashboard_warehouse.db, SETTINGS, scope="agent", now=as_of, window=timedelta(hours=48)
+        dashboard_warehouse.db, SETTINGS, scope="agent", now=as_of, window=timedelta(hours=24)
     )
     assert flags.height > 0
     assert set(flags["value"].to_list()) == {"summarizer"}

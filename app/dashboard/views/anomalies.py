@@ -21,7 +21,7 @@ scope = left.selectbox(
     "Scope", scopes, index=scopes.index(chosen if chosen in scopes else default), key="scope"
 )
 st.query_params["scope"] = scope
-hours = middle.selectbox("Look back (hours)", [24, 48, 72, 168], index=1, key="hours")
+hours = middle.selectbox("Look back (hours)", [24, 48, 72, 168], index=0, key="hours")
 min_score = right.number_input("Minimum score", 1.0, 100.0, 6.0, step=0.5, key="min_score")
 
 per_value = fetch(

@@ -10,7 +10,9 @@ import streamlit as st
 from app.dashboard.data import context, fetch
 from app.dashboard.ui import line_chart, pct, table, usd
 
-CANDIDATE_WINDOW = timedelta(days=1)  # raw requests are read: keep the window short
+# Candidates come from raw requests (costed one by one): the last 12 hours of the range
+# keep the page under a second and a half on 10 M requests.
+CANDIDATE_WINDOW = timedelta(hours=12)
 
 ctx = context()
 filters = ctx.filters
@@ -47,7 +49,7 @@ window_end = min(filters.until, ctx.as_of)
 st.subheader("Candidates for caching")
 st.caption(
     f"Identical requests answered by a provider more than once, {window_start:%Y-%m-%d %H:%M} "
-    f"to {window_end:%Y-%m-%d %H:%M} UTC (the last day of the range)."
+    f"to {window_end:%Y-%m-%d %H:%M} UTC (the last 12 hours of the range)."
 )
 candidates = fetch(
     ctx.settings,

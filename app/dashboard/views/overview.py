@@ -74,7 +74,7 @@ latency = fetch(
     since=filters.since,
     until=filters.until,
     filters=where,
-    grain=None,
+    grain=grain,
 )
 latency_before = fetch(
     ctx.settings,
@@ -84,16 +84,8 @@ latency_before = fetch(
     filters=where,
     grain=None,
 )
-latency_trend = fetch(
-    ctx.settings,
-    "latency",
-    since=filters.since,
-    until=filters.until,
-    filters=where,
-    grain=grain,
-)
 now, before, trend = result["totals"], result["previous"], result["trend"]
-p95 = latency["p95_ms"][0] if latency.height else None
+p95 = latency["p95_ms"][0] if latency.height else None  # the whole range comes first
 p95_before = latency_before["p95_ms"][0] if latency_before.height else None
 series = trend if not trend.is_empty() else None
 
@@ -129,9 +121,7 @@ row[2].metric(
     ms(p95),
     delta=change(p95, p95_before),
     delta_color="inverse",
-    chart_data=[float(v or 0.0) for v in latency_trend["p95_ms"].to_list()]
-    if latency_trend.height
-    else None,
+    chart_data=[float(v or 0.0) for v in latency["p95_ms"].to_list()[1:]] or None,
     border=True,
 )
 unknown = now.get("unknown_cost_requests") or 0
