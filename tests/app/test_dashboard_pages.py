@@ -3,8 +3,10 @@ the numbers a user reads equal what the models (and ``aigw report``) compute."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -262,3 +264,31 @@ def test_data_health_shows_the_manifest_rejects_failures_and_empty_quality_runs(
     assert shown["Rejected records"] == "1"
     captions = " ".join(caption.value for caption in app.caption)
     assert "No data-quality checks recorded yet" in captions
+
+
+def test_data_health_lists_quality_runs_when_the_gate_recorded_some(
+    dashboard_warehouse: DashboardWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "aigw.duckdb"
+    shutil.copy(dashboard_warehouse.db, db)
+    con = duckdb.connect(str(db))
+    con.execute(
+        "INSERT INTO quality_runs VALUES "
+        "('run-1', '2026-11-09 05:00:00+00', '2026-11-09 05:00:01+00', 'logs', ['a', 'b'], "
+        "1500, 'quarantine', FALSE, 2, 1, '[]'), "
+        "('run-2', '2026-11-09 06:00:00+00', '2026-11-09 06:00:01+00', 'logs', ['c'], "
+        "900, 'quarantine', TRUE, 0, 0, '[]')"
+    )
+    con.close()
+    monkeypatch.setenv("AIGW_DB", str(db))
+    monkeypatch.delenv("AIGW_BUDGETS", raising=False)
+    app = AppTest.from_file(ENTRY, default_timeout=60)
+    _open(app, "health")
+    shown = _metrics(app)
+    assert (shown["Quality runs"], shown["Failed runs"], shown["Critical failures"]) == (
+        "2",
+        "1",
+        "2",
+    )
+    runs = app.dataframe[2].value
+    assert list(runs["rows_checked"]) == [900, 1500]  # newest first
