@@ -136,6 +136,7 @@ def test_every_page_renders_in_chromium_and_a_filter_lands_in_url_and_numbers(
             for path, title in PAGES:
                 page.goto(f"{dashboard_url}/{path}")
                 page.get_by_role("heading", name=title, level=1).wait_for(timeout=30_000)
+                page.locator(f".st-key-aigw_rendered_{path or 'overview'}").wait_for()
                 _wait_rendered(page)
                 assert page.locator('[data-testid="stException"]').count() == 0, path
                 assert "from=2026-11-01" in page.url
