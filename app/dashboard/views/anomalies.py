@@ -4,6 +4,7 @@ anomalies`` drawn against the band the model expected."""
 from __future__ import annotations
 
 import altair as alt
+import polars as pl
 import streamlit as st
 
 from app.dashboard.data import context, fetch
@@ -62,11 +63,12 @@ if flags.height:
 table(flags, key="flags")
 
 for value in flags["value"].unique().sort(nulls_last=True).to_list()[:6]:
-    band = bands.filter(bands["value"] == value) if value is not None else bands
+    band = bands.filter(pl.col("value").eq_missing(value))  # null: traffic without a value
     if band.is_empty():
         continue
-    st.markdown(f"**{scope} = {value}**: hourly spend against its expected band")
-    points = flags.filter(flags["value"] == value).select("hour", "actual_usd").to_arrow()
+    shown = value if value is not None else "(none)"
+    st.markdown(f"**{scope} = {shown}**: hourly spend against its expected band")
+    points = flags.filter(pl.col("value").eq_missing(value)).select("hour", "actual_usd").to_arrow()
     base = alt.Chart(band.to_arrow()).encode(x=alt.X("hour:T", title=None))
     chart = (
         base.mark_area(opacity=0.25).encode(
