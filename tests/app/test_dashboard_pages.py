@@ -292,3 +292,23 @@ def test_data_health_lists_quality_runs_when_the_gate_recorded_some(
     )
     runs = app.dataframe[2].value
     assert list(runs["rows_checked"]) == [900, 1500]  # newest first
+
+
+def test_anomalies_page_draws_every_flagged_value_including_traffic_without_one(
+    app: AppTest, dashboard_warehouse: DashboardWarehouse
+) -> None:
+    _open(app, "anomalies")
+    app.selectbox(key="hours").set_value(168).run()
+    app.number_input(key="min_score").set_value(1.0).run()
+    assert not app.exception, [error.message for error in app.exception]
+    _, _, as_of = _span(dashboard_warehouse)
+    flags = anomaly_report(
+        dashboard_warehouse.db,
+        SETTINGS,
+        scope="agent",
+        now=as_of,
+        window=timedelta(hours=168),
+        min_score=1.0,
+    )
+    assert None in flags["value"].to_list()  # the series of requests without an agent
+    assert _metrics(app)["Flags"] == f"{flags.height:,}"
