@@ -30,7 +30,7 @@ from typing import Any, Final, TypeVar
 import streamlit as st
 
 from alerts import AlertsConfig, load_alerts_config
-from ingest import WarehouseLocked, open_warehouse
+from ingest import Warehouse, WarehouseLocked, open_warehouse
 from ingest.errors import AigwError
 from models import ModelsSettings, load_models_settings
 
@@ -119,7 +119,7 @@ def _last_good() -> _LastGood:
 _retry = threading.local()
 
 
-def _open_with_retry(db_path: Path) -> Any:
+def _open_with_retry(db_path: Path) -> Warehouse:
     deadline = time.monotonic() + getattr(_retry, "seconds", RETRY_SECONDS)
     while True:
         try:
