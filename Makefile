@@ -5,10 +5,10 @@ BIN    := $(VENV)/bin
 DB     := data/aigw.duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test system-deps lint typecheck pytest bench bench-models bench-proxy sample-data clean
+.PHONY: help demo test system-deps lint typecheck pytest bench bench-models bench-proxy bench-dashboard sample-data clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(BIN)/.installed-dev: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/.installed $@
 
-demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> ./data/aigw.duckdb; reports
+demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> ./data/aigw.duckdb; reports; dashboard
 	@echo "== aigw ingest sample_data/logs (Cloudflare Logpush and REST samples)"
 	@$(BIN)/aigw ingest sample_data/logs --db $(DB)
 	@echo "== aigw simulate: simulated providers, the gateway, 12,000 calls over 8 days (runaway agent, outage)"
@@ -49,6 +49,8 @@ demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> 
 	@echo "== what ingest kept aside (aigw sql)"
 	@$(BIN)/aigw sql --db $(DB) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
 	    sum(rows_duplicate) AS duplicates, sum(rows_rejected) AS rejected FROM ingest_files GROUP BY ALL"
+	@echo "== the dashboards on http://127.0.0.1:8501 (aigw dashboard; Ctrl-C to stop)"
+	@$(BIN)/aigw dashboard --db $(DB) --budgets sample_data/budgets.toml --host 127.0.0.1 --port 8501
 
 test: system-deps lint typecheck pytest ## Lint, type-check and run the whole test suite
 
@@ -62,9 +64,11 @@ lint: $(BIN)/.installed-dev ## ruff lint and format check
 typecheck: $(BIN)/.installed-dev ## mypy --strict over the packages
 	$(BIN)/mypy
 
-pytest: $(BIN)/.installed-dev ## The pytest suite (real S3 API server, real DuckDB files)
+pytest: $(BIN)/.installed-dev system-deps ## The pytest suite (real S3 API server, real DuckDB files)
 	$(BIN)/pytest
 
+# The dashboard's end-to-end test drives Debian's chromium through Playwright's driver
+# (never `playwright install`); where apt cannot install it, that one test is skipped.
 bench: $(BIN)/.installed ## Ingest benchmark (1,000,000 records; see README, Performance)
 	$(BIN)/python bench/ingest.py
 
@@ -87,6 +91,9 @@ $(LITELLM_VENV)/.installed:
 
 bench-proxy: $(BIN)/.installed $(LITELLM_VENV)/.installed ## Gateway benchmark: direct vs aigw vs LiteLLM, 0/50 ms provider (about 8 minutes)
 	$(BIN)/python bench/proxy.py
+
+bench-dashboard: $(BIN)/.installed-dev system-deps ## Dashboard page render times (10,000,000 requests; see README)
+	$(BIN)/python bench/dashboard.py
 
 clean: ## Remove the venv, the demo warehouse and caches
 	rm -rf $(VENV) $(LITELLM_VENV) data .pytest_cache .mypy_cache .ruff_cache

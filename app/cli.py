@@ -32,6 +32,7 @@ from app.console import (
     user_errors,
     write_rows,
 )
+from app.dashboard_cli import dashboard_command
 from app.mock_cli import mock_provider_command
 from app.proxy_cli import proxy_command, simulate_command
 from app.reports_cli import DEFAULT_CONFIG, export_app, report_app, resolve_settings
@@ -63,6 +64,7 @@ cli.add_typer(alerts_app, name="alerts")
 cli.command("proxy")(proxy_command)
 cli.command("simulate")(simulate_command)
 cli.command("mock-provider")(mock_provider_command)
+cli.command("dashboard")(dashboard_command)
 
 
 DEFAULT_BUDGETS = Path("budgets.toml")

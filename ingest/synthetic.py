@@ -5,9 +5,11 @@ encrypted bodies, as Logpush writes them) and are written the way Logpush lays
 out objects: ``<root>/<YYYYMMDD>/<start>_<end>_<random>.log.gz``. Output is a
 pure function of the seed.
 
-Two optional knobs shape the traffic for the models' tests and demos: a weekly
-pattern (``weekend_factor``: quieter Saturdays and Sundays, in UTC) and a
-``RunawayAgent`` (one agent stuck in a loop for a while). With their defaults
+Optional knobs shape the traffic for the models' tests and demos: a weekly
+pattern (``weekend_factor``: quieter Saturdays and Sundays, in UTC), a
+``RunawayAgent`` (one agent stuck in a loop for a while), and ``gateway_fields``
+(the extension fields aigw's own gateway logs: log and event ids, route, API key,
+DLP and guardrail findings, failover steps, cache key hashes). With their defaults
 the stream is exactly what it was without them.
 """
 
@@ -71,7 +73,8 @@ class TrafficShape:
     """Knobs of the generated traffic (rates are fractions of requests).
 
     ``weekend_factor`` multiplies the request rate on Saturdays and Sundays (UTC);
-    ``runaway`` adds one agent's runaway loop on top of the steady traffic.
+    ``runaway`` adds one agent's runaway loop on top of the steady traffic;
+    ``gateway_fields`` adds aigw gateway fields (see ``_gateway_fields``).
     """
 
     start: datetime = datetime(2026, 4, 18, tzinfo=UTC)
@@ -85,6 +88,7 @@ class TrafficShape:
     plain_metadata: bool = True
     weekend_factor: float = 1.0
     runaway: RunawayAgent | None = None
+    gateway_fields: bool = False
 
 
 def synthetic_records(
@@ -208,7 +212,42 @@ def _record(
     if shape.encrypted_bodies:
         record["RequestBody"] = _encrypted(rng, 180)
         record["ResponseBody"] = _encrypted(rng, 240)
+    if shape.gateway_fields:
+        record.update(_gateway_fields(when, user, record))
     return record
+
+
+_DLP_FINDINGS: Final = (
+    (("EMAIL",), "redact"),
+    (("EMAIL", "PHONE"), "redact"),
+    (("AWS_KEY",), "flag"),
+)
+_GUARDRAIL_FINDINGS: Final = (("jailbreak",), ("pii_harvesting",), ("malicious_code",))
+
+
+def _gateway_fields(when: datetime, user: int, record: dict[str, Any]) -> dict[str, Any]:
+    """What aigw's gateway adds to a record, drawn from their own random stream (so the
+    rest of the record is unchanged): about 3% DLP findings, 2% guardrail findings (in
+    monitor mode), 2% failover attempts (``Step`` 1), and cache key hashes from a small
+    set of prompts per model, so that identical requests repeat."""
+    rng = random.Random(f"gateway:{when.isoformat()}:{user}")
+    fields: dict[str, Any] = {
+        "LogId": f"log-{rng.getrandbits(64):016x}",
+        "EventId": f"evt-{rng.getrandbits(48):012x}",
+        "Route": f"{record['Gateway']}-{record['Endpoint'].split('/')[0]}",
+        "ApiKeyId": f"key-{user % 6}",
+        "Step": 1 if rng.random() < 0.02 else 0,
+        "CacheKeyHash": f"{rng.randrange(300):03d}-{record['Model']}",
+    }
+    roll = rng.random()
+    if roll < 0.03:
+        categories, action = _DLP_FINDINGS[rng.randrange(len(_DLP_FINDINGS))]
+        fields["DlpAction"] = action
+        fields["DlpCategories"] = list(categories)
+    elif roll < 0.05:
+        fields["GuardrailAction"] = "monitor"
+        fields["GuardrailCategories"] = list(_GUARDRAIL_FINDINGS[rng.randrange(3)])
+    return fields
 
 
 def format_timestamp(when: datetime, timestamp_format: str) -> int | str:

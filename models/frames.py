@@ -39,7 +39,7 @@ REQUEST_COLUMNS: Final = (
 
 
 _REQUEST_HASH: Final = (
-    "coalesce(json_extract_string(extra, '$.CacheKeyHash'), "
+    "coalesce(cache_key_hash, json_extract_string(extra, '$.CacheKeyHash'), "
     "CASE WHEN json_extract_string(request_body, '$.type') = 'encrypted' THEN NULL "
     "ELSE md5(request_body::VARCHAR) END) AS request_hash"
 )
@@ -77,7 +77,8 @@ def read_requests(
     """Requests with ``since <= ts < until`` (and, if given, in the listed hours).
 
     ``with_request_hash`` adds ``request_hash``: the gateway's cache key hash
-    (``extra.CacheKeyHash``, written by aigw's gateway), else an MD5 of a plain
+    (the ``cache_key_hash`` column, or ``extra.CacheKeyHash`` in rows loaded before schema
+    v3; written by aigw's gateway), else an MD5 of a plain
     (not encrypted) request body, else null. Equal hashes mean identical requests.
     """
     dims = [

@@ -1,0 +1,316 @@
+"""The named queries pages ask ``data.fetch`` for: each composes ``models`` functions.
+
+Every function takes the open read-only warehouse and the models settings first,
+then hashable keyword arguments (``filters`` as ``dimension = value`` pairs, UTC
+datetimes). Rollups are read summed by only the dimensions a view needs (DuckDB
+does the sum), from the daily table when the bounds fall on UTC midnights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from app.dashboard.data import QUERIES
+from ingest import Warehouse
+from models import (
+    ModelsSettings,
+    detect_anomalies,
+    forecast_month,
+    read_rollup,
+    repeated_prompt_flags,
+    spend_by,
+)
+from models.cache import cache_candidates, cache_summary
+from models.explore import (
+    alert_history,
+    data_health,
+    find_requests,
+    latency_p95,
+    policy_categories,
+    policy_counts,
+    recent_policy_events,
+    request_detail,
+    rollup_span,
+)
+from models.rollups import MEASURES, costed_requests
+from models.trends import (
+    anomaly_bands,
+    budget_spend,
+    burndown,
+    dimension_values,
+    filter_rollup,
+    totals,
+    trend,
+)
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+def _midnight(moment: datetime | None) -> bool:
+    if moment is None:
+        return True
+    utc = moment.astimezone(UTC)
+    return (utc.hour, utc.minute, utc.second, utc.microsecond) == (0, 0, 0, 0)
+
+
+def _rollup(
+    warehouse: Warehouse,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    filters: Pairs = (),
+    by: Sequence[str] = (),
+    hourly: bool = False,
+) -> pl.LazyFrame:
+    """The rollup in ``[since, until)`` summed by ``by`` (and the filtered dimensions)."""
+    daily = not hourly and _midnight(since) and _midnight(until)
+    names = list(dict.fromkeys([*by, *(name for name, _ in filters)]))
+    frame = read_rollup(
+        warehouse.con, since=since, until=until, daily=daily, by=names, measures=MEASURES
+    )
+    return filter_rollup(frame, dict(filters))
+
+
+def bounds(warehouse: Warehouse, settings: ModelsSettings) -> tuple[datetime, datetime] | None:
+    """The first rolled-up hour and the end of the newest one (UTC), or None when empty."""
+    del settings
+    return rollup_span(warehouse.con)
+
+
+def options(warehouse: Warehouse, settings: ModelsSettings) -> dict[str, list[str]]:
+    """The values each filter dimension takes anywhere in the warehouse."""
+    frame = read_rollup(
+        warehouse.con, daily=True, by=list(settings.all_dimensions), measures=("requests",)
+    )
+    return dimension_values(frame, settings.all_dimensions)
+
+
+def overview(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    filters: Pairs,
+    grain: str,
+) -> dict[str, Any]:
+    """Totals of the range and of the range before it, and the trend per ``grain``."""
+    del settings
+    span = until - since
+    current = _rollup(warehouse, since=since, until=until, filters=filters)
+    before = _rollup(warehouse, since=since - span, until=since, filters=filters)
+    return {"totals": totals(current), "previous": totals(before), "trend": trend(current, grain)}
+
+
+def month_forecast(
+    warehouse: Warehouse, settings: ModelsSettings, *, now: datetime, filters: Pairs
+) -> dict[str, Any]:
+    """``forecast_month`` of the total at ``now`` (UTC calendar month), as one row."""
+    del settings
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    frame = _rollup(
+        warehouse, since=month_start - timedelta(days=16), until=now, filters=filters, hourly=True
+    )
+    result = forecast_month(frame, now=now)
+    return result.row(0, named=True) if result.height else {}
+
+
+def spend(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    filters: Pairs,
+    by: tuple[str, ...],
+    grain: str | None,
+    top: int | None,
+) -> pl.DataFrame:
+    """``spend_by`` over the filtered range."""
+    del settings
+    frame = _rollup(warehouse, since=since, until=until, filters=filters, by=by)
+    if not frame.collect_schema().names():
+        return pl.DataFrame()
+    return spend_by(frame, list(by), grain=grain, top=top)
+
+
+def latency(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    filters: Pairs,
+    grain: str | None,
+) -> pl.DataFrame:
+    return latency_p95(
+        warehouse.con, settings, since=since, until=until, filters=dict(filters), grain=grain
+    )
+
+
+def cache(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    filters: Pairs,
+    by: tuple[str, ...],
+    grain: str | None,
+) -> pl.DataFrame:
+    del settings
+    frame = _rollup(warehouse, since=since, until=until, filters=filters, by=by)
+    return cache_summary(frame, by, grain)
+
+
+def candidates(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    filters: Pairs,
+    limit: int,
+) -> pl.DataFrame:
+    """Cache candidates from the raw requests of ``[since, until)`` (keep it short)."""
+    costed = costed_requests(warehouse, settings, since=since, until=until, with_request_hash=True)
+    return cache_candidates(filter_rollup(costed, dict(filters))).head(limit)
+
+
+def anomalies(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    scope: str,
+    now: datetime,
+    hours: int,
+    filters: Pairs,
+    min_score: float,
+) -> dict[str, pl.DataFrame]:
+    """``aigw report anomalies`` for ``scope`` (flags), and the spend band of each flagged value."""
+    window = timedelta(hours=hours)
+    frame = _rollup(
+        warehouse,
+        since=now - window - timedelta(weeks=5),
+        until=now,
+        filters=filters,
+        by=(scope,),
+        hourly=True,
+    )
+    flags = detect_anomalies(frame, scope, now=now, window=window, min_score=min_score)
+    loops = repeated_prompt_flags(
+        filter_rollup(
+            costed_requests(
+                warehouse, settings, since=now - window, until=now, with_request_hash=True
+            ),
+            dict(filters),
+        ),
+        scope,
+    )
+    flags = pl.concat([flags, loops]).sort("hour", "value", "signal", nulls_last=True)
+    values = flags["value"].unique().to_list()
+    bands = anomaly_bands(frame, scope, values, now=now, window=window, min_score=min_score)
+    return {"flags": flags, "bands": bands}
+
+
+def budgets(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    filters: Pairs,
+    split_by: str | None,
+) -> dict[str, pl.DataFrame]:
+    """One budget's spend per split value, and the burn-down of its whole scope."""
+    del settings
+    by = (split_by,) if split_by else ()
+    frame = _rollup(warehouse, since=start, until=min(end, now), filters=filters, by=by)
+    if not frame.collect_schema().names():
+        return {"spend": pl.DataFrame(), "burndown": pl.DataFrame()}
+    return {
+        "spend": budget_spend(frame, start=start, end=end, now=now, split_by=split_by),
+        "burndown": burndown(frame, start=start, end=end, now=now),
+    }
+
+
+def alert_log(warehouse: Warehouse, settings: ModelsSettings, *, limit: int) -> pl.DataFrame:
+    del settings
+    return alert_history(warehouse.con, limit=limit)
+
+
+def policy(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    filters: Pairs,
+    grain: str,
+) -> dict[str, pl.DataFrame]:
+    con, where = warehouse.con, dict(filters)
+    return {
+        "counts": policy_counts(
+            con, settings, since=since, until=until, filters=where, grain=grain
+        ),
+        "categories": policy_categories(con, settings, since=since, until=until, filters=where),
+        "recent": recent_policy_events(con, settings, since=since, until=until, filters=where),
+    }
+
+
+def requests(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    filters: Pairs,
+    status: str,
+    log_id: str,
+    limit: int,
+) -> pl.DataFrame:
+    return find_requests(
+        warehouse.con,
+        settings,
+        since=since,
+        until=until,
+        filters=dict(filters),
+        status=status,
+        log_id=log_id or None,
+        limit=limit,
+    )
+
+
+def detail(warehouse: Warehouse, settings: ModelsSettings, *, log_id: str) -> Any:
+    return request_detail(warehouse, settings, log_id)
+
+
+def health(warehouse: Warehouse, settings: ModelsSettings, *, limit: int) -> Any:
+    del settings
+    return data_health(warehouse.con, limit=limit)
+
+
+QUERIES.update(
+    {
+        "bounds": bounds,
+        "options": options,
+        "overview": overview,
+        "forecast": month_forecast,
+        "spend": spend,
+        "latency": latency,
+        "cache": cache,
+        "candidates": candidates,
+        "anomalies": anomalies,
+        "budgets": budgets,
+        "alerts": alert_log,
+        "policy": policy,
+        "requests": requests,
+        "detail": detail,
+        "health": health,
+    }
+)

@@ -1,0 +1,71 @@
+"""Cost attribution: spend stacked by a chosen dimension, a drill-down into one value by a
+second dimension, the top consumers, and a CSV download of the table."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.dashboard.data import context, fetch
+from app.dashboard.ui import bar_chart, count, table, usd
+
+TOP = 8  # stacked series: the biggest values, the rest summed as "other"
+
+ctx = context()
+filters = ctx.filters
+dimensions = list(ctx.models.all_dimensions)
+st.title("Cost attribution")
+
+wanted = st.query_params.get("by")
+chosen = wanted if wanted in dimensions else "model"
+by: str = st.selectbox(
+    "Attribute spend to", dimensions, index=dimensions.index(str(chosen)), key="by"
+)
+st.query_params["by"] = by
+grain = "hour" if (filters.until - filters.since).days <= 2 else "day"
+common = {"since": filters.since, "until": filters.until, "filters": filters.where}
+
+stacked = fetch(ctx.settings, "spend", by=(by,), grain=grain, top=TOP, **common)
+st.subheader(f"Spend by {by} per {grain}")
+if not stacked.is_empty():
+    bar_chart(
+        stacked.with_columns(stacked[by].fill_null("(none)")),
+        x="period",
+        y="cost_usd",
+        color=by,
+        title="USD",
+    )
+
+ranking = fetch(ctx.settings, "spend", by=(by,), grain=None, top=None, **common)
+total = float(ranking["cost_usd"].sum() or 0.0) if not ranking.is_empty() else 0.0
+st.metric(f"Total spend, {count(ranking.height)} values of {by}", usd(total))
+
+st.subheader("Top consumers")
+top = ranking.head(50)
+table(top, key="top_table")
+if not ranking.is_empty():
+    st.download_button(
+        f"Download spend by {by} (CSV)",
+        ranking.write_csv(),
+        file_name=f"aigw-spend-by-{by}-{filters.since:%Y%m%d}-{filters.until:%Y%m%d}.csv",
+        mime="text/csv",
+    )
+
+st.subheader("Drill down")
+values = [str(value) for value in ranking[by].drop_nulls().to_list()] if ranking.height else []
+if values:
+    left, right = st.columns(2)
+    value = left.selectbox(f"One {by}", values, key="drill_value")
+    others = [name for name in dimensions if name != by and name not in dict(filters.where)]
+    then = right.selectbox("broken down by", others, key="drill_by")
+    drill = fetch(
+        ctx.settings,
+        "spend",
+        by=(then,),
+        grain=None,
+        top=None,
+        since=filters.since,
+        until=filters.until,
+        filters=(*filters.where, (by, value)),
+    )
+    st.metric(f"Spend of {by} = {value}", usd(float(drill["cost_usd"].sum() or 0.0)))
+    table(drill, key="drill_table")

@@ -1,0 +1,66 @@
+"""Cache: the response cache's hit ratio over time, what it saved, and the requests
+worth caching (identical requests a provider answered more than once)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from app.dashboard.data import context, fetch
+from app.dashboard.ui import line_chart, pct, table, usd
+
+# Candidates come from raw requests (costed one by one): the last 12 hours of the range
+# keep the page under a second and a half on 10 M requests.
+CANDIDATE_WINDOW = timedelta(hours=12)
+
+ctx = context()
+filters = ctx.filters
+st.title("Cache")
+common = {"since": filters.since, "until": filters.until, "filters": filters.where}
+grain = "hour" if (filters.until - filters.since).days <= 2 else "day"
+
+total = fetch(ctx.settings, "cache", by=(), grain=None, **common)
+row = total.row(0, named=True) if total.height else {}
+columns = st.columns(4)
+columns[0].metric("Hit ratio (requests)", pct(row.get("request_hit_ratio")))
+columns[1].metric("Savings", usd(row.get("saved_usd")))
+columns[2].metric(
+    "Hit ratio (would-be cost)",
+    pct(row.get("cost_hit_ratio")),
+    help="Savings over savings plus spend: the share of the would-be cost the cache absorbed.",
+)
+columns[3].metric("Cached requests", f"{row.get('cached_requests') or 0:,}")
+
+over_time = fetch(ctx.settings, "cache", by=(), grain=grain, **common)
+st.subheader(f"Hit ratio per {grain}")
+line_chart(
+    over_time.sort("period") if over_time.height else over_time,
+    x="period",
+    y=["request_hit_ratio", "cost_hit_ratio"],
+    title="ratio",
+    y_format=".0%",
+)
+st.subheader("By route (gateway, endpoint)")
+table(fetch(ctx.settings, "cache", by=("gateway", "endpoint"), grain=None, **common))
+
+window_start = max(filters.since, min(filters.until, ctx.as_of) - CANDIDATE_WINDOW)
+window_end = min(filters.until, ctx.as_of)
+st.subheader("Candidates for caching")
+st.caption(
+    f"Identical requests answered by a provider more than once, {window_start:%Y-%m-%d %H:%M} "
+    f"to {window_end:%Y-%m-%d %H:%M} UTC (the last 12 hours of the range)."
+)
+candidates = fetch(
+    ctx.settings,
+    "candidates",
+    since=window_start,
+    until=window_end,
+    filters=filters.where,
+    limit=20,
+)
+if candidates.height:
+    st.metric(
+        "Potential saving (top 20)", usd(float(candidates["potential_saving_usd"].sum() or 0))
+    )
+table(candidates)

@@ -1,0 +1,95 @@
+"""``aigw dashboard``: serve the Streamlit FinOps dashboards on 127.0.0.1.
+
+Runs ``streamlit run app/dashboard/main.py`` in this process's Python, headless, with
+usage statistics off and no file watcher (nothing phones home, nothing reloads), bound
+to ``--host`` (127.0.0.1 by default: the dashboard has no login, expose it only behind
+one). The settings reach the entry script through its environment (``AIGW_DB``,
+``AIGW_CONFIG``, ``AIGW_BUDGETS``, ``AIGW_NOW``). Exit code 2 when the warehouse file
+is missing; otherwise the process becomes Streamlit's server (``exec``), so signals
+reach it directly and its exit code is the command's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+
+from app.alerts_cli import DEFAULT_BUDGETS
+from app.console import ConfigOption, DbOption, VerboseOption, parse_time, user_errors
+from app.reports_cli import DEFAULT_CONFIG
+from ingest import DEFAULT_DB_PATH, WarehouseError
+
+__all__ = ["ENTRY_SCRIPT", "dashboard_command", "streamlit_command"]
+
+ENTRY_SCRIPT: Final = Path(__file__).parent / "dashboard" / "main.py"
+
+
+def streamlit_command(host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line (flags, so nothing depends on a config file)."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ENTRY_SCRIPT),
+        f"--server.address={host}",
+        f"--server.port={port}",
+        "--server.headless=true",
+        "--server.fileWatcherType=none",
+        "--browser.gatherUsageStats=false",
+        f"--browser.serverAddress={host}",
+        "--global.showWarningOnDirectExecution=false",
+        "--client.toolbarMode=minimal",
+    ]
+
+
+def dashboard_command(
+    db: DbOption = DEFAULT_DB_PATH,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (the dashboard has no login).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+    budgets: Annotated[
+        Path | None,
+        typer.Option(envvar="AIGW_BUDGETS", help="budgets.toml (default: ./budgets.toml)."),
+    ] = None,
+    config: ConfigOption = None,
+    now: Annotated[
+        str | None,
+        typer.Option(help="Show month-to-date, budgets and anomalies as of this time (UTC)."),
+    ] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Serve the FinOps dashboards (Streamlit) on http://HOST:PORT."""
+    with user_errors(verbose):
+        if not db.exists():
+            raise WarehouseError(
+                f"no warehouse at {db}; run `aigw ingest` first or pass --db", path=str(db)
+            )
+        moment = parse_time(now, "--now")
+        if config is None and DEFAULT_CONFIG.exists():
+            config = DEFAULT_CONFIG
+        env = {
+            **os.environ,
+            "AIGW_DB": str(db.resolve()),
+            "AIGW_BUDGETS": str((budgets or DEFAULT_BUDGETS).resolve()),
+            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+            "STREAMLIT_SERVER_HEADLESS": "true",
+        }
+        env.pop("AIGW_CONFIG", None)
+        env.pop("AIGW_NOW", None)
+        if config is not None:
+            env["AIGW_CONFIG"] = str(config.resolve())
+        if moment is not None:
+            env["AIGW_NOW"] = moment.isoformat()
+        # Streamlit imports app.dashboard.* from the repository root or the installed package.
+        root = str(ENTRY_SCRIPT.parent.parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    # Replace this process with Streamlit's: signals (Ctrl-C, SIGTERM from a supervisor)
+    # reach the server itself, and no orphan is left behind.
+    command = streamlit_command(host, port)
+    os.execve(command[0], command, env)  # noqa: S606 - our own command line
