@@ -50,6 +50,7 @@ REPO: Final = Path(__file__).resolve().parent.parent
 LITELLM: Final = REPO / "bench" / ".venv-litellm" / "bin" / "litellm"
 MODELS: Final = {0: "gpt-4o-mini", 50: "gpt-4o"}  # provider latency (ms) -> model routed there
 CHAT: Final = "/v1/chat/completions"
+OPEN_RATES: Final = (50.0, 500.0)  # requests/s offered in the open-loop cells
 
 AIGW_TOML: Final = """
 [server]
@@ -225,21 +226,28 @@ def _matrix(
     """Every cell for one pinning choice; ``targets``: system -> (base URL, token, pid)."""
     cells = []
     load_cpus = "1" if pinned else None
-    plan = [(0, 1, True)] + [(lat, c, True) for lat in (0, 50) for c in (50, 200)]
-    for latency, connections, unique in [*plan, (0, 50, False), (0, 200, False)]:
+    closed: list[tuple[int, int, bool, float | None]] = [(0, 1, True, None)]
+    closed += [(lat, c, True, None) for lat in (0, 50) for c in (50, 200)]
+    closed += [(0, 50, False, None), (0, 200, False, None)]
+    # Open loop at a fixed rate: the added latency of a gateway that is not saturated
+    # (closed-loop cells at 50+ connections measure queueing in a saturated process).
+    opened = [(lat, c, True, rate) for rate in OPEN_RATES for lat in (0, 50) for c in (50, 200)]
+    for latency, connections, unique, rate in [*closed, *opened]:
         for system, (base, token, pid) in targets.items():
             if not unique and system != "aigw":
                 continue  # the cache-hit path is aigw's alone (LiteLLM runs without a cache)
-            if system.startswith("mock"):
-                continue
+            if system.startswith("mock") or (system == "litellm" and (rate or 0) > 100):
+                continue  # LiteLLM serves about 100 requests/s here: it would only queue
             url = (targets[f"mock{latency}"][0] if system == "direct" else base) + CHAT
             for name, (_, _, server) in targets.items():
                 if server is not None:  # gateways on CPU 0, providers with the load on CPU 1
                     _pin(server, ({1} if name.startswith("mock") else {0}) if pinned else {0, 1})
             tag = f"{system}-{latency}-{connections}-{'p' if pinned else 'u'}-{time.time_ns()}"
-            load = Load(connections, args.seconds, MODELS[latency], token, unique, tag, load_cpus)
+            load = Load(
+                connections, args.seconds, MODELS[latency], token, unique, tag, load_cpus, rate
+            )
             cell = _cell(system, url, load, args.warmup, pid)
-            cell |= {"provider_latency_ms": latency, "pinned": pinned}
+            cell |= {"provider_latency_ms": latency, "pinned": pinned, "rate": rate}
             cells.append(cell)
             print(_row(cell, None), flush=True)
     return cells
@@ -247,13 +255,13 @@ def _matrix(
 
 def _added(cells: list[dict[str, Any]]) -> None:
     """Set added p50/p99 (cell minus direct at the same latency, connections, pinning)."""
-    direct = {
-        (c["provider_latency_ms"], c["connections"], c["pinned"]): c
-        for c in cells
-        if c["system"] == "direct"
-    }
+
+    def key(c: dict[str, Any]) -> tuple[Any, ...]:
+        return (c["provider_latency_ms"], c["connections"], c["pinned"], c["rate"])
+
+    direct = {key(c): c for c in cells if c["system"] == "direct"}
     for cell in cells:
-        base = direct.get((cell["provider_latency_ms"], cell["connections"], cell["pinned"]))
+        base = direct.get(key(cell))
         if base and cell["system"] != "direct":
             cell["added_p50_ms"] = cell["p50_ms"] - base["p50_ms"]
             cell["added_p99_ms"] = cell["p99_ms"] - base["p99_ms"]
@@ -262,16 +270,18 @@ def _added(cells: list[dict[str, Any]]) -> None:
 def _row(cell: dict[str, Any], header: bool | None) -> str:
     if header:
         return (
-            "| pinned | provider | conns | system | req/s | p50 ms | p99 ms | added p50 | "
-            "added p99 | errors | gateway CPU us/req | load avg |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "| pinned | provider | conns | offered | system | req/s | p50 ms | p99 ms | "
+            "added p50 | added p99 | errors | gateway CPU us/req | load avg |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         )
     system = cell["system"] + ("" if cell["unique"] else " (cache hit)")
+    offered = "max" if cell["rate"] is None else f"{cell['rate']:g}/s"
     cpu = cell["server_cpu_us_per_request"]
     added = [cell.get("added_p50_ms"), cell.get("added_p99_ms")]
     return (
         f"| {'yes' if cell['pinned'] else 'no'} | {cell['provider_latency_ms']} ms "
-        f"| {cell['connections']} | {system} | {cell['rps']:,.0f} | {cell['p50_ms']:.2f} "
+        f"| {cell['connections']} | {offered} "
+        f"| {system} | {cell['rps']:,.0f} | {cell['p50_ms']:.2f} "
         f"| {cell['p99_ms']:.2f} | "
         + " | ".join("" if a is None else f"{a:+.2f}" for a in added)
         + f" | {cell['errors']} | {'' if cpu is None else f'{cpu:,.0f}'} "
@@ -292,7 +302,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per cell")
-    parser.add_argument("--pin", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--pin", choices=("off", "on", "both"), default="off")
     parser.add_argument("--skip-litellm", action="store_true", help="aigw and direct only")
     parser.add_argument("--out", type=Path, default=REPO / "data" / "bench-proxy.json")
     args = parser.parse_args()

@@ -57,6 +57,7 @@ class Load:
     unique: bool = True  # every prompt different (cache misses) or one prompt (cache hits)
     run_tag: str = "run"  # makes one run's prompts differ from another run's
     cpus: str | None = None  # taskset CPU list for the load process, e.g. "1"; None: any
+    rate: float | None = None  # open loop: requests per second in all, paced; None: closed loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,8 @@ def run_load(url: str, load: Load) -> LoadResult:
     command += ["--auth-env", "BENCH_LOAD_AUTH"]  # a token stays out of the process list
     if not load.unique:
         command.append("--shared")
+    if load.rate is not None:
+        command += ["--rate", str(load.rate)]
     if load.cpus is not None:
         command = ["taskset", "-c", load.cpus, *command]
     environ = os.environ | {"BENCH_LOAD_AUTH": load.auth}
@@ -102,6 +105,7 @@ class _Connection(asyncio.Protocol):
         self.counter = 0
         self.buffer = bytearray()
         self.started = 0
+        self.due = 0  # open loop: when this connection's next request is due (perf ns)
         self.transport: asyncio.Transport | None = None
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -112,7 +116,10 @@ class _Connection(asyncio.Protocol):
         self.counter += 1
         self.buffer.clear()
         request = self.run.request(self.index, self.counter)
-        self.started = time.perf_counter_ns()
+        now = time.perf_counter_ns()
+        # Open loop: latency counts from when the request was due, so a late send (the
+        # previous answer came after this one's slot) is charged to the server under test.
+        self.started = min(now, self.due) if self.run.period_ns else now
         assert self.transport is not None  # noqa: S101 - set in connection_made
         self.transport.write(request)
 
@@ -125,6 +132,12 @@ class _Connection(asyncio.Protocol):
         if end < len(self.buffer):  # more than one response: the server broke keep-alive
             self.run.errors += 1
         if time.monotonic() < self.run.deadline:
+            if self.run.period_ns:
+                self.due += self.run.period_ns
+                wait = (self.due - time.perf_counter_ns()) / 1e9
+                if wait > 0:
+                    asyncio.get_running_loop().call_later(wait, self.send)
+                    return
             self.send()
         else:
             self.buffer.clear()
@@ -179,6 +192,9 @@ class _Run:
         self.body_start, self.body_end = body.split(b"\\u0000")
         self.tag = args.tag.encode()
         self.shared = args.shared
+        rate = getattr(args, "rate", None)
+        # Open loop: each connection sends every connections / rate seconds, staggered.
+        self.period_ns = int(args.connections / rate * 1e9) if rate else 0
         self.deadline = 0.0
         self.latencies: list[int] = []
         self.non_2xx = 0
@@ -207,8 +223,13 @@ async def _drive(run: _Run, connections: int, seconds: float) -> dict[str, Any]:
         protocols.append(protocol)
     begun = time.monotonic()
     run.deadline = begun + seconds
-    for protocol in protocols:
-        protocol.send()
+    start_ns = time.perf_counter_ns()
+    for index, protocol in enumerate(protocols):
+        if run.period_ns:
+            protocol.due = start_ns + run.period_ns * index // connections
+            loop.call_later((protocol.due - start_ns) / 1e9, protocol.send)
+        else:
+            protocol.send()
     await asyncio.wait_for(asyncio.gather(*(p.finished for p in protocols)), timeout=seconds + 30)
     elapsed = time.monotonic() - begun
     latencies = sorted(run.latencies)
@@ -238,6 +259,7 @@ def main() -> None:
     parser.add_argument("--auth-env", help="environment variable holding a bearer token")
     parser.add_argument("--shared", action="store_true", help="one prompt for every request")
     parser.add_argument("--tag", default="run", help="makes this run's prompts unique")
+    parser.add_argument("--rate", type=float, help="open loop: requests per second in all")
     args = parser.parse_args()
     auth = os.environ.get(args.auth_env, "") if args.auth_env else ""
     run = _Run(args.url, args, auth)
