@@ -19,8 +19,13 @@ def proxy_command(
         Path,
         typer.Option("--config", "-c", envvar="AIGW_GATEWAY_CONFIG", help="gateway.toml."),
     ] = Path("gateway.toml"),
-    host: Annotated[str | None, typer.Option(help="Bind address (default: [server] host).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: [server] port).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Bind address (default: host under \\[server] in the config)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: port under \\[server] in the config).")
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the gateway: OpenAI/Anthropic-compatible, inline controls, Logpush-format logs.
