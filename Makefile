@@ -23,10 +23,10 @@ $(BIN)/.installed-dev: pyproject.toml
 	touch $(BIN)/.installed $@
 
 demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> ./data/aigw.duckdb; reports; dashboard
+	@rm -rf $(DB) $(DB).wal data/gateway-logs data/outbox data/focus.parquet  # the demo starts afresh
 	@echo "== aigw ingest sample_data/logs (Cloudflare Logpush and REST samples)"
 	@$(BIN)/aigw ingest sample_data/logs --db $(DB)
 	@echo "== aigw simulate: simulated providers, the gateway, 12,000 calls over 8 days (runaway agent, outage)"
-	@rm -rf data/gateway-logs
 	@$(BIN)/aigw simulate --requests 12000 --seed 7 --out data/gateway-logs
 	@echo "== aigw ingest data/gateway-logs (the gateway's own Logpush files)"
 	@$(BIN)/aigw ingest data/gateway-logs --db $(DB)

@@ -1,9 +1,6 @@
 """Regenerate the committed sample logs: `python sample_data/generate.py`.
 
-`python sample_data/generate.py --traffic DIR` instead writes the demo's larger,
-uncommitted traffic to DIR: eight days (2026-11-12 to 2026-11-20 UTC) at 3
-requests a minute, quieter weekends, and the agent `summarizer` stuck in a loop
-(20 times its rate) from 2026-11-19 10:00 to 11:00 UTC.
+The demo's traffic comes from the gateway itself (`aigw simulate`), not from here.
 
 Writes ``sample_data/logs/``: Logpush objects in all three timestamp formats, one
 object delivered twice (Logpush is at-least-once), one malformed line, the
@@ -13,17 +10,15 @@ is a pure function of the seeds below.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import random
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
 from ingest.synthetic import (
-    RunawayAgent,
     TrafficShape,
     rest_record,
     synthetic_records,
@@ -66,34 +61,5 @@ def main() -> None:
     (ROOT / "rest" / "logs-page-1.json").write_bytes(orjson.dumps(page, option=orjson.OPT_INDENT_2))
 
 
-def demo_traffic(root: Path) -> None:
-    """Eight days of steady traffic with one runaway hour, as Logpush objects under ``root``.
-
-    Written once: a later call finds the ``.complete`` marker and leaves the objects
-    as they are, so a second ingest sees them unchanged.
-    """
-    if (root / ".complete").exists():
-        return
-    shutil.rmtree(root, ignore_errors=True)
-    start = datetime(2026, 11, 12, tzinfo=UTC)
-    shape = TrafficShape(
-        start=start,
-        requests_per_minute=3,
-        encrypted_bodies=False,
-        weekend_factor=0.3,
-        runaway=RunawayAgent("summarizer", start=datetime(2026, 11, 19, 10, tzinfo=UTC)),
-    )
-    end = start + timedelta(days=8)
-    records = (r for r in synthetic_records(40_000, seed=21, shape=shape) if r["Timestamp"] < end)
-    write_logpush_files(root, records, per_file=2_000, seed=21)
-    (root / ".complete").touch()
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Write the sample logs or the demo traffic.")
-    parser.add_argument("--traffic", type=Path, help="write the demo traffic to this folder")
-    arguments = parser.parse_args()
-    if arguments.traffic is not None:
-        demo_traffic(arguments.traffic)
-    else:
-        main()
+    main()
