@@ -204,6 +204,8 @@ def check_batch(
         )
     if frame.empty:
         return None
+    # GX compares only int64 and float64 columns vectorised; int32 goes value by value.
+    frame = frame.astype({name: "int64" for name in frame.columns if frame[name].dtype == "int32"})
     outcomes = (gate or QualityGate()).validate(frame, now=now or clock)
     report = QualityReport(
         run_id=str(uuid.uuid4()),
