@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from proxy.backends import is_redis_url, redacted
 from proxy.errors import GatewayConfigError
 
 __all__ = [
@@ -237,11 +238,26 @@ class _Reader:
             providers=providers,
             routes=routes,
             logs=self.logs(self.table(data, "logs", "")),
-            cache_url=self.value(cache, "url", "cache", str) or None,
+            cache_url=self.store_url(cache, "cache", files=True),
             cache_path=self.value(cache, "path", "cache", str, "data/gateway-cache.sqlite"),
-            state_url=self.value(limits, "url", "limits", str) or None,
+            state_url=self.store_url(limits, "limits", files=False),
             price_file=self.value(pricing, "price_file", "pricing", str) or None,
         )
+
+    def store_url(self, table: Mapping[str, Any], where: str, *, files: bool) -> str | None:
+        """``[where] url``: unset, ``redis://…``, and for the cache a file path or
+        ``sqlite:///path``, for limits ``memory://``; anything else fails here, at start-up."""
+        url: str | None = self.value(table, "url", where, str) or None
+        if url is None or is_redis_url(url) or (url == "memory://" and not files):
+            return url
+        if files and ("://" not in url or url.startswith("sqlite:///")):
+            return url
+        shapes = (
+            "a file path, sqlite:///path or redis://host:port/db"
+            if files
+            else "redis://host:port/db"
+        )
+        raise self.fail(f"{where}.url", f"must be {shapes}, or unset (got {redacted(url)!r})")
 
     def keys(self, entries: Any) -> dict[str, KeyIdentity]:
         if not isinstance(entries, list):

@@ -98,6 +98,15 @@ def test_the_sample_config_loads_with_its_routes() -> None:
             "routes.r.cache: must be a boolean (got 'yes')",
         ),
         (
+            PROVIDER + KEY + '[limits]\nurl = "memcached://admin:hunter2@cache:11211"\n',
+            "limits.url: must be redis://host:port/db, or unset (got 'memcached://cache:11211')",
+        ),
+        (
+            PROVIDER + KEY + '[cache]\nurl = "s3://bucket/cache"\n',
+            "cache.url: must be a file path, sqlite:///path or redis://host:port/db, or unset "
+            "(got 's3://bucket/cache')",
+        ),
+        (
             "[server\n",
             "not valid TOML: Expected ']' at the end of a table declaration (at line 1, column 8)",
         ),
