@@ -4,8 +4,12 @@
 ``model``, ``messages``, Anthropic's required ``max_tokens``...); :meth:`Handlers.answer`
 generates the answer from the request digest and the prompt cache (see
 :mod:`proxy.mock_usage` for the numbers). Only one choice is ever returned (``n`` is
-ignored). Embeddings have 1536 dimensions unless ``dimensions`` (1-3072) asks otherwise:
-the size of ``text-embedding-3-small``, so cached embedding responses have a real weight.
+ignored). A prompt containing ``BACKWARDS_MARKER`` (``"Say backwards: "``) is answered
+with the text after its last occurrence, reversed: tests make the provider say what they
+need (a secret, a jailbreak) without the prompt saying it, to check the gateway's response
+DLP and guardrails. Embeddings
+have 1536 dimensions unless ``dimensions`` (1-3072) asks otherwise: the size of
+``text-embedding-3-small``, so cached embedding responses have a real weight.
 
 Not thread-safe: one event loop owns a ``Handlers`` (its prompt cache and counter).
 """
@@ -39,13 +43,15 @@ from proxy.mock_usage import (
     Usage,
     answer_text,
     anthropic_prompt,
+    count_tokens,
     openai_prompt,
     output_tokens,
     text_prompt,
 )
 
-__all__ = ["DEFAULT_DIMENSIONS", "Handlers", "MockRequest", "RequestError"]
+__all__ = ["BACKWARDS_MARKER", "DEFAULT_DIMENSIONS", "Handlers", "MockRequest", "RequestError"]
 
+BACKWARDS_MARKER: Final = "Say backwards: "
 DEFAULT_DIMENSIONS: Final = 1536
 MAX_DIMENSIONS: Final = 3072
 _MODELS_CREATED: Final = 1_735_689_600  # 2025-01-01T00:00:00Z: a fixed date for /v1/models
@@ -147,6 +153,11 @@ class Handlers:
                 request.model, vectors, request.input_tokens, as_base64=request.as_base64
             )
         out = output_tokens(digest, request.max_tokens)
+        text = answer_text(digest, out)
+        marker = request.prompt.text.rfind(BACKWARDS_MARKER)
+        if marker >= 0:  # a test asks for this exact answer
+            text = request.prompt.text[marker + len(BACKWARDS_MARKER) :].strip()[::-1]
+            out = count_tokens(len(text))
         if request.kind == "messages":
             cached = self._cache.anthropic(request.model, request.prompt)
         else:
@@ -157,7 +168,7 @@ class Handlers:
             id=f"{prefix}{digest[:8].hex()}{next(self._counter):08x}",
             created=int(time.time()),
             model=request.model,
-            text=answer_text(digest, out),
+            text=text,
             usage=usage,
             truncated=out == request.max_tokens,
         )

@@ -22,7 +22,7 @@ from proxy.cache import CachedResponse
 from proxy.config import RouteSettings
 from proxy.dlp import inspect_response
 from proxy.errors import StoreError, UpstreamError
-from proxy.guardrails import check_response
+from proxy.guardrails import check_response, evaluate
 from proxy.http import Responder, error_body
 from proxy.logrecord import RequestLog, new_log_id
 from proxy.requests import Endpoint, Target
@@ -294,10 +294,25 @@ async def _store(
         _log.warning("response cache: %s", err)
 
 
-def _note_stream_dlp(log: RequestLog, dlp: StreamDlp | None) -> None:
+def _note_stream_checks(exchange: Exchange, dlp: StreamDlp | None, text: str | None) -> bool:
+    """Log what response DLP and guardrails (given the text) found in a finished stream.
+
+    A stream that has started cannot be refused, so a guardrail verdict is logged as
+    ``monitor`` whatever the mode; in ``block`` mode a flagged stream is not cached.
+    Returns whether the stream may be cached.
+    """
+    log = exchange.log
     if dlp is not None and dlp.action is not None:
         log.dlp_action = log.dlp_action if log.dlp_action in ("redact", "block") else dlp.action
         log.dlp_categories = tuple(sorted({*log.dlp_categories, *dlp.categories}))
+    if text is None:
+        return True
+    verdict = evaluate((text,))
+    if not verdict.flagged:
+        return True
+    log.guardrail_action = log.guardrail_action or "monitor"
+    log.guardrail_categories = tuple(sorted({*log.guardrail_categories, *verdict.categories}))
+    return exchange.route.guardrails != "block"
 
 
 def _check_response(exchange: Exchange, body: dict[str, Any]) -> dict[str, Any] | str | None:
@@ -407,8 +422,10 @@ async def _stream(
     log_id = new_log_id()
     translator = _translator(exchange, target)
     per_event = translator is not None or exchange.injects_usage(target)
-    tracker = SseUsage(target.provider.kind)
-    dlp = _stream_dlp(exchange.route)
+    route = exchange.route
+    guarded = route.guardrails != "off" and route.guardrail_responses
+    tracker = SseUsage(target.provider.kind, keep_text=guarded)
+    dlp = _stream_dlp(route)
     content_type = "text/event-stream" if translator else response.content_type
     await out.start_stream(200, content_type, _headers(exchange, log_id, step, "MISS"))
     buffer = bytearray()
@@ -444,13 +461,13 @@ async def _stream(
         if status != CLIENT_CLOSED:
             response.release()
     await out.end_stream()
-    _note_stream_dlp(exchange.log, dlp)
+    cacheable = _note_stream_checks(exchange, dlp, tracker.text if guarded else None)
     usage = tracker.usage
     if usage is None and status != 200:
         usage = Usage(tokens_in=exchange.estimate, tokens_out=tracker.text_chars // 4)
         reason = f"{reason}; usage estimated"
     cost = _cost(services, exchange, target, target.model, usage)
-    if kept is not None and status == 200:
+    if kept is not None and status == 200 and cacheable:
         await _store(
             services,
             exchange,

@@ -77,6 +77,10 @@ def _event_end(buffer: bytearray) -> tuple[int, int]:
     return min(found) if found else (-1, 0)
 
 
+#: Generated text a stream keeps for the response guardrails (characters); past it, unchecked.
+MAX_KEPT_TEXT = 262_144
+
+
 class SseUsage:
     """Follows a provider's SSE stream and keeps the usage it reports.
 
@@ -85,12 +89,23 @@ class SseUsage:
     ``feed`` never changes the bytes; call it with each chunk as it passes.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, keep_text: bool = False) -> None:
         self.kind = kind
         self._buffer = bytearray()
         self._openai: Usage | None = None
         self._anthropic: dict[str, int] = {}
         self.text_chars = 0  # characters of generated text seen (for an estimate)
+        self._parts: list[str] | None = [] if keep_text else None
+
+    @property
+    def text(self) -> str:
+        """The generated text seen, up to ``MAX_KEPT_TEXT`` characters (with ``keep_text``)."""
+        return "".join(self._parts or ())
+
+    def _note_text(self, text: str) -> None:
+        if self._parts is not None and self.text_chars < MAX_KEPT_TEXT:
+            self._parts.append(text[: MAX_KEPT_TEXT - self.text_chars])
+        self.text_chars += len(text)
 
     def feed(self, chunk: bytes) -> None:
         self._buffer += chunk
@@ -116,7 +131,7 @@ class SseUsage:
         for choice in event.get("choices") or ():
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-                self.text_chars += len(delta["content"])
+                self._note_text(delta["content"])
 
     def _observe_anthropic(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -129,7 +144,7 @@ class SseUsage:
         elif kind == "content_block_delta":
             delta = event.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("text"), str):
-                self.text_chars += len(delta["text"])
+                self._note_text(delta["text"])
         if isinstance(usage, dict):
             for name, value in usage.items():
                 if isinstance(value, int):
