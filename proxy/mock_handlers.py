@@ -27,6 +27,7 @@ import orjson
 from proxy.errors import ProxyError
 from proxy.mock_shapes import (
     Answer,
+    ToolCall,
     anthropic_message,
     anthropic_stream,
     embedding,
@@ -76,6 +77,7 @@ class MockRequest:
     input_tokens: int = 0  # embeddings: tokens over all inputs
     dimensions: int = DEFAULT_DIMENSIONS
     as_base64: bool = False
+    tool: dict[str, Any] | None = None  # messages: the tool that tool_choice makes it call
 
 
 class Handlers:
@@ -140,7 +142,9 @@ class Handlers:
         limit = _max_tokens(body, "max_tokens")
         if limit is None:
             raise RequestError("max_tokens: Field required")
-        return MockRequest("messages", model, anthropic_prompt(body), limit, stream)
+        return MockRequest(
+            "messages", model, anthropic_prompt(body), limit, stream, tool=_forced_tool(body)
+        )
 
     def answer(self, request: MockRequest, digest: bytes) -> bytes | list[bytes]:
         """The JSON body, or the SSE events of a stream, for a checked request."""
@@ -171,6 +175,7 @@ class Handlers:
             text=text,
             usage=usage,
             truncated=out == request.max_tokens,
+            tool_call=_tool_call(request.tool, digest),
         )
         if request.kind == "chat":
             if request.stream:
@@ -181,6 +186,38 @@ class Handlers:
                 return openai_completion_stream(answer, include_usage=request.include_usage)
             return openai_completion(answer)
         return anthropic_stream(answer) if request.stream else anthropic_message(answer)
+
+
+def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool an Anthropic request's ``tool_choice`` (``any`` or ``tool``) makes it call."""
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
+    choice = body.get("tool_choice")
+    if not tools or not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "any":
+        return tools[0]
+    if choice.get("type") == "tool":
+        named = [t for t in tools if t.get("name") == choice.get("name")]
+        if not named:
+            raise RequestError(f"tool_choice: no tool named {choice.get('name')!r}")
+        return named[0]
+    return None
+
+
+def _tool_call(tool: dict[str, Any] | None, digest: bytes) -> ToolCall | None:
+    """A call of ``tool`` whose input gives each string property a value from the digest."""
+    if tool is None:
+        return None
+    schema = tool.get("input_schema")
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict):
+        properties = {}
+    arguments = {
+        name: f"{name}-{digest[:3].hex()}"
+        for name, spec in properties.items()
+        if isinstance(spec, dict) and spec.get("type") == "string"
+    }
+    return ToolCall(f"toolu_{digest[:12].hex()}", str(tool.get("name", "")), arguments)
 
 
 def _require_messages(body: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "MODELS",
     "STREAM_TOKENS_PER_CHUNK",
     "Answer",
+    "ToolCall",
     "anthropic_message",
     "anthropic_stream",
     "embedding",
@@ -78,6 +79,16 @@ class Answer:
     text: str
     usage: Usage
     truncated: bool
+    tool_call: ToolCall | None = None  # Anthropic only: the answer calls this tool
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A ``tool_use`` block of an answer: its id, the tool's name and the input."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
 
 
 def error_body(status: int, message: str, *, anthropic: bool) -> bytes:
@@ -280,8 +291,8 @@ def anthropic_message(answer: Answer) -> bytes:
             "type": "message",
             "role": "assistant",
             "model": answer.model,
-            "content": [{"type": "text", "text": answer.text}],
-            "stop_reason": "max_tokens" if answer.truncated else "end_turn",
+            "content": _anthropic_content(answer),
+            "stop_reason": _anthropic_stop(answer),
             "stop_sequence": None,
             "usage": _anthropic_usage(answer.usage),
         }
@@ -328,9 +339,11 @@ def anthropic_stream(answer: Answer) -> list[bytes]:
         )
         for piece in _pieces(answer.text)
     )
-    stop = "max_tokens" if answer.truncated else "end_turn"
+    stop = _anthropic_stop(answer)
+    events.append(_event(b"content_block_stop", {"type": "content_block_stop", "index": 0}))
+    if answer.tool_call is not None:
+        events += _tool_use_events(answer.tool_call, index=1)
     events += [
-        _event(b"content_block_stop", {"type": "content_block_stop", "index": 0}),
         _event(
             b"message_delta",
             {
@@ -341,6 +354,47 @@ def anthropic_stream(answer: Answer) -> list[bytes]:
         ),
         _event(b"message_stop", {"type": "message_stop"}),
     ]
+    return events
+
+
+def _anthropic_content(answer: Answer) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = [{"type": "text", "text": answer.text}]
+    call = answer.tool_call
+    if call is not None:
+        content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.input})
+    return content
+
+
+def _anthropic_stop(answer: Answer) -> str:
+    if answer.tool_call is not None:
+        return "tool_use"
+    return "max_tokens" if answer.truncated else "end_turn"
+
+
+def _tool_use_events(call: ToolCall, *, index: int) -> list[bytes]:
+    """A ``tool_use`` block streamed: start (empty input), the input JSON in two
+    ``input_json_delta`` pieces, stop."""
+    arguments = orjson.dumps(call.input).decode()
+    half = len(arguments) // 2
+    block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+    events = [
+        _event(
+            b"content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": block},
+        )
+    ]
+    events.extend(
+        _event(
+            b"content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": piece},
+            },
+        )
+        for piece in (arguments[:half], arguments[half:])
+    )
+    events.append(_event(b"content_block_stop", {"type": "content_block_stop", "index": index}))
     return events
 
 

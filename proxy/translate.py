@@ -1,8 +1,10 @@
 """OpenAI chat completions <-> Anthropic messages, for ``anthropic/…`` models and for
 fallbacks across the two APIs.
 
-Covers text chat (system prompts, text and image parts, stop sequences, sampling,
-streaming with usage). Tool calls are passed as text, not translated.
+Covers chat: system prompts, text and image parts, stop sequences, sampling, tools
+(definitions, ``tool_choice``, the assistant's calls and the tool results in the history,
+calls in answers and in streams, as OpenAI's ``tool_calls``), streaming with usage.
+Not translated: audio, ``n`` > 1, ``response_format``, logprobs.
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ def anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
         if role in ("system", "developer"):
             system.append(content if isinstance(content, str) else _joined_text(content))
             continue
-        blocks = _blocks(content)
+        if role == "tool":
+            blocks = [_tool_result(message)]
+        elif role == "assistant" and message.get("tool_calls"):
+            blocks = [b for b in _blocks(content) if b.get("text") or b["type"] != "text"]
+            blocks += [_tool_use(call) for call in message["tool_calls"] if isinstance(call, dict)]
+        else:
+            blocks = _blocks(content)
         anthropic_role = "assistant" if role == "assistant" else "user"
         if messages and messages[-1]["role"] == anthropic_role:
             messages[-1]["content"].extend(blocks)  # Anthropic wants alternating roles
@@ -63,7 +71,67 @@ def anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
     stop = body.get("stop")
     if stop:
         result["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    tools = [_tool(t) for t in body.get("tools") or () if isinstance(t, dict)]
+    if tools:
+        result["tools"] = tools
+        choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+        if choice is not None:
+            result["tool_choice"] = choice
     return result
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI ``{"type": "function", "function": {...}}`` -> an Anthropic tool."""
+    function: dict[str, Any] = tool["function"] if isinstance(tool.get("function"), dict) else tool
+    result: dict[str, Any] = {
+        "name": str(function.get("name", "")),
+        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+    }
+    if function.get("description"):
+        result["description"] = str(function["description"])
+    return result
+
+
+def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    """OpenAI ``tool_choice`` (and ``parallel_tool_calls``) -> Anthropic ``tool_choice``."""
+    result: dict[str, Any] | None = None
+    if choice in (None, "auto"):
+        result = {"type": "auto"} if parallel is False else None
+    elif choice == "required":
+        result = {"type": "any"}
+    elif choice == "none":
+        return {"type": "none"}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        result = {"type": "tool", "name": str(choice["function"].get("name", ""))}
+    if result is not None and parallel is False:
+        result["disable_parallel_tool_use"] = True
+    return result
+
+
+def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
+    """An assistant's OpenAI tool call -> an Anthropic ``tool_use`` block."""
+    function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
+    try:
+        arguments = orjson.loads(function.get("arguments") or "{}")
+    except orjson.JSONDecodeError:
+        arguments = {"arguments": function.get("arguments")}  # kept, not lost
+    return {
+        "type": "tool_use",
+        "id": str(call.get("id", "")),
+        "name": str(function.get("name", "")),
+        "input": arguments if isinstance(arguments, dict) else {"value": arguments},
+    }
+
+
+def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI ``tool`` message -> an Anthropic ``tool_result`` block."""
+    content = message.get("content")
+    text = content if isinstance(content, str) else _joined_text(content)
+    return {
+        "type": "tool_result",
+        "tool_use_id": str(message.get("tool_call_id", "")),
+        "content": text,
+    }
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
@@ -100,11 +168,20 @@ def _openai_usage(usage: Usage) -> dict[str, Any]:
 
 def openai_response(body: dict[str, Any], usage: Usage | None, model: str) -> dict[str, Any]:
     """An OpenAI ``chat.completion`` from an Anthropic message response."""
-    text = "".join(
-        str(block.get("text", ""))
-        for block in body.get("content") or ()
-        if isinstance(block, dict) and block.get("type") == "text"
-    )
+    blocks = [block for block in body.get("content") or () if isinstance(block, dict)]
+    text = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
+    calls = [
+        {
+            "id": str(b.get("id", "")),
+            "type": "function",
+            "function": {"name": str(b.get("name", "")), "arguments": _arguments(b.get("input"))},
+        }
+        for b in blocks
+        if b.get("type") == "tool_use"
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
+    if calls:
+        message["tool_calls"] = calls
     result: dict[str, Any] = {
         "id": f"chatcmpl-{body.get('id', '')}",
         "object": "chat.completion",
@@ -113,7 +190,7 @@ def openai_response(body: dict[str, Any], usage: Usage | None, model: str) -> di
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "finish_reason": _FINISH.get(str(body.get("stop_reason")), "stop"),
             }
         ],
@@ -121,6 +198,11 @@ def openai_response(body: dict[str, Any], usage: Usage | None, model: str) -> di
     if usage is not None:
         result["usage"] = _openai_usage(usage)
     return result
+
+
+def _arguments(value: Any) -> str:
+    """A tool call's input as OpenAI's ``arguments``: a JSON string."""
+    return orjson.dumps(value if value is not None else {}).decode()
 
 
 def openai_error(status: int, body: Any) -> dict[str, Any]:
@@ -142,6 +224,7 @@ class AnthropicToOpenAIStream:
         self.id = "chatcmpl-stream"
         self.created = int(time.time())
         self._usage: dict[str, int] = {}
+        self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
 
     def convert(self, payload: bytes) -> bytes:
         """SSE bytes (possibly empty) for one Anthropic event's data payload."""
@@ -157,10 +240,16 @@ class AnthropicToOpenAIStream:
             self.id = f"chatcmpl-{message.get('id', '')}"
             self._take_usage(message.get("usage"))
             return self._chunk({"role": "assistant", "content": ""}, None)
+        if kind == "content_block_start":
+            return self._tool_start(event)
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
             if delta.get("type") == "text_delta":
                 return self._chunk({"content": delta.get("text", "")}, None)
+            tool = self._tool_index.get(event.get("index", -1))
+            if delta.get("type") == "input_json_delta" and tool is not None:
+                arguments = {"arguments": str(delta.get("partial_json", ""))}
+                return self._chunk({"tool_calls": [{"index": tool, "function": arguments}]}, None)
             return b""
         if kind == "message_delta":
             self._take_usage(event.get("usage"))
@@ -174,6 +263,21 @@ class AnthropicToOpenAIStream:
         if kind == "error":
             return self._frame(openai_error(500, event))
         return b""
+
+    def _tool_start(self, event: dict[str, Any]) -> bytes:
+        """A ``tool_use`` block opens: OpenAI's first ``tool_calls`` delta (id, name)."""
+        block = event.get("content_block") or {}
+        if not isinstance(block, dict) or block.get("type") != "tool_use":
+            return b""
+        tool = len(self._tool_index)
+        self._tool_index[event.get("index", tool)] = tool
+        call = {
+            "index": tool,
+            "id": str(block.get("id", "")),
+            "type": "function",
+            "function": {"name": str(block.get("name", "")), "arguments": ""},
+        }
+        return self._chunk({"tool_calls": [call]}, None)
 
     def _take_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):

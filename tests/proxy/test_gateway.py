@@ -360,3 +360,56 @@ def test_two_gateways_share_cache_and_limits_through_redis(tmp_path: Path) -> No
     assert [a.headers.get("cf-aig-cache-status") for a in answers[:3]] == ["MISS", "HIT", "HIT"]
     assert [a.status for a in answers] == [200, 200, 200, 429]
     assert len(calls) == 1
+
+
+def test_tool_calls_are_translated_both_ways_whole_and_streamed(tmp_path: Path) -> None:
+    """An OpenAI client with tools on anthropic/…: the provider gets Anthropic tools and a
+    tool_choice; its tool_use comes back as OpenAI tool_calls, whole and streamed."""
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    body = {
+        "model": "anthropic/claude-haiku-4-5",
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [weather],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "max_tokens": 64,
+    }
+    with gateway(tmp_path) as gw:
+        whole = gw.post("/v1/chat/completions", body)
+        streamed = gw.post("/v1/chat/completions", {**body, "stream": True})
+        sent = mock_calls(gw.anthropic)
+        native = direct(gw.anthropic, "/v1/messages", sent[0]["body"])
+    assert sent[0]["body"]["tools"] == [
+        {"name": "get_weather", "input_schema": weather["function"]["parameters"]}  # type: ignore[index]
+    ]
+    assert sent[0]["body"]["tool_choice"] == {"type": "tool", "name": "get_weather"}
+    tool_use = native["content"][1]  # type: ignore[index]
+    assert tool_use["type"] == "tool_use"
+    [choice] = whole.json()["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"] == [
+        {
+            "id": tool_use["id"],
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "arguments": orjson.dumps(tool_use["input"]).decode(),
+            },
+        }
+    ]
+    chunks = [orjson.loads(e[6:]) for e in streamed.body.split(b"\n\n") if e.startswith(b"data: {")]
+    calls = [
+        call
+        for c in chunks
+        if c["choices"]
+        for call in c["choices"][0]["delta"].get("tool_calls", [])
+    ]
+    assert calls[0]["id"] == tool_use["id"]
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert orjson.loads("".join(c["function"]["arguments"] for c in calls)) == tool_use["input"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"

@@ -1,0 +1,215 @@
+"""OpenAI chat <-> Anthropic messages: tools, tool choice, tool history, tool calls in
+answers and streams (the text cases are covered through the gateway in test_gateway)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from proxy.translate import AnthropicToOpenAIStream, anthropic_request, openai_response
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def test_tools_and_a_tool_history_become_anthropic_blocks() -> None:
+    """Definitions -> input_schema; assistant tool_calls -> tool_use; tool -> tool_result."""
+    body = {
+        "model": "x",
+        "tools": [WEATHER, {"type": "function", "function": {"name": "now"}}],
+        "tool_choice": "required",
+        "messages": [
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    },
+                    {
+                        "id": "call_2",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                    },
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
+            {
+                "role": "tool",
+                "tool_call_id": "call_2",
+                "content": [{"type": "text", "text": "21 C"}],
+            },
+            {"role": "user", "content": "Which is warmer?"},
+        ],
+    }
+    sent = anthropic_request(body, "claude-haiku-4-5")
+    assert sent["tools"] == [
+        {
+            "name": "get_weather",
+            "input_schema": WEATHER["function"]["parameters"],  # type: ignore[index]
+            "description": "Weather for a city",
+        },
+        {"name": "now", "input_schema": {"type": "object", "properties": {}}},
+    ]
+    assert sent["tool_choice"] == {"type": "any"}
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris and Rome?"}]},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "call_1",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "call_2",
+                    "name": "get_weather",
+                    "input": {"city": "Rome"},
+                },
+            ],
+        },
+        {
+            "role": "user",  # tool results first, then the user's text, in one message
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "18 C"},
+                {"type": "tool_result", "tool_use_id": "call_2", "content": "21 C"},
+                {"type": "text", "text": "Which is warmer?"},
+            ],
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("choice", "parallel", "expected"),
+    [
+        (None, None, None),
+        ("auto", None, None),
+        ("auto", False, {"type": "auto", "disable_parallel_tool_use": True}),
+        ("required", None, {"type": "any"}),
+        ("none", None, {"type": "none"}),
+        (
+            {"type": "function", "function": {"name": "get_weather"}},
+            False,
+            {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
+        ),
+    ],
+)
+def test_tool_choice(choice: Any, parallel: Any, expected: dict[str, Any] | None) -> None:
+    """OpenAI tool_choice and parallel_tool_calls map to Anthropic's tool_choice."""
+    body: dict[str, Any] = {"model": "x", "messages": [], "tools": [WEATHER]}
+    if choice is not None:
+        body["tool_choice"] = choice
+    if parallel is not None:
+        body["parallel_tool_calls"] = parallel
+    assert anthropic_request(body, "m").get("tool_choice") == expected
+
+
+def test_arguments_that_are_not_json_are_kept() -> None:
+    """A malformed arguments string from a client is passed on, not dropped."""
+    call = {"id": "c", "function": {"name": "f", "arguments": "city=Paris"}}
+    body = {"model": "x", "messages": [{"role": "assistant", "tool_calls": [call]}]}
+    [message] = anthropic_request(body, "m")["messages"]
+    assert message["content"] == [
+        {"type": "tool_use", "id": "c", "name": "f", "input": {"arguments": "city=Paris"}}
+    ]
+
+
+def test_tool_use_in_an_answer_becomes_tool_calls() -> None:
+    """Anthropic tool_use blocks -> OpenAI tool_calls with JSON-string arguments."""
+    answer = {
+        "id": "msg_1",
+        "content": [
+            {"type": "text", "text": "Let me check."},
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "get_weather",
+                "input": {"city": "Paris"},
+            },
+        ],
+        "stop_reason": "tool_use",
+    }
+    [choice] = openai_response(answer, None, "claude")["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": "Let me check.",
+        "tool_calls": [
+            {
+                "id": "toolu_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+            }
+        ],
+    }
+    only_tool = {**answer, "content": answer["content"][1:]}  # type: ignore[index]
+    assert openai_response(only_tool, None, "c")["choices"][0]["message"]["content"] is None
+
+
+def test_streamed_tool_use_becomes_tool_call_deltas() -> None:
+    """content_block_start(tool_use) and input_json_delta -> OpenAI tool_calls deltas."""
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {"id": "m1", "usage": {"input_tokens": 9}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hm."}},
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {
+                "type": "tool_use",
+                "id": "toolu_9",
+                "name": "get_weather",
+                "input": {},
+            },
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"city": '},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '"Rome"}'},
+        },
+        {"type": "content_block_stop", "index": 1},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use"},
+            "usage": {"output_tokens": 7},
+        },
+        {"type": "message_stop"},
+    ]
+    stream = AnthropicToOpenAIStream("claude", include_usage=False)
+    out = b"".join(stream.convert(orjson.dumps(e)) for e in events)
+    chunks = [orjson.loads(e[6:]) for e in out.split(b"\n\n") if e.startswith(b"data: {")]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+    assert calls[0] == {
+        "index": 0,
+        "id": "toolu_9",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
+    assert "".join(c["function"]["arguments"] for c in calls) == '{"city": "Rome"}'
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert out.endswith(b"data: [DONE]\n\n")
