@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from proxy.backends import is_redis_url, redacted
 from proxy.errors import GatewayConfigError
@@ -248,6 +249,13 @@ class _Reader:
         """``[where] url``: unset, ``redis://…``, and for the cache a file path or
         ``sqlite:///path``, for limits ``memory://``; anything else fails here, at start-up."""
         url: str | None = self.value(table, "url", where, str) or None
+        if url is not None and "://" in url:
+            try:
+                urlsplit(url).port  # noqa: B018 -- parses host and port, raising if malformed
+            except ValueError:
+                raise self.fail(
+                    f"{where}.url", f"is not a valid URL (got {redacted(url)!r})"
+                ) from None
         if url is None or is_redis_url(url) or (url == "memory://" and not files):
             return url
         if files and ("://" not in url or url.startswith("sqlite:///")):

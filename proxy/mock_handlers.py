@@ -190,7 +190,8 @@ class Handlers:
 
 def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     """The tool an Anthropic request's ``tool_choice`` (``any`` or ``tool``) makes it call."""
-    tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
+    listed = body.get("tools")
+    tools = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
     choice = body.get("tool_choice")
     if not tools or not isinstance(choice, dict):
         return None

@@ -6,19 +6,25 @@ names or tool schemas. This module knows the places, for these shapes:
 Requests
   * OpenAI chat completions: ``messages[].content`` -- a string, or a list of parts whose
     ``type`` is ``"text"`` (images and audio parts are left alone); ``role: "tool"`` results
-    are messages too.
+    are messages too; the ``arguments`` of an assistant's ``tool_calls``.
   * OpenAI completions: ``prompt`` (string or list of strings; token-id lists are skipped).
   * OpenAI embeddings: ``input`` (string or list of strings); Responses API ``input`` items
     with ``content`` (as above) or ``output`` (function-call results) and ``instructions``.
   * Anthropic messages: ``system`` (string or text blocks) and ``messages[].content``
-    (string or blocks: ``text`` blocks, and ``tool_result`` blocks whose ``content`` is a
-    string or text blocks).
+    (string or blocks: ``text`` blocks, ``tool_result`` blocks whose ``content`` is a
+    string or text blocks, and the string values of ``tool_use`` blocks' ``input``).
 
 Responses (whole bodies and single SSE events)
   * OpenAI: ``choices[].message.content``, ``choices[].text``, and in stream chunks
-    ``choices[].delta.content``; Responses API ``output[].content[].text``.
-  * Anthropic: ``content[].text`` of text blocks; in stream events ``delta.text``
-    (``text_delta``) and ``content_block.text``.
+    ``choices[].delta.content``; tool-call ``function.arguments`` in messages and deltas;
+    Responses API ``output[].content[].text`` and ``function_call`` ``arguments``.
+  * Anthropic: ``content[].text`` of text blocks and the string values of ``tool_use``
+    ``input``; in stream events ``delta.text`` (``text_delta``), ``delta.partial_json``
+    (``input_json_delta``) and ``content_block.text``.
+
+Tool arguments are model-written too: a secret or a jailbreak can travel in them. A whole
+``arguments`` string that parses as JSON has its string values mapped (the JSON stays
+valid); a fragment (a stream delta) or a non-JSON string is mapped as one text.
 
 Texts come out in document order. The ``map_*`` functions return a new body and never
 mutate their input: containers on the path to a text are shallow-copied, everything else
@@ -30,6 +36,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 __all__ = ["map_request_texts", "map_response_texts", "request_texts", "response_texts"]
 
@@ -114,6 +122,10 @@ def _map_block(block: Any, fn: TextFn) -> Any:
     kind = block.get("type")
     if kind == "tool_result" and "content" in block:
         return {**block, "content": _map_content(block["content"], fn)}
+    if kind == "tool_use" and "input" in block:
+        return {**block, "input": _map_json(block["input"], fn)}
+    if kind == "input_json_delta" and isinstance(block.get("partial_json"), str):
+        return {**block, "partial_json": fn(block["partial_json"])}
     # A missing type appears in stream deltas ({"text": ...} under "delta").
     if (kind in _TEXT_TYPES or kind == "text_delta" or kind is None) and isinstance(
         block.get("text"), str
@@ -129,8 +141,12 @@ def _map_item(item: Any, fn: TextFn) -> Any:
     out = dict(item)
     if "content" in item:
         out["content"] = _map_content(item["content"], fn)
+    if "tool_calls" in item:
+        out["tool_calls"] = _map_tool_calls(item["tool_calls"], fn, whole=True)
     if item.get("type") == "function_call_output" and isinstance(item.get("output"), str):
         out["output"] = fn(item["output"])
+    if item.get("type") == "function_call" and isinstance(item.get("arguments"), str):
+        out["arguments"] = _map_arguments(item["arguments"], fn)
     return out
 
 
@@ -154,6 +170,53 @@ def _map_choice(choice: Any, fn: TextFn) -> Any:
         out["text"] = fn(choice["text"])
     for key in ("message", "delta"):
         message = choice.get(key)
-        if isinstance(message, dict) and "content" in message:
-            out[key] = {**message, "content": _map_content(message["content"], fn)}
+        if not isinstance(message, dict):
+            continue
+        mapped = dict(message)
+        if "content" in message:
+            mapped["content"] = _map_content(message["content"], fn)
+        if "tool_calls" in message:  # a delta carries argument fragments, not whole JSON
+            mapped["tool_calls"] = _map_tool_calls(
+                message["tool_calls"], fn, whole=key == "message"
+            )
+        out[key] = mapped
     return out
+
+
+def _map_tool_calls(calls: Any, fn: TextFn, *, whole: bool) -> Any:
+    """OpenAI ``tool_calls``: each ``function.arguments`` mapped (whole JSON or fragment)."""
+    if not isinstance(calls, list):
+        return calls
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            arguments = function["arguments"]
+            mapped = _map_arguments(arguments, fn) if whole else fn(arguments)
+            out.append({**call, "function": {**function, "arguments": mapped}})
+        else:
+            out.append(call)
+    return out
+
+
+def _map_arguments(arguments: str, fn: TextFn) -> str:
+    """A JSON ``arguments`` string with its string values mapped; else mapped as one text."""
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return fn(arguments)
+    if not isinstance(parsed, (dict, list, str)):
+        return arguments
+    mapped = _map_json(parsed, fn)
+    return arguments if mapped == parsed else orjson.dumps(mapped).decode()
+
+
+def _map_json(value: Any, fn: TextFn) -> Any:
+    """Every string value (not key) in a decoded JSON value mapped, in document order."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {key: _map_json(item, fn) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_map_json(item, fn) for item in value]
+    return value

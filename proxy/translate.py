@@ -36,7 +36,8 @@ def anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
     """An Anthropic ``/v1/messages`` body equivalent to an OpenAI chat ``body``."""
     system: list[str] = []
     messages: list[dict[str, Any]] = []
-    for message in body.get("messages") or ():
+    listed_messages = body.get("messages")
+    for message in listed_messages if isinstance(listed_messages, list) else ():
         if not isinstance(message, dict):
             continue
         role = message.get("role")
@@ -46,7 +47,7 @@ def anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
             continue
         if role == "tool":
             blocks = [_tool_result(message)]
-        elif role == "assistant" and message.get("tool_calls"):
+        elif role == "assistant" and isinstance(message.get("tool_calls"), list):
             blocks = [b for b in _blocks(content) if b.get("text") or b["type"] != "text"]
             blocks += [_tool_use(call) for call in message["tool_calls"] if isinstance(call, dict)]
         else:
@@ -71,7 +72,8 @@ def anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
     stop = body.get("stop")
     if stop:
         result["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    tools = [_tool(t) for t in body.get("tools") or () if isinstance(t, dict)]
+    listed = body.get("tools")
+    tools = [_tool(t) for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
     if tools:
         result["tools"] = tools
         choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
@@ -83,9 +85,12 @@ def anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:
     """OpenAI ``{"type": "function", "function": {...}}`` -> an Anthropic tool."""
     function: dict[str, Any] = tool["function"] if isinstance(tool.get("function"), dict) else tool
+    parameters = function.get("parameters")
     result: dict[str, Any] = {
         "name": str(function.get("name", "")),
-        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+        "input_schema": parameters
+        if isinstance(parameters, dict) and parameters
+        else {"type": "object", "properties": {}},
     }
     if function.get("description"):
         result["description"] = str(function["description"])
@@ -111,10 +116,12 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
     """An assistant's OpenAI tool call -> an Anthropic ``tool_use`` block."""
     function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
-    try:
-        arguments = orjson.loads(function.get("arguments") or "{}")
-    except orjson.JSONDecodeError:
-        arguments = {"arguments": function.get("arguments")}  # kept, not lost
+    arguments: Any = function.get("arguments") or "{}"
+    if isinstance(arguments, (str, bytes)):  # OpenAI sends a JSON string; some clients a dict
+        try:
+            arguments = orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            arguments = {"arguments": function.get("arguments")}  # kept, not lost
     return {
         "type": "tool_use",
         "id": str(call.get("id", "")),
@@ -225,6 +232,7 @@ class AnthropicToOpenAIStream:
         self.created = int(time.time())
         self._usage: dict[str, int] = {}
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
+        self._tool_has_input: set[int] = set()  # OpenAI tool indexes that got arguments
 
     def convert(self, payload: bytes) -> bytes:
         """SSE bytes (possibly empty) for one Anthropic event's data payload."""
@@ -243,14 +251,26 @@ class AnthropicToOpenAIStream:
         if kind == "content_block_start":
             return self._tool_start(event)
         if kind == "content_block_delta":
-            delta = event.get("delta") or {}
+            delta = event.get("delta")
+            if not isinstance(delta, dict):
+                return b""
             if delta.get("type") == "text_delta":
-                return self._chunk({"content": delta.get("text", "")}, None)
-            tool = self._tool_index.get(event.get("index", -1))
+                return self._chunk({"content": str(delta.get("text", ""))}, None)
+            tool = self._tool_of(event)
             if delta.get("type") == "input_json_delta" and tool is not None:
-                arguments = {"arguments": str(delta.get("partial_json", ""))}
+                partial = str(delta.get("partial_json", ""))
+                if partial:
+                    self._tool_has_input.add(tool)
+                arguments = {"arguments": partial}
                 return self._chunk({"tool_calls": [{"index": tool, "function": arguments}]}, None)
             return b""
+        if kind == "content_block_stop":
+            tool = self._tool_of(event)
+            if tool is None or tool in self._tool_has_input:
+                return b""
+            # A tool called with no input streams no JSON: the arguments must still parse.
+            empty = {"index": tool, "function": {"arguments": "{}"}}
+            return self._chunk({"tool_calls": [empty]}, None)
         if kind == "message_delta":
             self._take_usage(event.get("usage"))
             reason = (event.get("delta") or {}).get("stop_reason")
@@ -270,7 +290,8 @@ class AnthropicToOpenAIStream:
         if not isinstance(block, dict) or block.get("type") != "tool_use":
             return b""
         tool = len(self._tool_index)
-        self._tool_index[event.get("index", tool)] = tool
+        index = event.get("index", tool)
+        self._tool_index[index if isinstance(index, int) else -1 - tool] = tool
         call = {
             "index": tool,
             "id": str(block.get("id", "")),
@@ -278,6 +299,11 @@ class AnthropicToOpenAIStream:
             "function": {"name": str(block.get("name", "")), "arguments": ""},
         }
         return self._chunk({"tool_calls": [call]}, None)
+
+    def _tool_of(self, event: dict[str, Any]) -> int | None:
+        """The OpenAI tool index of the Anthropic block an event belongs to (None: not a tool)."""
+        index = event.get("index")
+        return self._tool_index.get(index) if isinstance(index, int) else None
 
     def _take_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):

@@ -99,7 +99,8 @@ class SseUsage:
 
     @property
     def text(self) -> str:
-        """The generated text seen, up to ``MAX_KEPT_TEXT`` characters (with ``keep_text``)."""
+        """The generated text and tool-call arguments seen, up to ``MAX_KEPT_TEXT`` characters
+        (with ``keep_text``)."""
         return "".join(self._parts or ())
 
     def _note_text(self, text: str) -> None:
@@ -130,8 +131,14 @@ class SseUsage:
             self._openai = _openai(usage)
         for choice in event.get("choices") or ():
             delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+            if not isinstance(delta, dict):
+                continue
+            if isinstance(delta.get("content"), str):
                 self._note_text(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    self._note_text(function["arguments"])
 
     def _observe_anthropic(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -143,8 +150,9 @@ class SseUsage:
             usage = event.get("usage")
         elif kind == "content_block_delta":
             delta = event.get("delta")
-            if isinstance(delta, dict) and isinstance(delta.get("text"), str):
-                self._note_text(delta["text"])
+            for field in ("text", "partial_json"):  # text_delta, input_json_delta
+                if isinstance(delta, dict) and isinstance(delta.get(field), str):
+                    self._note_text(delta[field])
         if isinstance(usage, dict):
             for name, value in usage.items():
                 if isinstance(value, int):

@@ -107,6 +107,14 @@ def test_the_sample_config_loads_with_its_routes() -> None:
             "(got 's3://bucket/cache')",
         ),
         (
+            PROVIDER + KEY + '[cache]\nurl = "redis://u:hunter2@[::1/0"\n',
+            "cache.url: is not a valid URL (got 'redis://…')",
+        ),
+        (
+            PROVIDER + KEY + '[limits]\nurl = "redis://:hunter2@cache:63x79/0"\n',
+            "limits.url: is not a valid URL (got 'redis://…')",
+        ),
+        (
             "[server\n",
             "not valid TOML: Expected ']' at the end of a table declaration (at line 1, column 8)",
         ),

@@ -8,6 +8,7 @@ import copy
 import string
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -391,3 +392,29 @@ def test_streamed_output_equals_redacting_the_whole_text(
     out, redactor = _stream(text, cuts, hold_back=hold_back, step=step)
     assert out == redact(text)
     assert redactor.categories == {f.category for f in scan(text)}
+
+
+def test_tool_call_arguments_in_an_answer_are_redacted_as_valid_json() -> None:
+    """A secret the model puts in a tool call is caught like one in its text."""
+    arguments = '{"recipient": "ana@example.com", "subject": "hi"}'
+    body = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c", "function": {"name": "mail", "arguments": arguments}}
+                    ],
+                },
+            }
+        ]
+    }
+    result = inspect_response(body, "redact")
+    assert (result.action, result.categories) == ("redact", ("EMAIL",))
+    redacted_arguments = result.body["choices"][0]["message"]["tool_calls"][0]["function"][
+        "arguments"
+    ]
+    assert orjson.loads(redacted_arguments) == {"recipient": "[REDACTED:EMAIL]", "subject": "hi"}
+    assert inspect_response(body, "flag").categories == ("EMAIL",)

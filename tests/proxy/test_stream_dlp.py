@@ -156,3 +156,78 @@ def test_response_guardrails_block_a_whole_answer_and_monitor_a_stream(tmp_path:
         (None, None),
         (None, None),
     ]
+
+
+def _tool_chunk(index: int, arguments: str, **first: str) -> bytes:
+    call: dict[str, object] = {"index": index, "function": {"arguments": arguments}}
+    if first:
+        call = {
+            "index": index,
+            "id": first["id"],
+            "type": "function",
+            "function": {"name": first["name"], "arguments": arguments},
+        }
+    chunk = {
+        "object": "chat.completion.chunk",
+        "id": "c1",
+        "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}],
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def test_openai_tool_call_arguments_are_redacted_and_stay_json() -> None:
+    """Two streamed tool calls carry the key and the address split across fragments; each
+    call's arguments, joined, are the redacted JSON, and text before them is kept."""
+    first = orjson.dumps({"note": TEXT}).decode()
+    second = orjson.dumps({"to": "ana@example.com", "n": 2}).decode()
+    events = openai_events(["Calling tools. "])[:-2]  # text, without finish and [DONE]
+    events.append(_tool_chunk(0, "", id="call_a", name="store"))
+    events += [_tool_chunk(0, piece) for piece in pieces_of(first, 6)]
+    events.append(_tool_chunk(1, "", id="call_b", name="mail"))
+    events += [_tool_chunk(1, piece) for piece in pieces_of(second, 4)]
+    events += openai_events([])  # finish_reason "tool_calls"-like stop, then [DONE]
+    dlp = StreamDlp("redact")
+    out = b"".join(dlp.process(event) for event in events) + dlp.finish()
+    assert SECRET.encode() not in out and b"ana@example.com" not in out
+    arguments: dict[int, str] = {}
+    for event in out.split(b"\n\n"):
+        if event.startswith(b"data: {"):
+            delta = orjson.loads(event[6:])["choices"][0]["delta"]
+            for call in delta.get("tool_calls", []):
+                arguments[call["index"]] = (
+                    arguments.get(call["index"], "") + call["function"]["arguments"]
+                )
+    assert orjson.loads(arguments[0]) == {
+        "note": TEXT.replace(SECRET, "[REDACTED:AWS_ACCESS_KEY]").replace(
+            "ana@example.com", "[REDACTED:EMAIL]"
+        )
+    }
+    assert orjson.loads(arguments[1]) == {"to": "[REDACTED:EMAIL]", "n": 2}
+    assert openai_text(out) == "Calling tools. "
+    assert (dlp.action, dlp.categories) == ("redact", ("AWS_ACCESS_KEY", "EMAIL"))
+
+
+def test_anthropic_tool_input_is_redacted_before_the_block_ends() -> None:
+    """input_json_delta fragments: the held tail goes out as one more input_json_delta."""
+    document = orjson.dumps({"body": TEXT}).decode()
+    events = []
+    for piece in pieces_of(document, 5):
+        delta = {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": piece},
+        }
+        events.append(b"event: content_block_delta\ndata: " + orjson.dumps(delta) + b"\n\n")
+    events.append(b'event: content_block_stop\ndata: {"type":"content_block_stop","index":1}\n\n')
+    dlp = StreamDlp("redact")
+    out = b"".join(dlp.process(event) for event in events)
+    assert SECRET.encode() not in out and b"ana@example.com" not in out
+    parts = [orjson.loads(e.split(b"data: ", 1)[1]) for e in out.split(b"\n\n") if b"data: " in e]
+    assert parts[-1] == {"type": "content_block_stop", "index": 1}
+    joined = "".join(p["delta"]["partial_json"] for p in parts[:-1])
+    assert all(p["delta"]["type"] == "input_json_delta" and p["index"] == 1 for p in parts[:-1])
+    assert orjson.loads(joined) == {
+        "body": TEXT.replace(SECRET, "[REDACTED:AWS_ACCESS_KEY]").replace(
+            "ana@example.com", "[REDACTED:EMAIL]"
+        )
+    }

@@ -24,7 +24,13 @@ OPENAI_CHAT: dict[str, Any] = {
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup"}}],
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "lookup", "arguments": '{"fruit": "apples", "n": 3}'},
+                }
+            ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "Result: 42 apples"},
     ],
@@ -38,7 +44,9 @@ ANTHROPIC_MESSAGES: dict[str, Any] = {
         {"role": "user", "content": "Hello"},
         {
             "role": "assistant",
-            "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}],
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": ["seven"]}}
+            ],
         },
         {
             "role": "user",
@@ -55,10 +63,11 @@ ANTHROPIC_MESSAGES: dict[str, Any] = {
 }
 
 
-def test_openai_chat_texts_in_document_order_skipping_images_and_tool_calls() -> None:
+def test_openai_chat_texts_in_document_order_with_tool_arguments_skipping_images() -> None:
     assert request_texts(OPENAI_CHAT) == [
         "Be brief.",
         "What is in this image?",
+        "apples",
         "Result: 42 apples",
     ]
 
@@ -67,6 +76,7 @@ def test_anthropic_system_blocks_messages_and_tool_results() -> None:
     assert request_texts(ANTHROPIC_MESSAGES) == [
         "You are terse.",
         "Hello",
+        "seven",
         "lookup says 7",
         "Thanks",
     ]
@@ -97,11 +107,21 @@ def test_map_request_returns_new_body_and_leaves_input_and_other_fields_alone() 
     mapped = map_request_texts(OPENAI_CHAT, str.upper)
     assert before == OPENAI_CHAT
     assert mapped is not OPENAI_CHAT
-    assert request_texts(mapped) == ["BE BRIEF.", "WHAT IS IN THIS IMAGE?", "RESULT: 42 APPLES"]
+    assert request_texts(mapped) == [
+        "BE BRIEF.",
+        "WHAT IS IN THIS IMAGE?",
+        "APPLES",
+        "RESULT: 42 APPLES",
+    ]
     assert mapped["model"] == "gpt-4o-mini"
     assert mapped["tools"] == OPENAI_CHAT["tools"]
     assert mapped["messages"][1]["content"][1] == OPENAI_CHAT["messages"][1]["content"][1]
-    assert mapped["messages"][2] == OPENAI_CHAT["messages"][2]
+    call = mapped["messages"][2]["tool_calls"][0]
+    assert call == {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "lookup", "arguments": '{"fruit":"APPLES","n":3}'},
+    }
     assert [m["role"] for m in mapped["messages"]] == ["system", "user", "assistant", "tool"]
 
 
@@ -113,7 +133,19 @@ def test_map_request_anthropic_keeps_cache_control_and_tool_ids() -> None:
         {"type": "text", "text": "<You are terse.>", "cache_control": {"type": "ephemeral"}}
     ]
     assert mapped["messages"][2]["content"][0]["tool_use_id"] == "toolu_1"
-    assert request_texts(mapped) == ["<You are terse.>", "<Hello>", "<lookup says 7>", "<Thanks>"]
+    assert mapped["messages"][1]["content"][0] == {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "lookup",
+        "input": {"q": ["<seven>"]},
+    }
+    assert request_texts(mapped) == [
+        "<You are terse.>",
+        "<Hello>",
+        "<seven>",
+        "<lookup says 7>",
+        "<Thanks>",
+    ]
 
 
 def test_response_texts_for_openai_chat_completions_and_anthropic() -> None:
@@ -130,12 +162,12 @@ def test_response_texts_for_openai_chat_completions_and_anthropic() -> None:
         "id": "msg_1",
         "content": [
             {"type": "text", "text": "answer"},
-            {"type": "tool_use", "id": "toolu_2", "name": "f", "input": {"q": "not text"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "f", "input": {"q": "model wrote"}},
         ],
     }
     assert response_texts(chat) == ["first", "second"]
     assert response_texts(completion) == ["legacy"]
-    assert response_texts(anthropic) == ["answer"]
+    assert response_texts(anthropic) == ["answer", "model wrote"]
 
 
 def test_stream_events_carry_their_delta_text() -> None:
@@ -152,7 +184,7 @@ def test_stream_events_carry_their_delta_text() -> None:
     }
     assert response_texts(openai_chunk) == ["Hel"]
     assert response_texts(anthropic_delta) == ["lo"]
-    assert response_texts(anthropic_json) == []
+    assert response_texts(anthropic_json) == ['{"q": 1']  # a fragment: one raw text
     mapped = map_response_texts(anthropic_delta, str.upper)
     assert mapped == {
         "type": "content_block_delta",
@@ -162,7 +194,7 @@ def test_stream_events_carry_their_delta_text() -> None:
     assert anthropic_delta["delta"]["text"] == "lo"
 
 
-def test_map_response_leaves_usage_ids_and_tool_use_unchanged() -> None:
+def test_map_response_leaves_usage_ids_and_tool_names_unchanged() -> None:
     body = {
         "id": "msg_1",
         "usage": {"input_tokens": 5},
@@ -179,6 +211,58 @@ def test_map_response_leaves_usage_ids_and_tool_use_unchanged() -> None:
         "usage": {"input_tokens": 5},
         "content": [
             {"type": "text", "text": "ABC"},
-            {"type": "tool_use", "id": "toolu_2", "name": "f", "input": {"q": "x"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "f", "input": {"q": "X"}},
         ],
+    }
+
+
+def test_openai_tool_call_arguments_whole_and_streamed() -> None:
+    whole = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "function": {"name": "f", "arguments": '{"to": "a@b.io"}'}},
+                        {"id": "c2", "function": {"name": "g", "arguments": "not json"}},
+                        {"id": "c3", "function": {"name": "h", "arguments": "{}"}},
+                    ],
+                },
+            }
+        ]
+    }
+    assert response_texts(whole) == ["a@b.io", "not json"]
+    mapped = map_response_texts(whole, str.upper)
+    calls = mapped["choices"][0]["message"]["tool_calls"]
+    assert [c["function"]["arguments"] for c in calls] == ['{"to":"A@B.IO"}', "NOT JSON", "{}"]
+    assert [c["id"] for c in calls] == ["c1", "c2", "c3"]
+    unchanged = map_response_texts(whole, lambda t: t)
+    assert unchanged["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == (
+        '{"to": "a@b.io"}'  # untouched text keeps its bytes
+    )
+    chunk = {
+        "choices": [
+            {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"to'}}]}}
+        ]
+    }
+    assert response_texts(chunk) == ['{"to']  # a fragment is not parsed
+
+
+def test_responses_api_function_call_arguments() -> None:
+    body = {
+        "output": [
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": '{"q": "hi"}'}
+        ]
+    }
+    assert response_texts(body) == ["hi"]
+    assert map_response_texts(body, str.upper)["output"][0]["arguments"] == '{"q":"HI"}'
+
+
+def test_malformed_tool_shapes_are_left_alone() -> None:
+    odd = {"choices": [{"message": {"content": "x", "tool_calls": {"not": "a list"}}}]}
+    assert response_texts(odd) == ["x"]
+    assert map_response_texts(odd, str.upper)["choices"][0]["message"]["tool_calls"] == {
+        "not": "a list"
     }

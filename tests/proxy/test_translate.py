@@ -105,6 +105,8 @@ def test_tools_and_a_tool_history_become_anthropic_blocks() -> None:
         ("auto", False, {"type": "auto", "disable_parallel_tool_use": True}),
         ("required", None, {"type": "any"}),
         ("none", None, {"type": "none"}),
+        ("none", False, {"type": "none"}),  # no tools: nothing to run in parallel
+        ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
         (
             {"type": "function", "function": {"name": "get_weather"}},
             False,
@@ -213,3 +215,55 @@ def test_streamed_tool_use_becomes_tool_call_deltas() -> None:
     assert "".join(c["function"]["arguments"] for c in calls) == '{"city": "Rome"}'
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     assert out.endswith(b"data: [DONE]\n\n")
+
+
+def test_arguments_given_as_an_object_are_used_as_the_input() -> None:
+    """Some clients send arguments as a JSON object rather than a string."""
+    call = {"id": "c", "function": {"name": "f", "arguments": {"city": "Oslo"}}}
+    body = {"model": "x", "messages": [{"role": "assistant", "tool_calls": [call]}]}
+    [message] = anthropic_request(body, "m")["messages"]
+    assert message["content"] == [
+        {"type": "tool_use", "id": "c", "name": "f", "input": {"city": "Oslo"}}
+    ]
+
+
+def test_malformed_tool_fields_do_not_break_translation() -> None:
+    """A non-list tool_calls or tools, or non-object parameters, are ignored, not a 500."""
+    body = {
+        "model": "x",
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": "oops"}}],
+        "messages": [{"role": "assistant", "content": "hi", "tool_calls": "nope"}],
+    }
+    request = anthropic_request(body, "m")
+    assert request["messages"] == [
+        {"role": "assistant", "content": [{"type": "text", "text": "hi"}]}
+    ]
+    assert request["tools"] == [{"name": "f", "input_schema": {"type": "object", "properties": {}}}]
+    assert "tools" not in anthropic_request({"model": "x", "messages": [], "tools": 5}, "m")
+    assert anthropic_request({"model": "x", "messages": 5}, "m")["messages"] == []
+
+
+def test_a_streamed_tool_call_without_input_gets_empty_json_arguments() -> None:
+    """A tool with no parameters streams no input_json_delta; OpenAI clients parse '{}'."""
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {"id": "m2", "usage": {"input_tokens": 3}}},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_delta", "index": [1], "delta": "odd"},  # ignored, not a crash
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {}},
+        {"type": "message_stop"},
+    ]
+    stream = AnthropicToOpenAIStream("claude", include_usage=False)
+    out = b"".join(stream.convert(orjson.dumps(e)) for e in events)
+    chunks = [orjson.loads(e[6:]) for e in out.split(b"\n\n") if e.startswith(b"data: {")]
+    calls = [
+        c["choices"][0]["delta"]["tool_calls"][0]
+        for c in chunks
+        if "tool_calls" in c["choices"][0]["delta"]
+    ]
+    assert [c["index"] for c in calls] == [0, 0]
+    assert "".join(c["function"]["arguments"] for c in calls) == "{}"
