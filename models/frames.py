@@ -8,7 +8,7 @@ plain object (encrypted, absent) gives null dimensions.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Final, Literal
 
 import duckdb
 import polars as pl
@@ -43,6 +43,10 @@ _REQUEST_HASH: Final = (
     "CASE WHEN json_extract_string(request_body, '$.type') = 'encrypted' THEN NULL "
     "ELSE md5(request_body::VARCHAR) END) AS request_hash"
 )
+_REPEAT_PARTITION: Final = {
+    "hour": "epoch_us(ts) // 3600000000, request_hash",
+    "range": "request_hash",
+}
 
 
 def time_range(
@@ -73,6 +77,8 @@ def read_requests(
     until: datetime | None = None,
     hours: list[datetime] | None = None,
     with_request_hash: bool = False,
+    repeated_at_least: int | None = None,
+    repeated_in: Literal["hour", "range"] = "hour",
 ) -> pl.LazyFrame:
     """Requests with ``since <= ts < until`` (and, if given, in the listed hours).
 
@@ -80,6 +86,10 @@ def read_requests(
     (the ``cache_key_hash`` column, or ``extra.CacheKeyHash`` in rows loaded before schema
     v3; written by aigw's gateway), else an MD5 of a plain
     (not encrypted) request body, else null. Equal hashes mean identical requests.
+    ``repeated_at_least`` (with ``with_request_hash``) keeps only requests whose hash
+    occurs that many times or more in their UTC hour (``repeated_in="hour"``) or in the
+    whole range (``"range"``): what repeated-prompt detection and cache candidates need,
+    selected in DuckDB so the other requests are never transferred.
     """
     dims = [
         f"json_extract_string(metadata, ${name}_path) AS {name}" for name in settings.dimensions
@@ -102,6 +112,12 @@ def read_requests(
         f"{', ' + _REQUEST_HASH if with_request_hash else ''} "
         f"FROM requests WHERE {' AND '.join(where)}"
     )
+    if with_request_hash and repeated_at_least is not None:
+        sql = (
+            f"SELECT * FROM ({sql}) WHERE request_hash IS NOT NULL QUALIFY count(*) OVER "
+            f"(PARTITION BY {_REPEAT_PARTITION[repeated_in]}) >= $repeated_at_least"
+        )
+        params["repeated_at_least"] = repeated_at_least
     table = con.execute(sql, params).to_arrow_table()
     frame = pl.DataFrame(pl.from_arrow(table))
     return frame.lazy().with_columns(pl.col("ts").dt.convert_time_zone("UTC"))

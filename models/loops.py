@@ -20,7 +20,10 @@ import polars as pl
 from models.anomalies import ANOMALY_SCHEMA
 from models.errors import ModelsError
 
-__all__ = ["repeated_prompt_flags"]
+__all__ = ["MIN_REPEATS", "repeated_prompt_flags"]
+
+#: Identical requests in one hour from one value that make a runaway loop, by default.
+MIN_REPEATS = 20
 
 
 def repeated_prompt_flags(
@@ -29,10 +32,14 @@ def repeated_prompt_flags(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
-    min_repeats: int = 20,
+    min_repeats: int = MIN_REPEATS,
 ) -> pl.DataFrame:
     """Hours in ``[since, until)`` where a ``scope`` value sent one request ``min_repeats`` times
-    or more, biggest repeat count first within each hour and value."""
+    or more, biggest repeat count first within each hour and value.
+
+    ``requests`` may be only those whose hash repeats ``min_repeats`` times in its hour
+    (``costed_requests(..., repeated_at_least=min_repeats)``): the flags are the same, since
+    a value's repeats are a subset of the hour's, and far fewer rows leave DuckDB."""
     if min_repeats < 2:
         raise ModelsError(f"min_repeats must be at least 2, not {min_repeats}")
     names = requests.collect_schema().names()

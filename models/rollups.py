@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, Literal
 
 import polars as pl
 
@@ -72,12 +72,14 @@ def costed_requests(
     hours: list[datetime] | None = None,
     overrides: pl.DataFrame | None = None,
     with_request_hash: bool = False,
+    repeated_at_least: int | None = None,
+    repeated_in: Literal["hour", "range"] = "hour",
 ) -> pl.LazyFrame:
     """Requests (in ``[since, until)`` and ``hours`` when given) with their cost columns.
 
     ``overrides`` are the user price rows; when None they are read from
-    ``settings.prices``. ``with_request_hash`` adds ``request_hash`` (see
-    ``read_requests``).
+    ``settings.prices``. ``with_request_hash``, ``repeated_at_least`` and ``repeated_in``
+    are as in ``read_requests``.
     """
     requests = read_requests(
         warehouse.con,
@@ -86,6 +88,8 @@ def costed_requests(
         until=until,
         hours=hours,
         with_request_hash=with_request_hash,
+        repeated_at_least=repeated_at_least,
+        repeated_in=repeated_in,
     )
     pairs = requests.select("provider", "model").unique().drop_nulls().collect().rows()
     if overrides is None and settings.prices is not None:

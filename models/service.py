@@ -18,7 +18,7 @@ from models.cache import cache_candidates, cache_summary
 from models.config import ModelsSettings
 from models.focus import focus_rows, write_focus
 from models.forecast import forecast_month
-from models.loops import repeated_prompt_flags
+from models.loops import MIN_REPEATS, repeated_prompt_flags
 from models.reports import GRAINS, read_rollup, reconciliation, spend_by
 from models.rollups import ROLLUP_TABLE, RefreshResult, costed_requests, refresh_rollups
 
@@ -153,7 +153,15 @@ def cache_report(
         rollup = read_rollup(warehouse.con, since=since, until=until)
         summary = cache_summary(rollup, by, grain)
         repeated = cache_candidates(
-            costed_requests(warehouse, settings, since=since, until=until, with_request_hash=True)
+            costed_requests(
+                warehouse,
+                settings,
+                since=since,
+                until=until,
+                with_request_hash=True,
+                repeated_at_least=2,  # a candidate's hash occurs twice or more
+                repeated_in="range",
+            )
         )
     return CacheReport(summary, repeated.head(candidates))
 
@@ -195,7 +203,7 @@ def anomaly_report(
     window: timedelta = timedelta(hours=24),
     min_score: float = 6.0,
     min_impact_usd: float = 0.0,
-    min_repeats: int = 20,
+    min_repeats: int = MIN_REPEATS,
 ) -> pl.DataFrame:
     """Anomalous hourly spend and request rates per ``scope`` value in ``[now - window, now)``,
     and runaway loops: one identical request sent ``min_repeats`` times in an hour.
@@ -223,7 +231,12 @@ def anomaly_report(
         )
         loops = repeated_prompt_flags(
             costed_requests(
-                warehouse, settings, since=end - window, until=end, with_request_hash=True
+                warehouse,
+                settings,
+                since=end - window,
+                until=end,
+                with_request_hash=True,
+                repeated_at_least=min_repeats,
             ),
             scope,
             min_repeats=min_repeats,

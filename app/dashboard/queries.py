@@ -36,6 +36,7 @@ from models.explore import (
     request_detail,
     rollup_span,
 )
+from models.loops import MIN_REPEATS
 from models.rollups import MEASURES, costed_requests
 from models.trends import (
     anomaly_bands,
@@ -177,7 +178,15 @@ def candidates(
     limit: int,
 ) -> pl.DataFrame:
     """Cache candidates from the raw requests of ``[since, until)`` (keep it short)."""
-    costed = costed_requests(warehouse, settings, since=since, until=until, with_request_hash=True)
+    costed = costed_requests(
+        warehouse,
+        settings,
+        since=since,
+        until=until,
+        with_request_hash=True,
+        repeated_at_least=2,  # a candidate's hash occurs twice or more
+        repeated_in="range",
+    )
     return cache_candidates(filter_rollup(costed, dict(filters))).head(limit)
 
 
@@ -205,7 +214,12 @@ def anomalies(
     loops = repeated_prompt_flags(
         filter_rollup(
             costed_requests(
-                warehouse, settings, since=now - window, until=now, with_request_hash=True
+                warehouse,
+                settings,
+                since=now - window,
+                until=now,
+                with_request_hash=True,
+                repeated_at_least=MIN_REPEATS,
             ),
             dict(filters),
         ),

@@ -11,9 +11,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from ingest import IngestSettings, open_warehouse, run_ingest
+from models import ModelsSettings
 from models.anomalies import ANOMALY_SCHEMA
 from models.errors import ModelsError
 from models.loops import repeated_prompt_flags
+from models.rollups import costed_requests
 from tests.conftest import logpush_record, run_aigw, write_ndjson
 
 TEN = datetime(2026, 4, 18, 10, tzinfo=UTC)
@@ -102,4 +105,50 @@ def test_the_anomaly_report_lists_an_agent_sending_the_same_plain_prompt(
     flags = orjson.loads(result.stdout)
     assert [(f["value"], f["signal"], f["actual_requests"]) for f in flags] == [
         ("looper", "repeated_prompt", 25)
+    ]
+
+
+def test_duckdb_keeps_only_requests_repeated_in_their_hour(tmp_path: Path) -> None:
+    """``repeated_at_least`` selects in DuckDB the requests whose hash repeats in its hour;
+    the flags are the same as from every request."""
+
+    def body(text: str) -> dict[str, object]:
+        return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+
+    ten = 1_776_506_400  # 2026-04-18T10:00:00Z
+    records = [  # prompt A: 24 in the hour, but 12 per agent (no loop)
+        logpush_record(Timestamp=ten + i, RequestBody=body("A"), Metadata={"agent": agent})
+        for i, agent in enumerate(["a", "b"] * 12)
+    ]
+    records += [  # prompt B: 21 by agent a at 10:xx (a loop), 5 more at 11:xx
+        logpush_record(Timestamp=ten + 100 + i, RequestBody=body("B"), Metadata={"agent": "a"})
+        for i in range(21)
+    ]
+    records += [
+        logpush_record(Timestamp=ten + 3_600 + i, RequestBody=body("B"), Metadata={"agent": "a"})
+        for i in range(5)
+    ]
+    records.append(logpush_record(Timestamp=ten + 200, RequestBody=body("C")))
+    write_ndjson(tmp_path / "logs" / "a.log.gz", records)
+    db = tmp_path / "w.duckdb"
+    assert run_ingest(IngestSettings(source=str(tmp_path / "logs"), db_path=db)).rows_loaded == 51
+    settings = ModelsSettings()
+    warehouse = open_warehouse(db, read_only=True)
+    try:
+        every = costed_requests(warehouse, settings, with_request_hash=True)
+        repeated = costed_requests(
+            warehouse, settings, with_request_hash=True, repeated_at_least=20
+        )
+        assert every.collect().height == 51
+        assert repeated.collect().height == 45  # A's 24 and B's 21 at 10:xx
+        in_range = costed_requests(
+            warehouse, settings, with_request_hash=True, repeated_at_least=2, repeated_in="range"
+        )
+        assert in_range.collect().height == 50  # all but C, sent once
+        flags = repeated_prompt_flags(repeated, "agent")
+        assert_frame_equal(flags, repeated_prompt_flags(every, "agent"))
+    finally:
+        warehouse.close()
+    assert [(f["value"], f["hour"], f["actual_requests"]) for f in flags.to_dicts()] == [
+        ("a", TEN, 21)
     ]
