@@ -103,6 +103,14 @@ def ingest_command(
         str | None,
         typer.Option(help="Watch mode: SQS queue receiving the bucket's S3 event notifications."),
     ] = None,
+    late_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Watch mode: at start and then hourly, also list this many day folders back "
+            "for objects delivered late.",
+        ),
+    ] = 7,
     budgets: Annotated[
         Path | None,
         typer.Option(
@@ -134,6 +142,7 @@ def ingest_command(
             options = WatchSettings(
                 interval=parse_interval(every or "30s"),
                 sqs_queue_url=sqs_queue_url or file_options.sqs_queue_url,
+                late_days=late_days,
             )
             if options.sqs_queue_url and not source.startswith("s3://"):
                 raise ConfigError("--sqs-queue-url needs an s3:// source")

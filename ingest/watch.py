@@ -3,8 +3,11 @@
 Each poll lists the source from the day before the newest day folder seen
 (``list_objects(from_day=…)``: S3 ``StartAfter``, or skipped day folders), so a
 poll lists at most two days of keys however long the history; late objects of the
-current or previous day are still found. Objects already handled (held in memory
-for that window) are not looked up again. With an SQS queue of S3 notifications
+current or previous day are still found. The first poll, and then one poll every
+``sweep_seconds``, lists ``late_days`` days back instead, for objects delivered later
+still (a gateway's upload that failed and was retried from its spool): the listing is
+bounded by that window, never by the history. Objects already handled (held in memory
+for the sweep window) are not looked up again. With an SQS queue of S3 notifications
 the named objects load as soon as their message arrives, and the listing still
 runs every ``list_every`` intervals to catch what notifications missed.
 
@@ -52,12 +55,16 @@ AfterBatch = Callable[[Warehouse, IngestSummary], None]
 class WatchSettings:
     """``interval`` seconds between listings (and the wait before a retry);
     ``list_every``: with SQS, list every that many intervals; ``lock_backoff_max``:
-    the longest wait between tries to open a warehouse held by another process."""
+    the longest wait between tries to open a warehouse held by another process;
+    ``late_days`` and ``sweep_seconds``: how far back, and how often, a sweep lists for
+    objects delivered days late (0 days: no sweep)."""
 
     interval: float = 30.0
     sqs_queue_url: str | None = None
     list_every: int = 10
     lock_backoff_max: float = 5.0
+    late_days: int = 7
+    sweep_seconds: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +194,7 @@ class _Watcher:
         self.retry: dict[str, tuple[str, float, int]] = {}  # key -> etag, retry at, attempts
         self.newest_day: str | None = None
         self.started = False
+        self.sweep_at = 0.0  # monotonic time of the next late sweep (0: the first poll)
 
     def poll_listing(self) -> PollReport | None:
         """List the window (everything, the first time on an empty warehouse) and load
@@ -195,7 +203,8 @@ class _Watcher:
             if not self._read_cursor():
                 return None
             self.started = True
-        from_day = _day_before(self.newest_day) if self.newest_day else None
+        sweep = time.monotonic() >= self.sweep_at
+        from_day = self._from_day(1 if not sweep else max(self.options.late_days, 1))
         try:
             listed = list(self.source.list_objects(from_day=from_day))
         except SourceError as err:
@@ -203,15 +212,35 @@ class _Watcher:
                 raise
             self.notice(f"listing failed, retrying next poll: {err}")
             return PollReport(0, 0, 0, from_day)
-        keys = {obj.key for obj in listed}
-        self.handled = {key: etag for key, etag in self.handled.items() if key in keys}
+        if sweep:
+            self.sweep_at = time.monotonic() + self.options.sweep_seconds
         days = [day for obj in listed if (day := day_of(self.source.uri, obj.key))]
         if days:
             self.newest_day = max([*days, self.newest_day or ""])
+        self._forget(listed)
         new = self._new(listed)
         if new:
             self._batch(new, [])
         return PollReport(len(listed), 0, len(new), from_day)
+
+    def _from_day(self, days_back: int) -> str | None:
+        """The day folder a listing starts from: ``days_back`` days before the newest."""
+        if self.newest_day is None:
+            return None
+        day = datetime.strptime(self.newest_day, "%Y%m%d") - timedelta(days=days_back)
+        return day.strftime("%Y%m%d")
+
+    def _forget(self, listed: Sequence[StoredObject]) -> None:
+        """Drop handled keys that no sweep will list again: those before the sweep window
+        (and, outside day folders, those gone from the listing)."""
+        keys = {obj.key for obj in listed}
+        floor = self._from_day(max(self.options.late_days, 1)) or ""
+        kept = {}
+        for key, etag in self.handled.items():
+            day = day_of(self.source.uri, key)
+            if key in keys or (day is not None and day >= floor):
+                kept[key] = etag
+        self.handled = kept
 
     def poll_queue(self, queue: SqsQueue, wait: float) -> PollReport:
         """Wait up to ``wait`` seconds for notifications; load the objects they name."""
@@ -334,8 +363,3 @@ class _Watcher:
                 self.stop.wait(delay)
                 delay = min(delay * 2, self.options.lock_backoff_max)
         return None
-
-
-def _day_before(day: str) -> str:
-    """``YYYYMMDD`` of the day before ``day``."""
-    return (datetime.strptime(day, "%Y%m%d") - timedelta(days=1)).strftime("%Y%m%d")

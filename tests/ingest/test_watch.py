@@ -169,6 +169,42 @@ def test_keys_listed_per_poll_do_not_grow_with_old_days(
     assert all("start-after=logs/20260417&" in path for path in listings[1:])
 
 
+def test_a_sweep_finds_an_object_delivered_days_late(
+    s3_server: S3Server, bucket: Bucket, db_path: Path
+) -> None:
+    """An object landing in a day folder 4 days old (a spooled upload retried late) is
+    missed by the two-day polls but loaded by the next sweep, which lists 7 days back;
+    objects already loaded are not loaded again, and the sweep does not list older days."""
+    _fill(bucket, ["20260301"], 2)  # older than any sweep window
+    _fill(bucket, ["20260418"], 2)
+    watcher = _start(
+        _s3_settings(bucket, db_path),
+        WatchSettings(interval=0.1, late_days=7, sweep_seconds=1.0),
+    )
+    watcher.wait_until(lambda: len(watcher.batches) == 1, "the first batch")
+    polls_before = len(watcher.polls)
+    bucket.put(_key("20260414", 7), _gz(_records(100, 3)))
+    watcher.wait_until(lambda: len(watcher.batches) == 2, "the late object")
+    watcher.wait_until(
+        lambda: sum(poll.from_day == "20260411" for poll in watcher.polls[polls_before:]) >= 2,
+        "a second sweep",
+    )
+    watcher.finish()
+
+    # _fill writes one and the same record into each object: 4 objects, 1 row.
+    assert [(b.loaded, b.rows_loaded) for b in watcher.batches] == [(4, 1), (1, 3)]
+    sweeps = [p for p in watcher.polls[polls_before:] if p.from_day == "20260411"]
+    assert {p.listed for p in sweeps} == {3}  # 20260414 and 20260418, not 20260301
+    assert {p.from_day for p in watcher.polls[polls_before:]} == {"20260411", "20260417"}
+    assert watcher.after == [
+        [
+            bucket.uri(_key(d, n))
+            for d, n in [("20260301", 0), ("20260301", 1), ("20260418", 0), ("20260418", 1)]
+        ],
+        [bucket.uri(_key("20260414", 7))],
+    ]
+
+
 def test_a_held_warehouse_is_waited_for_and_said_once(tmp_path: Path, db_path: Path) -> None:
     """While another process holds the warehouse the watcher waits (one notice), then loads."""
     write_ndjson(tmp_path / "logs" / "20260418" / "a.log.gz", _records(0, 2))
