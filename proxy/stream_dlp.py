@@ -13,6 +13,7 @@ started, so ``block`` redacts (and is logged as ``redact``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -23,20 +24,34 @@ from proxy.usage import iter_sse_events
 __all__ = ["StreamDlp"]
 
 
+@dataclass(slots=True)
+class _Choice:
+    """What one OpenAI choice (by ``index``) holds back: its text and its tool call."""
+
+    text: StreamRedactor = field(default_factory=StreamRedactor)
+    tool: StreamRedactor = field(default_factory=StreamRedactor)
+    tool_index: Any = None  # the tool call whose arguments ``tool`` holds
+    finished: bool = False
+
+
 class StreamDlp:
-    """Redacts (or, in ``flag`` mode, only scans) the text of a streamed response."""
+    """Redacts (or, in ``flag`` mode, only scans) the text of a streamed response.
+
+    OpenAI choices (``n`` > 1) are redacted separately, each by its ``index``."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
-        self._redactor = StreamRedactor()
-        self._tool = StreamRedactor()  # the tool call being streamed, one at a time
-        self._tool_index: Any = None  # OpenAI: index of that tool call
+        self._redactor = StreamRedactor()  # Anthropic text blocks
+        self._tool = StreamRedactor()  # Anthropic tool_use input
+        self._choices: dict[int, _Choice] = {}
         self._buffer = bytearray()
-        self._flushed = False
 
     @property
     def categories(self) -> tuple[str, ...]:
-        return tuple(sorted(self._redactor.categories | self._tool.categories))
+        found = self._redactor.categories | self._tool.categories
+        for choice in self._choices.values():
+            found |= choice.text.categories | choice.tool.categories
+        return tuple(sorted(found))
 
     @property
     def action(self) -> str | None:
@@ -54,13 +69,13 @@ class StreamDlp:
 
     def finish(self) -> bytes:
         """Held text not yet sent when the stream ended without a finish event."""
-        return self._flush_openai()
+        return self._flush_openai(None)
 
     def _event(self, raw: bytes, payload: bytes | None) -> bytes:
         if payload is None:
             return raw
         if payload == b"[DONE]":
-            return self._flush_openai() + raw
+            return self._flush_openai(None) + raw
         try:
             event = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -95,81 +110,98 @@ class StreamDlp:
         return raw
 
     def _openai(self, raw: bytes, event: dict[str, Any]) -> bytes:
-        choices = event.get("choices") or []
-        if not choices or not isinstance(choices[0], dict):
-            return raw
-        choice = choices[0]
-        delta = choice.get("delta") or {}
-        if not isinstance(delta, dict):
+        choices = event.get("choices")
+        if not isinstance(choices, list) or not choices:
             return raw
         prefix = b""
-        if choice.get("finish_reason") is not None:
-            prefix = self._flush_openai(event)
-        if isinstance(delta.get("tool_calls"), list):
-            return prefix + self._openai_tools(raw, event, choice, delta)
-        text = delta.get("content")
-        if not isinstance(text, str) or not text:
-            return prefix + raw
-        safe = self._redactor.feed(text)
+        out: list[Any] = []
+        emptied = 0  # choices whose only content was all held back
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                out.append(choice)
+                continue
+            index = choice.get("index", 0)
+            state = self._choice(index if isinstance(index, int) else 0)
+            if choice.get("finish_reason") is not None:
+                prefix += self._flush_choice(event, index, state)
+            new = dict(delta)
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                new["content"] = state.text.feed(text)
+                emptied += not new["content"] and set(delta) == {"content"}
+            if isinstance(delta.get("tool_calls"), list):
+                # Text the model wrote before calling a tool is due now, in this delta.
+                new["content"] = str(new.get("content") or "") + state.text.flush()
+                if not new["content"] and not isinstance(text, str):
+                    del new["content"]
+                new["tool_calls"] = self._tool_calls(state, delta["tool_calls"])
+            out.append({**choice, "delta": new})
         if self.mode == "flag":
             return prefix + raw
-        if not safe and choice.get("finish_reason") is None:
-            return prefix
-        changed = {
-            **event,
-            "choices": [{**choice, "delta": {**delta, "content": safe}}, *choices[1:]],
-        }
-        return prefix + _frame(raw, changed)
+        finished = any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+        if emptied == len(choices) and not finished and "usage" not in event:
+            return prefix  # nothing to send yet
+        return prefix + _frame(raw, {**event, "choices": out})
 
-    def _openai_tools(
-        self, raw: bytes, event: dict[str, Any], choice: dict[str, Any], delta: dict[str, Any]
-    ) -> bytes:
-        """A chunk of tool-call fragments: arguments redacted, one tool call at a time."""
-        text_tail = self._redactor.flush()  # text the model wrote before calling tools
-        prefix = _chunk(event, {"content": text_tail}) if text_tail and self.mode != "flag" else b""
-        calls = []
-        for call in delta["tool_calls"]:
+    def _choice(self, index: int) -> _Choice:
+        state = self._choices.get(index)
+        if state is None:
+            state = self._choices[index] = _Choice()
+        return state
+
+    def _tool_calls(self, state: _Choice, calls: list[Any]) -> list[Any]:
+        """Tool-call fragments with their arguments redacted, one tool call at a time;
+        the held end of the previous call goes first, as its own entry."""
+        out: list[Any] = []
+        for call in calls:
             function = call.get("function") if isinstance(call, dict) else None
             if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
-                calls.append(call)
+                out.append(call)
                 continue
             index = call.get("index", 0)
-            if index != self._tool_index:
-                prefix += self._flush_tool(event)
-                self._tool_index = index
-            safe = self._tool.feed(function["arguments"])
-            calls.append({**call, "function": {**function, "arguments": safe}})
-        if self.mode == "flag":
-            return prefix + raw
-        choices = [{**choice, "delta": {**delta, "tool_calls": calls}}, *event["choices"][1:]]
-        return prefix + _frame(raw, {**event, "choices": choices})
+            if index != state.tool_index:
+                tail = state.tool.flush()
+                if tail:
+                    out.append({"index": state.tool_index, "function": {"arguments": tail}})
+                state.tool_index = index
+            safe = state.tool.feed(function["arguments"])
+            out.append({**call, "function": {**function, "arguments": safe}})
+        return out
 
-    def _flush_tool(self, template: dict[str, Any] | None) -> bytes:
-        """The held arguments of the OpenAI tool call in progress, as one extra chunk."""
-        tail = self._tool.flush()
-        if not tail or self.mode == "flag":
+    def _flush_choice(self, template: dict[str, Any] | None, index: Any, state: _Choice) -> bytes:
+        """One extra chunk with everything ``state`` still holds (once per choice)."""
+        if state.finished:
             return b""
-        call = {"index": self._tool_index, "function": {"arguments": tail}}
-        return _chunk(template, {"tool_calls": [call]})
-
-    def _flush_openai(self, template: dict[str, Any] | None = None) -> bytes:
-        if self._flushed:
+        state.finished = True
+        delta: dict[str, Any] = {}
+        text = state.text.flush()
+        if text:
+            delta["content"] = text
+        arguments = state.tool.flush()
+        if arguments:
+            delta["tool_calls"] = [
+                {"index": state.tool_index, "function": {"arguments": arguments}}
+            ]
+        if not delta or self.mode == "flag":
             return b""
-        self._flushed = True
-        tools = self._flush_tool(template)
-        tail = self._redactor.flush()
-        if not tail or self.mode == "flag":
-            return tools
-        return _chunk(template, {"content": tail}) + tools
+        return _chunk(template, index, delta)
+
+    def _flush_openai(self, template: dict[str, Any] | None) -> bytes:
+        """Every choice's held text, at ``[DONE]`` or the end of the stream."""
+        return b"".join(
+            self._flush_choice(template, index, state) for index, state in self._choices.items()
+        )
 
 
-def _chunk(template: dict[str, Any] | None, delta: dict[str, Any]) -> bytes:
-    """An extra OpenAI chunk carrying ``delta``, with the ids of ``template``."""
+def _chunk(template: dict[str, Any] | None, index: Any, delta: dict[str, Any]) -> bytes:
+    """An extra OpenAI chunk carrying ``delta`` for choice ``index``, with the ids of
+    ``template``."""
     base = {k: v for k, v in (template or {}).items() if k in ("id", "object", "created", "model")}
     chunk = {
         **base,
         "object": "chat.completion.chunk",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        "choices": [{"index": index, "delta": delta, "finish_reason": None}],
     }
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 

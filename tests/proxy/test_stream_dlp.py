@@ -3,6 +3,7 @@ is otherwise intact, in both OpenAI and Anthropic event shapes."""
 
 from __future__ import annotations
 
+from itertools import zip_longest
 from pathlib import Path
 
 import orjson
@@ -231,3 +232,67 @@ def test_anthropic_tool_input_is_redacted_before_the_block_ends() -> None:
             "ana@example.com", "[REDACTED:EMAIL]"
         )
     }
+
+
+def test_openai_choices_are_redacted_separately() -> None:
+    """With n=2 the chunks of the two choices interleave; each choice's text comes out
+    redacted and whole, never mixed with the other's."""
+    other = "Reach me at bob@example.org or on +1 415 555 0100 any time. " * 3
+    chunks = []
+    for a, b in zip_longest(pieces_of(TEXT, 7), pieces_of(other, 7)):
+        for index, piece in ((0, a), (1, b)):
+            if piece is None:
+                continue
+            choice = {"index": index, "delta": {"content": piece}, "finish_reason": None}
+            chunks.append({"object": "chat.completion.chunk", "id": "c", "choices": [choice]})
+    for index in (0, 1):
+        choice = {"index": index, "delta": {}, "finish_reason": "stop"}
+        chunks.append({"object": "chat.completion.chunk", "id": "c", "choices": [choice]})
+    events = [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+    dlp = StreamDlp("redact")
+    out = b"".join(dlp.process(event) for event in events) + dlp.finish()
+    texts = {0: "", 1: ""}
+    for event in out.split(b"\n\n"):
+        if event.startswith(b"data: {"):
+            for choice in orjson.loads(event[6:])["choices"]:
+                texts[choice["index"]] += choice["delta"].get("content", "")
+    assert texts[0] == TEXT.replace(SECRET, "[REDACTED:AWS_ACCESS_KEY]").replace(
+        "ana@example.com", "[REDACTED:EMAIL]"
+    )
+    assert texts[1] == other.replace("bob@example.org", "[REDACTED:EMAIL]").replace(
+        "+1 415 555 0100", "[REDACTED:PHONE]"
+    )
+    assert dlp.categories == ("AWS_ACCESS_KEY", "EMAIL", "PHONE")
+
+
+def test_text_and_a_tool_call_in_one_chunk_are_both_redacted() -> None:
+    """A chunk carrying content and the first tool-call fragment: neither leaks."""
+    choice = {
+        "index": 0,
+        "delta": {
+            "role": "assistant",
+            "content": f"Saving {SECRET} now.",
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "save", "arguments": '{"mail": "ana@example.com"}'},
+                }
+            ],
+        },
+        "finish_reason": None,
+    }
+    first = {"object": "chat.completion.chunk", "id": "c", "choices": [choice]}
+    events = [b"data: " + orjson.dumps(first) + b"\n\n", *openai_events([])]
+    dlp = StreamDlp("redact")
+    out = b"".join(dlp.process(event) for event in events) + dlp.finish()
+    assert SECRET.encode() not in out and b"ana@example.com" not in out
+    content, arguments = "", ""
+    for event in out.split(b"\n\n"):
+        if event.startswith(b"data: {"):
+            delta = orjson.loads(event[6:])["choices"][0]["delta"]
+            content += delta.get("content", "")
+            arguments += "".join(c["function"]["arguments"] for c in delta.get("tool_calls", []))
+    assert content == "Saving [REDACTED:AWS_ACCESS_KEY] now."
+    assert orjson.loads(arguments) == {"mail": "[REDACTED:EMAIL]"}
