@@ -107,6 +107,7 @@ def ingest_command(
         int,
         typer.Option(
             min=0,
+            max=366,
             help="Watch mode: at start and then hourly, also list this many day folders back "
             "for objects delivered late.",
         ),

@@ -121,7 +121,7 @@ def ingest(
         with warehouse.errors():
             rows = warehouse.con.execute(
                 "SELECT object_key, etag, status FROM ingest_files "
-                "WHERE list_contains(?, object_key)",
+                "WHERE object_key IN (SELECT unnest(?::VARCHAR[]))",  # a hash join
                 [[obj.key for obj in objects]],
             ).fetchall()
     seen = {key: (etag if status != "failed" else None) for key, etag, status in rows}

@@ -57,7 +57,7 @@ class WatchSettings:
     ``list_every``: with SQS, list every that many intervals; ``lock_backoff_max``:
     the longest wait between tries to open a warehouse held by another process;
     ``late_days`` and ``sweep_seconds``: how far back, and how often, a sweep lists for
-    objects delivered days late (0 days: no sweep)."""
+    objects delivered days late (0 or 1: no sweep; polls list the last two days anyway)."""
 
     interval: float = 30.0
     sqs_queue_url: str | None = None
@@ -203,7 +203,7 @@ class _Watcher:
             if not self._read_cursor():
                 return None
             self.started = True
-        sweep = time.monotonic() >= self.sweep_at
+        sweep = self.options.late_days > 1 and time.monotonic() >= self.sweep_at
         from_day = self._from_day(1 if not sweep else max(self.options.late_days, 1))
         try:
             listed = list(self.source.list_objects(from_day=from_day))

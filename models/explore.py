@@ -141,7 +141,8 @@ def latency_p95(
     # 250 ms, not 350), and logged durations have at most 3 decimals (milliseconds from
     # Cloudflare, microseconds from aigw's gateway), so nothing is lost.
     measures = (
-        "round(quantile_cont(round(duration_ms * 1000)::BIGINT, 0.95) / 1000, 3) AS p95_ms, "
+        "round(quantile_cont(TRY_CAST(round(duration_ms * 1000) AS BIGINT), 0.95) / 1000, 3) "
+        "AS p95_ms, "
         "count(duration_ms) AS requests"
     )
     if grain is None:

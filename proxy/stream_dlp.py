@@ -3,22 +3,24 @@
 Works on whole SSE events in the client's format (OpenAI chunks or Anthropic events).
 Text deltas go through ``dlp.StreamRedactor``, which holds back a short tail so that a
 secret split across deltas is still caught; the held text is sent, redacted, in one
-extra delta just before the stream's finish event. Tool-call argument fragments (OpenAI
-``delta.tool_calls[].function.arguments``, Anthropic ``input_json_delta``) go through a
-second redactor on their raw JSON text, flushed when the tool call ends; placeholders hold
-no quote or backslash, so the arguments stay valid JSON. ``flag`` mode only notes the
-categories and passes the bytes unchanged. A stream cannot be refused once it has
-started, so ``block`` redacts (and is logged as ``redact``).
+extra delta just before the stream's finish event. Tool-call arguments (OpenAI
+``delta.tool_calls[].function.arguments``, Anthropic ``input_json_delta``) are held until
+the call ends, then sent whole in one fragment, redacted in their decoded JSON values
+(``texts.map_arguments``): JSON escapes cannot hide a secret, and the arguments stay
+valid JSON. A tool call's arguments are therefore not streamed when response DLP is on.
+``flag`` mode only notes the categories and passes the bytes unchanged. A stream cannot
+be refused once it has started, so ``block`` redacts (and is logged as ``redact``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-from proxy.dlp import StreamRedactor
+from proxy.dlp import StreamRedactor, redact, scan
+from proxy.texts import map_arguments
 from proxy.usage import iter_sse_events
 
 __all__ = ["StreamDlp"]
@@ -29,8 +31,8 @@ class _Choice:
     """What one OpenAI choice (by ``index``) holds back: its text and its tool call."""
 
     text: StreamRedactor = field(default_factory=StreamRedactor)
-    tool: StreamRedactor = field(default_factory=StreamRedactor)
-    tool_index: Any = None  # the tool call whose arguments ``tool`` holds
+    arguments: list[str] = field(default_factory=list)  # the tool call in progress
+    tool_index: Any = None  # which tool call ``arguments`` belong to
     finished: bool = False
 
 
@@ -42,15 +44,16 @@ class StreamDlp:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self._redactor = StreamRedactor()  # Anthropic text blocks
-        self._tool = StreamRedactor()  # Anthropic tool_use input
+        self._arguments: list[str] = []  # Anthropic: the tool_use input in progress
+        self._tool_categories: set[str] = set()
         self._choices: dict[int, _Choice] = {}
         self._buffer = bytearray()
 
     @property
     def categories(self) -> tuple[str, ...]:
-        found = self._redactor.categories | self._tool.categories
+        found = self._redactor.categories | self._tool_categories
         for choice in self._choices.values():
-            found |= choice.text.categories | choice.tool.categories
+            found |= choice.text.categories
         return tuple(sorted(found))
 
     @property
@@ -86,34 +89,61 @@ class StreamDlp:
             return self._openai(raw, event)
         kind = event.get("type")
         if kind == "content_block_delta":
-            delta = event.get("delta")
-            if not isinstance(delta, dict):
-                return raw
-            for field, redactor in (("text", self._redactor), ("partial_json", self._tool)):
-                if isinstance(delta.get(field), str):
-                    safe = redactor.feed(delta[field])
-                    if self.mode == "flag":
-                        return raw
-                    return _frame(raw, {**event, "delta": {**delta, field: safe}}) if safe else b""
+            return self._anthropic_delta(raw, event)
         if kind == "content_block_stop":
-            extra = b""
-            for field, kind_name, redactor in (
-                ("text", "text_delta", self._redactor),
-                ("partial_json", "input_json_delta", self._tool),
-            ):
-                tail = redactor.flush()
-                if tail and self.mode != "flag":
-                    delta = {"type": kind_name, field: tail}
-                    event_out = {"type": "content_block_delta", "index": event.get("index", 0)}
-                    extra += _frame(b"event: content_block_delta\n", {**event_out, "delta": delta})
-            return extra + raw
+            return self._anthropic_stop(event) + raw
         return raw
+
+    def _anthropic_delta(self, raw: bytes, event: dict[str, Any]) -> bytes:
+        delta = event.get("delta")
+        if not isinstance(delta, dict):
+            return raw
+        if isinstance(delta.get("partial_json"), str):
+            self._arguments.append(delta["partial_json"])  # sent whole at the block's end
+            return raw if self.mode == "flag" else b""
+        if isinstance(delta.get("text"), str):
+            safe = self._redactor.feed(delta["text"])
+            if self.mode == "flag":
+                return raw
+            return _frame(raw, {**event, "delta": {**delta, "text": safe}}) if safe else b""
+        return raw
+
+    def _anthropic_stop(self, event: dict[str, Any]) -> bytes:
+        """What the block still holds, as one more delta before its ``content_block_stop``."""
+        index = event.get("index", 0)
+        extra = b""
+        text = self._redactor.flush()
+        if text and self.mode != "flag":
+            delta = {"type": "text_delta", "text": text}
+            extra += _frame(
+                _DELTA_LINE, {"type": "content_block_delta", "index": index, "delta": delta}
+            )
+        if self._arguments:
+            arguments = self._redacted_arguments(self._arguments)
+            if self.mode != "flag":
+                delta = {"type": "input_json_delta", "partial_json": arguments}
+                extra += _frame(
+                    _DELTA_LINE, {"type": "content_block_delta", "index": index, "delta": delta}
+                )
+        return extra
+
+    def _redacted_arguments(self, parts: list[str]) -> str:
+        """A tool call's whole arguments (``parts`` joined, then emptied), redacted in its
+        decoded JSON values so that the JSON stays valid."""
+        whole = "".join(parts)
+        parts.clear()
+
+        def redact_one(text: str) -> str:
+            findings = scan(text)
+            self._tool_categories.update(f.category for f in findings)
+            return redact(text, findings)
+
+        return map_arguments(whole, redact_one)
 
     def _openai(self, raw: bytes, event: dict[str, Any]) -> bytes:
         choices = event.get("choices")
         if not isinstance(choices, list) or not choices:
             return raw
-        prefix = b""
         out: list[Any] = []
         emptied = 0  # choices whose only content was all held back
         for choice in choices:
@@ -123,26 +153,34 @@ class StreamDlp:
                 continue
             index = choice.get("index", 0)
             state = self._choice(index if isinstance(index, int) else 0)
-            if choice.get("finish_reason") is not None:
-                prefix += self._flush_choice(event, index, state)
             new = dict(delta)
             text = delta.get("content")
             if isinstance(text, str) and text:
                 new["content"] = state.text.feed(text)
                 emptied += not new["content"] and set(delta) == {"content"}
-            if isinstance(delta.get("tool_calls"), list):
+            calls = delta.get("tool_calls")
+            if isinstance(calls, list):
                 # Text the model wrote before calling a tool is due now, in this delta.
-                new["content"] = str(new.get("content") or "") + state.text.flush()
-                if not new["content"] and not isinstance(text, str):
-                    del new["content"]
-                new["tool_calls"] = self._tool_calls(state, delta["tool_calls"])
+                held = state.text.flush()
+                if held:
+                    new["content"] = str(new.get("content") or "") + held
+                new["tool_calls"] = self._tool_calls(state, calls)
+            if choice.get("finish_reason") is not None and not state.finished:
+                state.finished = True  # everything held goes out with the finish
+                held = state.text.flush()
+                if held:
+                    new["content"] = str(new.get("content") or "") + held
+                rest = self._held_call(state)
+                if rest:
+                    listed = new.get("tool_calls")
+                    new["tool_calls"] = [*(listed if isinstance(listed, list) else ()), *rest]
             out.append({**choice, "delta": new})
         if self.mode == "flag":
-            return prefix + raw
+            return raw
         finished = any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
         if emptied == len(choices) and not finished and "usage" not in event:
-            return prefix  # nothing to send yet
-        return prefix + _frame(raw, {**event, "choices": out})
+            return b""  # nothing to send yet
+        return _frame(raw, {**event, "choices": out})
 
     def _choice(self, index: int) -> _Choice:
         state = self._choices.get(index)
@@ -151,8 +189,8 @@ class StreamDlp:
         return state
 
     def _tool_calls(self, state: _Choice, calls: list[Any]) -> list[Any]:
-        """Tool-call fragments with their arguments redacted, one tool call at a time;
-        the held end of the previous call goes first, as its own entry."""
+        """Tool-call fragments with their arguments held back (sent empty); a call's whole
+        arguments, redacted, go out as one entry when the next call starts (or at the end)."""
         out: list[Any] = []
         for call in calls:
             function = call.get("function") if isinstance(call, dict) else None
@@ -161,37 +199,39 @@ class StreamDlp:
                 continue
             index = call.get("index", 0)
             if index != state.tool_index:
-                tail = state.tool.flush()
-                if tail:
-                    out.append({"index": state.tool_index, "function": {"arguments": tail}})
+                out += self._held_call(state)
                 state.tool_index = index
-            safe = state.tool.feed(function["arguments"])
-            out.append({**call, "function": {**function, "arguments": safe}})
+            state.arguments.append(function["arguments"])
+            out.append({**call, "function": {**function, "arguments": ""}})
         return out
 
-    def _flush_choice(self, template: dict[str, Any] | None, index: Any, state: _Choice) -> bytes:
-        """One extra chunk with everything ``state`` still holds (once per choice)."""
-        if state.finished:
-            return b""
-        state.finished = True
-        delta: dict[str, Any] = {}
-        text = state.text.flush()
-        if text:
-            delta["content"] = text
-        arguments = state.tool.flush()
-        if arguments:
-            delta["tool_calls"] = [
-                {"index": state.tool_index, "function": {"arguments": arguments}}
-            ]
-        if not delta or self.mode == "flag":
-            return b""
-        return _chunk(template, index, delta)
+    def _held_call(self, state: _Choice) -> list[dict[str, Any]]:
+        """The held tool call as one ``tool_calls`` entry (none when nothing is held)."""
+        if not state.arguments:
+            return []
+        arguments = self._redacted_arguments(state.arguments)
+        return [{"index": state.tool_index, "function": {"arguments": arguments}}]
 
     def _flush_openai(self, template: dict[str, Any] | None) -> bytes:
-        """Every choice's held text, at ``[DONE]`` or the end of the stream."""
-        return b"".join(
-            self._flush_choice(template, index, state) for index, state in self._choices.items()
-        )
+        """Every unfinished choice's held text and arguments, at ``[DONE]`` or the end."""
+        out = b""
+        for index, state in self._choices.items():
+            if state.finished:
+                continue
+            state.finished = True
+            delta: dict[str, Any] = {}
+            text = state.text.flush()
+            if text:
+                delta["content"] = text
+            calls = self._held_call(state)
+            if calls:
+                delta["tool_calls"] = calls
+            if delta and self.mode != "flag":
+                out += _chunk(template, index, delta)
+        return out
+
+
+_DELTA_LINE: Final = b"event: content_block_delta\n"
 
 
 def _chunk(template: dict[str, Any] | None, index: Any, delta: dict[str, Any]) -> bytes:

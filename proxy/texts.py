@@ -23,8 +23,9 @@ Responses (whole bodies and single SSE events)
     (``input_json_delta``) and ``content_block.text``.
 
 Tool arguments are model-written too: a secret or a jailbreak can travel in them. A whole
-``arguments`` string that parses as JSON has its string values mapped (the JSON stays
-valid); a fragment (a stream delta) or a non-JSON string is mapped as one text.
+``arguments`` string that parses as JSON has its string values mapped, each as
+``"key: value"`` when it sits under a key (the JSON stays valid); a fragment (a stream
+delta) or a non-JSON string is mapped as one text.
 
 Texts come out in document order. The ``map_*`` functions return a new body and never
 mutate their input: containers on the path to a text are shallow-copied, everything else
@@ -39,7 +40,13 @@ from typing import Any
 
 import orjson
 
-__all__ = ["map_request_texts", "map_response_texts", "request_texts", "response_texts"]
+__all__ = [
+    "map_arguments",
+    "map_request_texts",
+    "map_response_texts",
+    "request_texts",
+    "response_texts",
+]
 
 TextFn = Callable[[str], str]
 
@@ -146,7 +153,7 @@ def _map_item(item: Any, fn: TextFn) -> Any:
     if item.get("type") == "function_call_output" and isinstance(item.get("output"), str):
         out["output"] = fn(item["output"])
     if item.get("type") == "function_call" and isinstance(item.get("arguments"), str):
-        out["arguments"] = _map_arguments(item["arguments"], fn)
+        out["arguments"] = map_arguments(item["arguments"], fn)
     return out
 
 
@@ -192,14 +199,14 @@ def _map_tool_calls(calls: Any, fn: TextFn, *, whole: bool) -> Any:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict) and isinstance(function.get("arguments"), str):
             arguments = function["arguments"]
-            mapped = _map_arguments(arguments, fn) if whole else fn(arguments)
+            mapped = map_arguments(arguments, fn) if whole else fn(arguments)
             out.append({**call, "function": {**function, "arguments": mapped}})
         else:
             out.append(call)
     return out
 
 
-def _map_arguments(arguments: str, fn: TextFn) -> str:
+def map_arguments(arguments: str, fn: TextFn) -> str:
     """A JSON ``arguments`` string with its string values mapped; else mapped as one text."""
     try:
         parsed = orjson.loads(arguments)
@@ -212,11 +219,24 @@ def _map_arguments(arguments: str, fn: TextFn) -> str:
 
 
 def _map_json(value: Any, fn: TextFn) -> Any:
-    """Every string value (not key) in a decoded JSON value mapped, in document order."""
+    """Every string value (not key) in a decoded JSON value mapped, in document order.
+
+    A string under a key is mapped as ``"key: value"`` so that what the key says counts
+    (``{"password": "…"}`` is a password assignment); the key part is then taken off again
+    (when ``fn`` changed it, the value is mapped alone)."""
     if isinstance(value, str):
         return fn(value)
     if isinstance(value, dict):
-        return {key: _map_json(item, fn) for key, item in value.items()}
+        return {
+            key: _keyed(str(key), item, fn) if isinstance(item, str) else _map_json(item, fn)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_map_json(item, fn) for item in value]
     return value
+
+
+def _keyed(key: str, value: str, fn: TextFn) -> str:
+    prefix = f"{key}: "
+    mapped = fn(prefix + value)
+    return mapped[len(prefix) :] if mapped.startswith(prefix) else fn(value)

@@ -292,11 +292,15 @@ class AnthropicToOpenAIStream:
         tool = len(self._tool_index)
         index = event.get("index", tool)
         self._tool_index[index if isinstance(index, int) else -1 - tool] = tool
+        given = block.get("input")  # normally {}, the input following as input_json_delta
+        arguments = _arguments(given) if given else ""
+        if arguments:
+            self._tool_has_input.add(tool)
         call = {
             "index": tool,
             "id": str(block.get("id", "")),
             "type": "function",
-            "function": {"name": str(block.get("name", "")), "arguments": ""},
+            "function": {"name": str(block.get("name", "")), "arguments": arguments},
         }
         return self._chunk({"tool_calls": [call]}, None)
 

@@ -135,7 +135,8 @@ class SseUsage:
                 continue
             if isinstance(delta.get("content"), str):
                 self._note_text(delta["content"])
-            for call in delta.get("tool_calls") or ():
+            calls = delta.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
                 function = call.get("function") if isinstance(call, dict) else None
                 if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                     self._note_text(function["arguments"])

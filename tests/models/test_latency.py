@@ -50,3 +50,18 @@ def test_p95_per_day_and_over_the_range(tmp_path: Path) -> None:
         (datetime(2026, 4, 19, tzinfo=UTC), 9.45, 3),
     ]
     assert whole.rows() == [(None, 940.0, 13)]
+
+
+def test_an_absurd_duration_does_not_break_the_query(tmp_path: Path) -> None:
+    """A corrupt 1e17 ms duration is left out of the percentile (it is still a request)."""
+    records = [_record(DAY0 + i, 100.0 * (i + 1)) for i in range(10)]
+    records.append(_record(DAY0 + 20, 1e17))
+    db = tmp_path / "w.duckdb"
+    write_ndjson(tmp_path / "logs" / "a.log.gz", records)
+    settings = IngestSettings(source=str(tmp_path / "logs"), db_path=db, quality="warn")
+    assert run_ingest(settings).rows_loaded == 11
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert latency_p95(con, ModelsSettings(), grain=None).rows() == [(None, 955.0, 11)]
+    finally:
+        con.close()

@@ -418,3 +418,27 @@ def test_tool_call_arguments_in_an_answer_are_redacted_as_valid_json() -> None:
     ]
     assert orjson.loads(redacted_arguments) == {"recipient": "[REDACTED:EMAIL]", "subject": "hi"}
     assert inspect_response(body, "flag").categories == ("EMAIL",)
+
+
+def test_a_secret_named_by_its_json_key_is_found() -> None:
+    """``{"password": "…"}`` is a password assignment even though the value alone is not."""
+    arguments = '{"password": "Tr0ub4dor9xQ", "user": "ana"}'
+    openai = {
+        "choices": [
+            {"message": {"tool_calls": [{"function": {"name": "login", "arguments": arguments}}]}}
+        ]
+    }
+    anthropic = {
+        "content": [
+            {"type": "tool_use", "id": "t", "name": "f", "input": {"api_key": "Zx9vQ2mN8pL4kR7t"}}
+        ]
+    }
+    redacted = inspect_response(openai, "redact")
+    call = redacted.body["choices"][0]["message"]["tool_calls"][0]
+    assert orjson.loads(call["function"]["arguments"]) == {
+        "password": "[REDACTED:PASSWORD_ASSIGNMENT]",
+        "user": "ana",
+    }
+    assert inspect_response(anthropic, "redact").body["content"][0]["input"] == {
+        "api_key": "[REDACTED:PASSWORD_ASSIGNMENT]"
+    }

@@ -296,3 +296,82 @@ def test_text_and_a_tool_call_in_one_chunk_are_both_redacted() -> None:
             arguments += "".join(c["function"]["arguments"] for c in delta.get("tool_calls", []))
     assert content == "Saving [REDACTED:AWS_ACCESS_KEY] now."
     assert orjson.loads(arguments) == {"mail": "[REDACTED:EMAIL]"}
+
+
+def _openai_arguments(out: bytes) -> dict[int, str]:
+    """Each tool call's arguments as an OpenAI client joins them, by tool index."""
+    joined: dict[int, str] = {}
+    for event in out.split(b"\n\n"):
+        if event.startswith(b"data: {"):
+            for choice in orjson.loads(event[6:])["choices"]:
+                for call in choice["delta"].get("tool_calls", []):
+                    index = call["index"]
+                    joined[index] = joined.get(index, "") + call["function"]["arguments"]
+    return joined
+
+
+def test_json_escapes_neither_hide_a_secret_nor_break_the_arguments() -> None:
+    """Escaped newlines and quotes around secrets: redacted, and the JSON still parses."""
+    value = {
+        "note": f"keys:\n{SECRET}\tand\nbob@example.com",
+        "cmd": 'echo "password=Hunter2Secret9"',
+        "password": "Tr0ub4dor9xQ",
+    }
+    document = orjson.dumps(value).decode()
+    events = [_tool_chunk(0, "", id="call_a", name="run")]
+    events += [_tool_chunk(0, piece) for piece in pieces_of(document, 3)]
+    events += openai_events([])
+    dlp = StreamDlp("redact")
+    out = b"".join(dlp.process(event) for event in events) + dlp.finish()
+    assert orjson.loads(_openai_arguments(out)[0]) == {
+        "note": "keys:\n[REDACTED:AWS_ACCESS_KEY]\tand\n[REDACTED:EMAIL]",
+        "cmd": 'echo "password=[REDACTED:PASSWORD_ASSIGNMENT]"',
+        "password": "[REDACTED:PASSWORD_ASSIGNMENT]",
+    }
+    assert dlp.categories == ("AWS_ACCESS_KEY", "EMAIL", "PASSWORD_ASSIGNMENT")
+
+
+def test_parallel_calls_in_one_chunk_and_calls_in_the_finish_chunk() -> None:
+    """Whole calls sent side by side in one chunk (vLLM, Ollama), and a call that comes
+    with finish_reason: each call's arguments arrive whole, in order, redacted."""
+    long_a = orjson.dumps({"text": "a" * 400 + " ana@example.com"}).decode()
+    long_b = orjson.dumps({"text": "b" * 400}).decode()
+    calls = [
+        {
+            "index": i,
+            "id": f"call_{i}",
+            "type": "function",
+            "function": {"name": "f", "arguments": a},
+        }
+        for i, a in enumerate((long_a, long_b))
+    ]
+    side_by_side = {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None}],
+    }
+    last = {
+        "object": "chat.completion.chunk",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "tool_calls": [
+                        {
+                            "index": 2,
+                            "id": "c2",
+                            "function": {"name": "g", "arguments": '{"to": "ana@example.com"}'},
+                        }
+                    ]
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+    }
+    events = [b"data: " + orjson.dumps(e) + b"\n\n" for e in (side_by_side, last)]
+    dlp = StreamDlp("redact")
+    out = b"".join(dlp.process(event) for event in events) + dlp.process(b"data: [DONE]\n\n")
+    arguments = _openai_arguments(out)
+    assert orjson.loads(arguments[0]) == {"text": "a" * 400 + " [REDACTED:EMAIL]"}
+    assert arguments[1] == long_b  # nothing found: the very same text
+    assert orjson.loads(arguments[2]) == {"to": "[REDACTED:EMAIL]"}
+    assert b"ana@example.com" not in out

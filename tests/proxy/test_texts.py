@@ -67,7 +67,7 @@ def test_openai_chat_texts_in_document_order_with_tool_arguments_skipping_images
     assert request_texts(OPENAI_CHAT) == [
         "Be brief.",
         "What is in this image?",
-        "apples",
+        "fruit: apples",  # a value under a key comes with its key
         "Result: 42 apples",
     ]
 
@@ -110,7 +110,7 @@ def test_map_request_returns_new_body_and_leaves_input_and_other_fields_alone() 
     assert request_texts(mapped) == [
         "BE BRIEF.",
         "WHAT IS IN THIS IMAGE?",
-        "APPLES",
+        "fruit: APPLES",
         "RESULT: 42 APPLES",
     ]
     assert mapped["model"] == "gpt-4o-mini"
@@ -167,7 +167,7 @@ def test_response_texts_for_openai_chat_completions_and_anthropic() -> None:
     }
     assert response_texts(chat) == ["first", "second"]
     assert response_texts(completion) == ["legacy"]
-    assert response_texts(anthropic) == ["answer", "model wrote"]
+    assert response_texts(anthropic) == ["answer", "q: model wrote"]
 
 
 def test_stream_events_carry_their_delta_text() -> None:
@@ -233,7 +233,7 @@ def test_openai_tool_call_arguments_whole_and_streamed() -> None:
             }
         ]
     }
-    assert response_texts(whole) == ["a@b.io", "not json"]
+    assert response_texts(whole) == ["to: a@b.io", "not json"]
     mapped = map_response_texts(whole, str.upper)
     calls = mapped["choices"][0]["message"]["tool_calls"]
     assert [c["function"]["arguments"] for c in calls] == ['{"to":"A@B.IO"}', "NOT JSON", "{}"]
@@ -256,7 +256,7 @@ def test_responses_api_function_call_arguments() -> None:
             {"type": "function_call", "call_id": "c", "name": "f", "arguments": '{"q": "hi"}'}
         ]
     }
-    assert response_texts(body) == ["hi"]
+    assert response_texts(body) == ["q: hi"]
     assert map_response_texts(body, str.upper)["output"][0]["arguments"] == '{"q":"HI"}'
 
 

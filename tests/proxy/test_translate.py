@@ -267,3 +267,26 @@ def test_a_streamed_tool_call_without_input_gets_empty_json_arguments() -> None:
     ]
     assert [c["index"] for c in calls] == [0, 0]
     assert "".join(c["function"]["arguments"] for c in calls) == "{}"
+
+
+def test_a_tool_input_given_whole_at_block_start_is_kept() -> None:
+    """Some servers put the whole input in content_block_start and send no deltas."""
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {"id": "m3", "usage": {"input_tokens": 3}}},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {"q": "x"}},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {}},
+        {"type": "message_stop"},
+    ]
+    stream = AnthropicToOpenAIStream("claude", include_usage=False)
+    out = b"".join(stream.convert(orjson.dumps(e)) for e in events)
+    chunks = [orjson.loads(e[6:]) for e in out.split(b"\n\n") if e.startswith(b"data: {")]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    arguments = "".join(
+        call["function"]["arguments"] for d in deltas for call in d.get("tool_calls", [])
+    )
+    assert orjson.loads(arguments) == {"q": "x"}
