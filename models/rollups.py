@@ -97,6 +97,29 @@ def costed_requests(
     return with_cost(requests, price_table(pairs, overrides))
 
 
+def repeated_requests(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    at_least: int,
+    within: Literal["hour", "range"],
+) -> pl.LazyFrame:
+    """Costed requests with ``request_hash`` whose hash occurs ``at_least`` times in its
+    hour or in the range: the input of ``repeated_prompt_flags`` (``"hour"``, its
+    ``min_repeats``) and of ``cache_candidates`` (``"range"``, 2)."""
+    return costed_requests(
+        warehouse,
+        settings,
+        since=since,
+        until=until,
+        with_request_hash=True,
+        repeated_at_least=at_least,
+        repeated_in=within,
+    )
+
+
 def _rollup_by_day(
     warehouse: Warehouse, settings: ModelsSettings, hours: list[datetime] | None
 ) -> pl.DataFrame:

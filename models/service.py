@@ -20,7 +20,7 @@ from models.focus import focus_rows, write_focus
 from models.forecast import forecast_month
 from models.loops import MIN_REPEATS, repeated_prompt_flags
 from models.reports import GRAINS, read_rollup, reconciliation, spend_by
-from models.rollups import ROLLUP_TABLE, RefreshResult, costed_requests, refresh_rollups
+from models.rollups import ROLLUP_TABLE, RefreshResult, refresh_rollups, repeated_requests
 
 __all__ = [
     "CacheReport",
@@ -153,14 +153,8 @@ def cache_report(
         rollup = read_rollup(warehouse.con, since=since, until=until)
         summary = cache_summary(rollup, by, grain)
         repeated = cache_candidates(
-            costed_requests(
-                warehouse,
-                settings,
-                since=since,
-                until=until,
-                with_request_hash=True,
-                repeated_at_least=2,  # a candidate's hash occurs twice or more
-                repeated_in="range",
+            repeated_requests(
+                warehouse, settings, since=since, until=until, at_least=2, within="range"
             )
         )
     return CacheReport(summary, repeated.head(candidates))
@@ -230,13 +224,13 @@ def anomaly_report(
             min_impact_usd=min_impact_usd,
         )
         loops = repeated_prompt_flags(
-            costed_requests(
+            repeated_requests(
                 warehouse,
                 settings,
                 since=end - window,
                 until=end,
-                with_request_hash=True,
-                repeated_at_least=min_repeats,
+                at_least=min_repeats,
+                within="hour",
             ),
             scope,
             min_repeats=min_repeats,

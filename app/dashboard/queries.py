@@ -37,7 +37,7 @@ from models.explore import (
     rollup_span,
 )
 from models.loops import MIN_REPEATS
-from models.rollups import MEASURES, costed_requests
+from models.rollups import MEASURES, repeated_requests
 from models.trends import (
     anomaly_bands,
     budget_spend,
@@ -178,14 +178,8 @@ def candidates(
     limit: int,
 ) -> pl.DataFrame:
     """Cache candidates from the raw requests of ``[since, until)`` (keep it short)."""
-    costed = costed_requests(
-        warehouse,
-        settings,
-        since=since,
-        until=until,
-        with_request_hash=True,
-        repeated_at_least=2,  # a candidate's hash occurs twice or more
-        repeated_in="range",
+    costed = repeated_requests(
+        warehouse, settings, since=since, until=until, at_least=2, within="range"
     )
     return cache_candidates(filter_rollup(costed, dict(filters))).head(limit)
 
@@ -213,13 +207,13 @@ def anomalies(
     flags = detect_anomalies(frame, scope, now=now, window=window, min_score=min_score)
     loops = repeated_prompt_flags(
         filter_rollup(
-            costed_requests(
+            repeated_requests(
                 warehouse,
                 settings,
                 since=now - window,
                 until=now,
-                with_request_hash=True,
-                repeated_at_least=MIN_REPEATS,
+                at_least=MIN_REPEATS,
+                within="hour",
             ),
             dict(filters),
         ),
