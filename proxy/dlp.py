@@ -216,6 +216,13 @@ class StreamRedactor:
         self._scan_at = len(self._pending) + self._step
         return out
 
+    def release(self) -> str:
+        """Return the redacted text held so far, keeping its end as left context for
+        what is fed next (text before and after a tool call is one text)."""
+        out = self._emit(final=True)
+        self._scan_at = self._hold + self._step
+        return out
+
     def flush(self) -> str:
         """Return the redacted remainder; the redactor is then empty (and reusable)."""
         out = self._emit(final=True)

@@ -4,10 +4,11 @@ Works on whole SSE events in the client's format (OpenAI chunks or Anthropic eve
 Text deltas go through ``dlp.StreamRedactor``, which holds back a short tail so that a
 secret split across deltas is still caught; the held text is sent, redacted, in one
 extra delta just before the stream's finish event. Tool-call arguments (OpenAI
-``delta.tool_calls[].function.arguments``, Anthropic ``input_json_delta``) are held until
-the call ends, then sent whole in one fragment, redacted in their decoded JSON values
+``delta.tool_calls[].function.arguments``, Anthropic ``input_json_delta``) are held, then
+sent whole in one fragment per call, redacted in their decoded JSON values
 (``texts.map_arguments``): JSON escapes cannot hide a secret, and the arguments stay
-valid JSON. A tool call's arguments are therefore not streamed when response DLP is on.
+valid JSON. Anthropic input goes at its block's end; OpenAI calls, which may interleave,
+with their choice's finish. So tool arguments are not streamed when response DLP is on.
 ``flag`` mode only notes the categories and passes the bytes unchanged. A stream cannot
 be refused once it has started, so ``block`` redacts (and is logged as ``redact``).
 """
@@ -31,8 +32,7 @@ class _Choice:
     """What one OpenAI choice (by ``index``) holds back: its text and its tool call."""
 
     text: StreamRedactor = field(default_factory=StreamRedactor)
-    arguments: list[str] = field(default_factory=list)  # the tool call in progress
-    tool_index: Any = None  # which tool call ``arguments`` belong to
+    arguments: dict[Any, list[str]] = field(default_factory=dict)  # by tool-call index
     finished: bool = False
 
 
@@ -45,8 +45,11 @@ class StreamDlp:
         self.mode = mode
         self._redactor = StreamRedactor()  # Anthropic text blocks
         self._arguments: list[str] = []  # Anthropic: the tool_use input in progress
+        self._block: Any = 0  # Anthropic: index of the block in progress
+        self._block_open = False
         self._tool_categories: set[str] = set()
         self._choices: dict[int, _Choice] = {}
+        self._template: dict[str, Any] = {}  # OpenAI: id, created, model of the stream
         self._buffer = bytearray()
 
     @property
@@ -71,14 +74,27 @@ class StreamDlp:
         return b"".join(parts)
 
     def finish(self) -> bytes:
-        """Held text not yet sent when the stream ended without a finish event."""
-        return self._flush_openai(None)
+        """What is still held when the stream ends (cut off, or without a finish event):
+        a last unterminated event, then held text and tool arguments. A last event that
+        does not parse is dropped in redact mode (it could carry a secret unchecked)."""
+        out = b""
+        if self._buffer.strip():
+            self._buffer += b"\n\n"
+            for raw, payload in iter_sse_events(self._buffer):
+                if payload not in (None, b"[DONE]") and not _parses(payload):
+                    out += raw if self.mode == "flag" else b""
+                    continue
+                out += self._event(raw, payload)
+        self._buffer.clear()
+        if self._block_open or self._arguments:
+            out += self._anthropic_stop({"index": self._block})
+        return out + self._flush_openai(self._template)
 
     def _event(self, raw: bytes, payload: bytes | None) -> bytes:
         if payload is None:
             return raw
         if payload == b"[DONE]":
-            return self._flush_openai(None) + raw
+            return self._flush_openai(self._template) + raw
         try:
             event = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -89,8 +105,11 @@ class StreamDlp:
             return self._openai(raw, event)
         kind = event.get("type")
         if kind == "content_block_delta":
+            self._block = event.get("index", 0)
+            self._block_open = True
             return self._anthropic_delta(raw, event)
         if kind == "content_block_stop":
+            self._block_open = False
             return self._anthropic_stop(event) + raw
         return raw
 
@@ -144,10 +163,11 @@ class StreamDlp:
         choices = event.get("choices")
         if not isinstance(choices, list) or not choices:
             return raw
+        self._template = {k: event[k] for k in ("id", "created", "model") if k in event}
         out: list[Any] = []
         emptied = 0  # choices whose only content was all held back
         for choice in choices:
-            delta = choice.get("delta") if isinstance(choice, dict) else None
+            delta = choice.get("delta", {}) if isinstance(choice, dict) else None
             if not isinstance(delta, dict):
                 out.append(choice)
                 continue
@@ -160,8 +180,9 @@ class StreamDlp:
                 emptied += not new["content"] and set(delta) == {"content"}
             calls = delta.get("tool_calls")
             if isinstance(calls, list):
-                # Text the model wrote before calling a tool is due now, in this delta.
-                held = state.text.flush()
+                # Text the model wrote before calling a tool is due now, in this delta
+                # (its end stays as context for text after the call).
+                held = state.text.release()
                 if held:
                     new["content"] = str(new.get("content") or "") + held
                 new["tool_calls"] = self._tool_calls(state, calls)
@@ -170,7 +191,7 @@ class StreamDlp:
                 held = state.text.flush()
                 if held:
                     new["content"] = str(new.get("content") or "") + held
-                rest = self._held_call(state)
+                rest = self._held_calls(state)
                 if rest:
                     listed = new.get("tool_calls")
                     new["tool_calls"] = [*(listed if isinstance(listed, list) else ()), *rest]
@@ -189,8 +210,9 @@ class StreamDlp:
         return state
 
     def _tool_calls(self, state: _Choice, calls: list[Any]) -> list[Any]:
-        """Tool-call fragments with their arguments held back (sent empty); a call's whole
-        arguments, redacted, go out as one entry when the next call starts (or at the end)."""
+        """Tool-call fragments with their arguments held back (sent empty); each call's
+        whole arguments, redacted, go out with the choice's finish (calls may interleave,
+        so none is known to be complete before)."""
         out: list[Any] = []
         for call in calls:
             function = call.get("function") if isinstance(call, dict) else None
@@ -198,19 +220,21 @@ class StreamDlp:
                 out.append(call)
                 continue
             index = call.get("index", 0)
-            if index != state.tool_index:
-                out += self._held_call(state)
-                state.tool_index = index
-            state.arguments.append(function["arguments"])
+            state.arguments.setdefault(index if isinstance(index, int) else 0, []).append(
+                function["arguments"]
+            )
             out.append({**call, "function": {**function, "arguments": ""}})
         return out
 
-    def _held_call(self, state: _Choice) -> list[dict[str, Any]]:
-        """The held tool call as one ``tool_calls`` entry (none when nothing is held)."""
-        if not state.arguments:
-            return []
-        arguments = self._redacted_arguments(state.arguments)
-        return [{"index": state.tool_index, "function": {"arguments": arguments}}]
+    def _held_calls(self, state: _Choice) -> list[dict[str, Any]]:
+        """The held tool calls, one ``tool_calls`` entry each, in index order."""
+        calls = [
+            {"index": index, "function": {"arguments": self._redacted_arguments(parts)}}
+            for index, parts in sorted(state.arguments.items())
+            if parts
+        ]
+        state.arguments.clear()
+        return [call for call in calls if call["function"]["arguments"]]
 
     def _flush_openai(self, template: dict[str, Any] | None) -> bytes:
         """Every unfinished choice's held text and arguments, at ``[DONE]`` or the end."""
@@ -223,7 +247,7 @@ class StreamDlp:
             text = state.text.flush()
             if text:
                 delta["content"] = text
-            calls = self._held_call(state)
+            calls = self._held_calls(state)
             if calls:
                 delta["tool_calls"] = calls
             if delta and self.mode != "flag":
@@ -232,6 +256,14 @@ class StreamDlp:
 
 
 _DELTA_LINE: Final = b"event: content_block_delta\n"
+
+
+def _parses(payload: bytes) -> bool:
+    try:
+        orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _chunk(template: dict[str, Any] | None, index: Any, delta: dict[str, Any]) -> bytes:

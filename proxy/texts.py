@@ -35,10 +35,9 @@ functions; safe from any thread.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
-
-import orjson
 
 __all__ = [
     "map_arguments",
@@ -207,36 +206,70 @@ def _map_tool_calls(calls: Any, fn: TextFn, *, whole: bool) -> Any:
 
 
 def map_arguments(arguments: str, fn: TextFn) -> str:
-    """A JSON ``arguments`` string with its string values mapped; else mapped as one text."""
+    """A JSON ``arguments`` string with its strings (values, and keys) mapped; else mapped
+    as one text.
+
+    Decoded with the standard library so that nothing is lost on the way back: duplicate
+    keys stay, numbers keep their exact text. Unchanged arguments come back as they were.
+    """
     try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
+        parsed = json.loads(
+            arguments,
+            object_pairs_hook=_Pairs,
+            parse_float=_Number,
+            parse_int=_Number,
+            parse_constant=_Number,
+        )
+    except (ValueError, RecursionError):
         return fn(arguments)
-    if not isinstance(parsed, (dict, list, str)):
-        return arguments
     mapped = _map_json(parsed, fn)
-    return arguments if mapped == parsed else orjson.dumps(mapped).decode()
+    return arguments if mapped == parsed else _dump(mapped)
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A decoded JSON object: its (key, value) pairs in order, duplicates kept."""
+
+
+class _Number(str):
+    """A decoded JSON number (or NaN/Infinity), kept as its source text."""
+
+
+def _dump(value: Any) -> str:
+    if isinstance(value, _Number):
+        return str(value)
+    if isinstance(value, _Pairs):
+        return "{" + ",".join(f"{_dump(k)}:{_dump(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dump(item) for item in value) + "]"
+    return json.dumps(value, ensure_ascii=False)  # str, bool, None
 
 
 def _map_json(value: Any, fn: TextFn) -> Any:
-    """Every string value (not key) in a decoded JSON value mapped, in document order.
+    """Every string (values, and keys) in a decoded JSON value (``json.loads``, or
+    ``map_arguments``'s decoding) mapped, in document order.
 
     A string under a key is mapped as ``"key: value"`` so that what the key says counts
-    (``{"password": "…"}`` is a password assignment); the key part is then taken off again
-    (when ``fn`` changed it, the value is mapped alone)."""
+    (``{"password": "…"}`` is a password assignment). Keys are mapped too: only when the
+    text of a pair changed there, or alone when their value is not a string."""
     if isinstance(value, str):
-        return fn(value)
+        return value if isinstance(value, _Number) else fn(value)
+    if isinstance(value, _Pairs):
+        return _Pairs(_map_pair(str(k), v, fn) for k, v in value)
     if isinstance(value, dict):
-        return {
-            key: _keyed(str(key), item, fn) if isinstance(item, str) else _map_json(item, fn)
-            for key, item in value.items()
-        }
+        return dict(_map_pair(str(k), v, fn) for k, v in value.items())
     if isinstance(value, list):
         return [_map_json(item, fn) for item in value]
     return value
 
 
-def _keyed(key: str, value: str, fn: TextFn) -> str:
+def _map_pair(key: str, value: Any, fn: TextFn) -> tuple[str, Any]:
+    if not isinstance(value, str) or isinstance(value, _Number):
+        return fn(key), _map_json(value, fn)
     prefix = f"{key}: "
     mapped = fn(prefix + value)
-    return mapped[len(prefix) :] if mapped.startswith(prefix) else fn(value)
+    if mapped.startswith(prefix):
+        return key, mapped[len(prefix) :]
+    new_key = fn(key)
+    if mapped.startswith(new_key + ": "):
+        return new_key, mapped[len(new_key) + 2 :]
+    return new_key, mapped  # a finding spans key and value: the value keeps what is left

@@ -442,3 +442,27 @@ def test_a_secret_named_by_its_json_key_is_found() -> None:
     assert inspect_response(anthropic, "redact").body["content"][0]["input"] == {
         "api_key": "[REDACTED:PASSWORD_ASSIGNMENT]"
     }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (  # a secret as the key, its secret as the value
+            f'{{"{AWS_ID}": "{AWS_SECRET}"}}',
+            '{"[REDACTED:AWS_ACCESS_KEY]":"[REDACTED:AWS_SECRET_KEY]"}',
+        ),
+        ('{"ana@example.com": 5}', '{"[REDACTED:EMAIL]":5}'),  # a key alone
+        (  # numbers keep their text, an escaped @ is decoded, duplicate keys stay
+            '{"n": 1e400, "big": 18446744073709551617, "e": "ana\\u0040example.com", "e": "x"}',
+            '{"n":1e400,"big":18446744073709551617,"e":"[REDACTED:EMAIL]","e":"x"}',
+        ),
+        ('{"a": "ana@example.com", "a": "x"}', '{"a":"[REDACTED:EMAIL]","a":"x"}'),
+    ],
+)
+def test_tool_arguments_keys_numbers_escapes_and_duplicates(arguments: str, expected: str) -> None:
+    """What a decoder could hide or change: keys, exact numbers, escapes, repeated keys."""
+    body = {"choices": [{"message": {"tool_calls": [{"function": {"arguments": arguments}}]}}]}
+    result = inspect_response(body, "redact")
+    assert result.body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == (
+        expected
+    )

@@ -375,3 +375,75 @@ def test_parallel_calls_in_one_chunk_and_calls_in_the_finish_chunk() -> None:
     assert arguments[1] == long_b  # nothing found: the very same text
     assert orjson.loads(arguments[2]) == {"to": "[REDACTED:EMAIL]"}
     assert b"ana@example.com" not in out
+
+
+def _openai_chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    chunk = {"object": "chat.completion.chunk", "id": "c9", "model": "m", "choices": [choice]}
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def test_interleaved_tool_call_fragments_are_redacted_whole() -> None:
+    """Fragments of two calls alternate (0, 1, 0): each call is redacted as a whole."""
+    second = '{"cmd": "login password=Tr0ub4dor9xQ\\"x"}'
+
+    def call(index: int, arguments: str) -> dict[str, object]:
+        return {"index": index, "function": {"arguments": arguments}}
+
+    events = [
+        _openai_chunk({"tool_calls": [call(0, '{"to": "'), call(1, second[:-1])]}),
+        _openai_chunk({"tool_calls": [call(0, "ana@"), call(1, "}")]}),
+        _openai_chunk({"tool_calls": [call(0, 'example.com"}')]}),
+        _openai_chunk({}, "tool_calls"),
+        b"data: [DONE]\n\n",
+    ]
+    dlp = StreamDlp("redact")
+    out = b"".join(dlp.process(event) for event in events) + dlp.finish()
+    arguments = _openai_arguments(out)
+    assert orjson.loads(arguments[0]) == {"to": "[REDACTED:EMAIL]"}
+    assert orjson.loads(arguments[1]) == {"cmd": 'login password=[REDACTED:PASSWORD_ASSIGNMENT]"x'}
+
+
+def test_text_before_and_after_a_tool_call_is_one_text() -> None:
+    """'password:' before a tool call and its value after it: still an assignment."""
+    events = [
+        _openai_chunk({"content": "The admin password: "}),
+        _openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+        _openai_chunk({"content": "Tr0ub4dor9xQ is set."}),
+        _openai_chunk({}, "stop"),
+        b"data: [DONE]\n\n",
+    ]
+    dlp = StreamDlp("redact")
+    out = b"".join(dlp.process(event) for event in events) + dlp.finish()
+    assert openai_text(out) == "The admin password: [REDACTED:PASSWORD_ASSIGNMENT] is set."
+
+
+def test_a_stream_cut_off_mid_block_or_mid_event_is_finished_safely() -> None:
+    """Anthropic text held when the stream ends is sent (redacted) by finish(); a last
+    event without its blank line is handled, and one cut mid-JSON is dropped."""
+    delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "Write to ana@example.com today."},
+    }
+    event = b"event: content_block_delta\ndata: " + orjson.dumps(delta)
+    dlp = StreamDlp("redact")
+    assert dlp.process(event + b"\n") == b""  # not yet terminated: nothing to send
+    out = dlp.finish()
+    assert b"ana@example.com" not in out
+    texts = [
+        orjson.loads(e.split(b"data: ", 1)[1])["delta"]["text"] for e in out.split(b"\n\n") if e
+    ]
+    assert "".join(texts) == "Write to [REDACTED:EMAIL] today."
+    assert dlp.categories == ("EMAIL",)
+    cut = StreamDlp("redact")
+    assert (
+        cut.process(
+            b'data: {"object": "chat.completion.chunk", "choices": [{"delta": {"content": "ana@ex'
+        )
+        == b""
+    )
+    assert cut.finish() == b""
+    flagged = StreamDlp("flag")
+    assert flagged.process(event + b"\n") + flagged.finish() == event + b"\n\n"  # terminated
+    assert flagged.categories == ("EMAIL",)

@@ -68,6 +68,7 @@ def test_openai_chat_texts_in_document_order_with_tool_arguments_skipping_images
         "Be brief.",
         "What is in this image?",
         "fruit: apples",  # a value under a key comes with its key
+        "n",  # a key over a non-string value, alone
         "Result: 42 apples",
     ]
 
@@ -76,6 +77,7 @@ def test_anthropic_system_blocks_messages_and_tool_results() -> None:
     assert request_texts(ANTHROPIC_MESSAGES) == [
         "You are terse.",
         "Hello",
+        "q",
         "seven",
         "lookup says 7",
         "Thanks",
@@ -110,7 +112,8 @@ def test_map_request_returns_new_body_and_leaves_input_and_other_fields_alone() 
     assert request_texts(mapped) == [
         "BE BRIEF.",
         "WHAT IS IN THIS IMAGE?",
-        "fruit: APPLES",
+        "FRUIT: APPLES",
+        "N",
         "RESULT: 42 APPLES",
     ]
     assert mapped["model"] == "gpt-4o-mini"
@@ -120,7 +123,7 @@ def test_map_request_returns_new_body_and_leaves_input_and_other_fields_alone() 
     assert call == {
         "id": "call_1",
         "type": "function",
-        "function": {"name": "lookup", "arguments": '{"fruit":"APPLES","n":3}'},
+        "function": {"name": "lookup", "arguments": '{"FRUIT":"APPLES","N":3}'},
     }
     assert [m["role"] for m in mapped["messages"]] == ["system", "user", "assistant", "tool"]
 
@@ -137,11 +140,12 @@ def test_map_request_anthropic_keeps_cache_control_and_tool_ids() -> None:
         "type": "tool_use",
         "id": "toolu_1",
         "name": "lookup",
-        "input": {"q": ["<seven>"]},
+        "input": {"<q>": ["<seven>"]},
     }
     assert request_texts(mapped) == [
         "<You are terse.>",
         "<Hello>",
+        "<q>",
         "<seven>",
         "<lookup says 7>",
         "<Thanks>",
@@ -211,7 +215,7 @@ def test_map_response_leaves_usage_ids_and_tool_names_unchanged() -> None:
         "usage": {"input_tokens": 5},
         "content": [
             {"type": "text", "text": "ABC"},
-            {"type": "tool_use", "id": "toolu_2", "name": "f", "input": {"q": "X"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "f", "input": {"Q": "X"}},
         ],
     }
 
@@ -236,7 +240,7 @@ def test_openai_tool_call_arguments_whole_and_streamed() -> None:
     assert response_texts(whole) == ["to: a@b.io", "not json"]
     mapped = map_response_texts(whole, str.upper)
     calls = mapped["choices"][0]["message"]["tool_calls"]
-    assert [c["function"]["arguments"] for c in calls] == ['{"to":"A@B.IO"}', "NOT JSON", "{}"]
+    assert [c["function"]["arguments"] for c in calls] == ['{"TO":"A@B.IO"}', "NOT JSON", "{}"]
     assert [c["id"] for c in calls] == ["c1", "c2", "c3"]
     unchanged = map_response_texts(whole, lambda t: t)
     assert unchanged["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == (
@@ -257,7 +261,7 @@ def test_responses_api_function_call_arguments() -> None:
         ]
     }
     assert response_texts(body) == ["q: hi"]
-    assert map_response_texts(body, str.upper)["output"][0]["arguments"] == '{"q":"HI"}'
+    assert map_response_texts(body, str.upper)["output"][0]["arguments"] == '{"Q":"HI"}'
 
 
 def test_malformed_tool_shapes_are_left_alone() -> None:
