@@ -204,7 +204,7 @@ class _Watcher:
                 return None
             self.started = True
         sweep = self.options.late_days > 1 and time.monotonic() >= self.sweep_at
-        from_day = self._from_day(1 if not sweep else max(self.options.late_days, 1))
+        from_day = self._from_day(self.options.late_days if sweep else 1)
         try:
             listed = list(self.source.list_objects(from_day=from_day))
         except SourceError as err:

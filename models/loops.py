@@ -38,7 +38,7 @@ def repeated_prompt_flags(
     or more, biggest repeat count first within each hour and value.
 
     ``requests`` may be only those whose hash repeats ``min_repeats`` times in its hour
-    (``costed_requests(..., repeated_at_least=min_repeats)``): the flags are the same, since
+    (``models.rollups.repeated_requests(..., within="hour")``): the flags are the same, since
     a value's repeats are a subset of the hour's, and far fewer rows leave DuckDB."""
     if min_repeats < 2:
         raise ModelsError(f"min_repeats must be at least 2, not {min_repeats}")

@@ -36,6 +36,7 @@ __all__ = [
     "inspect_request",
     "inspect_response",
     "redact",
+    "redactor_into",
     "scan",
 ]
 
@@ -132,6 +133,17 @@ def redact(text: str, findings: Sequence[Finding] | None = None) -> str:
     return "".join(parts)
 
 
+def redactor_into(found: set[str]) -> Callable[[str], str]:
+    """A text function that redacts its text and adds the categories it found to ``found``."""
+
+    def redact_one(text: str) -> str:
+        findings = scan(text)
+        found.update(f.category for f in findings)
+        return redact(text, findings)
+
+    return redact_one
+
+
 def inspect_request(body: dict[str, Any], mode: str) -> DlpResult:
     """Scan a request body's texts (see ``proxy.texts``) under ``mode``."""
     return _inspect(body, _check_mode(mode), request_texts, map_request_texts)
@@ -157,13 +169,7 @@ def _inspect(body: dict[str, Any], mode: str, texts: _Texts, mapper: _Mapper) ->
         return DlpResult(None, (), body)
     found: set[str] = set()
     if mode == "redact":
-
-        def redact_one(text: str) -> str:
-            findings = scan(text)
-            found.update(f.category for f in findings)
-            return redact(text, findings)
-
-        redacted = mapper(body, redact_one)
+        redacted = mapper(body, redactor_into(found))
         if found:
             return DlpResult(mode, tuple(sorted(found)), redacted)
         return DlpResult(None, (), body)
@@ -225,9 +231,8 @@ class StreamRedactor:
 
     def flush(self) -> str:
         """Return the redacted remainder; the redactor is then empty (and reusable)."""
-        out = self._emit(final=True)
+        out = self.release()
         self._context = ""
-        self._scan_at = self._hold + self._step
         return out
 
     def _emit(self, *, final: bool) -> str:

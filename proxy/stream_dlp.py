@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import orjson
 
-from proxy.dlp import StreamRedactor, redact, scan
+from proxy.dlp import StreamRedactor, redactor_into
 from proxy.texts import map_arguments
 from proxy.usage import iter_sse_events
 
@@ -29,10 +29,10 @@ __all__ = ["StreamDlp"]
 
 @dataclass(slots=True)
 class _Choice:
-    """What one OpenAI choice (by ``index``) holds back: its text and its tool call."""
+    """What one OpenAI choice (by ``index``) holds back: its text and its tool calls."""
 
     text: StreamRedactor = field(default_factory=StreamRedactor)
-    arguments: dict[Any, list[str]] = field(default_factory=dict)  # by tool-call index
+    arguments: dict[int, list[str]] = field(default_factory=dict)  # by tool-call index
     finished: bool = False
 
 
@@ -88,13 +88,13 @@ class StreamDlp:
         self._buffer.clear()
         if self._block_open or self._arguments:
             out += self._anthropic_stop({"index": self._block})
-        return out + self._flush_openai(self._template)
+        return out + self._flush_openai()
 
     def _event(self, raw: bytes, payload: bytes | None) -> bytes:
         if payload is None:
             return raw
         if payload == b"[DONE]":
-            return self._flush_openai(self._template) + raw
+            return self._flush_openai() + raw
         try:
             event = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -129,35 +129,27 @@ class StreamDlp:
 
     def _anthropic_stop(self, event: dict[str, Any]) -> bytes:
         """What the block still holds, as one more delta before its ``content_block_stop``."""
-        index = event.get("index", 0)
-        extra = b""
+        deltas = []
         text = self._redactor.flush()
-        if text and self.mode != "flag":
-            delta = {"type": "text_delta", "text": text}
-            extra += _frame(
-                _DELTA_LINE, {"type": "content_block_delta", "index": index, "delta": delta}
-            )
+        if text:
+            deltas.append({"type": "text_delta", "text": text})
         if self._arguments:
             arguments = self._redacted_arguments(self._arguments)
-            if self.mode != "flag":
-                delta = {"type": "input_json_delta", "partial_json": arguments}
-                extra += _frame(
-                    _DELTA_LINE, {"type": "content_block_delta", "index": index, "delta": delta}
-                )
-        return extra
+            deltas.append({"type": "input_json_delta", "partial_json": arguments})
+        if self.mode == "flag":
+            return b""
+        index = event.get("index", 0)
+        return b"".join(
+            _frame(_DELTA_LINE, {"type": "content_block_delta", "index": index, "delta": delta})
+            for delta in deltas
+        )
 
     def _redacted_arguments(self, parts: list[str]) -> str:
         """A tool call's whole arguments (``parts`` joined, then emptied), redacted in its
         decoded JSON values so that the JSON stays valid."""
         whole = "".join(parts)
         parts.clear()
-
-        def redact_one(text: str) -> str:
-            findings = scan(text)
-            self._tool_categories.update(f.category for f in findings)
-            return redact(text, findings)
-
-        return map_arguments(whole, redact_one)
+        return map_arguments(whole, redactor_into(self._tool_categories))
 
     def _openai(self, raw: bytes, event: dict[str, Any]) -> bytes:
         choices = event.get("choices")
@@ -182,19 +174,10 @@ class StreamDlp:
             if isinstance(calls, list):
                 # Text the model wrote before calling a tool is due now, in this delta
                 # (its end stays as context for text after the call).
-                held = state.text.release()
-                if held:
-                    new["content"] = str(new.get("content") or "") + held
+                _extend(new, {"content": state.text.release()})
                 new["tool_calls"] = self._tool_calls(state, calls)
-            if choice.get("finish_reason") is not None and not state.finished:
-                state.finished = True  # everything held goes out with the finish
-                held = state.text.flush()
-                if held:
-                    new["content"] = str(new.get("content") or "") + held
-                rest = self._held_calls(state)
-                if rest:
-                    listed = new.get("tool_calls")
-                    new["tool_calls"] = [*(listed if isinstance(listed, list) else ()), *rest]
+            if choice.get("finish_reason") is not None:
+                _extend(new, self._drain(state))  # everything held goes out with the finish
             out.append({**choice, "delta": new})
         if self.mode == "flag":
             return raw
@@ -226,32 +209,27 @@ class StreamDlp:
             out.append({**call, "function": {**function, "arguments": ""}})
         return out
 
-    def _held_calls(self, state: _Choice) -> list[dict[str, Any]]:
-        """The held tool calls, one ``tool_calls`` entry each, in index order."""
-        calls = [
-            {"index": index, "function": {"arguments": self._redacted_arguments(parts)}}
-            for index, parts in sorted(state.arguments.items())
-            if parts
+    def _drain(self, state: _Choice) -> dict[str, Any]:
+        """A finishing choice's held text and tool calls (whole, redacted, in index order)
+        as delta fields, each only when not empty; nothing once the choice has finished."""
+        if state.finished:
+            return {}
+        state.finished = True
+        whole = [
+            (i, self._redacted_arguments(parts)) for i, parts in sorted(state.arguments.items())
         ]
         state.arguments.clear()
-        return [call for call in calls if call["function"]["arguments"]]
+        held = [{"index": i, "function": {"arguments": a}} for i, a in whole if a]
+        return {"content": state.text.flush(), "tool_calls": held}
 
-    def _flush_openai(self, template: dict[str, Any] | None) -> bytes:
+    def _flush_openai(self) -> bytes:
         """Every unfinished choice's held text and arguments, at ``[DONE]`` or the end."""
         out = b""
         for index, state in self._choices.items():
-            if state.finished:
-                continue
-            state.finished = True
             delta: dict[str, Any] = {}
-            text = state.text.flush()
-            if text:
-                delta["content"] = text
-            calls = self._held_calls(state)
-            if calls:
-                delta["tool_calls"] = calls
+            _extend(delta, self._drain(state))
             if delta and self.mode != "flag":
-                out += _chunk(template, index, delta)
+                out += _chunk(self._template, index, delta)
         return out
 
 
@@ -266,12 +244,21 @@ def _parses(payload: bytes) -> bool:
     return True
 
 
-def _chunk(template: dict[str, Any] | None, index: Any, delta: dict[str, Any]) -> bytes:
-    """An extra OpenAI chunk carrying ``delta`` for choice ``index``, with the ids of
-    ``template``."""
-    base = {k: v for k, v in (template or {}).items() if k in ("id", "object", "created", "model")}
+def _extend(delta: dict[str, Any], held: dict[str, Any]) -> None:
+    """Add ``held`` text (``content``) and ``tool_calls`` to an OpenAI ``delta``, after
+    what it carries; empty ones are left out."""
+    if held.get("content"):
+        delta["content"] = str(delta.get("content") or "") + held["content"]
+    if held.get("tool_calls"):
+        listed = delta.get("tool_calls")
+        delta["tool_calls"] = [*(listed if isinstance(listed, list) else ()), *held["tool_calls"]]
+
+
+def _chunk(template: dict[str, Any], index: int, delta: dict[str, Any]) -> bytes:
+    """An extra OpenAI chunk carrying ``delta`` for choice ``index``, with the stream's
+    ``id``, ``created`` and ``model`` (``template``)."""
     chunk = {
-        **base,
+        **template,
         "object": "chat.completion.chunk",
         "choices": [{"index": index, "delta": delta, "finish_reason": None}],
     }
