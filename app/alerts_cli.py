@@ -29,7 +29,8 @@ from app.console import (
     user_errors,
 )
 from app.reports_cli import resolve_settings
-from ingest import DEFAULT_DB_PATH, AigwError, ConfigError
+from core.errors import AigwError, ConfigError
+from ingest import DEFAULT_DB_PATH
 
 __all__ = ["alerts_app"]
 

@@ -37,9 +37,9 @@ from app.mock_cli import mock_provider_command
 from app.proxy_cli import proxy_command, simulate_command
 from app.reports_cli import DEFAULT_CONFIG, export_app, report_app, resolve_settings
 from app.watch import parse_interval, print_quality, run_watch
+from core.errors import ConfigError
 from ingest import (
     DEFAULT_DB_PATH,
-    ConfigError,
     IngestSettings,
     IngestSummary,
     ObjectResult,

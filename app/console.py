@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ingest import AigwError, ConfigError
+from core.errors import AigwError, ConfigError
 
 __all__ = [
     "EXIT_ERROR",

@@ -21,7 +21,8 @@ import typer
 from app.alerts_cli import DEFAULT_BUDGETS
 from app.console import ConfigOption, DbOption, VerboseOption, parse_time, user_errors
 from app.reports_cli import DEFAULT_CONFIG
-from ingest import DEFAULT_DB_PATH, WarehouseError
+from core.errors import WarehouseError
+from ingest import DEFAULT_DB_PATH
 
 __all__ = ["ENTRY_SCRIPT", "dashboard_command", "streamlit_command"]
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from app.console import VerboseOption, err, user_errors
-from ingest.errors import ConfigError
-from proxy.mock_provider import MockSettings, run_mock_provider
+from core.errors import ConfigError
+from sim.provider import MockSettings, run_mock_provider
 
 __all__ = ["mock_provider_command", "parse_outage_option"]
 

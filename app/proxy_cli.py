@@ -66,7 +66,7 @@ def simulate_command(
     running away on 2026-11-19 10:00-11:00. Everything stays on 127.0.0.1.
     """
     with user_errors(verbose):
-        from proxy.simulate import simulate  # noqa: PLC0415 - keeps other commands' start-up light
+        from sim.simulate import simulate  # noqa: PLC0415 - keeps other commands' start-up light
 
         summary = simulate(
             config, out, requests=requests, seed=seed, concurrency=concurrency, environ=os.environ

@@ -21,7 +21,8 @@ from app.console import (
     write_json_document,
     write_rows,
 )
-from ingest import DEFAULT_DB_PATH, ConfigError
+from core.errors import ConfigError
+from ingest import DEFAULT_DB_PATH
 from models import (
     ModelsSettings,
     anomaly_report,

@@ -18,8 +18,8 @@ from typing import Final
 
 from alerts import AlertsConfig, run_alerts
 from app.console import EXIT_QUALITY, err, out
+from core.errors import ConfigError
 from ingest import (
-    ConfigError,
     IngestSettings,
     IngestSummary,
     ObjectResult,

@@ -34,7 +34,7 @@ import duckdb
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).parent]
 
 from ingest import IngestSettings, run_ingest  # noqa: E402 - after the sys.path fix above
-from ingest.synthetic import (  # noqa: E402 - after the sys.path fix above
+from sim.synthetic import (  # noqa: E402 - after the sys.path fix above
     TrafficShape,
     synthetic_records,
     write_logpush_files,

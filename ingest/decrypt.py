@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ingest.errors import AigwError, ConfigError
+from ingest.errors import ConfigError, DecryptError
 
 __all__ = ["DecryptError", "Decryptor", "is_encrypted", "load_private_key"]
 
@@ -34,10 +34,6 @@ _OAEP: Final = padding.OAEP(
     mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
 )
 _CACHE_SIZE: Final = 4096
-
-
-class DecryptError(AigwError):
-    """An encrypted field could not be decrypted; ``str()`` is the reason."""
 
 
 def is_encrypted(value: object) -> bool:

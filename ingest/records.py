@@ -20,8 +20,8 @@ from typing import Any, Final
 
 import orjson
 
-from ingest.decrypt import DecryptError, Decryptor, is_encrypted
-from ingest.errors import AigwError
+from ingest.decrypt import Decryptor, is_encrypted
+from ingest.errors import DecryptError, InvalidRecord
 
 __all__ = ["ROW_FIELDS", "InvalidRecord", "normalize", "record_key"]
 
@@ -63,10 +63,6 @@ ROW_FIELDS: Final = (
     "guardrail_categories",
     "cache_key_hash",
 )
-
-
-class InvalidRecord(AigwError):
-    """A record that cannot be loaded; ``str()`` is the reject reason."""
 
 
 # Slots of the raw values collected before conversion.

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ingest.errors import ConfigError
+from core.errors import ConfigError
 
 __all__ = ["BUILTIN_DIMENSIONS", "DEFAULT_DIMENSIONS", "ModelsSettings", "load_models_settings"]
 

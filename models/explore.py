@@ -21,7 +21,7 @@ import duckdb
 import orjson
 import polars as pl
 
-from ingest.errors import ConfigError
+from core.errors import ConfigError
 from ingest.warehouse import Warehouse, table_exists
 from models.config import ModelsSettings
 from models.frames import time_range

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import duckdb
 import polars as pl
 
-from ingest.errors import ConfigError
+from core.errors import ConfigError
 from ingest.warehouse import open_warehouse, table_exists
 from models.anomalies import detect_anomalies
 from models.cache import cache_candidates, cache_summary

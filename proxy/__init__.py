@@ -1,8 +1,9 @@
 """The companion gateway: OpenAI/Anthropic-compatible, inline controls (cache, rate limits,
-budgets, guardrails, DLP, failover) and Logpush-format logs; plus the simulated provider
-and traffic used by the demo, the tests and the benchmark.
+budgets, guardrails, DLP, failover) and Logpush-format logs.
 
-Uses only ``models.pricing``/``models.request_pricing`` from the rest of aigw.
+Imports only the shared floor (``core``) and ``models.pricing``/``models.request_pricing``
+from the rest of aigw (import-linter checks it). The simulated provider and traffic live
+in ``sim``.
 """
 
 from proxy.asgi import GatewayApp, create_gateway_app, run_gateway
@@ -10,7 +11,6 @@ from proxy.config import GatewayConfig, load_gateway_config
 from proxy.dlp import DLP_CATEGORIES, DlpResult, StreamRedactor, inspect_request, redact, scan
 from proxy.errors import GatewayConfigError, LogSinkError, ProxyError, StoreError, UpstreamError
 from proxy.guardrails import GUARDRAIL_CATEGORIES, RULES, Verdict, check_request, evaluate
-from proxy.mock_provider import MockSettings, create_mock_app, run_mock_provider
 
 __all__ = [
     "DLP_CATEGORIES",
@@ -21,7 +21,6 @@ __all__ = [
     "GatewayConfig",
     "GatewayConfigError",
     "LogSinkError",
-    "MockSettings",
     "ProxyError",
     "StoreError",
     "StreamRedactor",
@@ -29,12 +28,10 @@ __all__ = [
     "Verdict",
     "check_request",
     "create_gateway_app",
-    "create_mock_app",
     "evaluate",
     "inspect_request",
     "load_gateway_config",
     "redact",
     "run_gateway",
-    "run_mock_provider",
     "scan",
 ]

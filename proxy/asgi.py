@@ -24,7 +24,8 @@ from models.request_pricing import RequestPricer
 from proxy.cache import open_cache
 from proxy.config import GatewayConfig
 from proxy.counters import open_counter
-from proxy.http import BodyTooLarge, Receive, Responder, Scope, Send, error_body, read_request
+from proxy.errors import BodyTooLarge
+from proxy.http import Receive, Responder, Scope, Send, error_body, read_request
 from proxy.logwriter import LogWriter, WriterSettings, open_sink
 from proxy.pipeline import Gateway, Services
 from proxy.ratelimit import open_rate_limiter

@@ -13,6 +13,8 @@ from typing import Any, Final
 
 import orjson
 
+from proxy.errors import BodyTooLarge
+
 __all__ = ["Receive", "Request", "Responder", "Scope", "Send", "error_body", "read_request"]
 
 Scope = MutableMapping[str, Any]
@@ -29,10 +31,6 @@ class Request:
     headers: dict[str, str]  # lower-case names; the last value of a repeated header
     body: bytes
     client_ip: str | None
-
-
-class BodyTooLarge(Exception):
-    """The request body passed ``MAX_BODY_BYTES``."""
 
 
 async def read_request(scope: Scope, receive: Receive) -> Request:

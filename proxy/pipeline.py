@@ -32,13 +32,12 @@ from proxy.controls import (
 )
 from proxy.counters import SpendCounter
 from proxy.dlp import inspect_request, redact
-from proxy.errors import StoreError, UpstreamError
+from proxy.errors import RequestRefused, StoreError, UpstreamError
 from proxy.guardrails import check_request
 from proxy.http import Request, Responder, error_body
 from proxy.logrecord import RequestLog
 from proxy.ratelimit import RateLimiter
 from proxy.requests import (
-    ClientError,
     Target,
     authenticate,
     parse_endpoint,
@@ -82,7 +81,7 @@ class Gateway:
     async def handle(self, request: Request, out: Responder) -> None:
         try:
             await self._handle(request, out)
-        except ClientError as err:
+        except RequestRefused as err:
             if not out.started:
                 await out.json(err.status, error_body(str(err), err.kind, err.code), err.headers)
 
@@ -95,7 +94,7 @@ class Gateway:
         endpoint = parse_endpoint(request.path, config)
         identity = authenticate(request.headers, config)
         if request.method != "POST":
-            raise ClientError(
+            raise RequestRefused(
                 405, f"{request.method} is not allowed; use POST", "invalid_request_error"
             )
         try:
@@ -103,7 +102,7 @@ class Gateway:
         except orjson.JSONDecodeError:
             body = None
         if not isinstance(body, dict):
-            raise ClientError(
+            raise RequestRefused(
                 400, "the request body must be a JSON object", "invalid_request_error"
             )
         metadata = parse_metadata(request.headers.get("cf-aig-metadata"))
@@ -129,7 +128,7 @@ class Gateway:
                 request, route, identity, metadata, estimate, targets, log
             )
             sent_body = _policies(body, route, log)
-        except ClientError as err:
+        except RequestRefused as err:
             self.s.submit(
                 log.attempt(
                     step=0,
@@ -169,7 +168,7 @@ class Gateway:
         targets: list[Target],
         log: RequestLog,
     ) -> tuple[Charged, BudgetCheck | None, list[Target], str | None]:
-        """Rate limits, then the budget: ``ClientError`` 429, or the targets to try (a
+        """Rate limits, then the budget: ``RequestRefused`` 429, or the targets to try (a
         reroute when the budget is spent and says so)."""
         now_s = log.ts_ns / 1e9
         charged, denied = await rate_limit(
@@ -182,7 +181,7 @@ class Gateway:
         if budget is None or not budget.exceeded:
             return charged, budget, targets, None
         if budget.settings.action == "reject":
-            raise ClientError(429, budget.message(), "budget_exceeded", "budget_exceeded")
+            raise RequestRefused(429, budget.message(), "budget_exceeded", "budget_exceeded")
         provider, model = str(budget.settings.reroute).split("/", 1)
         rerouted = [Target(self.s.config.providers[provider], model)]
         return charged, budget, rerouted, f"budget spent: rerouted to {budget.settings.reroute}"
@@ -294,20 +293,20 @@ class Gateway:
         await out.json(200, {"object": "list", "data": data})
 
 
-def _rate_limited(denied: Denied) -> ClientError:
+def _rate_limited(denied: Denied) -> RequestRefused:
     limit = denied.limit
     message = (
         f"rate limit {limit.name!r} ({limit.limit} {limit.unit} per {limit.window_s:g} s) "
         f"reached; retry after {denied.retry_after_s} s"
     )
-    error = ClientError(429, message, "rate_limit_exceeded", "rate_limited")
+    error = RequestRefused(429, message, "rate_limit_exceeded", "rate_limited")
     error.headers = [("retry-after", str(denied.retry_after_s))]
     return error
 
 
 def _policies(body: dict[str, Any], route: RouteSettings, log: RequestLog) -> dict[str, Any]:
     """Guardrails, then DLP, on the request: the body to send (redacted in redact mode);
-    ``ClientError`` 400 in block mode. Verdicts are noted on ``log`` (categories only)."""
+    ``RequestRefused`` 400 in block mode. Verdicts are noted on ``log`` (categories only)."""
     if route.guardrails != "off":
         verdict = check_request(body)
         if verdict.flagged:
@@ -315,7 +314,7 @@ def _policies(body: dict[str, Any], route: RouteSettings, log: RequestLog) -> di
             log.guardrail_categories = verdict.categories
             if route.guardrails == "block":
                 message = f"request blocked by guardrails: {', '.join(verdict.categories)}"
-                raise ClientError(400, message, "guardrail_blocked", "content_policy_violation")
+                raise RequestRefused(400, message, "guardrail_blocked", "content_policy_violation")
     if route.dlp == "off":
         return body
     result = inspect_request(body, route.dlp)
@@ -325,7 +324,7 @@ def _policies(body: dict[str, Any], route: RouteSettings, log: RequestLog) -> di
     log.dlp_categories = result.categories
     if result.action == "block":
         message = f"request blocked by DLP: {', '.join(result.categories)}"
-        raise ClientError(400, message, "dlp_blocked", "content_policy_violation")
+        raise RequestRefused(400, message, "dlp_blocked", "content_policy_violation")
     return result.body if result.action == "redact" else body
 
 

@@ -1,7 +1,7 @@
 """What a client asked for: endpoint, identity, metadata, and the providers to try.
 
 Pure functions over the request and the config; the pipeline turns their
-``ClientError`` into an HTTP error in OpenAI's shape.
+``RequestRefused`` into an HTTP error in OpenAI's shape.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any, Final
 import orjson
 
 from proxy.config import GatewayConfig, KeyIdentity, ProviderSettings, RouteSettings
+from proxy.errors import RequestRefused
 
 __all__ = [
-    "ClientError",
     "Endpoint",
+    "RequestRefused",
     "Target",
     "authenticate",
     "parse_endpoint",
@@ -33,17 +34,6 @@ OPENAI_ENDPOINTS: Final = {
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
 }
-
-
-class ClientError(Exception):
-    """A request the gateway refuses: HTTP ``status``, OpenAI error ``kind``, one line."""
-
-    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.code = code
-        self.headers: list[tuple[str, str]] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +55,7 @@ class Target:
 
 
 def parse_endpoint(path: str, config: GatewayConfig) -> Endpoint:
-    """The endpoint of ``path``; ``ClientError`` 404 for anything else."""
+    """The endpoint of ``path``; ``RequestRefused`` 404 for anything else."""
     name = OPENAI_ENDPOINTS.get(path)
     if name is not None:
         return Endpoint("openai", name, config.gateway, None)
@@ -79,12 +69,12 @@ def parse_endpoint(path: str, config: GatewayConfig) -> Endpoint:
             return Endpoint("openai", rest, parts[0], provider.name)
         if provider.kind == "anthropic" and rest == "messages":
             return Endpoint("anthropic", "messages", parts[0], provider.name)
-    raise ClientError(404, f"no such endpoint: {path}", "invalid_request_error", "not_found")
+    raise RequestRefused(404, f"no such endpoint: {path}", "invalid_request_error", "not_found")
 
 
 def authenticate(headers: Mapping[str, str], config: GatewayConfig) -> KeyIdentity | None:
     """The identity of the gateway key sent (``cf-aig-authorization``, ``Authorization``
-    or ``x-api-key``); ``ClientError`` 401 when required and missing or unknown."""
+    or ``x-api-key``); ``RequestRefused`` 401 when required and missing or unknown."""
     token = _bearer(headers.get("cf-aig-authorization")) or _bearer(headers.get("authorization"))
     token = token or headers.get("x-api-key")
     if token:
@@ -94,7 +84,7 @@ def authenticate(headers: Mapping[str, str], config: GatewayConfig) -> KeyIdenti
                 return identity
     if not config.auth_required:
         return None
-    raise ClientError(
+    raise RequestRefused(
         401,
         "invalid or missing gateway key: send Authorization: Bearer <gateway key>",
         "authentication_error",
@@ -117,12 +107,12 @@ def parse_metadata(value: str | None) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, dict):
-        raise ClientError(
+        raise RequestRefused(
             400, "cf-aig-metadata must be a JSON object", "invalid_request_error", "bad_metadata"
         )
     for key, item in parsed.items():
         if isinstance(item, dict | list):
-            raise ClientError(
+            raise RequestRefused(
                 400,
                 f"cf-aig-metadata entry {key!r} must be a string, number or boolean",
                 "invalid_request_error",
@@ -137,7 +127,7 @@ def resolve_model(
     """The first provider and model to try, and the route whose controls apply."""
     requested = body.get("model")
     if not isinstance(requested, str) or not requested:
-        raise ClientError(400, "the request needs a model", "invalid_request_error", "no_model")
+        raise RequestRefused(400, "the request needs a model", "invalid_request_error", "no_model")
     provider_name = endpoint.provider
     model = requested
     if provider_name is None and "/" in requested:
@@ -155,7 +145,7 @@ def resolve_model(
             provider_name = _default_provider(endpoint.api, config)
     provider = config.providers[provider_name]
     if not can_serve(provider, endpoint):
-        raise ClientError(
+        raise RequestRefused(
             400,
             f"provider {provider_name} cannot serve {endpoint.name} requests",
             "invalid_request_error",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from ingest.synthetic import (
+from sim.synthetic import (
     TrafficShape,
     rest_record,
     synthetic_records,

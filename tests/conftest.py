@@ -16,7 +16,7 @@ import duckdb
 import orjson
 import pytest
 
-from ingest.synthetic import TrafficShape, synthetic_records, write_logpush_files
+from sim.synthetic import TrafficShape, synthetic_records, write_logpush_files
 
 REPO = Path(__file__).resolve().parent.parent
 

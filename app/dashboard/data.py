@@ -30,8 +30,8 @@ from typing import Any, Final, TypeVar
 import streamlit as st
 
 from alerts import AlertsConfig, load_alerts_config
-from ingest import Warehouse, WarehouseLocked, open_warehouse
-from ingest.errors import AigwError
+from core.errors import WarehouseBusy, WarehouseLocked
+from ingest import Warehouse, open_warehouse
 from models import ModelsSettings, load_models_settings
 
 __all__ = [
@@ -55,10 +55,6 @@ __all__ = [
 RETRY_SECONDS: Final = 3.0
 _RETRY_PAUSE: Final = 0.05
 T = TypeVar("T")
-
-
-class WarehouseBusy(AigwError):
-    """A writer held the warehouse through every retry and no earlier result exists."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from app.dashboard.data import (
     stale_since,
 )
 from app.dashboard.filters import filter_dimensions, sidebar_filters
-from ingest.errors import AigwError
+from core.errors import AigwError
 
 _VIEWS = Path(__file__).parent / "views"
 _PAGES = (

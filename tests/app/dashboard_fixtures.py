@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.synthetic import RunawayAgent, TrafficShape, synthetic_records, write_logpush_files
+from sim.synthetic import RunawayAgent, TrafficShape, synthetic_records, write_logpush_files
 from tests.conftest import run_aigw
 
 START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -8,8 +8,8 @@ import io
 import orjson
 import pytest
 
+from core.errors import ObjectReadError
 from ingest import reader
-from ingest.errors import ObjectReadError
 from ingest.reader import ParsedRecord, iter_records
 from ingest.records import InvalidRecord
 

@@ -13,12 +13,12 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from ingest import IngestSettings, open_warehouse, run_ingest
-from ingest.synthetic import RunawayAgent, TrafficShape, synthetic_records, write_logpush_files
 from models.anomalies import ANOMALY_SCHEMA, detect_anomalies
 from models.config import ModelsSettings
 from models.errors import ModelsError
 from models.reports import read_rollup
 from models.rollups import refresh_rollups
+from sim.synthetic import RunawayAgent, TrafficShape, synthetic_records, write_logpush_files
 
 MONDAY = datetime(2026, 3, 2, tzinfo=UTC)
 HOUR = timedelta(hours=1)

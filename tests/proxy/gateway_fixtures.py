@@ -17,7 +17,7 @@ import orjson
 
 from proxy.asgi import GatewayApp
 from proxy.config import load_gateway_config
-from proxy.mock_provider import MockSettings, create_mock_app
+from sim.provider import MockSettings, create_mock_app
 from tests.proxy.servers import serve_asgi
 
 PROVIDER_KEY = "sk-provider-test-0000000000000000"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.traffic import plan_traffic
+from sim.traffic import plan_traffic
 from tests.conftest import REPO, run_aigw
 from tests.proxy.gateway_fixtures import (
     GATEWAY_KEYS,

@@ -10,7 +10,7 @@ import streamlit as st
 from alerts.evaluate import period_bounds
 from app.dashboard.data import alerts_config, context, fetch
 from app.dashboard.ui import pct, table, usd
-from ingest.errors import AigwError
+from core.errors import AigwError
 
 ctx = context()
 st.title("Budgets and alerts")

@@ -6,9 +6,9 @@ network). It is a raw ASGI app (no framework, orjson, no per-request logging) so
 
 Endpoints: ``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``,
 ``/v1/messages`` (Anthropic) and ``GET /v1/models``. This module is the HTTP side; request
-checks and answers are in :mod:`proxy.mock_handlers`, usage numbers in
-:mod:`proxy.mock_usage`, bodies and streams in :mod:`proxy.mock_shapes`, the test hooks'
-records in :mod:`proxy.mock_hooks`.
+checks and answers are in :mod:`sim.handlers`, usage numbers in
+:mod:`sim.usage`, bodies and streams in :mod:`sim.shapes`, the test hooks'
+records in :mod:`sim.hooks`.
 
 **Determinism.** Each request gets a digest: BLAKE2b-256 keyed with the seed (8 bytes,
 big-endian, signed) over ``path + "\\n" + body`` where the body is re-encoded with sorted
@@ -62,11 +62,10 @@ from typing import Any, Final
 
 import orjson
 
-from ingest.errors import ConfigError
-from proxy.errors import ProxyError
-from proxy.mock_handlers import Handlers, RequestError
-from proxy.mock_hooks import Recorder, parse_outage
-from proxy.mock_shapes import error_body
+from core.errors import ConfigError, SimulationError
+from sim.handlers import Handlers, InvalidSimRequest
+from sim.hooks import Recorder, parse_outage
+from sim.shapes import error_body
 
 __all__ = ["ASGIApp", "MockSettings", "create_mock_app", "run_mock_provider"]
 
@@ -139,7 +138,7 @@ def run_mock_provider(
 
     Returns normally after either signal (a clean stop). ``port=0`` takes a free port;
     ``on_started`` gets the base URL (``http://HOST:PORT``) once the server accepts
-    requests. :class:`ProxyError` when the address cannot be bound (port in use).
+    requests. :class:`SimulationError` when the address cannot be bound (port in use).
     """
     import uvicorn  # noqa: PLC0415 - only this command needs the server; keeps `aigw` quick
 
@@ -150,7 +149,7 @@ def run_mock_provider(
     except OSError as error:
         # create_server's own message repeats the address; the errno's text is enough.
         reason = os.strerror(error.errno) if error.errno else str(error)
-        raise ProxyError(
+        raise SimulationError(
             f"cannot listen on {host}:{port}: {reason.lower()}; choose another --port"
         ) from None
 
@@ -266,7 +265,7 @@ class _MockProvider:
         try:
             body = handlers.parse(raw)
             request = handlers.check(path, body)
-        except RequestError as error:
+        except InvalidSimRequest as error:
             return await _error(send, 400, str(error), anthropic=anthropic)
         digest = handlers.digest(path, body)
         if self._draw_errors:
@@ -348,7 +347,7 @@ class _MockProvider:
         elif path == "/_mock/outage" and method == "POST":
             try:
                 status, seconds = parse_outage(body)
-            except RequestError as error:
+            except InvalidSimRequest as error:
                 await _error(send, 400, str(error), anthropic=False)
                 return
             self._outage = (status, time.monotonic() + seconds)

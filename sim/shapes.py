@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import orjson
 
-from proxy.mock_usage import CHARS_PER_TOKEN, Usage
+from sim.usage import CHARS_PER_TOKEN, Usage
 
 __all__ = [
     "MODELS",

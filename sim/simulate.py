@@ -25,9 +25,9 @@ import uvicorn
 
 from proxy.asgi import GatewayApp
 from proxy.config import GatewayConfig, load_gateway_config
-from proxy.mock_provider import MockSettings, create_mock_app
 from proxy.pipeline import SIM_TIME_HEADER
-from proxy.traffic import DEMO_KEYS, PlannedCall, plan_traffic
+from sim.provider import MockSettings, create_mock_app
+from sim.traffic import DEMO_KEYS, PlannedCall, plan_traffic
 
 __all__ = ["SimulationSummary", "simulate"]
 

@@ -25,10 +25,10 @@ import aiohttp
 import orjson
 import pytest
 
-from ingest.errors import ConfigError
-from proxy.mock_provider import MockSettings
+from core.errors import ConfigError
+from sim.provider import MockSettings
 from tests.conftest import REPO, run_aigw
-from tests.proxy.conftest import StartMock
+from tests.sim.conftest import StartMock
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"

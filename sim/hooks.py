@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import orjson
 
-from proxy.mock_handlers import RequestError
+from sim.handlers import InvalidSimRequest
 
 __all__ = ["OUTAGE_STATUSES", "RECORD_LIMIT", "REDACTED_HEADERS", "Recorder", "parse_outage"]
 
@@ -90,7 +90,7 @@ def _shown(
 
 
 def parse_outage(raw: bytes | None) -> tuple[int, float]:
-    """``{"status": 503|429|500, "seconds": s}`` as (status, seconds), or :class:`RequestError`."""
+    """``{"status": 503|429|500, "seconds": s}`` as (status, seconds), or ``InvalidSimRequest``."""
     try:
         request = orjson.loads(raw or b"")
         status = request["status"]
@@ -98,5 +98,5 @@ def parse_outage(raw: bytes | None) -> tuple[int, float]:
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         status, seconds = None, float("nan")
     if status not in OUTAGE_STATUSES or not 0 < seconds <= MAX_OUTAGE_S:
-        raise RequestError('Send {"status": 503|429|500, "seconds": 0 < s <= 86400}')
+        raise InvalidSimRequest('Send {"status": 503|429|500, "seconds": 0 < s <= 86400}')
     return status, seconds

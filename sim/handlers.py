@@ -3,7 +3,7 @@
 :meth:`Handlers.check` validates a body the way the real API would (400 on a missing
 ``model``, ``messages``, Anthropic's required ``max_tokens``...); :meth:`Handlers.answer`
 generates the answer from the request digest and the prompt cache (see
-:mod:`proxy.mock_usage` for the numbers). Only one choice is ever returned (``n`` is
+:mod:`sim.usage` for the numbers). Only one choice is ever returned (``n`` is
 ignored). A prompt containing ``BACKWARDS_MARKER`` (``"Say backwards: "``) is answered
 with the text after its last occurrence, reversed: tests make the provider say what they
 need (a secret, a jailbreak) without the prompt saying it, to check the gateway's response
@@ -24,8 +24,8 @@ from typing import Any, Final
 
 import orjson
 
-from proxy.errors import ProxyError
-from proxy.mock_shapes import (
+from core.errors import InvalidSimRequest
+from sim.shapes import (
     Answer,
     ToolCall,
     anthropic_message,
@@ -38,7 +38,7 @@ from proxy.mock_shapes import (
     openai_completion_stream,
     openai_embeddings,
 )
-from proxy.mock_usage import (
+from sim.usage import (
     Prompt,
     PromptCache,
     Usage,
@@ -50,17 +50,13 @@ from proxy.mock_usage import (
     text_prompt,
 )
 
-__all__ = ["BACKWARDS_MARKER", "DEFAULT_DIMENSIONS", "Handlers", "MockRequest", "RequestError"]
+__all__ = ["BACKWARDS_MARKER", "DEFAULT_DIMENSIONS", "Handlers", "InvalidSimRequest", "MockRequest"]
 
 BACKWARDS_MARKER: Final = "Say backwards: "
 DEFAULT_DIMENSIONS: Final = 1536
 MAX_DIMENSIONS: Final = 3072
 _MODELS_CREATED: Final = 1_735_689_600  # 2025-01-01T00:00:00Z: a fixed date for /v1/models
 _STREAM_KEYS: Final = frozenset({"stream", "stream_options"})
-
-
-class RequestError(ProxyError):
-    """A request body the real API would refuse with 400; ``str()`` is the message sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +91,13 @@ class Handlers:
 
     @staticmethod
     def parse(raw: bytes) -> dict[str, Any]:
-        """The body as a JSON object, or :class:`RequestError`."""
+        """The body as a JSON object, or :class:`InvalidSimRequest`."""
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise RequestError("Request body is not valid JSON") from None
+            raise InvalidSimRequest("Request body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise RequestError("Request body must be a JSON object")
+            raise InvalidSimRequest("Request body must be a JSON object")
         return body
 
     def digest(self, path: str, body: dict[str, Any]) -> bytes:
@@ -111,10 +107,10 @@ class Handlers:
         return blake2b(data, digest_size=32, key=self._salt).digest()
 
     def check(self, path: str, body: dict[str, Any]) -> MockRequest:
-        """Validate a POST body for ``path``; :class:`RequestError` says what is wrong."""
+        """Validate a POST body for ``path``; :class:`InvalidSimRequest` says what is wrong."""
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            raise RequestError("model: a model name is required")
+            raise InvalidSimRequest("model: a model name is required")
         stream = body.get("stream") is True
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -127,7 +123,7 @@ class Handlers:
         if path == "/v1/completions":
             prompt = body.get("prompt")
             if not isinstance(prompt, str | list):
-                raise RequestError("prompt: a string or a list is required")
+                raise InvalidSimRequest("prompt: a string or a list is required")
             return MockRequest(
                 "completion",
                 model,
@@ -141,7 +137,7 @@ class Handlers:
         _require_messages(body)
         limit = _max_tokens(body, "max_tokens")
         if limit is None:
-            raise RequestError("max_tokens: Field required")
+            raise InvalidSimRequest("max_tokens: Field required")
         return MockRequest(
             "messages", model, anthropic_prompt(body), limit, stream, tool=_forced_tool(body)
         )
@@ -200,7 +196,7 @@ def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     if choice.get("type") == "tool":
         named = [t for t in tools if t.get("name") == choice.get("name")]
         if not named:
-            raise RequestError(f"tool_choice: no tool named {choice.get('name')!r}")
+            raise InvalidSimRequest(f"tool_choice: no tool named {choice.get('name')!r}")
         return named[0]
     return None
 
@@ -224,7 +220,7 @@ def _tool_call(tool: dict[str, Any] | None, digest: bytes) -> ToolCall | None:
 def _require_messages(body: dict[str, Any]) -> None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise RequestError("messages: a non-empty list is required")
+        raise InvalidSimRequest("messages: a non-empty list is required")
 
 
 def _max_tokens(body: dict[str, Any], key: str) -> int | None:
@@ -232,7 +228,7 @@ def _max_tokens(body: dict[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RequestError(f"{key}: must be an integer of at least 1")
+        raise InvalidSimRequest(f"{key}: must be an integer of at least 1")
     return value
 
 
@@ -245,17 +241,17 @@ def _check_embeddings(model: str, body: dict[str, Any]) -> MockRequest:
     elif isinstance(given, list) and given:
         inputs = tuple(given)
     else:
-        raise RequestError("input: a string or a non-empty list is required")
+        raise InvalidSimRequest("input: a string or a non-empty list is required")
     if not all(isinstance(item, str | list) for item in inputs):
-        raise RequestError("input: each item must be a string or a list of token ids")
+        raise InvalidSimRequest("input: each item must be a string or a list of token ids")
     dimensions = body.get("dimensions", DEFAULT_DIMENSIONS)
     if isinstance(dimensions, bool) or not isinstance(dimensions, int):
-        raise RequestError("dimensions: must be an integer")
+        raise InvalidSimRequest("dimensions: must be an integer")
     if not 1 <= dimensions <= MAX_DIMENSIONS:
-        raise RequestError(f"dimensions: must be between 1 and {MAX_DIMENSIONS}")
+        raise InvalidSimRequest(f"dimensions: must be between 1 and {MAX_DIMENSIONS}")
     encoding = body.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
-        raise RequestError("encoding_format: must be 'float' or 'base64'")
+        raise InvalidSimRequest("encoding_format: must be 'float' or 'base64'")
     return MockRequest(
         "embeddings",
         model,
