@@ -32,7 +32,7 @@ from alerts.evaluate import earliest_needed, evaluate
 from alerts.message import Alert
 from alerts.state import mark_delivery, pending_deliveries, record_alerts
 from core.errors import WarehouseLocked
-from ingest.warehouse import Warehouse, open_warehouse, table_exists
+from core.warehouse import Warehouse, open_warehouse, table_exists
 from models.config import ModelsSettings
 from models.reports import read_rollup
 from models.rollups import refresh_rollups

@@ -1,5 +1,7 @@
 """Alert history and delivery state in the warehouse: what makes alerts fire once.
 
+The tables are created by the warehouse's migration v5 (``core.warehouse``).
+
 ``alerts`` holds one row per alert id (a crossing: budget, scope value, period,
 threshold); ``alert_deliveries`` one row per (alert, channel) with its status
 (``pending``, ``delivered``, ``failed``), attempts and last error. Recording new
@@ -18,36 +20,9 @@ from datetime import datetime
 import orjson
 
 from alerts.message import Alert
-from ingest.warehouse import Warehouse
+from core.warehouse import Warehouse
 
 __all__ = ["PendingDelivery", "mark_delivery", "pending_deliveries", "record_alerts"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    alert_id      VARCHAR PRIMARY KEY,
-    kind          VARCHAR NOT NULL,
-    rule          VARCHAR NOT NULL,
-    scope         VARCHAR NOT NULL,
-    period_start  TIMESTAMPTZ NOT NULL,
-    period_end    TIMESTAMPTZ NOT NULL,
-    threshold     DOUBLE,
-    spent_usd     DOUBLE NOT NULL,
-    budget_usd    DOUBLE,
-    forecast_usd  DOUBLE,
-    payload       JSON NOT NULL,
-    created_at    TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alert_deliveries (
-    alert_id      VARCHAR NOT NULL,
-    channel       VARCHAR NOT NULL,
-    status        VARCHAR NOT NULL,
-    attempts      INTEGER NOT NULL,
-    last_error    VARCHAR,
-    updated_at    TIMESTAMPTZ NOT NULL,
-    delivered_at  TIMESTAMPTZ,
-    PRIMARY KEY (alert_id, channel)
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +34,10 @@ class PendingDelivery:
     attempts: int
 
 
-def ensure_tables(warehouse: Warehouse) -> None:
-    """Create the alert tables if they are missing."""
-    with warehouse.errors():
-        warehouse.con.execute(_SCHEMA)
-
-
 def record_alerts(
     warehouse: Warehouse, alerts: Sequence[tuple[Alert, Sequence[str]]], *, now: datetime
 ) -> list[Alert]:
     """Record alerts not seen before with a pending delivery per channel; return the new ones."""
-    ensure_tables(warehouse)
     con = warehouse.con
     new: list[Alert] = []
     with warehouse.errors():
@@ -111,7 +79,6 @@ def record_alerts(
 
 def pending_deliveries(warehouse: Warehouse) -> list[PendingDelivery]:
     """Deliveries not yet made (pending or failed), oldest alert first, thresholds in order."""
-    ensure_tables(warehouse)
     with warehouse.errors():
         rows = warehouse.con.execute(
             "SELECT a.payload, d.channel, d.attempts FROM alert_deliveries d "

@@ -1,5 +1,6 @@
 """Logpush and REST log objects from a folder or S3/R2 into the DuckDB warehouse."""
 
+from core.warehouse import SCHEMA_VERSION, Warehouse, open_warehouse
 from ingest.config import DEFAULT_DB_PATH, IngestFileOptions, IngestSettings, load_ingest_options
 from ingest.errors import (
     AigwError,
@@ -19,7 +20,6 @@ from ingest.query import QueryResult, run_query
 from ingest.run import IngestSummary, ObjectResult, ingest
 from ingest.service import run_ingest
 from ingest.sources import LocalFolder, S3Bucket, Source, StoredObject, open_source
-from ingest.warehouse import SCHEMA_VERSION, Warehouse, open_warehouse
 from ingest.watch import AfterBatch, PollReport, WatchSettings, WatchSummary, watch
 
 __all__ = [

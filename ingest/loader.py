@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.schema import arrow_schema
 from ingest.decrypt import Decryptor
 from ingest.reader import Readable, iter_records
 from ingest.records import ROW_FIELDS, InvalidRecord, normalize
@@ -42,28 +43,8 @@ __all__ = [
 MAX_RAW_BYTES: Final = 64 * 1024
 BATCH_ROWS: Final = 20_000
 
-_ARROW_TYPES: Final[dict[str, pa.DataType]] = {
-    "log_id": pa.string(),
-    "ts_us": pa.timestamp("us", tz="UTC"),
-    "status_code": pa.int32(),
-    "success": pa.bool_(),
-    "cached": pa.bool_(),
-    "rate_limited": pa.bool_(),
-    "duration_ms": pa.float64(),
-    "tokens_in": pa.int64(),
-    "tokens_out": pa.int64(),
-    "cache_read_tokens": pa.int64(),
-    "cache_write_tokens": pa.int64(),
-    "cost": pa.float64(),
-    "step": pa.int32(),
-    "dlp_categories": pa.list_(pa.string()),
-    "guardrail_categories": pa.list_(pa.string()),
-}
-_ROW_TYPES: Final = [_ARROW_TYPES.get(name, pa.string()) for name in ROW_FIELDS]
-_SCHEMA: Final = pa.schema(
-    [(name, _ARROW_TYPES.get(name, pa.string())) for name in ROW_FIELDS]
-    + [("source_line", pa.int32())]
-)
+_SCHEMA: Final = arrow_schema((*ROW_FIELDS, "source_line"))
+_ROW_TYPES: Final = _SCHEMA.types[: len(ROW_FIELDS)]
 _COLUMNS: Final = ", ".join(("ts" if name == "ts_us" else name) for name in ROW_FIELDS)
 _SELECT: Final = ", ".join(ROW_FIELDS)
 # Deduplication against stored rows: a repeated record has the same log_id and the

@@ -33,9 +33,9 @@ from typing import Any, Final
 
 import orjson
 
+from core.warehouse import Warehouse
 from ingest.errors import ConfigError, QualityGateError
 from ingest.quality_suite import CHECKED_COLUMNS, CHECKS, INDEX_COLUMNS, TS_MAX_PARAMETER, Check
-from ingest.warehouse import Warehouse
 
 __all__ = [
     "QUALITY_MODES",

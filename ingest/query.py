@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.warehouse import open_warehouse
+from core.warehouse import open_warehouse
 
 __all__ = ["QueryResult", "run_query"]
 

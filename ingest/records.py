@@ -20,49 +20,16 @@ from typing import Any, Final
 
 import orjson
 
+from core import logpush
+from core.schema import RECORD_FIELDS
 from ingest.decrypt import Decryptor, is_encrypted
 from ingest.errors import DecryptError, InvalidRecord
 
 __all__ = ["ROW_FIELDS", "InvalidRecord", "normalize", "record_key"]
 
-# Order of the tuple ``normalize`` returns; the loader adds source_file,
-# source_line and ingested_at.
-ROW_FIELDS: Final = (
-    "log_id",
-    "ts_us",
-    "gateway",
-    "provider",
-    "model",
-    "requested_model",
-    "endpoint",
-    "status_code",
-    "success",
-    "cached",
-    "rate_limited",
-    "duration_ms",
-    "tokens_in",
-    "tokens_out",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost",
-    "step",
-    "event_id",
-    "routing_decision_id",
-    "routing_reason",
-    "metadata",
-    "request_body",
-    "response_body",
-    "extra",
-    "log_format",
-    "decrypt_error",
-    "route",
-    "api_key_id",
-    "dlp_action",
-    "dlp_categories",
-    "guardrail_action",
-    "guardrail_categories",
-    "cache_key_hash",
-)
+# Order of the tuple ``normalize`` returns (the ``requests`` columns a record gives, from
+# ``core.schema``); the loader adds source_file, source_line and ingested_at.
+ROW_FIELDS: Final = RECORD_FIELDS
 
 
 # Slots of the raw values collected before conversion.
@@ -104,32 +71,32 @@ ROW_FIELDS: Final = (
 _NSLOTS: Final = 33
 
 _LOGPUSH_FIELDS: Final = {
-    "Timestamp": _TS,
-    "Gateway": _GATEWAY,
-    "Provider": _PROVIDER,
-    "Model": _MODEL,
-    "RequestedModel": _REQUESTED_MODEL,
-    "Endpoint": _ENDPOINT,
-    "StatusCode": _STATUS,
-    "Cached": _CACHED,
-    "RateLimited": _RATE_LIMITED,
-    "Metrics": _METRICS,
-    "Metadata": _METADATA,
-    "RequestBody": _REQUEST_BODY,
-    "ResponseBody": _RESPONSE_BODY,
-    "RoutingDecisionID": _ROUTING_ID,
-    "RoutingReason": _ROUTING_REASON,
-    # Extension fields written by aigw's gateway (proxy/); absent from Cloudflare's logs.
-    "LogId": _ID,
-    "EventId": _EVENT_ID,
-    "Step": _STEP,
-    "Route": _ROUTE,
-    "ApiKeyId": _API_KEY_ID,
-    "DlpAction": _DLP_ACTION,
-    "DlpCategories": _DLP_CATEGORIES,
-    "GuardrailAction": _GUARDRAIL_ACTION,
-    "GuardrailCategories": _GUARDRAIL_CATEGORIES,
-    "CacheKeyHash": _CACHE_KEY_HASH,
+    logpush.TIMESTAMP: _TS,
+    logpush.GATEWAY: _GATEWAY,
+    logpush.PROVIDER: _PROVIDER,
+    logpush.MODEL: _MODEL,
+    logpush.REQUESTED_MODEL: _REQUESTED_MODEL,
+    logpush.ENDPOINT: _ENDPOINT,
+    logpush.STATUS_CODE: _STATUS,
+    logpush.CACHED: _CACHED,
+    logpush.RATE_LIMITED: _RATE_LIMITED,
+    logpush.METRICS: _METRICS,
+    logpush.METADATA: _METADATA,
+    logpush.REQUEST_BODY: _REQUEST_BODY,
+    logpush.RESPONSE_BODY: _RESPONSE_BODY,
+    logpush.ROUTING_DECISION_ID: _ROUTING_ID,
+    logpush.ROUTING_REASON: _ROUTING_REASON,
+    # extension fields written by aigw's gateway
+    logpush.LOG_ID: _ID,
+    logpush.EVENT_ID: _EVENT_ID,
+    logpush.STEP: _STEP,
+    logpush.ROUTE: _ROUTE,
+    logpush.API_KEY_ID: _API_KEY_ID,
+    logpush.DLP_ACTION: _DLP_ACTION,
+    logpush.DLP_CATEGORIES: _DLP_CATEGORIES,
+    logpush.GUARDRAIL_ACTION: _GUARDRAIL_ACTION,
+    logpush.GUARDRAIL_CATEGORIES: _GUARDRAIL_CATEGORIES,
+    logpush.CACHE_KEY_HASH: _CACHE_KEY_HASH,
 }
 
 # Token, cost and duration spellings, inside Logpush ``Metrics`` and at the top

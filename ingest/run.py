@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from core.warehouse import Warehouse
 from ingest.decrypt import Decryptor
 from ingest.errors import ObjectReadError
 from ingest.loader import BATCH_ROWS, ObjectCounts, record_object, store_object
 from ingest.prefetch import Prefetcher
 from ingest.quality import QualityReport
 from ingest.sources import Source, StoredObject, is_log_object
-from ingest.warehouse import Warehouse
 
 __all__ = ["IngestSummary", "ObjectResult", "ingest"]
 

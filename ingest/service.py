@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from core.warehouse import Warehouse, open_warehouse
 from ingest.config import IngestSettings
 from ingest.decrypt import Decryptor, load_private_key
 from ingest.quality import QualityGate, check_batch
 from ingest.run import IngestSummary, ObjectResult, ingest
 from ingest.sources import open_source
-from ingest.warehouse import Warehouse, open_warehouse
 
 __all__ = ["check_summary", "make_decryptor", "run_ingest"]
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
+from core.warehouse import Warehouse, open_warehouse
 from ingest.config import IngestSettings
 from ingest.errors import SourceError, WarehouseLocked
 from ingest.notifications import Notification, SqsQueue
@@ -41,7 +42,6 @@ from ingest.quality import QualityGate
 from ingest.run import IngestSummary, ObjectResult, ingest
 from ingest.service import check_summary, make_decryptor
 from ingest.sources import S3Bucket, Source, StoredObject, day_of, open_source
-from ingest.warehouse import Warehouse, open_warehouse
 
 __all__ = ["AfterBatch", "PollReport", "WatchSettings", "WatchSummary", "watch"]
 

@@ -22,7 +22,7 @@ import orjson
 import polars as pl
 
 from core.errors import ConfigError
-from ingest.warehouse import Warehouse, table_exists
+from core.warehouse import Warehouse, table_exists
 from models.config import ModelsSettings
 from models.frames import time_range
 from models.rollups import ROLLUP_TABLE, costed_requests

@@ -13,29 +13,12 @@ from typing import Final, Literal
 import duckdb
 import polars as pl
 
+from core.schema import MODEL_COLUMNS
 from models.config import ModelsSettings
 
 __all__ = ["REQUEST_COLUMNS", "read_requests", "time_range"]
 
-REQUEST_COLUMNS: Final = (
-    "log_id",
-    "ts",
-    "gateway",
-    "provider",
-    "model",
-    "endpoint",
-    "status_code",
-    "success",
-    "cached",
-    "rate_limited",
-    "duration_ms",
-    "tokens_in",
-    "tokens_out",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost",
-    "step",
-)
+REQUEST_COLUMNS: Final = MODEL_COLUMNS  # the projection, from core.schema
 
 
 _REQUEST_HASH: Final = (

@@ -13,7 +13,7 @@ from typing import Final
 import duckdb
 import polars as pl
 
-from ingest.warehouse import table_exists
+from core.warehouse import table_exists
 from models.frames import time_range
 from models.rollups import DAILY_TABLE, MEASURES, ROLLUP_TABLE
 

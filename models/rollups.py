@@ -16,7 +16,7 @@ from typing import Final, Literal
 
 import polars as pl
 
-from ingest.warehouse import Warehouse
+from core.warehouse import Warehouse
 from models.config import ModelsSettings
 from models.cost import with_cost
 from models.frames import read_requests
@@ -193,10 +193,6 @@ def refresh_rollups(
     """Bring ``rollup_hourly`` up to date with ``requests``, in one transaction."""
     con = warehouse.con
     with warehouse.errors():
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS rollup_state (name VARCHAR PRIMARY KEY, "
-            "fingerprint VARCHAR NOT NULL, watermark TIMESTAMPTZ, refreshed_at TIMESTAMPTZ)"
-        )
         state = con.execute(
             "SELECT fingerprint, watermark FROM rollup_state WHERE name = ?", [ROLLUP_TABLE]
         ).fetchone()

@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 
 from core.errors import ConfigError
-from ingest.warehouse import open_warehouse, table_exists
+from core.warehouse import open_warehouse, table_exists
 from models.anomalies import detect_anomalies
 from models.cache import cache_candidates, cache_summary
 from models.config import ModelsSettings

@@ -28,6 +28,8 @@ from typing import Any, Final
 
 import orjson
 
+from core import logpush
+
 __all__ = [
     "RunawayAgent",
     "TrafficShape",
@@ -195,23 +197,23 @@ def _record(
     if agent:
         metadata["agent"] = agent
     record: dict[str, Any] = {
-        "Timestamp": when,
-        "Gateway": rng.choice(shape.gateways),
-        "Provider": provider,
-        "Model": model,
-        "RequestedModel": model,
-        "Endpoint": _ENDPOINTS.get(provider, "chat/completions"),
-        "StatusCode": status,
-        "Cached": cached,
-        "RateLimited": rate_limited,
-        "Metrics": metrics,
-        "Metadata": metadata if shape.plain_metadata else _encrypted(rng, 120),
-        "RoutingDecisionID": "",
-        "RoutingReason": "",
+        logpush.TIMESTAMP: when,
+        logpush.GATEWAY: rng.choice(shape.gateways),
+        logpush.PROVIDER: provider,
+        logpush.MODEL: model,
+        logpush.REQUESTED_MODEL: model,
+        logpush.ENDPOINT: _ENDPOINTS.get(provider, "chat/completions"),
+        logpush.STATUS_CODE: status,
+        logpush.CACHED: cached,
+        logpush.RATE_LIMITED: rate_limited,
+        logpush.METRICS: metrics,
+        logpush.METADATA: metadata if shape.plain_metadata else _encrypted(rng, 120),
+        logpush.ROUTING_DECISION_ID: "",
+        logpush.ROUTING_REASON: "",
     }
     if shape.encrypted_bodies:
-        record["RequestBody"] = _encrypted(rng, 180)
-        record["ResponseBody"] = _encrypted(rng, 240)
+        record[logpush.REQUEST_BODY] = _encrypted(rng, 180)
+        record[logpush.RESPONSE_BODY] = _encrypted(rng, 240)
     if shape.gateway_fields:
         record.update(_gateway_fields(when, user, record))
     return record
@@ -232,21 +234,21 @@ def _gateway_fields(when: datetime, user: int, record: dict[str, Any]) -> dict[s
     set of prompts per model, so that identical requests repeat."""
     rng = random.Random(f"gateway:{when.isoformat()}:{user}")
     fields: dict[str, Any] = {
-        "LogId": f"log-{rng.getrandbits(64):016x}",
-        "EventId": f"evt-{rng.getrandbits(48):012x}",
-        "Route": f"{record['Gateway']}-{record['Endpoint'].split('/')[0]}",
-        "ApiKeyId": f"key-{user % 6}",
-        "Step": 1 if rng.random() < 0.02 else 0,
-        "CacheKeyHash": f"{rng.randrange(300):03d}-{record['Model']}",
+        logpush.LOG_ID: f"log-{rng.getrandbits(64):016x}",
+        logpush.EVENT_ID: f"evt-{rng.getrandbits(48):012x}",
+        logpush.ROUTE: f"{record['Gateway']}-{record['Endpoint'].split('/')[0]}",
+        logpush.API_KEY_ID: f"key-{user % 6}",
+        logpush.STEP: 1 if rng.random() < 0.02 else 0,
+        logpush.CACHE_KEY_HASH: f"{rng.randrange(300):03d}-{record['Model']}",
     }
     roll = rng.random()
     if roll < 0.03:
         categories, action = _DLP_FINDINGS[rng.randrange(len(_DLP_FINDINGS))]
-        fields["DlpAction"] = action
-        fields["DlpCategories"] = list(categories)
+        fields[logpush.DLP_ACTION] = action
+        fields[logpush.DLP_CATEGORIES] = list(categories)
     elif roll < 0.05:
-        fields["GuardrailAction"] = "monitor"
-        fields["GuardrailCategories"] = list(_GUARDRAIL_FINDINGS[rng.randrange(3)])
+        fields[logpush.GUARDRAIL_ACTION] = "monitor"
+        fields[logpush.GUARDRAIL_CATEGORIES] = list(_GUARDRAIL_FINDINGS[rng.randrange(3)])
     return fields
 
 
@@ -276,9 +278,8 @@ def write_logpush_files(
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        first, last = batch[0]["Timestamp"], batch[-1]["Timestamp"]
-        name = f"{first:%Y%m%dT%H%M%SZ}_{last:%Y%m%dT%H%M%SZ}_{rng.getrandbits(32):08x}.log.gz"
-        path = root / f"{first:%Y%m%d}" / name
+        first, last = batch[0][logpush.TIMESTAMP], batch[-1][logpush.TIMESTAMP]
+        path = root / logpush.object_key("", first, last, f"{rng.getrandbits(32):08x}")
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = []
         for record in batch:

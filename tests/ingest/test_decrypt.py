@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from core.warehouse import MIGRATIONS, SCHEMA_VERSION, open_warehouse
 from ingest.decrypt import Decryptor
 from ingest.records import ROW_FIELDS, normalize
-from ingest.warehouse import MIGRATIONS, open_warehouse
 from tests.conftest import logpush_record, run_aigw, write_ndjson
 
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -217,6 +217,6 @@ def test_a_version_1_warehouse_is_migrated_to_hold_decrypt_errors(db_path: Path)
     con.close()
     with open_warehouse(db_path) as warehouse:
         versions = warehouse.con.execute("SELECT version FROM schema_migrations ORDER BY 1")
-        assert versions.fetchall() == [(1,), (2,), (3,), (4,)]
+        assert versions.fetchall() == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
         columns = [row[0] for row in warehouse.con.execute("DESCRIBE requests").fetchall()]
     assert "decrypt_error" in columns

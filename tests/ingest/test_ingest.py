@@ -20,9 +20,9 @@ import orjson
 import pyarrow.compute as pc
 import pytest
 
+from core.warehouse import SCHEMA_VERSION
 from ingest import IngestSettings, SchemaTooNew, open_warehouse, run_ingest
 from ingest.loader import _INSERT_ROWS, parse_object
-from ingest.warehouse import SCHEMA_VERSION
 from tests.conftest import REPO, logpush_record, run_aigw, write_ndjson
 
 Query = Callable[..., list[tuple[Any, ...]]]

@@ -1,4 +1,4 @@
-"""The DuckDB warehouse file: opening it, its schema, and its migrations.
+"""The DuckDB warehouse file: opening it and its migrations (columns: ``core.schema``).
 
 This module is the one place where ``duckdb.Error`` becomes an aigw error
 (``warehouse_errors``). Connections are opened with the session time zone set
@@ -22,7 +22,8 @@ from typing import Final
 
 import duckdb
 
-from ingest.errors import SchemaTooNew, WarehouseError, WarehouseLocked
+from core.errors import SchemaTooNew, WarehouseError, WarehouseLocked
+from core.schema import requests_ddl
 
 __all__ = [
     "MIGRATIONS",
@@ -33,45 +34,15 @@ __all__ = [
     "warehouse_errors",
 ]
 
-# Bodies are stored uncompressed: Logpush encrypts them, ciphertext does not compress,
-# and DuckDB's compression analysis of them was a third of every checkpoint (measured:
-# same file size, ingest 10% faster).
-_V1: Final = """
+_V1: Final = (
+    """
 CREATE TABLE schema_migrations (
     version     INTEGER PRIMARY KEY,
     applied_at  TIMESTAMPTZ NOT NULL
 );
-CREATE TABLE requests (
-    log_id              VARCHAR NOT NULL,
-    ts                  TIMESTAMPTZ NOT NULL,
-    gateway             VARCHAR,
-    provider            VARCHAR,
-    model               VARCHAR,
-    requested_model     VARCHAR,
-    endpoint            VARCHAR,
-    status_code         INTEGER,
-    success             BOOLEAN,
-    cached              BOOLEAN,
-    rate_limited        BOOLEAN,
-    duration_ms         DOUBLE,
-    tokens_in           BIGINT,
-    tokens_out          BIGINT,
-    cache_read_tokens   BIGINT,
-    cache_write_tokens  BIGINT,
-    cost                DOUBLE,
-    step                INTEGER,
-    event_id            VARCHAR,
-    routing_decision_id VARCHAR,
-    routing_reason      VARCHAR,
-    metadata            JSON,
-    request_body        JSON USING COMPRESSION uncompressed,
-    response_body       JSON USING COMPRESSION uncompressed,
-    extra               JSON,
-    log_format          VARCHAR NOT NULL,
-    source_file         VARCHAR NOT NULL,
-    source_line         INTEGER NOT NULL,
-    ingested_at         TIMESTAMPTZ NOT NULL
-);
+"""
+    + requests_ddl(1)
+    + """
 CREATE TABLE ingest_files (
     object_key      VARCHAR PRIMARY KEY,
     source          VARCHAR NOT NULL,
@@ -98,20 +69,13 @@ CREATE TABLE rejects (
     rejected_at     TIMESTAMPTZ NOT NULL
 );
 """
+)
 
 # v2: why an encrypted field did not open (null when it did, or was not encrypted).
-_V2: Final = "ALTER TABLE requests ADD COLUMN decrypt_error VARCHAR;"
+_V2: Final = requests_ddl(2)
 
 # v3: what aigw's own gateway adds to each record (Logpush extension fields).
-_V3: Final = """
-ALTER TABLE requests ADD COLUMN route VARCHAR;
-ALTER TABLE requests ADD COLUMN api_key_id VARCHAR;
-ALTER TABLE requests ADD COLUMN dlp_action VARCHAR;
-ALTER TABLE requests ADD COLUMN dlp_categories VARCHAR[];
-ALTER TABLE requests ADD COLUMN guardrail_action VARCHAR;
-ALTER TABLE requests ADD COLUMN guardrail_categories VARCHAR[];
-ALTER TABLE requests ADD COLUMN cache_key_hash VARCHAR;
-"""
+_V3: Final = requests_ddl(3)
 
 # v4: one row per data-quality check of an ingest batch's new rows.
 _V4: Final = """
@@ -130,7 +94,43 @@ CREATE TABLE quality_runs (
 );
 """
 
-MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+# v5: the state tables of the rollups and the alerts (created on first use before v5,
+# hence IF NOT EXISTS). The rollup tables themselves are derived: their columns follow
+# the configured metadata dimensions, so each refresh creates them (see models.rollups).
+_V5: Final = """
+CREATE TABLE IF NOT EXISTS rollup_state (
+    name          VARCHAR PRIMARY KEY,
+    fingerprint   VARCHAR NOT NULL,
+    watermark     TIMESTAMPTZ,
+    refreshed_at  TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id      VARCHAR PRIMARY KEY,
+    kind          VARCHAR NOT NULL,
+    rule          VARCHAR NOT NULL,
+    scope         VARCHAR NOT NULL,
+    period_start  TIMESTAMPTZ NOT NULL,
+    period_end    TIMESTAMPTZ NOT NULL,
+    threshold     DOUBLE,
+    spent_usd     DOUBLE NOT NULL,
+    budget_usd    DOUBLE,
+    forecast_usd  DOUBLE,
+    payload       JSON NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    alert_id      VARCHAR NOT NULL,
+    channel       VARCHAR NOT NULL,
+    status        VARCHAR NOT NULL,
+    attempts      INTEGER NOT NULL,
+    last_error    VARCHAR,
+    updated_at    TIMESTAMPTZ NOT NULL,
+    delivered_at  TIMESTAMPTZ,
+    PRIMARY KEY (alert_id, channel)
+);
+"""
+
+MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 _LOCK_PID = re.compile(r"PID (\d+)")

@@ -1,0 +1,134 @@
+"""The Cloudflare AI Gateway Logpush format, stated once: field names, the extension
+fields aigw's gateway adds, the ``Metrics`` keys, and the object-key layout.
+
+The gateway's writer (``proxy``), the reader (``ingest.records``) and the synthetic-log
+generator (``sim``) all take their names from here. Objects are gzip NDJSON named
+``<prefix>/<YYYYMMDD>/<start>_<end>_<random>.log.gz`` with compact UTC times
+(``20260418T000210Z``), the day folder being the start's date.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Final
+
+__all__ = [
+    "API_KEY_ID",
+    "CACHED",
+    "CACHE_KEY_HASH",
+    "CLOUDFLARE_FIELDS",
+    "DLP_ACTION",
+    "DLP_CATEGORIES",
+    "ENDPOINT",
+    "EVENT_ID",
+    "EXTENSION_FIELDS",
+    "GATEWAY",
+    "GUARDRAIL_ACTION",
+    "GUARDRAIL_CATEGORIES",
+    "LOG_ID",
+    "METADATA",
+    "METRICS",
+    "METRIC_COST",
+    "METRIC_DURATION_MS",
+    "MODEL",
+    "OBJECT_SUFFIX",
+    "PROVIDER",
+    "RATE_LIMITED",
+    "REQUESTED_MODEL",
+    "REQUEST_BODY",
+    "RESPONSE_BODY",
+    "ROUTE",
+    "ROUTING_DECISION_ID",
+    "ROUTING_REASON",
+    "STATUS_CODE",
+    "STEP",
+    "TIMESTAMP",
+    "compact_utc",
+    "object_key",
+]
+
+# -- Cloudflare's dataset ``ai_gateway_events`` ---------------------------------------------
+TIMESTAMP: Final = "Timestamp"  # unixnano (API default), unix, or rfc3339 (dashboard default)
+GATEWAY: Final = "Gateway"
+PROVIDER: Final = "Provider"
+MODEL: Final = "Model"  # the model that served
+REQUESTED_MODEL: Final = "RequestedModel"
+ENDPOINT: Final = "Endpoint"
+STATUS_CODE: Final = "StatusCode"
+CACHED: Final = "Cached"
+RATE_LIMITED: Final = "RateLimited"
+METRICS: Final = "Metrics"  # an object: cost, durationMs, token counts when present
+METADATA: Final = "Metadata"  # custom metadata; encrypted by Cloudflare
+REQUEST_BODY: Final = "RequestBody"  # encrypted by Cloudflare
+RESPONSE_BODY: Final = "ResponseBody"  # encrypted by Cloudflare
+ROUTING_DECISION_ID: Final = "RoutingDecisionID"
+ROUTING_REASON: Final = "RoutingReason"
+
+CLOUDFLARE_FIELDS: Final = (
+    TIMESTAMP,
+    GATEWAY,
+    PROVIDER,
+    MODEL,
+    REQUESTED_MODEL,
+    ENDPOINT,
+    STATUS_CODE,
+    CACHED,
+    RATE_LIMITED,
+    METRICS,
+    METADATA,
+    REQUEST_BODY,
+    RESPONSE_BODY,
+    ROUTING_DECISION_ID,
+    ROUTING_REASON,
+)
+
+# -- extension fields written by aigw's gateway (absent from Cloudflare's logs) -------------
+LOG_ID: Final = "LogId"
+EVENT_ID: Final = "EventId"
+STEP: Final = "Step"  # which attempt served: 0 = primary, 1, 2... the fallbacks
+ROUTE: Final = "Route"
+API_KEY_ID: Final = "ApiKeyId"
+DLP_ACTION: Final = "DlpAction"
+DLP_CATEGORIES: Final = "DlpCategories"
+GUARDRAIL_ACTION: Final = "GuardrailAction"
+GUARDRAIL_CATEGORIES: Final = "GuardrailCategories"
+CACHE_KEY_HASH: Final = "CacheKeyHash"
+
+EXTENSION_FIELDS: Final = (
+    LOG_ID,
+    EVENT_ID,
+    STEP,
+    ROUTE,
+    API_KEY_ID,
+    DLP_ACTION,
+    DLP_CATEGORIES,
+    GUARDRAIL_ACTION,
+    GUARDRAIL_CATEGORIES,
+    CACHE_KEY_HASH,
+)
+
+# -- inside ``Metrics`` ----------------------------------------------------------------------
+METRIC_COST: Final = "cost"  # USD, Cloudflare's estimate
+METRIC_DURATION_MS: Final = "durationMs"
+
+# -- object keys -----------------------------------------------------------------------------
+OBJECT_SUFFIX: Final = ".log.gz"
+_NS: Final = 1_000_000_000
+
+
+def compact_utc(when: datetime | int) -> str:
+    """``20260418T000210Z`` for a datetime (naive means UTC) or Unix nanoseconds."""
+    if isinstance(when, int):
+        return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when // _NS))
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y%m%dT%H%M%SZ")
+
+
+def object_key(prefix: str, first: datetime | int, last: datetime | int, token: str) -> str:
+    """``prefix/YYYYMMDD/{start}_{end}_{token}.log.gz`` (no prefix: from the day folder on)."""
+    start = compact_utc(first)
+    name = f"{start[:8]}/{start}_{compact_utc(last)}_{token}{OBJECT_SUFFIX}"
+    prefix = prefix.strip("/")
+    return f"{prefix}/{name}" if prefix else name

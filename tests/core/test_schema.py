@@ -1,0 +1,42 @@
+"""The one column table of ``requests``: the warehouse, the loader's Arrow schema and the
+docs' schema table all follow it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.schema import RECORD_FIELDS, REQUEST_COLUMNS, arrow_schema, schema_markdown
+from core.warehouse import open_warehouse
+from tests.conftest import REPO
+
+START = "<!-- schema:requests:start -->"
+END = "<!-- schema:requests:end -->"
+
+
+def test_a_new_warehouse_has_the_columns_of_the_table_in_order(tmp_path: Path) -> None:
+    """Created by the numbered migrations, ``requests`` has exactly the table's columns."""
+    with open_warehouse(tmp_path / "w.duckdb") as warehouse:
+        described = warehouse.con.execute("DESCRIBE requests").fetchall()
+    canonical = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}  # how DESCRIBE spells it
+    assert [(row[0], row[1]) for row in described] == [
+        (c.name, canonical.get(c.duckdb_type, c.duckdb_type)) for c in REQUEST_COLUMNS
+    ]
+
+
+def test_the_record_fields_are_the_columns_a_record_gives() -> None:
+    """``normalize`` returns every column but the three the loader adds, ts as ts_us."""
+    assert len(RECORD_FIELDS) == len(REQUEST_COLUMNS) - 3
+    assert RECORD_FIELDS[:2] == ("log_id", "ts_us")
+    assert {"source_file", "source_line", "ingested_at"}.isdisjoint(RECORD_FIELDS)
+    schema = arrow_schema(RECORD_FIELDS)
+    assert str(schema.field("ts_us").type) == "timestamp[us, tz=UTC]"
+    assert str(schema.field("dlp_categories").type) == "list<item: string>"
+
+
+def test_the_docs_schema_table_matches_the_code() -> None:
+    """docs/schema.md shows the table generated from ``core.schema`` (regenerate it with
+    ``python -c 'from core.schema import schema_markdown; print(schema_markdown())'``)."""
+    text = (REPO / "docs" / "schema.md").read_text()
+    assert START in text and END in text, "docs/schema.md lost its schema markers"
+    documented = text.split(START, 1)[1].split(END, 1)[0].strip()
+    assert documented == schema_markdown().strip()
