@@ -62,65 +62,125 @@ _LIST: Final = pa.list_(pa.string())
 # DuckDB's compression analysis of them was a third of every checkpoint (measured: same
 # file size, ingest 10% faster).
 REQUEST_COLUMNS: Final[tuple[Column, ...]] = (
-    Column("log_id", "VARCHAR NOT NULL", _S,
-           "the record's own id (REST `id`, aigw gateway `LogId`), else a hash of the raw "
-           "record; unique", models=True),
-    Column("ts", "TIMESTAMPTZ NOT NULL", _TS, "request time, UTC", models=True),
+    Column(
+        "log_id", "VARCHAR NOT NULL", _S,
+        "the record's own id (REST `id`, aigw gateway `LogId`), else a hash of the raw "
+        "record; unique",
+        models=True,
+    ),
+    Column(
+        "ts", "TIMESTAMPTZ NOT NULL", _TS,
+        "request time, UTC (aigw's gateway: when the attempt started)",
+        models=True,
+    ),
     Column("gateway", "VARCHAR", _S, "gateway name, as logged", models=True),
-    Column("provider", "VARCHAR", _S, "provider, as logged", models=True),
+    Column("provider", "VARCHAR", _S, "provider slug, as logged", models=True),
     Column("model", "VARCHAR", _S, "the model that served, as logged", models=True),
-    Column("requested_model", "VARCHAR", _S, "the model asked for (may differ: routing)"),
-    Column("endpoint", "VARCHAR", _S, "endpoint as logged (REST `path`)", models=True),
+    Column(
+        "requested_model", "VARCHAR", _S,
+        "the model asked for (may differ from `model`, e.g. with dynamic routing)",
+    ),
+    Column("endpoint", "VARCHAR", _S, "endpoint, as logged (REST `path`)", models=True),
     Column("status_code", "INTEGER", _I32, "HTTP status the gateway returned", models=True),
-    Column("success", "BOOLEAN", _BOOL, "REST `success`, else 200 ≤ status < 400",
-           models=True),
+    Column("success", "BOOLEAN", _BOOL, "REST `success`, else 200 ≤ status < 400", models=True),
     Column("cached", "BOOLEAN", _BOOL, "response-cache hit", models=True),
     Column("rate_limited", "BOOLEAN", _BOOL, "rejected by a rate limit", models=True),
-    Column("duration_ms", "DOUBLE", _F64, "gateway duration, milliseconds", models=True),
-    Column("tokens_in", "BIGINT", _I64,
-           "**all** input tokens, cache reads and writes included", models=True),
+    Column("duration_ms", "DOUBLE", _F64, "gateway duration in milliseconds", models=True),
+    Column(
+        "tokens_in", "BIGINT", _I64,
+        "**all** input tokens, cache reads and writes included",
+        models=True,
+    ),
     Column("tokens_out", "BIGINT", _I64, "output tokens", models=True),
-    Column("cache_read_tokens", "BIGINT", _I64,
-           "how many of `tokens_in` were provider prompt-cache reads", models=True),
-    Column("cache_write_tokens", "BIGINT", _I64,
-           "how many of `tokens_in` were provider prompt-cache writes", models=True),
-    Column("cost", "DOUBLE", _F64,
-           "USD as the gateway logged it; NULL when absent (never 0 for unknown)", models=True),
-    Column("step", "INTEGER", _I32,
-           "which attempt this is (0 = primary, 1, 2… the fallbacks)", models=True),
-    Column("event_id", "VARCHAR", _S, "as logged"),
+    Column(
+        "cache_read_tokens", "BIGINT", _I64,
+        "how many of `tokens_in` were provider prompt-cache reads",
+        models=True,
+    ),
+    Column(
+        "cache_write_tokens", "BIGINT", _I64,
+        "how many of `tokens_in` were provider prompt-cache writes",
+        models=True,
+    ),
+    Column(
+        "cost", "DOUBLE", _F64,
+        "USD as the gateway logged it; NULL when absent (never 0 for unknown)",
+        models=True,
+    ),
+    Column(
+        "step", "INTEGER", _I32,
+        "which attempt this is (0 = primary, 1, 2… the fallbacks); REST and aigw's gateway",
+        models=True,
+    ),
+    Column("event_id", "VARCHAR", _S, "the request's event id, shared by its attempts, as logged"),
     Column("routing_decision_id", "VARCHAR", _S, "as logged"),
     Column("routing_reason", "VARCHAR", _S, "as logged"),
     Column("metadata", "JSON", _S, "custom metadata (object; an encrypted object as is)"),
-    Column("request_body", "JSON USING COMPRESSION uncompressed", _S,
-           "as logged (an encrypted object as is)"),
-    Column("response_body", "JSON USING COMPRESSION uncompressed", _S,
-           "as logged (an encrypted object as is)"),
-    Column("extra", "JSON", _S, "every field aigw does not map, never dropped"),
+    Column(
+        "request_body", "JSON USING COMPRESSION uncompressed", _S,
+        "as logged (an encrypted object as is); stored uncompressed",
+    ),
+    Column(
+        "response_body", "JSON USING COMPRESSION uncompressed", _S,
+        "as logged (an encrypted object as is); stored uncompressed",
+    ),
+    Column(
+        "extra", "JSON", _S,
+        "every field aigw does not map, never dropped (unknown `Metrics` keys under "
+        "`extra.Metrics`)",
+    ),
     Column("log_format", "VARCHAR NOT NULL", _S, "`logpush` or `rest`"),
-    Column("source_file", "VARCHAR NOT NULL", _S,
-           "the object (`s3://bucket/key` or absolute path)", origin="load"),
-    Column("source_line", "INTEGER NOT NULL", _I32,
-           "line in the object (record number in a JSON array)", origin="load"),
-    Column("ingested_at", "TIMESTAMPTZ NOT NULL", _TS, "start of the run that loaded the row",
-           origin="load"),
-    Column("decrypt_error", "VARCHAR", _S,
-           "why an encrypted field did not open (null when it did, or when no key was given)",
-           since=2),
+    Column(
+        "source_file", "VARCHAR NOT NULL", _S,
+        "the object the row came from (`s3://bucket/key` or absolute path)",
+        origin="load",
+    ),
+    Column(
+        "source_line", "INTEGER NOT NULL", _I32,
+        "line in that object (record number in a JSON array)",
+        origin="load",
+    ),
+    Column(
+        "ingested_at", "TIMESTAMPTZ NOT NULL", _TS,
+        "start of the run that loaded the row",
+        origin="load",
+    ),
+    Column(
+        "decrypt_error", "VARCHAR", _S,
+        "why an encrypted field did not open (null when it did, or when no key was given)",
+        since=2,
+    ),
     Column("route", "VARCHAR", _S, "aigw gateway only: the route that served", since=3),
-    Column("api_key_id", "VARCHAR", _S, "aigw gateway only: the gateway key's id", since=3),
-    Column("dlp_action", "VARCHAR", _S,
-           "aigw gateway only: `flag`/`redact`/`block` (null: nothing found)", since=3),
-    Column("dlp_categories", "VARCHAR[]", _LIST,
-           "DLP findings by category name (`EMAIL`…), never the matched text", since=3),
-    Column("guardrail_action", "VARCHAR", _S,
-           "aigw gateway only: `monitor`/`block` (null: nothing found)", since=3),
-    Column("guardrail_categories", "VARCHAR[]", _LIST,
-           "guardrail findings by category name (`jailbreak`…), never the matched text",
-           since=3),
-    Column("cache_key_hash", "VARCHAR", _S,
-           "aigw gateway only: hash of its response-cache key (same request, same hash)",
-           since=3),
+    Column(
+        "api_key_id", "VARCHAR", _S,
+        "aigw gateway only: the gateway key's id (`ApiKeyId`)",
+        since=3,
+    ),
+    Column(
+        "dlp_action", "VARCHAR", _S,
+        "aigw gateway only: `flag`, `redact` or `block` (null: nothing found)",
+        since=3,
+    ),
+    Column(
+        "dlp_categories", "VARCHAR[]", _LIST,
+        "aigw gateway only: DLP findings by category name (`EMAIL`…), never the matched text",
+        since=3,
+    ),
+    Column(
+        "guardrail_action", "VARCHAR", _S,
+        "aigw gateway only: `monitor` or `block` (null: nothing found)",
+        since=3,
+    ),
+    Column(
+        "guardrail_categories", "VARCHAR[]", _LIST,
+        "aigw gateway only: guardrail findings by category (`jailbreak`…), never the matched text",
+        since=3,
+    ),
+    Column(
+        "cache_key_hash", "VARCHAR", _S,
+        "aigw gateway only: hash of its response-cache key (same request, same hash)",
+        since=3,
+    ),
 )  # fmt: skip
 
 # The record's fields in the order ``normalize`` returns them (``ts`` travels as ``ts_us``).
@@ -152,6 +212,6 @@ def schema_markdown() -> str:
     """The docs' table of ``requests`` (``| column | type | meaning |``), one row a column."""
     rows = ["| column | type | meaning |", "|---|---|---|"]
     for c in REQUEST_COLUMNS:
-        since = f"; since schema v{c.since}" if c.since > 1 else ""
+        since = f"; since v{c.since}" if c.since > 1 else ""
         rows.append(f"| `{c.name}` | {c.duckdb_type} | {c.meaning}{since} |")
     return "\n".join(rows) + "\n"
