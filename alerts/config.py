@@ -9,14 +9,14 @@ once at the edge by ``load_alerts_config``. See ``sample_data/budgets.toml``.
 from __future__ import annotations
 
 import os
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from alerts.errors import BudgetConfigError
+from core.settings import read_toml, unknown_key
 
 __all__ = [
     "PERIODS",
@@ -29,6 +29,19 @@ __all__ = [
 
 PERIODS: Final = ("daily", "weekly", "monthly", "rolling")
 CHANNEL_TYPES: Final = ("outbox", "slack", "webhook", "email")
+_TOP_KEYS: Final = ("timezone", "dashboard_url", "channels", "budget", "anomaly")
+# Settings per channel type; each may also be given as ``<key>_env`` (the variable's name).
+_CHANNEL_KEYS: Final = {
+    "outbox": ("folder",),
+    "slack": ("webhook_url",),
+    "webhook": ("url", "secret"),
+    "email": ("host", "port", "sender", "recipients", "username", "password", "starttls"),
+}
+_BUDGET_KEYS: Final = (
+    "name", "amount_usd", "period", "days", "thresholds", "filter", "split_by",
+    "contributors", "forecast", "channels",
+)  # fmt: skip
+_ANOMALY_KEYS: Final = ("name", "scope", "min_score", "min_impact_usd", "hours", "channels")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +100,11 @@ def load_alerts_config(
 ) -> AlertsConfig:
     """Read and validate ``path``; ``dimensions`` are the report dimensions budgets may use."""
     env = os.environ if environ is None else environ
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as err:
-        raise BudgetConfigError(f"cannot read {path}: {err.strerror}", path=str(path)) from err
-    except tomllib.TOMLDecodeError as err:
-        raise BudgetConfigError(f"{path} is not valid TOML: {err}", path=str(path)) from err
+    document = read_toml(
+        path, label="", error=lambda message: BudgetConfigError(message, path=str(path))
+    )
     where = _Where(str(path))
+    where.check_keys(None, document, _TOP_KEYS)
     timezone = str(document.get("timezone", "UTC"))
     try:
         ZoneInfo(timezone)
@@ -133,6 +143,15 @@ class _Where:
         place = f"{self.path}: {owner}: " if owner else f"{self.path}: "
         return BudgetConfigError(f"{place}`{key}` {problem}", path=self.path, budget=owner, key=key)
 
+    def check_keys(
+        self, owner: str | None, table: Mapping[str, Any], allowed: Iterable[str]
+    ) -> None:
+        """A misspelt key must not silently mean its default (``splitby`` is not ``split_by``)."""
+        known = sorted(set(allowed))
+        key = unknown_key(table, known)
+        if key is not None:
+            raise self.error(owner, key, f"is not a known key (known: {', '.join(known)})")
+
 
 def _table(where: _Where, owner: str | None, key: str, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
@@ -152,6 +171,8 @@ def _channel(where: _Where, name: str, spec: object, env: Mapping[str, str]) -> 
     kind = table.get("type")
     if kind not in CHANNEL_TYPES:
         raise where.error(owner, "type", f"must be one of {', '.join(CHANNEL_TYPES)}")
+    allowed = _CHANNEL_KEYS[str(kind)]
+    where.check_keys(owner, table, {"type", *allowed, *(f"{key}_env" for key in allowed)})
     settings: dict[str, Any] = {}
     for key, value in table.items():
         if key == "type":
@@ -203,6 +224,7 @@ def _budget(
     channels: Mapping[str, ChannelSpec],
 ) -> Budget:
     name, owner = _named(where, "budget", index, entry)
+    where.check_keys(owner, entry, _BUDGET_KEYS)
     amount = entry.get("amount_usd")
     if not isinstance(amount, int | float) or isinstance(amount, bool) or amount <= 0:
         raise where.error(owner, "amount_usd", "must be a positive number of USD")
@@ -253,6 +275,7 @@ def _anomaly(
     channels: Mapping[str, ChannelSpec],
 ) -> AnomalyRule:
     name, owner = _named(where, "anomaly rule", index, entry)
+    where.check_keys(owner, entry, _ANOMALY_KEYS)
     scope = str(entry.get("scope", "agent"))
     if scope not in dimensions:
         raise where.error(owner, "scope", f"{scope!r} is not one of {', '.join(dimensions)}")

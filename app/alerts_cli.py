@@ -30,13 +30,13 @@ from app.console import (
 )
 from app.reports_cli import resolve_settings
 from core.errors import AigwError, ConfigError
+from core.settings import DEFAULT_BUDGETS
 from ingest import DEFAULT_DB_PATH
 
 __all__ = ["alerts_app"]
 
 alerts_app = typer.Typer(help="Budget and anomaly alerts.", no_args_is_help=True)
 
-DEFAULT_BUDGETS: Final = Path("budgets.toml")
 _DURATION: Final = re.compile(r"^(\d+)\s*([smh])$")
 
 

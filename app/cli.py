@@ -35,7 +35,8 @@ from app.console import (
 from app.dashboard_cli import dashboard_command
 from app.mock_cli import mock_provider_command
 from app.proxy_cli import proxy_command, simulate_command
-from app.reports_cli import DEFAULT_CONFIG, export_app, report_app, resolve_settings
+from app.reports_cli import export_app, report_app, resolve_settings
+from app.settings import load_settings
 from app.watch import parse_interval, print_quality, run_watch
 from core.errors import ConfigError
 from ingest import (
@@ -45,7 +46,6 @@ from ingest import (
     ObjectResult,
     WatchSettings,
     check_quality_mode,
-    load_ingest_options,
     run_ingest,
     run_query,
 )
@@ -65,9 +65,6 @@ cli.command("proxy")(proxy_command)
 cli.command("simulate")(simulate_command)
 cli.command("mock-provider")(mock_provider_command)
 cli.command("dashboard")(dashboard_command)
-
-
-DEFAULT_BUDGETS = Path("budgets.toml")
 
 
 @cli.command("ingest")
@@ -124,18 +121,15 @@ def ingest_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Load Logpush / REST log objects into the warehouse, check them, refresh the rollups."""
-    pem = os.environ.get("AIGW_PRIVATE_KEY") if private_key is None else None
     with user_errors(verbose):
-        models_settings = resolve_settings(config)
-        file_options = load_ingest_options(
-            config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-        )
+        edge = load_settings(config, os.environ, budgets=budgets)
+        models_settings, file_options = edge.models, edge.ingest
         settings = IngestSettings(
             source=source,
             db_path=db,
             endpoint_url=endpoint_url,
             private_key=private_key,
-            private_key_pem=pem.encode() if pem else None,
+            private_key_pem=edge.private_key_pem if private_key is None else None,
             quality=check_quality_mode(quality or file_options.quality or "fail"),
         )
         if watch:
@@ -147,11 +141,9 @@ def ingest_command(
             )
             if options.sqs_queue_url and not source.startswith("s3://"):
                 raise ConfigError("--sqs-queue-url needs an s3:// source")
-            if budgets is None and DEFAULT_BUDGETS.exists():
-                budgets = DEFAULT_BUDGETS
             alerts_config = (
-                load_alerts_config(budgets, dimensions=models_settings.all_dimensions)
-                if budgets is not None
+                load_alerts_config(edge.budgets_path, dimensions=models_settings.all_dimensions)
+                if edge.budgets_path is not None
                 else None
             )
             with _progress(verbose, bar=False) as (_, on_object):

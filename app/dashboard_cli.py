@@ -18,10 +18,9 @@ from typing import Annotated, Final
 
 import typer
 
-from app.alerts_cli import DEFAULT_BUDGETS
 from app.console import ConfigOption, DbOption, VerboseOption, parse_time, user_errors
-from app.reports_cli import DEFAULT_CONFIG
 from core.errors import WarehouseError
+from core.settings import DEFAULT_BUDGETS, config_file
 from ingest import DEFAULT_DB_PATH
 
 __all__ = ["ENTRY_SCRIPT", "dashboard_command", "streamlit_command"]
@@ -72,8 +71,7 @@ def dashboard_command(
                 f"no warehouse at {db}; run `aigw ingest` first or pass --db", path=str(db)
             )
         moment = parse_time(now, "--now")
-        if config is None and DEFAULT_CONFIG.exists():
-            config = DEFAULT_CONFIG
+        config = config_file(config, os.environ)
         env = {
             **os.environ,
             "AIGW_DB": str(db.resolve()),

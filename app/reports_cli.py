@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated
 
 import typer
 
@@ -21,6 +22,7 @@ from app.console import (
     write_json_document,
     write_rows,
 )
+from app.settings import load_settings
 from core.errors import ConfigError
 from ingest import DEFAULT_DB_PATH
 from models import (
@@ -30,13 +32,10 @@ from models import (
     cost_report,
     export_focus,
     forecast_report,
-    load_models_settings,
     reconcile_report,
 )
 
 __all__ = ["export_app", "report_app", "resolve_settings"]
-
-DEFAULT_CONFIG: Final = Path("aigw.toml")
 
 report_app = typer.Typer(help="Spend, cache, anomaly and forecast reports.", no_args_is_help=True)
 export_app = typer.Typer(help="Exports (FinOps FOCUS).", no_args_is_help=True)
@@ -50,10 +49,8 @@ UntilOption = Annotated[
 
 
 def resolve_settings(config: Path | None) -> ModelsSettings:
-    """Models settings from --config / AIGW_CONFIG, else ./aigw.toml if present, else defaults."""
-    if config is None and DEFAULT_CONFIG.exists():
-        config = DEFAULT_CONFIG
-    return load_models_settings(config)
+    """The models' settings of ``aigw.toml`` (see ``app.settings``), built at the edge."""
+    return load_settings(config, os.environ).models
 
 
 def _split(value: str | None) -> list[str]:

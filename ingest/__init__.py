@@ -1,7 +1,13 @@
 """Logpush and REST log objects from a folder or S3/R2 into the DuckDB warehouse."""
 
 from core.warehouse import SCHEMA_VERSION, Warehouse, open_warehouse
-from ingest.config import DEFAULT_DB_PATH, IngestFileOptions, IngestSettings, load_ingest_options
+from ingest.config import (
+    DEFAULT_DB_PATH,
+    IngestFileOptions,
+    IngestSettings,
+    ingest_options_from,
+    load_ingest_options,
+)
 from ingest.errors import (
     AigwError,
     ConfigError,
@@ -55,6 +61,7 @@ __all__ = [
     "WatchSummary",
     "check_quality_mode",
     "ingest",
+    "ingest_options_from",
     "load_ingest_options",
     "open_source",
     "open_warehouse",

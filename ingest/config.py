@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from core.settings import check_keys, read_toml, table
 from ingest.errors import ConfigError
 from ingest.loader import BATCH_ROWS
 
-__all__ = ["DEFAULT_DB_PATH", "IngestFileOptions", "IngestSettings", "load_ingest_options"]
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "IngestFileOptions",
+    "IngestSettings",
+    "ingest_options_from",
+    "load_ingest_options",
+]
 
 DEFAULT_DB_PATH: Final = Path("data/aigw.duckdb")
+_INGEST_KEYS: Final = ("quality", "interval", "sqs_queue_url")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +61,14 @@ def load_ingest_options(path: Path | None) -> IngestFileOptions:
     """``[ingest]`` of the TOML file at ``path``; empty options without a file or table."""
     if path is None:
         return IngestFileOptions()
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config {path} is not valid TOML: {err}") from err
-    section: Any = document.get("ingest", {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: [ingest] must be a table")
+    return ingest_options_from(path, table(path, read_toml(path), "ingest"))
+
+
+def ingest_options_from(path: Path, section: Mapping[str, Any]) -> IngestFileOptions:
+    """Options from an ``[ingest]`` table read from ``path``; unknown keys are an error."""
+    check_keys(path, section, _INGEST_KEYS, where="[ingest]")
     values: dict[str, str | None] = {}
-    for name in ("quality", "interval", "sqs_queue_url"):
+    for name in _INGEST_KEYS:
         value = section.get(name)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{path}: [ingest] {name} must be a string")

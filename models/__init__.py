@@ -6,7 +6,7 @@ holds the entry points that open the warehouse.
 """
 
 from models.anomalies import detect_anomalies
-from models.config import ModelsSettings, load_models_settings
+from models.config import ModelsSettings, load_models_settings, models_settings_from
 from models.cost import COST_COLUMNS, with_cost
 from models.errors import ModelsError, PriceFileError
 from models.explore import (
@@ -79,6 +79,7 @@ __all__ = [
     "latency_p95",
     "load_models_settings",
     "load_price_file",
+    "models_settings_from",
     "policy_categories",
     "policy_counts",
     "price_table",

@@ -17,14 +17,21 @@ passed down; nothing here reads the environment.
 from __future__ import annotations
 
 import re
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from core.errors import ConfigError
+from core.settings import check_keys, read_toml, table
 
-__all__ = ["BUILTIN_DIMENSIONS", "DEFAULT_DIMENSIONS", "ModelsSettings", "load_models_settings"]
+__all__ = [
+    "BUILTIN_DIMENSIONS",
+    "DEFAULT_DIMENSIONS",
+    "ModelsSettings",
+    "load_models_settings",
+    "models_settings_from",
+]
 
 # Columns of `requests` that are dimensions by themselves.
 BUILTIN_DIMENSIONS: Final = ("gateway", "provider", "model", "endpoint", "api_key")
@@ -59,14 +66,12 @@ def load_models_settings(path: Path | None) -> ModelsSettings:
     """Settings from ``path`` (a TOML file with a ``[models]`` table), or the defaults."""
     if path is None:
         return ModelsSettings()
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config {path} is not valid TOML: {err}") from err
-    section: dict[str, Any] = document.get("models", {})
+    return models_settings_from(path, table(path, read_toml(path), "models"))
+
+
+def models_settings_from(path: Path, section: Mapping[str, Any]) -> ModelsSettings:
+    """Settings from a ``[models]`` table read from ``path``; unknown keys are an error."""
+    check_keys(path, section, ("dimensions", "prices", "tenant"), where="[models]")
     dimensions = section.get("dimensions", DEFAULT_DIMENSIONS)
     if not isinstance(dimensions, dict):
         raise ConfigError(f"{path}: [models.dimensions] must be a table of name = metadata key")

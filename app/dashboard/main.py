@@ -28,6 +28,7 @@ from app.dashboard.data import (
 )
 from app.dashboard.filters import filter_dimensions, sidebar_filters
 from core.errors import AigwError
+from core.settings import DEFAULT_BUDGETS, budgets_file, config_file
 
 _VIEWS = Path(__file__).parent / "views"
 _PAGES = (
@@ -50,16 +51,16 @@ _PAGE_KEYS = {
 
 def _settings() -> DashboardSettings:
     env = os.environ
-    config = env.get("AIGW_CONFIG") or ("aigw.toml" if Path("aigw.toml").exists() else "")
+    config = config_file(None, env)
     now = env.get("AIGW_NOW")
     moment = datetime.fromisoformat(now) if now else None
     if moment is not None and moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    budgets = env.get("AIGW_BUDGETS") or "budgets.toml"
+    budgets = budgets_file(None, env) or DEFAULT_BUDGETS
     return DashboardSettings(
         db_path=Path(env.get("AIGW_DB") or "data/aigw.duckdb"),
-        config_path=Path(config) if config else None,
-        budgets_path=Path(budgets),
+        config_path=config,
+        budgets_path=budgets,
         now=moment,
     )
 
