@@ -36,8 +36,9 @@ from app.dashboard_cli import dashboard_command
 from app.mock_cli import mock_provider_command
 from app.proxy_cli import proxy_command, simulate_command
 from app.reports_cli import export_app, report_app, resolve_settings
+from app.service import ingest_and_refresh, refresh
 from app.settings import load_settings
-from app.watch import parse_interval, print_quality, run_watch
+from app.watch import parse_interval, print_quality, print_refreshed, run_watch
 from core.errors import ConfigError
 from ingest import (
     DEFAULT_DB_PATH,
@@ -46,10 +47,8 @@ from ingest import (
     ObjectResult,
     WatchSettings,
     check_quality_mode,
-    run_ingest,
     run_query,
 )
-from models import refresh
 
 cli = typer.Typer(
     name="aigw",
@@ -158,14 +157,15 @@ def ingest_command(
         if interval or sqs_queue_url:
             raise ConfigError("--interval and --sqs-queue-url need --watch")
         with _progress(verbose) as (on_listed, on_object):
-            summary = run_ingest(settings, on_listed=on_listed, on_object=on_object)
-        _print_summary(summary)
-        print_quality(summary.quality)
-        refreshed = refresh(db, models_settings)
-    if refreshed.full:
-        out.print(f"rollups: rebuilt ({refreshed.rows:,} rows)", markup=False)
-    elif refreshed.hours:
-        out.print(f"rollups: {refreshed.hours:,} hours refreshed", markup=False)
+            outcome = ingest_and_refresh(
+                settings,
+                models_settings,
+                on_listed=on_listed,
+                on_object=on_object,
+                on_loaded=_print_loaded,
+            )
+        summary, refreshed = outcome.summary, outcome.refreshed
+    print_refreshed(refreshed)
     if summary.failures:
         for failure in summary.failures:
             err.print(f"failed: {failure.error}", markup=False)
@@ -250,6 +250,12 @@ def _progress(verbose: bool, *, bar: bool = True) -> Iterator[_ObjectCallbacks]:
         return
     with progress:
         yield on_listed, on_object
+
+
+def _print_loaded(summary: IngestSummary) -> None:
+    """What the load and its quality gate did (printed before the rollups refresh)."""
+    _print_summary(summary)
+    print_quality(summary.quality)
 
 
 def _print_summary(summary: IngestSummary) -> None:

@@ -22,11 +22,7 @@ from app.console import (
     write_json_document,
     write_rows,
 )
-from app.settings import load_settings
-from core.errors import ConfigError
-from ingest import DEFAULT_DB_PATH
-from models import (
-    ModelsSettings,
+from app.service import (
     anomaly_report,
     cache_report,
     cost_report,
@@ -34,6 +30,10 @@ from models import (
     forecast_report,
     reconcile_report,
 )
+from app.settings import load_settings
+from core.errors import ConfigError
+from ingest import DEFAULT_DB_PATH
+from models import ModelsSettings
 
 __all__ = ["export_app", "report_app", "resolve_settings"]
 

@@ -1,5 +1,5 @@
-"""``aigw ingest --watch``: the watch loop of ``ingest.watch`` wired to the rollups and,
-when budgets are configured, the alerts (ingest cannot import models or alerts).
+"""``aigw ingest --watch``: prints what ``app.service.watch_and_alert`` does (each batch,
+its rollups and, when budgets are configured, its alerts) and stops on a signal.
 
 SIGTERM and SIGINT set the stop event: the object in hand commits, its batch is
 checked, rolled up and alerted on, then the command prints the totals and exits 0
@@ -12,25 +12,23 @@ import re
 import signal
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from alerts import AlertsConfig, run_alerts
+from alerts import AlertsConfig
 from app.console import EXIT_QUALITY, err, out
+from app.service import BatchOutcome, watch_and_alert
 from core.errors import ConfigError
 from ingest import (
     IngestSettings,
     IngestSummary,
     ObjectResult,
     QualityReport,
-    Warehouse,
     WatchSettings,
-    watch,
 )
-from models import ModelsSettings, refresh_rollups
+from models import ModelsSettings, RefreshResult
 
-__all__ = ["parse_interval", "print_quality", "run_watch"]
+__all__ = ["parse_interval", "print_quality", "print_refreshed", "run_watch"]
 
 _INTERVAL: Final = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -62,19 +60,12 @@ def run_watch(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
 
-    def after_batch(warehouse: Warehouse, summary: IngestSummary) -> None:
-        refreshed = refresh_rollups(warehouse, models_settings)
-        if refreshed.full:
-            out.print(f"rollups: rebuilt ({refreshed.rows:,} rows)", markup=False)
-        elif refreshed.hours:
-            out.print(f"rollups: {refreshed.hours:,} hours refreshed", markup=False)
-        if alerts_config is not None and summary.rows_loaded:
-            # Same process, same file: DuckDB hands run_alerts a second connection to the
-            # database this batch holds open, so no lock is waited for.
-            result = run_alerts(Path(warehouse.path), models_settings, alerts_config)
-            for alert, channel in result.delivered:
+    def on_refreshed(outcome: BatchOutcome) -> None:
+        print_refreshed(outcome.refreshed)
+        if outcome.alerts is not None:
+            for alert, channel in outcome.alerts.delivered:
                 out.print(f"sent to {channel}: {alert.title}", markup=False)
-            for alert, channel, error in result.failed:
+            for alert, channel, error in outcome.alerts.failed:
                 err.print(f"failed to {channel}: {alert.title}: {error}", markup=False)
 
     def on_batch(summary: IngestSummary) -> None:
@@ -97,11 +88,13 @@ def run_watch(
         "stop with Ctrl-C or SIGTERM",
         markup=False,
     )
-    total = watch(
+    total = watch_and_alert(
         settings,
         options,
+        models_settings=models_settings,
+        alerts_config=alerts_config,
         stop=stop,
-        after_batch=after_batch,
+        on_refreshed=on_refreshed,
         on_batch=on_batch,
         on_object=on_object,
         on_notice=on_notice,
@@ -115,6 +108,14 @@ def run_watch(
         markup=False,
     )
     return EXIT_QUALITY if total.quality_failures else 0
+
+
+def print_refreshed(refreshed: RefreshResult) -> None:
+    """One line when the rollups changed: rebuilt, or how many hours were refreshed."""
+    if refreshed.full:
+        out.print(f"rollups: rebuilt ({refreshed.rows:,} rows)", markup=False)
+    elif refreshed.hours:
+        out.print(f"rollups: {refreshed.hours:,} hours refreshed", markup=False)
 
 
 def print_quality(report: QualityReport | None) -> None:

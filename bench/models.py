@@ -99,7 +99,7 @@ def main() -> None:
         incremental = timed(lambda: refresh_rollups(warehouse, settings))
         print(f"incremental refresh after {args.new:,} new rows: {incremental:.2f} s")
         con = warehouse.con
-        # Each entry reads what the CLI's report reads (``models.service``).
+        # Each entry reads what the CLI's report reads (``app.service``).
         since_5w = datetime(2026, 9, 27, tzinfo=UTC)
         reports: dict[str, Callable[[], Any]] = {
             "read hourly rollups (30 days, every column)": lambda: read_rollup(con).collect(),

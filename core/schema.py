@@ -15,9 +15,11 @@ from typing import Final, Literal
 import pyarrow as pa
 
 __all__ = [
+    "DAILY_TABLE",
     "MODEL_COLUMNS",
     "RECORD_FIELDS",
     "REQUEST_COLUMNS",
+    "ROLLUP_TABLE",
     "Column",
     "arrow_schema",
     "requests_ddl",
@@ -25,6 +27,11 @@ __all__ = [
 ]
 
 Origin = Literal["record", "load"]
+
+# The derived tables the models keep (their columns follow the configured dimensions,
+# so each rebuild creates them; their state is in ``rollup_state``, migration v5).
+ROLLUP_TABLE: Final = "rollup_hourly"  # one row per UTC hour and dimension values
+DAILY_TABLE: Final = "rollup_daily"  # the same per UTC day, for long ranges
 
 
 @dataclass(frozen=True, slots=True)

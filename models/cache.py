@@ -103,7 +103,7 @@ def cache_candidates(requests: pl.LazyFrame, *, min_repeats: int = 2) -> pl.Data
     """Identical requests answered by the provider at least ``min_repeats`` times.
 
     ``requests`` is a costed request frame with ``request_hash``
-    (``models.frames.read_requests(..., with_request_hash=True)`` through
+    (``core.warehouse.reads.read_requests(..., with_request_hash=True)`` through
     ``models.cost.with_cost``); rows with a null hash (encrypted bodies) are
     skipped. Columns: ``request_hash``, ``gateway``, ``model``, ``repeats``
     (counted occurrences), ``cost_usd`` (their cost; unknown costs count 0),

@@ -1,7 +1,7 @@
 """Runaway loops seen as repeated identical prompts.
 
 An agent stuck in a loop sends the same request again and again. Given costed
-requests with a ``request_hash`` (see ``models.frames.read_requests``), this flags
+requests with a ``request_hash`` (see ``core.warehouse.reads.read_requests``), this flags
 every hour in which one value of a dimension sent one identical request at least
 ``min_repeats`` times. Rows follow ``models.anomalies.ANOMALY_SCHEMA`` so they list
 beside the statistical flags: ``signal`` is ``repeated_prompt``, ``baseline``

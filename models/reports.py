@@ -7,17 +7,25 @@ CLI, alerts and dashboards share one computation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import duckdb
 import polars as pl
 
-from core.warehouse import table_exists
-from models.frames import time_range
-from models.rollups import DAILY_TABLE, MEASURES, ROLLUP_TABLE
+from core.schema import DAILY_TABLE, ROLLUP_TABLE
+from core.warehouse import table_exists, time_range
+from models.rollups import MEASURES
 
-__all__ = ["GRAINS", "OTHER", "REPORT_MEASURES", "read_rollup", "reconciliation", "spend_by"]
+__all__ = [
+    "GRAINS",
+    "OTHER",
+    "REPORT_MEASURES",
+    "newest_rollup_hour",
+    "read_rollup",
+    "reconciliation",
+    "spend_by",
+]
 
 _SQL_TYPES: Final = {
     "cost_usd": "DOUBLE",
@@ -163,3 +171,14 @@ def reconciliation(rollup: pl.LazyFrame) -> pl.DataFrame:
         .sort(pl.col("drift_usd").abs(), "provider", "model", descending=[True, False, False])
         .collect()
     )
+
+
+def newest_rollup_hour(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """The end of the newest hour in the hourly rollup, or None when it is empty."""
+    if not table_exists(con, ROLLUP_TABLE):
+        return None
+    row = con.execute(f"SELECT max(hour) FROM {ROLLUP_TABLE}").fetchone()
+    if row is None or row[0] is None:
+        return None
+    newest: datetime = row[0]
+    return newest.astimezone(UTC) + timedelta(hours=1)

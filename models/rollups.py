@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+import duckdb
 import polars as pl
 
-from core.warehouse import Warehouse
+from core.schema import DAILY_TABLE, ROLLUP_TABLE
+from core.warehouse import Warehouse, read_requests
+from core.warehouse.reads import newest_ingest, request_days, touched_hours
 from models.config import ModelsSettings
 from models.cost import with_cost
-from models.frames import read_requests
 from models.pricing import load_price_file, price_table
 
 __all__ = [
@@ -30,12 +32,12 @@ __all__ = [
     "costed_requests",
     "hourly_rollup",
     "refresh_rollups",
+    "rollups_stale",
 ]
 
-ROLLUP_TABLE: Final = "rollup_hourly"
-# The same sums by UTC day (its ``hour`` column holds the day's start): long-range
-# reports read about 24 times fewer rows.
-DAILY_TABLE: Final = "rollup_daily"
+# ROLLUP_TABLE (per hour) and DAILY_TABLE (the same sums by UTC day, its ``hour`` column
+# holding the day's start: long-range reports read about 24 times fewer rows) are named
+# in core.schema.
 _FLOAT_MEASURES: Final = frozenset({"cost_usd", "cost_logged", "saved_usd", "duration_ms_sum"})
 MEASURES: Final = (
     "requests",
@@ -129,12 +131,7 @@ def _rollup_by_day(
     (measured on 10 M requests: 6.7 GB peak when done at once).
     """
     if hours is None:
-        days = [
-            row[0]
-            for row in warehouse.con.execute(
-                "SELECT DISTINCT date_trunc('day', ts) FROM requests ORDER BY 1"
-            ).fetchall()
-        ]
+        days = request_days(warehouse.con)
         by_day: dict[datetime, list[datetime] | None] = dict.fromkeys(days)
     else:
         grouped: dict[datetime, list[datetime]] = {}
@@ -196,15 +193,14 @@ def refresh_rollups(
         state = con.execute(
             "SELECT fingerprint, watermark FROM rollup_state WHERE name = ?", [ROLLUP_TABLE]
         ).fetchone()
-        newest = con.execute("SELECT max(ingested_at) FROM requests").fetchone()
-        watermark = newest[0] if newest else None
+        watermark = newest_ingest(con)
         fingerprint = settings.fingerprint()
         rebuild = full or state is None or state[0] != fingerprint or state[1] is None
         hours: list[datetime] = []
         if state is not None and not rebuild:
             if watermark is None or watermark <= state[1]:
                 return RefreshResult(full=False, hours=0, rows=0)
-            hours = _touched_hours(warehouse, since=state[1])
+            hours = touched_hours(warehouse.con, since=state[1])
         rollup = _rollup_by_day(warehouse, settings, None if rebuild else hours)
         con.register("_aigw_rollup", rollup.to_arrow())
         con.execute("BEGIN TRANSACTION")
@@ -258,13 +254,15 @@ def _refresh_daily(
     )
 
 
-def _touched_hours(warehouse: Warehouse, *, since: datetime) -> list[datetime]:
-    """Hours holding rows ingested after ``since`` (late records for old hours too).
-
-    ``ingested_at`` grows with insertion order, so zone maps keep this scan to the
-    newest row groups.
-    """
-    rows = warehouse.con.execute(
-        "SELECT DISTINCT date_trunc('hour', ts) FROM requests WHERE ingested_at > ?", [since]
-    ).fetchall()
-    return sorted(row[0] for row in rows)
+def rollups_stale(con: duckdb.DuckDBPyConnection, settings: ModelsSettings) -> bool:
+    """Whether rows or settings changed since the last rollup refresh."""
+    row = con.execute(
+        "SELECT fingerprint, watermark FROM rollup_state WHERE name = ?", [ROLLUP_TABLE]
+    ).fetchone()
+    if row is None:
+        return True
+    fingerprint, watermark = row
+    newest = newest_ingest(con)
+    return bool(
+        fingerprint != settings.fingerprint() or (newest is not None and newest != watermark)
+    )

@@ -15,7 +15,18 @@ from typing import Any
 import polars as pl
 
 from app.dashboard.data import QUERIES
-from ingest import Warehouse
+from app.service import request_detail
+from core.warehouse import Warehouse
+from core.warehouse.explore import (
+    alert_history,
+    data_health,
+    find_requests,
+    latency_p95,
+    policy_categories,
+    policy_counts,
+    recent_policy_events,
+    rollup_span,
+)
 from models import (
     ModelsSettings,
     detect_anomalies,
@@ -25,17 +36,6 @@ from models import (
     spend_by,
 )
 from models.cache import cache_candidates, cache_summary
-from models.explore import (
-    alert_history,
-    data_health,
-    find_requests,
-    latency_p95,
-    policy_categories,
-    policy_counts,
-    recent_policy_events,
-    request_detail,
-    rollup_span,
-)
 from models.loops import MIN_REPEATS
 from models.rollups import MEASURES, repeated_requests
 from models.trends import (

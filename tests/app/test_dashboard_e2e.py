@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from models import ModelsSettings, cost_report
+from app.service import cost_report
+from models import ModelsSettings
 from tests.app.dashboard_fixtures import DashboardWarehouse
 from tests.conftest import REPO
 

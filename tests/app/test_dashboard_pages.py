@@ -17,14 +17,8 @@ from alerts import load_alerts_config
 from alerts.evaluate import budget_alerts
 from app.dashboard.ui import count, ms, pct, usd, usd_exact
 from ingest import open_warehouse
-from models import (
-    ModelsSettings,
-    anomaly_report,
-    cache_report,
-    cost_report,
-    forecast_report,
-    read_rollup,
-)
+from app.service import anomaly_report, cache_report, cost_report, forecast_report
+from models import ModelsSettings, read_rollup
 from tests.app.dashboard_fixtures import ENTRY, DashboardWarehouse
 
 SETTINGS = ModelsSettings()

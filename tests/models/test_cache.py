@@ -16,7 +16,7 @@ from models.cache import ROUTE, cache_candidates, cache_summary
 from models.config import ModelsSettings
 from models.cost import with_cost
 from models.errors import ModelsError
-from models.frames import read_requests
+from core.warehouse import read_requests
 from models.pricing import price_table
 from tests.conftest import logpush_record, write_ndjson
 

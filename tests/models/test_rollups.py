@@ -14,13 +14,13 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from ingest import IngestSettings, run_ingest
+from app.service import refresh
 from models import (
     ModelsSettings,
     RefreshResult,
     hourly_rollup,
     load_price_file,
     price_table,
-    refresh,
     with_cost,
 )
 from tests.conftest import logpush_record, write_ndjson

@@ -1,22 +1,44 @@
-"""Requests from the warehouse as a Polars LazyFrame (through Arrow, no Python rows).
+"""Reads of ``requests`` for the models, as Polars frames (through Arrow, no Python rows).
 
-This is the models' only SQL on ``requests``: one projection with the columns the
-models use and one column per named metadata dimension. Metadata that is not a
-plain object (encrypted, absent) gives null dimensions.
+With ``core.warehouse.explore`` (the dashboard's raw-request queries) this is where SQL
+reads ``requests`` (ingest's loader and quality gate write and check it). The models'
+read is one projection with the columns the models use and one column per named
+metadata dimension; metadata that is not a plain object (encrypted, absent) gives null
+dimensions. The caller owns the connection (one thread).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import duckdb
 import polars as pl
 
 from core.schema import MODEL_COLUMNS
-from models.config import ModelsSettings
 
-__all__ = ["REQUEST_COLUMNS", "read_requests", "time_range"]
+__all__ = [
+    "REQUEST_COLUMNS",
+    "Dimensions",
+    "newest_ingest",
+    "read_requests",
+    "request_days",
+    "time_range",
+    "touched_hours",
+]
+
+
+class Dimensions(Protocol):
+    """What a read needs of the report dimensions (``models.ModelsSettings`` has it):
+    the metadata ones as name -> metadata key, and every dimension's name."""
+
+    @property
+    def dimensions(self) -> Mapping[str, str]: ...
+
+    @property
+    def all_dimensions(self) -> tuple[str, ...]: ...
+
 
 REQUEST_COLUMNS: Final = MODEL_COLUMNS  # the projection, from core.schema
 
@@ -54,7 +76,7 @@ def _json_path(key: str) -> str:
 
 def read_requests(
     con: duckdb.DuckDBPyConnection,
-    settings: ModelsSettings,
+    settings: Dimensions,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -104,3 +126,26 @@ def read_requests(
     table = con.execute(sql, params).to_arrow_table()
     frame = pl.DataFrame(pl.from_arrow(table))
     return frame.lazy().with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
+
+
+def newest_ingest(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the newest row was loaded (``max(ingested_at)``); None for an empty table."""
+    row = con.execute("SELECT max(ingested_at) FROM requests").fetchone()
+    return row[0] if row else None
+
+
+def touched_hours(con: duckdb.DuckDBPyConnection, *, since: datetime) -> list[datetime]:
+    """The UTC hours holding requests loaded after ``since``, in order (late records put
+    old hours here too). ``ingested_at`` grows with insertion order, so zone maps keep
+    this scan to the newest row groups."""
+    rows = con.execute(
+        "SELECT DISTINCT date_trunc('hour', ts) FROM requests WHERE ingested_at > ? ORDER BY 1",
+        [since],
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def request_days(con: duckdb.DuckDBPyConnection) -> list[datetime]:
+    """The UTC days holding requests, in order."""
+    rows = con.execute("SELECT DISTINCT date_trunc('day', ts) FROM requests ORDER BY 1")
+    return [row[0] for row in rows.fetchall()]

@@ -4,7 +4,7 @@ detail, p95 latency, policy events (guardrail, DLP, rate limits, failover), data
 
 Each function takes an open warehouse connection (the caller owns and closes it; one
 thread) and returns a Polars frame. Filters are ``dimension = value`` pairs over the
-report dimensions (``models.config.ModelsSettings.all_dimensions``): built-in columns,
+report dimensions (``Dimensions.all_dimensions``, e.g. ``models.ModelsSettings``): built-in columns,
 ``api_key``, or named metadata keys. Bounds are ``since <= ts < until`` (UTC).
 Nothing here returns request or response bodies: policy events carry categories and
 actions only, never the matched text.
@@ -22,17 +22,17 @@ import orjson
 import polars as pl
 
 from core.errors import ConfigError
-from core.warehouse import Warehouse, table_exists
-from models.config import ModelsSettings
-from models.frames import time_range
-from models.rollups import ROLLUP_TABLE, costed_requests
+from core.schema import ROLLUP_TABLE
+from core.warehouse.connection import Warehouse
+from core.warehouse.migrations import table_exists
+from core.warehouse.reads import Dimensions, time_range
 
 __all__ = [
     "EXPLORER_STATUSES",
     "PERIOD_GRAINS",
     "POLICY_KINDS",
     "DataHealth",
-    "RequestDetail",
+    "RequestRow",
     "alert_history",
     "data_health",
     "find_requests",
@@ -40,7 +40,7 @@ __all__ = [
     "policy_categories",
     "policy_counts",
     "recent_policy_events",
-    "request_detail",
+    "request_row",
     "rollup_span",
 ]
 
@@ -83,7 +83,7 @@ def _period(grain: str) -> str:
     return f"make_timestamptz(epoch_us(ts) // {size} * {size})"
 
 
-def _dimension_sql(settings: ModelsSettings, name: str, params: dict[str, object]) -> str:
+def _dimension_sql(settings: Dimensions, name: str, params: dict[str, object]) -> str:
     """The SQL expression of a report dimension over ``requests``; a metadata key goes
     into ``params`` (names are validated identifiers, keys are parameters)."""
     if name in _BUILTIN_SQL:
@@ -98,7 +98,7 @@ def _dimension_sql(settings: ModelsSettings, name: str, params: dict[str, object
 
 
 def _where(
-    settings: ModelsSettings,
+    settings: Dimensions,
     since: datetime | None,
     until: datetime | None,
     filters: Mapping[str, str] | None,
@@ -121,7 +121,7 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) 
 
 def latency_p95(
     con: duckdb.DuckDBPyConnection,
-    settings: ModelsSettings,
+    settings: Dimensions,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -157,7 +157,7 @@ def latency_p95(
 
 def policy_counts(
     con: duckdb.DuckDBPyConnection,
-    settings: ModelsSettings,
+    settings: Dimensions,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -193,7 +193,7 @@ def policy_counts(
 
 def policy_categories(
     con: duckdb.DuckDBPyConnection,
-    settings: ModelsSettings,
+    settings: Dimensions,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -228,7 +228,7 @@ _EVENT_COLUMNS: Final = (
 
 def recent_policy_events(
     con: duckdb.DuckDBPyConnection,
-    settings: ModelsSettings,
+    settings: Dimensions,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -248,7 +248,7 @@ def recent_policy_events(
 
 def find_requests(
     con: duckdb.DuckDBPyConnection,
-    settings: ModelsSettings,
+    settings: Dimensions,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -285,20 +285,13 @@ def find_requests(
 
 
 @dataclass(frozen=True, slots=True)
-class RequestDetail:
-    """One request: its fields, recomputed cost parts, policy actions and failover steps.
-
-    ``fields`` holds the request's columns (no bodies); ``metadata`` its custom
-    metadata (an encrypted object stays as it is); ``cost`` one row with
-    ``input_usd``, ``output_usd``, ``cache_read_usd``, ``cache_write_usd``,
-    ``cost_usd``, ``saved_usd``, ``cost_logged`` and ``cost_source`` as
-    ``models.cost`` computes them; ``attempts`` every request sharing its
-    ``event_id`` (the failover steps), by ``step``.
-    """
+class RequestRow:
+    """One request as stored: its columns (no bodies), its custom metadata (an encrypted
+    object stays as it is) and every request sharing its ``event_id`` (the failover
+    steps), by ``step``."""
 
     fields: dict[str, Any]
     metadata: Any
-    cost: dict[str, Any]
     attempts: pl.DataFrame
 
 
@@ -312,9 +305,7 @@ _DETAIL_COLUMNS: Final = (
 )
 
 
-def request_detail(
-    warehouse: Warehouse, settings: ModelsSettings, log_id: str
-) -> RequestDetail | None:
+def request_row(warehouse: Warehouse, log_id: str) -> RequestRow | None:
     """The request with ``log_id`` (None when there is none)."""
     con = warehouse.con
     rows = _frame(
@@ -327,23 +318,6 @@ def request_detail(
     fields = rows.row(0, named=True)
     raw_metadata = fields.pop("metadata")
     metadata = orjson.loads(raw_metadata) if raw_metadata else None
-    ts: datetime = fields["ts"]
-    costed = (
-        costed_requests(warehouse, settings, since=ts, until=ts + timedelta(microseconds=1))
-        .filter(pl.col("log_id") == log_id)
-        .select(
-            "input_usd",
-            "output_usd",
-            "cache_read_usd",
-            "cache_write_usd",
-            "cost_usd",
-            "saved_usd",
-            "cost_logged",
-            "cost_source",
-        )
-        .collect()
-    )
-    cost = costed.row(0, named=True) if costed.height else {}
     attempts = pl.DataFrame()
     if fields.get("event_id"):
         attempts = _frame(
@@ -352,7 +326,7 @@ def request_detail(
             "routing_reason FROM requests WHERE event_id = $event_id ORDER BY step, ts",
             {"event_id": fields["event_id"]},
         )
-    return RequestDetail(fields=fields, metadata=metadata, cost=cost, attempts=attempts)
+    return RequestRow(fields=fields, metadata=metadata, attempts=attempts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,7 +395,7 @@ def data_health(con: duckdb.DuckDBPyConnection, *, limit: int = 50) -> DataHealt
     watermark = None
     if table_exists(con, "rollup_state"):
         state = con.execute(
-            "SELECT watermark FROM rollup_state WHERE name = 'rollup_hourly'"
+            "SELECT watermark FROM rollup_state WHERE name = $name", {"name": ROLLUP_TABLE}
         ).fetchone()
         watermark = state[0] if state else None
     return DataHealth(

@@ -1,4 +1,6 @@
-"""Entry points the CLI (and later alerts and dashboards) call: settings in, results out."""
+"""Reports over the warehouse: settings in, results out. The CLI's report and export
+commands and the dashboard call these; each opens the warehouse, reads rollups or
+requests through ``core.warehouse`` and ``models``, and applies the pure models."""
 
 from __future__ import annotations
 
@@ -8,19 +10,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import duckdb
 import polars as pl
 
 from core.errors import ConfigError
-from core.warehouse import open_warehouse, table_exists
+from core.warehouse import open_warehouse
 from models.anomalies import detect_anomalies
 from models.cache import cache_candidates, cache_summary
 from models.config import ModelsSettings
 from models.focus import focus_rows, write_focus
 from models.forecast import forecast_month
 from models.loops import MIN_REPEATS, repeated_prompt_flags
-from models.reports import GRAINS, read_rollup, reconciliation, spend_by
-from models.rollups import ROLLUP_TABLE, RefreshResult, refresh_rollups, repeated_requests
+from models.reports import GRAINS, newest_rollup_hour, read_rollup, reconciliation, spend_by
+from models.rollups import RefreshResult, refresh_rollups, repeated_requests, rollups_stale
 
 __all__ = [
     "CacheReport",
@@ -68,7 +69,7 @@ def cost_report(
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         daily = grain != "hour" and all(_midnight(bound) for bound in (since, until))
         rollup = read_rollup(warehouse.con, since=since, until=until, daily=daily)
-        stale = _stale(warehouse.con, settings)
+        stale = rollups_stale(warehouse.con, settings)
         if not rollup.collect_schema().names():
             empty = pl.DataFrame()
             return SpendReport(empty, [], stale=True)
@@ -90,23 +91,6 @@ def _midnight(bound: datetime | None) -> bool:
         return True
     utc = bound.astimezone(UTC)
     return (utc.hour, utc.minute, utc.second, utc.microsecond) == (0, 0, 0, 0)
-
-
-def _stale(con: duckdb.DuckDBPyConnection, settings: ModelsSettings) -> bool:
-    """Whether rows or settings changed since the last rollup refresh."""
-    if not table_exists(con, "rollup_state"):
-        return True
-    row = con.execute(
-        "SELECT fingerprint, watermark, (SELECT max(ingested_at) FROM requests) "
-        "FROM rollup_state WHERE name = ?",
-        [ROLLUP_TABLE],
-    ).fetchone()
-    if row is None:
-        return True
-    fingerprint, watermark, newest = row
-    return bool(
-        fingerprint != settings.fingerprint() or (newest is not None and newest != watermark)
-    )
 
 
 def reconcile_report(
@@ -208,7 +192,7 @@ def anomaly_report(
     """
     _check_dimensions(settings, [scope])
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        end = now or _newest_hour(warehouse.con)
+        end = now or newest_rollup_hour(warehouse.con)
         if end is None:
             return detect_anomalies(pl.LazyFrame(), scope)
         since = end - window - timedelta(weeks=5)
@@ -263,14 +247,3 @@ def forecast_report(
             warehouse.con, since=since, until=moment, by=list(by), measures=("cost_usd",)
         )
         return forecast_month(rollup, now=moment, scope=list(by), tz=tz)
-
-
-def _newest_hour(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    """The end of the newest hour in the hourly rollup, or None when it is empty."""
-    if not table_exists(con, ROLLUP_TABLE):
-        return None
-    row = con.execute(f"SELECT max(hour) FROM {ROLLUP_TABLE}").fetchone()
-    if row is None or row[0] is None:
-        return None
-    newest: datetime = row[0]
-    return newest.astimezone(UTC) + timedelta(hours=1)

@@ -9,7 +9,8 @@ from pathlib import Path
 import duckdb
 
 from ingest import IngestSettings, run_ingest
-from models import ModelsSettings, latency_p95
+from core.warehouse.explore import latency_p95
+from models import ModelsSettings
 from tests.conftest import logpush_record, write_ndjson
 
 DAY0 = 1_776_470_400  # 2026-04-18T00:00:00Z, unix seconds

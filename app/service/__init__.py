@@ -1,0 +1,41 @@
+"""The service layer: library functions that compose the stages (ingest, models, alerts)
+over the warehouse. The CLI and the dashboards call these and only print or draw."""
+
+from app.service.explore import RequestDetail, request_detail
+from app.service.pipeline import (
+    BatchOutcome,
+    IngestOutcome,
+    ingest_and_refresh,
+    refresh_and_alert,
+    watch_and_alert,
+)
+from app.service.reports import (
+    CacheReport,
+    SpendReport,
+    anomaly_report,
+    cache_report,
+    cost_report,
+    export_focus,
+    forecast_report,
+    reconcile_report,
+    refresh,
+)
+
+__all__ = [
+    "BatchOutcome",
+    "CacheReport",
+    "IngestOutcome",
+    "RequestDetail",
+    "SpendReport",
+    "anomaly_report",
+    "cache_report",
+    "cost_report",
+    "export_focus",
+    "forecast_report",
+    "ingest_and_refresh",
+    "reconcile_report",
+    "refresh",
+    "refresh_and_alert",
+    "request_detail",
+    "watch_and_alert",
+]

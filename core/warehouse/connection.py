@@ -1,0 +1,131 @@
+"""The DuckDB warehouse file: opening it (migrations: ``core.warehouse.migrations``).
+
+This module is the one place where ``duckdb.Error`` becomes an aigw error
+(``warehouse_errors``). Connections are opened with the session time zone set
+to UTC, so TIMESTAMPTZ values read back as UTC. The caller owns and closes the
+connection; a DuckDB connection must not be shared between threads.
+
+Opening a writable warehouse brings its schema up to ``SCHEMA_VERSION``; a read-only
+open refuses a schema older or newer than this aigw's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+
+from core.errors import SchemaTooNew, WarehouseError, WarehouseLocked
+from core.warehouse.migrations import SCHEMA_VERSION, migrate, schema_version, table_exists
+
+__all__ = [
+    "Warehouse",
+    "open_warehouse",
+    "table_exists",
+    "warehouse_errors",
+]
+
+
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+
+@contextlib.contextmanager
+def warehouse_errors(path: Path | str) -> Iterator[None]:
+    """Translate ``duckdb.Error`` raised inside the block into ``WarehouseError``."""
+    try:
+        yield
+    except duckdb.Error as err:
+        raise _translate(err, str(path)) from err
+
+
+@dataclass(frozen=True, slots=True)
+class Warehouse:
+    """An open warehouse: its path (for messages) and its connection (one thread)."""
+
+    path: Path
+    con: duckdb.DuckDBPyConnection
+
+    def errors(self) -> contextlib.AbstractContextManager[None]:
+        """``warehouse_errors`` for this file."""
+        return warehouse_errors(self.path)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_warehouse(path: Path | str, *, read_only: bool = False) -> Warehouse:
+    """Open (creating and migrating when writable) the warehouse at ``path``.
+
+    Read-only opens never create or migrate; they fail if the file is missing
+    or its schema is older or newer than this aigw's.
+    """
+    path = Path(path)
+    if read_only and not path.exists():
+        raise WarehouseError(
+            f"no warehouse at {path}; run `aigw ingest` first or pass --db", path=str(path)
+        )
+    if not read_only:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WarehouseError(
+                f"cannot create folder for warehouse {path}: {err.strerror}", path=str(path)
+            ) from err
+    with warehouse_errors(path):
+        con = duckdb.connect(str(path), read_only=read_only)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            # Checkpoint every 128 MB of WAL rather than DuckDB's 16 MB: loads commit once
+            # per object, and frequent checkpoints rewrote the same row groups (measured:
+            # -30% time loading 20,000-record objects; 1 GB left a long checkpoint at close).
+            con.execute("SET checkpoint_threshold = '128MB'")
+            version = schema_version(con)
+            _check_version(path, version, read_only=read_only)
+            if version < SCHEMA_VERSION:
+                migrate(con, version)
+        except BaseException:
+            con.close()
+            raise
+    return Warehouse(path, con)
+
+
+def _check_version(path: Path, version: int, *, read_only: bool) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"warehouse {path} has schema v{version}, newer than this aigw "
+            f"(v{SCHEMA_VERSION}); upgrade aigw",
+            path=str(path),
+        )
+    if version < SCHEMA_VERSION and read_only:
+        raise WarehouseError(
+            f"warehouse {path} has schema v{version}; run `aigw ingest` to migrate it",
+            path=str(path),
+        )
+
+
+def _translate(err: duckdb.Error, path: str) -> WarehouseError:
+    message = str(err)
+    if "Could not set lock" in message or "Conflicting lock" in message:
+        pid = _LOCK_PID.search(message)
+        holder = f" (pid {pid.group(1)})" if pid else ""
+        return WarehouseLocked(
+            f"warehouse {path} is in use by another process{holder}; "
+            "wait for it to finish or pass another --db",
+            path=path,
+            detail=message,
+        )
+    first_line = message.splitlines()[0] if message else type(err).__name__
+    return WarehouseError(f"warehouse {path}: {first_line}", path=path, detail=message)

@@ -1,0 +1,145 @@
+"""The warehouse's numbered migrations: every table, derived ones' state included.
+
+Schema changes are append-only: ``MIGRATIONS[n]`` moves a warehouse from version n-1 to
+n, applied in order inside one transaction each, and the version reached is recorded in
+``schema_migrations``. The ``requests`` columns come from ``core.schema`` (each column
+names the migration that created it).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import duckdb
+
+from core.schema import requests_ddl
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "table_exists"]
+
+_V1: Final = (
+    """
+CREATE TABLE schema_migrations (
+    version     INTEGER PRIMARY KEY,
+    applied_at  TIMESTAMPTZ NOT NULL
+);
+"""
+    + requests_ddl(1)
+    + """
+CREATE TABLE ingest_files (
+    object_key      VARCHAR PRIMARY KEY,
+    source          VARCHAR NOT NULL,
+    size            BIGINT,
+    etag            VARCHAR,
+    mtime           TIMESTAMPTZ,
+    status          VARCHAR NOT NULL,
+    records         BIGINT NOT NULL,
+    rows_loaded     BIGINT NOT NULL,
+    rows_duplicate  BIGINT NOT NULL,
+    rows_rejected   BIGINT NOT NULL,
+    error           VARCHAR,
+    attempts        INTEGER NOT NULL,
+    first_seen_at   TIMESTAMPTZ NOT NULL,
+    started_at      TIMESTAMPTZ NOT NULL,
+    finished_at     TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE rejects (
+    source_file     VARCHAR NOT NULL,
+    line_number     INTEGER NOT NULL,
+    raw_line        VARCHAR NOT NULL,
+    raw_truncated   BOOLEAN NOT NULL,
+    reason          VARCHAR NOT NULL,
+    rejected_at     TIMESTAMPTZ NOT NULL
+);
+"""
+)
+
+# v2: why an encrypted field did not open (null when it did, or was not encrypted).
+_V2: Final = requests_ddl(2)
+
+# v3: what aigw's own gateway adds to each record (Logpush extension fields).
+_V3: Final = requests_ddl(3)
+
+# v4: one row per data-quality check of an ingest batch's new rows.
+_V4: Final = """
+CREATE TABLE quality_runs (
+    run_id              VARCHAR PRIMARY KEY,
+    started_at          TIMESTAMPTZ NOT NULL,
+    finished_at         TIMESTAMPTZ NOT NULL,
+    source              VARCHAR NOT NULL,
+    object_keys         VARCHAR[] NOT NULL,
+    rows_checked        BIGINT NOT NULL,
+    on_failure          VARCHAR NOT NULL,
+    success             BOOLEAN NOT NULL,
+    critical_failures   INTEGER NOT NULL,
+    warnings            INTEGER NOT NULL,
+    results             JSON NOT NULL
+);
+"""
+
+# v5: the state tables of the rollups and the alerts (created on first use before v5,
+# hence IF NOT EXISTS). The rollup tables themselves are derived: their columns follow
+# the configured metadata dimensions, so each refresh creates them (see models.rollups).
+_V5: Final = """
+CREATE TABLE IF NOT EXISTS rollup_state (
+    name          VARCHAR PRIMARY KEY,
+    fingerprint   VARCHAR NOT NULL,
+    watermark     TIMESTAMPTZ,
+    refreshed_at  TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id      VARCHAR PRIMARY KEY,
+    kind          VARCHAR NOT NULL,
+    rule          VARCHAR NOT NULL,
+    scope         VARCHAR NOT NULL,
+    period_start  TIMESTAMPTZ NOT NULL,
+    period_end    TIMESTAMPTZ NOT NULL,
+    threshold     DOUBLE,
+    spent_usd     DOUBLE NOT NULL,
+    budget_usd    DOUBLE,
+    forecast_usd  DOUBLE,
+    payload       JSON NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    alert_id      VARCHAR NOT NULL,
+    channel       VARCHAR NOT NULL,
+    status        VARCHAR NOT NULL,
+    attempts      INTEGER NOT NULL,
+    last_error    VARCHAR,
+    updated_at    TIMESTAMPTZ NOT NULL,
+    delivered_at  TIMESTAMPTZ,
+    PRIMARY KEY (alert_id, channel)
+);
+"""
+
+MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+SCHEMA_VERSION: Final = max(MIGRATIONS)
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the warehouse has a table called ``name``."""
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The version recorded in ``schema_migrations`` (0 for a new file)."""
+    if not table_exists(con, "schema_migrations"):
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection, current: int) -> None:
+    """Apply the migrations after ``current``, each in its own transaction."""
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(MIGRATIONS[version])
+            con.execute("INSERT INTO schema_migrations VALUES (?, now())", [version])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
