@@ -8,9 +8,20 @@ in ``sim``.
 
 from proxy.asgi import GatewayApp, create_gateway_app, run_gateway
 from proxy.config import GatewayConfig, load_gateway_config
-from proxy.dlp import DLP_CATEGORIES, DlpResult, StreamRedactor, inspect_request, redact, scan
 from proxy.errors import GatewayConfigError, LogSinkError, ProxyError, StoreError, UpstreamError
-from proxy.guardrails import GUARDRAIL_CATEGORIES, RULES, Verdict, check_request, evaluate
+from proxy.policy import (
+    DLP_CATEGORIES,
+    GUARDRAIL_CATEGORIES,
+    RULES,
+    DlpResult,
+    StreamRedactor,
+    Verdict,
+    check_request,
+    evaluate,
+    inspect_request,
+    redact,
+    scan,
+)
 
 __all__ = [
     "DLP_CATEGORIES",

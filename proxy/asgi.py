@@ -21,15 +21,13 @@ import uvicorn
 
 from models.pricing import load_price_file
 from models.request_pricing import RequestPricer
-from proxy.cache import open_cache
 from proxy.config import GatewayConfig
-from proxy.counters import open_counter
 from proxy.errors import BodyTooLarge
-from proxy.http import Receive, Responder, Scope, Send, error_body, read_request
-from proxy.logwriter import LogWriter, WriterSettings, open_sink
+from proxy.logs import LogWriter, WriterSettings, open_sink
 from proxy.pipeline import Gateway, Services
-from proxy.ratelimit import open_rate_limiter
-from proxy.upstream import Upstream
+from proxy.providers import Upstream
+from proxy.stores import open_cache, open_counter, open_rate_limiter
+from proxy.wire import Receive, Responder, Scope, Send, error_body, read_request
 
 __all__ = ["GatewayApp", "create_gateway_app", "run_gateway"]
 

@@ -20,24 +20,9 @@ from typing import Any, Final
 import orjson
 
 from models.request_pricing import RequestPricer
-from proxy.cache import ResponseCache, cache_key
 from proxy.config import GatewayConfig, KeyIdentity, RouteSettings
-from proxy.controls import (
-    BudgetCheck,
-    Charged,
-    Denied,
-    check_budget,
-    estimate_tokens,
-    rate_limit,
-)
-from proxy.counters import SpendCounter
-from proxy.dlp import inspect_request, redact
 from proxy.errors import RequestRefused, StoreError, UpstreamError
-from proxy.guardrails import check_request
-from proxy.http import Request, Responder, error_body
-from proxy.logrecord import RequestLog
-from proxy.ratelimit import RateLimiter
-from proxy.requests import (
+from proxy.inbound import (
     Target,
     authenticate,
     parse_endpoint,
@@ -45,9 +30,23 @@ from proxy.requests import (
     plan_targets,
     resolve_model,
 )
+from proxy.logs import RequestLog
+from proxy.policy import (
+    BudgetCheck,
+    Charged,
+    Denied,
+    check_budget,
+    check_request,
+    estimate_tokens,
+    inspect_request,
+    rate_limit,
+    redact,
+    request_texts,
+)
+from proxy.providers import Upstream
 from proxy.responses import Answer, Exchange, deliver, replay
-from proxy.texts import request_texts
-from proxy.upstream import Upstream
+from proxy.stores import RateLimiter, ResponseCache, SpendCounter, cache_key
+from proxy.wire import Request, Responder, error_body
 
 __all__ = ["SIM_TIME_HEADER", "Gateway", "Services"]
 

@@ -18,23 +18,23 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from models.request_pricing import Usage
-from proxy.cache import CachedResponse
 from proxy.config import RouteSettings
-from proxy.dlp import inspect_response
 from proxy.errors import StoreError, UpstreamError
-from proxy.guardrails import check_response, evaluate
-from proxy.http import Responder, error_body
-from proxy.logrecord import RequestLog, new_log_id
-from proxy.requests import Endpoint, Target
-from proxy.stream_dlp import StreamDlp
-from proxy.translate import (
+from proxy.inbound import Endpoint, Target
+from proxy.logs import RequestLog, new_log_id
+from proxy.policy import StreamDlp, check_response, evaluate, inspect_response
+from proxy.providers import (
     AnthropicToOpenAIStream,
+    SseUsage,
+    UpstreamResponse,
     anthropic_request,
+    iter_sse_events,
     openai_error,
     openai_response,
+    usage_from_body,
 )
-from proxy.upstream import UpstreamResponse
-from proxy.usage import SseUsage, iter_sse_events, usage_from_body
+from proxy.stores import CachedResponse
+from proxy.wire import Responder, error_body
 
 if TYPE_CHECKING:
     from proxy.pipeline import Services

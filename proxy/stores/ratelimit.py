@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from proxy.backends import is_redis_url, open_redis, redacted, redis_errors
 from proxy.errors import GatewayConfigError
+from proxy.stores.backends import is_redis_url, open_redis, redacted, redis_errors
 
 __all__ = [
     "Decision",

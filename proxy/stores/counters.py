@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from proxy.backends import is_redis_url, open_redis, redacted, redis_errors
 from proxy.errors import GatewayConfigError
+from proxy.stores.backends import is_redis_url, open_redis, redacted, redis_errors
 
 __all__ = [
     "RETENTION_S",

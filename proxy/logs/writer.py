@@ -30,18 +30,9 @@ import orjson
 from isal import isal_zlib
 
 from proxy.errors import LogSinkError, ProxyError
-from proxy.logsinks import LocalFolderSink, LogSink, S3Sink, open_sink, write_atomically
+from proxy.logs.sinks import LogSink, write_atomically
 
-__all__ = [
-    "LocalFolderSink",
-    "LogSink",
-    "LogWriter",
-    "S3Sink",
-    "WriterSettings",
-    "WriterStats",
-    "batch_key",
-    "open_sink",
-]
+__all__ = ["LogWriter", "WriterSettings", "WriterStats", "batch_key"]
 
 _log = logging.getLogger(__name__)
 

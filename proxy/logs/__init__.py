@@ -1,0 +1,21 @@
+"""The gateway's logs: one Logpush-shaped record per attempt (``record``), batched into
+gzip NDJSON objects off the request path (``writer``) and stored in a local folder or an
+S3-compatible bucket (``sinks``), in the layout ``aigw ingest`` reads.
+"""
+
+from proxy.logs.record import RequestLog, new_log_id
+from proxy.logs.sinks import LocalFolderSink, LogSink, S3Sink, open_sink
+from proxy.logs.writer import LogWriter, WriterSettings, WriterStats, batch_key
+
+__all__ = [
+    "LocalFolderSink",
+    "LogSink",
+    "LogWriter",
+    "RequestLog",
+    "S3Sink",
+    "WriterSettings",
+    "WriterStats",
+    "batch_key",
+    "new_log_id",
+    "open_sink",
+]
