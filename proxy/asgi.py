@@ -24,8 +24,9 @@ from models.request_pricing import RequestPricer
 from proxy.config import GatewayConfig
 from proxy.errors import BodyTooLarge
 from proxy.logs import LogWriter, WriterSettings, open_sink
-from proxy.pipeline import Gateway, Services
+from proxy.pipeline import Gateway
 from proxy.providers import Upstream
+from proxy.services import Services
 from proxy.stores import open_cache, open_counter, open_rate_limiter
 from proxy.wire import Receive, Responder, Scope, Send, error_body, read_request
 
@@ -104,7 +105,7 @@ class GatewayApp:
         services = Services(
             config=config,
             upstream=upstream,
-            submit=writer.submit,
+            logs=writer,
             cache=open_cache(config.cache_url, default_path=Path(config.cache_path)),
             limiter=open_rate_limiter(config.state_url),
             spend=open_counter(config.state_url),

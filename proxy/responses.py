@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 
@@ -33,11 +32,9 @@ from proxy.providers import (
     openai_response,
     usage_from_body,
 )
+from proxy.services import Services
 from proxy.stores import CachedResponse
 from proxy.wire import Responder, error_body
-
-if TYPE_CHECKING:
-    from proxy.pipeline import Services
 
 __all__ = ["Answer", "Exchange", "deliver", "replay"]
 
@@ -100,6 +97,18 @@ class Exchange:
             return self.raw
         return orjson.dumps(body)
 
+    def log_unanswered(self, target: Target, step: int, started: int, err: UpstreamError) -> None:
+        """Log attempt ``step`` (begun at ``started``, ``time.perf_counter_ns``) as a 502:
+        ``target`` gave no answer, or broke off its body (``err`` says how)."""
+        self.log.submit_attempt(
+            step=step,
+            provider=target.provider.name,
+            model=target.model,
+            status=502,
+            started=started,
+            reason=str(err),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -116,12 +125,7 @@ def _headers(exchange: Exchange, log_id: str, step: int, status: str) -> list[tu
     return headers
 
 
-async def replay(
-    hit: CachedResponse,
-    exchange: Exchange,
-    out: Responder,
-    submit: Callable[[dict[str, Any]], None],
-) -> Answer:
+async def replay(hit: CachedResponse, exchange: Exchange, out: Responder) -> Answer:
     """Answer from the response cache: the stored body, or the stored stream chunk by chunk."""
     started = time.perf_counter_ns()
     log_id = new_log_id()
@@ -135,19 +139,17 @@ async def replay(
     else:
         await out.raw(hit.status, hit.body or b"", hit.content_type, headers)
     usage = Usage(**{k: int(v) for k, v in hit.usage.items()})
-    submit(
-        exchange.log.attempt(
-            step=0,
-            provider=hit.provider,
-            model=hit.model,
-            status=hit.status,
-            started=started,
-            usage=usage,
-            cost=0.0,
-            cached=True,
-            response_bytes=hit.body or b"".join(hit.chunks or ()),
-            log_id=log_id,
-        )
+    exchange.log.submit_attempt(
+        step=0,
+        provider=hit.provider,
+        model=hit.model,
+        status=hit.status,
+        started=started,
+        usage=usage,
+        cost=0.0,
+        cached=True,
+        response_bytes=hit.body or b"".join(hit.chunks or ()),
+        log_id=log_id,
     )
     return Answer(usage=Usage(), cost=0.0)
 
@@ -177,17 +179,7 @@ async def deliver(
     try:
         data = await response.read()
     except UpstreamError as err:
-        services.submit(
-            exchange.log.attempt(
-                step=step,
-                provider=target.provider.name,
-                model=target.model,
-                status=502,
-                started=started,
-                reason=str(err),
-                log_id=log_id,
-            )
-        )
+        exchange.log_unanswered(target, step, started, err)
         await out.json(502, error_body(str(err), "upstream_error", 502))
         return Answer(None, None)
     status = response.status
@@ -218,50 +210,40 @@ async def deliver(
         outgoing = refusal
         data = orjson.dumps(refusal)
     elif refusal is not None:
-        services.submit(
-            exchange.log.attempt(
-                step=step,
-                provider=target.provider.name,
-                model=served,
-                status=502,
-                started=started,
-                usage=usage,
-                cost=_cost(services, exchange, target, served, usage),
-                reason=refusal,
-                log_id=log_id,
-            )
+        cost = _cost(services, exchange, target, served, usage)
+        exchange.log.submit_attempt(
+            step=step,
+            provider=target.provider.name,
+            model=served,
+            status=502,
+            started=started,
+            usage=usage,
+            cost=cost,
+            reason=refusal,
+            log_id=log_id,
         )
         await out.json(
             502, error_body(refusal, "content_policy_blocked", "content_policy_violation")
         )
-        return Answer(usage, _cost(services, exchange, target, served, usage))
+        return Answer(usage, cost)
     cost = _cost(services, exchange, target, served, usage) if status < 400 else None
     await out.raw(status, data, content_type, _headers(exchange, log_id, step, "MISS"))
     if exchange.cache_key is not None and status == 200:
         await _store(
-            services,
-            exchange,
-            target,
-            content_type=content_type,
-            body=data,
-            chunks=None,
-            usage=usage,
-            model=served,
+            services, exchange, target, usage, served, content_type=content_type, body=data
         )
-    services.submit(
-        exchange.log.attempt(
-            step=step,
-            provider=target.provider.name,
-            model=served,
-            status=status,
-            started=started,
-            usage=usage,
-            cost=cost,
-            response_body=_logged(exchange, outgoing),
-            response_bytes=data,
-            reason=exchange.reason,
-            log_id=log_id,
-        )
+    exchange.log.submit_attempt(
+        step=step,
+        provider=target.provider.name,
+        model=served,
+        status=status,
+        started=started,
+        usage=usage,
+        cost=cost,
+        response_body=_logged(exchange, outgoing),
+        response_bytes=data,
+        reason=exchange.reason,
+        log_id=log_id,
     )
     return Answer(usage, cost)
 
@@ -270,19 +252,20 @@ async def _store(
     services: Services,
     exchange: Exchange,
     target: Target,
-    *,
-    content_type: str,
-    body: bytes | None,
-    chunks: tuple[bytes, ...] | None,
     usage: Usage | None,
     model: str,
+    *,
+    content_type: str,
+    body: bytes | None = None,
+    chunks: list[bytes] | None = None,
 ) -> None:
-    """Fill the response cache; a cache that fails is logged and the answer still counts."""
+    """Fill the response cache with a 200 answer (``body``, or a stream's ``chunks``); a
+    cache that fails is logged and the answer still counts."""
     value = CachedResponse(
         status=200,
         content_type=content_type,
         body=body,
-        chunks=chunks,
+        chunks=None if chunks is None else tuple(chunks),
         usage=_usage_dict(usage),
         model=model,
         provider=target.provider.name,
@@ -469,26 +452,17 @@ async def _stream(
     cost = _cost(services, exchange, target, target.model, usage)
     if kept is not None and status == 200 and cacheable:
         await _store(
-            services,
-            exchange,
-            target,
-            content_type=content_type,
-            body=None,
-            chunks=tuple(kept),
-            usage=usage,
-            model=target.model,
+            services, exchange, target, usage, target.model, content_type=content_type, chunks=kept
         )
-    services.submit(
-        exchange.log.attempt(
-            step=step,
-            provider=target.provider.name,
-            model=target.model,
-            status=status,
-            started=started,
-            usage=usage,
-            cost=cost,
-            reason=reason,
-            log_id=log_id,
-        )
+    exchange.log.submit_attempt(
+        step=step,
+        provider=target.provider.name,
+        model=target.model,
+        status=status,
+        started=started,
+        usage=usage,
+        cost=cost,
+        reason=reason,
+        log_id=log_id,
     )
     return Answer(usage, cost)
