@@ -43,7 +43,7 @@ from proxy.policy import (
     redact,
     request_texts,
 )
-from proxy.responses import Answer, Exchange, deliver, replay
+from proxy.responses import Answer, Attempt, Exchange, deliver, replay
 from proxy.services import Services
 from proxy.stores import cache_key
 from proxy.wire import Request, Responder, error_body
@@ -200,7 +200,7 @@ class Gateway:
     ) -> Answer | None:
         for step, target in enumerate(targets):
             last = step == len(targets) - 1
-            started = time.perf_counter_ns()
+            attempt = Attempt(target, step, started=time.perf_counter_ns())
             try:
                 response = await self.s.upstream.post(
                     target.provider,
@@ -209,7 +209,7 @@ class Gateway:
                     exchange.headers,
                 )
             except UpstreamError as err:
-                exchange.log_unanswered(target, step, started, err)
+                exchange.log_unanswered(attempt, err)
                 if last:
                     await out.json(
                         502, error_body(f"no provider answered: {err}", "upstream_error", 502)
@@ -223,20 +223,12 @@ class Gateway:
                     provider=target.provider.name,
                     model=target.model,
                     status=response.status,
-                    started=started,
+                    started=attempt.started,
                     response_bytes=data,
                     reason=f"HTTP {response.status}: failing over",
                 )
                 continue
-            return await deliver(
-                response,
-                exchange,
-                target=target,
-                step=step,
-                started=started,
-                out=out,
-                services=self.s,
-            )
+            return await deliver(response, exchange, attempt, out, self.s)
         return None
 
     async def _account(

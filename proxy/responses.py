@@ -36,7 +36,7 @@ from proxy.services import Services
 from proxy.stores import CachedResponse
 from proxy.wire import Responder, error_body
 
-__all__ = ["Answer", "Exchange", "deliver", "replay"]
+__all__ = ["Answer", "Attempt", "Exchange", "deliver", "replay"]
 
 _log = logging.getLogger("aigw.proxy")
 MAX_CACHED_STREAM_BYTES: Final = 4 * 1024 * 1024
@@ -97,17 +97,27 @@ class Exchange:
             return self.raw
         return orjson.dumps(body)
 
-    def log_unanswered(self, target: Target, step: int, started: int, err: UpstreamError) -> None:
-        """Log attempt ``step`` (begun at ``started``, ``time.perf_counter_ns``) as a 502:
-        ``target`` gave no answer, or broke off its body (``err`` says how)."""
+    def log_unanswered(self, attempt: Attempt, err: UpstreamError) -> None:
+        """Log ``attempt`` as a 502: its provider gave no answer, or broke off its body
+        (``err`` says how)."""
         self.log.submit_attempt(
-            step=step,
-            provider=target.provider.name,
-            model=target.model,
+            step=attempt.step,
+            provider=attempt.target.provider.name,
+            model=attempt.target.model,
             status=502,
-            started=started,
+            started=attempt.started,
             reason=str(err),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one provider for a request: ``step`` 0 is the first target, begun at
+    ``started`` (``time.perf_counter_ns``)."""
+
+    target: Target
+    step: int
+    started: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,29 +167,19 @@ async def replay(hit: CachedResponse, exchange: Exchange, out: Responder) -> Ans
 async def deliver(
     response: UpstreamResponse,
     exchange: Exchange,
-    *,
-    target: Target,
-    step: int,
-    started: int,
+    attempt: Attempt,
     out: Responder,
     services: Services,
 ) -> Answer:
-    """Send ``response`` to the client and log it as attempt ``step``."""
+    """Send ``response`` to the client and log it as ``attempt``."""
     if exchange.stream and response.status == 200 and "event-stream" in response.content_type:
-        return await _stream(
-            response,
-            exchange,
-            target=target,
-            step=step,
-            started=started,
-            out=out,
-            services=services,
-        )
+        return await _stream(response, exchange, attempt, out, services)
+    target = attempt.target
     log_id = new_log_id()
     try:
         data = await response.read()
     except UpstreamError as err:
-        exchange.log_unanswered(target, step, started, err)
+        exchange.log_unanswered(attempt, err)
         await out.json(502, error_body(str(err), "upstream_error", 502))
         return Answer(None, None)
     status = response.status
@@ -212,11 +212,11 @@ async def deliver(
     elif refusal is not None:
         cost = _cost(services, exchange, target, served, usage)
         exchange.log.submit_attempt(
-            step=step,
+            step=attempt.step,
             provider=target.provider.name,
             model=served,
             status=502,
-            started=started,
+            started=attempt.started,
             usage=usage,
             cost=cost,
             reason=refusal,
@@ -227,17 +227,17 @@ async def deliver(
         )
         return Answer(usage, cost)
     cost = _cost(services, exchange, target, served, usage) if status < 400 else None
-    await out.raw(status, data, content_type, _headers(exchange, log_id, step, "MISS"))
+    await out.raw(status, data, content_type, _headers(exchange, log_id, attempt.step, "MISS"))
     if exchange.cache_key is not None and status == 200:
         await _store(
             services, exchange, target, usage, served, content_type=content_type, body=data
         )
     exchange.log.submit_attempt(
-        step=step,
+        step=attempt.step,
         provider=target.provider.name,
         model=served,
         status=status,
-        started=started,
+        started=attempt.started,
         usage=usage,
         cost=cost,
         response_body=_logged(exchange, outgoing),
@@ -395,22 +395,19 @@ def _relay_events(
 async def _stream(
     response: UpstreamResponse,
     exchange: Exchange,
-    *,
-    target: Target,
-    step: int,
-    started: int,
+    attempt: Attempt,
     out: Responder,
     services: Services,
 ) -> Answer:
     log_id = new_log_id()
-    translator = _translator(exchange, target)
-    per_event = translator is not None or exchange.injects_usage(target)
+    translator = _translator(exchange, attempt.target)
+    per_event = translator is not None or exchange.injects_usage(attempt.target)
     route = exchange.route
     guarded = route.guardrails != "off" and route.guardrail_responses
-    tracker = SseUsage(target.provider.kind, keep_text=guarded)
+    tracker = SseUsage(attempt.target.provider.kind, keep_text=guarded)
     dlp = _stream_dlp(route)
     content_type = "text/event-stream" if translator else response.content_type
-    await out.start_stream(200, content_type, _headers(exchange, log_id, step, "MISS"))
+    await out.start_stream(200, content_type, _headers(exchange, log_id, attempt.step, "MISS"))
     buffer = bytearray()
     kept: list[bytes] | None = [] if exchange.cache_key is not None else None
     status, reason = 200, exchange.reason
@@ -449,17 +446,23 @@ async def _stream(
     if usage is None and status != 200:
         usage = Usage(tokens_in=exchange.estimate, tokens_out=tracker.text_chars // 4)
         reason = f"{reason}; usage estimated"
-    cost = _cost(services, exchange, target, target.model, usage)
+    cost = _cost(services, exchange, attempt.target, attempt.target.model, usage)
     if kept is not None and status == 200 and cacheable:
         await _store(
-            services, exchange, target, usage, target.model, content_type=content_type, chunks=kept
+            services,
+            exchange,
+            attempt.target,
+            usage,
+            attempt.target.model,
+            content_type=content_type,
+            chunks=kept,
         )
     exchange.log.submit_attempt(
-        step=step,
-        provider=target.provider.name,
-        model=target.model,
+        step=attempt.step,
+        provider=attempt.target.provider.name,
+        model=attempt.target.model,
         status=status,
-        started=started,
+        started=attempt.started,
         usage=usage,
         cost=cost,
         reason=reason,

@@ -3,8 +3,9 @@ injection, malicious code and PII harvesting), DLP (PII and secrets found and re
 whole bodies and in streams) and a route's rate limits and budgets applied to one request.
 
 ``texts`` is where these checks find the text in request and response bodies; the pipeline
-uses it too, to estimate input tokens. Pure functions, except the controls, which count in
-the stores of :mod:`proxy.stores`.
+uses it too, to estimate input tokens. Guardrails and DLP are pure functions (a
+``StreamDlp`` or ``StreamRedactor`` belongs to one stream); the controls count in the
+stores of :mod:`proxy.stores`.
 """
 
 from proxy.policy.controls import (
