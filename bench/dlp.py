@@ -2,8 +2,8 @@
 
     python bench/dlp.py [--repeat 2000]
 
-Times ``proxy.dlp.scan`` on three 4 KB texts (English prose with numbers, Python code,
-prose with a handful of PII and secrets), ``proxy.guardrails.evaluate`` on the prose and
+Times ``proxy.policy.dlp.scan`` on three 4 KB texts (English prose with numbers, Python code,
+prose with a handful of PII and secrets), ``proxy.policy.guardrails.evaluate`` on the prose and
 code, and a ``StreamRedactor`` fed the prose in 4-character deltas. Prints microseconds
 per call (best of 5 runs). Not a test: numbers depend on the machine.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.dlp import StreamRedactor, scan
-from proxy.guardrails import evaluate
+from proxy.policy.dlp import StreamRedactor, scan
+from proxy.policy.guardrails import evaluate
 
 _PROSE = (
     "Summarise the quarterly report below for the board. Revenue grew 12.5% to $4.2M in "

@@ -30,7 +30,7 @@ import orjson
 # bench/ingest.py would shadow the `ingest` package; drop it so the package is found.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).parent]
 
-from proxy.logwriter import (  # noqa: E402 - after the sys.path fix above
+from proxy.logs import (  # noqa: E402 - after the sys.path fix above
     LocalFolderSink,
     LogWriter,
     WriterSettings,

@@ -34,14 +34,14 @@ import uvloop
 # level up.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).parent]
 
-from proxy.cache import (  # noqa: E402 - after the sys.path fix above
+from proxy.stores.cache import (  # noqa: E402 - after the sys.path fix above
     CachedResponse,
     RedisResponseCache,
     ResponseCache,
     SqliteResponseCache,
 )
-from proxy.counters import MemorySpendCounter, RedisSpendCounter  # noqa: E402
-from proxy.ratelimit import Limit, MemoryRateLimiter, RedisRateLimiter  # noqa: E402
+from proxy.stores.counters import MemorySpendCounter, RedisSpendCounter  # noqa: E402
+from proxy.stores.ratelimit import Limit, MemoryRateLimiter, RedisRateLimiter  # noqa: E402
 from tests.proxy.redis_server import run_redis_server  # noqa: E402
 
 PLAIN = CachedResponse(

@@ -1,16 +1,35 @@
 """The companion gateway: OpenAI/Anthropic-compatible, inline controls (cache, rate limits,
 budgets, guardrails, DLP, failover) and Logpush-format logs.
 
-Imports only the shared floor (``core``) and ``models.pricing``/``models.request_pricing``
-from the rest of aigw (import-linter checks it). The simulated provider and traffic live
-in ``sim``.
+On the request path: ``asgi`` (the app and its lifespan; ``serving`` runs it under
+uvicorn), ``wire`` (the ASGI request and responder), ``inbound`` (what the client asked
+for), ``pipeline`` (the request through the controls) and ``responses`` (the answer on its
+way back), with ``config`` and ``services`` (what they talk to). Around it, the wings:
+``policy/`` (guardrails, DLP, rate limits and budgets), ``stores/`` (response cache, limit
+and spend counters), ``providers/`` (upstream client, API translation, usage) and
+``logs/`` (records, writer, sinks).
+
+From the rest of aigw it imports only the shared floor (``core``) and
+``models.pricing``/``models.request_pricing``; never ``ingest``, ``alerts``, ``app`` or
+``sim``. The simulated provider and traffic live in ``sim``, which imports the gateway.
 """
 
 from proxy.asgi import GatewayApp, create_gateway_app, run_gateway
 from proxy.config import GatewayConfig, load_gateway_config
-from proxy.dlp import DLP_CATEGORIES, DlpResult, StreamRedactor, inspect_request, redact, scan
 from proxy.errors import GatewayConfigError, LogSinkError, ProxyError, StoreError, UpstreamError
-from proxy.guardrails import GUARDRAIL_CATEGORIES, RULES, Verdict, check_request, evaluate
+from proxy.policy import (
+    DLP_CATEGORIES,
+    GUARDRAIL_CATEGORIES,
+    RULES,
+    DlpResult,
+    StreamRedactor,
+    Verdict,
+    check_request,
+    evaluate,
+    inspect_request,
+    redact,
+    scan,
+)
 
 __all__ = [
     "DLP_CATEGORIES",

@@ -2,34 +2,31 @@
 
 ``create_gateway_app(config)`` builds the app; its lifespan opens the provider
 sessions, the cache, the limit stores and the log writer at start-up and closes
-them at shutdown, where the writer flushes every buffered record (uvicorn turns
-SIGTERM and SIGINT into that shutdown after in-flight requests finish).
+them at shutdown, where the writer flushes every buffered record. ``run_gateway``
+serves it with :func:`proxy.serving.serve_until_signal`: SIGTERM and SIGINT start
+that shutdown once in-flight requests finish, and the process exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from models.pricing import load_price_file
 from models.request_pricing import RequestPricer
-from proxy.cache import open_cache
 from proxy.config import GatewayConfig
-from proxy.counters import open_counter
 from proxy.errors import BodyTooLarge
-from proxy.http import Receive, Responder, Scope, Send, error_body, read_request
-from proxy.logwriter import LogWriter, WriterSettings, open_sink
-from proxy.pipeline import Gateway, Services
-from proxy.ratelimit import open_rate_limiter
-from proxy.upstream import Upstream
+from proxy.logs import LogWriter, WriterSettings, open_sink
+from proxy.pipeline import Gateway
+from proxy.providers import Upstream
+from proxy.services import Services
+from proxy.serving import serve_until_signal
+from proxy.stores import open_cache, open_counter, open_rate_limiter
+from proxy.wire import Receive, Responder, Scope, Send, error_body, read_request
 
 __all__ = ["GatewayApp", "create_gateway_app", "run_gateway"]
 
@@ -106,7 +103,7 @@ class GatewayApp:
         services = Services(
             config=config,
             upstream=upstream,
-            submit=writer.submit,
+            logs=writer,
             cache=open_cache(config.cache_url, default_path=Path(config.cache_path)),
             limiter=open_rate_limiter(config.state_url),
             spend=open_counter(config.state_url),
@@ -154,24 +151,4 @@ def run_gateway(config: GatewayConfig, *, host: str | None = None, port: int | N
         log_level="warning",
         timeout_graceful_shutdown=30,
     )
-    server = uvicorn.Server(server_config)
-    server.capture_signals = lambda: _stop_on_signals(server)  # type: ignore[method-assign]
-    server.run()
-
-
-@contextlib.contextmanager
-def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
-    """SIGTERM/SIGINT start a graceful shutdown (a second one forces it); the process then
-    exits 0 (uvicorn's own handler re-raises the signal, which a supervisor reads as a crash)."""
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        if server.should_exit:
-            server.force_exit = True
-        server.should_exit = True
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    serve_until_signal(uvicorn.Server(server_config))

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from proxy.backends import is_redis_url, redacted
 from proxy.errors import GatewayConfigError
+from proxy.stores import is_redis_url, redacted
 
 __all__ = [
     "BudgetSettings",

@@ -4,40 +4,25 @@ authentication -> rate limits -> budget -> guardrails -> DLP -> response cache -
 providers in the route's order (failover on 429, 5xx, timeout) -> response
 (whole or streamed) -> logs, limits settled, spend counted, cache filled.
 
-Every attempt is one log record (``Step`` 0, 1, 2…); the client gets one response.
-Refusals (401, 429, guardrail and DLP blocks) are logged too, except 401 and 404.
+Every attempt is one log record (``Step`` 0, 1, 2…), submitted through the request's
+``RequestLog`` to the gateway's record sink; the client gets one response. Refusals by the
+controls (rate limits and budgets: 429; guardrail and DLP blocks: 400) are one record too;
+requests refused before them (404, 401, 405, an unreadable body, metadata or model) are not
+logged.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
-from models.request_pricing import RequestPricer
-from proxy.cache import ResponseCache, cache_key
 from proxy.config import GatewayConfig, KeyIdentity, RouteSettings
-from proxy.controls import (
-    BudgetCheck,
-    Charged,
-    Denied,
-    check_budget,
-    estimate_tokens,
-    rate_limit,
-)
-from proxy.counters import SpendCounter
-from proxy.dlp import inspect_request, redact
 from proxy.errors import RequestRefused, StoreError, UpstreamError
-from proxy.guardrails import check_request
-from proxy.http import Request, Responder, error_body
-from proxy.logrecord import RequestLog
-from proxy.ratelimit import RateLimiter
-from proxy.requests import (
+from proxy.inbound import (
     Target,
     authenticate,
     parse_endpoint,
@@ -45,31 +30,29 @@ from proxy.requests import (
     plan_targets,
     resolve_model,
 )
-from proxy.responses import Answer, Exchange, deliver, replay
-from proxy.texts import request_texts
-from proxy.upstream import Upstream
+from proxy.logs import RequestLog
+from proxy.policy import (
+    BudgetCheck,
+    Charged,
+    Denied,
+    check_budget,
+    check_request,
+    estimate_tokens,
+    inspect_request,
+    rate_limit,
+    redact,
+    request_texts,
+)
+from proxy.responses import Answer, Attempt, Exchange, deliver, replay
+from proxy.services import Services
+from proxy.stores import cache_key
+from proxy.wire import Request, Responder, error_body
 
-__all__ = ["SIM_TIME_HEADER", "Gateway", "Services"]
+__all__ = ["SIM_TIME_HEADER", "Gateway"]
 
 _log = logging.getLogger("aigw.proxy")
 SIM_TIME_HEADER: Final = "x-aigw-simulated-time"
 _RETRYABLE: Final = frozenset({408, 429, 500, 502, 503, 504, 529})
-
-
-@dataclass(slots=True)
-class Services:
-    """Everything the gateway talks to; built at start-up, closed at shutdown."""
-
-    config: GatewayConfig
-    upstream: Upstream
-    submit: Any  # LogWriter.submit: record dict -> None, never blocks
-    cache: ResponseCache
-    limiter: RateLimiter
-    spend: SpendCounter
-    pricer: RequestPricer
-    clock: Callable[[], int] = time.time_ns  # unixnano
-    # `aigw simulate` only (never from config): the request's time comes from SIM_TIME_HEADER.
-    simulated_time: bool = False
 
 
 class Gateway:
@@ -111,6 +94,7 @@ class Gateway:
         if self.s.simulated_time and SIM_TIME_HEADER in request.headers:
             ts_ns = int(request.headers[SIM_TIME_HEADER])
         log = RequestLog(
+            sink=self.s.logs,
             ts_ns=ts_ns,
             gateway=endpoint.gateway,
             endpoint=endpoint.name,
@@ -129,16 +113,14 @@ class Gateway:
             )
             sent_body = _policies(body, route, log)
         except RequestRefused as err:
-            self.s.submit(
-                log.attempt(
-                    step=0,
-                    provider=primary.provider.name,
-                    model=primary.model,
-                    status=err.status,
-                    started=log.t0,
-                    rate_limited=err.code == "rate_limited",
-                    reason=str(err),
-                )
+            log.submit_attempt(
+                step=0,
+                provider=primary.provider.name,
+                model=primary.model,
+                status=err.status,
+                started=log.t0,
+                rate_limited=err.code == "rate_limited",
+                reason=str(err),
             )
             raise
         if config.logs.log_bodies:  # logged bodies are always redacted, whatever the mode
@@ -208,7 +190,7 @@ class Gateway:
                     _log.warning("response cache: %s", err)
                     hit = None
                 if hit is not None:
-                    return await replay(hit, exchange, out, self.s.submit)
+                    return await replay(hit, exchange, out)
                 exchange.cache_key = key
                 exchange.cache_ttl_s = _ttl(headers.get("cf-aig-cache-ttl"), route.cache_ttl_s)
         return await self._call(exchange, targets, out)
@@ -218,7 +200,7 @@ class Gateway:
     ) -> Answer | None:
         for step, target in enumerate(targets):
             last = step == len(targets) - 1
-            started = time.perf_counter_ns()
+            attempt = Attempt(target, step, started=time.perf_counter_ns())
             try:
                 response = await self.s.upstream.post(
                     target.provider,
@@ -227,16 +209,7 @@ class Gateway:
                     exchange.headers,
                 )
             except UpstreamError as err:
-                self.s.submit(
-                    exchange.log.attempt(
-                        step=step,
-                        provider=target.provider.name,
-                        model=target.model,
-                        status=502,
-                        started=started,
-                        reason=str(err),
-                    )
-                )
+                exchange.log_unanswered(attempt, err)
                 if last:
                     await out.json(
                         502, error_body(f"no provider answered: {err}", "upstream_error", 502)
@@ -245,27 +218,17 @@ class Gateway:
                 continue
             if response.status in _RETRYABLE and not last:
                 data = await response.read()
-                self.s.submit(
-                    exchange.log.attempt(
-                        step=step,
-                        provider=target.provider.name,
-                        model=target.model,
-                        status=response.status,
-                        started=started,
-                        response_bytes=data,
-                        reason=f"HTTP {response.status}: failing over",
-                    )
+                exchange.log.submit_attempt(
+                    step=step,
+                    provider=target.provider.name,
+                    model=target.model,
+                    status=response.status,
+                    started=attempt.started,
+                    response_bytes=data,
+                    reason=f"HTTP {response.status}: failing over",
                 )
                 continue
-            return await deliver(
-                response,
-                exchange,
-                target=target,
-                step=step,
-                started=started,
-                out=out,
-                services=self.s,
-            )
+            return await deliver(response, exchange, attempt, out, self.s)
         return None
 
     async def _account(

@@ -10,36 +10,33 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 
 from models.request_pricing import Usage
-from proxy.cache import CachedResponse
 from proxy.config import RouteSettings
-from proxy.dlp import inspect_response
 from proxy.errors import StoreError, UpstreamError
-from proxy.guardrails import check_response, evaluate
-from proxy.http import Responder, error_body
-from proxy.logrecord import RequestLog, new_log_id
-from proxy.requests import Endpoint, Target
-from proxy.stream_dlp import StreamDlp
-from proxy.translate import (
+from proxy.inbound import Endpoint, Target
+from proxy.logs import RequestLog, new_log_id
+from proxy.policy import StreamDlp, check_response, evaluate, inspect_response
+from proxy.providers import (
     AnthropicToOpenAIStream,
+    SseUsage,
+    UpstreamResponse,
     anthropic_request,
+    iter_sse_events,
     openai_error,
     openai_response,
+    usage_from_body,
 )
-from proxy.upstream import UpstreamResponse
-from proxy.usage import SseUsage, iter_sse_events, usage_from_body
+from proxy.services import Services
+from proxy.stores import CachedResponse
+from proxy.wire import Responder, error_body
 
-if TYPE_CHECKING:
-    from proxy.pipeline import Services
-
-__all__ = ["Answer", "Exchange", "deliver", "replay"]
+__all__ = ["Answer", "Attempt", "Exchange", "deliver", "replay"]
 
 _log = logging.getLogger("aigw.proxy")
 MAX_CACHED_STREAM_BYTES: Final = 4 * 1024 * 1024
@@ -100,6 +97,28 @@ class Exchange:
             return self.raw
         return orjson.dumps(body)
 
+    def log_unanswered(self, attempt: Attempt, err: UpstreamError) -> None:
+        """Log ``attempt`` as a 502: its provider gave no answer, or broke off its body
+        (``err`` says how)."""
+        self.log.submit_attempt(
+            step=attempt.step,
+            provider=attempt.target.provider.name,
+            model=attempt.target.model,
+            status=502,
+            started=attempt.started,
+            reason=str(err),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one provider for a request: ``step`` 0 is the first target, begun at
+    ``started`` (``time.perf_counter_ns``)."""
+
+    target: Target
+    step: int
+    started: int
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -116,12 +135,7 @@ def _headers(exchange: Exchange, log_id: str, step: int, status: str) -> list[tu
     return headers
 
 
-async def replay(
-    hit: CachedResponse,
-    exchange: Exchange,
-    out: Responder,
-    submit: Callable[[dict[str, Any]], None],
-) -> Answer:
+async def replay(hit: CachedResponse, exchange: Exchange, out: Responder) -> Answer:
     """Answer from the response cache: the stored body, or the stored stream chunk by chunk."""
     started = time.perf_counter_ns()
     log_id = new_log_id()
@@ -135,19 +149,17 @@ async def replay(
     else:
         await out.raw(hit.status, hit.body or b"", hit.content_type, headers)
     usage = Usage(**{k: int(v) for k, v in hit.usage.items()})
-    submit(
-        exchange.log.attempt(
-            step=0,
-            provider=hit.provider,
-            model=hit.model,
-            status=hit.status,
-            started=started,
-            usage=usage,
-            cost=0.0,
-            cached=True,
-            response_bytes=hit.body or b"".join(hit.chunks or ()),
-            log_id=log_id,
-        )
+    exchange.log.submit_attempt(
+        step=0,
+        provider=hit.provider,
+        model=hit.model,
+        status=hit.status,
+        started=started,
+        usage=usage,
+        cost=0.0,
+        cached=True,
+        response_bytes=hit.body or b"".join(hit.chunks or ()),
+        log_id=log_id,
     )
     return Answer(usage=Usage(), cost=0.0)
 
@@ -155,39 +167,19 @@ async def replay(
 async def deliver(
     response: UpstreamResponse,
     exchange: Exchange,
-    *,
-    target: Target,
-    step: int,
-    started: int,
+    attempt: Attempt,
     out: Responder,
     services: Services,
 ) -> Answer:
-    """Send ``response`` to the client and log it as attempt ``step``."""
+    """Send ``response`` to the client and log it as ``attempt``."""
     if exchange.stream and response.status == 200 and "event-stream" in response.content_type:
-        return await _stream(
-            response,
-            exchange,
-            target=target,
-            step=step,
-            started=started,
-            out=out,
-            services=services,
-        )
+        return await _stream(response, exchange, attempt, out, services)
+    target = attempt.target
     log_id = new_log_id()
     try:
         data = await response.read()
     except UpstreamError as err:
-        services.submit(
-            exchange.log.attempt(
-                step=step,
-                provider=target.provider.name,
-                model=target.model,
-                status=502,
-                started=started,
-                reason=str(err),
-                log_id=log_id,
-            )
-        )
+        exchange.log_unanswered(attempt, err)
         await out.json(502, error_body(str(err), "upstream_error", 502))
         return Answer(None, None)
     status = response.status
@@ -218,50 +210,40 @@ async def deliver(
         outgoing = refusal
         data = orjson.dumps(refusal)
     elif refusal is not None:
-        services.submit(
-            exchange.log.attempt(
-                step=step,
-                provider=target.provider.name,
-                model=served,
-                status=502,
-                started=started,
-                usage=usage,
-                cost=_cost(services, exchange, target, served, usage),
-                reason=refusal,
-                log_id=log_id,
-            )
+        cost = _cost(services, exchange, target, served, usage)
+        exchange.log.submit_attempt(
+            step=attempt.step,
+            provider=target.provider.name,
+            model=served,
+            status=502,
+            started=attempt.started,
+            usage=usage,
+            cost=cost,
+            reason=refusal,
+            log_id=log_id,
         )
         await out.json(
             502, error_body(refusal, "content_policy_blocked", "content_policy_violation")
         )
-        return Answer(usage, _cost(services, exchange, target, served, usage))
+        return Answer(usage, cost)
     cost = _cost(services, exchange, target, served, usage) if status < 400 else None
-    await out.raw(status, data, content_type, _headers(exchange, log_id, step, "MISS"))
+    await out.raw(status, data, content_type, _headers(exchange, log_id, attempt.step, "MISS"))
     if exchange.cache_key is not None and status == 200:
         await _store(
-            services,
-            exchange,
-            target,
-            content_type=content_type,
-            body=data,
-            chunks=None,
-            usage=usage,
-            model=served,
+            services, exchange, target, usage, served, content_type=content_type, body=data
         )
-    services.submit(
-        exchange.log.attempt(
-            step=step,
-            provider=target.provider.name,
-            model=served,
-            status=status,
-            started=started,
-            usage=usage,
-            cost=cost,
-            response_body=_logged(exchange, outgoing),
-            response_bytes=data,
-            reason=exchange.reason,
-            log_id=log_id,
-        )
+    exchange.log.submit_attempt(
+        step=attempt.step,
+        provider=target.provider.name,
+        model=served,
+        status=status,
+        started=attempt.started,
+        usage=usage,
+        cost=cost,
+        response_body=_logged(exchange, outgoing),
+        response_bytes=data,
+        reason=exchange.reason,
+        log_id=log_id,
     )
     return Answer(usage, cost)
 
@@ -270,19 +252,20 @@ async def _store(
     services: Services,
     exchange: Exchange,
     target: Target,
-    *,
-    content_type: str,
-    body: bytes | None,
-    chunks: tuple[bytes, ...] | None,
     usage: Usage | None,
     model: str,
+    *,
+    content_type: str,
+    body: bytes | None = None,
+    chunks: list[bytes] | None = None,
 ) -> None:
-    """Fill the response cache; a cache that fails is logged and the answer still counts."""
+    """Fill the response cache with a 200 answer (``body``, or a stream's ``chunks``); a
+    cache that fails is logged and the answer still counts."""
     value = CachedResponse(
         status=200,
         content_type=content_type,
         body=body,
-        chunks=chunks,
+        chunks=None if chunks is None else tuple(chunks),
         usage=_usage_dict(usage),
         model=model,
         provider=target.provider.name,
@@ -412,22 +395,19 @@ def _relay_events(
 async def _stream(
     response: UpstreamResponse,
     exchange: Exchange,
-    *,
-    target: Target,
-    step: int,
-    started: int,
+    attempt: Attempt,
     out: Responder,
     services: Services,
 ) -> Answer:
     log_id = new_log_id()
-    translator = _translator(exchange, target)
-    per_event = translator is not None or exchange.injects_usage(target)
+    translator = _translator(exchange, attempt.target)
+    per_event = translator is not None or exchange.injects_usage(attempt.target)
     route = exchange.route
     guarded = route.guardrails != "off" and route.guardrail_responses
-    tracker = SseUsage(target.provider.kind, keep_text=guarded)
+    tracker = SseUsage(attempt.target.provider.kind, keep_text=guarded)
     dlp = _stream_dlp(route)
     content_type = "text/event-stream" if translator else response.content_type
-    await out.start_stream(200, content_type, _headers(exchange, log_id, step, "MISS"))
+    await out.start_stream(200, content_type, _headers(exchange, log_id, attempt.step, "MISS"))
     buffer = bytearray()
     kept: list[bytes] | None = [] if exchange.cache_key is not None else None
     status, reason = 200, exchange.reason
@@ -466,29 +446,26 @@ async def _stream(
     if usage is None and status != 200:
         usage = Usage(tokens_in=exchange.estimate, tokens_out=tracker.text_chars // 4)
         reason = f"{reason}; usage estimated"
-    cost = _cost(services, exchange, target, target.model, usage)
+    cost = _cost(services, exchange, attempt.target, attempt.target.model, usage)
     if kept is not None and status == 200 and cacheable:
         await _store(
             services,
             exchange,
-            target,
+            attempt.target,
+            usage,
+            attempt.target.model,
             content_type=content_type,
-            body=None,
-            chunks=tuple(kept),
-            usage=usage,
-            model=target.model,
+            chunks=kept,
         )
-    services.submit(
-        exchange.log.attempt(
-            step=step,
-            provider=target.provider.name,
-            model=target.model,
-            status=status,
-            started=started,
-            usage=usage,
-            cost=cost,
-            reason=reason,
-            log_id=log_id,
-        )
+    exchange.log.submit_attempt(
+        step=attempt.step,
+        provider=attempt.target.provider.name,
+        model=attempt.target.model,
+        status=status,
+        started=attempt.started,
+        usage=usage,
+        cost=cost,
+        reason=reason,
+        log_id=log_id,
     )
     return Answer(usage, cost)

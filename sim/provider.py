@@ -50,12 +50,9 @@ import hmac
 import itertools
 import math
 import os
-import signal
 import socket
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any, Final
@@ -140,7 +137,10 @@ def run_mock_provider(
     ``on_started`` gets the base URL (``http://HOST:PORT``) once the server accepts
     requests. :class:`SimulationError` when the address cannot be bound (port in use).
     """
-    import uvicorn  # noqa: PLC0415 - only this command needs the server; keeps `aigw` quick
+    # Only this command needs the server (and the gateway's serving helper): keeps `aigw` quick.
+    import uvicorn  # noqa: PLC0415
+
+    from proxy.serving import serve_until_signal  # noqa: PLC0415
 
     # Bind here rather than in uvicorn: a port in use becomes our one-line error, not a log.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -171,26 +171,8 @@ def run_mock_provider(
         log_level="warning",
         access_log=False,
     )
-    with listener, _signals_end_quietly():
-        _Server(config).run(sockets=[listener])
-
-
-@contextmanager
-def _signals_end_quietly() -> Iterator[None]:
-    """Make the signal uvicorn re-raises after its graceful stop a no-op (exit code 0)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _ignore(signum: int, frame: object) -> None:
-    """Signal handler that does nothing: uvicorn has already stopped the server."""
+    with listener:
+        serve_until_signal(_Server(config), sockets=[listener])
 
 
 class _MockProvider:

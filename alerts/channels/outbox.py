@@ -16,14 +16,13 @@ first, so they converge on one.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from alerts.errors import DeliveryError
 from alerts.message import Alert
+from core.files import write_atomic
 
 __all__ = ["OutboxChannel"]
 
@@ -68,7 +67,7 @@ class OutboxChannel:
             if target is None:
                 created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
                 target = self.folder / f"{created}-{alert.alert_id}.json"
-            self._write_atomically(target, body)
+            write_atomic(target, body)
             # Converge if another process created its own file for this id meanwhile.
             for extra in self._files_of(alert.alert_id)[1:]:
                 extra.unlink(missing_ok=True)
@@ -84,16 +83,3 @@ class OutboxChannel:
         if not self.folder.is_dir():
             return []
         return sorted(self.folder.glob(f"*-{alert_id}.json"))
-
-    def _write_atomically(self, target: Path, body: bytes) -> None:
-        fd, temp_name = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
-        temp = Path(temp_name)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            temp.replace(target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise

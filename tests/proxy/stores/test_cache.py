@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from proxy.cache import (
+from proxy.errors import GatewayConfigError, StoreError
+from proxy.stores.cache import (
     CachedResponse,
     RedisResponseCache,
     ResponseCache,
@@ -23,7 +24,6 @@ from proxy.cache import (
     cache_key,
     open_cache,
 )
-from proxy.errors import GatewayConfigError, StoreError
 from tests.proxy.redis_server import flush, run_redis_server
 
 BODY: dict[str, Any] = {

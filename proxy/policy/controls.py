@@ -16,8 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from proxy.config import BudgetSettings, KeyIdentity, LimitSettings, RouteSettings
-from proxy.counters import SpendCounter
-from proxy.ratelimit import Limit, RateLimiter
+from proxy.stores import Limit, RateLimiter, SpendCounter
 
 __all__ = [
     "BudgetCheck",

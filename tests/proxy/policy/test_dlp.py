@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.dlp import (
+from proxy.errors import GatewayConfigError
+from proxy.policy.dlp import (
     DLP_CATEGORIES,
     DlpResult,
     Finding,
@@ -23,8 +24,7 @@ from proxy.dlp import (
     redact,
     scan,
 )
-from proxy.dlp_detectors import luhn_ok, shannon_entropy
-from proxy.errors import GatewayConfigError
+from proxy.policy.dlp_detectors import luhn_ok, shannon_entropy
 
 AWS_ID = "AKIAIOSFODNN7EXAMPLE"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # noqa: S105 - AWS docs example

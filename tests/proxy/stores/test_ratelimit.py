@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from proxy.errors import GatewayConfigError, StoreError
-from proxy.ratelimit import (
+from proxy.stores.ratelimit import (
     Decision,
     Limit,
     MemoryRateLimiter,

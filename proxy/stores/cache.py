@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from proxy.backends import is_redis_url, open_redis, redacted, redis_errors
 from proxy.errors import GatewayConfigError, StoreError
+from proxy.stores.backends import is_redis_url, open_redis, redacted, redis_errors
 
 __all__ = [
     "IGNORED_FIELDS",

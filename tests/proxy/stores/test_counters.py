@@ -9,14 +9,14 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from proxy.counters import (
+from proxy.errors import GatewayConfigError
+from proxy.stores.counters import (
     RETENTION_S,
     MemorySpendCounter,
     RedisSpendCounter,
     SpendCounter,
     open_counter,
 )
-from proxy.errors import GatewayConfigError
 from tests.proxy.redis_server import flush, run_redis_server
 
 T = TypeVar("T")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.guardrails import (
+from proxy.policy.guardrails import (
     GUARDRAIL_CATEGORIES,
     RULES,
     Verdict,

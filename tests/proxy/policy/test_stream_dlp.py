@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from proxy.stream_dlp import StreamDlp
+from proxy.policy.stream_dlp import StreamDlp
 from tests.proxy.gateway_fixtures import gateway, log_bytes, read_records
 
 SECRET = "AKIAIOSFODNN7EXAMPLE"  # noqa: S105 - AWS documentation example key

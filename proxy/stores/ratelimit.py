@@ -28,8 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from proxy.backends import is_redis_url, open_redis, redacted, redis_errors
-from proxy.errors import GatewayConfigError
+from proxy.stores.backends import open_redis, redis_errors, redis_or_memory
 
 __all__ = [
     "Decision",
@@ -347,13 +346,7 @@ class RedisRateLimiter:
 
 
 def open_rate_limiter(url: str | None) -> RateLimiter:
-    """``None`` or ``memory://`` -> in process; ``redis://``, ``rediss://``, ``unix://`` ->
-    Redis; anything else raises ``GatewayConfigError`` (the URL printed without secrets)."""
-    if url is None or url == "memory://":
-        return MemoryRateLimiter()
-    if is_redis_url(url):
-        return RedisRateLimiter(url)
-    raise GatewayConfigError(
-        f"rate_limits.url = {redacted(url)!r} is not supported: use redis://host:port/db"
-        " or leave it unset for in-process limits"
-    )
+    """A rate limiter in this process or on the Redis server ``url`` names; see
+    :func:`proxy.stores.backends.redis_or_memory` for the URLs and the error."""
+    redis_url = redis_or_memory(url, setting="rate_limits.url", kept="limits")
+    return MemoryRateLimiter() if redis_url is None else RedisRateLimiter(redis_url)

@@ -1,8 +1,8 @@
 """Spend counters for the gateway's budgets: USD per key per period, in process or on Redis.
 
-The budgets module builds both strings: ``key`` names who spends (a gateway key, a route, a
-metadata value such as ``agent=summarizer``) and ``period`` the budget period
-(``"day:2026-11-28"``, ``"month:2026-11"``). A counter lives about :data:`RETENTION_S` after
+``proxy.policy.controls`` builds both strings: ``key`` names a route and who spends in it
+(``"<route>:<gateway key id, route name or metadata value>"``) and ``period`` the budget
+period (``"day:2026-11-28"``, ``"month:2026-11"``). A counter lives about :data:`RETENTION_S` after
 its last add, long enough for a monthly budget and its month-end report.
 """
 
@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from proxy.backends import is_redis_url, open_redis, redacted, redis_errors
-from proxy.errors import GatewayConfigError
+from proxy.stores.backends import open_redis, redis_errors, redis_or_memory
 
 __all__ = [
     "RETENTION_S",
@@ -130,13 +129,7 @@ class RedisSpendCounter:
 
 
 def open_counter(url: str | None) -> SpendCounter:
-    """``None`` or ``memory://`` -> in process; ``redis://``, ``rediss://``, ``unix://`` ->
-    Redis; anything else raises ``GatewayConfigError`` (the URL printed without secrets)."""
-    if url is None or url == "memory://":
-        return MemorySpendCounter()
-    if is_redis_url(url):
-        return RedisSpendCounter(url)
-    raise GatewayConfigError(
-        f"budgets.url = {redacted(url)!r} is not supported: use redis://host:port/db"
-        " or leave it unset for in-process counters"
-    )
+    """Spend counters in this process or on the Redis server ``url`` names; see
+    :func:`proxy.stores.backends.redis_or_memory` for the URLs and the error."""
+    redis_url = redis_or_memory(url, setting="budgets.url", kept="counters")
+    return MemorySpendCounter() if redis_url is None else RedisSpendCounter(redis_url)

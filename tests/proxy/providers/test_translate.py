@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.translate import AnthropicToOpenAIStream, anthropic_request, openai_response
+from proxy.providers.translate import AnthropicToOpenAIStream, anthropic_request, openai_response
 
 WEATHER = {
     "type": "function",

@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from proxy.dlp_detectors import DETECTORS, Candidate, numeric_starts
 from proxy.errors import GatewayConfigError
-from proxy.texts import map_request_texts, map_response_texts, request_texts, response_texts
+from proxy.policy.dlp_detectors import DETECTORS, Candidate, numeric_starts
+from proxy.policy.texts import map_request_texts, map_response_texts, request_texts, response_texts
 
 __all__ = [
     "DLP_CATEGORIES",
@@ -145,7 +145,7 @@ def redactor_into(found: set[str]) -> Callable[[str], str]:
 
 
 def inspect_request(body: dict[str, Any], mode: str) -> DlpResult:
-    """Scan a request body's texts (see ``proxy.texts``) under ``mode``."""
+    """Scan a request body's texts (see ``proxy.policy.texts``) under ``mode``."""
     return _inspect(body, _check_mode(mode), request_texts, map_request_texts)
 
 

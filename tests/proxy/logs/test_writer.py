@@ -23,7 +23,7 @@ from moto.server import ThreadedMotoServer
 from ingest import IngestSettings, run_ingest
 from ingest.sources import is_log_object
 from proxy.errors import GatewayConfigError, LogSinkError, ProxyError
-from proxy.logwriter import (
+from proxy.logs import (
     LocalFolderSink,
     LogWriter,
     S3Sink,

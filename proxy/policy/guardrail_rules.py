@@ -1,9 +1,9 @@
-"""The guardrail rule set: what each rule matches, on ``proxy.guardrails.normalise``d text.
+"""The guardrail rule set: what each rule matches, on ``proxy.policy.guardrails.normalise``d text.
 
 Data, not logic: ``RULES`` (id, category, description, regex), the words or marks that must
 occur near a match (``TRIGGERS``) and the guard that silences a match in a defensive or
-reported sentence (``GUARDED_BY``). ``proxy.guardrails`` runs them and documents the
-stance; the docs print ``RULES``. Private to the gateway: import ``proxy.guardrails``.
+reported sentence (``GUARDED_BY``). ``proxy.policy.guardrails`` runs them and documents the
+stance; the docs print ``RULES``. Private to the gateway: import ``proxy.policy.guardrails``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ extension fields (``LogId``, ``EventId``, ``Step``, ``Route``, ``ApiKeyId``,
 Bodies: by default only SHA-256 hashes; with ``log_bodies`` the bodies as sent
 upstream and to the client, which are the DLP-redacted ones whenever DLP is on.
 Secrets found by DLP never reach a record: only category names do.
+
+The path of a record: the pipeline makes one ``RequestLog`` per client request, with the
+gateway's ``RecordSink`` (its ``LogWriter``); every attempt, refusal or cache hit is one
+``RequestLog.submit_attempt`` call, which builds the record and submits it to the sink.
 """
 
 from __future__ import annotations
@@ -18,11 +22,23 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from models.request_pricing import Usage
 
-__all__ = ["RequestLog", "new_log_id"]
+__all__ = ["RecordSink", "RequestLog", "new_log_id"]
+
+
+class RecordSink(Protocol):
+    """Where finished records go: in the gateway, its :class:`proxy.logs.LogWriter`.
+
+    ``submit`` must not block the event loop; the record dict passes to the sink and is not
+    changed by the caller afterwards.
+    """
+
+    def submit(self, record: dict[str, Any]) -> None:
+        """Take one record (a Logpush-shaped dict) for writing."""
+        ...
 
 
 def new_log_id() -> str:
@@ -32,8 +48,13 @@ def new_log_id() -> str:
 
 @dataclass(slots=True)
 class RequestLog:
-    """What is known of one client request; ``attempt`` makes one record per attempt."""
+    """What is known of one client request, and where its records go.
 
+    ``submit_attempt`` makes one record per attempt and submits it to ``sink``. Used by one
+    request's task only (not thread-safe).
+    """
+
+    sink: RecordSink
     gateway: str
     endpoint: str
     requested_model: str | None
@@ -52,7 +73,7 @@ class RequestLog:
     request_body: Any = None  # what went upstream (redacted when DLP redacts)
     request_bytes: bytes = b""
 
-    def attempt(
+    def submit_attempt(
         self,
         *,
         step: int,
@@ -68,10 +89,12 @@ class RequestLog:
         response_bytes: bytes = b"",
         reason: str | None = None,
         log_id: str | None = None,
-    ) -> dict[str, Any]:
-        """The record of one attempt (``step`` 0 = first provider tried) that began at
-        ``started`` (``time.perf_counter_ns``); its Timestamp is the request's time plus
-        the time since the request arrived, so attempts sort in order."""
+    ) -> None:
+        """Log one attempt (``step`` 0 = first provider tried) that began at ``started``
+        (``time.perf_counter_ns``): build its record and submit it to ``sink``. Its Timestamp
+        is the request's time plus the time since the request arrived, so attempts sort in
+        order. ``cost`` is USD; ``reason`` says why the attempt went as it did (failover,
+        refusal, reroute)."""
         elapsed_ms = round((time.perf_counter_ns() - started) / 1e6, 3)
         metrics: dict[str, Any] = {"durationMs": elapsed_ms}
         if cost is not None:
@@ -118,4 +141,4 @@ class RequestLog:
                 record["RequestSha256"] = hashlib.sha256(self.request_bytes).hexdigest()
             if response_bytes:
                 record["ResponseSha256"] = hashlib.sha256(response_bytes).hexdigest()
-        return record
+        self.sink.submit(record)

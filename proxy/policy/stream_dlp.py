@@ -20,9 +20,9 @@ from typing import Any, Final
 
 import orjson
 
-from proxy.dlp import StreamRedactor, redactor_into
-from proxy.texts import map_arguments
-from proxy.usage import iter_sse_events
+from proxy.policy.dlp import StreamRedactor, redactor_into
+from proxy.policy.texts import map_arguments
+from proxy.providers import iter_sse_events
 
 __all__ = ["StreamDlp"]
 

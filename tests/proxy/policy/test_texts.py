@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from proxy.texts import map_request_texts, map_response_texts, request_texts, response_texts
+from proxy.policy.texts import map_request_texts, map_response_texts, request_texts, response_texts
 
 OPENAI_CHAT: dict[str, Any] = {
     "model": "gpt-4o-mini",

@@ -1,6 +1,6 @@
 """The DLP detectors: one compiled regex, a cheap gate and a validator per shape.
 
-Private to ``proxy.dlp`` (which resolves overlaps and redacts). Each regex starts with a
+Private to ``proxy.policy.dlp`` (which resolves overlaps and redacts). Each regex starts with a
 literal or a character class so ``re`` can skip ahead quickly; left word boundaries are
 lookbehinds placed after the first character for the same reason. A detector runs only when
 its gate (substrings of the text, or of the lower-cased text) says it could match.

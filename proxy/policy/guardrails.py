@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.guardrail_rules import (
+from proxy.policy.guardrail_rules import (
     DEFENSIVE,
     GUARDED_BY,
     GUARDRAIL_CATEGORIES,
@@ -47,7 +47,7 @@ from proxy.guardrail_rules import (
     TRIGGERS,
     Rule,
 )
-from proxy.texts import request_texts, response_texts
+from proxy.policy.texts import request_texts, response_texts
 
 __all__ = [
     "GUARDRAIL_CATEGORIES",
@@ -124,12 +124,12 @@ def evaluate(texts: Iterable[str]) -> Verdict:
 
 
 def check_request(body: dict[str, Any]) -> Verdict:
-    """``evaluate`` over a request body's texts (see ``proxy.texts``)."""
+    """``evaluate`` over a request body's texts (see ``proxy.policy.texts``)."""
     return evaluate(request_texts(body))
 
 
 def check_response(body: dict[str, Any]) -> Verdict:
-    """``evaluate`` over a response body's texts (see ``proxy.texts``)."""
+    """``evaluate`` over a response body's texts (see ``proxy.policy.texts``)."""
     return evaluate(response_texts(body))
 
 

@@ -29,19 +29,11 @@ from typing import Any
 import orjson
 from isal import isal_zlib
 
+from core.files import write_atomic
 from proxy.errors import LogSinkError, ProxyError
-from proxy.logsinks import LocalFolderSink, LogSink, S3Sink, open_sink, write_atomically
+from proxy.logs.sinks import LogSink
 
-__all__ = [
-    "LocalFolderSink",
-    "LogSink",
-    "LogWriter",
-    "S3Sink",
-    "WriterSettings",
-    "WriterStats",
-    "batch_key",
-    "open_sink",
-]
+__all__ = ["LogWriter", "WriterSettings", "WriterStats", "batch_key"]
 
 _log = logging.getLogger(__name__)
 
@@ -394,7 +386,7 @@ class LogWriter:
         fails (a full disk): it is offered to the sink again with the spooled files."""
         path = self._settings.spool_dir.joinpath(*key.split("/"))
         try:
-            write_atomically(path, data)
+            write_atomic(path, data)
         except OSError as err:
             _log.error("cannot spool log batch to %s (%s); holding it in memory", path, err)
             with self._cond:

@@ -10,7 +10,6 @@ credentials.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -18,9 +17,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from core.files import write_atomic
 from proxy.errors import GatewayConfigError, LogSinkError
 
-__all__ = ["LocalFolderSink", "LogSink", "S3Sink", "open_sink", "write_atomically"]
+__all__ = ["LocalFolderSink", "LogSink", "S3Sink", "open_sink"]
 
 
 class LogSink(Protocol):
@@ -34,31 +34,6 @@ class LogSink(Protocol):
     def describe(self) -> str:
         """Where objects go, for messages: a folder path or ``s3://bucket/prefix``."""
         ...
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that no reader ever sees a partial file.
-
-    The bytes go to a hidden ``.NAME.tmp`` beside ``path`` (a name the ingester
-    treats as "not a log file"), are fsynced, then renamed over ``path``; the
-    folder is fsynced so the rename survives a crash. Raises ``OSError``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with temporary.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(path)
-    except OSError:
-        temporary.unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 def _checked_key(key: str) -> PurePosixPath:
@@ -78,7 +53,7 @@ class LocalFolderSink:
     def put(self, key: str, data: bytes) -> None:
         path = self.root.joinpath(*_checked_key(key).parts)
         try:
-            write_atomically(path, data)
+            write_atomic(path, data)
         except OSError as err:
             raise LogSinkError(
                 f"cannot write log file {path} ({err.strerror or err}); check the folder",

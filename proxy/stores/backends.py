@@ -2,7 +2,8 @@
 
 One place turns ``redis`` driver errors into :class:`proxy.errors.StoreError`, and one place
 prints a store URL: :func:`redacted` drops the user, password and query so that a secret in
-``redis://:password@host`` never reaches a log line or an error message.
+``redis://:password@host`` never reaches a log line or an error message. :func:`redis_or_memory`
+reads the URL of a store that is kept in process or on Redis.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "open_redis",
     "redacted",
     "redis_errors",
+    "redis_or_memory",
 ]
 
 #: URL schemes that select the Redis-backed stores (TCP, TLS, Unix socket).
@@ -46,6 +48,22 @@ def redacted(url: str) -> str:
 def is_redis_url(url: str) -> bool:
     """True when ``url`` names a Redis server (``redis://``, ``rediss://``, ``unix://``)."""
     return urlsplit(url).scheme in REDIS_SCHEMES
+
+
+def redis_or_memory(url: str | None, *, setting: str, kept: str) -> str | None:
+    """Where a store that lives in process or on Redis is kept: ``url`` itself when it names
+    a Redis server (``redis://``, ``rediss://``, ``unix://``); ``None`` (in this process)
+    when it is ``None`` or ``memory://``. Anything else raises ``GatewayConfigError`` naming
+    ``setting`` and the URL without its secrets; ``kept`` names what the in-process store
+    keeps ("counters", "limits")."""
+    if url is None or url == "memory://":
+        return None
+    if is_redis_url(url):
+        return url
+    raise GatewayConfigError(
+        f"{setting} = {redacted(url)!r} is not supported: use redis://host:port/db"
+        f" or leave it unset for in-process {kept}"
+    )
 
 
 #: Connections per client. Past it a command waits (up to ``POOL_WAIT_S``) for a free one

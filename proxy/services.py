@@ -1,0 +1,37 @@
+"""What the gateway talks to: provider sessions, stores, log writer, prices and clock.
+
+Built once at start-up by :class:`proxy.asgi.GatewayApp`, which owns every part and closes
+it at shutdown; the pipeline (:mod:`proxy.pipeline`) and the answer path
+(:mod:`proxy.responses`) only use them. A module of its own so that those two depend on it
+and not on each other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from models.request_pricing import RequestPricer
+from proxy.config import GatewayConfig
+from proxy.logs import RecordSink
+from proxy.providers import Upstream
+from proxy.stores import RateLimiter, ResponseCache, SpendCounter
+
+__all__ = ["Services"]
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything the gateway talks to; used on the gateway's one event loop."""
+
+    config: GatewayConfig
+    upstream: Upstream
+    logs: RecordSink  # one record per attempt (the LogWriter); submit never blocks
+    cache: ResponseCache
+    limiter: RateLimiter
+    spend: SpendCounter
+    pricer: RequestPricer
+    clock: Callable[[], int] = time.time_ns  # unixnano
+    # `aigw simulate` only (never from config): the request's time comes from SIM_TIME_HEADER.
+    simulated_time: bool = False
