@@ -29,15 +29,21 @@ __all__ = [
     "LOG_ID",
     "METADATA",
     "METRICS",
+    "METRIC_CACHE_READ_TOKENS",
+    "METRIC_CACHE_WRITE_TOKENS",
     "METRIC_COST",
     "METRIC_DURATION_MS",
+    "METRIC_TOKENS_IN",
+    "METRIC_TOKENS_OUT",
     "MODEL",
     "OBJECT_SUFFIX",
     "PROVIDER",
     "RATE_LIMITED",
     "REQUESTED_MODEL",
     "REQUEST_BODY",
+    "REQUEST_SHA256",
     "RESPONSE_BODY",
+    "RESPONSE_SHA256",
     "ROUTE",
     "ROUTING_DECISION_ID",
     "ROUTING_REASON",
@@ -94,6 +100,8 @@ DLP_CATEGORIES: Final = "DlpCategories"
 GUARDRAIL_ACTION: Final = "GuardrailAction"
 GUARDRAIL_CATEGORIES: Final = "GuardrailCategories"
 CACHE_KEY_HASH: Final = "CacheKeyHash"
+REQUEST_SHA256: Final = "RequestSha256"  # instead of the body when bodies are not logged
+RESPONSE_SHA256: Final = "ResponseSha256"
 
 EXTENSION_FIELDS: Final = (
     LOG_ID,
@@ -106,11 +114,18 @@ EXTENSION_FIELDS: Final = (
     GUARDRAIL_ACTION,
     GUARDRAIL_CATEGORIES,
     CACHE_KEY_HASH,
+    REQUEST_SHA256,
+    RESPONSE_SHA256,
 )
 
 # -- inside ``Metrics`` ----------------------------------------------------------------------
 METRIC_COST: Final = "cost"  # USD, Cloudflare's estimate
 METRIC_DURATION_MS: Final = "durationMs"
+# Token counts as aigw's gateway writes them (the reader also knows other spellings).
+METRIC_TOKENS_IN: Final = "tokensIn"  # every input token, cache reads and writes included
+METRIC_TOKENS_OUT: Final = "tokensOut"
+METRIC_CACHE_READ_TOKENS: Final = "cacheReadTokens"
+METRIC_CACHE_WRITE_TOKENS: Final = "cacheWriteTokens"
 
 # -- object keys -----------------------------------------------------------------------------
 OBJECT_SUFFIX: Final = ".log.gz"

@@ -9,8 +9,8 @@ notification is configured), other event types and messages that are not S3
 events carry no object and are deleted at once.
 
 The SQS endpoint is the queue URL's own host, so ``--endpoint-url`` (an S3-compatible
-store) and the queue never get mixed up. This module translates botocore errors to
-``SourceError`` like ``ingest.sources``.
+store) and the queue never get mixed up. botocore errors become ``SourceError``s in
+``core.objectstore``, as for ``ingest.sources``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import unquote_plus, urlsplit
 
-import boto3
 import orjson
-from botocore.config import Config
 
+from core.objectstore import make_client, source_errors
 from ingest.errors import ConfigError
-from ingest.sources import S3Bucket, StoredObject, s3_errors
+from ingest.sources import S3Bucket, StoredObject
 
 __all__ = ["Notification", "SqsQueue", "objects_in_message"]
 
@@ -92,22 +91,18 @@ class SqsQueue:
         self._source = source
         if client is None:
             region = _REGION.match(parts.netloc)
-            client = boto3.client(
+            client = make_client(
                 "sqs",
                 endpoint_url=f"{parts.scheme}://{parts.netloc}",
-                region_name=region.group(1) if region else None,
-                config=Config(
-                    connect_timeout=5,
-                    read_timeout=MAX_WAIT_SECONDS + 10,
-                    retries={"max_attempts": 3, "mode": "standard"},
-                ),
+                region=region.group(1) if region else None,
+                read_timeout=MAX_WAIT_SECONDS + 10,
             )
         self._client = client
 
     def receive(self, wait_seconds: float) -> list[Notification]:
         """Up to 10 messages, waiting at most ``wait_seconds`` (long poll) for the first."""
         wait = max(0, min(MAX_WAIT_SECONDS, round(wait_seconds)))
-        with s3_errors(self.url):
+        with source_errors(self.url):
             response = self._client.receive_message(
                 QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
             )
@@ -126,7 +121,7 @@ class SqsQueue:
                 {"Id": str(number), "ReceiptHandle": note.receipt_handle}
                 for number, note in enumerate(notifications[start : start + 10])
             ]
-            with s3_errors(self.url):
+            with source_errors(self.url):
                 self._client.delete_message_batch(QueueUrl=self.url, Entries=entries)
 
 

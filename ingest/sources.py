@@ -2,7 +2,7 @@
 
 A source lists ``StoredObject``s (every object, log or not; the ingester decides
 what to skip) and opens one as a binary stream that the caller closes. This
-module is the one place where ``botocore`` errors become aigw errors.
+module reaches S3 through ``core.objectstore``, where ``botocore`` errors become ours.
 
 S3 listing is paginated (``list_objects_v2``), so buckets of any size list
 completely; objects are streamed from the response body, never read whole.
@@ -20,29 +20,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
-
+from core.objectstore import make_client, read_errors, source_errors
 from ingest.errors import (
     ConfigError,
     ObjectReadError,
-    SourceAuthError,
     SourceError,
     SourceNotFound,
-    SourceUnreachable,
 )
 from ingest.reader import Readable
 
@@ -55,7 +43,6 @@ __all__ = [
     "day_of",
     "is_log_object",
     "open_source",
-    "s3_errors",
 ]
 
 # Names Logpush and users give to log files; anything else (ownership-challenge.txt,
@@ -185,7 +172,7 @@ class S3Bucket:
         # StartAfter is exclusive and "prefix/20260417" sorts before "prefix/20260417/…",
         # so the listing starts at that day's first key.
         start = {"StartAfter": f"{self.prefix}{from_day}"} if from_day is not None else {}
-        with s3_errors(self.uri):
+        with source_errors(self.uri):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, **start):
                 for item in page.get("Contents", ()):
                     yield StoredObject(
@@ -198,7 +185,7 @@ class S3Bucket:
     def open(self, obj: StoredObject) -> ObjectStream:
         object_key = obj.key.removeprefix(f"s3://{self.bucket}/")
         try:
-            with s3_errors(self.uri):
+            with source_errors(self.uri):
                 response = self._client.get_object(Bucket=self.bucket, Key=object_key)
         except SourceError as err:
             raise ObjectReadError(f"{obj.key}: {err}", key=obj.key, detail=err.detail) from err
@@ -213,62 +200,11 @@ class _S3Stream:
         self._key = key
 
     def read(self, size: int = -1) -> bytes:
-        try:
+        with read_errors(self._key):
             return self._body.read(size)  # type: ignore[no-any-return]
-        except (BotoCoreError, OSError) as err:
-            raise ObjectReadError(f"{self._key}: read failed ({err})", key=self._key) from err
 
     def close(self) -> None:
         self._body.close()
-
-
-_AUTH_CODES: Final = {
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidToken",
-    "ExpiredToken",
-    "AuthorizationHeaderMalformed",
-    "403",
-}
-
-
-@contextmanager
-def s3_errors(uri: str) -> Iterator[None]:
-    """Translate botocore errors raised inside the block into ``SourceError``s
-    (S3 and the SQS queue of its notifications)."""
-    try:
-        yield
-    except (NoCredentialsError, PartialCredentialsError) as err:
-        raise SourceAuthError(
-            f"no usable AWS credentials for {uri}; set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY or a profile",
-            source=uri,
-            detail=str(err),
-        ) from err
-    except BotoConnectionError as err:
-        raise SourceUnreachable(
-            f"cannot reach the storage endpoint for {uri}; check --endpoint-url and the network",
-            source=uri,
-            detail=str(err),
-        ) from err
-    except ClientError as err:
-        code = str(err.response.get("Error", {}).get("Code", ""))
-        if code in {"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"}:
-            raise SourceNotFound(
-                f"queue {uri} does not exist", source=uri, detail=str(err)
-            ) from err
-        if code in {"NoSuchBucket", "404"}:
-            raise SourceNotFound(
-                f"bucket for {uri} does not exist", source=uri, detail=str(err)
-            ) from err
-        if code in _AUTH_CODES:
-            raise SourceAuthError(
-                f"access to {uri} denied ({code}); check the credentials",
-                source=uri,
-                detail=str(err),
-            ) from err
-        raise SourceError(f"S3 error on {uri}: {code}", source=uri, detail=str(err)) from err
 
 
 def open_source(location: str, *, endpoint_url: str | None = None) -> Source:
@@ -288,9 +224,4 @@ def open_source(location: str, *, endpoint_url: str | None = None) -> Source:
 
 def make_s3_client(endpoint_url: str | None) -> Any:
     """A boto3 S3 client with short connect timeouts and a few retries."""
-    config = Config(
-        connect_timeout=5,
-        read_timeout=60,
-        retries={"max_attempts": 3, "mode": "standard"},
-    )
-    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+    return make_client("s3", endpoint_url=endpoint_url)

@@ -180,14 +180,16 @@ def _record(
     rate_limited = not cached and roll < shape.cache_hit_rate + shape.rate_limited_rate
     failed = not cached and not rate_limited and rng.random() < shape.error_rate
     status = 429 if rate_limited else (rng.choice((500, 502, 503)) if failed else 200)
-    metrics: dict[str, Any] = {"durationMs": 5 if cached else int(rng.lognormvariate(6.8, 0.6))}
+    metrics: dict[str, Any] = {
+        logpush.METRIC_DURATION_MS: 5 if cached else int(rng.lognormvariate(6.8, 0.6))
+    }
     if status == 200:
-        metrics["tokensIn"] = tokens_in
-        metrics["tokensOut"] = tokens_out
+        metrics[logpush.METRIC_TOKENS_IN] = tokens_in
+        metrics[logpush.METRIC_TOKENS_OUT] = tokens_out
         if cache_read:
-            metrics["cacheReadTokens"] = cache_read
+            metrics[logpush.METRIC_CACHE_READ_TOKENS] = cache_read
         cost = (tokens_in * price_in + tokens_out * price_out) / 1_000_000
-        metrics["cost"] = 0 if cached else round(cost, 8)
+        metrics[logpush.METRIC_COST] = 0 if cached else round(cost, 8)
     user = rng.randrange(shape.users) if users is None else users[rng.randrange(len(users))]
     metadata = {
         "team": _TEAMS[user % len(_TEAMS)],
@@ -317,8 +319,8 @@ def rest_record(record: dict[str, Any], rng: random.Random, *, step: int = 0) ->
         "cached": record["Cached"],
         "status_code": record["StatusCode"],
         "duration": metrics["durationMs"],
-        "tokens_in": metrics.get("tokensIn"),
-        "tokens_out": metrics.get("tokensOut"),
+        "tokens_in": metrics.get(logpush.METRIC_TOKENS_IN),
+        "tokens_out": metrics.get(logpush.METRIC_TOKENS_OUT),
         "cost": metrics.get("cost"),
         "custom_cost": False,
         "metadata": orjson.dumps(metadata).decode() if isinstance(metadata, dict) else None,

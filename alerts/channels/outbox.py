@@ -67,7 +67,7 @@ class OutboxChannel:
             if target is None:
                 created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
                 target = self.folder / f"{created}-{alert.alert_id}.json"
-            write_atomic(target, body)
+            write_atomic(target, body, mode=0o600)  # owner only, as before
             # Converge if another process created its own file for this id meanwhile.
             for extra in self._files_of(alert.alert_id)[1:]:
                 extra.unlink(missing_ok=True)

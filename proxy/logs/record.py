@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core import logpush
 from models.request_pricing import Usage
 
 __all__ = ["RecordSink", "RequestLog", "new_log_id"]
@@ -96,49 +97,49 @@ class RequestLog:
         order. ``cost`` is USD; ``reason`` says why the attempt went as it did (failover,
         refusal, reroute)."""
         elapsed_ms = round((time.perf_counter_ns() - started) / 1e6, 3)
-        metrics: dict[str, Any] = {"durationMs": elapsed_ms}
+        metrics: dict[str, Any] = {logpush.METRIC_DURATION_MS: elapsed_ms}
         if cost is not None:
-            metrics["cost"] = cost
+            metrics[logpush.METRIC_COST] = cost
         if usage is not None:
-            metrics["tokensIn"] = usage.tokens_in
-            metrics["tokensOut"] = usage.tokens_out
-            metrics["cacheReadTokens"] = usage.cache_read
-            metrics["cacheWriteTokens"] = usage.cache_write
+            metrics[logpush.METRIC_TOKENS_IN] = usage.tokens_in
+            metrics[logpush.METRIC_TOKENS_OUT] = usage.tokens_out
+            metrics[logpush.METRIC_CACHE_READ_TOKENS] = usage.cache_read
+            metrics[logpush.METRIC_CACHE_WRITE_TOKENS] = usage.cache_write
         record: dict[str, Any] = {
-            "Timestamp": self.ts_ns + max(started - self.t0, 0),
-            "LogId": log_id or new_log_id(),
-            "Gateway": self.gateway,
-            "Provider": provider,
-            "Model": model,
-            "RequestedModel": self.requested_model,
-            "Endpoint": self.endpoint,
-            "StatusCode": status,
-            "Cached": cached,
-            "RateLimited": rate_limited,
-            "Metrics": metrics,
-            "Metadata": self.metadata,
-            "Step": step,
-            "Route": self.route,
-            "ApiKeyId": self.api_key_id,
+            logpush.TIMESTAMP: self.ts_ns + max(started - self.t0, 0),
+            logpush.LOG_ID: log_id or new_log_id(),
+            logpush.GATEWAY: self.gateway,
+            logpush.PROVIDER: provider,
+            logpush.MODEL: model,
+            logpush.REQUESTED_MODEL: self.requested_model,
+            logpush.ENDPOINT: self.endpoint,
+            logpush.STATUS_CODE: status,
+            logpush.CACHED: cached,
+            logpush.RATE_LIMITED: rate_limited,
+            logpush.METRICS: metrics,
+            logpush.METADATA: self.metadata,
+            logpush.STEP: step,
+            logpush.ROUTE: self.route,
+            logpush.API_KEY_ID: self.api_key_id,
         }
         if self.event_id is not None:
-            record["EventId"] = self.event_id
+            record[logpush.EVENT_ID] = self.event_id
         if reason is not None:
-            record["RoutingReason"] = reason
+            record[logpush.ROUTING_REASON] = reason
         if self.dlp_action is not None:
-            record["DlpAction"] = self.dlp_action
-            record["DlpCategories"] = list(self.dlp_categories)
+            record[logpush.DLP_ACTION] = self.dlp_action
+            record[logpush.DLP_CATEGORIES] = list(self.dlp_categories)
         if self.guardrail_action is not None:
-            record["GuardrailAction"] = self.guardrail_action
-            record["GuardrailCategories"] = list(self.guardrail_categories)
+            record[logpush.GUARDRAIL_ACTION] = self.guardrail_action
+            record[logpush.GUARDRAIL_CATEGORIES] = list(self.guardrail_categories)
         if self.cache_key_hash is not None:
-            record["CacheKeyHash"] = self.cache_key_hash
+            record[logpush.CACHE_KEY_HASH] = self.cache_key_hash
         if self.log_bodies:
-            record["RequestBody"] = self.request_body
-            record["ResponseBody"] = response_body
+            record[logpush.REQUEST_BODY] = self.request_body
+            record[logpush.RESPONSE_BODY] = response_body
         else:
             if self.request_bytes:
-                record["RequestSha256"] = hashlib.sha256(self.request_bytes).hexdigest()
+                record[logpush.REQUEST_SHA256] = hashlib.sha256(self.request_bytes).hexdigest()
             if response_bytes:
-                record["ResponseSha256"] = hashlib.sha256(response_bytes).hexdigest()
+                record[logpush.RESPONSE_SHA256] = hashlib.sha256(response_bytes).hexdigest()
         self.sink.submit(record)

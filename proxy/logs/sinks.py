@@ -3,8 +3,8 @@
 A sink stores one finished object (a gzip NDJSON batch) under a key such as
 ``logs/20260418/20260418T000210Z_20260418T000240Z_1a2b3c4d.log.gz``. Sinks are
 used by one thread at a time (the log writer's); they do not retry -- the writer
-does, then spools. This module is the gateway's one place where ``botocore``
-and file-system errors become ``LogSinkError``, with messages that never carry
+does, then spools. Failed uploads become ``LogSinkError`` in ``core.objectstore``
+(botocore's one translator) and failed file writes here, with messages that never carry
 credentials.
 """
 
@@ -13,11 +13,8 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
 from core.files import write_atomic
+from core.objectstore import make_client, upload_errors
 from proxy.errors import GatewayConfigError, LogSinkError
 
 __all__ = ["LocalFolderSink", "LogSink", "S3Sink", "open_sink"]
@@ -84,19 +81,10 @@ class S3Sink:
     def put(self, key: str, data: bytes) -> None:
         object_key = self.prefix + str(_checked_key(key))
         where = f"s3://{self.bucket}/{object_key}"
-        try:
+        with upload_errors(where):
             self._client.put_object(
                 Bucket=self.bucket, Key=object_key, Body=data, ContentType="application/gzip"
             )
-        except ClientError as err:
-            # The code (NoSuchBucket, AccessDenied, SlowDown...) says what to fix; the
-            # message text is left out: it can quote request headers.
-            code = str(err.response.get("Error", {}).get("Code", "unknown"))
-            raise LogSinkError(f"upload of {where} failed ({code})", detail=code) from err
-        except BotoCoreError as err:
-            # Connection, timeout and credential errors: the class name is the reason.
-            reason = type(err).__name__
-            raise LogSinkError(f"upload of {where} failed ({reason})", detail=reason) from err
 
     def describe(self) -> str:
         return self.uri
@@ -107,10 +95,7 @@ def open_sink(destination: str, *, endpoint_url: str | None = None) -> LogSink:
     selects R2 or MinIO) or for a local folder path."""
     if destination.startswith("s3://"):
         # Short timeouts and one botocore retry: the writer retries and spools itself.
-        config = Config(
-            connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}
-        )
-        client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+        client = make_client("s3", endpoint_url=endpoint_url, read_timeout=30, max_attempts=2)
         return S3Sink(destination, client=client)
     if "://" in destination:
         raise GatewayConfigError(

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from isal import isal_zlib
 
+from core import logpush
 from core.files import write_atomic
 from proxy.errors import LogSinkError, ProxyError
 from proxy.logs.sinks import LogSink
@@ -37,13 +38,12 @@ __all__ = ["LogWriter", "WriterSettings", "WriterStats", "batch_key"]
 
 _log = logging.getLogger(__name__)
 
-_NS = 1_000_000_000
 _GZIP_LEVEL = 2  # ISA-L level 2: ~600 MB/s on 5 MB batches, same size as zlib level 6 (44 MB/s)
 _GZIP_WBITS = 31  # a gzip container (mtime 0)
 _DRAIN_AT = 512  # queued records that wake the thread: bounds the dicts held between drains
 _COMPRESS_EVERY = 64  # lines joined per compressor call (one call per line costs 2x)
 _JSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
-_SPOOL_SUFFIX = ".log.gz"
+_SPOOL_SUFFIX = logpush.OBJECT_SUFFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,16 +127,10 @@ class _Batch:
         return b"".join(self._parts)
 
 
-def _compact_utc(unix_ns: int) -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(unix_ns // _NS))
-
-
 def batch_key(prefix: str, first_ns: int, last_ns: int, token: str) -> str:
-    """``prefix/YYYYMMDD/{start}_{end}_{token}.log.gz``, times in compact UTC (Logpush's names)."""
-    start = _compact_utc(first_ns)
-    name = f"{start[:8]}/{start}_{_compact_utc(last_ns)}_{token}.log.gz"
-    prefix = prefix.strip("/")
-    return f"{prefix}/{name}" if prefix else name
+    """``prefix/YYYYMMDD/{start}_{end}_{token}.log.gz``, times in compact UTC (Logpush's
+    layout, ``core.logpush.object_key``); ``first_ns``/``last_ns`` are Unix nanoseconds."""
+    return logpush.object_key(prefix, first_ns, last_ns, token)
 
 
 def _as_text(value: Any) -> str:

@@ -16,8 +16,8 @@ from streamlit.testing.v1 import AppTest
 from alerts import load_alerts_config
 from alerts.evaluate import budget_alerts
 from app.dashboard.ui import count, ms, pct, usd, usd_exact
-from ingest import open_warehouse
 from app.service import anomaly_report, cache_report, cost_report, forecast_report
+from ingest import open_warehouse
 from models import ModelsSettings, read_rollup
 from tests.app.dashboard_fixtures import ENTRY, DashboardWarehouse
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 
-from ingest import IngestSettings, run_ingest
 from core.warehouse.explore import latency_p95
+from ingest import IngestSettings, run_ingest
 from models import ModelsSettings
 from tests.conftest import logpush_record, write_ndjson
 

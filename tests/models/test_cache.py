@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from core.warehouse import read_requests
 from ingest import IngestSettings, open_warehouse, run_ingest
 from models.cache import ROUTE, cache_candidates, cache_summary
 from models.config import ModelsSettings
 from models.cost import with_cost
 from models.errors import ModelsError
-from core.warehouse import read_requests
 from models.pricing import price_table
 from tests.conftest import logpush_record, write_ndjson
 

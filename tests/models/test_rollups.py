@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from ingest import IngestSettings, run_ingest
 from app.service import refresh
+from ingest import IngestSettings, run_ingest
 from models import (
     ModelsSettings,
     RefreshResult,
