@@ -57,9 +57,10 @@ test: system-deps lint typecheck pytest ## Lint, type-check and run the whole te
 system-deps: ## Install the Debian packages the tests need (redis-server, chromium) if missing
 	@tools/system-deps.sh
 
-lint: $(BIN)/.installed-dev ## ruff lint and format check
+lint: $(BIN)/.installed-dev ## ruff lint and format check; import-linter's floor-plan contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo --no-cache
 
 typecheck: $(BIN)/.installed-dev ## mypy --strict over the packages
 	$(BIN)/mypy

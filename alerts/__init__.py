@@ -2,6 +2,7 @@
 
 from alerts.config import AlertsConfig, AnomalyRule, Budget, ChannelSpec, load_alerts_config
 from alerts.errors import AlertsError, BudgetConfigError, DeliveryError
+from alerts.evaluate import period_bounds
 from alerts.message import Alert, alert_id
 from alerts.run import AlertsRunResult, build_channel, run_alerts
 
@@ -18,5 +19,6 @@ __all__ = [
     "alert_id",
     "build_channel",
     "load_alerts_config",
+    "period_bounds",
     "run_alerts",
 ]

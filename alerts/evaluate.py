@@ -19,7 +19,7 @@ import polars as pl
 
 from alerts.config import AlertsConfig, AnomalyRule, Budget
 from alerts.message import Alert, alert_id
-from models.anomalies import detect_anomalies
+from models import detect_anomalies
 
 __all__ = ["anomaly_alerts", "budget_alerts", "earliest_needed", "evaluate", "period_bounds"]
 

@@ -33,9 +33,7 @@ from alerts.message import Alert
 from alerts.state import mark_delivery, pending_deliveries, record_alerts
 from core.errors import WarehouseLocked
 from core.warehouse import Warehouse, open_warehouse, table_exists
-from models.config import ModelsSettings
-from models.reports import read_rollup
-from models.rollups import refresh_rollups
+from models import ModelsSettings, read_rollup, refresh_rollups
 
 __all__ = ["AlertsRunResult", "build_channel", "run_alerts"]
 

@@ -9,7 +9,7 @@ import typer
 
 from app.console import VerboseOption, err, user_errors
 from core.errors import ConfigError
-from sim.provider import MockSettings, run_mock_provider
+from sim import MockSettings, run_mock_provider
 
 __all__ = ["mock_provider_command", "parse_outage_option"]
 

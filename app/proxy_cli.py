@@ -33,8 +33,8 @@ def proxy_command(
     Stops on SIGTERM or Ctrl-C after in-flight requests, flushing every log record.
     """
     with user_errors(verbose):
-        from proxy.asgi import run_gateway  # noqa: PLC0415 - keeps other commands' start-up light
-        from proxy.config import load_gateway_config  # noqa: PLC0415
+        # imported here: keeps other commands' start-up light
+        from proxy import load_gateway_config, run_gateway  # noqa: PLC0415
 
         settings = load_gateway_config(config, os.environ)
         bind = host or settings.host
@@ -66,7 +66,7 @@ def simulate_command(
     running away on 2026-11-19 10:00-11:00. Everything stays on 127.0.0.1.
     """
     with user_errors(verbose):
-        from sim.simulate import simulate  # noqa: PLC0415 - keeps other commands' start-up light
+        from sim import simulate  # noqa: PLC0415 - keeps other commands' start-up light
 
         summary = simulate(
             config, out, requests=requests, seed=seed, concurrency=concurrency, environ=os.environ

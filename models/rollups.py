@@ -18,8 +18,7 @@ import duckdb
 import polars as pl
 
 from core.schema import DAILY_TABLE, ROLLUP_TABLE
-from core.warehouse import Warehouse, read_requests
-from core.warehouse.reads import newest_ingest, request_days, touched_hours
+from core.warehouse import Warehouse, newest_ingest, read_requests, request_days, touched_hours
 from models.config import ModelsSettings
 from models.cost import with_cost
 from models.pricing import load_price_file, price_table

@@ -17,6 +17,7 @@ From the rest of aigw it imports only the shared floor (``core``) and
 from proxy.asgi import GatewayApp, create_gateway_app, run_gateway
 from proxy.config import GatewayConfig, load_gateway_config
 from proxy.errors import GatewayConfigError, LogSinkError, ProxyError, StoreError, UpstreamError
+from proxy.pipeline import SIM_TIME_HEADER
 from proxy.policy import (
     DLP_CATEGORIES,
     GUARDRAIL_CATEGORIES,
@@ -30,11 +31,13 @@ from proxy.policy import (
     redact,
     scan,
 )
+from proxy.serving import serve_until_signal
 
 __all__ = [
     "DLP_CATEGORIES",
     "GUARDRAIL_CATEGORIES",
     "RULES",
+    "SIM_TIME_HEADER",
     "DlpResult",
     "GatewayApp",
     "GatewayConfig",
@@ -53,4 +56,5 @@ __all__ = [
     "redact",
     "run_gateway",
     "scan",
+    "serve_until_signal",
 ]

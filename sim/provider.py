@@ -140,7 +140,7 @@ def run_mock_provider(
     # Only this command needs the server (and the gateway's serving helper): keeps `aigw` quick.
     import uvicorn  # noqa: PLC0415
 
-    from proxy.serving import serve_until_signal  # noqa: PLC0415
+    from proxy import serve_until_signal  # noqa: PLC0415
 
     # Bind here rather than in uvicorn: a port in use becomes our one-line error, not a log.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -23,9 +23,7 @@ import aiohttp
 import orjson
 import uvicorn
 
-from proxy.asgi import GatewayApp
-from proxy.config import GatewayConfig, load_gateway_config
-from proxy.pipeline import SIM_TIME_HEADER
+from proxy import SIM_TIME_HEADER, GatewayApp, GatewayConfig, load_gateway_config
 from sim.provider import MockSettings, create_mock_app
 from sim.traffic import DEMO_KEYS, PlannedCall, plan_traffic
 

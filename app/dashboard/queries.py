@@ -16,8 +16,8 @@ import polars as pl
 
 from app.dashboard.data import QUERIES
 from app.service import request_detail
-from core.warehouse import Warehouse
-from core.warehouse.explore import (
+from core.warehouse import (
+    Warehouse,
     alert_history,
     data_health,
     find_requests,
@@ -28,22 +28,22 @@ from core.warehouse.explore import (
     rollup_span,
 )
 from models import (
+    MEASURES,
+    MIN_REPEATS,
     ModelsSettings,
-    detect_anomalies,
-    forecast_month,
-    read_rollup,
-    repeated_prompt_flags,
-    spend_by,
-)
-from models.cache import cache_candidates, cache_summary
-from models.loops import MIN_REPEATS
-from models.rollups import MEASURES, repeated_requests
-from models.trends import (
     anomaly_bands,
     budget_spend,
     burndown,
+    cache_candidates,
+    cache_summary,
+    detect_anomalies,
     dimension_values,
     filter_rollup,
+    forecast_month,
+    read_rollup,
+    repeated_prompt_flags,
+    repeated_requests,
+    spend_by,
     totals,
     trend,
 )

@@ -9,10 +9,8 @@ from typing import Any, Final
 
 import polars as pl
 
-from core.warehouse import Warehouse
-from core.warehouse.explore import request_row
-from models import ModelsSettings
-from models.rollups import costed_requests
+from core.warehouse import Warehouse, request_row
+from models import ModelsSettings, costed_requests
 
 __all__ = ["RequestDetail", "request_detail"]
 

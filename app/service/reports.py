@@ -14,14 +14,26 @@ import polars as pl
 
 from core.errors import ConfigError
 from core.warehouse import open_warehouse
-from models.anomalies import detect_anomalies
-from models.cache import cache_candidates, cache_summary
-from models.config import ModelsSettings
-from models.focus import focus_rows, write_focus
-from models.forecast import forecast_month
-from models.loops import MIN_REPEATS, repeated_prompt_flags
-from models.reports import GRAINS, newest_rollup_hour, read_rollup, reconciliation, spend_by
-from models.rollups import RefreshResult, refresh_rollups, repeated_requests, rollups_stale
+from models import (
+    GRAINS,
+    MIN_REPEATS,
+    ModelsSettings,
+    RefreshResult,
+    cache_candidates,
+    cache_summary,
+    detect_anomalies,
+    focus_rows,
+    forecast_month,
+    newest_rollup_hour,
+    read_rollup,
+    reconciliation,
+    refresh_rollups,
+    repeated_prompt_flags,
+    repeated_requests,
+    rollups_stale,
+    spend_by,
+    write_focus,
+)
 
 __all__ = [
     "CacheReport",

@@ -5,17 +5,57 @@ views). ``connection`` is the one place where ``duckdb.Error`` becomes an aigw e
 """
 
 from core.warehouse.connection import Warehouse, open_warehouse, warehouse_errors
+from core.warehouse.explore import (
+    EXPLORER_STATUSES,
+    PERIOD_GRAINS,
+    POLICY_KINDS,
+    DataHealth,
+    RequestRow,
+    alert_history,
+    data_health,
+    find_requests,
+    latency_p95,
+    policy_categories,
+    policy_counts,
+    recent_policy_events,
+    request_row,
+    rollup_span,
+)
 from core.warehouse.migrations import MIGRATIONS, SCHEMA_VERSION, table_exists
-from core.warehouse.reads import Dimensions, read_requests, time_range
+from core.warehouse.reads import (
+    Dimensions,
+    newest_ingest,
+    read_requests,
+    request_days,
+    time_range,
+    touched_hours,
+)
 
 __all__ = [
+    "EXPLORER_STATUSES",
     "MIGRATIONS",
+    "PERIOD_GRAINS",
+    "POLICY_KINDS",
     "SCHEMA_VERSION",
+    "DataHealth",
     "Dimensions",
+    "RequestRow",
     "Warehouse",
+    "alert_history",
+    "data_health",
+    "find_requests",
+    "latency_p95",
+    "newest_ingest",
     "open_warehouse",
+    "policy_categories",
+    "policy_counts",
     "read_requests",
+    "recent_policy_events",
+    "request_days",
+    "request_row",
+    "rollup_span",
     "table_exists",
     "time_range",
+    "touched_hours",
     "warehouse_errors",
 ]

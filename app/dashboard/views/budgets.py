@@ -7,7 +7,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from alerts.evaluate import period_bounds
+from alerts import period_bounds
 from app.dashboard.data import alerts_config, context, fetch
 from app.dashboard.ui import pct, table, usd
 from core.errors import AigwError

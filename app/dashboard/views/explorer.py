@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.dashboard.data import context, fetch
 from app.dashboard.ui import NONE, count, ms, table, usd_exact
-from core.warehouse.explore import EXPLORER_STATUSES
+from core.warehouse import EXPLORER_STATUSES
 
 ctx = context()
 filters = ctx.filters
