@@ -15,7 +15,14 @@ from models.focus import focus_rows, write_focus
 from models.forecast import forecast_month
 from models.loops import MIN_REPEATS, repeated_prompt_flags
 from models.pricing import CATALOG_PROVIDERS, load_price_file, price_table
-from models.reports import GRAINS, newest_rollup_hour, read_rollup, reconciliation, spend_by
+from models.reports import (
+    GRAINS,
+    daily_bounds,
+    newest_rollup_hour,
+    read_rollup,
+    reconciliation,
+    spend_by,
+)
 from models.rollups import (
     MEASURES,
     RefreshResult,
@@ -51,6 +58,7 @@ __all__ = [
     "cache_candidates",
     "cache_summary",
     "costed_requests",
+    "daily_bounds",
     "detect_anomalies",
     "dimension_values",
     "filter_rollup",

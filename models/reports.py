@@ -21,6 +21,7 @@ __all__ = [
     "GRAINS",
     "OTHER",
     "REPORT_MEASURES",
+    "daily_bounds",
     "newest_rollup_hour",
     "read_rollup",
     "reconciliation",
@@ -182,3 +183,14 @@ def newest_rollup_hour(con: duckdb.DuckDBPyConnection) -> datetime | None:
         return None
     newest: datetime = row[0]
     return newest.astimezone(UTC) + timedelta(hours=1)
+
+
+def daily_bounds(since: datetime | None, until: datetime | None) -> bool:
+    """Whether a range can be read from the daily rollup: each bound is open or falls on a
+    UTC midnight."""
+    return all(bound is None or _utc_midnight(bound) for bound in (since, until))
+
+
+def _utc_midnight(moment: datetime) -> bool:
+    utc = moment.astimezone(UTC)
+    return (utc.hour, utc.minute, utc.second, utc.microsecond) == (0, 0, 0, 0)

@@ -9,7 +9,7 @@ does the sum), from the daily table when the bounds fall on UTC midnights.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -36,6 +36,7 @@ from models import (
     burndown,
     cache_candidates,
     cache_summary,
+    daily_bounds,
     detect_anomalies,
     dimension_values,
     filter_rollup,
@@ -51,13 +52,6 @@ from models import (
 Pairs = tuple[tuple[str, str], ...]
 
 
-def _midnight(moment: datetime | None) -> bool:
-    if moment is None:
-        return True
-    utc = moment.astimezone(UTC)
-    return (utc.hour, utc.minute, utc.second, utc.microsecond) == (0, 0, 0, 0)
-
-
 def _rollup(
     warehouse: Warehouse,
     *,
@@ -68,7 +62,7 @@ def _rollup(
     hourly: bool = False,
 ) -> pl.LazyFrame:
     """The rollup in ``[since, until)`` summed by ``by`` (and the filtered dimensions)."""
-    daily = not hourly and _midnight(since) and _midnight(until)
+    daily = not hourly and daily_bounds(since, until)
     names = list(dict.fromkeys([*by, *(name for name, _ in filters)]))
     frame = read_rollup(
         warehouse.con, since=since, until=until, daily=daily, by=names, measures=MEASURES

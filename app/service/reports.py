@@ -21,6 +21,7 @@ from models import (
     RefreshResult,
     cache_candidates,
     cache_summary,
+    daily_bounds,
     detect_anomalies,
     focus_rows,
     forecast_month,
@@ -79,7 +80,7 @@ def cost_report(
     if grain is not None and grain not in GRAINS:
         raise ConfigError(f"unknown grain {grain!r}; use one of {', '.join(GRAINS)}")
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        daily = grain != "hour" and all(_midnight(bound) for bound in (since, until))
+        daily = grain != "hour" and daily_bounds(since, until)
         rollup = read_rollup(warehouse.con, since=since, until=until, daily=daily)
         stale = rollups_stale(warehouse.con, settings)
         if not rollup.collect_schema().names():
@@ -97,14 +98,6 @@ def cost_report(
     return SpendReport(table, unpriced, stale)
 
 
-def _midnight(bound: datetime | None) -> bool:
-    """Whether a report bound falls on a UTC day boundary (or is open)."""
-    if bound is None:
-        return True
-    utc = bound.astimezone(UTC)
-    return (utc.hour, utc.minute, utc.second, utc.microsecond) == (0, 0, 0, 0)
-
-
 def reconcile_report(
     db_path: Path,
     *,
@@ -112,7 +105,7 @@ def reconcile_report(
     until: datetime | None = None,
 ) -> pl.DataFrame:
     """Logged versus recomputed cost per provider and model, from the rollups (read-only)."""
-    daily = _midnight(since) and _midnight(until)
+    daily = daily_bounds(since, until)
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         rollup = read_rollup(warehouse.con, since=since, until=until, daily=daily)
         if not rollup.collect_schema().names():
@@ -166,7 +159,7 @@ def export_focus(
 ) -> int:
     """Write FOCUS 1.2 rows (Parquet or CSV by suffix) to ``out``; return the row count."""
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        daily = _midnight(since) and _midnight(until)
+        daily = daily_bounds(since, until)
         rows = focus_rows(
             read_rollup(warehouse.con, since=since, until=until, daily=daily),
             tenant=settings.tenant,
