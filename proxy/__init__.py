@@ -3,8 +3,9 @@ budgets, guardrails, DLP, failover) and Logpush-format logs.
 
 On the request path: ``asgi`` (the app and its lifespan; ``serving`` runs it under
 uvicorn), ``wire`` (the ASGI request and responder), ``inbound`` (what the client asked
-for), ``pipeline`` (the request through the controls) and ``responses`` (the answer on its
-way back), with ``config`` and ``services`` (what they talk to). Around it, the wings:
+for), ``pipeline`` (the request through the controls), ``responses`` (the answer on its
+way back) and ``cache_policy`` (whose cached answers a request may read, and which answers
+may be kept), with ``config`` and ``services`` (what they talk to). Around it, the wings:
 ``policy/`` (guardrails, DLP, rate limits and budgets), ``stores/`` (response cache, limit
 and spend counters), ``providers/`` (upstream client, API translation, usage) and
 ``logs/`` (records, writer, sinks).

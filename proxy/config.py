@@ -39,6 +39,7 @@ DLP_MODES: Final = ("off", "flag", "redact", "block")
 LIMIT_UNITS: Final = ("requests", "tokens")
 BUDGET_PERIODS: Final = ("day", "month")
 BUDGET_ACTIONS: Final = ("reject", "reroute")
+CACHE_SCOPES: Final = ("key", "team", "shared")  # whose cached answers a request may read
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,8 @@ class RouteSettings:
     provider: str | None = None  # for models given without a provider/ prefix
     cache: bool = False
     cache_ttl_s: float = 300.0
+    cache_scope: str = "key"  # "key", "team" or "shared" (see proxy.cache_policy)
+    cache_secrets: bool = False  # keep answers in which DLP finds a secret
     guardrails: str = "off"
     guardrail_responses: bool = False
     dlp: str = "off"
@@ -340,9 +343,9 @@ class _Reader:
             where = f"routes.{name}"
             if not isinstance(entry, dict):
                 raise self.fail(where, "must be a table")
-            allowed = {"match", "provider", "cache", "cache_ttl_s", "guardrails"}
+            allowed = {"match", "provider", "cache", "cache_ttl_s", "cache_scope", "guardrails"}
             allowed |= {"guardrail_responses", "dlp", "dlp_responses", "fallbacks"}
-            self.unknown(entry, allowed | {"rate_limits", "budget"}, where)
+            self.unknown(entry, allowed | {"cache_secrets", "rate_limits", "budget"}, where)
             match = self.value(entry, "match", where, list, ["*"])
             if not match or not all(isinstance(glob, str) for glob in match):
                 raise self.fail(f"{where}.match", "must be a non-empty list of model globs")
@@ -356,6 +359,8 @@ class _Reader:
                     provider=provider,
                     cache=self.value(entry, "cache", where, bool, False),
                     cache_ttl_s=self.positive(entry, "cache_ttl_s", where, 300.0),
+                    cache_scope=self.value(entry, "cache_scope", where, str, "key", CACHE_SCOPES),
+                    cache_secrets=self.value(entry, "cache_secrets", where, bool, False),
                     guardrails=self.value(entry, "guardrails", where, str, "off", GUARDRAIL_MODES),
                     guardrail_responses=self.value(
                         entry, "guardrail_responses", where, bool, False

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import orjson
 
+from proxy.cache_policy import answer_policy, cache_namespace
 from proxy.config import GatewayConfig, KeyIdentity, RouteSettings
 from proxy.errors import RequestRefused, StoreError, UpstreamError
 from proxy.inbound import (
@@ -45,7 +46,7 @@ from proxy.policy import (
 )
 from proxy.responses import Answer, Attempt, Exchange, deliver, replay
 from proxy.services import Services
-from proxy.stores import cache_key
+from proxy.stores import cache_key, scoped_key
 from proxy.wire import Request, Responder, error_body
 
 __all__ = ["SIM_TIME_HEADER", "Gateway"]
@@ -137,7 +138,7 @@ class Gateway:
             reason=reason,
             estimate=estimate,
         )
-        answer = await self._cached_or_called(exchange, targets, route, out)
+        answer = await self._cached_or_called(exchange, targets, identity, out)
         await self._account(answer, charged, budget, ts_ns / 1e9)
 
     async def _limits(  # noqa: PLR0917 - private, one caller
@@ -169,9 +170,16 @@ class Gateway:
         return charged, budget, rerouted, f"budget spent: rerouted to {budget.settings.reroute}"
 
     async def _cached_or_called(
-        self, exchange: Exchange, targets: list[Target], route: RouteSettings, out: Responder
+        self,
+        exchange: Exchange,
+        targets: list[Target],
+        identity: KeyIdentity | None,
+        out: Responder,
     ) -> Answer | None:
+        """A hit in the caller's namespace produced under the route's current policy, else
+        the providers (and the answer is stored if it may be; see ``proxy.cache_policy``)."""
         headers = exchange.headers
+        route = exchange.route
         skip = headers.get("cf-aig-skip-cache", "").lower() in ("true", "1", "yes")
         if route.cache:
             key = cache_key(
@@ -180,18 +188,20 @@ class Gateway:
                 model=targets[0].model,
                 override=headers.get("cf-aig-cache-key"),
             )
-            exchange.log.cache_key_hash = key[
-                :32
-            ]  # logged even when skipped: same request, same hash
+            # Logged even when skipped, and the same for every tenant: same request, same hash.
+            exchange.log.cache_key_hash = key[:32]
             if not skip:
+                stored = scoped_key(key, cache_namespace(route, identity))
+                policy = answer_policy(route, exchange.endpoint.api)
                 try:
-                    hit = await self.s.cache.get(key)
+                    hit = await self.s.cache.get(stored)
                 except StoreError as err:  # a cache that is down is a miss, not an outage
                     _log.warning("response cache: %s", err)
                     hit = None
-                if hit is not None:
+                if hit is not None and hit.policy == policy:  # another policy's: a miss
                     return await replay(hit, exchange, out)
-                exchange.cache_key = key
+                exchange.cache_key = stored
+                exchange.cache_policy = policy
                 exchange.cache_ttl_s = _ttl(headers.get("cf-aig-cache-ttl"), route.cache_ttl_s)
         return await self._call(exchange, targets, out)
 

@@ -17,6 +17,7 @@ from typing import Any, Final
 import orjson
 
 from models.request_pricing import Usage
+from proxy.cache_policy import holds_secret
 from proxy.config import RouteSettings
 from proxy.errors import StoreError, UpstreamError
 from proxy.inbound import Endpoint, Target
@@ -55,8 +56,9 @@ class Exchange:
     log: RequestLog
     reason: str | None = None
     estimate: int = 0
-    cache_key: str | None = None
+    cache_key: str | None = None  # the store key (in the caller's namespace) on a miss
     cache_ttl_s: float = 0.0
+    cache_policy: str = ""  # the fingerprint stored with the answer
 
     @property
     def stream(self) -> bool:
@@ -259,8 +261,11 @@ async def _store(
     body: bytes | None = None,
     chunks: list[bytes] | None = None,
 ) -> None:
-    """Fill the response cache with a 200 answer (``body``, or a stream's ``chunks``); a
-    cache that fails is logged and the answer still counts."""
+    """Fill the response cache with a 200 answer (``body``, or a stream's ``chunks``) unless
+    it holds a secret the route does not allow to keep; a cache that fails is logged and the
+    answer still counts."""
+    if not exchange.route.cache_secrets and holds_secret(body, chunks):
+        return
     value = CachedResponse(
         status=200,
         content_type=content_type,
@@ -270,6 +275,7 @@ async def _store(
         model=model,
         provider=target.provider.name,
         stored_at=time.time(),
+        policy=exchange.cache_policy,
     )
     try:
         await services.cache.put(exchange.cache_key or "", value, exchange.cache_ttl_s)

@@ -7,7 +7,7 @@ clients, the one place where ``redis`` errors become :class:`proxy.errors.StoreE
 """
 
 from proxy.stores.backends import is_redis_url, redacted
-from proxy.stores.cache import CachedResponse, ResponseCache, cache_key, open_cache
+from proxy.stores.cache import CachedResponse, ResponseCache, cache_key, open_cache, scoped_key
 from proxy.stores.counters import SpendCounter, open_counter
 from proxy.stores.ratelimit import Decision, Limit, RateLimiter, open_rate_limiter
 
@@ -24,4 +24,5 @@ __all__ = [
     "open_counter",
     "open_rate_limiter",
     "redacted",
+    "scoped_key",
 ]

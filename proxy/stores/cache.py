@@ -1,8 +1,12 @@
 """Exact-match response cache: the key function and the stores (SQLite on local disk, Redis).
 
 The gateway reads the ``cf-aig-skip-cache``, ``cf-aig-cache-ttl`` and ``cf-aig-cache-key``
-headers; this module computes the key (:func:`cache_key`) and keeps the answers
-(:class:`ResponseCache`). Streamed answers are kept as their chunks and replayed as a stream.
+headers; this module computes the key (:func:`cache_key`, what the request asks; then
+:func:`scoped_key`, that key within one tenant's namespace, which is what the stores are
+given) and keeps the answers (:class:`ResponseCache`). Each entry carries the fingerprint of
+the policy that produced it (``CachedResponse.policy``); who may read what, and which answers
+may be kept, is decided in :mod:`proxy.cache_policy`. Streamed answers are kept as their
+chunks and replayed as a stream.
 
 Stores:
 
@@ -44,6 +48,7 @@ __all__ = [
     "SqliteResponseCache",
     "cache_key",
     "open_cache",
+    "scoped_key",
 ]
 
 #: Request fields that do not change the answer, left out of the key. ``stream`` stays in:
@@ -75,13 +80,24 @@ def cache_key(
     return hashlib.sha256(orjson.dumps(subject, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def scoped_key(key: str, namespace: str) -> str:
+    """The store key of request key ``key`` (from :func:`cache_key`) in ``namespace`` (a
+    tenant, see :func:`proxy.cache_policy.cache_namespace`): SHA-256 hex of canonical JSON of
+    both, so the same request (or the same ``cf-aig-cache-key``) from two namespaces reads
+    and writes two entries. Stable across releases, like :func:`cache_key`.
+    """
+    subject = {"namespace": namespace, "key": key}
+    return hashlib.sha256(orjson.dumps(subject, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class CachedResponse:
     """One stored answer. Exactly one of ``body`` (a plain response) and ``chunks`` (a
     streamed response, replayed chunk by chunk) is set.
 
     ``usage`` holds token counts as the provider reported them (for logs and savings);
-    ``stored_at`` is unix seconds (UTC).
+    ``stored_at`` is unix seconds (UTC); ``policy`` is the fingerprint of the route policy
+    that produced the answer (entries written before fingerprints existed read as ``""``).
     """
 
     status: int
@@ -92,6 +108,7 @@ class CachedResponse:
     model: str
     provider: str
     stored_at: float
+    policy: str = ""
 
     def __post_init__(self) -> None:
         if (self.body is None) == (self.chunks is None):
@@ -110,6 +127,7 @@ class CachedResponse:
                 "model": self.model,
                 "provider": self.provider,
                 "stored_at": self.stored_at,
+                "policy": self.policy,
             }
         )
         return b"".join((struct.pack(">I", len(header)), header, *parts))
@@ -135,6 +153,7 @@ class CachedResponse:
             model=str(header["model"]),
             provider=str(header["provider"]),
             stored_at=float(header["stored_at"]),
+            policy=str(header.get("policy", "")),
         )
 
 

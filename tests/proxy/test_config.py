@@ -36,6 +36,7 @@ def test_the_sample_config_loads_with_its_routes() -> None:
     assert config.route_for("openai", "gpt-4o").name == "chat"
     chat = config.routes[2]
     assert (chat.cache, chat.guardrails, chat.dlp) == (True, "monitor", "redact")
+    assert (chat.cache_scope, chat.cache_secrets) == ("key", False)
     assert [r.name for r in chat.rate_limits] == ["per-user", "per-agent-tokens"]
     assert chat.budget is not None and chat.budget.reroute == "openai/gpt-4o-mini"
     assert {k.id for k in config.keys.values()} == {
@@ -98,6 +99,22 @@ def test_the_sample_config_loads_with_its_routes() -> None:
             "routes.r.cache: must be a boolean (got 'yes')",
         ),
         (
+            PROVIDER + KEY + '[routes.r]\ncache_scope = "everyone"\n',
+            "routes.r.cache_scope: must be one of key, team, shared (got 'everyone')",
+        ),
+        (
+            PROVIDER + KEY + "[routes.r]\ncache_scope = 1\n",
+            "routes.r.cache_scope: must be a string (got 1)",
+        ),
+        (
+            PROVIDER + KEY + '[routes.r]\ncache_secrets = "no"\n',
+            "routes.r.cache_secrets: must be a boolean (got 'no')",
+        ),
+        (
+            PROVIDER + KEY + "[routes.r]\ncache_secret = true\n",
+            "routes.r.cache_secret: unknown setting (check its spelling)",
+        ),
+        (
             PROVIDER + KEY + '[limits]\nurl = "memcached://admin:hunter2@cache:11211"\n',
             "limits.url: must be redis://host:port/db, or unset (got 'memcached://cache:11211')",
         ),
@@ -123,6 +140,26 @@ def test_the_sample_config_loads_with_its_routes() -> None:
 def test_config_errors_name_file_key_and_reason(tmp_path: Path, text: str, message: str) -> None:
     """Each mistake gives one line: file, dotted key, reason."""
     assert error_of(tmp_path, text) == message
+
+
+def test_the_sample_config_checks_the_answers_it_caches() -> None:
+    """Every sample route that stores answers redacts them first (response DLP on)."""
+    config = load_gateway_config(
+        REPO / "sample_data" / "gateway.toml", {"AIGW_SIMULATED_PROVIDER_KEY": "sk-sample-9f3e"}
+    )
+    caching = [r for r in config.routes if r.cache]
+    assert [r.name for r in caching] == ["embeddings", "chat"]
+    assert [(r.dlp, r.dlp_responses, r.cache_secrets) for r in caching] == [
+        ("redact", True, False),
+        ("redact", True, False),
+    ]
+
+
+def test_cache_settings_default_to_the_safe_choice(tmp_path: Path) -> None:
+    """Unset, a route's cache is scoped to the key and keeps no answer holding a secret."""
+    config = load(tmp_path, PROVIDER + KEY + "[routes.r]\ncache = true\n")
+    [route] = config.routes  # type: ignore[attr-defined]
+    assert (route.cache_scope, route.cache_secrets) == ("key", False)
 
 
 def test_gateway_key_from_the_environment(tmp_path: Path) -> None:

@@ -234,12 +234,13 @@ def test_anthropic_stream_is_translated_to_openai_chunks(tmp_path: Path) -> None
 
 
 def test_cache_hit_miss_skip_and_stream_replay(tmp_path: Path) -> None:
-    """Same request twice: MISS then HIT (provider called once); skip-cache bypasses; a
-    cached stream is replayed as a stream with the same bytes."""
+    """Same request twice with one key: MISS then HIT (provider called once); skip-cache
+    bypasses; a cached stream is replayed as a stream with the same bytes. (Other keys do
+    not read these entries: tests/proxy/test_gateway_cache.py.)"""
     stream = {**CHAT, "stream": True}
     with gateway(tmp_path, CACHED_ROUTE) as gw:
         first = gw.post("/v1/chat/completions", CHAT)
-        second = gw.post("/v1/chat/completions", CHAT, key=GATEWAY_KEYS["team-b"])
+        second = gw.post("/v1/chat/completions", CHAT)
         skipped = gw.post("/v1/chat/completions", CHAT, headers={"cf-aig-skip-cache": "true"})
         stream_first = gw.post("/v1/chat/completions", stream)
         stream_second = gw.post("/v1/chat/completions", stream)

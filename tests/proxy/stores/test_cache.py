@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import socket
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from proxy.stores.cache import (
     SqliteResponseCache,
     cache_key,
     open_cache,
+    scoped_key,
 )
 from tests.proxy.redis_server import flush, run_redis_server
 
@@ -42,6 +44,7 @@ PLAIN = CachedResponse(
     model="gpt-4o-mini-2024-07-18",
     provider="openai",
     stored_at=time.time(),
+    policy="0123456789abcdef",
 )
 
 T = TypeVar("T")
@@ -55,6 +58,7 @@ STREAMED = CachedResponse(
     model="claude-sonnet-4",
     provider="anthropic",
     stored_at=time.time(),
+    policy="fedcba9876543210",
 )
 
 
@@ -152,6 +156,27 @@ def test_override_replaces_the_body_but_not_provider_and_model() -> None:
     assert a != cache_key(BODY, provider="openai", model="gpt-4o-mini")
     assert a != cache_key(BODY, provider="openai", model="gpt-4o", override="faq-42")
     assert a != cache_key(BODY, provider="openai", model="gpt-4o-mini", override="faq-43")
+
+
+def test_scoped_key_is_stable_and_differs_between_namespaces() -> None:
+    """The store key of a request key within a tenant's namespace: persisted, so pinned."""
+    key = cache_key({"model": "m", "messages": []}, provider="openai", model="m")
+    canonical = f'{{"key":"{key}","namespace":"key:team-a"}}'.encode()
+    assert scoped_key(key, "key:team-a") == hashlib.sha256(canonical).hexdigest()
+    assert scoped_key(key, "key:team-a") == (
+        "b351fbff1f7af8cea296e6c099c3b52d2d498ed8abe0fbb50b685494fc7e9ab4"
+    )
+    assert scoped_key(key, "key:team-b") != scoped_key(key, "key:team-a")
+    assert scoped_key(key, "anonymous") != scoped_key(key, "shared")
+
+
+def test_an_entry_written_without_a_policy_reads_as_the_empty_policy() -> None:
+    """Entries stored before fingerprints existed match no route's policy."""
+    header = b'{"status":200,"content_type":"application/json","stream":false,"lengths":[2],'
+    header += b'"usage":{},"model":"m","provider":"openai","stored_at":1.5}'
+    legacy = struct.pack(">I", len(header)) + header + b"{}"
+    assert CachedResponse.decode(legacy).policy == ""
+    assert CachedResponse.decode(legacy).body == b"{}"
 
 
 def test_a_cached_response_has_a_body_or_chunks_never_both() -> None:
