@@ -13,12 +13,13 @@ import fnmatch
 import hashlib
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from proxy.errors import GatewayConfigError
+from proxy.serving import ServerSettings
 from proxy.stores import is_redis_url, redacted
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "LogSettings",
     "ProviderSettings",
     "RouteSettings",
+    "ServerSettings",
     "load_gateway_config",
 ]
 
@@ -39,6 +41,7 @@ DLP_MODES: Final = ("off", "flag", "redact", "block")
 LIMIT_UNITS: Final = ("requests", "tokens")
 BUDGET_PERIODS: Final = ("day", "month")
 BUDGET_ACTIONS: Final = ("reject", "reroute")
+SERVER_LIMITS: Final = tuple(limit.name for limit in fields(ServerSettings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,7 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     gateway: str = "default"  # the gateway name logged for the /v1 endpoints
+    server: ServerSettings = field(default_factory=ServerSettings)
     auth_required: bool = True
     keys: Mapping[str, KeyIdentity] = field(default_factory=dict, repr=False)  # sha256 -> id
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
@@ -209,7 +213,7 @@ class _Reader:
             "",
         )
         server = self.table(data, "server", "")
-        self.unknown(server, {"host", "port", "gateway"}, "server")
+        self.unknown(server, {"host", "port", "gateway", *SERVER_LIMITS}, "server")
         auth = self.table(data, "auth", "")
         self.unknown(auth, {"required", "keys"}, "auth")
         providers = self.providers(self.table(data, "providers", ""))
@@ -234,6 +238,7 @@ class _Reader:
             host=self.value(server, "host", "server", str, "127.0.0.1"),
             port=port,
             gateway=self.value(server, "gateway", "server", str, "default"),
+            server=self.server(server),
             auth_required=required,
             keys=keys,
             providers=providers,
@@ -244,6 +249,22 @@ class _Reader:
             state_url=self.store_url(limits, "limits", files=False),
             price_file=self.value(pricing, "price_file", "pricing", str) or None,
         )
+
+    def server(self, table: Mapping[str, Any]) -> ServerSettings:
+        """``[server]``'s limits: positive numbers; headers 1 KiB-1 MiB (a key needs room)."""
+        default = ServerSettings()
+        limits: dict[str, Any] = {}
+        for key in SERVER_LIMITS:
+            if key.endswith("_s"):
+                limits[key] = self.positive(table, key, "server", getattr(default, key))
+                continue
+            limits[key] = value = self.value(table, key, "server", int, getattr(default, key))
+            if value <= 0:
+                raise self.fail(f"server.{key}", f"must be a positive integer (got {value})")
+        header_bytes = limits["max_header_bytes"]
+        if not 1024 <= header_bytes <= 1024 * 1024:
+            raise self.fail("server.max_header_bytes", f"must be 1024-1048576 (got {header_bytes})")
+        return ServerSettings(**limits)
 
     def store_url(self, table: Mapping[str, Any], where: str, *, files: bool) -> str | None:
         """``[where] url``: unset, ``redis://…``, and for the cache a file path or
