@@ -3,8 +3,9 @@
 ``create_gateway_app(config)`` builds the app; its lifespan opens the provider
 sessions, the cache, the limit stores and the log writer at start-up and closes
 them at shutdown, where the writer flushes every buffered record. ``run_gateway``
-serves it with :func:`proxy.serving.serve_until_signal`: SIGTERM and SIGINT start
-that shutdown once in-flight requests finish, and the process exits 0.
+serves it with :func:`proxy.serving.serve_until_signal` under ``[server]``'s limits
+(:func:`proxy.serving.gateway_server`), the open-file limit raised first: SIGTERM and
+SIGINT start that shutdown once in-flight requests finish, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -12,19 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
-
-import uvicorn
 
 from models.pricing import load_price_file
 from models.request_pricing import RequestPricer
 from proxy.config import GatewayConfig
-from proxy.errors import BodyTooLarge
+from proxy.errors import BodyTimeout, BodyTooLarge, RequestRefused
 from proxy.logs import LogWriter, WriterSettings, open_sink
 from proxy.pipeline import Gateway
-from proxy.providers import Upstream
+from proxy.providers import Upstream, forwarded_headers
 from proxy.services import Services
-from proxy.serving import serve_until_signal
+from proxy.serving import gateway_server, raise_open_file_limit, serve_until_signal
 from proxy.stores import open_cache, open_counter, open_rate_limiter
 from proxy.wire import Receive, Responder, Scope, Send, error_body, read_request
 
@@ -62,11 +60,19 @@ class GatewayApp:
             await out.json(503, error_body("the gateway is starting", "unavailable"))
             return
         try:
-            request = await read_request(scope, receive)
+            request = await read_request(
+                scope, receive, timeout_s=self.config.server.body_timeout_s
+            )
+            forwarded_headers(request.headers)  # refuse before any provider is called
         except BodyTooLarge:
             await out.json(
                 413, error_body("request body too large (32 MiB max)", "invalid_request_error")
             )
+            return
+        except RequestRefused as err:
+            # the rest of a body that timed out is never read: the connection cannot be reused
+            close = [("connection", "close")] if isinstance(err, BodyTimeout) else []
+            await out.json(err.status, error_body(str(err), err.kind, err.code), close)
             return
         await self.gateway.handle(request, out)
 
@@ -140,15 +146,11 @@ def create_gateway_app(config: GatewayConfig, *, upstream: Upstream | None = Non
 
 def run_gateway(config: GatewayConfig, *, host: str | None = None, port: int | None = None) -> None:
     """Serve until SIGTERM or SIGINT; then finish in-flight requests and flush the logs."""
-    server_config: Any = uvicorn.Config(
+    raise_open_file_limit(config.server.max_connections)
+    server = gateway_server(
         create_gateway_app(config),
-        host=host or config.host,
-        port=config.port if port is None else port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=30,
+        config.server,
+        host or config.host,
+        config.port if port is None else port,
     )
-    serve_until_signal(uvicorn.Server(server_config))
+    serve_until_signal(server)

@@ -9,16 +9,26 @@ by environment variable (``env``). See ``sample_data/gateway.toml``.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from proxy.errors import GatewayConfigError
+from proxy.serving import ServerSettings
+from proxy.settings import (
+    BudgetSettings,
+    Fallback,
+    GatewayConfig,
+    KeyIdentity,
+    LimitSettings,
+    LogSettings,
+    ProviderSettings,
+    RouteSettings,
+)
 from proxy.stores import is_redis_url, redacted
 
 __all__ = [
@@ -30,6 +40,7 @@ __all__ = [
     "LogSettings",
     "ProviderSettings",
     "RouteSettings",
+    "ServerSettings",
     "load_gateway_config",
 ]
 
@@ -40,112 +51,7 @@ LIMIT_UNITS: Final = ("requests", "tokens")
 BUDGET_PERIODS: Final = ("day", "month")
 BUDGET_ACTIONS: Final = ("reject", "reroute")
 CACHE_SCOPES: Final = ("key", "team", "shared")  # whose cached answers a request may read
-
-
-@dataclass(frozen=True, slots=True)
-class KeyIdentity:
-    """Who a gateway key belongs to (the key itself is never kept)."""
-
-    id: str
-    team: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderSettings:
-    name: str
-    kind: str  # "openai" or "anthropic": the API the provider speaks
-    base_url: str  # openai kind: up to and including /v1; anthropic kind: without /v1
-    api_key: str | None = field(repr=False)  # from the environment, never from the file
-    timeout_s: float = 60.0
-    connect_timeout_s: float = 5.0
-    catalog_name: str | None = None  # provider slug for pricing; default: name
-
-
-@dataclass(frozen=True, slots=True)
-class Fallback:
-    provider: str
-    model: str | None = None  # None: the requested model
-
-
-@dataclass(frozen=True, slots=True)
-class LimitSettings:
-    name: str
-    per: str  # "key", "route", "ip" or "metadata:<name>"
-    unit: str  # "requests" or "tokens"
-    limit: int
-    window_s: float
-    sliding: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetSettings:
-    usd: float
-    period: str  # "day" or "month" (UTC)
-    per: str  # "key", "route" or "metadata:<name>"
-    action: str = "reject"  # or "reroute"
-    reroute: str | None = None  # "provider/model" when action is reroute
-
-
-@dataclass(frozen=True, slots=True)
-class RouteSettings:
-    name: str
-    match: tuple[str, ...] = ("*",)
-    provider: str | None = None  # for models given without a provider/ prefix
-    cache: bool = False
-    cache_ttl_s: float = 300.0
-    cache_scope: str = "key"  # "key", "team" or "shared" (see proxy.cache_policy)
-    cache_secrets: bool = False  # keep answers in which DLP finds a secret
-    guardrails: str = "off"
-    guardrail_responses: bool = False
-    dlp: str = "off"
-    dlp_responses: bool = False
-    fallbacks: tuple[Fallback, ...] = ()
-    rate_limits: tuple[LimitSettings, ...] = ()
-    budget: BudgetSettings | None = None
-
-    def matches(self, provider: str, model: str) -> bool:
-        """Whether ``provider/model`` (or the bare model) matches one of the globs."""
-        full = f"{provider}/{model}"
-        return any(
-            fnmatch.fnmatchcase(full, g) or fnmatch.fnmatchcase(model, g) for g in self.match
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LogSettings:
-    destination: str = "data/gateway-logs"  # folder, or s3://bucket/prefix
-    endpoint_url: str | None = None  # S3-compatible endpoint (R2, MinIO)
-    max_records: int = 100_000
-    max_bytes: int = 5_000_000
-    max_interval_s: float = 30.0
-    spool_dir: str = "data/gateway-spool"
-    log_bodies: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayConfig:
-    path: Path
-    host: str = "127.0.0.1"
-    port: int = 8080
-    gateway: str = "default"  # the gateway name logged for the /v1 endpoints
-    auth_required: bool = True
-    keys: Mapping[str, KeyIdentity] = field(default_factory=dict, repr=False)  # sha256 -> id
-    providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
-    routes: tuple[RouteSettings, ...] = ()
-    logs: LogSettings = LogSettings()
-    cache_url: str | None = None
-    cache_path: str = "data/gateway-cache.sqlite"
-    state_url: str | None = None  # rate limits and budgets; redis:// to share
-    price_file: str | None = None
-
-    def route_for(self, provider: str, model: str) -> RouteSettings:
-        for route in self.routes:
-            if route.matches(provider, model):
-                return route
-        return _NO_ROUTE
-
-
-_NO_ROUTE: Final = RouteSettings(name="default")
+SERVER_LIMITS: Final = tuple(limit.name for limit in fields(ServerSettings))
 
 
 def load_gateway_config(path: Path, environ: Mapping[str, str]) -> GatewayConfig:
@@ -212,7 +118,7 @@ class _Reader:
             "",
         )
         server = self.table(data, "server", "")
-        self.unknown(server, {"host", "port", "gateway"}, "server")
+        self.unknown(server, {"host", "port", "gateway", *SERVER_LIMITS}, "server")
         auth = self.table(data, "auth", "")
         self.unknown(auth, {"required", "keys"}, "auth")
         providers = self.providers(self.table(data, "providers", ""))
@@ -237,6 +143,7 @@ class _Reader:
             host=self.value(server, "host", "server", str, "127.0.0.1"),
             port=port,
             gateway=self.value(server, "gateway", "server", str, "default"),
+            server=self.server(server),
             auth_required=required,
             keys=keys,
             providers=providers,
@@ -247,6 +154,22 @@ class _Reader:
             state_url=self.store_url(limits, "limits", files=False),
             price_file=self.value(pricing, "price_file", "pricing", str) or None,
         )
+
+    def server(self, table: Mapping[str, Any]) -> ServerSettings:
+        """``[server]``'s limits: positive numbers; headers 1 KiB-1 MiB (a key needs room)."""
+        default = ServerSettings()
+        limits: dict[str, Any] = {}
+        for key in SERVER_LIMITS:
+            if key.endswith("_s"):
+                limits[key] = self.positive(table, key, "server", getattr(default, key))
+                continue
+            limits[key] = value = self.value(table, key, "server", int, getattr(default, key))
+            if value <= 0:
+                raise self.fail(f"server.{key}", f"must be a positive integer (got {value})")
+        header_bytes = limits["max_header_bytes"]
+        if not 1024 <= header_bytes <= 1024 * 1024:
+            raise self.fail("server.max_header_bytes", f"must be 1024-1048576 (got {header_bytes})")
+        return ServerSettings(**limits)
 
     def store_url(self, table: Mapping[str, Any], where: str, *, files: bool) -> str | None:
         """``[where] url``: unset, ``redis://…``, and for the cache a file path or

@@ -1,22 +1,229 @@
 """Serving an ASGI app with uvicorn until SIGTERM or SIGINT: the gateway's ``aigw proxy``
 and the simulated provider's ``aigw mock-provider`` (``sim.provider`` imports it).
+
+The gateway is served with limits (``ServerSettings``, ``[server]`` in gateway.toml) so
+that idle and slow clients cannot exhaust its open files: a connection must deliver its
+request headers within ``header_timeout_s`` (else 408) and keep them under
+``max_header_bytes`` (else 431), an idle keep-alive connection is closed after
+``keepalive_timeout_s``, and past ``max_connections`` open connections uvicorn answers
+503 (its ``limit_concurrency``) with a warning on stderr. The body timeout is enforced
+where the body is read (``proxy.wire.read_request``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import resource
 import signal
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+import orjson
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from proxy.wire import error_body
 
 if TYPE_CHECKING:
     import socket
 
-    import uvicorn
+__all__ = ["ServerSettings", "gateway_server", "raise_open_file_limit", "serve_until_signal"]
 
-__all__ = ["serve_until_signal"]
+_log = logging.getLogger("aigw.proxy")
+
+# A refused connection is read (and discarded) this long after its answer before closing,
+# so a client still sending gets the answer rather than a reset.
+_LINGER_S: Final = 2.0
+_FILES_PER_CONNECTION: Final = 2  # the client's socket and one to the provider
+_SPARE_FILES: Final = 64  # log files, the cache, listening sockets
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """``[server]``'s limits on clients (seconds, bytes); every connection is an open file."""
+
+    header_timeout_s: float = 10.0  # from connection (or a request's first byte) to its headers
+    body_timeout_s: float = 60.0  # from the end of the headers to the whole body
+    keepalive_timeout_s: float = 5.0  # an idle connection between requests
+    max_connections: int = 1000  # open client connections; past it, requests get 503
+    max_header_bytes: int = 32 * 1024  # request line and headers; past it, 431
+
+
+def gateway_server(app: Any, limits: ServerSettings, host: str, port: int) -> uvicorn.Server:
+    """A uvicorn server (uvloop, httptools) for ``app`` that enforces ``limits``.
+
+    Port 0 picks a free port. Run it with :func:`serve_until_signal`, or ``serve()`` it.
+    """
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http=_guarded_protocol(limits),
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        # max_connections is the count served: uvicorn refuses when the requesting
+        # connection brings the count to its limit
+        limit_concurrency=limits.max_connections + 1,
+        timeout_keep_alive=limits.keepalive_timeout_s,  # type: ignore[arg-type] # call_later takes float seconds
+    )
+    return uvicorn.Server(config)
+
+
+def raise_open_file_limit(max_connections: int) -> int:
+    """Raise this process's open-file soft limit to its hard limit; return the new soft limit.
+
+    Warns (stderr) when even that is too low for ``max_connections`` (each may hold two
+    files: the client's socket and one to a provider).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as err:
+            _log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, err)
+    needed = max_connections * _FILES_PER_CONNECTION + _SPARE_FILES
+    if soft < needed:
+        _log.warning(
+            "the open-file limit (%d) is below what max_connections = %d may need (%d); "
+            "lower [server] max_connections or raise the limit (ulimit -n)",
+            soft,
+            max_connections,
+            needed,
+        )
+    return soft
+
+
+class _GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header deadline and a header size limit.
+
+    The header timer runs from the connection (and from each later request's first byte)
+    to the end of that request's headers; uvicorn's own keep-alive timer covers the idle
+    time between requests. Written against uvicorn 0.55's ``HttpToolsProtocol``.
+    """
+
+    limits: ClassVar[ServerSettings]
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._refused = False
+        self._header_bytes = 0
+        self._awaiting_headers = True
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._start_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a refusal: read and drop
+        if self._awaiting_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if self._awaiting_headers and self._header_bytes > self.limits.max_header_bytes:
+            self._refuse(431, self._too_large())
+
+    # After a refusal the parser still runs over what is left of the data it was fed;
+    # these callbacks then do nothing (no request is started).
+
+    def on_message_begin(self) -> None:
+        if self._refused:
+            return
+        super().on_message_begin()
+        self._awaiting_headers = True
+        if self._header_timer is None:
+            self._start_header_timer()
+
+    def on_url(self, url: bytes) -> None:
+        if not self._refused:
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._refused:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        self._stop_header_timer()
+        self._awaiting_headers = False
+        self._header_bytes = 0
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.limits.max_header_bytes:
+            self._refuse(431, self._too_large())
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        super().on_message_complete()
+        self._awaiting_headers = True
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # a malformed request after a refusal: already answered
+            super().send_400_response(msg)
+
+    def _too_large(self) -> str:
+        return f"request headers too large ({self.limits.max_header_bytes} bytes max)"
+
+    def _start_header_timer(self) -> None:
+        self._header_timer = self.loop.call_later(
+            self.limits.header_timeout_s, self._headers_too_slow
+        )
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._start_header_timer()  # a pipelined request waits for the answer before it
+            return
+        message = f"request headers not received within {self.limits.header_timeout_s:g} s"
+        self._refuse(408, message)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` and close; what the client still sends is read and dropped."""
+        if self._refused or self.transport.is_closing():
+            return
+        self._refused = True
+        self._stop_header_timer()
+        self._unset_keepalive_if_required()
+        body = orjson.dumps(error_body(message, "invalid_request_error"))
+        head = (
+            f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode("ascii") + body)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.flow.resume_reading()
+        self.loop.call_later(_LINGER_S, self.transport.close)
+
+
+_REASONS: Final = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+
+
+def _guarded_protocol(limits: ServerSettings) -> type[HttpToolsProtocol]:
+    return type("GuardedHttpToolsProtocol", (_GuardedProtocol,), {"limits": limits})
 
 
 def serve_until_signal(

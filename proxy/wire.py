@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import orjson
 
-from proxy.errors import BodyTooLarge
+from proxy.errors import BodyTimeout, BodyTooLarge
 
 __all__ = ["Receive", "Request", "Responder", "Scope", "Send", "error_body", "read_request"]
 
@@ -33,8 +33,32 @@ class Request:
     client_ip: str | None
 
 
-async def read_request(scope: Scope, receive: Receive) -> Request:
-    """Read the whole request body (bounded); raise ``BodyTooLarge`` past the limit."""
+async def read_request(scope: Scope, receive: Receive, *, timeout_s: float) -> Request:
+    """Read the whole request body, bounded in size and time.
+
+    Raises ``BodyTooLarge`` past ``MAX_BODY_BYTES`` and ``BodyTimeout`` when the body has
+    not arrived within ``timeout_s`` seconds (a client trickling it, or stalled). Header
+    values are decoded as latin-1, one character per byte, so their bytes round-trip.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            body = await _read_body(receive)
+    except TimeoutError:
+        raise BodyTimeout(timeout_s) from None
+    headers = {
+        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
+    }
+    client = scope.get("client")
+    return Request(
+        method=scope["method"],
+        path=scope["path"],
+        headers=headers,
+        body=body,
+        client_ip=client[0] if client else None,
+    )
+
+
+async def _read_body(receive: Receive) -> bytes:
     chunks = []
     size = 0
     while True:
@@ -48,17 +72,7 @@ async def read_request(scope: Scope, receive: Receive) -> Request:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    headers = {
-        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
-    }
-    client = scope.get("client")
-    return Request(
-        method=scope["method"],
-        path=scope["path"],
-        headers=headers,
-        body=b"".join(chunks),
-        client_ip=client[0] if client else None,
-    )
+    return b"".join(chunks)
 
 
 def error_body(message: str, kind: str, code: str | int | None = None) -> dict[str, Any]:

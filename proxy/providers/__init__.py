@@ -9,15 +9,23 @@ from proxy.providers.translate import (
     openai_error,
     openai_response,
 )
-from proxy.providers.upstream import Upstream, UpstreamResponse, provider_path
+from proxy.providers.upstream import (
+    FORWARDED_HEADERS,
+    Upstream,
+    UpstreamResponse,
+    forwarded_headers,
+    provider_path,
+)
 from proxy.providers.usage import SseUsage, iter_sse_events, usage_from_body
 
 __all__ = [
+    "FORWARDED_HEADERS",
     "AnthropicToOpenAIStream",
     "SseUsage",
     "Upstream",
     "UpstreamResponse",
     "anthropic_request",
+    "forwarded_headers",
     "iter_sse_events",
     "openai_error",
     "openai_response",

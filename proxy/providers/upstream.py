@@ -5,7 +5,9 @@ aiohttp was chosen by measurement: about 0.2 ms of CPU per upstream request on t
 the one place where aiohttp's exceptions become ``UpstreamError``.
 
 Contract: ``Upstream`` is created and used on one event loop; ``start`` before the
-first call, ``close`` at shutdown. Provider API keys go into request headers only.
+first call, ``close`` at shutdown. Provider API keys go into request headers only. The
+client headers it forwards (``FORWARDED_HEADERS``) reach the provider byte for byte;
+``forwarded_headers`` refuses a value it cannot send so (not UTF-8), before any call.
 """
 
 from __future__ import annotations
@@ -17,12 +19,23 @@ from typing import Final
 import aiohttp
 
 from proxy.config import ProviderSettings
-from proxy.errors import UpstreamError
+from proxy.errors import UnsendableHeader, UpstreamError
 
-__all__ = ["Upstream", "UpstreamResponse", "provider_path"]
+__all__ = [
+    "FORWARDED_HEADERS",
+    "Upstream",
+    "UpstreamResponse",
+    "forwarded_headers",
+    "provider_path",
+]
 
 ANTHROPIC_VERSION: Final = "2023-06-01"
-_FORWARDED: Final = ("anthropic-version", "anthropic-beta", "openai-organization", "openai-project")
+FORWARDED_HEADERS: Final = (
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-organization",
+    "openai-project",
+)
 
 
 def provider_path(provider: ProviderSettings, endpoint: str) -> str:
@@ -30,6 +43,24 @@ def provider_path(provider: ProviderSettings, endpoint: str) -> str:
     if provider.kind == "anthropic":
         return f"{provider.base_url}/v1/{endpoint}"
     return f"{provider.base_url}/{endpoint}"
+
+
+def forwarded_headers(inbound_headers: Mapping[str, str]) -> dict[str, str]:
+    """The client's headers that go to the provider, ready for aiohttp to send unchanged.
+
+    Inbound values are latin-1 decoded (one character per byte, ``proxy.wire``); aiohttp
+    encodes header values as UTF-8, so each is turned back into its bytes and decoded as
+    UTF-8: ``café`` leaves as the client sent it, not as ``cafÃ©``. Raises
+    ``UnsendableHeader`` for a value whose bytes are not UTF-8 (they cannot be sent as is).
+    """
+    headers = {}
+    for name in FORWARDED_HEADERS:
+        if name in inbound_headers:
+            try:
+                headers[name] = inbound_headers[name].encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                raise UnsendableHeader(name) from None
+    return headers
 
 
 @dataclass(slots=True)
@@ -103,7 +134,10 @@ class Upstream:
         body: bytes,
         inbound_headers: Mapping[str, str],
     ) -> UpstreamResponse:
-        """POST ``body`` to ``endpoint``; raise ``UpstreamError`` when no answer comes."""
+        """POST ``body`` to ``endpoint``; raise ``UpstreamError`` when no answer comes.
+
+        ``inbound_headers`` are the client's (``Request.headers``), checked beforehand with
+        ``forwarded_headers`` (``UnsendableHeader`` here would be a bug)."""
         return await self.request("POST", provider, endpoint, body, inbound_headers)
 
     async def request(
@@ -115,9 +149,7 @@ class Upstream:
         inbound_headers: Mapping[str, str],
     ) -> UpstreamResponse:
         headers = {"content-type": "application/json", "accept-encoding": "gzip, deflate"}
-        for name in _FORWARDED:
-            if name in inbound_headers:
-                headers[name] = inbound_headers[name]
+        headers |= forwarded_headers(inbound_headers)
         if provider.kind == "anthropic":
             headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
             if provider.api_key:

@@ -17,8 +17,9 @@ import orjson
 
 from proxy.asgi import GatewayApp
 from proxy.config import load_gateway_config
+from proxy.serving import gateway_server
 from sim.provider import MockSettings, create_mock_app
-from tests.proxy.servers import serve_asgi
+from tests.proxy.servers import run_server, serve_asgi
 
 PROVIDER_KEY = "sk-provider-test-0000000000000000"
 GATEWAY_KEYS = {"team-a": "gw-key-team-a", "team-b": "gw-key-team-b"}
@@ -156,10 +157,18 @@ def providers(seed: int = 3) -> Iterator[tuple[str, str, str]]:
 
 
 def write_config(
-    tmp: Path, urls: tuple[str, str, str], routes: str, extra: str = "", *, log_bodies: bool = False
+    tmp: Path,
+    urls: tuple[str, str, str],
+    routes: str,
+    extra: str = "",
+    *,
+    log_bodies: bool = False,
+    server: str = "",
 ) -> Path:
+    """gateway.toml for ``urls``; ``server`` is added to its [server] table."""
     text = (
-        BASE_TOML.replace("OPENAI_URL", urls[0])
+        BASE_TOML.replace('gateway = "test"', f'gateway = "test"\n{server}')
+        .replace("OPENAI_URL", urls[0])
         .replace("BACKUP_URL", urls[1])
         .replace("ANTHROPIC_URL", urls[2])
         .replace("LOGS", str(tmp / "logs"))
@@ -177,11 +186,19 @@ def write_config(
 
 @contextmanager
 def gateway(
-    tmp: Path, routes: str = "", *, extra: str = "", seed: int = 3, log_bodies: bool = False
+    tmp: Path,
+    routes: str = "",
+    *,
+    extra: str = "",
+    seed: int = 3,
+    log_bodies: bool = False,
+    server: str = "",
 ) -> Iterator[Running]:
-    """Providers and a gateway with ``routes`` (TOML); logs are flushed when the block ends."""
+    """Providers and a gateway with ``routes`` (TOML) and ``server`` (lines of [server]),
+    served as ``aigw proxy`` serves it (its limits); logs are flushed when the block ends."""
     with providers(seed) as urls:
-        path = write_config(tmp, urls, routes, extra, log_bodies=log_bodies)
+        path = write_config(tmp, urls, routes, extra, log_bodies=log_bodies, server=server)
         config = load_gateway_config(path, {"TEST_PROVIDER_KEY": PROVIDER_KEY})
-        with serve_asgi(GatewayApp(config), lifespan="on") as url:
+        app = GatewayApp(config)
+        with run_server(gateway_server(app, config.server, "127.0.0.1", 0)) as url:
             yield Running(url, *urls, logs=tmp / "logs")

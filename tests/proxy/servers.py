@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["serve_asgi"]
+__all__ = ["run_server", "serve_asgi"]
 
 
 @contextmanager
@@ -31,7 +31,14 @@ def serve_asgi(app: Any, *, lifespan: str = "auto") -> Iterator[str]:
         log_level="warning",
         access_log=False,
     )
-    server = uvicorn.Server(config)
+    with run_server(uvicorn.Server(config)) as url:
+        yield url
+
+
+@contextmanager
+def run_server(server: uvicorn.Server) -> Iterator[str]:
+    """Run ``server`` (listening on 127.0.0.1) in a background thread; yields its base URL
+    and stops it (lifespan shutdown included) when the block ends."""
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -8,6 +8,7 @@ import pytest
 
 from proxy.config import load_gateway_config
 from proxy.errors import GatewayConfigError
+from proxy.serving import ServerSettings
 from tests.conftest import REPO
 
 PROVIDER = '[providers.openai]\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
@@ -46,6 +47,13 @@ def test_the_sample_config_loads_with_its_routes() -> None:
         "research-lab",
     }
     assert "sk-sample-9f3e" not in repr(config)  # provider keys never in a repr
+    assert config.server == ServerSettings(  # every [server] limit, at its default
+        header_timeout_s=10.0,
+        body_timeout_s=60.0,
+        keepalive_timeout_s=5.0,
+        max_connections=1000,
+        max_header_bytes=32768,
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,6 +140,34 @@ def test_the_sample_config_loads_with_its_routes() -> None:
             "limits.url: is not a valid URL (got 'redis://…')",
         ),
         (
+            "[server]\nmax_conections = 5\n" + PROVIDER + KEY,
+            "server.max_conections: unknown setting (check its spelling)",
+        ),
+        (
+            "[server]\nheader_timeout_s = 0\n" + PROVIDER + KEY,
+            "server.header_timeout_s: must be positive (got 0.0)",
+        ),
+        (
+            '[server]\nbody_timeout_s = "30s"\n' + PROVIDER + KEY,
+            "server.body_timeout_s: must be a number (got '30s')",
+        ),
+        (
+            "[server]\nkeepalive_timeout_s = -1\n" + PROVIDER + KEY,
+            "server.keepalive_timeout_s: must be positive (got -1.0)",
+        ),
+        (
+            "[server]\nmax_connections = 0\n" + PROVIDER + KEY,
+            "server.max_connections: must be a positive integer (got 0)",
+        ),
+        (
+            "[server]\nmax_connections = 1.5\n" + PROVIDER + KEY,
+            "server.max_connections: must be an integer (got 1.5)",
+        ),
+        (
+            "[server]\nmax_header_bytes = 100\n" + PROVIDER + KEY,
+            "server.max_header_bytes: must be 1024-1048576 (got 100)",
+        ),
+        (
             "[server\n",
             "not valid TOML: Expected ']' at the end of a table declaration (at line 1, column 8)",
         ),
@@ -160,6 +196,23 @@ def test_cache_settings_default_to_the_safe_choice(tmp_path: Path) -> None:
     config = load(tmp_path, PROVIDER + KEY + "[routes.r]\ncache = true\n")
     [route] = config.routes  # type: ignore[attr-defined]
     assert (route.cache_scope, route.cache_secrets) == ("key", False)
+
+
+def test_server_limits_have_safe_defaults_and_read_from_server(tmp_path: Path) -> None:
+    """Without settings the limits are the documented defaults; [server] sets each one."""
+    assert load(tmp_path, PROVIDER + KEY).server == ServerSettings(  # type: ignore[attr-defined]
+        header_timeout_s=10.0,
+        body_timeout_s=60.0,
+        keepalive_timeout_s=5.0,
+        max_connections=1000,
+        max_header_bytes=32768,
+    )
+    limits = (
+        "[server]\nheader_timeout_s = 2\nbody_timeout_s = 3.5\nkeepalive_timeout_s = 1\n"
+        "max_connections = 50\nmax_header_bytes = 8192\n"
+    )
+    config = load(tmp_path, limits + PROVIDER + KEY)
+    assert config.server == ServerSettings(2.0, 3.5, 1.0, 50, 8192)  # type: ignore[attr-defined]
 
 
 def test_gateway_key_from_the_environment(tmp_path: Path) -> None:

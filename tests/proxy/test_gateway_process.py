@@ -4,6 +4,7 @@ its logs loaded by `aigw ingest` with exact counts, `aigw simulate`, and config 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -35,8 +36,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_proxy(config: Path, port: int) -> subprocess.Popen[str]:
+def start_proxy(config: Path, port: int, *, open_files: int | None = None) -> subprocess.Popen[str]:
+    """`aigw proxy` on ``port``, started with a soft limit of ``open_files`` when given."""
     env = {**os.environ, "TEST_PROVIDER_KEY": PROVIDER_KEY}
+
+    def limit_open_files() -> None:
+        if open_files is not None:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "proxy", "--config", str(config), "--port", str(port)],
         cwd=REPO,
@@ -44,6 +52,7 @@ def start_proxy(config: Path, port: int) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=limit_open_files,  # noqa: PLW1509 - only setrlimit, before exec
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -99,6 +108,25 @@ def test_sigterm_mid_batch_loses_no_record_and_ingest_counts_them(
     result = run_aigw("ingest", str(tmp_path / "logs"), "--db", str(db_path))
     assert result.returncode == 0, result.stderr
     assert f"rows: {ok:,} loaded, 0 duplicates, 0 rejected of {ok:,} records" in result.stdout
+
+
+def test_proxy_raises_its_open_file_soft_limit_to_the_hard_limit(tmp_path: Path) -> None:
+    """Started with a soft limit of 256 open files (below the default max_connections'
+    needs), `aigw proxy` raises it to the hard limit before serving."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip(f"the hard open-file limit ({hard}) leaves nothing to raise")
+    port = free_port()
+    with providers() as urls:
+        process = start_proxy(write_config(tmp_path, urls, ""), port, open_files=256)
+        try:
+            limits = Path(f"/proc/{process.pid}/limits").read_text()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=60)
+    line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    assert line.split()[3:5] == [str(hard), str(hard)]
+    assert process.returncode == 0
 
 
 def test_invalid_config_stops_at_start_with_file_key_and_reason(tmp_path: Path) -> None:
