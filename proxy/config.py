@@ -39,6 +39,9 @@ DLP_MODES: Final = ("off", "flag", "redact", "block")
 LIMIT_UNITS: Final = ("requests", "tokens")
 BUDGET_PERIODS: Final = ("day", "month")
 BUDGET_ACTIONS: Final = ("reject", "reroute")
+# A record holds the request body one level down, and orjson writes at most 254 levels.
+MAX_JSON_DEPTH: Final = 200
+_MAX: Final = 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,9 @@ class LogSettings:
     max_interval_s: float = 30.0
     spool_dir: str = "data/gateway-spool"
     log_bodies: bool = False
+    # records of requests refused without an accepted gateway key (401, 404), per minute
+    refusals_per_ip_per_min: int = 600
+    refusals_per_min: int = 6000
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +131,7 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     gateway: str = "default"  # the gateway name logged for the /v1 endpoints
+    max_json_depth: int = 64  # request bodies nested deeper are refused (400)
     auth_required: bool = True
     keys: Mapping[str, KeyIdentity] = field(default_factory=dict, repr=False)  # sha256 -> id
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
@@ -209,7 +216,7 @@ class _Reader:
             "",
         )
         server = self.table(data, "server", "")
-        self.unknown(server, {"host", "port", "gateway"}, "server")
+        self.unknown(server, {"host", "port", "gateway", "max_json_depth"}, "server")
         auth = self.table(data, "auth", "")
         self.unknown(auth, {"required", "keys"}, "auth")
         providers = self.providers(self.table(data, "providers", ""))
@@ -234,6 +241,7 @@ class _Reader:
             host=self.value(server, "host", "server", str, "127.0.0.1"),
             port=port,
             gateway=self.value(server, "gateway", "server", str, "default"),
+            max_json_depth=self.count(server, "max_json_depth", "server", 64, MAX_JSON_DEPTH),
             auth_required=required,
             keys=keys,
             providers=providers,
@@ -325,6 +333,12 @@ class _Reader:
                 catalog_name=self.value(entry, "catalog_name", where, str),
             )
         return providers
+
+    def count(self, data: Mapping[str, Any], key: str, where: str, default: int, most: int) -> int:
+        value = int(self.value(data, key, where, int, default))
+        if not 1 <= value <= most:
+            raise self.fail(_join(where, key), f"must be 1-{most} (got {value})")
+        return value
 
     def positive(self, data: Mapping[str, Any], key: str, where: str, default: float) -> float:
         value = float(self.value(data, key, where, float, default))
@@ -448,7 +462,8 @@ class _Reader:
     def logs(self, table: dict[str, Any]) -> LogSettings:
         where = "logs"
         allowed = {"destination", "endpoint_url", "max_records", "max_bytes", "max_interval_s"}
-        self.unknown(table, allowed | {"spool_dir", "log_bodies"}, where)
+        allowed |= {"spool_dir", "log_bodies", "refusals_per_ip_per_min", "refusals_per_min"}
+        self.unknown(table, allowed, where)
         max_records = self.value(table, "max_records", where, int, 100_000)
         max_bytes = self.value(table, "max_bytes", where, int, 5_000_000)
         if max_records <= 0 or max_bytes <= 0:
@@ -461,6 +476,8 @@ class _Reader:
             max_interval_s=self.positive(table, "max_interval_s", where, 30.0),
             spool_dir=self.value(table, "spool_dir", where, str, "data/gateway-spool"),
             log_bodies=self.value(table, "log_bodies", where, bool, False),
+            refusals_per_ip_per_min=self.count(table, "refusals_per_ip_per_min", where, 600, _MAX),
+            refusals_per_min=self.count(table, "refusals_per_min", where, 6000, _MAX),
         )
 
 
