@@ -367,6 +367,14 @@ def _cost(
     return services.pricer.cost(catalog, model, at, usage)
 
 
+def _broken_stream(err: UpstreamError | orjson.JSONEncodeError) -> str:
+    """Why a stream ended early: its provider broke off, or sent an event nested past what
+    JSON writing allows (it cannot be translated or passed on redacted)."""
+    if isinstance(err, UpstreamError):
+        return str(err)
+    return f"the provider's stream could not be passed on: {err}"
+
+
 def _usage_only(payload: bytes) -> bool:
     """An OpenAI chunk with usage and no choices: the one the gateway asked for."""
     if b'"usage"' not in payload:
@@ -450,8 +458,8 @@ async def _stream(
                 tail = dlp.process(tail) + dlp.finish()
             if tail:
                 await out.chunk(tail)
-    except UpstreamError as err:
-        status, reason = 502, str(err)
+    except (UpstreamError, orjson.JSONEncodeError) as err:
+        status, reason = 502, _broken_stream(err)
     finally:
         if status != CLIENT_CLOSED:
             response.release()

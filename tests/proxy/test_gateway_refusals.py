@@ -178,21 +178,36 @@ class _DeepProvider:
             f'"message":{{"role":"assistant","content":{content}}}}}],'
             '"usage":{"prompt_tokens":7,"completion_tokens":3}}'
         ).encode()
+        self.content_type = b"application/json"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         while (await receive()).get("more_body"):
             pass
-        headers = [(b"content-type", b"application/json")]
+        headers = [(b"content-type", self.content_type)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
 
+class _DeepStream(_DeepProvider):
+    """A provider whose answer is an Anthropic stream whose tool_use block starts with an
+    input nested ``levels`` deep."""
+
+    def __init__(self, levels: int) -> None:
+        value = '{"k":' * levels + "{}" + "}" * levels
+        block = '{"type":"tool_use","id":"t1","name":"f","input":' + value + "}"
+        start = '{"type":"content_block_start","index":0,"content_block":' + block + "}"
+        self.body = f"event: content_block_start\ndata: {start}\n\n".encode()
+        self.content_type = b"text/event-stream"
+
+
 @contextmanager
-def deep_gateway(tmp_path: Path, levels: int, routes: str = "") -> Iterator[Running]:
+def deep_gateway(
+    tmp_path: Path, levels: int, routes: str = "", provider: _DeepProvider | None = None
+) -> Iterator[Running]:
     """A gateway (bodies logged) whose every provider answers ``levels`` deep."""
-    provider = _DeepProvider(levels)
+    provider = provider or _DeepProvider(levels)
     with serve_asgi(provider, lifespan="off") as url:
         path = write_config(tmp_path, (url, url, url), routes, log_bodies=True)
         config = load_gateway_config(path, {"TEST_PROVIDER_KEY": PROVIDER_KEY})
@@ -223,3 +238,21 @@ def test_answers_too_deep_to_check_are_refused_with_502_and_logged(tmp_path: Pat
     assert (answer.status, answer.json()["error"]["message"]) == (502, message)
     [record] = read_records(gw.logs)
     assert (record["StatusCode"], record["RoutingReason"]) == (502, message)
+
+
+def test_a_stream_event_too_deep_to_translate_ends_the_stream_and_is_logged(
+    tmp_path: Path,
+) -> None:
+    """An Anthropic stream translated for an OpenAI client, whose tool input is 300 levels
+    deep, cannot be written as OpenAI JSON: the stream (already 200) ends, and its record
+    says 502 and why."""
+    with deep_gateway(tmp_path, 300, provider=_DeepStream(300)) as gw:
+        body = {**CHAT, "model": "anthropic/claude-haiku-4-5", "stream": True}
+        answer = gw.post("/v1/chat/completions", body)
+    assert (answer.status, answer.body) == (200, b"")
+    [record] = read_records(gw.logs)
+    assert (record["StatusCode"], record["Provider"], record["RoutingReason"]) == (
+        502,
+        "anthropic",
+        "the provider's stream could not be passed on: Recursion limit reached; usage estimated",
+    )
