@@ -9,10 +9,11 @@ Every attempt is one log record (``Step`` 0, 1, 2…), submitted through the req
 controls (rate limits and budgets: 429; guardrail and DLP blocks: 400) are one record too,
 and so are requests refused before them (404, 401, 405; a body that is not a JSON object or
 nests deeper than ``max_json_depth``; bad metadata or model) and a request our own code
-failed (500). Refusals without an accepted gateway key (401, 404) pass a ``RefusalGate``
-first, so that a flood of bad keys cannot flood the logs; an unknown key is logged as a
-fingerprint (``ApiKeyId`` ``sha256:`` and 8 hex digits), never as itself. ``GET /v1/models``
-answers are not logged (no provider, no tokens); its refusals are.
+failed (500). Refusals without an accepted gateway key (401, 404; with ``auth.required``
+off, every refusal before the controls) pass a ``RefusalGate`` first, so that a flood of bad
+keys cannot flood the logs; an unknown key is logged as a fingerprint (``ApiKeyId``
+``sha256:`` and 8 hex digits), never as itself. ``GET /v1/models`` answers are not logged
+(no provider, no tokens); its refusals are.
 """
 
 from __future__ import annotations
