@@ -52,6 +52,9 @@ BUDGET_PERIODS: Final = ("day", "month")
 BUDGET_ACTIONS: Final = ("reject", "reroute")
 CACHE_SCOPES: Final = ("key", "team", "shared")  # whose cached answers a request may read
 SERVER_LIMITS: Final = tuple(limit.name for limit in fields(ServerSettings))
+# A record holds the request body one level down, and orjson writes at most 254 levels.
+MAX_JSON_DEPTH: Final = 200
+_MAX: Final = 10**9
 
 
 def load_gateway_config(path: Path, environ: Mapping[str, str]) -> GatewayConfig:
@@ -118,7 +121,9 @@ class _Reader:
             "",
         )
         server = self.table(data, "server", "")
-        self.unknown(server, {"host", "port", "gateway", *SERVER_LIMITS}, "server")
+        self.unknown(
+            server, {"host", "port", "gateway", "max_json_depth", *SERVER_LIMITS}, "server"
+        )
         auth = self.table(data, "auth", "")
         self.unknown(auth, {"required", "keys"}, "auth")
         providers = self.providers(self.table(data, "providers", ""))
@@ -143,6 +148,7 @@ class _Reader:
             host=self.value(server, "host", "server", str, "127.0.0.1"),
             port=port,
             gateway=self.value(server, "gateway", "server", str, "default"),
+            max_json_depth=self.count(server, "max_json_depth", "server", 64, MAX_JSON_DEPTH),
             server=self.server(server),
             auth_required=required,
             keys=keys,
@@ -251,6 +257,12 @@ class _Reader:
                 catalog_name=self.value(entry, "catalog_name", where, str),
             )
         return providers
+
+    def count(self, data: Mapping[str, Any], key: str, where: str, default: int, most: int) -> int:
+        value = int(self.value(data, key, where, int, default))
+        if not 1 <= value <= most:
+            raise self.fail(_join(where, key), f"must be 1-{most} (got {value})")
+        return value
 
     def positive(self, data: Mapping[str, Any], key: str, where: str, default: float) -> float:
         value = float(self.value(data, key, where, float, default))
@@ -376,7 +388,8 @@ class _Reader:
     def logs(self, table: dict[str, Any]) -> LogSettings:
         where = "logs"
         allowed = {"destination", "endpoint_url", "max_records", "max_bytes", "max_interval_s"}
-        self.unknown(table, allowed | {"spool_dir", "log_bodies"}, where)
+        allowed |= {"spool_dir", "log_bodies", "refusals_per_ip_per_min", "refusals_per_min"}
+        self.unknown(table, allowed, where)
         max_records = self.value(table, "max_records", where, int, 100_000)
         max_bytes = self.value(table, "max_bytes", where, int, 5_000_000)
         if max_records <= 0 or max_bytes <= 0:
@@ -389,6 +402,8 @@ class _Reader:
             max_interval_s=self.positive(table, "max_interval_s", where, 30.0),
             spool_dir=self.value(table, "spool_dir", where, str, "data/gateway-spool"),
             log_bodies=self.value(table, "log_bodies", where, bool, False),
+            refusals_per_ip_per_min=self.count(table, "refusals_per_ip_per_min", where, 600, _MAX),
+            refusals_per_min=self.count(table, "refusals_per_min", where, 6000, _MAX),
         )
 
 

@@ -22,6 +22,10 @@ __all__ = [
     "RequestRefused",
     "Target",
     "authenticate",
+    "check_depth",
+    "deeper_than",
+    "key_fingerprint",
+    "parse_body",
     "parse_endpoint",
     "parse_metadata",
     "plan_targets",
@@ -75,8 +79,7 @@ def parse_endpoint(path: str, config: GatewayConfig) -> Endpoint:
 def authenticate(headers: Mapping[str, str], config: GatewayConfig) -> KeyIdentity | None:
     """The identity of the gateway key sent (``cf-aig-authorization``, ``Authorization``
     or ``x-api-key``); ``RequestRefused`` 401 when required and missing or unknown."""
-    token = _bearer(headers.get("cf-aig-authorization")) or _bearer(headers.get("authorization"))
-    token = token or headers.get("x-api-key")
+    token = _presented_key(headers)
     if token:
         digest = hashlib.sha256(token.encode()).hexdigest()
         for known, identity in config.keys.items():
@@ -92,10 +95,62 @@ def authenticate(headers: Mapping[str, str], config: GatewayConfig) -> KeyIdenti
     )
 
 
+def key_fingerprint(headers: Mapping[str, str]) -> str | None:
+    """An id for the gateway key a request presented, safe to log: ``"sha256:"`` and the
+    first 8 hex digits of its SHA-256 (never the key); None when it sent none."""
+    token = _presented_key(headers)
+    if not token:
+        return None
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+def _presented_key(headers: Mapping[str, str]) -> str | None:
+    token = _bearer(headers.get("cf-aig-authorization")) or _bearer(headers.get("authorization"))
+    return token or headers.get("x-api-key")
+
+
 def _bearer(value: str | None) -> str | None:
     if value and value[:7].lower() == "bearer ":
         return value[7:].strip() or None
     return None
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request body: a JSON object; ``RequestRefused`` 400 otherwise."""
+    try:
+        body = orjson.loads(raw)  # itself bounded: past 1024 levels it is a decode error
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise RequestRefused(400, "the request body must be a JSON object", "invalid_request_error")
+    return body
+
+
+def check_depth(body: dict[str, Any], max_depth: int) -> None:
+    """``RequestRefused`` 400 when ``body`` nests deeper than ``max_depth`` containers (the
+    body itself is 1)."""
+    if deeper_than(body, max_depth):
+        raise RequestRefused(
+            400,
+            f"the request body nests deeper than {max_depth} levels",
+            "invalid_request_error",
+            "too_deep",
+        )
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether a decoded JSON value nests more than ``limit`` containers deep (``{}`` and
+    ``[]`` are 1, a scalar 0). Walks with its own stack: safe at any depth."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def parse_metadata(value: str | None) -> dict[str, Any] | None:

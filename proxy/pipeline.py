@@ -6,13 +6,19 @@ providers in the route's order (failover on 429, 5xx, timeout) -> response
 
 Every attempt is one log record (``Step`` 0, 1, 2…), submitted through the request's
 ``RequestLog`` to the gateway's record sink; the client gets one response. Refusals by the
-controls (rate limits and budgets: 429; guardrail and DLP blocks: 400) are one record too;
-requests refused before them (404, 401, 405, an unreadable body, metadata or model) are not
-logged.
+controls (rate limits and budgets: 429; guardrail and DLP blocks: 400) are one record too,
+and so are requests refused before them (404, 401, 405; a body that is not a JSON object or
+nests deeper than ``max_json_depth``; bad metadata or model) and a request our own code
+failed (500). Refusals without an accepted gateway key (401, 404; with ``auth.required``
+off, every refusal before the controls) pass a ``RefusalGate`` first, so that a flood of bad
+keys cannot flood the logs; an unknown key is logged as a fingerprint (``ApiKeyId``
+``sha256:`` and 8 hex digits), never as itself. ``GET /v1/models`` answers are not logged
+(no provider, no tokens); its refusals are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -26,12 +32,15 @@ from proxy.errors import RequestRefused, StoreError, UpstreamError
 from proxy.inbound import (
     Target,
     authenticate,
+    check_depth,
+    key_fingerprint,
+    parse_body,
     parse_endpoint,
     parse_metadata,
     plan_targets,
     resolve_model,
 )
-from proxy.logs import RequestLog
+from proxy.logs import RefusalGate, RequestLog
 from proxy.policy import (
     BudgetCheck,
     Charged,
@@ -61,51 +70,85 @@ class Gateway:
 
     def __init__(self, services: Services) -> None:
         self.s = services
+        logs = services.config.logs
+        self.refusals = RefusalGate(logs.refusals_per_ip_per_min, logs.refusals_per_min)
 
     async def handle(self, request: Request, out: Responder) -> None:
+        """Answer ``request`` on ``out``; every answer to an API endpoint leaves exactly one
+        record per attempt (refusals one record), except refusals without an accepted key
+        past ``RefusalGate``'s limits."""
+        log = self._new_log(request)
         try:
-            await self._handle(request, out)
+            await self._handle(request, out, log)
         except RequestRefused as err:
+            if log.records == 0:
+                self._log_refusal(request, log, err.status, str(err))
             if not out.started:
                 await out.json(err.status, error_body(str(err), err.kind, err.code), err.headers)
+        except Exception:  # noqa: BLE001 - the edge: a bug still gets its record and a 500
+            _log.exception("request to %s failed", request.path[:200])
+            if log.records == 0:
+                self._log_refusal(request, log, 500, "internal gateway error")
+            if not out.started:
+                await out.json(500, error_body("internal gateway error", "api_error"))
 
-    async def _handle(self, request: Request, out: Responder) -> None:
+    def _new_log(self, request: Request) -> RequestLog:
+        """The request's log, before anything is known of it but its arrival."""
+        return RequestLog(
+            sink=self.s.logs,
+            ts_ns=self.s.clock(),
+            gateway=self.s.config.gateway,
+            endpoint=None,
+            requested_model=None,
+            route=None,
+            api_key_id=None,
+            metadata=None,
+            event_id=request.headers.get("cf-aig-event-id"),
+            log_bodies=self.s.config.logs.log_bodies,
+            request_bytes=request.body,
+        )
+
+    def _log_refusal(self, request: Request, log: RequestLog, status: int, reason: str) -> None:
+        """The one record of a request refused before a provider was tried. Without an
+        accepted key, records pass ``self.refusals`` first (a flood of bad keys or paths
+        cannot flood the logs); an unknown key is logged by its fingerprint, never itself."""
+        if log.api_key_id is None:
+            if status == 401:
+                log.api_key_id = key_fingerprint(request.headers)
+            if not self.refusals.allow(request.client_ip):
+                if self.refusals.left_out == 1:  # the first left out since the last summary
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(self.refusals.window_s, self.refusals.summarise)
+                return
+        log.submit_attempt(
+            step=0, provider=None, model=None, status=status, started=log.t0, reason=reason[:300]
+        )
+
+    async def _handle(self, request: Request, out: Responder, log: RequestLog) -> None:
         config = self.s.config
         if request.method == "GET" and request.path == "/v1/models":
             authenticate(request.headers, config)
             await self._models(out)
             return
         endpoint = parse_endpoint(request.path, config)
+        log.gateway, log.endpoint = endpoint.gateway, endpoint.name
         identity = authenticate(request.headers, config)
+        log.api_key_id = identity.id if identity else None
         if request.method != "POST":
             raise RequestRefused(
                 405, f"{request.method} is not allowed; use POST", "invalid_request_error"
             )
-        try:
-            body = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            body = None
-        if not isinstance(body, dict):
-            raise RequestRefused(
-                400, "the request body must be a JSON object", "invalid_request_error"
-            )
+        body = parse_body(request.body)
+        model = body.get("model")
+        log.requested_model = model if isinstance(model, str) else None
+        check_depth(body, config.max_json_depth)
         metadata = parse_metadata(request.headers.get("cf-aig-metadata"))
+        log.metadata = _safe_metadata(metadata)
         primary, route = resolve_model(endpoint, body, config)
-        ts_ns = self.s.clock()
+        log.route = route.name
         if self.s.simulated_time and SIM_TIME_HEADER in request.headers:
-            ts_ns = int(request.headers[SIM_TIME_HEADER])
-        log = RequestLog(
-            sink=self.s.logs,
-            ts_ns=ts_ns,
-            gateway=endpoint.gateway,
-            endpoint=endpoint.name,
-            requested_model=body.get("model"),
-            route=route.name,
-            api_key_id=identity.id if identity else None,
-            metadata=_safe_metadata(metadata),
-            event_id=request.headers.get("cf-aig-event-id"),
-            log_bodies=config.logs.log_bodies,
-        )
+            log.ts_ns = _simulated_time(request.headers[SIM_TIME_HEADER])
+        ts_ns = log.ts_ns
         estimate = estimate_tokens(request_texts(body))
         targets = plan_targets(primary, route, endpoint, config)
         try:
@@ -264,6 +307,15 @@ class Gateway:
             {"id": model, "object": "model", "owned_by": model.split("/")[0]} for model in models
         ]
         await out.json(200, {"object": "list", "data": data})
+
+
+def _simulated_time(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise RequestRefused(
+            400, f"{SIM_TIME_HEADER} must be unixnano", "invalid_request_error"
+        ) from None
 
 
 def _rate_limited(denied: Denied) -> RequestRefused:

@@ -8,6 +8,7 @@ record (status 499, usage as far as known, else estimated).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from models.request_pricing import Usage
 from proxy.cache_policy import holds_secret
 from proxy.config import RouteSettings
 from proxy.errors import StoreError, UpstreamError
-from proxy.inbound import Endpoint, Target
+from proxy.inbound import Endpoint, Target, deeper_than
 from proxy.logs import RequestLog, new_log_id
 from proxy.policy import StreamDlp, check_response, evaluate, inspect_response
 from proxy.providers import (
@@ -194,7 +195,12 @@ async def deliver(
     served = reported if isinstance(reported, str) else target.model
     outgoing: Any = parsed
     content_type = response.content_type
-    if exchange.translating(target):
+    limit = services.config.max_json_depth
+    deep = deeper_than(parsed, limit)  # passed on unread, and logged by its hash only
+    refusal: dict[str, Any] | str | None = None
+    if deep and (exchange.translating(target) or _inspects(exchange.route)):
+        refusal = f"the provider's answer nests deeper than {limit} levels: it cannot be checked"
+    elif exchange.translating(target):
         outgoing = (
             openai_response(parsed, usage, served)
             if status == 200 and isinstance(parsed, dict)
@@ -203,11 +209,8 @@ async def deliver(
         data = orjson.dumps(outgoing)
         content_type = "application/json"
         served = target.model
-    refusal = (
-        _check_response(exchange, outgoing)
-        if status == 200 and isinstance(outgoing, dict)
-        else None
-    )
+    if status == 200 and isinstance(outgoing, dict) and not deep:
+        refusal = _check_response(exchange, outgoing)
     if isinstance(refusal, dict):
         outgoing = refusal
         data = orjson.dumps(refusal)
@@ -224,9 +227,8 @@ async def deliver(
             reason=refusal,
             log_id=log_id,
         )
-        await out.json(
-            502, error_body(refusal, "content_policy_blocked", "content_policy_violation")
-        )
+        kind = "upstream_error" if deep else "content_policy_blocked"
+        await out.json(502, error_body(refusal, kind, "content_policy_violation"))
         return Answer(usage, cost)
     cost = _cost(services, exchange, target, served, usage) if status < 400 else None
     await out.raw(status, data, content_type, _headers(exchange, log_id, attempt.step, "MISS"))
@@ -242,7 +244,7 @@ async def deliver(
         started=attempt.started,
         usage=usage,
         cost=cost,
-        response_body=_logged(exchange, outgoing),
+        response_body=_too_deep(data, limit) if deep else _logged(exchange, outgoing),
         response_bytes=data,
         reason=exchange.reason,
         log_id=log_id,
@@ -330,6 +332,19 @@ def _check_response(exchange: Exchange, body: dict[str, Any]) -> dict[str, Any] 
     return result
 
 
+def _inspects(route: RouteSettings) -> bool:
+    """Whether answers on ``route`` are read by response guardrails or DLP."""
+    return (route.guardrails != "off" and route.guardrail_responses) or (
+        route.dlp != "off" and route.dlp_responses
+    )
+
+
+def _too_deep(data: bytes, limit: int) -> dict[str, Any]:
+    """What a record holds instead of an answer nested past ``limit`` (a record cannot)."""
+    digest = hashlib.sha256(data).hexdigest()
+    return {"omitted": f"nested deeper than {limit} levels", "sha256": digest}
+
+
 def _logged(exchange: Exchange, body: Any) -> Any:
     """The response body for the log: always DLP-redacted (only kept with log_bodies)."""
     if not exchange.log.log_bodies or not isinstance(body, dict):
@@ -356,6 +371,14 @@ def _cost(
     catalog = target.provider.catalog_name or target.provider.name
     at = datetime.fromtimestamp(exchange.log.ts_ns / 1e9, UTC)
     return services.pricer.cost(catalog, model, at, usage)
+
+
+def _broken_stream(err: UpstreamError | orjson.JSONEncodeError) -> str:
+    """Why a stream ended early: its provider broke off, or sent an event nested past what
+    JSON writing allows (it cannot be translated or passed on redacted)."""
+    if isinstance(err, UpstreamError):
+        return str(err)
+    return f"the provider's stream could not be passed on: {err}"
 
 
 def _usage_only(payload: bytes) -> bool:
@@ -441,8 +464,8 @@ async def _stream(
                 tail = dlp.process(tail) + dlp.finish()
             if tail:
                 await out.chunk(tail)
-    except UpstreamError as err:
-        status, reason = 502, str(err)
+    except (UpstreamError, orjson.JSONEncodeError) as err:
+        status, reason = 502, _broken_stream(err)
     finally:
         if status != CLIENT_CLOSED:
             response.release()

@@ -102,6 +102,9 @@ class LogSettings:
     max_interval_s: float = 30.0
     spool_dir: str = "data/gateway-spool"
     log_bodies: bool = False
+    # records of requests refused without an accepted gateway key (401, 404), per minute
+    refusals_per_ip_per_min: int = 600
+    refusals_per_min: int = 6000
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,7 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     gateway: str = "default"  # the gateway name logged for the /v1 endpoints
+    max_json_depth: int = 64  # request bodies nested deeper are refused (400)
     server: ServerSettings = field(default_factory=ServerSettings)
     auth_required: bool = True
     keys: Mapping[str, KeyIdentity] = field(default_factory=dict, repr=False)  # sha256 -> id

@@ -6,7 +6,7 @@ Two kinds of sink: a ``RecordSink`` takes records one at a time (the ``LogWriter
 gateway's); a ``LogSink`` stores finished objects (``LocalFolderSink``, ``S3Sink``).
 """
 
-from proxy.logs.record import RecordSink, RequestLog, new_log_id
+from proxy.logs.record import RecordSink, RefusalGate, RequestLog, new_log_id
 from proxy.logs.sinks import LocalFolderSink, LogSink, S3Sink, open_sink
 from proxy.logs.writer import LogWriter, WriterSettings, WriterStats, batch_key
 
@@ -15,6 +15,7 @@ __all__ = [
     "LogSink",
     "LogWriter",
     "RecordSink",
+    "RefusalGate",
     "RequestLog",
     "S3Sink",
     "WriterSettings",

@@ -19,15 +19,19 @@ gateway's ``RecordSink`` (its ``LogWriter``); every attempt, refusal or cache hi
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core import logpush
 from models.request_pricing import Usage
 
-__all__ = ["RecordSink", "RequestLog", "new_log_id"]
+__all__ = ["RecordSink", "RefusalGate", "RequestLog", "new_log_id"]
+
+_log = logging.getLogger("aigw.proxy")
 
 
 class RecordSink(Protocol):
@@ -57,9 +61,9 @@ class RequestLog:
 
     sink: RecordSink
     gateway: str
-    endpoint: str
+    endpoint: str | None  # None until known (a request refused for its path)
     requested_model: str | None
-    route: str
+    route: str | None
     api_key_id: str | None
     metadata: dict[str, Any] | None
     event_id: str | None
@@ -73,6 +77,7 @@ class RequestLog:
     cache_key_hash: str | None = None
     request_body: Any = None  # what went upstream (redacted when DLP redacts)
     request_bytes: bytes = b""
+    records: int = 0  # submitted so far
 
     def submit_attempt(
         self,
@@ -142,4 +147,55 @@ class RequestLog:
                 record[logpush.REQUEST_SHA256] = hashlib.sha256(self.request_bytes).hexdigest()
             if response_bytes:
                 record[logpush.RESPONSE_SHA256] = hashlib.sha256(response_bytes).hexdigest()
+        self.records += 1
         self.sink.submit(record)
+
+
+class RefusalGate:
+    """How many records of refused requests without an accepted gateway key are kept: at
+    most ``per_ip`` per client IP and ``overall`` in all per window of ``window_s`` seconds
+    (``clock``: monotonic seconds). The rest are counted; ``summarise`` puts one warning
+    line on the ``aigw.proxy`` log saying how many were left out. Not thread-safe: one
+    event loop."""
+
+    def __init__(
+        self,
+        per_ip: int,
+        overall: int,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_ip = per_ip
+        self.overall = overall
+        self.window_s = window_s
+        self._clock = clock
+        self._start = clock()
+        self._kept: dict[str | None, int] = {}  # per client IP, this window
+        self._kept_all = 0
+        self.left_out = 0  # since the last summary
+
+    def allow(self, client_ip: str | None) -> bool:
+        """Whether to keep the record of one more refusal from ``client_ip``."""
+        now = self._clock()
+        if now - self._start >= self.window_s:
+            self._start, self._kept, self._kept_all = now, {}, 0
+        kept = self._kept.get(client_ip, 0)
+        if kept >= self.per_ip or self._kept_all >= self.overall:
+            self.left_out += 1
+            return False
+        self._kept[client_ip] = kept + 1
+        self._kept_all += 1
+        return True
+
+    def summarise(self) -> None:
+        """Log how many records were left out since the last summary (nothing if none)."""
+        if self.left_out:
+            _log.warning(
+                "%d records of refused unauthenticated requests left out (limits: %d per "
+                "client IP, %d in all, per %g s)",
+                self.left_out,
+                self.per_ip,
+                self.overall,
+                self.window_s,
+            )
+            self.left_out = 0

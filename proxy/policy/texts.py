@@ -25,7 +25,9 @@ Responses (whole bodies and single SSE events)
 Tool arguments are model-written too: a secret or a jailbreak can travel in them. A whole
 ``arguments`` string that parses as JSON has its string values mapped, each as
 ``"key: value"`` when it sits under a key (the JSON stays valid); a fragment (a stream
-delta) or a non-JSON string is mapped as one text.
+delta) or a non-JSON string is mapped as one text, and so is one nested deeper than
+``MAX_ARGUMENT_DEPTH``. Nothing here recurses on the input: a body of any depth is walked
+with an explicit stack.
 
 Texts come out in document order. The ``map_*`` functions return a new body and never
 mutate their input: containers on the path to a text are shallow-copied, everything else
@@ -36,10 +38,11 @@ functions; safe from any thread.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
 __all__ = [
+    "MAX_ARGUMENT_DEPTH",
     "map_arguments",
     "map_request_texts",
     "map_response_texts",
@@ -48,6 +51,9 @@ __all__ = [
 ]
 
 TextFn = Callable[[str], str]
+
+#: Tool ``arguments`` nested deeper than this are one text (their JSON is not rebuilt).
+MAX_ARGUMENT_DEPTH: Final = 64
 
 # Block types whose "text" field is prose: OpenAI chat parts, Anthropic blocks,
 # Responses API input and output parts.
@@ -222,7 +228,10 @@ def map_arguments(arguments: str, fn: TextFn) -> str:
         )
     except (ValueError, RecursionError):
         return fn(arguments)
-    mapped = _map_json(parsed, fn)
+    try:
+        mapped = _map_json(parsed, fn, max_depth=MAX_ARGUMENT_DEPTH)
+    except _TooDeep:
+        return fn(arguments)
     return arguments if mapped == parsed else _dump(mapped)
 
 
@@ -244,27 +253,83 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)  # str, bool, None
 
 
-def _map_json(value: Any, fn: TextFn) -> Any:
+def _map_json(value: Any, fn: TextFn, max_depth: int | None = None) -> Any:
     """Every string (values, and keys) in a decoded JSON value (``json.loads``, or
     ``map_arguments``'s decoding) mapped, in document order.
 
     A string under a key is mapped as ``"key: value"`` so that what the key says counts
     (``{"password": "…"}`` is a password assignment). Keys are mapped too: only when the
-    text of a pair changed there, or alone when their value is not a string."""
-    if isinstance(value, str):
-        return value if isinstance(value, _Number) else fn(value)
+    text of a pair changed there, or alone when their value is not a string.
+
+    Walks with its own stack, not by recursion, so any depth is safe; ``_TooDeep`` when the
+    value nests deeper than ``max_depth`` containers (when given)."""
+    if not isinstance(value, dict | list):
+        return _map_scalar(value, fn)
+    root, entries = _open(value)
+    stack = [(root, entries)]
+    while stack:
+        out, entries = stack[-1]
+        for entry in entries:
+            child = _put(out, entry, fn)
+            if child is not None:
+                if max_depth is not None and len(stack) >= max_depth:
+                    raise _TooDeep
+                stack.append(child)
+                break  # the child first: texts come out in document order
+        else:
+            stack.pop()
+    return root
+
+
+class _TooDeep(Exception):
+    """A JSON value nests deeper than the walk allows."""
+
+
+_Frame = tuple[Any, Iterator[Any]]
+
+
+def _open(value: dict[str, Any] | list[Any]) -> _Frame:
+    """An empty copy of a container, and its entries to map into it."""
     if isinstance(value, _Pairs):
-        return _Pairs(_map_pair(str(k), v, fn) for k, v in value)
+        return _Pairs(), iter(value)
     if isinstance(value, dict):
-        return dict(_map_pair(str(k), v, fn) for k, v in value.items())
-    if isinstance(value, list):
-        return [_map_json(item, fn) for item in value]
+        return {}, iter(value.items())
+    return [], iter(value)
+
+
+def _put(out: Any, entry: Any, fn: TextFn) -> _Frame | None:
+    """Map one entry (an item, or a key and value) into ``out``; a container is added empty
+    and returned as the next frame to fill."""
+    if isinstance(out, list) and not isinstance(out, _Pairs):
+        if isinstance(entry, dict | list):
+            opened = _open(entry)
+            out.append(opened[0])
+            return opened
+        out.append(_map_scalar(entry, fn))
+        return None
+    key, item = entry
+    frame: _Frame | None = None
+    if isinstance(item, str) and not isinstance(item, _Number):
+        key, item = _map_pair(str(key), item, fn)
+    else:
+        key = fn(str(key))
+        if isinstance(item, dict | list):
+            frame = _open(item)
+            item = frame[0]
+    if isinstance(out, _Pairs):
+        out.append((key, item))
+    else:
+        out[key] = item
+    return frame
+
+
+def _map_scalar(value: Any, fn: TextFn) -> Any:
+    if isinstance(value, str) and not isinstance(value, _Number):
+        return fn(value)
     return value
 
 
-def _map_pair(key: str, value: Any, fn: TextFn) -> tuple[str, Any]:
-    if not isinstance(value, str) or isinstance(value, _Number):
-        return fn(key), _map_json(value, fn)
+def _map_pair(key: str, value: str, fn: TextFn) -> tuple[str, str]:
     prefix = f"{key}: "
     mapped = fn(prefix + value)
     if mapped.startswith(prefix):

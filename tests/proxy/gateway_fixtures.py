@@ -202,3 +202,18 @@ def gateway(
         app = GatewayApp(config)
         with run_server(gateway_server(app, config.server, "127.0.0.1", 0)) as url:
             yield Running(url, *urls, logs=tmp / "logs")
+
+
+@contextmanager
+def edited_gateway(tmp: Path, edits: dict[str, str]) -> Iterator[Running]:
+    """Providers and a gateway whose gateway.toml has, for each ``after: line`` of ``edits``,
+    ``line`` added after the base config's line ``after`` (in the table it belongs to)."""
+    with providers() as urls:
+        path = write_config(tmp, urls, "")
+        text = path.read_text()
+        for after, line in edits.items():
+            text = text.replace(after, f"{after}\n{line}", 1)
+        path.write_text(text)
+        config = load_gateway_config(path, {"TEST_PROVIDER_KEY": PROVIDER_KEY})
+        with serve_asgi(GatewayApp(config), lifespan="on") as url:
+            yield Running(url, *urls, logs=tmp / "logs")

@@ -229,3 +229,32 @@ def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(GatewayConfigError) as info:
         load_gateway_config(tmp_path / "none.toml", {})
     assert str(info.value) == f"{tmp_path / 'none.toml'}: no such file; pass --config"
+
+
+def test_json_depth_and_refusal_record_limits_have_defaults(tmp_path: Path) -> None:
+    """Unset: bodies up to 64 levels; 600 refusal records per client IP, 6000 in all, a minute."""
+    config = load(tmp_path, PROVIDER + KEY)
+    assert config.max_json_depth == 64  # type: ignore[attr-defined]
+    logs = config.logs  # type: ignore[attr-defined]
+    assert (logs.refusals_per_ip_per_min, logs.refusals_per_min) == (600, 6000)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nmax_json_depth = 0\n", "server.max_json_depth: must be 1-200 (got 0)"),
+        ("[server]\nmax_json_depth = 201\n", "server.max_json_depth: must be 1-200 (got 201)"),
+        (
+            '[server]\nmax_json_depth = "64"\n',
+            "server.max_json_depth: must be an integer (got '64')",
+        ),
+        ("[server]\nmax_depth = 64\n", "server.max_depth: unknown setting (check its spelling)"),
+        (
+            "[logs]\nrefusals_per_ip_per_min = 0\n",
+            "logs.refusals_per_ip_per_min: must be 1-1000000000 (got 0)",
+        ),
+    ],
+)
+def test_json_depth_and_refusal_limits_are_checked(tmp_path: Path, text: str, message: str) -> None:
+    """Out of range, of the wrong type or misspelt: one line naming the key."""
+    assert error_of(tmp_path, PROVIDER + KEY + text) == message

@@ -294,7 +294,8 @@ def test_last_provider_error_reaches_the_client(tmp_path: Path) -> None:
 
 
 def test_metadata_and_event_id_travel_into_the_log(tmp_path: Path) -> None:
-    """cf-aig-metadata (first five entries) and cf-aig-event-id are logged; bad metadata: 400."""
+    """cf-aig-metadata (first five entries) and cf-aig-event-id are logged; bad metadata: 400,
+    logged without it."""
     metadata = {"team": "a", "user": "ana", "agent": "bot", "n": 3, "ok": True, "sixth": "dropped"}
     with gateway(tmp_path) as gw:
         good = gw.post(
@@ -305,7 +306,12 @@ def test_metadata_and_event_id_travel_into_the_log(tmp_path: Path) -> None:
         bad = gw.post("/v1/chat/completions", CHAT, headers={"cf-aig-metadata": '{"a": {"b": 1}}'})
     assert (good.status, bad.status) == (200, 400)
     assert "cf-aig-metadata entry 'a'" in bad.json()["error"]["message"]
-    [record] = read_records(gw.logs)
+    record, refused = read_records(gw.logs)
+    assert (refused["StatusCode"], refused["Metadata"], refused["ApiKeyId"]) == (
+        400,
+        None,
+        "team-a",
+    )
     assert record["Metadata"] == {"team": "a", "user": "ana", "agent": "bot", "n": 3, "ok": True}
     assert record["EventId"] == "e-1"
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from proxy.policy.texts import map_request_texts, map_response_texts, request_texts, response_texts
+from proxy.policy.texts import (
+    MAX_ARGUMENT_DEPTH,
+    map_arguments,
+    map_request_texts,
+    map_response_texts,
+    request_texts,
+    response_texts,
+)
 
 OPENAI_CHAT: dict[str, Any] = {
     "model": "gpt-4o-mini",
@@ -270,3 +277,27 @@ def test_malformed_tool_shapes_are_left_alone() -> None:
     assert map_response_texts(odd, str.upper)["choices"][0]["message"]["tool_calls"] == {
         "not": "a list"
     }
+
+
+def test_tool_input_of_any_depth_is_walked_without_recursion() -> None:
+    """A tool_use input 5000 levels deep: its texts come out (the walk keeps its own stack)."""
+    value: dict[str, Any] = {"password": "hunter2"}
+    for _ in range(4999):
+        value = {"k": value}
+    body = {"messages": [{"role": "assistant", "content": [{"type": "tool_use", "input": value}]}]}
+    assert request_texts(body) == ["k"] * 4999 + ["password: hunter2"]
+    mapped = map_request_texts(body, str.upper)["messages"][0]["content"][0]["input"]
+    for _ in range(4999):
+        mapped = mapped["K"]
+    assert mapped == {"PASSWORD": "HUNTER2"}
+
+
+def test_arguments_nested_past_the_bound_are_one_text() -> None:
+    """Tool arguments deeper than MAX_ARGUMENT_DEPTH (and past the parser's own bound) are
+    mapped as one string, not rebuilt."""
+    arguments = "[" * (MAX_ARGUMENT_DEPTH + 1) + '"a@b.io"' + "]" * (MAX_ARGUMENT_DEPTH + 1)
+    assert map_arguments(arguments, str.upper) == arguments.upper()
+    within = "[" * MAX_ARGUMENT_DEPTH + '"a@b.io"' + "]" * MAX_ARGUMENT_DEPTH
+    assert map_arguments(within, str.upper) == within.upper()
+    very = "[" * 5000 + "]" * 5000
+    assert map_arguments(very, lambda t: t[:3]) == "[[["

@@ -1,0 +1,134 @@
+"""The logging invariant, fuzzed: every request to the real gateway (uvicorn, simulated
+providers on 127.0.0.1) that gets a status line leaves exactly one record, with that status,
+and no request shape gets a 500. Counted per request by its ``cf-aig-event-id``."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.proxy.gateway_fixtures import GATEWAY_KEYS, edited_gateway, read_records, request
+
+PATHS = [
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/edge/openai/chat/completions",
+    "/edge/anthropic/v1/messages",
+    "/edge/nobody/chat/completions",
+    "/v1/models",
+]
+MODELS = [
+    "gpt-4o-mini",
+    "claude-haiku-4-5",
+    "anthropic/claude-haiku-4-5",
+    "openai/gpt-4o-mini",
+    "nobody/x",
+    "",
+    5,
+    None,
+    {"nested": ["model"]},
+]
+# Every refusal is kept: the invariant, not the flood limit, is under test here.
+NO_FLOOD_LIMIT = {"max_interval_s = 3600": "refusals_per_ip_per_min = 1000000"}
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> bytes:
+    """A request body: a plausible chat, messages or embeddings body (maybe streamed, maybe
+    with odd fields), any JSON, JSON nested up to 1500 levels, or bytes that are not JSON."""
+    kind = draw(st.sampled_from(["chat", "messages", "embeddings", "any", "deep", "bytes"]))
+    model = draw(st.sampled_from(MODELS))
+    if kind == "chat":
+        content = draw(st.text(max_size=40) | json_values)
+        body: Any = {"model": model, "messages": [{"role": "user", "content": content}]}
+        if draw(st.booleans()):
+            body["stream"] = True
+        return orjson.dumps(body)
+    if kind == "messages":
+        block = {"type": "tool_use", "id": "t", "name": "f", "input": draw(json_values)}
+        body = {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": [block]}]}
+        return orjson.dumps(body)
+    if kind == "embeddings":
+        return orjson.dumps({"model": model, "input": draw(st.text(max_size=20) | json_values)})
+    if kind == "any":
+        return orjson.dumps(draw(json_values))
+    if kind == "deep":
+        levels = draw(st.integers(min_value=1, max_value=1500))
+        inner = draw(st.sampled_from(['"x"', "{}", "[]", '{"a":"b"}']))
+        value = "[" * levels + inner + "]" * levels
+        return f'{{"model":"gpt-4o-mini","messages":{value}}}'.encode()
+    return draw(st.binary(max_size=40))
+
+
+requests = st.fixed_dictionaries(
+    {
+        "method": st.sampled_from(["POST"] * 8 + ["GET", "PUT"]),
+        "path": st.integers(0, 9).flatmap(
+            lambda n: (
+                st.from_regex(r"/[a-z0-9/._-]{0,24}", fullmatch=True)
+                if n == 9
+                else st.sampled_from(PATHS)
+            )
+        ),
+        "key": st.sampled_from([GATEWAY_KEYS["team-a"]] * 4 + ["wrong-key", None]),
+        "metadata": st.sampled_from([None] * 4 + ['{"team": "a"}', '{"a": {"b": 1}}', "not"]),
+        "body": bodies(),
+    }
+)
+
+
+def test_every_answered_request_has_exactly_one_record(tmp_path: Path) -> None:
+    """60 fuzzed requests: one record each, carrying the status the client got; no 500."""
+    numbers = itertools.count()
+    sent: dict[str, tuple[str, str, int]] = {}
+
+    with edited_gateway(tmp_path, NO_FLOOD_LIMIT) as gw:
+
+        @settings(
+            max_examples=60,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
+        @given(requests)
+        def one_request(shape: dict[str, Any]) -> None:
+            event_id = f"fuzz-{next(numbers)}"
+            headers = {"content-type": "application/json", "cf-aig-event-id": event_id}
+            if shape["key"] is not None:
+                headers["authorization"] = f"Bearer {shape['key']}"
+            if shape["metadata"] is not None:
+                headers["cf-aig-metadata"] = shape["metadata"]
+            answer = request(gw.url, shape["method"], shape["path"], shape["body"], headers)
+            assert answer.status != 500, (shape, answer.body)
+            sent[event_id] = (shape["method"], shape["path"], answer.status)
+
+        one_request()
+
+    per_request = Counter(record.get("EventId") for record in read_records(gw.logs))
+    statuses = {r.get("EventId"): r["StatusCode"] for r in read_records(gw.logs)}
+    for event_id, (method, path, status) in sent.items():
+        if (method, path, status) == ("GET", "/v1/models", 200):
+            assert per_request[event_id] == 0, event_id  # the model list is not logged
+            continue
+        assert (per_request[event_id], statuses.get(event_id)) == (1, status), (event_id, path)
+    assert len(sent) >= 60
