@@ -24,7 +24,7 @@ from proxy.providers import Upstream, forwarded_headers
 from proxy.services import Services
 from proxy.serving import gateway_server, raise_open_file_limit, serve_until_signal
 from proxy.stores import open_cache, open_counter, open_rate_limiter
-from proxy.wire import Receive, Responder, Scope, Send, error_body, read_request
+from proxy.wire import Receive, Responder, Scope, Send, error_body, read_request, request_head
 
 __all__ = ["GatewayApp", "create_gateway_app", "run_gateway"]
 
@@ -65,11 +65,12 @@ class GatewayApp:
             )
             forwarded_headers(request.headers)  # refuse before any provider is called
         except BodyTooLarge:
-            await out.json(
-                413, error_body("request body too large (32 MiB max)", "invalid_request_error")
-            )
+            message = "request body too large (32 MiB max)"
+            self.gateway.log_early_refusal(request_head(scope), 413, message)
+            await out.json(413, error_body(message, "invalid_request_error"))
             return
         except RequestRefused as err:
+            self.gateway.log_early_refusal(request_head(scope), err.status, str(err))
             # the rest of a body that timed out is never read: the connection cannot be reused
             close = [("connection", "close")] if isinstance(err, BodyTimeout) else []
             await out.json(err.status, error_body(str(err), err.kind, err.code), close)

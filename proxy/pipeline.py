@@ -92,6 +92,11 @@ class Gateway:
             if not out.started:
                 await out.json(500, error_body("internal gateway error", "api_error"))
 
+    def log_early_refusal(self, request: Request, status: int, reason: str) -> None:
+        """The one record of a request refused while its body was read (413, a body that
+        timed out, an unsendable header): ``request`` is its head, with an empty body."""
+        self._log_refusal(request, self._new_log(request), status, reason)
+
     def _new_log(self, request: Request) -> RequestLog:
         """The request's log, before anything is known of it but its arrival."""
         return RequestLog(

@@ -7,6 +7,7 @@ responder notices a client that went away mid-stream: ``chunk`` returns False.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -45,6 +46,12 @@ async def read_request(scope: Scope, receive: Receive, *, timeout_s: float) -> R
             body = await _read_body(receive)
     except TimeoutError:
         raise BodyTimeout(timeout_s) from None
+    return dataclasses.replace(request_head(scope), body=body)
+
+
+def request_head(scope: Scope) -> Request:
+    """The request as its head describes it, with an empty body (for a refusal that
+    happened before the body was read whole)."""
     headers = {
         name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
     }
@@ -53,7 +60,7 @@ async def read_request(scope: Scope, receive: Receive, *, timeout_s: float) -> R
         method=scope["method"],
         path=scope["path"],
         headers=headers,
-        body=body,
+        body=b"",
         client_ip=client[0] if client else None,
     )
 

@@ -4,6 +4,8 @@ accepted key up to the configured limit). Real gateway, simulated providers on 1
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -256,3 +258,37 @@ def test_a_stream_event_too_deep_to_translate_ends_the_stream_and_is_logged(
         "anthropic",
         "the provider's stream could not be passed on: Recursion limit reached; usage estimated",
     )
+
+
+def _oversized_post(url: str, size: int, event_id: str) -> bytes:
+    """POST ``size`` bytes of body on a raw socket (the gateway may answer before it has
+    read them all) and return the status line."""
+    host, port = url.removeprefix("http://").split(":")
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\n"
+        f"authorization: Bearer {GATEWAY_KEYS['team-a']}\r\ncf-aig-event-id: {event_id}\r\n"
+        f"content-type: application/json\r\ncontent-length: {size}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head)
+        chunk = b" " * (1 << 20)
+        sent = 0
+        with contextlib.suppress(OSError):  # the gateway may close once it has answered
+            while sent < size:
+                sock.sendall(chunk[: size - sent])
+                sent += len(chunk)
+        return sock.recv(65536).split(b"\r\n", 1)[0]
+
+
+def test_a_body_over_the_size_limit_is_refused_with_413_and_logged(tmp_path: Path) -> None:
+    """A body past 32 MiB gets 413 and one record (StatusCode 413, the reason, no provider)."""
+    with gateway(tmp_path) as gw:
+        status_line = _oversized_post(gw.url, 32 * 1024 * 1024 + 1, "big-1")
+        served = gw.post("/v1/chat/completions", CHAT, headers={"cf-aig-event-id": "ok-1"})
+    assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
+    assert served.status == 200
+    records = read_records(gw.logs)
+    summary = [(r.get("EventId"), r["StatusCode"], r["Provider"]) for r in records]
+    assert summary == [("big-1", 413, None), ("ok-1", 200, "openai")]
+    assert records[0]["RoutingReason"] == "request body too large (32 MiB max)"
+    loadable(records)
