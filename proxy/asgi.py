@@ -101,6 +101,7 @@ class GatewayApp:
                 max_records=logs.max_records,
                 max_bytes=logs.max_bytes,
                 max_interval_s=logs.max_interval_s,
+                sync_interval_s=logs.sync_interval_s,
                 spool_dir=Path(logs.spool_dir),
             ),
         )

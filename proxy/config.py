@@ -388,6 +388,7 @@ class _Reader:
     def logs(self, table: dict[str, Any]) -> LogSettings:
         where = "logs"
         allowed = {"destination", "endpoint_url", "max_records", "max_bytes", "max_interval_s"}
+        allowed.add("sync_interval_s")
         allowed |= {"spool_dir", "log_bodies", "refusals_per_ip_per_min", "refusals_per_min"}
         self.unknown(table, allowed, where)
         max_records = self.value(table, "max_records", where, int, 100_000)
@@ -400,6 +401,7 @@ class _Reader:
             max_records=max_records,
             max_bytes=max_bytes,
             max_interval_s=self.positive(table, "max_interval_s", where, 30.0),
+            sync_interval_s=self.positive(table, "sync_interval_s", where, 0.2),
             spool_dir=self.value(table, "spool_dir", where, str, "data/gateway-spool"),
             log_bodies=self.value(table, "log_bodies", where, bool, False),
             refusals_per_ip_per_min=self.count(table, "refusals_per_ip_per_min", where, 600, _MAX),

@@ -100,6 +100,7 @@ class LogSettings:
     max_records: int = 100_000
     max_bytes: int = 5_000_000
     max_interval_s: float = 30.0
+    sync_interval_s: float = 0.2  # records are fsynced to the journal within this
     spool_dir: str = "data/gateway-spool"
     log_bodies: bool = False
     # records of requests refused without an accepted gateway key (401, 404), per minute

@@ -9,6 +9,11 @@ layout Logpush uses and ``aigw ingest`` reads. A batch is cut at ``max_records``
 records, before it would pass ``max_bytes`` of uncompressed NDJSON, or
 ``max_interval_s`` after its first record was submitted, whichever comes first.
 
+Durability: the thread appends each record's line to the open batch's journal file and
+fsyncs it within ``sync_interval_s`` of the record's submission (``proxy.logs.journal``);
+a gateway killed with SIGKILL, or a power loss, loses no record submitted longer ago than
+that: the next start uploads the journal's batch under the same object key.
+
 Delivery: an upload is tried ``upload_attempts`` times with backoff; a batch
 that still fails is written to ``spool_dir/<key>`` and sent again at ``start()``,
 at every ``flush()`` and every ``max_interval_s`` until it goes through. Nothing
@@ -27,21 +32,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from isal import isal_zlib
 
 from core import logpush
 from core.files import write_atomic
 from proxy.errors import LogSinkError, ProxyError
+from proxy.logs.batch import Batch, as_text, batch_key, stamp_of
+from proxy.logs.journal import Journal
 from proxy.logs.sinks import LogSink
 
 __all__ = ["LogWriter", "WriterSettings", "WriterStats", "batch_key"]
 
 _log = logging.getLogger(__name__)
 
-_GZIP_LEVEL = 2  # ISA-L level 2: ~600 MB/s on 5 MB batches, same size as zlib level 6 (44 MB/s)
-_GZIP_WBITS = 31  # a gzip container (mtime 0)
 _DRAIN_AT = 512  # queued records that wake the thread: bounds the dicts held between drains
-_COMPRESS_EVERY = 64  # lines joined per compressor call (one call per line costs 2x)
 _JSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 _SPOOL_SUFFIX = logpush.OBJECT_SUFFIX
 
@@ -62,12 +65,13 @@ class WriterSettings:
     spool_dir: Path = Path("data/gateway-spool")
     upload_attempts: int = 3
     retry_backoff_s: tuple[float, ...] = (0.2, 1.0)
+    sync_interval_s: float = 0.2  # a record is fsynced to the journal within this
 
     def __post_init__(self) -> None:
         if self.max_records < 1 or self.max_bytes < 1 or self.upload_attempts < 1:
             raise ProxyError("log writer limits must be at least 1 (records, bytes, attempts)")
-        if self.max_interval_s <= 0:
-            raise ProxyError("log writer max_interval_s must be more than 0 seconds")
+        if self.max_interval_s <= 0 or self.sync_interval_s <= 0:
+            raise ProxyError("log writer intervals must be more than 0 seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,53 +93,6 @@ class WriterStats:
     files_spooled: int = 0
     upload_failures: int = 0
     spooled_pending: int = 0
-
-
-class _Batch:
-    """One object being built: NDJSON lines streamed into a gzip compressor.
-
-    ``opened`` is monotonic seconds; ``first_ns``/``last_ns`` the earliest and
-    latest record times (unixnano); ``size`` the uncompressed bytes so far.
-    """
-
-    __slots__ = ("_gzip", "_lines", "_parts", "first_ns", "last_ns", "opened", "records", "size")
-
-    def __init__(self, opened: float, stamp: int) -> None:
-        self.opened = opened
-        self.first_ns = self.last_ns = stamp
-        self.records = 0
-        self.size = 0
-        self._lines: list[bytes] = []
-        self._parts: list[bytes] = []
-        self._gzip = isal_zlib.compressobj(_GZIP_LEVEL, isal_zlib.DEFLATED, _GZIP_WBITS)
-
-    def add(self, line: bytes, stamp: int) -> None:
-        self.first_ns = min(self.first_ns, stamp)
-        self.last_ns = max(self.last_ns, stamp)
-        self.records += 1
-        self.size += len(line)
-        self._lines.append(line)
-        if len(self._lines) >= _COMPRESS_EVERY:
-            self._parts.append(self._gzip.compress(b"".join(self._lines)))
-            self._lines.clear()
-
-    def finish(self) -> bytes:
-        """The whole gzip object (call once)."""
-        self._parts.append(self._gzip.compress(b"".join(self._lines)))
-        self._parts.append(self._gzip.flush())
-        self._lines.clear()
-        return b"".join(self._parts)
-
-
-def batch_key(prefix: str, first_ns: int, last_ns: int, token: str) -> str:
-    """``prefix/YYYYMMDD/{start}_{end}_{token}.log.gz``, times in compact UTC (Logpush's
-    layout, ``core.logpush.object_key``); ``first_ns``/``last_ns`` are Unix nanoseconds."""
-    return logpush.object_key(prefix, first_ns, last_ns, token)
-
-
-def _as_text(value: Any) -> str:
-    """orjson's fallback for types JSON lacks (Decimal, UUID subclasses...): their text."""
-    return str(value)
 
 
 class LogWriter:
@@ -166,10 +123,11 @@ class LogWriter:
         self._counts = {stat.name: 0 for stat in fields(WriterStats)}
         # Guarded by _io (one deliverer at a time: the thread, or the caller without one).
         self._io = threading.Lock()
-        self._open: _Batch | None = None
+        self._open: Batch | None = None
         self._sink_up = True  # false once a batch of this round went to the spool
         self._spooled_records: dict[str, int] = {}  # spool key -> records of this writer
         self._held: list[tuple[str, bytes]] = []  # batches not even the spool disk took
+        self._journal = Journal(settings.spool_dir / "journal")
 
     @property
     def stats(self) -> WriterStats:
@@ -271,7 +229,9 @@ class LogWriter:
 
     def _run(self) -> None:
         interval = self._settings.max_interval_s
+        sync_s = min(self._settings.sync_interval_s, interval)
         with self._io:
+            self._recover_journal()
             self._resend_spool()
         next_spool_try = time.monotonic() + interval
         while True:
@@ -279,15 +239,17 @@ class LogWriter:
                 while True:
                     now = time.monotonic()
                     due = now + interval  # when the oldest record or open batch is due
-                    if self._queue:
-                        due = self._queued_since + interval
+                    if self._queue:  # its records go to the journal within sync_s
+                        due = self._queued_since + sync_s
                     if self._open is not None:
                         due = min(due, self._open.opened + interval)
                     flushing = self._flush_wanted > self._flush_done
                     spool_due = self._counts["spooled_pending"] > 0 and now >= next_spool_try
+                    batch_due = self._open is not None and now >= self._open.opened + interval
                     if (
                         len(self._queue) >= _DRAIN_AT
-                        or (now >= due and (self._open is not None or self._queue))
+                        or (self._queue and now >= due)
+                        or batch_due
                         or flushing
                         or self._closed
                         or spool_due
@@ -302,6 +264,7 @@ class LogWriter:
             with self._io:
                 self._sink_up = True
                 self._absorb(queue, stamps, since)
+                self._journal.sync()
                 batch = self._open
                 if batch is not None and (
                     flushing or closing or time.monotonic() >= batch.opened + interval
@@ -322,7 +285,7 @@ class LogWriter:
         settings = self._settings
         for record, stamp in zip(queue, stamps, strict=True):
             try:
-                line = orjson.dumps(record, default=_as_text, option=_JSON_OPTIONS)
+                line = orjson.dumps(record, default=as_text, option=_JSON_OPTIONS)
             except orjson.JSONEncodeError as err:
                 self._count("records_rejected")
                 _log.error("log record left out: JSON cannot hold it (%s)", err)
@@ -332,9 +295,11 @@ class LogWriter:
                 self._finish_open()
                 batch = None
             if batch is None:
-                batch = self._open = _Batch(since, stamp)
+                batch = self._open = Batch(since, stamp, secrets.token_hex(4))
+                self._open_journal(batch.token)
                 since = time.monotonic()  # a later batch from this queue starts now
             batch.add(line, stamp)
+            self._journal.append(line)
             if batch.records >= settings.max_records or batch.size >= settings.max_bytes:
                 self._finish_open()
 
@@ -344,17 +309,50 @@ class LogWriter:
         if batch is None:
             return
         data = batch.finish()
-        token = secrets.token_hex(4)
-        key = batch_key(self._settings.prefix, batch.first_ns, batch.last_ns, token)
+        key = batch_key(self._settings.prefix, batch.first_ns, batch.last_ns, batch.token)
         # Once a batch of this round was spooled the sink is down: spool the rest at once
         # (the spool retry finds out when it is back).
         if self._sink_up and self._upload(key, data):
             with self._cond:
                 self._counts["records_written"] += batch.records
                 self._counts["files_written"] += 1
+            self._journal.discard()
             return
         self._sink_up = False
-        self._spool(key, data, batch.records)
+        if self._spool(key, data, batch.records):
+            self._journal.discard()
+        else:  # held in memory only: the journal file stays until it is sent
+            self._journal.close()
+
+    def _open_journal(self, token: str) -> None:
+        """Start the new batch's journal file; without one (a disk error) the batch is
+        still delivered, only not durable before its upload."""
+        try:
+            self._journal.open(token)
+        except OSError as err:
+            _log.error("cannot write the log journal in %s (%s)", self._journal.folder, err)
+
+    def _recover_journal(self) -> None:
+        """Deliver the batches that journal files of a dead writer hold (same keys)."""
+        for token, lines in self._journal.recover():
+            if not lines:
+                self._journal.forget(token)
+                continue
+            batch: Batch | None = None
+            for line in lines:
+                stamp = stamp_of(line)
+                if batch is None:
+                    batch = Batch(time.monotonic(), stamp, token)
+                batch.add(line, stamp)
+            assert batch is not None  # noqa: S101 - lines is not empty
+            key = batch_key(self._settings.prefix, batch.first_ns, batch.last_ns, token)
+            data = batch.finish()
+            if self._upload(key, data):
+                self._count("files_written")
+            elif not self._spool(key, data, 0):
+                continue  # held in memory: the journal file stays for the next start
+            self._journal.forget(token)
+            _log.warning("log batch %s recovered from the journal (%d records)", key, len(lines))
 
     def _upload(self, key: str, data: bytes) -> bool:
         """Put ``data`` with retries; whether the sink accepted it."""
@@ -375,9 +373,10 @@ class LogWriter:
                 return True
         return False
 
-    def _spool(self, key: str, data: bytes, records: int) -> None:
+    def _spool(self, key: str, data: bytes, records: int) -> bool:
         """Keep a batch the sink refused in ``spool_dir/<key>``, or in memory if even that
-        fails (a full disk): it is offered to the sink again with the spooled files."""
+        fails (a full disk): it is offered to the sink again with the spooled files.
+        Whether it reached the disk."""
         path = self._settings.spool_dir.joinpath(*key.split("/"))
         try:
             write_atomic(path, data)
@@ -385,12 +384,15 @@ class LogWriter:
             _log.error("cannot spool log batch to %s (%s); holding it in memory", path, err)
             with self._cond:
                 self._held.append((key, data))
+            stored = False
         else:
             _log.warning("log batch spooled to %s; it is sent again later", path)
+            stored = True
         with self._cond:
             self._counts["files_spooled"] += 1
             self._counts["spooled_pending"] += 1
             self._spooled_records[key] = records
+        return stored
 
     def _resend_spool(self) -> None:
         """Offer held batches, then spooled files (oldest key first), to the sink until one
@@ -410,6 +412,8 @@ class LogWriter:
             waiting -= 1
             with self._cond:
                 self._held.remove((key, data))
+            # its journal file was kept while it was only in memory
+            self._journal.forget(key.rsplit("_", 1)[-1].removesuffix(_SPOOL_SUFFIX))
         else:
             for path in files:
                 key = path.relative_to(root).as_posix()
