@@ -320,16 +320,16 @@ def _aws_secret(text: str, match: re.Match[str]) -> tuple[int, int] | None:
 
 
 _GITHUB = re.compile(
-    r"gh[pousr]_(?<![A-Za-z0-9_]gh[pousr]_)[A-Za-z0-9]{36,251}(?![A-Za-z0-9_])"
-    r"|github_pat_(?<![A-Za-z0-9_]github_pat_)[A-Za-z0-9_]{22,251}(?![A-Za-z0-9_])"
+    r"gh[pousr]_(?<![A-Za-z0-9_]gh[pousr]_)[A-Za-z0-9]{36,}+(?![A-Za-z0-9_])"
+    r"|github_pat_(?<![A-Za-z0-9_]github_pat_)[A-Za-z0-9_]{22,}+(?![A-Za-z0-9_])"
 )
 _SLACK = re.compile(
-    r"xox[bpars]-(?<![A-Za-z0-9_\-]xox[bpars]-)[A-Za-z0-9][A-Za-z0-9\-]{8,248}[A-Za-z0-9]"
+    r"xox[bpars]-(?<![A-Za-z0-9_\-]xox[bpars]-)[A-Za-z0-9][A-Za-z0-9\-]{8,}[A-Za-z0-9]"
     r"(?![A-Za-z0-9_\-])"
 )
-_ANTHROPIC = re.compile(r"sk-ant-(?<![\w\-]sk-ant-)(?P<v>[A-Za-z0-9_\-]{20,250})(?![\w\-])")
+_ANTHROPIC = re.compile(r"sk-ant-(?<![\w\-]sk-ant-)(?P<v>[A-Za-z0-9_\-]{20,}+)(?![\w\-])")
 _OPENAI = re.compile(
-    r"sk-(?<![\w\-]sk-)(?!ant-)(?:proj-|svcacct-|admin-)?(?P<v>[A-Za-z0-9_\-]{20,250})(?![\w\-])"
+    r"sk-(?<![\w\-]sk-)(?!ant-)(?:proj-|svcacct-|admin-)?(?P<v>[A-Za-z0-9_\-]{20,}+)(?![\w\-])"
 )
 
 
@@ -363,7 +363,7 @@ def _jwt(text: str, match: re.Match[str]) -> tuple[int, int] | None:
 _ASSIGNMENT = re.compile(  # tried where a name anchor occurs
     r"(?i:(?P<k>pass(?:word|wd|phrase)?|pwd|secret|token|key)s?(?:[_\-][\w\-]{0,20})?)"
     r"[\"']?\s{0,3}(?:[:=]|=>)\s{0,3}[\"']?"
-    r"(?P<v>[^\s\"'`,;()\[\]{}<>]{8,200})"
+    r"(?P<v>[^\s\"'`,;()\[\]{}<>]{8,}+)"
 )
 # "key" alone is too common ("primary key", "monkey"): it needs a secret-ish prefix.
 _KEY_PREFIX = re.compile(
