@@ -24,8 +24,11 @@ What counts (and what deliberately does not):
   END line, or to the end of the text when it is missing), JWTs whose header decodes to a
   JSON object with ``alg``, and ``password=``/``api_key:``/``secret=``/``token:``
   assignments whose value has 8+ characters, two character classes and Shannon entropy of
-  at least 2.7 bits per character (dotted names like ``os.environ`` do not count). Only the
-  value of an assignment is a finding; the name stays readable.
+  at least 2.7 bits per character (dotted names like ``os.environ`` do not count; ``key``
+  needs a prefix such as ``api_``, ``private_`` or ``Account``). Only the value of an
+  assignment is a finding; the name stays readable. No value or token has an upper length
+  bound: a 2 KB one-line key is redacted whole.
+* More credentials, spaced SSNs and passports: ``proxy.policy.dlp_credentials``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["DETECTORS", "Candidate", "Detector", "luhn_ok", "numeric_starts", "shannon_entropy"]
+__all__ = [
+    "DETECTORS",
+    "Candidate",
+    "Detector",
+    "luhn_ok",
+    "numeric_starts",
+    "shannon_entropy",
+    "ssn_ranges_ok",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,10 +250,12 @@ _SSN = re.compile(r"[0-9](?<![\w\-.][0-9])[0-9]{2}-[0-9]{2}-[0-9]{4}(?![\w]|-[0-
 
 
 def _ssn(text: str, match: re.Match[str]) -> tuple[int, int] | None:
-    area, group, serial = match.group().split("-")
-    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
-        return None
-    return match.span()
+    return match.span() if ssn_ranges_ok(*match.group().split("-")) else None
+
+
+def ssn_ranges_ok(area: str, group: str, serial: str) -> bool:
+    """False for the never-issued SSN ranges (area 000, 666, 900-999; group 00; serial 0000)."""
+    return not (area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000")
 
 
 _IPV4 = re.compile(r"[0-9](?<![\w.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])")
@@ -367,7 +380,7 @@ _ASSIGNMENT = re.compile(  # tried where a name anchor occurs
 )
 # "key" alone is too common ("primary key", "monkey"): it needs a secret-ish prefix.
 _KEY_PREFIX = re.compile(
-    r"(?i:api|access|secret|private|auth|client|signing|encryption|master)[_\-]?\Z"
+    r"(?i:api|access|secret|private|auth|client|signing|encryption|master|account)[_\-]?\Z"
 )
 _DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 
