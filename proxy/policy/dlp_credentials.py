@@ -1,4 +1,4 @@
-"""More DLP detectors: vendor tokens, credentials in URLs and headers, spaced SSNs and
+"""More DLP detectors: vendor tokens, credentials in URLs and headers, and
 passport numbers. Same contract as ``proxy.policy.dlp_detectors`` (whose docstring says
 how a detector is tried); private to ``proxy.policy.dlp``.
 
@@ -15,8 +15,7 @@ rules are the reference), written as our own rules:
   any host, ``localhost`` and IPs included; ``$VAR``/``${VAR}``/``<placeholder>``/``***``
   passwords do not count); an ``Authorization: Basic`` value (8+ base64 characters that
   decode to ``user:password``).
-* NATIONAL_ID: US SSNs written with spaces (``AAA GG SSSS``, same ranges as the dashed
-  form) and US passport numbers (9 digits within 40 characters after "passport").
+* NATIONAL_ID: US passport numbers (9 digits within 40 characters after "passport").
 
 Only the secret part is a finding: a URL keeps its scheme, user and host, a header its
 name and ``Basic``.
@@ -28,7 +27,7 @@ import base64
 import binascii
 import re
 
-from proxy.policy.dlp_detectors import Detector, ssn_ranges_ok
+from proxy.policy.dlp_detectors import Detector
 
 __all__ = ["CREDENTIAL_DETECTORS"]
 
@@ -91,16 +90,6 @@ def _basic_auth(text: str, match: re.Match[str]) -> tuple[int, int] | None:
     return match.span("v")
 
 
-_SSN_SPACED = re.compile(r"[0-9](?<![\w\-.][0-9])[0-9]{2} [0-9]{2} [0-9]{4}(?![\w]| [0-9])")
-
-
-def _ssn_spaced(text: str, match: re.Match[str]) -> tuple[int, int] | None:
-    start = match.start()
-    if start >= 2 and text[start - 1] == " " and text[start - 2].isdigit():
-        return None  # part of a longer run of digit groups
-    return match.span() if ssn_ranges_ok(*match.group().split(" ")) else None
-
-
 _PASSPORT = re.compile(r"(?i:passport)[^0-9\n]{0,40}?(?P<v>(?<![\w\-])[0-9]{9})(?![\w]|[.\-][0-9])")
 
 
@@ -115,20 +104,14 @@ CREDENTIAL_DETECTORS: tuple[Detector, ...] = (
         6,
         _VENDOR_TOKEN,
         _token,
-        triggers=("k_live_", "k_test_", "k_prod_"),
+        anchors=("k_",),  # one search, not three; a few "task_" in code are cheap to try
+        offset=1,
     ),
     Detector("PASSWORD_ASSIGNMENT", 6, _GOOGLE_KEY, _token, triggers=("AIza",)),
-    Detector(
-        "PASSWORD_ASSIGNMENT",
-        6,
-        _GITLAB,
-        _token,
-        triggers=("glpat-", "gldt-", "glrt-", "glptt-", "glsoat-"),
-    ),
+    Detector("PASSWORD_ASSIGNMENT", 6, _GITLAB, _token, anchors=("gl",)),
     Detector("PASSWORD_ASSIGNMENT", 6, _HUGGING_FACE, _token, triggers=("hf_",)),
     Detector("PASSWORD_ASSIGNMENT", 6, _SENDGRID, _token, triggers=("SG.",)),
     Detector("PASSWORD_ASSIGNMENT", 8, _URL_CREDENTIAL, _url_credential, anchors=("://",)),
     Detector("PASSWORD_ASSIGNMENT", 8, _BASIC_AUTH, _basic_auth, anchors=("basic",)),
-    Detector("NATIONAL_ID", 12, _SSN_SPACED, _ssn_spaced, triggers=(" ",), numeric=True),
     Detector("NATIONAL_ID", 12, _PASSPORT, _value, anchors=("passport",)),
 )

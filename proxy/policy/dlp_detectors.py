@@ -12,8 +12,9 @@ What counts (and what deliberately does not):
   not phones. CARD_NUMBER: 13-19 digits, optionally grouped by spaces or dashes, with a
   major-network prefix (2221-2720, 3, 4, 5, 6) and a valid Luhn check digit. IBAN:
   upper-case country code, check digits 02-98, 15-34 characters, mod-97 == 1.
-  NATIONAL_ID: US SSN ``AAA-GG-SSSS`` without the never-issued ranges (area 000, 666,
-  900-999; group 00; serial 0000). IP_ADDRESS: dotted IPv4 with octets 0-255 and no
+  NATIONAL_ID: US SSN ``AAA-GG-SSSS`` or ``AAA GG SSSS`` (not one of more digit groups)
+  without the never-issued ranges (area 000, 666, 900-999; group 00; serial 0000); US
+  passports in ``dlp_credentials``. IP_ADDRESS: dotted IPv4 with octets 0-255 and no
   leading zeros; IPv6 that ``ipaddress`` accepts, where a ``::`` form needs a group of 3+
   hex digits (so slices like ``a[1::2]`` stay clean).
 * Secrets: AWS key ids (AKIA/ASIA + 16), AWS secret keys (40 base64 characters after an
@@ -50,7 +51,6 @@ __all__ = [
     "luhn_ok",
     "numeric_starts",
     "shannon_entropy",
-    "ssn_ranges_ok",
 ]
 
 
@@ -246,14 +246,26 @@ def _iban_ok(iban: str) -> bool:
     return int(number) % 97 == 1
 
 
-_SSN = re.compile(r"[0-9](?<![\w\-.][0-9])[0-9]{2}-[0-9]{2}-[0-9]{4}(?![\w]|-[0-9])")
+_SSN = re.compile(
+    r"[0-9](?<![\w\-.][0-9])[0-9]{2}(?P<s>[\- ])[0-9]{2}(?P=s)[0-9]{4}(?![\w]|-[0-9])"
+)
 
 
 def _ssn(text: str, match: re.Match[str]) -> tuple[int, int] | None:
-    return match.span() if ssn_ranges_ok(*match.group().split("-")) else None
+    start, end = match.span()
+    sep = match.group("s")
+    if sep == " " and (
+        _DIGIT_SPACE.match(text[max(0, start - 2) : start]) or _SPACE_DIGIT.match(text, end)
+    ):
+        return None  # one of several groups of digits, not an SSN written with spaces
+    return match.span() if _ssn_ranges_ok(*match.group().split(sep)) else None
 
 
-def ssn_ranges_ok(area: str, group: str, serial: str) -> bool:
+_DIGIT_SPACE = re.compile(r"[0-9] \Z")
+_SPACE_DIGIT = re.compile(r" [0-9]")
+
+
+def _ssn_ranges_ok(area: str, group: str, serial: str) -> bool:
     """False for the never-issued SSN ranges (area 000, 666, 900-999; group 00; serial 0000)."""
     return not (area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000")
 
@@ -431,7 +443,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("EMAIL", 9, _EMAIL, _whole, triggers=("@",)),
     Detector("IBAN", 10, _IBAN, _iban, numeric=True, offset=2),
     Detector("CARD_NUMBER", 11, _CARD, _card, numeric=True),
-    Detector("NATIONAL_ID", 12, _SSN, _ssn, triggers=("-",), numeric=True),
+    Detector("NATIONAL_ID", 12, _SSN, _ssn, numeric=True),
     Detector("IP_ADDRESS", 13, _IPV4, _ipv4, triggers=(".",), numeric=True),
     Detector("IP_ADDRESS", 13, _IPV6, _ipv6, gate=_ipv6_gate),
     Detector("PHONE", 14, _PHONE_INTL, _phone_intl, triggers=("+",), numeric=True),
