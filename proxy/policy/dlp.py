@@ -3,8 +3,11 @@
 ``scan`` finds spans by category (``DLP_CATEGORIES``); each detector is a compiled regex
 plus a validator (Luhn for cards, mod-97 for IBANs, SSN ranges, IPv4 octets, JWT header,
 Shannon entropy for ``password=`` values), so shapes that merely look right are not
-reported. Detectors run only when a cheap substring test says they could match, which keeps
-a 4 KB prompt with nothing in it well under a millisecond (see ``bench/dlp.py``).
+reported. The detectors and what they accept are listed in ``dlp_detectors`` and
+``dlp_credentials``; ``dlp_encoded`` decodes base64 runs and %-encoded words once and
+scans the decoded text with them too. Detectors run only when a cheap substring test
+says they could match, which keeps a 4 KB prompt with nothing in it well under a
+millisecond (see ``bench/dlp.py``).
 
 Nothing here ever returns, logs or raises with matched text: a ``Finding`` is a category
 and a span, ``DlpResult`` carries category names, and its ``repr`` leaves the body out.
@@ -24,7 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from proxy.errors import GatewayConfigError
+from proxy.policy.dlp_credentials import CREDENTIAL_DETECTORS
 from proxy.policy.dlp_detectors import DETECTORS, Candidate, numeric_starts
+from proxy.policy.dlp_encoded import encoded_candidates
 from proxy.policy.texts import map_request_texts, map_response_texts, request_texts, response_texts
 
 __all__ = [
@@ -90,12 +95,8 @@ def scan(text: str) -> list[Finding]:
     Where candidates overlap, the more specific category wins (secrets before PII, phone
     numbers last), then the longer span.
     """
-    candidates: list[Candidate] = []
-    lowered = text.lower()
-    starts = numeric_starts(text)
-    for detector in DETECTORS:
-        if (starts or not detector.numeric) and detector.may_match(text):
-            candidates.extend(detector.find(text, lowered, starts))
+    candidates = _candidates(text)
+    candidates.extend(encoded_candidates(text, _candidates))
     if not candidates:
         return []
     candidates.sort(key=lambda c: (c.rank, c.start - c.end, c.start))
@@ -112,6 +113,20 @@ def scan(text: str) -> list[Finding]:
         taken_starts.insert(i, cand.start)
         taken.insert(i, cand)
     return [Finding(c.category, c.start, c.end) for c in taken]
+
+
+_DETECTORS: Final = DETECTORS + CREDENTIAL_DETECTORS
+
+
+def _candidates(text: str) -> list[Candidate]:
+    """What the plain (not decoding) detectors find in ``text``, overlaps included."""
+    candidates: list[Candidate] = []
+    lowered = text.lower()
+    starts = numeric_starts(text)
+    for detector in _DETECTORS:
+        if (starts or not detector.numeric) and detector.may_match(text):
+            candidates.extend(detector.find(text, lowered, starts))
+    return candidates
 
 
 def redact(text: str, findings: Sequence[Finding] | None = None) -> str:

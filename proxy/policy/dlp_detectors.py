@@ -12,8 +12,9 @@ What counts (and what deliberately does not):
   not phones. CARD_NUMBER: 13-19 digits, optionally grouped by spaces or dashes, with a
   major-network prefix (2221-2720, 3, 4, 5, 6) and a valid Luhn check digit. IBAN:
   upper-case country code, check digits 02-98, 15-34 characters, mod-97 == 1.
-  NATIONAL_ID: US SSN ``AAA-GG-SSSS`` without the never-issued ranges (area 000, 666,
-  900-999; group 00; serial 0000). IP_ADDRESS: dotted IPv4 with octets 0-255 and no
+  NATIONAL_ID: US SSN ``AAA-GG-SSSS`` or ``AAA GG SSSS`` (not one of more digit groups)
+  without the never-issued ranges (area 000, 666, 900-999; group 00; serial 0000); US
+  passports in ``dlp_credentials``. IP_ADDRESS: dotted IPv4 with octets 0-255 and no
   leading zeros; IPv6 that ``ipaddress`` accepts, where a ``::`` form needs a group of 3+
   hex digits (so slices like ``a[1::2]`` stay clean).
 * Secrets: AWS key ids (AKIA/ASIA + 16), AWS secret keys (40 base64 characters after an
@@ -24,8 +25,11 @@ What counts (and what deliberately does not):
   END line, or to the end of the text when it is missing), JWTs whose header decodes to a
   JSON object with ``alg``, and ``password=``/``api_key:``/``secret=``/``token:``
   assignments whose value has 8+ characters, two character classes and Shannon entropy of
-  at least 2.7 bits per character (dotted names like ``os.environ`` do not count). Only the
-  value of an assignment is a finding; the name stays readable.
+  at least 2.7 bits per character (dotted names like ``os.environ`` do not count; ``key``
+  needs a prefix such as ``api_``, ``private_`` or ``Account``). Only the value of an
+  assignment is a finding; the name stays readable. No value or token has an upper length
+  bound: a 2 KB one-line key is redacted whole.
+* More credentials, spaced SSNs and passports: ``proxy.policy.dlp_credentials``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["DETECTORS", "Candidate", "Detector", "luhn_ok", "numeric_starts", "shannon_entropy"]
+__all__ = [
+    "DETECTORS",
+    "Candidate",
+    "Detector",
+    "luhn_ok",
+    "numeric_starts",
+    "shannon_entropy",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,14 +246,28 @@ def _iban_ok(iban: str) -> bool:
     return int(number) % 97 == 1
 
 
-_SSN = re.compile(r"[0-9](?<![\w\-.][0-9])[0-9]{2}-[0-9]{2}-[0-9]{4}(?![\w]|-[0-9])")
+_SSN = re.compile(
+    r"[0-9](?<![\w\-.][0-9])[0-9]{2}(?P<s>[\- ])[0-9]{2}(?P=s)[0-9]{4}(?![\w]|-[0-9])"
+)
 
 
 def _ssn(text: str, match: re.Match[str]) -> tuple[int, int] | None:
-    area, group, serial = match.group().split("-")
-    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
-        return None
-    return match.span()
+    start, end = match.span()
+    sep = match.group("s")
+    if sep == " " and (
+        _DIGIT_SPACE.match(text[max(0, start - 2) : start]) or _SPACE_DIGIT.match(text, end)
+    ):
+        return None  # one of several groups of digits, not an SSN written with spaces
+    return match.span() if _ssn_ranges_ok(*match.group().split(sep)) else None
+
+
+_DIGIT_SPACE = re.compile(r"[0-9] \Z")
+_SPACE_DIGIT = re.compile(r" [0-9]")
+
+
+def _ssn_ranges_ok(area: str, group: str, serial: str) -> bool:
+    """False for the never-issued SSN ranges (area 000, 666, 900-999; group 00; serial 0000)."""
+    return not (area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000")
 
 
 _IPV4 = re.compile(r"[0-9](?<![\w.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])")
@@ -320,16 +345,16 @@ def _aws_secret(text: str, match: re.Match[str]) -> tuple[int, int] | None:
 
 
 _GITHUB = re.compile(
-    r"gh[pousr]_(?<![A-Za-z0-9_]gh[pousr]_)[A-Za-z0-9]{36,251}(?![A-Za-z0-9_])"
-    r"|github_pat_(?<![A-Za-z0-9_]github_pat_)[A-Za-z0-9_]{22,251}(?![A-Za-z0-9_])"
+    r"gh[pousr]_(?<![A-Za-z0-9_]gh[pousr]_)[A-Za-z0-9]{36,}+(?![A-Za-z0-9_])"
+    r"|github_pat_(?<![A-Za-z0-9_]github_pat_)[A-Za-z0-9_]{22,}+(?![A-Za-z0-9_])"
 )
 _SLACK = re.compile(
-    r"xox[bpars]-(?<![A-Za-z0-9_\-]xox[bpars]-)[A-Za-z0-9][A-Za-z0-9\-]{8,248}[A-Za-z0-9]"
+    r"xox[bpars]-(?<![A-Za-z0-9_\-]xox[bpars]-)[A-Za-z0-9][A-Za-z0-9\-]{8,}[A-Za-z0-9]"
     r"(?![A-Za-z0-9_\-])"
 )
-_ANTHROPIC = re.compile(r"sk-ant-(?<![\w\-]sk-ant-)(?P<v>[A-Za-z0-9_\-]{20,250})(?![\w\-])")
+_ANTHROPIC = re.compile(r"sk-ant-(?<![\w\-]sk-ant-)(?P<v>[A-Za-z0-9_\-]{20,}+)(?![\w\-])")
 _OPENAI = re.compile(
-    r"sk-(?<![\w\-]sk-)(?!ant-)(?:proj-|svcacct-|admin-)?(?P<v>[A-Za-z0-9_\-]{20,250})(?![\w\-])"
+    r"sk-(?<![\w\-]sk-)(?!ant-)(?:proj-|svcacct-|admin-)?(?P<v>[A-Za-z0-9_\-]{20,}+)(?![\w\-])"
 )
 
 
@@ -363,11 +388,11 @@ def _jwt(text: str, match: re.Match[str]) -> tuple[int, int] | None:
 _ASSIGNMENT = re.compile(  # tried where a name anchor occurs
     r"(?i:(?P<k>pass(?:word|wd|phrase)?|pwd|secret|token|key)s?(?:[_\-][\w\-]{0,20})?)"
     r"[\"']?\s{0,3}(?:[:=]|=>)\s{0,3}[\"']?"
-    r"(?P<v>[^\s\"'`,;()\[\]{}<>]{8,200})"
+    r"(?P<v>[^\s\"'`,;()\[\]{}<>]{8,}+)"
 )
 # "key" alone is too common ("primary key", "monkey"): it needs a secret-ish prefix.
 _KEY_PREFIX = re.compile(
-    r"(?i:api|access|secret|private|auth|client|signing|encryption|master)[_\-]?\Z"
+    r"(?i:api|access|secret|private|auth|client|signing|encryption|master|account)[_\-]?\Z"
 )
 _DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 
@@ -418,7 +443,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("EMAIL", 9, _EMAIL, _whole, triggers=("@",)),
     Detector("IBAN", 10, _IBAN, _iban, numeric=True, offset=2),
     Detector("CARD_NUMBER", 11, _CARD, _card, numeric=True),
-    Detector("NATIONAL_ID", 12, _SSN, _ssn, triggers=("-",), numeric=True),
+    Detector("NATIONAL_ID", 12, _SSN, _ssn, numeric=True),
     Detector("IP_ADDRESS", 13, _IPV4, _ipv4, triggers=(".",), numeric=True),
     Detector("IP_ADDRESS", 13, _IPV6, _ipv6, gate=_ipv6_gate),
     Detector("PHONE", 14, _PHONE_INTL, _phone_intl, triggers=("+",), numeric=True),

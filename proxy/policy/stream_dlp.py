@@ -1,11 +1,13 @@
 """Response DLP on a stream: generated text is redacted as it passes, event by event.
 
 Works on whole SSE events in the client's format (OpenAI chunks or Anthropic events).
-Text deltas go through ``dlp.StreamRedactor``, which holds back a short tail so that a
+Text deltas (OpenAI ``content`` and ``refusal``, Anthropic ``text_delta``) go through
+``dlp.StreamRedactor``, which holds back a short tail so that a
 secret split across deltas is still caught; the held text is sent, redacted, in one
 extra delta just before the stream's finish event. Tool-call arguments (OpenAI
 ``delta.tool_calls[].function.arguments``, Anthropic ``input_json_delta``) are held, then
-sent whole in one fragment per call, redacted in their decoded JSON values
+sent whole in one fragment per call (OpenAI's legacy ``delta.function_call.arguments``
+too), redacted in their decoded JSON values
 (``texts.map_arguments``): JSON escapes cannot hide a secret, and the arguments stay
 valid JSON. Anthropic input goes at its block's end; OpenAI calls, which may interleave,
 with their choice's finish. So tool arguments are not streamed when response DLP is on.
@@ -29,10 +31,13 @@ __all__ = ["StreamDlp"]
 
 @dataclass(slots=True)
 class _Choice:
-    """What one OpenAI choice (by ``index``) holds back: its text and its tool calls."""
+    """What one OpenAI choice (by ``index``) holds back: its text, its refusal, its tool
+    calls and its legacy ``function_call``."""
 
     text: StreamRedactor = field(default_factory=StreamRedactor)
+    refusal: StreamRedactor = field(default_factory=StreamRedactor)
     arguments: dict[int, list[str]] = field(default_factory=dict)  # by tool-call index
+    function_arguments: list[str] = field(default_factory=list)
     finished: bool = False
 
 
@@ -56,7 +61,7 @@ class StreamDlp:
     def categories(self) -> tuple[str, ...]:
         found = self._redactor.categories | self._tool_categories
         for choice in self._choices.values():
-            found |= choice.text.categories
+            found |= choice.text.categories | choice.refusal.categories
         return tuple(sorted(found))
 
     @property
@@ -169,7 +174,15 @@ class StreamDlp:
             text = delta.get("content")
             if isinstance(text, str) and text:
                 new["content"] = state.text.feed(text)
-                emptied += not new["content"] and set(delta) == {"content"}
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                new["refusal"] = state.refusal.feed(refusal)
+            held = [k for k in ("content", "refusal") if delta.get(k) and not new[k]]
+            emptied += bool(held) and set(delta) == set(held)
+            call = delta.get("function_call")
+            if isinstance(call, dict) and isinstance(call.get("arguments"), str):
+                state.function_arguments.append(call["arguments"])  # sent with the finish
+                new["function_call"] = {**call, "arguments": ""}
             calls = delta.get("tool_calls")
             if isinstance(calls, list):
                 # Text the model wrote before calling a tool is due now, in this delta
@@ -220,7 +233,15 @@ class StreamDlp:
         ]
         state.arguments.clear()
         held = [{"index": i, "function": {"arguments": a}} for i, a in whole if a]
-        return {"content": state.text.flush(), "tool_calls": held}
+        out: dict[str, Any] = {
+            "content": state.text.flush(),
+            "refusal": state.refusal.flush(),
+            "tool_calls": held,
+        }
+        if state.function_arguments:
+            arguments = self._redacted_arguments(state.function_arguments)
+            out["function_call"] = {"arguments": arguments}
+        return out
 
     def _flush_openai(self) -> bytes:
         """Every unfinished choice's held text and arguments, at ``[DONE]`` or the end."""
@@ -245,10 +266,19 @@ def _parses(payload: bytes) -> bool:
 
 
 def _extend(delta: dict[str, Any], held: dict[str, Any]) -> None:
-    """Add ``held`` text (``content``) and ``tool_calls`` to an OpenAI ``delta``, after
-    what it carries; empty ones are left out."""
-    if held.get("content"):
-        delta["content"] = str(delta.get("content") or "") + held["content"]
+    """Add ``held`` text (``content``, ``refusal``), ``tool_calls`` and ``function_call``
+    arguments to an OpenAI ``delta``, after what it carries; empty ones are left out."""
+    for key in ("content", "refusal"):
+        if held.get(key):
+            delta[key] = str(delta.get(key) or "") + held[key]
+    call = held.get("function_call")
+    if call and call["arguments"]:
+        listed = delta.get("function_call")
+        before = listed if isinstance(listed, dict) else {}
+        delta["function_call"] = {
+            **before,
+            "arguments": before.get("arguments", "") + call["arguments"],
+        }
     if held.get("tool_calls"):
         listed = delta.get("tool_calls")
         delta["tool_calls"] = [*(listed if isinstance(listed, list) else ()), *held["tool_calls"]]

@@ -5,19 +5,28 @@ names or tool schemas. This module knows the places, for these shapes:
 
 Requests
   * OpenAI chat completions: ``messages[].content`` -- a string, or a list of parts whose
-    ``type`` is ``"text"`` (images and audio parts are left alone); ``role: "tool"`` results
-    are messages too; the ``arguments`` of an assistant's ``tool_calls``.
-  * OpenAI completions: ``prompt`` (string or list of strings; token-id lists are skipped).
+    ``type`` is ``"text"`` or ``"refusal"`` (images and audio parts are left alone);
+    ``role: "tool"`` results are messages too; an assistant's ``refusal`` and the
+    ``arguments`` of its ``tool_calls`` and legacy ``function_call``; ``prediction.content``
+    (string or parts); ``user``, ``safety_identifier`` and the string values of
+    ``metadata`` (e-mail addresses end up there).
+  * OpenAI completions: ``prompt`` (string or list of strings; token-id lists are skipped)
+    and ``suffix``.
   * OpenAI embeddings: ``input`` (string or list of strings); Responses API ``input`` items
     with ``content`` (as above) or ``output`` (function-call results) and ``instructions``.
   * Anthropic messages: ``system`` (string or text blocks) and ``messages[].content``
     (string or blocks: ``text`` blocks, ``tool_result`` blocks whose ``content`` is a
-    string or text blocks, and the string values of ``tool_use`` blocks' ``input``).
+    string or text blocks, and the string values of ``tool_use`` blocks' ``input``);
+    ``document`` blocks with a ``text`` source (``data``) or a ``content`` source (text
+    blocks), ``search_result`` blocks, and their ``title`` and ``context``;
+    ``metadata.user_id``.
 
 Responses (whole bodies and single SSE events)
-  * OpenAI: ``choices[].message.content``, ``choices[].text``, and in stream chunks
-    ``choices[].delta.content``; tool-call ``function.arguments`` in messages and deltas;
-    Responses API ``output[].content[].text`` and ``function_call`` ``arguments``.
+  * OpenAI: ``choices[].message.content`` and ``refusal``, ``choices[].text``, and in
+    stream chunks ``choices[].delta.content`` and ``refusal``; tool-call
+    ``function.arguments`` and legacy ``function_call.arguments`` in messages and deltas;
+    an audio answer's ``transcript``; Responses API ``output[].content[]`` ``text`` and
+    ``refusal``, and ``function_call`` ``arguments``.
   * Anthropic: ``content[].text`` of text blocks and the string values of ``tool_use``
     ``input``; in stream events ``delta.text`` (``text_delta``), ``delta.partial_json``
     (``input_json_delta``) and ``content_block.text``.
@@ -59,6 +68,9 @@ MAX_ARGUMENT_DEPTH: Final = 64
 # Responses API input and output parts.
 _TEXT_TYPES = frozenset({"text", "input_text", "output_text"})
 
+# Top-level request strings: Responses API instructions, completions suffix, end-user ids.
+_REQUEST_STRINGS = ("instructions", "suffix", "user", "safety_identifier")
+
 
 def request_texts(body: dict[str, Any]) -> list[str]:
     """Every user-visible text in a request body, in document order."""
@@ -79,8 +91,15 @@ def map_request_texts(body: dict[str, Any], fn: TextFn) -> dict[str, Any]:
     out = dict(body)
     if "system" in body:
         out["system"] = _map_content(body["system"], fn)
-    if "instructions" in body and isinstance(body["instructions"], str):
-        out["instructions"] = fn(body["instructions"])
+    for key in _REQUEST_STRINGS:
+        if isinstance(body.get(key), str):
+            out[key] = fn(body[key])
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):  # Anthropic user_id, OpenAI's free key-value pairs
+        out["metadata"] = {k: fn(v) if isinstance(v, str) else v for k, v in metadata.items()}
+    prediction = body.get("prediction")
+    if isinstance(prediction, dict) and "content" in prediction:
+        out["prediction"] = {**prediction, "content": _map_content(prediction["content"], fn)}
     messages = body.get("messages")
     if isinstance(messages, list):
         out["messages"] = [_map_item(message, fn) for message in messages]
@@ -138,6 +157,10 @@ def _map_block(block: Any, fn: TextFn) -> Any:
         return {**block, "input": _map_json(block["input"], fn)}
     if kind == "input_json_delta" and isinstance(block.get("partial_json"), str):
         return {**block, "partial_json": fn(block["partial_json"])}
+    if kind == "refusal" and isinstance(block.get("refusal"), str):
+        return {**block, "refusal": fn(block["refusal"])}
+    if kind in ("document", "search_result"):
+        return _map_document(block, fn)
     # A missing type appears in stream deltas ({"text": ...} under "delta").
     if (kind in _TEXT_TYPES or kind == "text_delta" or kind is None) and isinstance(
         block.get("text"), str
@@ -146,15 +169,52 @@ def _map_block(block: Any, fn: TextFn) -> Any:
     return block
 
 
+def _map_document(block: dict[str, Any], fn: TextFn) -> dict[str, Any]:
+    """An Anthropic ``document`` (a ``text`` source's ``data``, a ``content`` source's
+    blocks) or ``search_result`` (its ``content`` blocks), with their ``title`` and
+    ``context``. Base64 and URL sources (PDFs, images) are left alone."""
+    out = dict(block)
+    for key in ("title", "context"):
+        if isinstance(block.get(key), str):
+            out[key] = fn(block[key])
+    if "content" in block:
+        out["content"] = _map_content(block["content"], fn)
+    source = block.get("source")
+    if isinstance(source, dict):
+        if source.get("type") == "text" and isinstance(source.get("data"), str):
+            out["source"] = {**source, "data": fn(source["data"])}
+        elif source.get("type") == "content" and "content" in source:
+            out["source"] = {**source, "content": _map_content(source["content"], fn)}
+    return out
+
+
+def _map_message(message: dict[str, Any], fn: TextFn, *, whole: bool) -> dict[str, Any]:
+    """An OpenAI chat message (or stream ``delta``, or Responses API item): ``content``,
+    ``refusal``, ``tool_calls`` and legacy ``function_call`` arguments (whole JSON, or
+    fragments in a delta), and an audio answer's ``transcript``."""
+    out = dict(message)
+    if "content" in message:
+        out["content"] = _map_content(message["content"], fn)
+    if isinstance(message.get("refusal"), str):
+        out["refusal"] = fn(message["refusal"])
+    if "tool_calls" in message:
+        out["tool_calls"] = _map_tool_calls(message["tool_calls"], fn, whole=whole)
+    call = message.get("function_call")
+    if isinstance(call, dict) and isinstance(call.get("arguments"), str):
+        arguments = call["arguments"]
+        mapped = map_arguments(arguments, fn) if whole else fn(arguments)
+        out["function_call"] = {**call, "arguments": mapped}
+    audio = message.get("audio")
+    if isinstance(audio, dict) and isinstance(audio.get("transcript"), str):
+        out["audio"] = {**audio, "transcript": fn(audio["transcript"])}
+    return out
+
+
 def _map_item(item: Any, fn: TextFn) -> Any:
     """A chat message, or a Responses API input/output item."""
     if not isinstance(item, dict):
         return item
-    out = dict(item)
-    if "content" in item:
-        out["content"] = _map_content(item["content"], fn)
-    if "tool_calls" in item:
-        out["tool_calls"] = _map_tool_calls(item["tool_calls"], fn, whole=True)
+    out = _map_message(item, fn, whole=True)
     if item.get("type") == "function_call_output" and isinstance(item.get("output"), str):
         out["output"] = fn(item["output"])
     if item.get("type") == "function_call" and isinstance(item.get("arguments"), str):
@@ -184,14 +244,8 @@ def _map_choice(choice: Any, fn: TextFn) -> Any:
         message = choice.get(key)
         if not isinstance(message, dict):
             continue
-        mapped = dict(message)
-        if "content" in message:
-            mapped["content"] = _map_content(message["content"], fn)
-        if "tool_calls" in message:  # a delta carries argument fragments, not whole JSON
-            mapped["tool_calls"] = _map_tool_calls(
-                message["tool_calls"], fn, whole=key == "message"
-            )
-        out[key] = mapped
+        # A delta carries argument fragments, not whole JSON.
+        out[key] = _map_message(message, fn, whole=key == "message")
     return out
 
 
