@@ -29,29 +29,13 @@ from typing import Any, Final
 import orjson
 
 from proxy.config import KeyIdentity, RouteSettings
-from proxy.policy import response_texts, scan
+from proxy.policy import SECRET_CATEGORIES, response_texts, scan
 from proxy.providers import iter_sse_events
 
 __all__ = ["ANONYMOUS", "SECRET_CATEGORIES", "answer_policy", "cache_namespace", "holds_secret"]
 
 #: The namespace of requests sent without a gateway key (when auth is not required).
 ANONYMOUS: Final = "anonymous"
-
-#: The DLP categories that are credentials (see ``proxy.policy.dlp_detectors``): an answer
-#: holding one is not cached unless the route sets ``cache_secrets = true``.
-SECRET_CATEGORIES: Final = frozenset(
-    {
-        "AWS_ACCESS_KEY",
-        "AWS_SECRET_KEY",
-        "GITHUB_TOKEN",
-        "SLACK_TOKEN",
-        "OPENAI_KEY",
-        "ANTHROPIC_KEY",
-        "PRIVATE_KEY",
-        "JWT",
-        "PASSWORD_ASSIGNMENT",
-    }
-)
 
 
 def cache_namespace(route: RouteSettings, identity: KeyIdentity | None) -> str:

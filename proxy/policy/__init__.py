@@ -19,6 +19,7 @@ from proxy.policy.controls import (
 from proxy.policy.dlp import (
     DLP_CATEGORIES,
     DLP_MODES,
+    SECRET_CATEGORIES,
     DlpResult,
     Finding,
     StreamRedactor,
@@ -44,6 +45,7 @@ __all__ = [
     "DLP_MODES",
     "GUARDRAIL_CATEGORIES",
     "RULES",
+    "SECRET_CATEGORIES",
     "BudgetCheck",
     "Charged",
     "Denied",

@@ -35,6 +35,7 @@ from proxy.policy.texts import map_request_texts, map_response_texts, request_te
 __all__ = [
     "DLP_CATEGORIES",
     "DLP_MODES",
+    "SECRET_CATEGORIES",
     "DlpResult",
     "Finding",
     "StreamRedactor",
@@ -62,6 +63,16 @@ DLP_CATEGORIES: Final[tuple[str, ...]] = (
     "JWT",
     "PASSWORD_ASSIGNMENT",
 )
+# The categories that are credentials rather than personal data: an answer holding one
+# is not cached unless its route allows it (``proxy.cache_policy``).
+SECRET_CATEGORIES: Final = frozenset(DLP_CATEGORIES) - {
+    "EMAIL",
+    "PHONE",
+    "CARD_NUMBER",
+    "IBAN",
+    "NATIONAL_ID",
+    "IP_ADDRESS",
+}
 
 DLP_MODES: Final[tuple[str, ...]] = ("off", "flag", "redact", "block")
 
