@@ -9,6 +9,7 @@ other key is an error naming the file and the key.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,10 +58,8 @@ def load_settings(
         return base
     document = read_toml(path)
     check_keys(path, document, _SECTIONS)
-    return Settings(
-        config_path=path,
+    return dataclasses.replace(
+        base,
         models=models_settings_from(path, table(path, document, "models")),
         ingest=ingest_options_from(path, table(path, document, "ingest")),
-        budgets_path=base.budgets_path,
-        private_key_pem=base.private_key_pem,
     )

@@ -16,7 +16,6 @@ Thread-safety: one thread at a time (the writer's ``_io`` lock).
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -83,16 +82,20 @@ class Journal:
         if not self.folder.is_dir():
             return
         for path in sorted(self.folder.glob(f"*{_SUFFIX}"), key=_mtime):
-            with contextlib.ExitStack() as stack:
+            try:
+                handle = path.open("rb")
+            except FileNotFoundError:
+                continue  # recovered meanwhile by another gateway
+            except OSError as err:
+                _log.error("cannot read log journal %s (%s)", path, err.strerror)
+                continue
+            with handle:
                 try:
-                    handle = stack.enter_context(path.open("rb"))
                     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except FileNotFoundError:
-                    continue  # recovered meanwhile by another gateway
                 except BlockingIOError:
                     continue  # a live writer's open batch
                 except OSError as err:
-                    _log.error("cannot read log journal %s (%s)", path, err.strerror)
+                    _log.error("cannot lock log journal %s (%s)", path, err.strerror)
                     continue
                 data = handle.read()
                 complete = data[: data.rfind(b"\n") + 1]
