@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from tests.proxy.gateway_fixtures import GATEWAY_KEYS, Running, gateway, mock_calls
+from tests.proxy.gateway_fixtures import GATEWAY_KEYS, Running, gateway, mock_calls, read_records
 
 AUTH = f"authorization: Bearer {GATEWAY_KEYS['team-a']}\r\n".encode()
 MODELS = b"GET /v1/models HTTP/1.1\r\nhost: gw\r\n" + AUTH + b"\r\n"
@@ -199,3 +199,17 @@ def test_header_value_that_is_not_utf8_is_refused_with_400(tmp_path: Path) -> No
             "code": "invalid_header",
         }
         assert mock_calls(running.openai) == []
+
+
+def test_a_body_that_timed_out_leaves_one_record(tmp_path: Path) -> None:
+    """The 408 of a trickled body is logged like every other refusal: one record with the
+    status the client got and the reason, no provider."""
+    with gateway(tmp_path, server=FAST) as gw, connect(gw.url) as sock:
+        sock.sendall(chat_head(len(CHAT), b"cf-aig-event-id: slow-1\r\n") + CHAT[:5])
+        status, _ = status_and_body(read_until_closed(sock))
+    assert status == 408
+    records = read_records(gw.logs)
+    assert [(r.get("EventId"), r["StatusCode"], r["Provider"]) for r in records] == [
+        ("slow-1", 408, None)
+    ]
+    assert records[0]["RoutingReason"] == "request body not received within 1 s"
