@@ -1,16 +1,14 @@
-"""How the pages show numbers and charts: one format per unit, Altair charts.
-
-Money is USD with cents (``$1,234.56``), ratios are percentages with one decimal,
-latencies are whole milliseconds; a missing value shows as an em dash, never 0.
-"""
+"""How the pages show tables and Altair charts; value formats come from ``app.display``."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import altair as alt
 import polars as pl
 import streamlit as st
+
+from app.display import NONE, change, count, ms, pct, usd, usd_exact
 
 __all__ = [
     "NONE",
@@ -25,36 +23,6 @@ __all__ = [
     "usd",
     "usd_exact",
 ]
-
-NONE: Final = "—"
-
-
-def usd(value: float | None) -> str:
-    return NONE if value is None else f"${value:,.2f}"
-
-
-def usd_exact(value: float | None) -> str:
-    """USD to a millionth of a dollar: what one request costs."""
-    return NONE if value is None else f"${value:,.6f}"
-
-
-def pct(value: float | None) -> str:
-    return NONE if value is None else f"{value * 100:.1f}%"
-
-
-def count(value: float | None) -> str:
-    return NONE if value is None else f"{int(value):,}"
-
-
-def ms(value: float | None) -> str:
-    return NONE if value is None else f"{value:,.0f} ms"
-
-
-def change(current: float | None, previous: float | None) -> str | None:
-    """The relative change from ``previous`` as ``+12.3%`` (None when it cannot be said)."""
-    if current is None or previous is None or previous == 0:
-        return None
-    return f"{(current - previous) / abs(previous) * 100:+.1f}%"
 
 
 def table(frame: pl.DataFrame, *, key: str | None = None, height: int | None = None) -> None:

@@ -1,0 +1,68 @@
+"""How aigw shows a value to a person: one format per unit, shared by the CLI and the pages.
+
+Money is USD with cents (``$1,234.56``), one request's cost to a millionth of a dollar,
+ratios are percentages with one decimal, counts have thousands separators, latencies are
+whole milliseconds; a missing value shows as an em dash, never 0. Exact values belong to
+machine formats (CSV, JSON), not to these.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["NONE", "change", "column_label", "count", "ms", "pct", "usd", "usd_exact"]
+
+NONE: Final = "—"
+
+# Column names as a reader says them; a name not listed is shown with its words spaced.
+_LABELS: Final[dict[str, str]] = {
+    "cost_usd": "Cost",
+    "effective_cost_usd": "Effective cost",
+    "logged_cost_usd": "Logged cost",
+    "saved_usd": "Saved",
+    "api_key": "API key",
+    "api_key_id": "API key",
+    "log_id": "Log id",
+    "requests": "Requests",
+    "tokens_in": "Tokens in",
+    "tokens_out": "Tokens out",
+    "cache_hit_ratio": "Cache hit rate",
+    "impact_pct": "Impact",
+}
+
+
+def usd(value: float | None) -> str:
+    return NONE if value is None else f"${value:,.2f}"
+
+
+def usd_exact(value: float | None) -> str:
+    """USD to a millionth of a dollar: what one request costs."""
+    return NONE if value is None else f"${value:,.6f}"
+
+
+def pct(value: float | None) -> str:
+    """A ratio (0.25) as a percentage (``25.0%``)."""
+    return NONE if value is None else f"{value * 100:.1f}%"
+
+
+def count(value: float | None) -> str:
+    return NONE if value is None else f"{int(value):,}"
+
+
+def ms(value: float | None) -> str:
+    return NONE if value is None else f"{value:,.0f} ms"
+
+
+def change(current: float | None, previous: float | None) -> str | None:
+    """The relative change from ``previous`` as ``+12.3%`` (None when it cannot be said)."""
+    if current is None or previous is None or previous == 0:
+        return None
+    return f"{(current - previous) / abs(previous) * 100:+.1f}%"
+
+
+def column_label(name: str) -> str:
+    """A column as a reader says it: ``cost_usd`` -> ``Cost``, ``top_model`` -> ``Top model``."""
+    if name in _LABELS:
+        return _LABELS[name]
+    words = name.replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
