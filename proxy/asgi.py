@@ -24,7 +24,16 @@ from proxy.providers import Upstream, forwarded_headers
 from proxy.services import Services
 from proxy.serving import gateway_server, raise_open_file_limit, serve_until_signal
 from proxy.stores import open_cache, open_counter, open_rate_limiter
-from proxy.wire import Receive, Responder, Scope, Send, error_body, read_request, request_head
+from proxy.wire import (
+    Receive,
+    Request,
+    Responder,
+    Scope,
+    Send,
+    error_body,
+    read_request,
+    request_head,
+)
 
 __all__ = ["GatewayApp", "create_gateway_app", "run_gateway"]
 
@@ -76,6 +85,13 @@ class GatewayApp:
             await out.json(err.status, error_body(str(err), err.kind, err.code), close)
             return
         await self.gateway.handle(request, out)
+
+    def log_server_refusal(self, status: int, reason: str, request: Request) -> None:
+        """The one record of a request the server answered on its own (408 or 431 before
+        its headers were whole, 503 past ``max_connections``, 400 for malformed HTTP):
+        ``proxy.serving``'s ``on_refusal``. Nothing while the gateway is not running."""
+        if self.gateway is not None:
+            self.gateway.log_early_refusal(request, status, reason)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -149,10 +165,12 @@ def create_gateway_app(config: GatewayConfig, *, upstream: Upstream | None = Non
 def run_gateway(config: GatewayConfig, *, host: str | None = None, port: int | None = None) -> None:
     """Serve until SIGTERM or SIGINT; then finish in-flight requests and flush the logs."""
     raise_open_file_limit(config.server.max_connections)
+    app = create_gateway_app(config)
     server = gateway_server(
-        create_gateway_app(config),
+        app,
         config.server,
         host or config.host,
         config.port if port is None else port,
+        on_refusal=app.log_server_refusal,
     )
     serve_until_signal(server)

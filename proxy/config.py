@@ -10,6 +10,7 @@ by environment variable (``env``). See ``sample_data/gateway.toml``.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import fields
@@ -55,6 +56,8 @@ SERVER_LIMITS: Final = tuple(limit.name for limit in fields(ServerSettings))
 # A record holds the request body one level down, and orjson writes at most 254 levels.
 MAX_JSON_DEPTH: Final = 200
 _MAX: Final = 10**9
+_GATEWAY_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_GATEWAY_NAME_RULE: Final = "1-64 letters, digits, '.', '_' or '-'"
 
 
 def load_gateway_config(path: Path, environ: Mapping[str, str]) -> GatewayConfig:
@@ -122,7 +125,9 @@ class _Reader:
         )
         server = self.table(data, "server", "")
         self.unknown(
-            server, {"host", "port", "gateway", "max_json_depth", *SERVER_LIMITS}, "server"
+            server,
+            {"host", "port", "gateway", "gateways", "max_json_depth", *SERVER_LIMITS},
+            "server",
         )
         auth = self.table(data, "auth", "")
         self.unknown(auth, {"required", "keys"}, "auth")
@@ -147,7 +152,11 @@ class _Reader:
             path=self.path,
             host=self.value(server, "host", "server", str, "127.0.0.1"),
             port=port,
-            gateway=self.value(server, "gateway", "server", str, "default"),
+            gateway=self.gateway_name(self.value(server, "gateway", "server", str, "default")),
+            gateways=frozenset(
+                self.gateway_name(name, "server.gateways")
+                for name in self.strings(server, "gateways", "server")
+            ),
             max_json_depth=self.count(server, "max_json_depth", "server", 64, MAX_JSON_DEPTH),
             server=self.server(server),
             auth_required=required,
@@ -257,6 +266,17 @@ class _Reader:
                 catalog_name=self.value(entry, "catalog_name", where, str),
             )
         return providers
+
+    def strings(self, data: Mapping[str, Any], key: str, where: str) -> list[str]:
+        value: list[Any] = self.value(data, key, where, list, [])
+        if not all(isinstance(item, str) for item in value):
+            raise self.fail(_join(where, key), "must be a list of strings")
+        return [str(item) for item in value]
+
+    def gateway_name(self, name: str, key: str = "server.gateway") -> str:
+        if not _GATEWAY_NAME.fullmatch(name):
+            raise self.fail(key, f"{name[:64]!r} is not a gateway name ({_GATEWAY_NAME_RULE})")
+        return name
 
     def count(self, data: Mapping[str, Any], key: str, where: str, default: int, most: int) -> int:
         value = int(self.value(data, key, where, int, default))

@@ -23,8 +23,11 @@ __all__ = [
     "Target",
     "authenticate",
     "check_depth",
+    "check_event_id",
+    "check_model_name",
     "deeper_than",
     "key_fingerprint",
+    "loggable_event_id",
     "parse_body",
     "parse_endpoint",
     "parse_metadata",
@@ -33,6 +36,9 @@ __all__ = [
 ]
 
 MAX_METADATA_ENTRIES: Final = 5
+MAX_METADATA_KEY_CHARS: Final = 64
+MAX_METADATA_VALUE_CHARS: Final = 1024
+MAX_NAME_CHARS: Final = 256  # a model name, an event id
 OPENAI_ENDPOINTS: Final = {
     "/v1/chat/completions": "chat/completions",
     "/v1/completions": "completions",
@@ -67,6 +73,14 @@ def parse_endpoint(path: str, config: GatewayConfig) -> Endpoint:
         return Endpoint("anthropic", "messages", config.gateway, None)
     parts = path.strip("/").split("/", 2)
     if len(parts) == 3 and parts[1] in config.providers:
+        if not config.serves_gateway(parts[0]):
+            raise RequestRefused(
+                404,
+                f"no such gateway: {parts[0][:64]!r} (this gateway serves "
+                f"{', '.join(sorted(config.gateway_names))})",
+                "invalid_request_error",
+                "not_found",
+            )
         provider = config.providers[parts[1]]
         rest = parts[2].removeprefix("v1/")
         if provider.kind == "openai" and rest in OPENAI_ENDPOINTS.values():
@@ -166,6 +180,16 @@ def parse_metadata(value: str | None) -> dict[str, Any] | None:
             400, "cf-aig-metadata must be a JSON object", "invalid_request_error", "bad_metadata"
         )
     for key, item in parsed.items():
+        if len(key) > MAX_METADATA_KEY_CHARS or (
+            isinstance(item, str) and len(item) > MAX_METADATA_VALUE_CHARS
+        ):
+            raise RequestRefused(
+                400,
+                f"cf-aig-metadata keys may have {MAX_METADATA_KEY_CHARS} characters and "
+                f"string values {MAX_METADATA_VALUE_CHARS}",
+                "invalid_request_error",
+                "bad_metadata",
+            )
         if isinstance(item, dict | list):
             raise RequestRefused(
                 400,
@@ -174,6 +198,44 @@ def parse_metadata(value: str | None) -> dict[str, Any] | None:
                 "bad_metadata",
             )
     return dict(list(parsed.items())[:MAX_METADATA_ENTRIES])
+
+
+def check_model_name(model: str) -> None:
+    """``RequestRefused`` 400 unless ``model`` is 1-256 printable characters, no spaces."""
+    if not _is_name(model):
+        raise RequestRefused(
+            400,
+            f"model must be a name of 1-{MAX_NAME_CHARS} printable characters without spaces",
+            "invalid_request_error",
+            "bad_model",
+        )
+
+
+def check_event_id(value: str | None) -> None:
+    """``RequestRefused`` 400 unless ``cf-aig-event-id`` is absent or 1-256 printable ASCII
+    characters without spaces."""
+    if value is not None and not loggable_event_id(value):
+        raise RequestRefused(
+            400,
+            f"cf-aig-event-id must be 1-{MAX_NAME_CHARS} printable ASCII characters",
+            "invalid_request_error",
+            "bad_event_id",
+        )
+
+
+def loggable_event_id(value: str | None) -> str | None:
+    """``value`` when it is a valid event id, else None (what a refusal record logs)."""
+    if value is None or not value.isascii() or not _is_name(value):
+        return None
+    return value
+
+
+def _is_name(value: str) -> bool:
+    return (
+        0 < len(value) <= MAX_NAME_CHARS
+        and value.isprintable()
+        and not any(c.isspace() for c in value)
+    )
 
 
 def resolve_model(

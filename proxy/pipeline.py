@@ -33,7 +33,10 @@ from proxy.inbound import (
     Target,
     authenticate,
     check_depth,
+    check_event_id,
+    check_model_name,
     key_fingerprint,
+    loggable_event_id,
     parse_body,
     parse_endpoint,
     parse_metadata,
@@ -108,7 +111,7 @@ class Gateway:
             route=None,
             api_key_id=None,
             metadata=None,
-            event_id=request.headers.get("cf-aig-event-id"),
+            event_id=loggable_event_id(request.headers.get("cf-aig-event-id")),
             log_bodies=self.s.config.logs.log_bodies,
             request_bytes=request.body,
         )
@@ -125,8 +128,14 @@ class Gateway:
                     loop = asyncio.get_running_loop()
                     loop.call_later(self.refusals.window_s, self.refusals.summarise)
                 return
+        # a reason may quote what the client sent (a path): never a secret in the logs
         log.submit_attempt(
-            step=0, provider=None, model=None, status=status, started=log.t0, reason=reason[:300]
+            step=0,
+            provider=None,
+            model=None,
+            status=status,
+            started=log.t0,
+            reason=redact(reason[:4096])[:300],
         )
 
     async def _handle(self, request: Request, out: Responder, log: RequestLog) -> None:
@@ -143,9 +152,12 @@ class Gateway:
             raise RequestRefused(
                 405, f"{request.method} is not allowed; use POST", "invalid_request_error"
             )
+        check_event_id(request.headers.get("cf-aig-event-id"))
         body = parse_body(request.body)
         model = body.get("model")
-        log.requested_model = model if isinstance(model, str) else None
+        if isinstance(model, str):
+            _check_model(model)
+            log.requested_model = model
         check_depth(body, config.max_json_depth)
         metadata = parse_metadata(request.headers.get("cf-aig-metadata"))
         log.metadata = _safe_metadata(metadata)
@@ -374,8 +386,19 @@ def _ttl(header: str | None, default: float) -> float:
     return default
 
 
+def _check_model(model: str) -> None:
+    """``RequestRefused`` 400 for a model name that is not a name, or that holds a secret
+    (it would reach the provider and every log record)."""
+    check_model_name(model)
+    if redact(model) != model:
+        raise RequestRefused(
+            400, "the model name contains a secret", "invalid_request_error", "bad_model"
+        )
+
+
 def _safe_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Metadata as logged: string values pass through DLP redaction (secrets never logged)."""
+    """Metadata as logged: keys and string values pass through DLP redaction (secrets
+    never logged)."""
     if not metadata:
         return metadata
-    return {k: redact(v) if isinstance(v, str) else v for k, v in metadata.items()}
+    return {redact(k): redact(v) if isinstance(v, str) else v for k, v in metadata.items()}

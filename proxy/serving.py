@@ -8,6 +8,10 @@ request headers within ``header_timeout_s`` (else 408) and keep them under
 ``keepalive_timeout_s``, and past ``max_connections`` open connections uvicorn answers
 503 (its ``limit_concurrency``) with a warning on stderr. The body timeout is enforced
 where the body is read (``proxy.wire.read_request``).
+
+Each of these answers is reported to ``on_refusal`` (the gateway logs it as one record),
+as is a request the HTTP parser rejects (400). A connection that sent nothing before its
+header timeout is closed with a 408 but not reported: no request was made.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import logging
 import resource
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -27,12 +31,22 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from proxy.wire import error_body
+from proxy.wire import Request, error_body
 
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["ServerSettings", "gateway_server", "raise_open_file_limit", "serve_until_signal"]
+__all__ = [
+    "RefusalHook",
+    "ServerSettings",
+    "gateway_server",
+    "raise_open_file_limit",
+    "serve_until_signal",
+]
+
+# Told of every answer the server gives on its own (status, reason, the request's head as
+# far as it arrived); called on the event loop, it must not block.
+RefusalHook = Callable[[int, str, Request], None]
 
 _log = logging.getLogger("aigw.proxy")
 
@@ -54,8 +68,15 @@ class ServerSettings:
     max_header_bytes: int = 32 * 1024  # request line and headers; past it, 431
 
 
-def gateway_server(app: Any, limits: ServerSettings, host: str, port: int) -> uvicorn.Server:
-    """A uvicorn server (uvloop, httptools) for ``app`` that enforces ``limits``.
+def gateway_server(
+    app: Any,
+    limits: ServerSettings,
+    host: str,
+    port: int,
+    on_refusal: RefusalHook | None = None,
+) -> uvicorn.Server:
+    """A uvicorn server (uvloop, httptools) for ``app`` that enforces ``limits`` and tells
+    ``on_refusal`` of each answer it gives on its own (408, 431, 503, 400).
 
     Port 0 picks a free port. Run it with :func:`serve_until_signal`, or ``serve()`` it.
     """
@@ -64,7 +85,7 @@ def gateway_server(app: Any, limits: ServerSettings, host: str, port: int) -> uv
         host=host,
         port=port,
         loop="uvloop",
-        http=_guarded_protocol(limits),
+        http=_guarded_protocol(limits, on_refusal),
         lifespan="on",
         access_log=False,
         log_level="warning",
@@ -112,6 +133,7 @@ class _GuardedProtocol(HttpToolsProtocol):
     """
 
     limits: ClassVar[ServerSettings]
+    refusal_hooks: ClassVar[tuple[RefusalHook, ...]]  # gateway_server's on_refusal, if any
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -132,7 +154,7 @@ class _GuardedProtocol(HttpToolsProtocol):
             self._header_bytes += len(data)
         super().data_received(data)
         if self._awaiting_headers and self._header_bytes > self.limits.max_header_bytes:
-            self._refuse(431, self._too_large())
+            self._refuse_too_large()
 
     # After a refusal the parser still runs over what is left of the data it was fed;
     # these callbacks then do nothing (no request is started).
@@ -161,9 +183,16 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > self.limits.max_header_bytes:
-            self._refuse(431, self._too_large())
+            self._refuse_too_large()
             return
+        if self._over_concurrency():  # uvicorn answers it 503 (and warns)
+            self._report(503, f"too many connections ({self.limits.max_connections} max)")
         super().on_headers_complete()
+
+    def _over_concurrency(self) -> bool:
+        """uvicorn's own test for answering 503 in ``on_headers_complete``."""
+        limit = self.limit_concurrency
+        return limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -177,10 +206,35 @@ class _GuardedProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a malformed request after a refusal: already answered
+            self._report(400, f"malformed HTTP request: {msg}")
             super().send_400_response(msg)
 
-    def _too_large(self) -> str:
-        return f"request headers too large ({self.limits.max_header_bytes} bytes max)"
+    def _report(self, status: int, reason: str) -> None:
+        """Tell ``on_refusal`` of an answer given here, with the request's head so far."""
+        if not self.refusal_hooks:
+            return
+        try:
+            method = self.parser.get_method().decode("latin-1")
+        except Exception:  # noqa: BLE001 - httptools: the request line did not arrive
+            method = ""
+        url: bytes = getattr(self, "url", b"")
+        raw_headers: list[tuple[bytes, bytes]] = getattr(self, "headers", [])
+        client = self.client
+        request = Request(
+            method=method,
+            path=url.split(b"?", 1)[0][:2048].decode("latin-1"),
+            headers={
+                name.decode("latin-1").lower(): value.decode("latin-1")
+                for name, value in raw_headers
+            },
+            body=b"",
+            client_ip=client[0] if client else None,
+        )
+        for hook in self.refusal_hooks:
+            hook(status, reason, request)
+
+    def _refuse_too_large(self) -> None:
+        self._refuse(431, f"request headers too large ({self.limits.max_header_bytes} bytes max)")
 
     def _start_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(
@@ -198,12 +252,15 @@ class _GuardedProtocol(HttpToolsProtocol):
             self._start_header_timer()  # a pipelined request waits for the answer before it
             return
         message = f"request headers not received within {self.limits.header_timeout_s:g} s"
-        self._refuse(408, message)
+        self._refuse(408, message, report=self._header_bytes > 0)  # a request had begun
 
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer ``status`` and close; what the client still sends is read and dropped."""
+    def _refuse(self, status: int, message: str, *, report: bool = True) -> None:
+        """Answer ``status`` and close; what the client still sends is read and dropped.
+        ``report``: tell ``on_refusal`` (once, when the answer is sent)."""
         if self._refused or self.transport.is_closing():
             return
+        if report:
+            self._report(status, message)
         self._refused = True
         self._stop_header_timer()
         self._unset_keepalive_if_required()
@@ -222,8 +279,11 @@ class _GuardedProtocol(HttpToolsProtocol):
 _REASONS: Final = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
 
-def _guarded_protocol(limits: ServerSettings) -> type[HttpToolsProtocol]:
-    return type("GuardedHttpToolsProtocol", (_GuardedProtocol,), {"limits": limits})
+def _guarded_protocol(
+    limits: ServerSettings, on_refusal: RefusalHook | None
+) -> type[HttpToolsProtocol]:
+    namespace = {"limits": limits, "refusal_hooks": (on_refusal,) if on_refusal else ()}
+    return type("GuardedHttpToolsProtocol", (_GuardedProtocol,), namespace)
 
 
 def serve_until_signal(

@@ -114,6 +114,8 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     gateway: str = "default"  # the gateway name logged for the /v1 endpoints
+    # other names accepted as {gateway} in the passthrough path /{gateway}/{provider}/...
+    gateways: frozenset[str] = frozenset()
     max_json_depth: int = 64  # request bodies nested deeper are refused (400)
     server: ServerSettings = field(default_factory=ServerSettings)
     auth_required: bool = True
@@ -125,6 +127,14 @@ class GatewayConfig:
     cache_path: str = "data/gateway-cache.sqlite"
     state_url: str | None = None  # rate limits and budgets; redis:// to share
     price_file: str | None = None
+
+    @property
+    def gateway_names(self) -> frozenset[str]:
+        """Every gateway name this gateway serves (and logs)."""
+        return self.gateways | {self.gateway}
+
+    def serves_gateway(self, name: str) -> bool:
+        return name == self.gateway or name in self.gateways
 
     def route_for(self, provider: str, model: str) -> RouteSettings:
         for route in self.routes:

@@ -32,6 +32,7 @@ def sha(text: str) -> str:
 BASE_TOML = f"""
 [server]
 gateway = "test"
+gateways = ["ci", "edge"]
 [[auth.keys]]
 id = "team-a"
 team = "a"
@@ -200,7 +201,10 @@ def gateway(
         path = write_config(tmp, urls, routes, extra, log_bodies=log_bodies, server=server)
         config = load_gateway_config(path, {"TEST_PROVIDER_KEY": PROVIDER_KEY})
         app = GatewayApp(config)
-        with run_server(gateway_server(app, config.server, "127.0.0.1", 0)) as url:
+        server = gateway_server(
+            app, config.server, "127.0.0.1", 0, on_refusal=app.log_server_refusal
+        )
+        with run_server(server) as url:
             yield Running(url, *urls, logs=tmp / "logs")
 
 

@@ -66,6 +66,14 @@ def test_the_sample_config_loads_with_its_routes() -> None:
             "server.prot: unknown setting (check its spelling)",
         ),
         (
+            '[server]\ngateway = "../x"\n' + PROVIDER + KEY,
+            "server.gateway: '../x' is not a gateway name (1-64 letters, digits, '.', '_' or '-')",
+        ),
+        (
+            '[server]\ngateways = ["ok", 3]\n' + PROVIDER + KEY,
+            "server.gateways: must be a list of strings",
+        ),
+        (
             PROVIDER.replace("http://127.0.0.1:9/v1", "ftp://x") + KEY,
             "providers.openai.base_url: must be an http(s) URL",
         ),

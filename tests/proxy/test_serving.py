@@ -98,6 +98,38 @@ def test_headers_not_received_within_header_timeout_get_408_and_close(
     assert 0.9 < elapsed < 3
 
 
+def test_slow_headers_leave_one_record_and_a_silent_connection_none(tmp_path: Path) -> None:
+    """A request whose headers never end within header_timeout_s is logged once (408, no
+    provider); a connection that sent nothing is answered 408 but made no request."""
+    with gateway(tmp_path, server=FAST) as gw, connect(gw.url) as silent, connect(gw.url) as slow:
+        slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\ncf-aig-event-id: slow-h\r\nhost: g")
+        assert status_and_body(read_until_closed(slow))[0] == 408
+        assert status_and_body(read_until_closed(silent))[0] == 408
+    records = read_records(gw.logs)
+    assert [(r.get("EventId"), r["StatusCode"], r["Provider"]) for r in records] == [
+        ("slow-h", 408, None)
+    ]
+    assert records[0]["RoutingReason"] == "request headers not received within 1 s"
+
+
+def test_oversize_headers_and_malformed_http_leave_one_record_each(tmp_path: Path) -> None:
+    """431 (headers over max_header_bytes) and the parser's 400 for bytes that are not HTTP
+    are each one record with the reason; the oversize header's value is not logged."""
+    with gateway(tmp_path) as gw:
+        with connect(gw.url) as sock:
+            sock.sendall(chat_head(len(CHAT), b"x-big: " + b"p" * 40_000 + b"\r\n") + CHAT)
+            assert status_and_body(read_until_closed(sock))[0] == 431
+        with connect(gw.url) as sock:
+            sock.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 400 ")
+    records = read_records(gw.logs)
+    assert [(r["StatusCode"], r["RoutingReason"]) for r in records] == [
+        (431, "request headers too large (32768 bytes max)"),
+        (400, "malformed HTTP request: Invalid HTTP request received."),
+    ]
+    assert all(len(orjson.dumps(r)) < 2000 for r in records)
+
+
 def test_body_trickled_past_body_timeout_gets_408_and_close(fast: Running) -> None:
     """A body sent a byte every 0.2 s (a slowloris) is cut off after body_timeout_s (1 s):
     408 in the API's error shape, the connection closed, nothing sent to the provider."""
@@ -154,11 +186,11 @@ def test_headers_over_max_header_bytes_get_431_and_are_not_forwarded(tmp_path: P
         assert mock_calls(running.openai)[0]["headers"]["openai-project"] == "p" * 4000
 
 
-def test_past_max_connections_requests_get_503_and_a_line_on_stderr(
+def test_past_max_connections_requests_get_503_a_record_and_a_line_on_stderr(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """With max_connections = 5 held by half-sent requests, a sixth connection's request gets
-    503 and uvicorn warns on stderr; once one closes, requests are served again."""
+    503, one record and a warning on stderr; once one closes, requests are served again."""
     with gateway(tmp_path, server="max_connections = 5\n") as running, ExitStack() as held:
         for _ in range(5):
             sock = held.enter_context(connect(running.url))
@@ -174,6 +206,9 @@ def test_past_max_connections_requests_get_503_and_a_line_on_stderr(
             sock.sendall(MODELS)
             assert read_response(sock)[0] == 200
     assert "Exceeded concurrency limit." in capfd.readouterr().err
+    assert [(r["StatusCode"], r.get("RoutingReason")) for r in read_records(running.logs)] == [
+        (503, "too many connections (5 max)")  # the model list's 200 is not logged
+    ]
 
 
 def test_utf8_header_value_reaches_the_provider_byte_for_byte(tmp_path: Path) -> None:
