@@ -7,6 +7,9 @@ text is not decoded again. What counts:
   and lower case letters, so hex hashes and UUIDs are skipped) that decodes to UTF-8 text
   without control characters: when that text holds a finding, the whole run is a finding
   of the same category (base64 does not map characters one to one).
+* Lines of base64 wrapped as MIME and PEM wrap them (76 or 64 characters, then a line
+  break): the block is decoded as one run, so that a secret cut by a line break is found;
+  the whole block is the finding.
 * A word (between whitespace, quotes and angle brackets) holding a ``%XX`` escape of an
   ASCII character: ``%XX`` escapes are decoded and ``+`` read as a space, and each
   finding in the decoded word is mapped back to the encoded characters it came from.
@@ -36,6 +39,10 @@ _HAS_LOWER = re.compile(r"[a-z]")
 _URLSAFE = str.maketrans("-_", "+/")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
 
+# Two or more lines of the standard alphabet, each full line 20+ characters: MIME, PEM.
+_WRAPPED = re.compile(r"(?:[A-Za-z0-9+/]{20,}\r?\n)+[A-Za-z0-9+/]+={0,2}")
+_LINE_BREAK = re.compile(r"\r?\n")
+
 _ESCAPE = re.compile(r"%[0-7][0-9A-Fa-f]")
 _WORD_END = re.compile(r"[^\s\"'<>`]*+")
 _DELIMITERS = (" ", "\n", "\t", "\r", '"', "'", "<", ">", "`")
@@ -51,7 +58,16 @@ def encoded_candidates(text: str, find: Finder) -> list[Candidate]:
 
 def _base64_candidates(text: str, find: Finder) -> list[Candidate]:
     found = []
+    covered = 0  # the end of the last wrapped block found
     for start, end in _base64_runs(text):
+        if start < covered:
+            continue
+        if text.startswith(("\n", "\r\n"), end):
+            block = _wrapped_block(text, start, find)
+            if block is not None:
+                found.append(block)
+                covered = block.end
+                continue
         run = text[start:end]
         if _HAS_UPPER.search(run) is None or _HAS_LOWER.search(run) is None:
             continue
@@ -63,6 +79,19 @@ def _base64_candidates(text: str, find: Finder) -> list[Candidate]:
             best = min(inner, key=lambda c: c.rank)
             found.append(Candidate(best.rank, best.category, start, end))
     return found
+
+
+def _wrapped_block(text: str, start: int, find: Finder) -> Candidate | None:
+    """The finding of the line-wrapped base64 block at ``start``, decoded as one run."""
+    block = _WRAPPED.match(text, start)
+    if block is None:
+        return None
+    decoded = _decode_base64(_LINE_BREAK.sub("", block.group()))
+    inner = find(decoded) if decoded is not None else []
+    if not inner:
+        return None
+    best = min(inner, key=lambda c: c.rank)
+    return Candidate(best.rank, best.category, start, block.end())
 
 
 def _base64_runs(text: str) -> list[tuple[int, int]]:

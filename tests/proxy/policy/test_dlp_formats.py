@@ -39,6 +39,8 @@ AZURE_KEY = base64.b64encode(bytes(range(7, 71))).decode()  # 88 characters
 BASIC = base64.b64encode(b"alice:Wonderland42").decode()
 B64_AWS = base64.b64encode(b"aws key AKIAIOSFODNN7EXAMPLE").decode()
 B64_MAIL = base64.urlsafe_b64encode(b"mail me at jane.roe@example.com").decode()
+# base64 wrapped at 76 characters (MIME), the key cut by the first line break
+B64_WRAPPED = base64.encodebytes(b"x" * 47 + b" aws key AKIAIOSFODNN7EXAMPLE, then more").decode()
 
 # (text, [(category, the exact text that must be redacted)])
 FOUND: list[tuple[str, list[tuple[str, str]]]] = [
@@ -98,6 +100,7 @@ FOUND: list[tuple[str, list[tuple[str, str]]]] = [
     ),
     (f"blob {B64_AWS} done", [("AWS_ACCESS_KEY", B64_AWS)]),
     (f"blob:{B64_MAIL}", [("EMAIL", B64_MAIL)]),
+    (f"mime:\n{B64_WRAPPED}--", [("AWS_ACCESS_KEY", B64_WRAPPED.rstrip())]),
     ("cb?to=jane%40example.com&x=1", [("EMAIL", "jane%40example.com")]),
     ("q=password%3DTr0ub4dor%263x", [("PASSWORD_ASSIGNMENT", "Tr0ub4dor%263x")]),
 ]
