@@ -35,7 +35,9 @@ from ingest import DEFAULT_DB_PATH
 
 __all__ = ["alerts_app"]
 
-alerts_app = typer.Typer(help="Budget and anomaly alerts.", no_args_is_help=True)
+alerts_app = typer.Typer(
+    help="Budget and anomaly alerts.", no_args_is_help=True, rich_markup_mode=None
+)
 
 _DURATION: Final = re.compile(r"^(\d+)\s*([smh])$")
 
