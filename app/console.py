@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 the run finished but some objects failed, 2 the command
 could not run (bad option or config, unreachable source, locked warehouse, bad SQL),
-3 the rows loaded but a critical data-quality expectation failed (``--quality fail``).
+3 the rows loaded but a critical data-quality expectation failed (``--quality fail``),
+4 ``aigw alerts run``: the newest data is older than ``--stale-after`` (stale pipeline).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_PARTIAL",
     "EXIT_QUALITY",
+    "EXIT_STALE",
     "ConfigOption",
     "DbOption",
     "FormatOption",
@@ -44,6 +46,7 @@ __all__ = [
 EXIT_PARTIAL: Final = 1
 EXIT_ERROR: Final = 2
 EXIT_QUALITY: Final = 3
+EXIT_STALE: Final = 4
 FORMATS: Final = ("table", "csv", "json")
 
 # No markup and no emoji codes: what aigw prints (values, names, messages) is shown as is.
