@@ -41,23 +41,36 @@ def aigw(warehouse: Warehouse, *args: str, columns: int = 200) -> tuple[int, str
 def test_a_report_table_fits_the_terminal_and_formats_money_and_counts(
     warehouse: Warehouse,
 ) -> None:
-    """At 100 columns: labels, counts with separators, money in dollars, whole numbers never
-    wrapped; the columns left out are named on stderr."""
-    code, out, err = aigw(warehouse, "report", "cost", "--by", "team", columns=100)
+    """At 60 columns: labels, money in dollars, identity and money columns first, numbers
+    never wrapped; the columns left out are named on stderr. --columns picks others."""
+    code, out, err = aigw(warehouse, "report", "cost", "--by", "team", columns=60)
     assert code == 0
     assert out.splitlines() == [
-        "┏━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━┓",
-        "┃ Team     ┃ Requests ┃ Errors ┃ Cached requests ┃ Tokens in ┃ Tokens out ┃    Cost ┃   Saved ┃",
-        "┡━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━┩",
-        "│ platform │        2 │      1 │               0 │    10,000 │      1,000 │ $0.0120 │ $0.0000 │",
-        "│ search   │        2 │      0 │               0 │     3,000 │      1,500 │ $0.0060 │ $0.0000 │",
-        "│ support  │        2 │      0 │               1 │     2,000 │        200 │ $0.0045 │ $0.0045 │",
-        "└──────────┴──────────┴────────┴─────────────────┴───────────┴────────────┴─────────┴─────────┘",
+        "┏━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━┓",
+        "┃ Team     ┃ Requests ┃ Errors ┃    Cost ┃   Saved ┃",
+        "┡━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━┩",
+        "│ platform │        2 │      1 │ $0.0120 │ $0.0000 │",
+        "│ search   │        2 │      0 │ $0.0060 │ $0.0000 │",
+        "│ support  │        2 │      0 │ $0.0045 │ $0.0045 │",
+        "└──────────┴──────────┴────────┴─────────┴─────────┘",
     ]
     assert err == (
-        "note: 3 columns left out to fit 100 characters: cache_read_tokens, "
-        "cache_write_tokens, unknown_cost_requests (choose with --columns, or use --format csv)\n"
+        "note: 6 columns left out to fit 60 characters: cached_requests, tokens_in, "
+        "tokens_out, cache_read_tokens, cache_write_tokens, unknown_cost_requests "
+        "(choose with --columns, or use --format csv)\n"
     )
+    picked = ("--columns", "team,tokens_in")
+    code, out, err = aigw(warehouse, "report", "cost", "--by", "team", *picked, columns=60)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "┏━━━━━━━━━━┳━━━━━━━━━━━┓",
+        "┃ Team     ┃ Tokens in ┃",
+        "┡━━━━━━━━━━╇━━━━━━━━━━━┩",
+        "│ platform │    10,000 │",
+        "│ search   │     3,000 │",
+        "│ support  │     2,000 │",
+        "└──────────┴───────────┘",
+    ]
 
 
 def test_columns_picks_and_day_periods_print_as_dates(warehouse: Warehouse) -> None:
