@@ -49,6 +49,8 @@ class AlertsRunResult:
     would_fire: list[tuple[Alert, tuple[str, ...]]] = field(default_factory=list)
     newest_data: datetime | None = None  # the newest request at or before "now" (UTC)
     stale: bool = False  # newest_data is older than the configured age (or missing)
+    stale_after_hours: float = 0.0  # the configured age (0: not checked)
+    now: datetime | None = None  # the moment evaluated (UTC)
 
 
 def build_channel(spec: ChannelSpec) -> Channel:
@@ -90,7 +92,7 @@ def run_alerts(
     moment = now or datetime.now(tz=UTC)
     routes = {budget.name: budget.channels for budget in config.budgets}
     routes |= {rule.name: rule.channels for rule in config.anomalies}
-    result = AlertsRunResult()
+    result = AlertsRunResult(stale_after_hours=config.stale_after_hours, now=moment)
     with _open(db_path, read_only=dry_run, wait_seconds=wait_seconds) as warehouse:
         if not dry_run:
             refresh_rollups(warehouse, models_settings)

@@ -153,9 +153,10 @@ def _say_stale(result: AlertsRunResult) -> bool:
         if newest is None
         else f"the newest request is from {newest:%Y-%m-%d %H:%M} UTC"
     )
+    at = f"{result.now:%Y-%m-%d %H:%M} UTC" if result.now else "now"
     err.print(
-        f"warning: stale data: {what}, older than --stale-after; is `aigw ingest` running? "
-        f"(exit {EXIT_STALE})",
+        f"warning: stale data: {what}, more than {result.stale_after_hours:g} hours before "
+        f"{at}; is `aigw ingest` running? (exit {EXIT_STALE})",
         markup=False,
     )
     return True
