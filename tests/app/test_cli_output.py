@@ -5,12 +5,14 @@ the real command and pins stdout, stderr and the exit code."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.app.test_report_cli import RECORDS, ingest, write_config
@@ -260,3 +262,30 @@ def test_a_taken_dashboard_port_is_one_line_with_the_fix(warehouse: Warehouse) -
         f"what listens there or pick another port: --port {port + 1} "
         f"(make demo PORT={port + 1})\n"
     )
+
+
+def test_the_readme_sql_example_sums_what_report_cost_says(warehouse: Warehouse) -> None:
+    """The README's `aigw sql` line sums each request's effective cost (requests_costed,
+    migration v6): the same dollars per model as `aigw report cost`; the views agree."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (example,) = re.findall(r'^aigw sql "(.*)"$', readme, flags=re.MULTILINE)
+    code, out, err = aigw(warehouse, "sql", example, "--format", "json")
+    assert (code, err) == (0, "")
+    by_sql = {(row["provider"], row["model"]): row["cost_usd"] for row in orjson.loads(out)}
+    code, out, err = aigw(warehouse, "report", "cost", "--format", "json")
+    by_report = {(row["provider"], row["model"]): row["cost_usd"] for row in orjson.loads(out)}
+    assert (
+        by_sql
+        == by_report
+        == {
+            ("openai", "gpt-4o-mini"): 0.018,
+            ("anthropic", "claude-sonnet-4"): 0.0045,
+        }
+    )
+    views = (
+        "SELECT (SELECT sum(effective_cost_usd) FROM spend_by_day_team) AS by_team, "
+        "(SELECT sum(saved_usd) FROM cache_savings) AS saved, "
+        "(SELECT count(DISTINCT api_key) FROM requests_costed) AS keys"
+    )
+    code, out, err = aigw(warehouse, "sql", views, "--format", "json")
+    assert (code, out, err) == (0, '[{"by_team":0.0225,"saved":0.0045,"keys":0}]\n', "")
