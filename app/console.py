@@ -85,6 +85,11 @@ def user_errors(verbose: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         raise typer.Exit(130) from None
+    except BrokenPipeError:
+        # The reader stopped reading (`aigw … | head`): nothing is wrong and nothing more
+        # can be said; stdout goes to /dev/null so that the exit does not fail a flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as error:  # the last line of defence: never a bare traceback

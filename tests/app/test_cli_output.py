@@ -289,3 +289,20 @@ def test_the_readme_sql_example_sums_what_report_cost_says(warehouse: Warehouse)
     )
     code, out, err = aigw(warehouse, "sql", views, "--format", "json")
     assert (code, out, err) == (0, '[{"by_team":0.0225,"saved":0.0045,"keys":0}]\n', "")
+
+
+def test_a_reader_that_stops_early_is_not_an_error(warehouse: Warehouse) -> None:
+    """`aigw sql … | head -1`: the closed pipe ends the command quietly with exit 0."""
+    command = [sys.executable, "-m", "app", "sql", "SELECT * FROM range(300000)"]
+    process = subprocess.Popen(
+        [*command, "--format", "csv", "--db", str(warehouse[0])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert process.stdout is not None and process.stdout.readline() == "range\n"
+    process.stdout.close()
+    assert process.stderr is not None
+    assert (process.wait(timeout=120), process.stderr.read()) == (0, "")
+    process.stderr.close()
