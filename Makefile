@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DB     := data/aigw.duckdb
+PORT   ?= 8501
 
 .DEFAULT_GOAL := help
 .PHONY: help demo test system-deps lint typecheck pytest bench bench-models bench-proxy bench-dashboard sample-data clean
@@ -22,7 +23,9 @@ $(BIN)/.installed-dev: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/.installed $@
 
-demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> ./data/aigw.duckdb; reports; dashboard
+demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> ./data/aigw.duckdb; reports; dashboard (PORT=8501)
+	@# Checked first, so a taken port fails at once (exit 2), not after the whole demo.
+	@$(BIN)/python -m app.dashboard_cli 127.0.0.1 $(PORT)
 	@rm -rf $(DB) $(DB).wal data/gateway-logs data/outbox data/focus.parquet  # the demo starts afresh
 	@echo "== aigw ingest sample_data/logs (Cloudflare Logpush and REST samples)"
 	@$(BIN)/aigw ingest sample_data/logs --db $(DB)
@@ -49,8 +52,8 @@ demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> 
 	@echo "== what ingest kept aside (aigw sql)"
 	@$(BIN)/aigw sql --db $(DB) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
 	    sum(rows_duplicate) AS duplicates, sum(rows_rejected) AS rejected FROM ingest_files GROUP BY ALL"
-	@echo "== the dashboards on http://127.0.0.1:8501 (aigw dashboard; Ctrl-C to stop)"
-	@$(BIN)/aigw dashboard --db $(DB) --budgets sample_data/budgets.toml --host 127.0.0.1 --port 8501
+	@echo "== the dashboards on http://127.0.0.1:$(PORT) (aigw dashboard; Ctrl-C to stop)"
+	@$(BIN)/aigw dashboard --db $(DB) --budgets sample_data/budgets.toml --host 127.0.0.1 --port $(PORT)
 
 test: system-deps lint typecheck pytest ## Lint, type-check and run the whole test suite
 

@@ -19,6 +19,7 @@ from alerts.errors import BudgetConfigError
 from core.settings import read_toml, unknown_key
 
 __all__ = [
+    "DEFAULT_STALE_AFTER_HOURS",
     "PERIODS",
     "AlertsConfig",
     "AnomalyRule",
@@ -29,7 +30,11 @@ __all__ = [
 
 PERIODS: Final = ("daily", "weekly", "monthly", "rolling")
 CHANNEL_TYPES: Final = ("outbox", "slack", "webhook", "email")
-_TOP_KEYS: Final = ("timezone", "dashboard_url", "channels", "budget", "anomaly")
+_TOP_KEYS: Final = (
+    "timezone", "dashboard_url", "stale_after_hours", "stale_channels", "channels", "budget",
+    "anomaly",
+)  # fmt: skip
+DEFAULT_STALE_AFTER_HOURS: Final = 24.0
 # Settings per channel type; each may also be given as ``<key>_env`` (the variable's name).
 _CHANNEL_KEYS: Final = {
     "outbox": ("folder",),
@@ -93,6 +98,9 @@ class AlertsConfig:
     channels: Mapping[str, ChannelSpec]
     timezone: str = "UTC"
     dashboard_url: str = ""
+    # Newest data older than this (hours before the run's "now") is an alarm; 0: never.
+    stale_after_hours: float = DEFAULT_STALE_AFTER_HOURS
+    stale_channels: tuple[str, ...] = ()  # where the stale-data alert goes (none: stderr only)
 
 
 def load_alerts_config(
@@ -126,12 +134,20 @@ def load_alerts_config(
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise where.error(duplicates[0], "name", "names must be unique across budgets and rules")
+    stale_after = document.get("stale_after_hours", DEFAULT_STALE_AFTER_HOURS)
+    stale_channels = document.get("stale_channels")
+    if isinstance(stale_after, bool) or not isinstance(stale_after, int | float) or stale_after < 0:
+        raise where.error(None, "stale_after_hours", "must be a number of hours, 0 or more")
     return AlertsConfig(
         budgets=budgets,
         anomalies=anomalies,
         channels=channels,
         timezone=timezone,
         dashboard_url=str(document.get("dashboard_url", "")),
+        stale_after_hours=float(stale_after),
+        stale_channels=()
+        if stale_channels is None
+        else _channels(where, "stale_channels", stale_channels, channels),
     )
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from alerts.config import AlertsConfig, AnomalyRule, Budget
-from alerts.message import Alert, alert_id
+from alerts.message import Alert, alert_id, dashboard_link
 from models import detect_anomalies
 
 __all__ = ["anomaly_alerts", "budget_alerts", "earliest_needed", "evaluate", "period_bounds"]
@@ -78,6 +79,9 @@ def budget_alerts(
         used = float(row["cost_usd"] or 0.0)
         projected = used / elapsed if elapsed >= _MIN_FORECAST_FRACTION else None
         top = _top(contributors, budget, value)
+        shown = dict(budget.filters)
+        if budget.split_by and value is not None:
+            shown[budget.split_by] = str(value)
         template = Alert(
             alert_id="",
             kind="budget",
@@ -90,7 +94,7 @@ def budget_alerts(
             budget_usd=budget.amount_usd,
             forecast_usd=projected,
             top_contributors=top,
-            dashboard_url=dashboard_url,
+            dashboard_url=dashboard_link(dashboard_url, "budgets", shown, start, min(end, now)),
         )
         period = start.isoformat()
         alerts.extend(
@@ -132,7 +136,12 @@ def _top(contributors: pl.DataFrame, budget: Budget, value: object) -> list[tupl
 def anomaly_alerts(
     rollup: pl.LazyFrame, rule: AnomalyRule, *, now: datetime, dashboard_url: str = ""
 ) -> list[Alert]:
-    """One alert per flagged (value, hour, signal) in the rule's window before ``now``."""
+    """One alert per flagged (value, hour) in the rule's window before ``now``: its
+    signals (spend, request rate, new identity) are one event, so one message.
+
+    The id is the rule's, the value's and the hour's, not the signals': a signal that
+    joins a later run (more of the hour arrived) does not send the event again.
+    """
     flags = detect_anomalies(
         rollup,
         rule.scope,
@@ -141,33 +150,56 @@ def anomaly_alerts(
         min_score=rule.min_score,
         min_impact_usd=rule.min_impact_usd,
     )
-    alerts = []
+    events: dict[tuple[Any, datetime], list[dict[str, Any]]] = {}
     for flag in flags.iter_rows(named=True):
-        hour: datetime = flag["hour"]
-        scope = f"{rule.scope}={flag['value'] if flag['value'] is not None else '(none)'}"
+        events.setdefault((flag["value"], flag["hour"]), []).append(flag)
+    alerts = []
+    for (value, hour), signals in events.items():
+        signals.sort(key=lambda flag: str(flag["signal"]))
+        scope = f"{rule.scope}={value if value is not None else '(none)'}"
+        first = signals[0]
+        actual = _number(first["actual_usd"])
+        filters = {rule.scope: str(value)} if value is not None else {}
         alerts.append(
             Alert(
-                alert_id=alert_id(rule.name, scope, hour.isoformat(), flag["signal"]),
+                alert_id=alert_id(rule.name, scope, hour.isoformat()),
                 kind="anomaly",
                 rule=rule.name,
                 scope=scope,
                 period_start=hour,
                 period_end=hour + timedelta(hours=1),
                 threshold=None,
-                spent_usd=float(flag["actual_usd"] or 0.0),
+                spent_usd=actual,
                 budget_usd=None,
                 forecast_usd=None,
-                dashboard_url=dashboard_url,
-                signal=str(flag["signal"]),
-                detail=(
-                    f"Signal {flag['signal']} (score {flag['score']:.1f}): "
-                    f"${flag['actual_usd'] or 0:,.2f} against ${flag['expected_usd'] or 0:,.2f} "
-                    f"expected; {flag['actual_requests']} requests against "
-                    f"{flag['expected_requests'] or 0:,.0f}"
+                dashboard_url=dashboard_link(
+                    dashboard_url,
+                    "anomalies",
+                    {"scope": rule.scope, **filters},
+                    hour,
+                    hour + timedelta(hours=1),
+                ),
+                signal=",".join(str(flag["signal"]) for flag in signals),
+                detail="\n".join(
+                    [
+                        "Signals: "
+                        + ", ".join(
+                            f"{flag['signal']} (score {_number(flag['score']):.1f})"
+                            for flag in signals
+                        ),
+                        f"${actual:,.2f} against ${_number(first['expected_usd']):,.2f} "
+                        f"expected; {first['actual_requests']} requests against "
+                        f"{_number(first['expected_requests']):,.0f}",
+                    ]
                 ),
             )
         )
     return alerts
+
+
+def _number(value: object) -> float:
+    """A flag's number (null: 0)."""
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def evaluate(rollup: pl.LazyFrame, config: AlertsConfig, *, now: datetime) -> list[Alert]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,13 @@ from alerts.channels import (
 from alerts.config import AlertsConfig, ChannelSpec
 from alerts.errors import DeliveryError
 from alerts.evaluate import earliest_needed, evaluate
-from alerts.message import Alert
+from alerts.message import Alert, alert_id
 from alerts.state import mark_delivery, pending_deliveries, record_alerts
 from core.errors import WarehouseLocked
 from core.warehouse import Warehouse, open_warehouse, table_exists
 from models import ModelsSettings, read_rollup, refresh_rollups
 
-__all__ = ["AlertsRunResult", "build_channel", "run_alerts"]
+__all__ = ["STALE_RULE", "AlertsRunResult", "build_channel", "run_alerts"]
 
 
 @dataclass(slots=True)
@@ -47,6 +47,10 @@ class AlertsRunResult:
     delivered: list[tuple[Alert, str]] = field(default_factory=list)
     failed: list[tuple[Alert, str, str]] = field(default_factory=list)  # alert, channel, error
     would_fire: list[tuple[Alert, tuple[str, ...]]] = field(default_factory=list)
+    newest_data: datetime | None = None  # the newest request at or before "now" (UTC)
+    stale: bool = False  # newest_data is older than the configured age (or missing)
+    stale_after_hours: float = 0.0  # the configured age (0: not checked)
+    now: datetime | None = None  # the moment evaluated (UTC)
 
 
 def build_channel(spec: ChannelSpec) -> Channel:
@@ -88,7 +92,7 @@ def run_alerts(
     moment = now or datetime.now(tz=UTC)
     routes = {budget.name: budget.channels for budget in config.budgets}
     routes |= {rule.name: rule.channels for rule in config.anomalies}
-    result = AlertsRunResult()
+    result = AlertsRunResult(stale_after_hours=config.stale_after_hours, now=moment)
     with _open(db_path, read_only=dry_run, wait_seconds=wait_seconds) as warehouse:
         if not dry_run:
             refresh_rollups(warehouse, models_settings)
@@ -96,6 +100,14 @@ def run_alerts(
             rollup = read_rollup(warehouse.con, since=earliest_needed(config, moment), until=moment)
         candidates = evaluate(rollup, config, now=moment) if rollup.collect_schema().names() else []
         result.evaluated = len(candidates)
+        result.newest_data = _newest_request(warehouse, moment)
+        limit = timedelta(hours=config.stale_after_hours)
+        result.stale = bool(limit) and (
+            result.newest_data is None or moment - result.newest_data > limit
+        )
+        if result.stale and config.stale_channels:
+            routes[STALE_RULE] = config.stale_channels
+            candidates.append(_stale_alert(result.newest_data, moment, config))
         if dry_run:
             known = _known_ids(warehouse)
             result.would_fire = [
@@ -124,6 +136,46 @@ def run_alerts(
             else:
                 result.failed.append((owed.alert, owed.channel, error))
     return result
+
+
+STALE_RULE = "stale-data"
+
+
+def _newest_request(warehouse: Warehouse, now: datetime) -> datetime | None:
+    """The time of the newest request at or before ``now`` (UTC), None when there is none."""
+    if not table_exists(warehouse.con, "requests"):
+        return None
+    with warehouse.errors():
+        row = warehouse.con.execute("SELECT max(ts) FROM requests WHERE ts <= ?", [now]).fetchone()
+    newest = row[0] if row else None
+    return newest.astimezone(UTC) if isinstance(newest, datetime) else None
+
+
+def _stale_alert(newest: datetime | None, now: datetime, config: AlertsConfig) -> Alert:
+    """The stale-data alert: one id per newest request time (one message per outage)."""
+    since = newest or now
+    age = (
+        "no request at all"
+        if newest is None
+        else f"the newest request is from {newest:%Y-%m-%d %H:%M} UTC"
+    )
+    return Alert(
+        alert_id=alert_id(STALE_RULE, "none" if newest is None else newest.isoformat()),
+        kind="stale",
+        rule=STALE_RULE,
+        scope="everything",
+        period_start=since,
+        period_end=now,
+        threshold=None,
+        spent_usd=0.0,
+        budget_usd=None,
+        forecast_usd=None,
+        dashboard_url=config.dashboard_url,
+        detail=(
+            f"Stale data: {age}, more than {config.stale_after_hours:g} hours before "
+            f"{now:%Y-%m-%d %H:%M} UTC. Is `aigw ingest` (or Logpush) still running?"
+        ),
+    )
 
 
 def _known_ids(warehouse: Warehouse) -> set[str]:

@@ -2,7 +2,8 @@
 
 Exit codes (one run): 0 evaluated and every owed delivery made; 1 some deliveries
 failed and will be retried by the next run; 2 could not run (bad budgets file,
-warehouse missing or locked past --wait).
+warehouse missing or locked past --wait); 4 the data is stale: the newest request is
+older than --stale-after hours (the alerts were still evaluated and sent).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Final
@@ -20,6 +22,7 @@ from alerts import AlertsRunResult, load_alerts_config, run_alerts
 from app.console import (
     EXIT_ERROR,
     EXIT_PARTIAL,
+    EXIT_STALE,
     ConfigOption,
     DbOption,
     VerboseOption,
@@ -35,7 +38,9 @@ from ingest import DEFAULT_DB_PATH
 
 __all__ = ["alerts_app"]
 
-alerts_app = typer.Typer(help="Budget and anomaly alerts.", no_args_is_help=True)
+alerts_app = typer.Typer(
+    help="Budget and anomaly alerts.", no_args_is_help=True, rich_markup_mode=None
+)
 
 _DURATION: Final = re.compile(r"^(\d+)\s*([smh])$")
 
@@ -63,14 +68,28 @@ def alerts_run(
         str | None, typer.Option(help="Evaluate as of this time (default: now).")
     ] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another writer.")] = 30.0,
+    stale_after: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Hours: newer data than this is expected; older is reported and exits 4 "
+            "(0: never; default: stale_after_hours in the budgets file, else 24).",
+        ),
+    ] = None,
     db: DbOption = DEFAULT_DB_PATH,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Evaluate budgets and anomaly rules; send each new alert once to its channels."""
+    """Evaluate budgets and anomaly rules; send each new alert once to its channels.
+
+    The summary line counts the alerts that hold (their condition is true now, sent
+    before or not), the new ones among them, and the deliveries made and failed.
+    """
     with user_errors(verbose):
         settings = resolve_settings(config)
         alerts_config = load_alerts_config(budgets, dimensions=settings.all_dimensions)
+        if stale_after is not None:
+            alerts_config = replace(alerts_config, stale_after_hours=stale_after)
         interval = parse_every(every) if every else None
         moment = parse_time(now, "--now")
     if interval is None:
@@ -101,6 +120,7 @@ def alerts_run(
 
 def _report(result: AlertsRunResult, *, dry_run: bool) -> int:
     """Print what the run did; return its exit code."""
+    stale = _say_stale(result)
     if dry_run:
         for alert, channels in result.would_fire:
             out.print(f"would fire: {alert.title} -> {', '.join(channels)}", markup=False)
@@ -108,7 +128,7 @@ def _report(result: AlertsRunResult, *, dry_run: bool) -> int:
             f"alerts (dry run): {result.evaluated} hold, {len(result.would_fire)} would fire",
             markup=False,
         )
-        return 0
+        return EXIT_STALE if stale else 0
     for alert, channel in result.delivered:
         out.print(f"sent to {channel}: {alert.title}", markup=False)
     for alert, channel, error in result.failed:
@@ -118,4 +138,25 @@ def _report(result: AlertsRunResult, *, dry_run: bool) -> int:
         f"{len(result.delivered)} delivered, {len(result.failed)} failed (retried next run)",
         markup=False,
     )
+    if stale:
+        return EXIT_STALE
     return EXIT_PARTIAL if result.failed else 0
+
+
+def _say_stale(result: AlertsRunResult) -> bool:
+    """One warning line on stderr when the data is stale; whether it is."""
+    if not result.stale:
+        return False
+    newest = result.newest_data
+    what = (
+        "there is no data at all"
+        if newest is None
+        else f"the newest request is from {newest:%Y-%m-%d %H:%M} UTC"
+    )
+    at = f"{result.now:%Y-%m-%d %H:%M} UTC" if result.now else "now"
+    err.print(
+        f"warning: stale data: {what}, more than {result.stale_after_hours:g} hours before "
+        f"{at}; is `aigw ingest` running? (exit {EXIT_STALE})",
+        markup=False,
+    )
+    return True

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -40,6 +41,7 @@ from app.service import ingest_and_refresh, refresh
 from app.settings import load_settings
 from app.watch import parse_interval, print_quality, print_refreshed, run_watch
 from core.errors import ConfigError
+from core.warehouse import run_sql
 from ingest import (
     DEFAULT_DB_PATH,
     IngestSettings,
@@ -47,7 +49,6 @@ from ingest import (
     ObjectResult,
     WatchSettings,
     check_quality_mode,
-    run_query,
 )
 
 cli = typer.Typer(
@@ -56,6 +57,7 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts say [models] and [ingest]: never read them as markup
 )
 cli.add_typer(report_app, name="report")
 cli.add_typer(export_app, name="export")
@@ -121,6 +123,7 @@ def ingest_command(
 ) -> None:
     """Load Logpush / REST log objects into the warehouse, check them, refresh the rollups."""
     with user_errors(verbose):
+        check_endpoint_url(endpoint_url)
         edge = load_settings(config, os.environ, budgets=budgets)
         models_settings, file_options = edge.models, edge.ingest
         settings = IngestSettings(
@@ -195,16 +198,32 @@ def rollup_command(
 
 @cli.command("sql")
 def sql_command(
-    query: Annotated[str, typer.Argument(help="SQL to run (read-only).")],
+    query: Annotated[str, typer.Argument(help="SQL to run (read-only); ';' separates statements.")],
     db: DbOption = DEFAULT_DB_PATH,
     output_format: FormatOption = "table",
+    columns: Annotated[
+        str | None, typer.Option("--columns", help="Columns to show, comma-separated.")
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Run read-only SQL on the warehouse."""
+    """Run read-only SQL on the warehouse: every statement's rows, in order.
+
+    The connection reads only the warehouse: COPY … TO, ATTACH, reading other files,
+    INSTALL and SET are refused (save results with --format csv > FILE).
+    """
     chosen = check_format(output_format)
+    pick = [part.strip() for part in (columns or "").split(",") if part.strip()]
     with user_errors(verbose):
-        result = run_query(db, query)
-    write_rows(result.columns, result.rows, chosen)
+        results = [result for result in run_sql(db, query) if result.columns]
+        if chosen != "table" and len(results) > 1:
+            raise ConfigError(
+                f"--format {chosen} prints one result; the SQL has {len(results)} statements "
+                "that return rows (run them one at a time)"
+            )
+        for number, result in enumerate(results):
+            if len(results) > 1:
+                out.print(("" if number == 0 else "\n") + f"-- {result.statement}")
+            write_rows(result.columns, result.rows, chosen, units=False, pick=pick or None)
 
 
 _ObjectCallbacks = tuple[Callable[[int], None] | None, Callable[[ObjectResult], None] | None]
@@ -275,6 +294,18 @@ def _print_summary(summary: IngestSummary) -> None:
             f"decryption: {summary.decrypt_errors:,} rows kept with a field that did not "
             "open (see requests.decrypt_error)",
             markup=False,
+        )
+
+
+def check_endpoint_url(url: str | None) -> None:
+    """``ConfigError`` unless ``url`` (when given) is an http(s) URL with a host."""
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(
+            f"--endpoint-url {url!r} is not a URL; give http(s)://host[:port], "
+            "e.g. https://ACCOUNT.r2.cloudflarestorage.com"
         )
 
 

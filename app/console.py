@@ -2,12 +2,14 @@
 
 Exit codes: 0 success, 1 the run finished but some objects failed, 2 the command
 could not run (bad option or config, unreachable source, locked warehouse, bad SQL),
-3 the rows loaded but a critical data-quality expectation failed (``--quality fail``).
+3 the rows loaded but a critical data-quality expectation failed (``--quality fail``),
+4 ``aigw alerts run``: the newest data is older than ``--stale-after`` (stale pipeline).
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -19,14 +21,15 @@ from typing import Annotated, Any, Final
 import orjson
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from app.tables import exact, fit_table, unit_of
 from core.errors import AigwError, ConfigError
 
 __all__ = [
     "EXIT_ERROR",
     "EXIT_PARTIAL",
     "EXIT_QUALITY",
+    "EXIT_STALE",
     "ConfigOption",
     "DbOption",
     "FormatOption",
@@ -34,6 +37,7 @@ __all__ = [
     "err",
     "out",
     "parse_time",
+    "table_width",
     "user_errors",
     "write_json_document",
     "write_rows",
@@ -42,10 +46,13 @@ __all__ = [
 EXIT_PARTIAL: Final = 1
 EXIT_ERROR: Final = 2
 EXIT_QUALITY: Final = 3
+EXIT_STALE: Final = 4
 FORMATS: Final = ("table", "csv", "json")
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# No markup and no emoji codes: what aigw prints (values, names, messages) is shown as is.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+_WIDE = Console(width=4096, highlight=False, markup=False, emoji=False)
 
 DbOption = Annotated[
     Path,
@@ -78,6 +85,11 @@ def user_errors(verbose: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         raise typer.Exit(130) from None
+    except BrokenPipeError:
+        # The reader stopped reading (`aigw … | head`): nothing is wrong and nothing more
+        # can be said; stdout goes to /dev/null so that the exit does not fail a flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as error:  # the last line of defence: never a bare traceback
@@ -113,24 +125,60 @@ def parse_time(value: str | None, option: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def write_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str) -> None:
-    """Print rows as a table (full width when piped), CSV, or a JSON array of objects."""
+def write_rows(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    output_format: str,
+    *,
+    units: bool = True,
+    pick: Sequence[str] | None = None,
+) -> None:
+    """Print rows as a table fitted to the terminal (``app.tables``), CSV, or a JSON
+    array of objects. ``pick`` keeps those columns in that order (``--columns``);
+    ``units`` formats report columns by unit (``aigw sql`` passes False)."""
+    if pick:
+        unknown = [name for name in pick if name not in columns]
+        if unknown:
+            raise ConfigError(
+                f"--columns: no column {unknown[0]!r}; the columns are {', '.join(columns)}"
+            )
+        indexes = [list(columns).index(name) for name in pick]
+        columns = list(pick)
+        rows = [[row[index] for index in indexes] for row in rows]
+    kinds = [unit_of(name) if units else "plain" for name in columns]
     if output_format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([_plain(value) for value in row] for row in rows)
+        writer.writerows(
+            [_plain(exact(value, kind)) for value, kind in zip(row, kinds, strict=True)]
+            for row in rows
+        )
     elif output_format == "json":
-        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        records = [
+            {
+                name: exact(value, kind)
+                for name, value, kind in zip(columns, row, kinds, strict=True)
+            }
+            for row in rows
+        ]
         sys.stdout.write(orjson.dumps(records, default=str).decode() + "\n")
-    else:
-        table = Table(show_lines=False)
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*(_cell(value) for value in row))
-        # Piped output is not cut to 80 columns: the table takes the width it needs.
-        console = out if out.is_terminal else Console(width=4096, highlight=False)
-        console.print(table)
+    elif rows or not units:  # an empty report is not drawn: its command says why
+        fitted = fit_table(columns, rows, width=table_width(), units=units)
+        # Piped output without COLUMNS is not cut to 80 columns: the table takes its width.
+        console = out if out.is_terminal or "COLUMNS" in os.environ else _WIDE
+        console.print(fitted.table)
+        if fitted.hidden:
+            err.print(
+                f"note: {len(fitted.hidden)} columns left out to fit {table_width()} "
+                f"characters: {', '.join(fitted.hidden)} (choose with --columns, "
+                "or use --format csv)",
+                markup=False,
+            )
+
+
+def table_width() -> int | None:
+    """The width tables fit: the terminal's (or ``COLUMNS``); None when piped without it."""
+    return out.width if out.is_terminal or "COLUMNS" in os.environ else None
 
 
 def write_json_document(document: Any) -> None:
@@ -143,13 +191,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
-
-
-def _cell(value: Any) -> str:
-    """A table cell: empty for null, floats to 6 decimals without trailing zeros."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        text = f"{value:.6f}".rstrip("0").rstrip(".")
-        return "0" if text in {"", "-0"} else text
-    return str(_plain(value))

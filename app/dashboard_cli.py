@@ -5,13 +5,16 @@ usage statistics off and no file watcher (nothing phones home, nothing reloads),
 to ``--host`` (127.0.0.1 by default: the dashboard has no login, expose it only behind
 one). The settings reach the entry script through its environment (``AIGW_DB``,
 ``AIGW_CONFIG``, ``AIGW_BUDGETS``, ``AIGW_NOW``). Exit code 2 when the warehouse file
-is missing; otherwise the process becomes Streamlit's server (``exec``), so signals
-reach it directly and its exit code is the command's.
+is missing or the port is taken (one line with the fix); otherwise the process becomes
+Streamlit's server (``exec``), so signals reach it directly and its exit code is the
+command's. ``python -m app.dashboard_cli HOST PORT`` checks only the port (``make demo``
+does, before its minutes of work).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Final
@@ -19,11 +22,11 @@ from typing import Annotated, Final
 import typer
 
 from app.console import ConfigOption, DbOption, VerboseOption, parse_time, user_errors
-from core.errors import WarehouseError
+from core.errors import ConfigError, WarehouseError
 from core.settings import DEFAULT_BUDGETS, config_file
 from ingest import DEFAULT_DB_PATH
 
-__all__ = ["ENTRY_SCRIPT", "dashboard_command", "streamlit_command"]
+__all__ = ["ENTRY_SCRIPT", "check_port", "dashboard_command", "streamlit_command"]
 
 ENTRY_SCRIPT: Final = Path(__file__).parent / "dashboard" / "main.py"
 
@@ -45,6 +48,19 @@ def streamlit_command(host: str, port: int) -> list[str]:
         "--global.showWarningOnDirectExecution=false",
         "--client.toolbarMode=minimal",
     ]
+
+
+def check_port(host: str, port: int) -> None:
+    """``ConfigError`` when nothing can listen on ``host:port`` (another server holds it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ConfigError(
+                f"port {port} on {host} is not available ({error.strerror}): stop what "
+                f"listens there or pick another port: --port {port + 1} "
+                f"(make demo PORT={port + 1})"
+            ) from None
 
 
 def dashboard_command(
@@ -71,6 +87,7 @@ def dashboard_command(
                 f"no warehouse at {db}; run `aigw ingest` first or pass --db", path=str(db)
             )
         moment = parse_time(now, "--now")
+        check_port(host, port)
         config = config_file(config, os.environ)
         env = {
             **os.environ,
@@ -92,3 +109,11 @@ def dashboard_command(
     # reach the server itself, and no orphan is left behind.
     command = streamlit_command(host, port)
     os.execve(command[0], command, env)  # noqa: S606 - our own command line
+
+
+if __name__ == "__main__":  # `make demo` checks its PORT before anything else
+    try:
+        check_port(sys.argv[1], int(sys.argv[2]))
+    except ConfigError as taken:
+        print(f"error: {taken}", file=sys.stderr)
+        sys.exit(2)

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["NONE", "change", "column_label", "count", "ms", "pct", "usd", "usd_exact"]
+__all__ = [
+    "NONE",
+    "change",
+    "column_label",
+    "count",
+    "ms",
+    "pct",
+    "percent",
+    "usd",
+    "usd_exact",
+    "usd_fine",
+]
 
 NONE: Final = "—"
 
@@ -28,6 +39,22 @@ _LABELS: Final[dict[str, str]] = {
     "tokens_out": "Tokens out",
     "cache_hit_ratio": "Cache hit rate",
     "impact_pct": "Impact",
+    "impact_usd": "Impact (USD)",
+    "actual_usd": "Actual",
+    "expected_usd": "Expected",
+    "cost_logged": "Logged cost",
+    "drift_usd": "Drift",
+    "drift_pct": "Drift %",
+    "request_hit_ratio": "Hit rate (requests)",
+    "cost_hit_ratio": "Hit rate (cost)",
+    "potential_saving_usd": "Potential saving",
+    "mtd_usd": "Month to date",
+    "projected_usd": "Projected",
+    "projected_low_usd": "Projected low",
+    "projected_high_usd": "Projected high",
+    "daily_mean_usd": "Daily mean",
+    "daily_std_usd": "Daily std dev",
+    "unknown_cost_requests": "Unpriced requests",
 }
 
 
@@ -38,6 +65,20 @@ def usd(value: float | None) -> str:
 def usd_exact(value: float | None) -> str:
     """USD to a millionth of a dollar: what one request costs."""
     return NONE if value is None else f"${value:,.6f}"
+
+
+def usd_fine(value: float | None) -> str:
+    """USD to a hundredth of a cent, sign first (``-$0.0642``): CLI tables, where one
+    model's spend is often a fraction of a cent."""
+    if value is None:
+        return NONE
+    rounded = round(value, 4)
+    return f"-${-rounded:,.4f}" if rounded < 0 else f"${abs(rounded):,.4f}"
+
+
+def percent(value: float | None) -> str:
+    """A value already in percent (``-6.26``) as ``-6.3%``."""
+    return NONE if value is None else f"{round(value, 1) + 0.0:,.1f}%"
 
 
 def pct(value: float | None) -> str:

@@ -26,19 +26,27 @@ from app.service import (
     anomaly_report,
     cache_report,
     cost_report,
+    data_span,
     export_focus,
     forecast_report,
     reconcile_report,
 )
 from app.settings import load_settings
+from app.tables import exact_dicts
 from core.errors import ConfigError
 from ingest import DEFAULT_DB_PATH
 from models import ModelsSettings
 
 __all__ = ["export_app", "report_app", "resolve_settings"]
 
-report_app = typer.Typer(help="Spend, cache, anomaly and forecast reports.", no_args_is_help=True)
-export_app = typer.Typer(help="Exports (FinOps FOCUS).", no_args_is_help=True)
+report_app = typer.Typer(
+    help="Spend, cache, anomaly and forecast reports.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # help texts say [models]: never read them as markup
+)
+export_app = typer.Typer(
+    help="Exports (FinOps FOCUS).", no_args_is_help=True, rich_markup_mode=None
+)
 
 SinceOption = Annotated[
     str | None, typer.Option("--since", help="From this date or time (UTC), inclusive.")
@@ -46,11 +54,44 @@ SinceOption = Annotated[
 UntilOption = Annotated[
     str | None, typer.Option("--until", help="Until this date or time (UTC), exclusive.")
 ]
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        help="Columns to show, comma-separated, by their --format csv names "
+        "(default: all that fit the terminal).",
+    ),
+]
 
 
 def resolve_settings(config: Path | None) -> ModelsSettings:
     """The models' settings of ``aigw.toml`` (see ``app.settings``), built at the edge."""
     return load_settings(config, os.environ).models
+
+
+def _say_empty(
+    db: Path,
+    what: str,
+    *,
+    since: str | None,
+    until: str | None,
+    where: list[str] | None = None,
+) -> None:
+    """One line on stderr saying why a report has no rows: the filter, the window, or
+    an empty warehouse, with the span of data there is."""
+    span = data_span(db)
+    if span is None:
+        err.print(f"no {what}: the warehouse has no data yet; run `aigw ingest`", markup=False)
+        return
+    asked = [f"--where {item}" for item in where or []]
+    asked += [f"--since {since}"] if since else []
+    asked += [f"--until {until}"] if until else []
+    first, end = span
+    err.print(
+        f"no {what} matches {' '.join(asked) or 'the report'}; the data covers "
+        f"{first:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC",
+        markup=False,
+    )
 
 
 def _split(value: str | None) -> list[str]:
@@ -84,6 +125,7 @@ def report_cost(
     db: DbOption = DEFAULT_DB_PATH,
     config: ConfigOption = None,
     output_format: FormatOption = "table",
+    columns: ColumnsOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Cost, requests, tokens and savings by any dimensions and time grain."""
@@ -112,7 +154,10 @@ def report_cost(
             "add them to the price file",
             markup=False,
         )
-    write_rows(report.table.columns, report.table.rows(), chosen)
+    with user_errors(verbose):
+        write_rows(report.table.columns, report.table.rows(), chosen, pick=_split(columns))
+        if report.table.is_empty():
+            _say_empty(db, "spend", since=since, until=until, where=where)
 
 
 @report_app.command("reconcile")
@@ -121,6 +166,7 @@ def report_reconcile(
     until: UntilOption = None,
     db: DbOption = DEFAULT_DB_PATH,
     output_format: FormatOption = "table",
+    columns: ColumnsOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Drift between the gateway's logged cost and aigw's recomputed cost, per model."""
@@ -129,7 +175,9 @@ def report_reconcile(
         table = reconcile_report(
             db, since=parse_time(since, "--since"), until=parse_time(until, "--until")
         )
-    write_rows(table.columns, table.rows(), chosen)
+        write_rows(table.columns, table.rows(), chosen, pick=_split(columns))
+        if table.is_empty():
+            _say_empty(db, "requests", since=since, until=until)
 
 
 @report_app.command("cache")
@@ -156,13 +204,19 @@ def report_cache(
             until=parse_time(until, "--until"),
             candidates=candidates,
         )
+    if report.summary.is_empty():
+        with user_errors(verbose):
+            _say_empty(db, "requests", since=since, until=until)
     if chosen == "json":
         write_json_document(
-            {"summary": report.summary.to_dicts(), "candidates": report.candidates.to_dicts()}
+            {"summary": exact_dicts(report.summary), "candidates": exact_dicts(report.candidates)}
         )
         return
     write_rows(report.summary.columns, report.summary.rows(), chosen)
-    if chosen == "table":
+    if chosen == "table" and candidates:
+        if report.candidates.is_empty():
+            out.print("cache candidates: none (no identical request was served twice)")
+            return
         out.print("cache candidates (identical requests served more than once):", markup=False)
         write_rows(report.candidates.columns, report.candidates.rows(), chosen)
 
@@ -205,6 +259,7 @@ def report_anomalies(
     db: DbOption = DEFAULT_DB_PATH,
     config: ConfigOption = None,
     output_format: FormatOption = "table",
+    columns: ColumnsOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Hours whose spend or request rate per agent (or key, user…) left its usual band."""
@@ -220,7 +275,13 @@ def report_anomalies(
             min_impact_usd=min_impact,
             min_repeats=min_repeats,
         )
-    write_rows(flags.columns, flags.rows(), chosen)
+        write_rows(flags.columns, flags.rows(), chosen, pick=_split(columns))
+    if flags.is_empty():
+        err.print(
+            f"no anomalies: no {scope} left its usual band in the {hours} hours before "
+            + (now or "the end of the newest data"),
+            markup=False,
+        )
 
 
 @report_app.command("forecast")
@@ -231,12 +292,21 @@ def report_forecast(
     db: DbOption = DEFAULT_DB_PATH,
     config: ConfigOption = None,
     output_format: FormatOption = "table",
+    columns: ColumnsOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Month-to-date spend and projected month-end spend with an interval."""
     chosen = check_format(output_format)
     with user_errors(verbose):
-        table = forecast_report(
-            db, resolve_settings(config), by=_split(by), now=parse_time(now, "--now"), tz=tz
-        )
-    write_rows(table.columns, table.rows(), chosen)
+        moment = parse_time(now, "--now")
+        table = forecast_report(db, resolve_settings(config), by=_split(by), now=moment, tz=tz)
+        write_rows(table.columns, table.rows(), chosen, pick=_split(columns))
+        if table.is_empty():
+            span = data_span(db)
+            when = f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "now"
+            ends = f"; the data ends {span[1]:%Y-%m-%d %H:%M} UTC" if span else ""
+            err.print(
+                f"no forecast: no spend in the month up to {when}{ends} "
+                "(pass --now within the data)",
+                markup=False,
+            )

@@ -1,7 +1,9 @@
 """Hourly rollups: small tables that reports, alerts and dashboards read.
 
 ``rollup_hourly`` has one row per hour x dimensions (built-in and named metadata
-ones) x ``cost_source``, with counts, token sums and USD sums. It is derived data:
+ones) x ``cost_source``, with counts, token sums and USD sums; ``request_costs`` keeps
+each request's effective cost for analysts' SQL (same refresh, same transaction). It is
+derived data:
 ``refresh_rollups`` rebuilds only the hours touched by rows ingested since the
 last refresh (late records for old hours included), and rebuilds everything when
 the dimensions or the price file change. State lives in ``rollup_state``.
@@ -121,14 +123,24 @@ def repeated_requests(
     )
 
 
+_COSTS_TABLE: Final = "_aigw_request_costs"  # a temporary table: DuckDB spills it, not us
+
+
 def _rollup_by_day(
     warehouse: Warehouse, settings: ModelsSettings, hours: list[datetime] | None
 ) -> pl.DataFrame:
-    """Rollup rows for ``hours`` (None: every hour), one UTC day at a time.
+    """Rollup rows for ``hours`` (None: every hour), one UTC day at a time; each
+    request's cost goes to the temporary ``_COSTS_TABLE`` on the way (for
+    ``request_costs``), computed once with the rollup (``collect_all`` shares the plan).
 
     Working a day at a time bounds memory by the busiest day, not the warehouse
     (measured on 10 M requests: 6.7 GB peak when done at once).
     """
+    con = warehouse.con
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_COSTS_TABLE} (log_id VARCHAR, ts TIMESTAMPTZ, "
+        "effective_cost_usd DOUBLE, saved_usd DOUBLE, cost_source VARCHAR)"
+    )
     if hours is None:
         days = request_days(warehouse.con)
         by_day: dict[datetime, list[datetime] | None] = dict.fromkeys(days)
@@ -140,20 +152,34 @@ def _rollup_by_day(
             )
         by_day = {day: day_hours for day, day_hours in grouped.items()}  # noqa: C416 - widens the value type
     overrides = load_price_file(settings.prices) if settings.prices is not None else None
-    parts = [
-        hourly_rollup(
-            costed_requests(
-                warehouse,
-                settings,
-                since=day,
-                until=day + timedelta(days=1),
-                hours=day_hours,
-                overrides=overrides,
-            ),
-            settings.all_dimensions,
-        ).collect()
-        for day, day_hours in by_day.items()
-    ]
+    parts = []
+    for day, day_hours in by_day.items():
+        costed = costed_requests(
+            warehouse,
+            settings,
+            since=day,
+            until=day + timedelta(days=1),
+            hours=day_hours,
+            overrides=overrides,
+        )
+        rollup, costs = pl.collect_all(
+            [
+                hourly_rollup(costed, settings.all_dimensions),
+                costed.select(
+                    "log_id",
+                    "ts",
+                    pl.col("cost_usd").alias("effective_cost_usd"),
+                    "saved_usd",
+                    "cost_source",
+                ),
+            ]
+        )
+        parts.append(rollup)
+        con.register("_aigw_costs_day", costs.to_arrow())
+        try:
+            con.execute(f"INSERT INTO {_COSTS_TABLE} SELECT * FROM _aigw_costs_day")
+        finally:
+            con.unregister("_aigw_costs_day")
     if not parts:
         return hourly_rollup(
             costed_requests(warehouse, settings), settings.all_dimensions
@@ -216,6 +242,7 @@ def refresh_rollups(
                 )
                 con.execute(f"INSERT INTO {ROLLUP_TABLE} BY NAME SELECT * FROM _aigw_rollup")
             _refresh_daily(warehouse, settings, None if rebuild else hours)
+            _store_request_costs(warehouse, None if rebuild else hours)
             con.execute(
                 "INSERT OR REPLACE INTO rollup_state VALUES (?, ?, ?, now())",
                 [ROLLUP_TABLE, fingerprint, watermark],
@@ -226,7 +253,23 @@ def refresh_rollups(
             raise
         finally:
             con.unregister("_aigw_rollup")
+            con.execute(f"DROP TABLE IF EXISTS {_COSTS_TABLE}")
     return RefreshResult(full=rebuild, hours=len(hours), rows=rollup.height)
+
+
+def _store_request_costs(warehouse: Warehouse, hours: list[datetime] | None) -> None:
+    """Replace ``request_costs`` (all of it, or the rows of ``hours``) with the costs the
+    refresh computed: each request's effective cost, for analysts' SQL (migration v6)."""
+    con = warehouse.con
+    if hours is None:
+        con.execute("DELETE FROM request_costs")
+    else:
+        con.execute(
+            "DELETE FROM request_costs "
+            "WHERE date_trunc('hour', ts) IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+            [hours],
+        )
+    con.execute(f"INSERT INTO request_costs SELECT * FROM {_COSTS_TABLE}")
 
 
 def _refresh_daily(

@@ -10,7 +10,8 @@ crossing (``alerts``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,11 +63,36 @@ def ingest_and_refresh(
     on_loaded: Callable[[IngestSummary], None] | None = None,
 ) -> IngestOutcome:
     """Load the new objects of ``settings.source``, run the quality gate over the new
-    rows (``summary.quality``; ``on_loaded`` sees it), then bring the rollups up to date."""
-    summary = run_ingest(settings, on_listed=on_listed, on_object=on_object)
+    rows (``summary.quality``; ``on_loaded`` sees it), then bring the rollups up to date.
+
+    A run that fails (raises) leaves no new warehouse behind: the file, its WAL and the
+    folders this run created for it are removed; an existing warehouse is kept.
+    """
+    with _removed_on_error(settings.db_path):
+        summary = run_ingest(settings, on_listed=on_listed, on_object=on_object)
     if on_loaded is not None:
         on_loaded(summary)
     return IngestOutcome(summary, refresh(settings.db_path, models_settings))
+
+
+@contextmanager
+def _removed_on_error(db_path: Path) -> Iterator[None]:
+    """Remove the warehouse at ``db_path`` (and the folders made for it) if the block
+    raises and the file did not exist before it."""
+    path = Path(db_path)
+    if path.exists():
+        yield
+        return
+    missing = [folder for folder in path.absolute().parents if not folder.exists()]
+    try:
+        yield
+    except BaseException:
+        for leftover in (path, path.with_name(path.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        for folder in missing:  # innermost first
+            with suppress(OSError):  # not empty: something else wrote there meanwhile
+                folder.rmdir()
+        raise
 
 
 def refresh_and_alert(

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 
 from core.errors import ConfigError
-from core.warehouse import open_warehouse
+from core.warehouse import open_warehouse, rollup_span
 from models import (
     GRAINS,
     MIN_REPEATS,
@@ -42,6 +42,7 @@ __all__ = [
     "anomaly_report",
     "cache_report",
     "cost_report",
+    "data_span",
     "export_focus",
     "forecast_report",
     "reconcile_report",
@@ -56,6 +57,28 @@ class SpendReport:
     table: pl.DataFrame
     unpriced: list[tuple[str, str, int]]  # (provider, model, requests) with unknown cost
     stale: bool
+
+
+def data_span(db_path: Path) -> tuple[datetime, datetime] | None:
+    """The first rolled-up hour and the end of the newest one (UTC), None when there
+    are none: what the reports can see, for saying why one came back empty."""
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        return rollup_span(warehouse.con)
+
+
+def _check_window(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise ConfigError(
+            f"--since {since:%Y-%m-%d %H:%M} is not before --until {until:%Y-%m-%d %H:%M}: "
+            "the window is empty (--until is exclusive)"
+        )
+
+
+def _dated(table: pl.DataFrame, grain: str | None) -> pl.DataFrame:
+    """Periods of a day or longer as dates (UTC), not midnights."""
+    if grain in {"day", "week", "month"} and "period" in table.columns:
+        return table.with_columns(pl.col("period").dt.date())
+    return table
 
 
 def refresh(db_path: Path, settings: ModelsSettings, *, full: bool = False) -> RefreshResult:
@@ -75,8 +98,13 @@ def cost_report(
     top: int | None = None,
     filters: dict[str, str] | None = None,
 ) -> SpendReport:
-    """Spend by ``by`` (any dimensions) and ``grain`` from the rollups, read-only."""
+    """Spend by ``by`` (any dimensions) and ``grain`` from the rollups, read-only; periods
+    of a day or longer as dates. ``ConfigError`` for an unknown dimension or grain, an
+    empty window, or ``top`` below 1."""
     _check_dimensions(settings, [*by, *(filters or {})])
+    _check_window(since, until)
+    if top is not None and top < 1:
+        raise ConfigError(f"--top {top} must be 1 or more")
     if grain is not None and grain not in GRAINS:
         raise ConfigError(f"unknown grain {grain!r}; use one of {', '.join(GRAINS)}")
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
@@ -94,7 +122,7 @@ def cost_report(
             .collect()
             .rows()
         )
-        table = spend_by(rollup, by, grain=grain, top=top, filters=filters)
+        table = _dated(spend_by(rollup, by, grain=grain, top=top, filters=filters), grain)
     return SpendReport(table, unpriced, stale)
 
 
@@ -105,6 +133,7 @@ def reconcile_report(
     until: datetime | None = None,
 ) -> pl.DataFrame:
     """Logged versus recomputed cost per provider and model, from the rollups (read-only)."""
+    _check_window(since, until)
     daily = daily_bounds(since, until)
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         rollup = read_rollup(warehouse.con, since=since, until=until, daily=daily)
@@ -138,9 +167,12 @@ def cache_report(
     large warehouses.
     """
     _check_dimensions(settings, by)
+    _check_window(since, until)
+    if candidates < 0:
+        raise ConfigError(f"--candidates {candidates} must be 0 or more")
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         rollup = read_rollup(warehouse.con, since=since, until=until)
-        summary = cache_summary(rollup, by, grain)
+        summary = _dated(cache_summary(rollup, by, grain), grain)
         repeated = cache_candidates(
             repeated_requests(
                 warehouse, settings, since=since, until=until, at_least=2, within="range"
@@ -158,6 +190,7 @@ def export_focus(
     until: datetime | None = None,
 ) -> int:
     """Write FOCUS 1.2 rows (Parquet or CSV by suffix) to ``out``; return the row count."""
+    _check_window(since, until)
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         daily = daily_bounds(since, until)
         rows = focus_rows(
@@ -196,6 +229,8 @@ def anomaly_report(
     seasonal baseline) and the window's raw requests (for the repeated prompts).
     """
     _check_dimensions(settings, [scope])
+    if window <= timedelta(0):
+        raise ConfigError(f"--hours {window / timedelta(hours=1):g} must be 1 or more")
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         end = now or newest_rollup_hour(warehouse.con)
         if end is None:

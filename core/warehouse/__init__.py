@@ -1,10 +1,11 @@
 """The warehouse: one DuckDB file today (``connection``), its numbered migrations
 (``migrations``; the ``requests`` columns come from ``core.schema``), and the reads of
 ``requests`` (``reads`` for the models, ``explore`` for the dashboard's raw-request
-views). ``connection`` is the one place where ``duckdb.Error`` becomes an aigw error.
+views; ``sql`` for SQL typed by a person). ``connection`` is the one place where
+``duckdb.Error`` becomes an aigw error.
 """
 
-from core.warehouse.connection import Warehouse, open_warehouse, warehouse_errors
+from core.warehouse.connection import Warehouse, lock_holder, open_warehouse, warehouse_errors
 from core.warehouse.explore import (
     EXPLORER_STATUSES,
     PERIOD_GRAINS,
@@ -30,6 +31,7 @@ from core.warehouse.reads import (
     time_range,
     touched_hours,
 )
+from core.warehouse.sql import StatementResult, run_sql
 
 __all__ = [
     "EXPLORER_STATUSES",
@@ -40,11 +42,13 @@ __all__ = [
     "DataHealth",
     "Dimensions",
     "RequestRow",
+    "StatementResult",
     "Warehouse",
     "alert_history",
     "data_health",
     "find_requests",
     "latency_p95",
+    "lock_holder",
     "newest_ingest",
     "open_warehouse",
     "policy_categories",
@@ -54,6 +58,7 @@ __all__ = [
     "request_days",
     "request_row",
     "rollup_span",
+    "run_sql",
     "table_exists",
     "time_range",
     "touched_hours",

@@ -12,6 +12,7 @@ open refuses a schema older or newer than this aigw's.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from core.warehouse.migrations import SCHEMA_VERSION, migrate, schema_version, t
 
 __all__ = [
     "Warehouse",
+    "lock_holder",
     "open_warehouse",
     "table_exists",
     "warehouse_errors",
@@ -35,12 +37,13 @@ _LOCK_PID = re.compile(r"PID (\d+)")
 
 
 @contextlib.contextmanager
-def warehouse_errors(path: Path | str) -> Iterator[None]:
-    """Translate ``duckdb.Error`` raised inside the block into ``WarehouseError``."""
+def warehouse_errors(path: Path | str, *, reader: bool = False) -> Iterator[None]:
+    """Translate ``duckdb.Error`` raised inside the block into ``WarehouseError``
+    (a lock message tells a ``reader`` what it can do, a writer what it can)."""
     try:
         yield
     except duckdb.Error as err:
-        raise _translate(err, str(path)) from err
+        raise _translate(err, str(path), reader=reader) from err
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +69,16 @@ class Warehouse:
         self.close()
 
 
-def open_warehouse(path: Path | str, *, read_only: bool = False) -> Warehouse:
+def open_warehouse(
+    path: Path | str, *, read_only: bool = False, sandbox: bool = False
+) -> Warehouse:
     """Open (creating and migrating when writable) the warehouse at ``path``.
 
     Read-only opens never create or migrate; they fail if the file is missing
-    or its schema is older or newer than this aigw's.
+    or its schema is older or newer than this aigw's. ``sandbox`` (for SQL typed by
+    a person) also turns off every file-system and network access but the warehouse
+    itself (no ``COPY … TO``, ``ATTACH``, ``read_csv``, ``INSTALL``) and locks the
+    configuration so that the query cannot turn it back on.
     """
     path = Path(path)
     if read_only and not path.exists():
@@ -84,7 +92,7 @@ def open_warehouse(path: Path | str, *, read_only: bool = False) -> Warehouse:
             raise WarehouseError(
                 f"cannot create folder for warehouse {path}: {err.strerror}", path=str(path)
             ) from err
-    with warehouse_errors(path):
+    with warehouse_errors(path, reader=read_only):
         con = duckdb.connect(str(path), read_only=read_only)
         try:
             con.execute("SET TimeZone = 'UTC'")
@@ -92,6 +100,9 @@ def open_warehouse(path: Path | str, *, read_only: bool = False) -> Warehouse:
             # per object, and frequent checkpoints rewrote the same row groups (measured:
             # -30% time loading 20,000-record objects; 1 GB left a long checkpoint at close).
             con.execute("SET checkpoint_threshold = '128MB'")
+            if sandbox:
+                con.execute("SET enable_external_access = false")
+                con.execute("SET lock_configuration = true")
             version = schema_version(con)
             _check_version(path, version, read_only=read_only)
             if version < SCHEMA_VERSION:
@@ -116,16 +127,58 @@ def _check_version(path: Path, version: int, *, read_only: bool) -> None:
         )
 
 
-def _translate(err: duckdb.Error, path: str) -> WarehouseError:
+def _translate(err: duckdb.Error, path: str, *, reader: bool = False) -> WarehouseError:
     message = str(err)
     if "Could not set lock" in message or "Conflicting lock" in message:
-        pid = _LOCK_PID.search(message)
-        holder = f" (pid {pid.group(1)})" if pid else ""
-        return WarehouseLocked(
-            f"warehouse {path} is in use by another process{holder}; "
-            "wait for it to finish or pass another --db",
-            path=path,
-            detail=message,
-        )
+        holder = lock_holder(message)
+        if reader:
+            text = (
+                f"warehouse {path} is in use by {holder}, which is writing it; it can be read "
+                "again when that finishes: retry in a moment"
+            )
+        else:
+            text = (
+                f"warehouse {path} is in use by {holder}; wait for it to finish, "
+                "stop it, or pass another --db"
+            )
+        return WarehouseLocked(text, path=path, detail=message)
     first_line = message.splitlines()[0] if message else type(err).__name__
     return WarehouseError(f"warehouse {path}: {first_line}", path=path, detail=message)
+
+
+def lock_holder(message: str) -> str:
+    """Who holds the lock DuckDB's ``message`` names: ``aigw ingest (pid 12)``, or
+    ``another program (duckdb, pid 12)``; ``another process`` when DuckDB names none."""
+    found = _LOCK_PID.search(message)
+    if found is None:
+        return "another process"
+    pid = int(found.group(1))
+    argv = _command_line(pid)
+    if argv is not None and _is_aigw(argv):
+        words = [a for a in argv[1:] if not a.startswith("-") and Path(a).name not in _AIGW_NAMES]
+        return f"aigw {words[0]} (pid {pid})" if words else f"aigw (pid {pid})"
+    program = Path(argv[0]).name if argv else None
+    if program is None:
+        named = _LOCK_PROGRAM.search(message)
+        program = Path(named.group(1)).name if named else None
+    return f"another program ({program}, pid {pid})" if program else f"another program (pid {pid})"
+
+
+_AIGW_NAMES = frozenset({"app", "aigw"})
+_LOCK_PROGRAM = re.compile(r"held in (\S+) \(PID")
+
+
+def _command_line(pid: int) -> list[str] | None:
+    """The process's arguments (Linux ``/proc``), or None where they cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part] or None
+
+
+def _is_aigw(argv: list[str]) -> bool:
+    """Whether ``argv`` runs aigw: the ``aigw`` script or ``python -m app``."""
+    if Path(argv[0]).name == "aigw" or (len(argv) > 1 and Path(argv[1]).name == "aigw"):
+        return True
+    return any(a == "-m" and b == "app" for a, b in itertools.pairwise(argv))

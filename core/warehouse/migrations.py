@@ -112,7 +112,57 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
 );
 """
 
-MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+# v6: for analysts. Each request's effective cost (what ``aigw report cost`` sums; written
+# by every rollup refresh, so the migration asks for a full one) and views for the common
+# questions. Days are UTC days whatever the session's time zone; `team` and `agent` are
+# the metadata keys of those names. See docs/schema.md.
+_V6: Final = """
+CREATE TABLE request_costs (
+    log_id              VARCHAR NOT NULL,
+    ts                  TIMESTAMPTZ NOT NULL,
+    effective_cost_usd  DOUBLE,
+    saved_usd           DOUBLE,
+    cost_source         VARCHAR NOT NULL
+);
+DELETE FROM rollup_state;
+CREATE VIEW requests_costed AS
+SELECT r.*,
+       coalesce(r.api_key_id, json_extract_string(r.extra, '$.ApiKeyId')) AS api_key,
+       r.cost AS logged_cost_usd,
+       c.effective_cost_usd,
+       c.saved_usd,
+       c.cost_source
+FROM requests AS r LEFT JOIN request_costs AS c USING (log_id);
+CREATE VIEW spend_by_day_team AS
+SELECT timezone('UTC', ts)::DATE AS day,
+       json_extract_string(metadata, '$.team') AS team,
+       count(*) AS requests,
+       sum(effective_cost_usd) AS effective_cost_usd,
+       sum(logged_cost_usd) AS logged_cost_usd,
+       sum(saved_usd) AS saved_usd
+FROM requests_costed GROUP BY ALL;
+CREATE VIEW cache_savings AS
+SELECT timezone('UTC', ts)::DATE AS day,
+       gateway,
+       endpoint,
+       count(*) AS requests,
+       count(*) FILTER (WHERE cached) AS cached_requests,
+       sum(saved_usd) AS saved_usd,
+       sum(effective_cost_usd) AS effective_cost_usd
+FROM requests_costed GROUP BY ALL;
+CREATE VIEW top_agents AS
+SELECT json_extract_string(metadata, '$.agent') AS agent,
+       count(*) AS requests,
+       sum(effective_cost_usd) AS effective_cost_usd,
+       min(ts) AS first_seen,
+       max(ts) AS last_seen
+FROM requests_costed
+WHERE json_extract_string(metadata, '$.agent') IS NOT NULL
+GROUP BY ALL
+ORDER BY effective_cost_usd DESC NULLS LAST, agent;
+"""
+
+MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 

@@ -12,6 +12,7 @@ import pytest
 from alerts.config import AlertsConfig, AnomalyRule, Budget, ChannelSpec, load_alerts_config
 from alerts.errors import BudgetConfigError
 from alerts.evaluate import anomaly_alerts, budget_alerts, evaluate, period_bounds
+from alerts.message import alert_id
 from models.config import ModelsSettings
 
 DIMENSIONS = ModelsSettings().all_dimensions
@@ -241,9 +242,10 @@ def test_the_sample_budgets_file_is_valid() -> None:
     assert [rule.name for rule in config.anomalies] == ["runaway-agents"]
 
 
-def test_an_anomaly_rule_alerts_once_per_flagged_hour_and_signal() -> None:
-    """A week of steady $1/hour for each agent, then one agent at $30 for an hour: alerts
-    for that agent's hour (spend and requests signals), none for the steady agent."""
+def test_an_anomaly_rule_alerts_once_per_flagged_hour_with_its_signals_grouped() -> None:
+    """A week of steady $1/hour for each agent, then one agent at $30 for an hour: one
+    alert for that agent's hour (spend and requests signals in one message, linked to the
+    anomalies page filtered to the agent and the day), none for the steady agent."""
     start = datetime(2026, 11, 2, tzinfo=UTC)
     hours = [start + timedelta(hours=h) for h in range(8 * 24)]
     spike = hours[-5]
@@ -263,11 +265,37 @@ def test_an_anomaly_rule_alerts_once_per_flagged_hour_and_signal() -> None:
         orient="row",
     )
     rule = AnomalyRule(name="runaway", scope="agent", channels=("outbox",), min_impact_usd=5.0)
-    alerts = anomaly_alerts(rollup, rule, now=hours[-1] + timedelta(hours=1))
-    assert sorted((a.scope, a.signal, a.period_start) for a in alerts) == [
-        ("agent=bot", "requests", spike),
-        ("agent=bot", "spend", spike),
+    alerts = anomaly_alerts(
+        rollup, rule, now=hours[-1] + timedelta(hours=1), dashboard_url="http://dash:8501/"
+    )
+    assert [(a.scope, a.signal, a.period_start) for a in alerts] == [
+        ("agent=bot", "requests,spend", spike)
     ]
-    assert all(a.kind == "anomaly" and a.spent_usd == 30.0 for a in alerts)
-    assert len({a.alert_id for a in alerts}) == 2
-    assert "at 2026-11-09" in alerts[0].title
+    (alert,) = alerts
+    assert (alert.kind, alert.spent_usd) == ("anomaly", 30.0)
+    assert alert.alert_id == alert_id("runaway", "agent=bot", spike.isoformat())
+    assert alert.title == (
+        "runaway: anomalous request rate and spend for agent=bot at 2026-11-09 19:00 UTC"
+    )
+    assert alert.dashboard_url == (
+        "http://dash:8501/anomalies?from=2026-11-09&to=2026-11-09&scope=agent&agent=bot"
+    )
+    assert alert.lines()[2].startswith("Signals: requests (score ")
+    assert alert.lines()[3] == "$30.00 against $1.05 expected; 300 requests against 10"
+
+
+def test_a_budget_message_rounds_down_so_it_never_contradicts_its_threshold() -> None:
+    """$2.4949 of $2.50 crosses 80%: the message says $2.49 (99%), never (100%); its link
+    opens the budgets page filtered to the scope and the period's days so far."""
+    rollup = _rollup([(NOV + timedelta(hours=2), "openai", "gpt-4o", "bot", 2.4949)])
+    budget = _budget(
+        name="daily", amount_usd=2.5, period="daily", split_by="agent", thresholds=(0.8, 1.0)
+    )
+    (alert,) = budget_alerts(
+        rollup, budget, now=NOV + timedelta(hours=5), tz="UTC", dashboard_url="http://dash"
+    )
+    assert alert.title == "daily: 80% of $2.50 reached for agent=bot"
+    assert alert.lines()[1] == (
+        "Spent $2.49 of $2.50 (99%) in 2026-11-10 00:00 - 2026-11-11 00:00 UTC"
+    )
+    assert alert.dashboard_url == "http://dash/budgets?from=2026-11-10&to=2026-11-10&agent=bot"

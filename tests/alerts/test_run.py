@@ -273,3 +273,33 @@ def test_every_loops_until_sigterm_without_sending_twice(
     assert summaries[0].startswith("alerts: 3 hold, 3 new, 5 delivered")  # 2 channels x 2 + 1
     assert summaries[1].startswith("alerts: 3 hold, 0 new, 0 delivered")
     assert len(receiver.ids()) == 3
+
+
+def test_stale_data_warns_exits_4_and_alerts_its_channel_once(
+    tmp_path: Path, warehouse: Path, receiver: Receiver
+) -> None:
+    """Two days after the newest request (Nov 11 01:00): a warning line, exit 4, and one
+    stale-data alert to `stale_channels`, not repeated by the next run; --stale-after 0
+    turns the check off."""
+    budgets = _budgets(tmp_path, receiver.url, tmp_path / "outbox")
+    budgets.write_text('stale_channels = ["hook"]\n' + budgets.read_text())
+    warning = (
+        "warning: stale data: the newest request is from 2026-11-11 01:00 UTC, more than "
+        "24 hours before 2026-11-13 12:00 UTC; is `aigw ingest` running? (exit 4)"
+    )
+    first = _run(budgets, warehouse, "2026-11-13T12:00:00")
+    assert (first.returncode, first.stderr) == (4, warning + "\n")
+    assert "sent to hook: stale-data: no new data since 2026-11-11 01:00 UTC\n" in first.stdout
+    second = _run(budgets, warehouse, "2026-11-13T13:00:00")
+    assert second.returncode == 4
+    assert second.stdout.endswith("0 new, 0 delivered, 0 failed (retried next run)\n")
+    stale = [body for body in receiver.bodies if body["kind"] == "stale"]
+    assert [body["text"].splitlines()[:2] for body in stale] == [
+        [
+            "stale-data: no new data since 2026-11-11 01:00 UTC",
+            "Stale data: the newest request is from 2026-11-11 01:00 UTC, more than 24 hours "
+            "before 2026-11-13 12:00 UTC. Is `aigw ingest` (or Logpush) still running?",
+        ]
+    ]
+    off = _run(budgets, warehouse, "2026-11-13T14:00:00", "--stale-after", "0")
+    assert (off.returncode, off.stderr) == (0, "")

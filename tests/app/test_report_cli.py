@@ -160,9 +160,10 @@ def test_json_report_counts_are_numbers_not_strings(
 
 
 def test_report_by_day_has_one_row_per_day_and_team(warehouse: tuple[Path, Path]) -> None:
-    """--grain day splits spend by UTC day, days in order, biggest cost first in each."""
+    """--grain day splits spend by UTC day (printed as dates), days in order, biggest cost
+    first in each."""
     rows = report(warehouse, "--by", "team", "--grain", "day")
-    day1, day2 = "2026-04-18T00:00:00+00:00", "2026-04-19T00:00:00+00:00"
+    day1, day2 = "2026-04-18", "2026-04-19"  # day periods are dates
     assert summary(rows, "period", "team") == [
         (day1, "platform", 1, 0.012),
         (day1, "support", 1, 0.0045),

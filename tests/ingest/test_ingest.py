@@ -331,8 +331,9 @@ def test_a_locked_warehouse_is_a_one_line_error(tmp_path: Path, db_path: Path) -
         holder.stdout.close()
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"error: warehouse {db_path} is in use by another process (pid {holder.pid}); "
-        "wait for it to finish or pass another --db"
+        f"error: warehouse {db_path} is in use by another program "
+        f"({Path(sys.executable).name}, pid {holder.pid}); "
+        "wait for it to finish, stop it, or pass another --db"
     ]
 
 

@@ -233,7 +233,7 @@ def test_a_held_warehouse_is_waited_for_and_said_once(tmp_path: Path, db_path: P
     holder.stdout.close()
 
     assert len(watcher.notices) == 1
-    assert watcher.notices[0].startswith(f"warehouse {db_path} is in use by another process")
+    assert watcher.notices[0].startswith(f"warehouse {db_path} is in use by another program")
     assert watcher.notices[0].endswith("; waiting for it")
     assert watcher.batches[0].rows_loaded == 2
 
