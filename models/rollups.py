@@ -264,10 +264,11 @@ def _store_request_costs(warehouse: Warehouse, hours: list[datetime] | None) -> 
     if hours is None:
         con.execute("DELETE FROM request_costs")
     else:
+        # the range lets DuckDB skip row groups by their min/max ts (no full scan)
         con.execute(
-            "DELETE FROM request_costs "
-            "WHERE date_trunc('hour', ts) IN (SELECT unnest(?::TIMESTAMPTZ[]))",
-            [hours],
+            "DELETE FROM request_costs WHERE ts >= ? AND ts < ? "
+            "AND date_trunc('hour', ts) IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+            [min(hours), max(hours) + timedelta(hours=1), hours],
         )
     con.execute(f"INSERT INTO request_costs SELECT * FROM {_COSTS_TABLE}")
 
