@@ -187,8 +187,12 @@ def anomalies(
     hours: int,
     filters: Pairs,
     min_score: float,
+    min_impact_usd: float = 0.0,
 ) -> dict[str, pl.DataFrame]:
-    """``aigw report anomalies`` for ``scope`` (flags), and the spend band of each flagged value."""
+    """``aigw report anomalies`` for ``scope``: ``flags`` (spend over expected of at least
+    ``min_impact_usd``, as ``aigw alerts run`` counts a rule's flags; repeated-prompt
+    loops always), ``below`` (the statistical flags under that impact, to explain them)
+    and ``bands`` (the spend band of each value in ``flags``)."""
     window = timedelta(hours=hours)
     frame = _rollup(
         warehouse,
@@ -213,10 +217,14 @@ def anomalies(
         ),
         scope,
     )
+    # a minimum of 0 keeps every flag (a requests flag may spend less than expected)
+    small = (pl.col("impact_usd").fill_null(0.0) < min_impact_usd) & (min_impact_usd > 0)
+    below = flags.filter(small)
+    flags = flags.filter(~small)
     flags = pl.concat([flags, loops]).sort("hour", "value", "signal", nulls_last=True)
     values = flags["value"].unique().to_list()
     bands = anomaly_bands(frame, scope, values, now=now, window=window, min_score=min_score)
-    return {"flags": flags, "bands": bands}
+    return {"flags": flags, "below": below, "bands": bands}
 
 
 def budgets(
