@@ -20,7 +20,7 @@ from typing import Final, NoReturn
 
 import streamlit as st
 
-from app.dashboard.data import Filters
+from app.dashboard.data import Filters, context
 
 __all__ = [
     "ALL",
@@ -144,7 +144,14 @@ def open_filtered(
 ) -> NoReturn:
     """Drill through: open ``page`` (a view's name) with ``where`` added to the current
     filters, the range narrowed to ``day`` if given, and the page's own ``params``."""
-    st.session_state[_PENDING] = (dict(where), day)
+    # The range travels too: a page switch drops the date widget's state.
+    current = context().filters
+    days = (
+        (day, day)
+        if day is not None
+        else (current.since.date(), (current.until - timedelta(days=1)).date())
+    )
+    st.session_state[_PENDING] = (dict(where), days)
     st.switch_page(_VIEWS / f"{page}.py", query_params=dict(params or {}))
 
 
@@ -152,12 +159,12 @@ def _apply_pending(dimensions: list[str]) -> None:
     pending = st.session_state.pop(_PENDING, None)
     if pending is None:
         return
-    where, day = pending
+    where, days = pending
     for name, value in where.items():
         if name in dimensions:
             st.session_state[f"f_{name}"] = value
-    if day is not None:
-        st.session_state["f_range"] = (day, day)
+    if days is not None:
+        st.session_state["f_range"] = days
 
 
 def _remove(name: str) -> None:
