@@ -126,7 +126,9 @@ def column_kind(name: str, *, integer: bool = False) -> ColumnKind:
         return "ms"
     if name == "score":
         return "score"
-    return "count" if integer else "text"
+    if integer or name.endswith(("requests", "tokens")):
+        return "count"
+    return "text"
 
 
 def format_value(value: object, kind: ColumnKind) -> str:

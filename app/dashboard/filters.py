@@ -117,6 +117,12 @@ def sidebar_filters(
     end = days[1] if len(days) > 1 else start
     where: list[tuple[str, str]] = []
     metadata: st.delta_generator.DeltaGenerator | None = None
+    # the expander opens by itself when one of its filters is set (a shared link)
+    hidden_active = any(
+        st.session_state.get(f"f_{name}", ALL) != ALL
+        for name in dimensions
+        if name not in ("gateway", "provider", "model")
+    )
     for name in dimensions:
         choices = [ALL, *options.get(name, [])]
         if st.session_state.get(f"f_{name}", ALL) not in choices:
@@ -124,7 +130,7 @@ def sidebar_filters(
         target = sidebar
         if name not in ("gateway", "provider", "model"):
             if metadata is None:  # below the built-in ones
-                metadata = sidebar.expander("Metadata and keys", expanded=False)
+                metadata = sidebar.expander("Metadata and keys", expanded=hidden_active)
             target = metadata
         value = target.selectbox(name.replace("_", " "), choices, key=f"f_{name}")
         if value and value != ALL:

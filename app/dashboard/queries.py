@@ -96,7 +96,7 @@ def overview(
     """Totals of the range and of the range before it, and the trend per ``grain``."""
     del settings
     span = until - since
-    current = _rollup(warehouse, since=since, until=until, filters=filters)
+    current = _rollup(warehouse, since=since, until=until, filters=filters, hourly=grain == "hour")
     before = _rollup(warehouse, since=since - span, until=since, filters=filters)
     return {"totals": totals(current), "previous": totals(before), "trend": trend(current, grain)}
 
@@ -127,7 +127,9 @@ def spend(
 ) -> pl.DataFrame:
     """``spend_by`` over the filtered range."""
     del settings
-    frame = _rollup(warehouse, since=since, until=until, filters=filters, by=by)
+    frame = _rollup(
+        warehouse, since=since, until=until, filters=filters, by=by, hourly=grain == "hour"
+    )
     if not frame.collect_schema().names():
         return pl.DataFrame()
     return spend_by(frame, list(by), grain=grain, top=top)
@@ -158,7 +160,9 @@ def cache(
     grain: str | None,
 ) -> pl.DataFrame:
     del settings
-    frame = _rollup(warehouse, since=since, until=until, filters=filters, by=by)
+    frame = _rollup(
+        warehouse, since=since, until=until, filters=filters, by=by, hourly=grain == "hour"
+    )
     return cache_summary(frame, by, grain)
 
 

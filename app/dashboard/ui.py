@@ -66,6 +66,16 @@ _HOUR_LABEL: Final = (
     " ? utcFormat(datum.value, '%b %d') : utcFormat(datum.value, '%H:%M')"
 )
 _EMPTY: Final = "Nothing in this range."
+# Long identifiers and messages get a fixed width (cut, whole in the cell's tooltip) so
+# that a table fits a 1400 px window.
+_WIDTHS: Final[dict[str, int]] = {
+    "log_id": 220,
+    "object_key": 280,
+    "source_file": 280,
+    "reason": 280,
+    "error": 280,
+    "last_error": 220,
+}
 
 
 def grain_for(since: datetime, until: datetime) -> Grain:
@@ -232,7 +242,7 @@ def _column_config(
             config[name] = st.column_config.TextColumn(label)
             continue
         if dtype == pl.Boolean or not dtype.is_numeric():
-            config[name] = st.column_config.Column(label)
+            config[name] = st.column_config.Column(label, width=_WIDTHS.get(name))
             continue
         kind = "usd_exact" if name in exact else column_kind(name, integer=dtype.is_integer())
         if kind == "pct":

@@ -148,7 +148,7 @@ def test_anomalies_page_shows_the_demos_runaway_agent_by_default_and_explains_th
     monkeypatch.chdir(sample_warehouse.db.parent)
     app = _open(_app(monkeypatch, sample_warehouse.db, sample_warehouse.budgets), "anomalies")
     flags = app.dataframe[0].value
-    assert set(flags["value"]) == {"summarizer"}
+    assert set(flags["agent"]) == {"summarizer"}
     assert set(flags["hour"]) == {datetime(2026, 11, 19, 10, tzinfo=UTC)}
     assert sorted(flags["signal"]) == ["requests", "spend"]
     assert _metric(app, "Flags").body == "2"

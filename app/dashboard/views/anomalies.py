@@ -100,10 +100,10 @@ if flags.height:
         "of the day in the explorer."
     )
 picked = table(
-    flags,
+    flags.rename({"value": scope}),
     key="flags",
     columns=[
-        "value",
+        scope,
         "hour",
         "signal",
         "baseline",

@@ -36,6 +36,19 @@ picked = table(
     found,
     key="found",
     height=320,
+    columns=[
+        "ts",
+        "log_id",
+        "provider",
+        "model",
+        "status_code",
+        "cached",
+        "tokens_in",
+        "tokens_out",
+        "cost",
+        "duration_ms",
+        "step",
+    ],
     exact=("cost",),
     select=True,
 )
@@ -56,7 +69,8 @@ else:
         record, cost = detail.fields, detail.cost
         st.caption(f"Log id {log_id}")
         columns = st.columns(4)
-        columns[0].metric("Status", str(record["status_code"]))
+        status_code = record["status_code"]
+        columns[0].metric("Status", NONE if status_code is None else str(status_code))
         columns[1].metric(
             "Tokens in / out", f"{count(record['tokens_in'])} / {count(record['tokens_out'])}"
         )

@@ -57,6 +57,23 @@ st.caption(
     "Newest 50; categories and actions only: matched text is never stored. "
     "Click an event to open its request in the explorer."
 )
-picked = table(recent, key="recent", select=True)
+picked = table(
+    recent,
+    key="recent",
+    columns=[
+        "ts",
+        "log_id",
+        "provider",
+        "model",
+        "status_code",
+        "guardrail_action",
+        "guardrail_categories",
+        "dlp_action",
+        "dlp_categories",
+        "rate_limited",
+        "step",
+    ],
+    select=True,
+)
 if picked is not None:
     open_filtered("explorer", {}, params={"status": "all", "id": str(recent["log_id"][picked])})
