@@ -11,6 +11,17 @@ from app.dashboard.filters import filter_dimensions, open_filtered
 from app.dashboard.ui import bar_chart, count, grain_for, table, usd
 
 TOP = 8  # stacked series: the biggest values, the rest summed as "other"
+# The table's columns, spend first (the CSV download keeps them all).
+SHOWN = (
+    "cost_usd",
+    "requests",
+    "tokens_in",
+    "tokens_out",
+    "cached_requests",
+    "saved_usd",
+    "errors",
+    "unknown_cost_requests",
+)
 
 ctx = context()
 filters = ctx.filters
@@ -39,7 +50,7 @@ top = ranking.head(50)
 drillable = by in filter_dimensions(ctx.models.all_dimensions)
 if drillable:
     st.caption(f"Click a row to open its requests in the explorer, filtered to that {by}.")
-picked = table(top, key="top_table", share_of="cost_usd", select=drillable)
+picked = table(top, key="top_table", columns=[by, *SHOWN], share_of="cost_usd", select=drillable)
 if picked is not None:
     value = top[by][picked]
     if value is None:
@@ -72,4 +83,5 @@ if values:
         filters=(*filters.where, (by, value)),
     )
     st.metric(f"Spend of {by} = {value}", usd(float(drill["cost_usd"].sum() or 0.0)))
-    table(drill, key="drill_table", share_of="cost_usd")
+    if drill.height:
+        table(drill, key="drill_table", columns=[then, *SHOWN], share_of="cost_usd")
