@@ -130,7 +130,22 @@ def _metric(page: Page, label: str) -> str:
 def _axis_labels(page: Page, chart: int = 0) -> list[str]:
     """The text of chart ``chart``'s SVG (axis labels, titles, legend), in order."""
     svg = page.locator('[data-testid="stVegaLiteChart"]').nth(chart).locator("svg text")
+    svg.first.wait_for(state="attached", timeout=30_000)  # Vega draws after the run
     return [str(text) for text in svg.evaluate_all("els => els.map(e => e.textContent)")]
+
+
+def _click_first_row(page: Page, key: str, column: int = 1) -> str:
+    """Select the first row of table ``key`` (its row marker); the text of its cell
+    ``column`` (1: the first data column), read from the grid's accessible table."""
+    grid = page.locator(f".st-key-{key} [data-testid='stDataFrame']")
+    grid.scroll_into_view_if_needed()
+    cells = grid.locator("[role=row]").nth(1).locator("[role=gridcell]")
+    cells.first.wait_for(state="attached", timeout=30_000)
+    text = str(cells.nth(column - 1).text_content())
+    box = grid.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)  # header 35 px, then row 1's marker
+    return text
 
 
 def _open(page: Page, url: str, name: str) -> None:
@@ -190,6 +205,27 @@ def test_every_page_renders_in_chromium_and_a_filter_lands_in_url_and_numbers(
         shutil.copytree(shots, keep, dirs_exist_ok=True)
 
 
+def _drill_through(page: Page, url: str) -> None:
+    """From the hourly attribution page: a top consumer, a flagged hour and a policy
+    event, each clicked, open the explorer filtered to it."""
+    # A click on a top consumer opens its requests in the explorer
+    top = _click_first_row(page, "top_table")
+    page.wait_for_url(re.compile(rf"/explorer\?.*team={top}"), timeout=30_000)
+    page.locator(".st-key-aigw_rendered_explorer").wait_for(timeout=60_000)
+    assert "from=2026-11-08&to=2026-11-08" in page.url
+    # A flagged hour opens that agent's requests of that day
+    _open(page, f"{url}/anomalies", "anomalies")
+    _click_first_row(page, "flags")
+    page.wait_for_url(re.compile(r"/explorer\?.*agent=summarizer"), timeout=30_000)
+    assert "from=2026-11-09&to=2026-11-09" in page.url
+    # A policy event opens its request
+    _open(page, f"{url}/policy", "policy")
+    newest = _click_first_row(page, "recent", column=2)
+    page.wait_for_url(re.compile(rf"/explorer\?.*id={newest}"), timeout=30_000)
+    page.locator(".st-key-aigw_rendered_explorer").wait_for(timeout=60_000)
+    page.get_by_text(f"Log id {newest}").wait_for()
+
+
 def test_charts_are_utc_in_a_los_angeles_browser_and_filters_are_visible(
     dashboard_url: str,
 ) -> None:
@@ -235,14 +271,7 @@ def test_charts_are_utc_in_a_los_angeles_browser_and_filters_are_visible(
             grid.locator("[role=columnheader]").first.wait_for(state="attached", timeout=30_000)
             headers = grid.locator("[role=columnheader]").all_text_contents()
             assert headers[:4] == ["Team", "Cost", "Share", "Requests"]
-            # A click on a top consumer opens its requests in the explorer
-            top = str(grid.locator("[role=gridcell]").first.text_content())
-            box = grid.bounding_box()
-            assert box is not None
-            page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)  # the first row's marker
-            page.wait_for_url(re.compile(rf"/explorer\?.*team={top}"), timeout=30_000)
-            page.locator(".st-key-aigw_rendered_explorer").wait_for(timeout=60_000)
-            assert "from=2026-11-08&to=2026-11-08" in page.url
+            _drill_through(page, dashboard_url)
 
             # Active filters are chips; a click removes one
             _open(page, f"{dashboard_url}/cache?team=search", "cache")
