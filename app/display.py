@@ -8,13 +8,17 @@ machine formats (CSV, JSON), not to these.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Final, Literal
 
 __all__ = [
     "NONE",
+    "ColumnKind",
     "change",
+    "column_kind",
     "column_label",
     "count",
+    "format_value",
     "ms",
     "pct",
     "percent",
@@ -39,22 +43,37 @@ _LABELS: Final[dict[str, str]] = {
     "tokens_out": "Tokens out",
     "cache_hit_ratio": "Cache hit rate",
     "impact_pct": "Impact",
-    "impact_usd": "Impact (USD)",
-    "actual_usd": "Actual",
+    "impact_usd": "Over expected",
+    "actual_usd": "Spent",
     "expected_usd": "Expected",
+    "actual_requests": "Requests in the hour",
+    "expected_requests": "Expected requests",
+    "spent_usd": "Spent",
     "cost_logged": "Logged cost",
     "drift_usd": "Drift",
     "drift_pct": "Drift %",
     "request_hit_ratio": "Hit rate (requests)",
     "cost_hit_ratio": "Hit rate (cost)",
+    "cached_requests": "Cached requests",
     "potential_saving_usd": "Potential saving",
     "mtd_usd": "Month to date",
-    "projected_usd": "Projected",
-    "projected_low_usd": "Projected low",
-    "projected_high_usd": "Projected high",
+    "projected_usd": "Forecast",
+    "projected_low_usd": "Forecast low",
+    "projected_high_usd": "Forecast high",
     "daily_mean_usd": "Daily mean",
     "daily_std_usd": "Daily std dev",
     "unknown_cost_requests": "Unpriced requests",
+    "status_code": "Status",
+    "duration_ms": "Duration",
+    "ts": "Time",
+    "hour": "Hour",
+    "period": "Period",
+    "share": "Share",
+    "used": "Used",
+    "cost": "Logged cost",
+    "dlp_action": "DLP action",
+    "dlp_categories": "DLP categories",
+    "rate_limited": "Rate limited",
 }
 
 
@@ -107,3 +126,48 @@ def column_label(name: str) -> str:
         return _LABELS[name]
     words = name.replace("_", " ").strip()
     return words[:1].upper() + words[1:]
+
+
+# ---- added for the dashboards' tables (issue 15) ----------------------------------------
+
+ColumnKind = Literal["usd", "usd_exact", "pct", "pct_points", "count", "ms", "score", "text"]
+
+
+def column_kind(name: str, *, integer: bool = False) -> ColumnKind:
+    """How a column's values read, from its name (``integer``: the column holds whole
+    numbers): money (``*_usd``, ``cost``), ratios (``*_ratio``, ``*_rate``, ``share``,
+    ``used``), percentages already in percent units (``*_pct``), latencies (``*_ms``),
+    scores, counts, or text. ``usd_exact`` is one request's cost (``cost``)."""
+    if name in ("cost", "custom_cost") or name.endswith("_exact_usd"):
+        return "usd_exact"
+    if name.endswith("_usd") or name == "usd":
+        return "usd"
+    if name.endswith(("_ratio", "_rate")) or name in ("share", "used", "threshold"):
+        return "pct"
+    if name.endswith("_pct"):
+        return "pct_points"
+    if name.endswith("_ms") or name == "duration":
+        return "ms"
+    if name == "score":
+        return "score"
+    if integer or name.endswith(("requests", "tokens")):
+        return "count"
+    return "text"
+
+
+def format_value(value: object, kind: ColumnKind) -> str:
+    """``value`` as a person reads it for its ``kind``; missing (None, "") is ``NONE``."""
+    if value is None or value == "":
+        return NONE
+    if kind == "text" or not isinstance(value, int | float):
+        return str(value)
+    formats: dict[str, Callable[[float], str]] = {
+        "usd": usd,
+        "usd_exact": usd_exact,
+        "pct": pct,
+        "pct_points": lambda number: pct(number / 100),
+        "count": count,
+        "ms": ms,
+        "score": lambda number: f"{number:,.1f}",
+    }
+    return formats[kind](float(value))

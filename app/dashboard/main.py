@@ -26,11 +26,19 @@ from app.dashboard.data import (
     settings_for,
     stale_since,
 )
-from app.dashboard.filters import filter_dimensions, sidebar_filters
+from app.dashboard.filters import (
+    filter_chips,
+    filter_dimensions,
+    ignored_notice,
+    sidebar_filters,
+)
 from core.errors import AigwError
 from core.settings import DEFAULT_BUDGETS, budgets_file, config_file
 
 _VIEWS = Path(__file__).parent / "views"
+# The tab icon is a file of ours: a named icon makes the browser fetch it from Google's
+# font servers, and nothing may leave the machine.
+FAVICON = Path(__file__).parent / "favicon.png"
 _PAGES = (
     ("overview", "Overview", ":material/dashboard:"),
     ("attribution", "Cost attribution", ":material/pie_chart:"),
@@ -66,14 +74,24 @@ def _settings() -> DashboardSettings:
 
 
 def main() -> None:
-    st.set_page_config(page_title="aigw", page_icon=":material/paid:", layout="wide")
+    st.set_page_config(page_title="aigw", page_icon=str(FAVICON), layout="wide")
 
     reset_run()
     settings = _settings()
+    pages = [
+        st.Page(_VIEWS / f"{name}.py", title=title, icon=icon, url_path=name)
+        for name, title, icon in _PAGES[1:]
+    ]
+    name, title, icon = _PAGES[0]
     page = st.navigation(
         [
-            st.Page(_VIEWS / f"{name}.py", title=title, icon=icon, url_path=name)
-            for name, title, icon in _PAGES
+            # The first page is served at the root; the same view also answers at
+            # /overview (a hidden page), so a link naming it is not "Page not found".
+            st.Page(_VIEWS / f"{name}.py", title=title, icon=icon, url_path="home", default=True),
+            *pages,
+            st.Page(
+                _VIEWS / f"{name}.py", title=title, icon=icon, url_path=name, visibility="hidden"
+            ),
         ]
     )
     banner = st.empty()
@@ -98,6 +116,8 @@ def main() -> None:
             page_keys=_PAGE_KEYS.get(page.url_path, frozenset()),
         )
         set_context(PageContext(settings, models, filters, first, as_of))
+        filter_chips(filters)
+        ignored_notice()
         st.sidebar.caption(
             f"Data {first:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC · as of "
             f"{as_of:%Y-%m-%d %H:%M} UTC"

@@ -96,7 +96,7 @@ def overview(
     """Totals of the range and of the range before it, and the trend per ``grain``."""
     del settings
     span = until - since
-    current = _rollup(warehouse, since=since, until=until, filters=filters)
+    current = _rollup(warehouse, since=since, until=until, filters=filters, hourly=grain == "hour")
     before = _rollup(warehouse, since=since - span, until=since, filters=filters)
     return {"totals": totals(current), "previous": totals(before), "trend": trend(current, grain)}
 
@@ -127,7 +127,9 @@ def spend(
 ) -> pl.DataFrame:
     """``spend_by`` over the filtered range."""
     del settings
-    frame = _rollup(warehouse, since=since, until=until, filters=filters, by=by)
+    frame = _rollup(
+        warehouse, since=since, until=until, filters=filters, by=by, hourly=grain == "hour"
+    )
     if not frame.collect_schema().names():
         return pl.DataFrame()
     return spend_by(frame, list(by), grain=grain, top=top)
@@ -158,7 +160,9 @@ def cache(
     grain: str | None,
 ) -> pl.DataFrame:
     del settings
-    frame = _rollup(warehouse, since=since, until=until, filters=filters, by=by)
+    frame = _rollup(
+        warehouse, since=since, until=until, filters=filters, by=by, hourly=grain == "hour"
+    )
     return cache_summary(frame, by, grain)
 
 
@@ -187,8 +191,12 @@ def anomalies(
     hours: int,
     filters: Pairs,
     min_score: float,
+    min_impact_usd: float = 0.0,
 ) -> dict[str, pl.DataFrame]:
-    """``aigw report anomalies`` for ``scope`` (flags), and the spend band of each flagged value."""
+    """``aigw report anomalies`` for ``scope``: ``flags`` (spend over expected of at least
+    ``min_impact_usd``, as ``aigw alerts run`` counts a rule's flags; repeated-prompt
+    loops always), ``below`` (the statistical flags under that impact, to explain them)
+    and ``bands`` (the spend band of each value in ``flags``)."""
     window = timedelta(hours=hours)
     frame = _rollup(
         warehouse,
@@ -213,10 +221,14 @@ def anomalies(
         ),
         scope,
     )
+    # a minimum of 0 keeps every flag (a requests flag may spend less than expected)
+    small = (pl.col("impact_usd").fill_null(0.0) < min_impact_usd) & (min_impact_usd > 0)
+    below = flags.filter(small)
+    flags = flags.filter(~small)
     flags = pl.concat([flags, loops]).sort("hour", "value", "signal", nulls_last=True)
     values = flags["value"].unique().to_list()
     bands = anomaly_bands(frame, scope, values, now=now, window=window, min_score=min_score)
-    return {"flags": flags, "bands": bands}
+    return {"flags": flags, "below": below, "bands": bands}
 
 
 def budgets(

@@ -1,84 +1,193 @@
-"""How the pages show tables and Altair charts; value formats come from ``app.display``."""
+"""How the pages show tables and Altair charts; value formats come from ``app.display``.
+
+Contracts every page relies on:
+
+* Times are UTC on every chart, whatever the browser's zone: axes use UTC scales and
+  UTC time units, and their titles say "(UTC)". Hourly grain for ranges of up to
+  ``HOURLY_UP_TO``, else daily (``grain_for``); a daily axis has one label per day.
+  The last period is drawn lighter and named below the chart when ``as_of`` falls
+  inside it (a partial day is not a drop).
+* Charts render as SVG (``usermeta.embedOptions.renderer``): their text is text.
+* Tables: money with ``$``, counts with separators, ratios as %, labels as a reader
+  says them, missing values as ``NONE``; numbers stay numbers, so columns sort.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
 
 import altair as alt
 import polars as pl
 import streamlit as st
 
-from app.display import NONE, change, count, ms, pct, usd, usd_exact
+from app.display import (
+    NONE,
+    change,
+    column_kind,
+    column_label,
+    count,
+    format_value,
+    ms,
+    pct,
+    usd,
+    usd_exact,
+)
 
 __all__ = [
+    "HOURLY_UP_TO",
     "NONE",
+    "Grain",
     "area_chart",
     "bar_chart",
     "change",
     "count",
+    "fields",
+    "grain_for",
     "line_chart",
     "ms",
+    "partial_period",
     "pct",
+    "render",
     "table",
+    "time_axis",
+    "time_tooltip",
     "usd",
     "usd_exact",
 ]
 
+Grain = Literal["hour", "day"]
+HOURLY_UP_TO: Final = timedelta(days=3)
+_STEP: Final[dict[str, timedelta]] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+# Hour ticks read 09:00; the midnight tick names its day, so a two-day axis stays dated.
+_HOUR_LABEL: Final = (
+    "utchours(datum.value) == 0 && utcminutes(datum.value) == 0"
+    " ? utcFormat(datum.value, '%b %d') : utcFormat(datum.value, '%H:%M')"
+)
+_EMPTY: Final = "Nothing in this range."
+# Long identifiers and messages get a fixed width (cut, whole in the cell's tooltip) so
+# that a table fits a 1400 px window.
+_WIDTHS: Final[dict[str, int]] = {
+    "log_id": 220,
+    "object_key": 280,
+    "source_file": 280,
+    "reason": 280,
+    "error": 280,
+    "last_error": 220,
+}
 
-def table(frame: pl.DataFrame, *, key: str | None = None, height: int | None = None) -> None:
-    """A frame as an interactive table (the frame as it is: numbers stay numbers)."""
-    if frame.is_empty():
-        st.caption("Nothing in this range.")
+
+def grain_for(since: datetime, until: datetime) -> Grain:
+    """``hour`` for ranges of up to three days (a first day is 24 points, not one), else ``day``."""
+    return "hour" if until - since <= HOURLY_UP_TO else "day"
+
+
+def time_axis(column: str, grain: Grain, *, title: str | None = None) -> alt.X:
+    """The x encoding of a time column in UTC: one ordinal band per UTC day, or an
+    hourly UTC time scale."""
+    if grain == "day":
+        return alt.X(
+            f"utcyearmonthdate({column}):O",
+            title=title or "Day (UTC)",
+            axis=alt.Axis(format="%b %d", labelAngle=0, labelOverlap=True),
+        )
+    return alt.X(
+        f"{column}:T",
+        title=title or "Hour (UTC)",
+        scale=alt.Scale(type="utc"),
+        axis=alt.Axis(labelExpr=_HOUR_LABEL, labelAngle=0),
+    )
+
+
+def time_tooltip(column: str, grain: Grain) -> alt.Tooltip:
+    unit = "utcyearmonthdate" if grain == "day" else "utcyearmonthdatehoursminutes"
+    return alt.Tooltip(f"{unit}({column}):T", title="Day (UTC)" if grain == "day" else "UTC")
+
+
+def partial_period(
+    frame: pl.DataFrame, column: str, grain: Grain, as_of: datetime | None
+) -> datetime | None:
+    """The start of the last period of ``frame`` when ``as_of`` falls inside it."""
+    if as_of is None or frame.is_empty():
+        return None
+    last = frame[column].max()
+    if not isinstance(last, datetime):
+        return None
+    return last if last < as_of < last + _STEP[grain] else None
+
+
+def _partial_note(start: datetime | None, grain: Grain, as_of: datetime | None) -> None:
+    if start is None or as_of is None:
         return
-    options: dict[str, Any] = {"hide_index": True, "width": "stretch"}
-    if height is not None:
-        options["height"] = height
-    st.dataframe(frame, key=key, **options)
+    label = f"{start:%b %d}" if grain == "day" else f"{start:%b %d %H:00}"
+    st.caption(
+        f"The last {grain} ({label} UTC, drawn lighter) is partial: data up to "
+        f"{as_of:%Y-%m-%d %H:%M} UTC."
+    )
 
 
-def _chart(chart: alt.Chart) -> None:
-    st.altair_chart(chart, width="stretch")
+def render(chart: alt.Chart | alt.LayerChart) -> None:
+    """Draw ``chart`` across the page as SVG."""
+    st.altair_chart(
+        chart.properties(usermeta={"embedOptions": {"renderer": "svg"}}), width="stretch"
+    )
 
 
-def _time_axis(column: str) -> alt.X:
-    return alt.X(f"{column}:T", title=None, axis=alt.Axis(format="%b %d", labelAngle=0))
+def _with_partial(frame: pl.DataFrame, x: str, start: datetime | None) -> pl.DataFrame:
+    flag = pl.col(x) == start if start is not None else pl.lit(value=False)
+    return frame.with_columns(flag.alias("partial"))
+
+
+def _opacity() -> Any:
+    return alt.condition("datum.partial", alt.value(0.4), alt.value(1.0))
 
 
 def bar_chart(
-    frame: pl.DataFrame, *, x: str, y: str, color: str | None = None, title: str = ""
+    frame: pl.DataFrame,
+    *,
+    x: str,
+    y: str,
+    grain: Grain,
+    color: str | None = None,
+    title: str = "",
+    as_of: datetime | None = None,
+    y_format: str = "$,.2f",
 ) -> None:
-    """Bars over time (``x`` a datetime), stacked by ``color``."""
+    """Bars per period (``x`` a UTC datetime), stacked by ``color``."""
     if frame.is_empty():
-        st.caption("Nothing in this range.")
+        st.caption(_EMPTY)
         return
-    daily = bool(
-        frame.select((pl.col(x).dt.hour() == 0).all() & (pl.col(x).dt.minute() == 0).all()).item()
-    )
-    axis = (
-        alt.X(f"yearmonthdate({x}):O", title=None, axis=alt.Axis(format="%b %d", labelAngle=0))
-        if daily
-        else _time_axis(x)
-    )
-    encoding: dict[str, Any] = {"x": axis, "y": alt.Y(f"{y}:Q", title=title)}
-    tooltip = [alt.Tooltip(f"{x}:T"), alt.Tooltip(f"{y}:Q", format=",.4f")]
+    partial = partial_period(frame, x, grain, as_of)
+    data = _with_partial(frame, x, partial)
+    tooltip = [time_tooltip(x, grain), alt.Tooltip(f"{y}:Q", title=title, format=y_format)]
+    encoding: dict[str, Any] = {
+        "x": time_axis(x, grain),
+        "y": alt.Y(f"{y}:Q", title=title, axis=alt.Axis(format=y_format)),
+        "opacity": _opacity(),
+    }
     if color:
-        encoding["color"] = alt.Color(f"{color}:N", title=color)
-        tooltip.insert(0, alt.Tooltip(f"{color}:N"))
-    _chart(alt.Chart(frame.to_arrow()).mark_bar().encode(**encoding, tooltip=tooltip))
+        data = data.with_columns(pl.col(color).fill_null(NONE))
+        encoding["color"] = alt.Color(f"{color}:N", title=column_label(color))
+        tooltip.insert(0, alt.Tooltip(f"{color}:N", title=column_label(color)))
+    render(alt.Chart(data.to_arrow()).mark_bar().encode(**encoding, tooltip=tooltip))
+    _partial_note(partial, grain, as_of)
 
 
-def area_chart(frame: pl.DataFrame, *, x: str, y: str, color: str, title: str = "") -> None:
+def area_chart(
+    frame: pl.DataFrame, *, x: str, y: str, color: str, grain: Grain, title: str = ""
+) -> None:
     if frame.is_empty():
-        st.caption("Nothing in this range.")
+        st.caption(_EMPTY)
         return
-    _chart(
-        alt.Chart(frame.to_arrow())
+    render(
+        alt.Chart(frame.with_columns(pl.col(color).fill_null(NONE)).to_arrow())
         .mark_area()
         .encode(
-            x=_time_axis(x),
+            x=time_axis(x, grain),
             y=alt.Y(f"{y}:Q", title=title, stack=True),
-            color=alt.Color(f"{color}:N", title=color),
-            tooltip=[f"{color}:N", alt.Tooltip(f"{x}:T"), alt.Tooltip(f"{y}:Q", format=",.4f")],
+            color=alt.Color(f"{color}:N", title=column_label(color)),
+            tooltip=[f"{color}:N", time_tooltip(x, grain), alt.Tooltip(f"{y}:Q", format=",.2f")],
         )
     )
 
@@ -88,21 +197,127 @@ def line_chart(
     *,
     x: str,
     y: list[str],
+    grain: Grain,
     title: str = "",
     y_format: str = ",.2f",
+    as_of: datetime | None = None,
 ) -> None:
-    """One line per column of ``y`` over time."""
+    """One line per column of ``y`` over time, labelled as a reader says the column."""
     if frame.is_empty():
-        st.caption("Nothing in this range.")
+        st.caption(_EMPTY)
         return
-    long = frame.select(x, *y).unpivot(index=x, variable_name="series", value_name="value")
-    _chart(
-        alt.Chart(long.to_arrow())
-        .mark_line(point=True)
-        .encode(
-            x=_time_axis(x),
-            y=alt.Y("value:Q", title=title, axis=alt.Axis(format=y_format)),
-            color=alt.Color("series:N", title=None),
-            tooltip=["series:N", alt.Tooltip(f"{x}:T"), alt.Tooltip("value:Q", format=y_format)],
-        )
+    partial = partial_period(frame, x, grain, as_of)
+    long = (
+        frame.select(x, *y)
+        .rename({name: column_label(name) for name in y})
+        .unpivot(index=x, variable_name="series", value_name="value")
     )
+    data = _with_partial(long, x, partial)
+    base = alt.Chart(data.to_arrow()).encode(
+        x=time_axis(x, grain),
+        y=alt.Y("value:Q", title=title, axis=alt.Axis(format=y_format)),
+        color=alt.Color("series:N", title=None),
+        tooltip=["series:N", time_tooltip(x, grain), alt.Tooltip("value:Q", format=y_format)],
+    )
+    render(base.mark_line() + base.mark_point(filled=True).encode(opacity=_opacity()))
+    _partial_note(partial, grain, as_of)
+
+
+def _column_config(
+    frame: pl.DataFrame, exact: Iterable[str]
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The frame ready to show (ratios scaled to percent, lists joined) and its config."""
+    config: dict[str, Any] = {}
+    exact = set(exact)
+    scaled: list[pl.Expr] = []
+    for name, dtype in frame.schema.items():
+        label = column_label(name)
+        if dtype.is_temporal():
+            config[name] = st.column_config.DatetimeColumn(
+                f"{label} (UTC)", format="YYYY-MM-DD HH:mm", timezone="UTC"
+            )
+            continue
+        if isinstance(dtype, pl.List):
+            scaled.append(pl.col(name).list.join(", "))
+            config[name] = st.column_config.TextColumn(label)
+            continue
+        if dtype == pl.Boolean or not dtype.is_numeric():
+            config[name] = st.column_config.Column(label, width=_WIDTHS.get(name))
+            continue
+        kind = "usd_exact" if name in exact else column_kind(name, integer=dtype.is_integer())
+        if kind == "pct":
+            scaled.append(pl.col(name) * 100)
+        number_format = {
+            "usd": "dollar",
+            "usd_exact": "$%.6f",
+            "pct": "%.1f%%",
+            "pct_points": "%.1f%%",
+            "count": "localized",
+            "ms": "%.0f ms",
+            "score": "%.1f",
+            "text": "%.2f",
+        }[kind]
+        config[name] = st.column_config.NumberColumn(label, format=number_format)
+    return frame.with_columns(scaled), config
+
+
+def table(
+    frame: pl.DataFrame,
+    *,
+    key: str | None = None,
+    height: int | None = None,
+    columns: Sequence[str] | None = None,
+    share_of: str | None = None,
+    exact: Iterable[str] = (),
+    select: bool = False,
+) -> int | None:
+    """``frame`` as a formatted, sortable table; ``columns`` picks and orders the ones
+    shown, ``share_of`` adds a "Share" column after it (its share of the column's total),
+    ``exact`` names money columns shown to the millionth. With ``select`` a row can be
+    clicked: returns its index in ``frame`` (None when none is selected)."""
+    if frame.is_empty():
+        st.caption(_EMPTY)
+        return None
+    shown = frame.select(columns) if columns is not None else frame
+    if share_of is not None:
+        total = shown[share_of].sum() or 0.0
+        share = (pl.col(share_of) / total) if total else pl.lit(None, pl.Float64)
+        at = shown.columns.index(share_of) + 1
+        shown = shown.insert_column(at, shown.select(share.alias("share")).to_series())
+    shown, config = _column_config(shown, exact)
+    options: dict[str, Any] = {
+        "hide_index": True,
+        "width": "stretch",
+        "column_config": config,
+        "placeholder": NONE,
+    }
+    if height is not None:
+        options["height"] = height
+    if not select:
+        st.dataframe(shown, key=key, **options)
+        return None
+    state = st.dataframe(shown, key=key, on_select="rerun", selection_mode="single-row", **options)
+    rows = state.selection.rows
+    return int(rows[0]) if rows else None
+
+
+def fields(record: Mapping[str, object], *, skip: Iterable[str] = ()) -> None:
+    """One record as labelled fields (a two-column table), empty ones left out."""
+    skip = set(skip)
+    labels: list[str] = []
+    values: list[str] = []
+    for name, raw in record.items():
+        if name in skip or raw is None or raw in ("", [], {}):
+            continue
+        value = raw
+        if isinstance(raw, list | tuple):
+            value = ", ".join(str(item) for item in raw)
+        if isinstance(raw, datetime):
+            value = f"{raw:%Y-%m-%d %H:%M:%S} UTC"
+        integer = isinstance(value, int) and not isinstance(value, bool)
+        labels.append(column_label(name))
+        values.append(format_value(value, column_kind(name, integer=integer)))
+    if not labels:
+        st.caption(NONE)
+        return
+    st.table(pl.DataFrame({"Field": labels, "Value": values}), hide_index=True)

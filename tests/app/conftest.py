@@ -1,7 +1,13 @@
 """Fixtures shared by the app tests: the ingest tests' moto S3 server, buckets and fake
 credentials (CLI tests), and the dashboard tests' session warehouse (built once)."""
 
-from tests.app.dashboard_fixtures import dashboard_warehouse
+from tests.app.dashboard_fixtures import dashboard_warehouse, sample_warehouse
 from tests.ingest.conftest import aws_env, bucket, s3_server
 
-__all__ = ["aws_env", "bucket", "dashboard_warehouse", "s3_server"]  # fixtures, for pytest
+__all__ = [
+    "aws_env",
+    "bucket",
+    "dashboard_warehouse",
+    "s3_server",
+    "sample_warehouse",
+]  # fixtures, for pytest

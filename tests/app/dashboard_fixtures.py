@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sim.synthetic import RunawayAgent, TrafficShape, synthetic_records, write_logpush_files
-from tests.conftest import run_aigw
+from tests.conftest import REPO, run_aigw
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 RECORDS = 12_000  # about 8.3 days at 1 request a minute
@@ -96,3 +96,21 @@ def dashboard_warehouse(tmp_path_factory: pytest.TempPathFactory) -> DashboardWa
     )
     assert alerts.returncode == 0, alerts.stderr
     return DashboardWarehouse(db=db, budgets=budgets, logs=logs)
+
+
+@dataclass(frozen=True)
+class SampleWarehouse:
+    db: Path
+    budgets: Path
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> SampleWarehouse:
+    """The demo's story from the committed samples: the Cloudflare sample (an hour of
+    traffic on 2026-11-20 09:00) and the gateway's simulated logs (the runaway agent
+    ``summarizer`` at 2026-11-19 10:00), with ``sample_data/budgets.toml``."""
+    db = tmp_path_factory.mktemp("sample") / "aigw.duckdb"
+    for logs in ("logs", "gateway-logs"):
+        ingest = run_aigw("ingest", str(REPO / "sample_data" / logs), "--db", str(db))
+        assert ingest.returncode == 0, ingest.stderr
+    return SampleWarehouse(db=db, budgets=REPO / "sample_data" / "budgets.toml")

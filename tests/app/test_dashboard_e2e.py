@@ -1,6 +1,7 @@
 """End to end: ``aigw dashboard`` on 127.0.0.1 driven by headless Chromium (Debian's
 ``chromium``, through Playwright's driver; no browser is downloaded) through every page,
-with one filter changed in the sidebar; a screenshot of each page is saved.
+with one filter changed in the sidebar; a screenshot of each page is saved. The browser
+runs in Los Angeles time: axis labels must still be UTC. No request may leave 127.0.0.1.
 
 Set ``AIGW_SCREENSHOTS=DIR`` to also copy the screenshots there (for the README).
 """
@@ -19,9 +20,10 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from app.service import cost_report
 from models import ModelsSettings
@@ -120,7 +122,36 @@ def _metric(page: Page, label: str) -> str:
             '[data-testid="stMetricLabel"]', has_text=re.compile(f"^{re.escape(label)}$")
         )
     )
-    return str(card.locator('[data-testid="stMetricValue"]').inner_text()).strip()
+    value = card.locator('[data-testid="stMetricValue"]')
+    expect(value).to_have_count(1, timeout=30_000)  # a re-run's stale card goes first
+    return str(value.inner_text()).strip()
+
+
+def _axis_labels(page: Page, chart: int = 0) -> list[str]:
+    """The text of chart ``chart``'s SVG (axis labels, titles, legend), in order."""
+    svg = page.locator('[data-testid="stVegaLiteChart"]').nth(chart).locator("svg text")
+    svg.first.wait_for(state="attached", timeout=30_000)  # Vega draws after the run
+    return [str(text) for text in svg.evaluate_all("els => els.map(e => e.textContent)")]
+
+
+def _click_first_row(page: Page, key: str, column: int = 1) -> str:
+    """Select the first row of table ``key`` (its row marker); the text of its cell
+    ``column`` (1: the first data column), read from the grid's accessible table."""
+    grid = page.locator(f".st-key-{key} [data-testid='stDataFrame']")
+    grid.scroll_into_view_if_needed()
+    cells = grid.locator("[role=row]").nth(1).locator("[role=gridcell]")
+    cells.first.wait_for(state="attached", timeout=30_000)
+    text = str(cells.nth(column - 1).text_content())
+    box = grid.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)  # header 35 px, then row 1's marker
+    return text
+
+
+def _open(page: Page, url: str, name: str) -> None:
+    page.goto(url)
+    page.locator(f".st-key-aigw_rendered_{name}").wait_for(timeout=60_000)
+    _wait_rendered(page)
 
 
 def test_every_page_renders_in_chromium_and_a_filter_lands_in_url_and_numbers(
@@ -131,9 +162,13 @@ def test_every_page_renders_in_chromium_and_a_filter_lands_in_url_and_numbers(
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(
+                viewport={"width": 1400, "height": 1000}, timezone_id="America/Los_Angeles"
+            )
             errors: list[str] = []
+            hosts: set[str] = set()
             page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: hosts.add(urlsplit(request.url).netloc))
             for path, title in PAGES:
                 page.goto(f"{dashboard_url}/{path}")
                 page.get_by_role("heading", name=title, level=1).wait_for(timeout=30_000)
@@ -161,9 +196,96 @@ def test_every_page_renders_in_chromium_and_a_filter_lands_in_url_and_numbers(
             assert _metric(page, "Spend") == f"${report['cost_usd'][0]:,.2f}"
             page.screenshot(path=str(shots / "overview-anthropic.png"), full_page=True)
             assert not errors, errors
+            assert hosts == {urlsplit(dashboard_url).netloc}, hosts  # nothing leaves the machine
         finally:
             browser.close()
     assert len(list(shots.glob("*.png"))) == len(PAGES) + 1
     keep = os.environ.get("AIGW_SCREENSHOTS")
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)
+
+
+def _drill_through(page: Page, url: str) -> None:
+    """From the hourly attribution page: a top consumer, a flagged hour and a policy
+    event, each clicked, open the explorer filtered to it."""
+    # A click on a top consumer opens its requests in the explorer
+    top = _click_first_row(page, "top_table")
+    page.wait_for_url(re.compile(rf"/explorer\?.*team={top}"), timeout=30_000)
+    page.locator(".st-key-aigw_rendered_explorer").wait_for(timeout=60_000)
+    assert "from=2026-11-08&to=2026-11-08" in page.url
+    # A flagged hour opens that agent's requests of that day
+    _open(page, f"{url}/anomalies", "anomalies")
+    _click_first_row(page, "flags")
+    page.wait_for_url(re.compile(r"/explorer\?.*agent=summarizer"), timeout=30_000)
+    assert "from=2026-11-09&to=2026-11-09" in page.url
+    # A policy event opens its request
+    _open(page, f"{url}/policy", "policy")
+    newest = _click_first_row(page, "recent", column=2)
+    page.wait_for_url(re.compile(rf"/explorer\?.*id={newest}"), timeout=30_000)
+    page.locator(".st-key-aigw_rendered_explorer").wait_for(timeout=60_000)
+    page.get_by_text(f"Log id {newest}").wait_for()
+
+
+def test_charts_are_utc_in_a_los_angeles_browser_and_filters_are_visible(
+    dashboard_url: str,
+) -> None:
+    """UTC axis labels, labelled tables, drill-through, chips, /overview, ignored link
+    values, and no request to a host other than 127.0.0.1."""
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(
+                viewport={"width": 1400, "height": 1000}, timezone_id="America/Los_Angeles"
+            )
+            errors: list[str] = []
+            hosts: set[str] = set()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: hosts.add(urlsplit(request.url).netloc))
+
+            # /overview is the Overview, not "Page not found"
+            _open(page, f"{dashboard_url}/overview", "overview")
+            page.get_by_role("heading", name="Overview", level=1).wait_for()
+            assert page.get_by_text("Page not found").count() == 0
+
+            # Daily bars: one label per UTC day although the browser is 8 hours behind
+            _open(
+                page,
+                f"{dashboard_url}/attribution?from=2026-11-02&to=2026-11-05&by=team",
+                "attribution",
+            )
+            assert _axis_labels(page)[:5] == ["Nov 02", "Nov 03", "Nov 04", "Nov 05", "Day (UTC)"]
+            # One day: hourly bars, ticks on UTC hours, the UTC midnight named by its day
+            _open(
+                page,
+                f"{dashboard_url}/attribution?from=2026-11-08&to=2026-11-08&by=team",
+                "attribution",
+            )
+            labels = _axis_labels(page)
+            hours = labels[1 : labels.index("Hour (UTC)")]
+            assert labels[0] == "Nov 08", labels  # the UTC midnight tick names its day
+            assert len(hours) >= 6 and all(re.fullmatch(r"\d\d:00", hour) for hour in hours)
+            assert hours[:3] in (["01:00", "02:00", "03:00"], ["02:00", "04:00", "06:00"])
+            # The table's columns as a reader says them, with a share of the total
+            grid = page.locator(".st-key-top_table [data-testid='stDataFrame']")
+            grid.scroll_into_view_if_needed()
+            grid.locator("[role=columnheader]").first.wait_for(state="attached", timeout=30_000)
+            headers = grid.locator("[role=columnheader]").all_text_contents()
+            assert headers[:4] == ["Team", "Cost", "Share", "Requests"]
+            _drill_through(page, dashboard_url)
+
+            # Active filters are chips; a click removes one
+            _open(page, f"{dashboard_url}/cache?team=search", "cache")
+            chip = page.get_by_role("button", name="team: search ✕")
+            chip.wait_for()
+            chip.click()
+            page.wait_for_url(lambda url: "team=" not in url, timeout=30_000)
+
+            # A link's invalid values are named, not silently $0.00
+            _open(page, f"{dashboard_url}/?from=2026-13-45&provider=nosuch", "overview")
+            warning = page.locator('[data-testid="stAlert"]').first.inner_text()
+            assert "Ignored from the link: from=2026-13-45 (not a YYYY-MM-DD day); " in warning
+            assert _metric(page, "Spend") != "$0.00"
+            assert not errors, errors
+            assert hosts == {urlsplit(dashboard_url).netloc}, hosts  # nothing leaves the machine
+        finally:
+            browser.close()

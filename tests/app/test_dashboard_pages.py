@@ -76,7 +76,7 @@ def test_overview_shows_month_to_date_forecast_and_range_totals_of_the_models(
     report = cost_report(dashboard_warehouse.db, SETTINGS, by=[], since=since, until=until)
     total = report.table.row(0, named=True)
     assert shown["Spend month to date (November 2026, UTC)"] == usd(forecast["mtd_usd"])
-    assert shown["Forecast month end"] == usd(forecast["projected_usd"])
+    assert shown["Forecast month end (daily trend)"] == usd(forecast["projected_usd"])
     assert shown["Spend"] == usd(total["cost_usd"])
     assert shown["Requests"] == count(total["requests"])
     assert shown["Tokens (in + out)"] == count(total["tokens_in"] + total["tokens_out"])
@@ -188,7 +188,7 @@ def test_budgets_page_counts_spend_and_forecast_as_alerts_run_does(
         rollup = read_rollup(warehouse.con, since=as_of - timedelta(days=40), until=as_of)
         expected = budget_alerts(rollup, config.budgets[0], now=as_of, tz="UTC")[0]
     assert shown[0] == ("Spent", usd(expected.spent_usd))
-    assert shown[2] == ("Forecast for the period", usd(expected.forecast_usd))
+    assert shown[2] == ("Forecast for the period (straight line)", usd(expected.forecast_usd))
     con = duckdb.connect(str(dashboard_warehouse.db), read_only=True)
     delivered = con.execute(
         "SELECT count(*) FROM alert_deliveries WHERE status = 'delivered'"

@@ -1,14 +1,27 @@
-"""Cost attribution: spend stacked by a chosen dimension, a drill-down into one value by a
-second dimension, the top consumers, and a CSV download of the table."""
+"""Cost attribution: spend stacked by a chosen dimension, the top consumers (a click on
+one opens its requests in the explorer), a drill-down into one value by a second
+dimension, and a CSV download of the table."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from app.dashboard.data import context, fetch
-from app.dashboard.ui import bar_chart, count, table, usd
+from app.dashboard.filters import filter_dimensions, open_filtered
+from app.dashboard.ui import bar_chart, count, grain_for, table, usd
 
 TOP = 8  # stacked series: the biggest values, the rest summed as "other"
+# The table's columns, spend first (the CSV download keeps them all).
+SHOWN = (
+    "cost_usd",
+    "requests",
+    "tokens_in",
+    "tokens_out",
+    "cached_requests",
+    "saved_usd",
+    "errors",
+    "unknown_cost_requests",
+)
 
 ctx = context()
 filters = ctx.filters
@@ -21,19 +34,12 @@ by: str = st.selectbox(
     "Attribute spend to", dimensions, index=dimensions.index(str(chosen)), key="by"
 )
 st.query_params["by"] = by
-grain = "hour" if (filters.until - filters.since).days <= 2 else "day"
+grain = grain_for(filters.since, filters.until)
 common = {"since": filters.since, "until": filters.until, "filters": filters.where}
 
 stacked = fetch(ctx.settings, "spend", by=(by,), grain=grain, top=TOP, **common)
 st.subheader(f"Spend by {by} per {grain}")
-if not stacked.is_empty():
-    bar_chart(
-        stacked.with_columns(stacked[by].fill_null("(none)")),
-        x="period",
-        y="cost_usd",
-        color=by,
-        title="USD",
-    )
+bar_chart(stacked, x="period", y="cost_usd", grain=grain, color=by, title="USD", as_of=ctx.as_of)
 
 ranking = fetch(ctx.settings, "spend", by=(by,), grain=None, top=None, **common)
 total = float(ranking["cost_usd"].sum() or 0.0) if not ranking.is_empty() else 0.0
@@ -41,7 +47,16 @@ st.metric(f"Total spend, {count(ranking.height)} values of {by}", usd(total))
 
 st.subheader("Top consumers")
 top = ranking.head(50)
-table(top, key="top_table")
+drillable = by in filter_dimensions(ctx.models.all_dimensions)
+if drillable:
+    st.caption(f"Click a row to open its requests in the explorer, filtered to that {by}.")
+picked = table(top, key="top_table", columns=[by, *SHOWN], share_of="cost_usd", select=drillable)
+if picked is not None:
+    value = top[by][picked]
+    if value is None:
+        st.info(f"Requests without a {by} cannot be filtered on; pick another row.")
+    else:
+        open_filtered("explorer", {by: str(value)}, params={"status": "all"})
 if not ranking.is_empty():
     st.download_button(
         f"Download spend by {by} (CSV)",
@@ -68,4 +83,5 @@ if values:
         filters=(*filters.where, (by, value)),
     )
     st.metric(f"Spend of {by} = {value}", usd(float(drill["cost_usd"].sum() or 0.0)))
-    table(drill, key="drill_table")
+    if drill.height:
+        table(drill, key="drill_table", columns=[then, *SHOWN], share_of="cost_usd")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from alerts import period_bounds
 from app.dashboard.data import alerts_config, context, fetch
-from app.dashboard.ui import pct, table, usd
+from app.dashboard.ui import NONE, pct, render, table, time_axis, usd
 from core.errors import AigwError
 
 ctx = context()
@@ -52,16 +52,23 @@ else:
         projected = top.get("projected_usd")
         columns = st.columns(3)
         biggest = top.get(budget.split_by) if budget.split_by else None
-        label = f" (biggest: {budget.split_by} {biggest or '(none)'})" if budget.split_by else ""
+        label = f" (biggest: {budget.split_by} {biggest or NONE})" if budget.split_by else ""
         columns[0].metric(f"Spent{label}", usd(spent))
         columns[1].metric("Used", pct(spent / budget.amount_usd))
-        columns[2].metric("Forecast for the period", usd(projected))
+        columns[2].metric(
+            "Forecast for the period (straight line)",
+            usd(projected),
+            help="Spent so far ÷ the share of the period elapsed (a straight line), as "
+            "`aigw alerts run` projects a budget. The Overview's month-end forecast follows "
+            "the mean of recent complete days instead, so the two can differ.",
+        )
         if budget.split_by:
             table(
                 spend.with_columns(
                     (pl.col("spent_usd") / budget.amount_usd).alias("used"),
                 ),
                 key=f"split_{budget.name}",
+                columns=[budget.split_by, "spent_usd", "used", "projected_usd"],
             )
         elif burn.height:
             long = (
@@ -73,8 +80,8 @@ else:
                 alt.Chart(long.to_arrow())
                 .mark_line(point=False)
                 .encode(
-                    x=alt.X("period:T", title=None),
-                    y=alt.Y("usd:Q", title="USD (cumulative)"),
+                    x=time_axis("period", "hour", title="Time (UTC)"),
+                    y=alt.Y("usd:Q", title="USD (cumulative)", axis=alt.Axis(format="$,.2f")),
                     color=alt.Color("series:N", title=None, sort=["spent", "forecast"]),
                     strokeDash=alt.StrokeDash(
                         "series:N",
@@ -88,7 +95,7 @@ else:
                 .mark_rule(color="red")
                 .encode(y="budget:Q")
             )
-            st.altair_chart(lines + rule, width="stretch")
+            render(lines + rule)
 
 st.subheader("Alert history")
 history = fetch(ctx.settings, "alerts", limit=200)
@@ -99,4 +106,20 @@ else:
     columns = st.columns(max(counts.height, 1))
     for column, (status, number) in zip(columns, counts.iter_rows(), strict=True):
         column.metric(f"Deliveries {status}", f"{number:,}")
-    table(history, key="alerts")
+    table(
+        history,
+        key="alerts",
+        columns=[
+            "created_at",
+            "kind",
+            "rule",
+            "scope",
+            "threshold",
+            "spent_usd",
+            "budget_usd",
+            "channel",
+            "status",
+            "attempts",
+            "last_error",
+        ],
+    )

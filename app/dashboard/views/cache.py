@@ -8,7 +8,7 @@ from datetime import timedelta
 import streamlit as st
 
 from app.dashboard.data import context, fetch
-from app.dashboard.ui import line_chart, pct, table, usd
+from app.dashboard.ui import count, grain_for, line_chart, pct, table, usd
 
 # Candidates come from raw requests (costed one by one): the last 12 hours of the range
 # keep the page under a second and a half on 10 M requests.
@@ -18,7 +18,7 @@ ctx = context()
 filters = ctx.filters
 st.title("Cache")
 common = {"since": filters.since, "until": filters.until, "filters": filters.where}
-grain = "hour" if (filters.until - filters.since).days <= 2 else "day"
+grain = grain_for(filters.since, filters.until)
 
 total = fetch(ctx.settings, "cache", by=(), grain=None, **common)
 row = total.row(0, named=True) if total.height else {}
@@ -30,7 +30,7 @@ columns[2].metric(
     pct(row.get("cost_hit_ratio")),
     help="Savings over savings plus spend: the share of the would-be cost the cache absorbed.",
 )
-columns[3].metric("Cached requests", f"{row.get('cached_requests') or 0:,}")
+columns[3].metric("Cached requests", count(row.get("cached_requests") or 0))
 
 over_time = fetch(ctx.settings, "cache", by=(), grain=grain, **common)
 st.subheader(f"Hit ratio per {grain}")
@@ -38,11 +38,17 @@ line_chart(
     over_time.sort("period") if over_time.height else over_time,
     x="period",
     y=["request_hit_ratio", "cost_hit_ratio"],
-    title="ratio",
+    grain=grain,
+    title="hit rate",
     y_format=".0%",
+    as_of=ctx.as_of,
 )
 st.subheader("By route (gateway, endpoint)")
-table(fetch(ctx.settings, "cache", by=("gateway", "endpoint"), grain=None, **common))
+table(
+    fetch(ctx.settings, "cache", by=("gateway", "endpoint"), grain=None, **common),
+    key="routes",
+    share_of="saved_usd",
+)
 
 window_start = max(filters.since, min(filters.until, ctx.as_of) - CANDIDATE_WINDOW)
 window_end = min(filters.until, ctx.as_of)
@@ -63,4 +69,4 @@ if candidates.height:
     st.metric(
         "Potential saving (top 20)", usd(float(candidates["potential_saving_usd"].sum() or 0))
     )
-table(candidates)
+table(candidates, key="candidates")

@@ -1,13 +1,13 @@
-"""Request explorer: find requests with the global filters, then open one: its metadata,
-tokens, cost breakdown, policy actions and failover steps."""
+"""Request explorer: find requests with the global filters, then open one (a click on its
+row, or its log id typed in): its fields, metadata, tokens, cost breakdown, policy
+actions and failover steps."""
 
 from __future__ import annotations
 
-import orjson
 import streamlit as st
 
 from app.dashboard.data import context, fetch
-from app.dashboard.ui import NONE, count, ms, table, usd_exact
+from app.dashboard.ui import NONE, count, fields, ms, table, usd_exact
 from core.warehouse import EXPLORER_STATUSES
 
 ctx = context()
@@ -31,30 +31,50 @@ found = fetch(
     log_id=prefix,
     limit=200,
 )
-st.caption(f"{found.height:,} newest matching requests (at most 200).")
-table(found, key="found", height=320)
+st.caption(f"{found.height:,} newest matching requests (at most 200). Click a row to open it.")
+picked = table(
+    found,
+    key="found",
+    height=320,
+    columns=[
+        "ts",
+        "log_id",
+        "provider",
+        "model",
+        "status_code",
+        "cached",
+        "tokens_in",
+        "tokens_out",
+        "cost",
+        "duration_ms",
+        "step",
+    ],
+    exact=("cost",),
+    select=True,
+)
 
 st.subheader("One request")
-ids = found["log_id"].to_list() if found.height else []
-wanted = st.query_params.get("id")
-if wanted and wanted not in ids:
-    ids.insert(0, wanted)
-if not ids:
-    st.caption("No request to open.")
+if picked is not None:
+    st.query_params["id"] = str(found["log_id"][picked])
+elif prefix and found.height == 1:  # a typed id that names one request opens it
+    st.query_params["id"] = str(found["log_id"][0])
+log_id = st.query_params.get("id")
+if not log_id:
+    st.caption("Click a request above, or type its log id, to open it.")
 else:
-    log_id = st.selectbox("Log id", ids, index=ids.index(wanted) if wanted in ids else 0, key="id")
-    st.query_params["id"] = log_id
     detail = fetch(ctx.settings, "detail", log_id=log_id)
     if detail is None:
         st.warning(f"No request with log id {log_id}.")
     else:
-        fields, cost = detail.fields, detail.cost
+        record, cost = detail.fields, detail.cost
+        st.caption(f"Log id {log_id}")
         columns = st.columns(4)
-        columns[0].metric("Status", str(fields["status_code"]))
+        status_code = record["status_code"]
+        columns[0].metric("Status", NONE if status_code is None else str(status_code))
         columns[1].metric(
-            "Tokens in / out", f"{count(fields['tokens_in'])} / {count(fields['tokens_out'])}"
+            "Tokens in / out", f"{count(record['tokens_in'])} / {count(record['tokens_out'])}"
         )
-        columns[2].metric("Duration", ms(fields["duration_ms"]))
+        columns[2].metric("Duration", ms(record["duration_ms"]))
         columns[3].metric("Effective cost", usd_exact(cost.get("cost_usd")))
         st.markdown("**Cost breakdown** (recomputed from tokens; USD)")
         parts = {
@@ -69,22 +89,23 @@ else:
         st.caption(f"Cost source: {cost.get('cost_source') or NONE}")
         left, right = st.columns(2)
         with left:
-            st.markdown("**Request**")
-            st.json(orjson.loads(orjson.dumps(fields, default=str)), expanded=True)
+            st.markdown("**Request** (empty fields left out)")
+            fields(record)
         with right:
             st.markdown("**Metadata**")
-            st.json(detail.metadata or {}, expanded=True)
+            metadata = detail.metadata
+            fields(metadata if isinstance(metadata, dict) else {"metadata": metadata})
             st.markdown("**Policy actions**")
             st.table(
                 {
-                    "guardrail": [fields.get("guardrail_action") or NONE],
+                    "guardrail": [record.get("guardrail_action") or NONE],
                     "guardrail categories": [
-                        ", ".join(fields.get("guardrail_categories") or []) or NONE
+                        ", ".join(record.get("guardrail_categories") or []) or NONE
                     ],
-                    "DLP": [fields.get("dlp_action") or NONE],
-                    "DLP categories": [", ".join(fields.get("dlp_categories") or []) or NONE],
-                    "rate limited": [str(bool(fields.get("rate_limited")))],
+                    "DLP": [record.get("dlp_action") or NONE],
+                    "DLP categories": [", ".join(record.get("dlp_categories") or []) or NONE],
+                    "rate limited": ["yes" if record.get("rate_limited") else "no"],
                 }
             )
             st.markdown("**Failover steps** (attempts sharing its event id)")
-            table(detail.attempts, key="attempts")
+            table(detail.attempts, key="attempts", exact=("cost",))

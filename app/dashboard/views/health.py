@@ -3,6 +3,8 @@ and how fresh the data and rollups are."""
 
 from __future__ import annotations
 
+import orjson
+import polars as pl
 import streamlit as st
 
 from app.dashboard.data import context, fetch
@@ -57,7 +59,21 @@ else:
     quality[0].metric("Quality runs", f"{runs.height:,}")
     quality[1].metric("Failed runs", f"{int((~runs['success']).sum()):,}")
     quality[2].metric("Critical failures", f"{int(runs['critical_failures'].sum() or 0):,}")
-    table(runs, key="quality")
+    picked = table(runs.drop("results"), key="quality", select=True)
+    run = runs.row(picked or 0, named=True)
+    checks = pl.DataFrame(orjson.loads(run["results"] or "[]"), infer_schema_length=None)
+    st.markdown(
+        f"**Checks of the run finished {run['finished_at']:%Y-%m-%d %H:%M:%S} UTC** "
+        "(click a run above for another; empty fields left out)"
+    )
+    if checks.height:
+        empty = [
+            name
+            for name, column in checks.to_dict().items()
+            if column.null_count() == len(column)
+            or (column.dtype == pl.List and column.list.len().max() == 0)
+        ]
+        table(checks.drop(empty), key="checks")
 st.subheader("Rejected records")
 st.caption(f"Newest 50 of {health.rejects_total:,}; reasons only (raw lines may hold secrets).")
 table(health.rejects, key="rejects")

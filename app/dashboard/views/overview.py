@@ -3,14 +3,11 @@ with their trend against the range just before it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import streamlit as st
 
 from app.dashboard.data import alerts_config, context, fetch
-from app.dashboard.ui import change, count, line_chart, ms, pct, usd
+from app.dashboard.ui import change, count, grain_for, line_chart, ms, pct, usd
 
-_TWO_DAYS = timedelta(days=2)
 ctx = context()
 filters = ctx.filters
 where = filters.where
@@ -23,10 +20,12 @@ st.caption(
 # ---- month to date -----------------------------------------------------------------
 forecast = fetch(ctx.settings, "forecast", now=ctx.as_of, filters=where)
 config = alerts_config(ctx.settings)
+# A budget is drawn against the spend only when it counts the same traffic: its filters
+# are exactly the page's filters (a team's spend against the company budget misleads).
 monthly = [
     budget
     for budget in (config.budgets if config else ())
-    if budget.period == "monthly" and not budget.filters and not budget.split_by
+    if budget.period == "monthly" and dict(budget.filters) == dict(where) and not budget.split_by
 ]
 mtd = forecast.get("mtd_usd")
 projected = forecast.get("projected_usd")
@@ -37,29 +36,41 @@ columns[0].metric(
     help="Effective cost recomputed from tokens (aigw report forecast).",
 )
 columns[1].metric(
-    "Forecast month end",
+    "Forecast month end (daily trend)",
     usd(projected),
     help=(
-        f"90% interval {usd(forecast.get('projected_low_usd'))} to "
-        f"{usd(forecast.get('projected_high_usd'))}; mean of the last "
-        f"{forecast.get('basis_days') or 0} complete days."
+        f"Spend so far plus the mean of the last {forecast.get('basis_days') or 0} complete "
+        "days for each day left (`aigw report forecast`); 90% interval "
+        f"{usd(forecast.get('projected_low_usd'))} to {usd(forecast.get('projected_high_usd'))}. "
+        "The Budgets page projects a budget's period linearly (spent ÷ share of the period "
+        "elapsed, as `aigw alerts run` does), so its figure can differ."
     ),
 )
 if monthly:
     budget = monthly[0]
     used = (mtd or 0.0) / budget.amount_usd
+    scope = ", ".join(f"{k}={v}" for k, v in budget.filters.items()) or "all traffic"
     columns[2].metric(
         f"Budget {budget.name}",
         usd(budget.amount_usd),
         delta=f"{used * 100:.0f}% used",
         delta_color="inverse" if used >= 1 else "off",
+        help=f"Monthly budget `{budget.name}` of the budgets file, scope: {scope}.",
     )
-    st.progress(min(used, 1.0), text=f"{usd(mtd)} of {usd(budget.amount_usd)}")
+    st.progress(
+        min(used, 1.0),
+        text=f"{usd(mtd)} of {usd(budget.amount_usd)} (budget {budget.name}, {scope})",
+    )
 else:
-    columns[2].metric("Budget", "—", help="No monthly budget without filters in budgets.toml.")
+    columns[2].metric(
+        "Budget",
+        "—",
+        help="No monthly budget in the budgets file counts exactly these filters "
+        "(the Budgets page shows every budget).",
+    )
 
 # ---- range totals and trends -------------------------------------------------------
-grain = "hour" if filters.until - filters.since <= _TWO_DAYS else "day"
+grain = grain_for(filters.since, filters.until)
 result = fetch(
     ctx.settings,
     "overview",
@@ -96,8 +107,9 @@ def _spark(column: str) -> list[float] | None:
     return [float(value or 0.0) for value in series[column].to_list()]
 
 
+# delta colours: more spend or errors reads as bad (red), more cache hits as good (green)
 cards = [
-    ("Spend", usd(now.get("cost_usd")), "cost_usd", "normal"),
+    ("Spend", usd(now.get("cost_usd")), "cost_usd", "inverse"),
     ("Requests", count(now.get("requests")), "requests", "off"),
     ("Tokens (in + out)", count(now.get("tokens")), "tokens", "off"),
     ("Cache hit rate", pct(now.get("cache_hit_ratio")), "cache_hit_ratio", "normal"),
@@ -130,14 +142,24 @@ if unknown:
 
 st.subheader("Spend and savings")
 if series is not None:
-    line_chart(series, x="period", y=["cost_usd", "saved_usd"], title="USD")
+    line_chart(
+        series,
+        x="period",
+        y=["cost_usd", "saved_usd"],
+        grain=grain,
+        title="USD",
+        y_format="$,.2f",
+        as_of=ctx.as_of,
+    )
     st.subheader("Requests, errors and cache hits")
     line_chart(
         series,
         x="period",
         y=["requests", "cached_requests", "errors"],
+        grain=grain,
         title="requests",
         y_format=",d",
+        as_of=ctx.as_of,
     )
 else:
     st.caption("No traffic in this range.")
