@@ -1,8 +1,9 @@
 """Parse objects ahead of the writer, in a background thread.
 
-Parsing is Python (it holds the GIL) while DuckDB's inserts and commits release
-it, so one parser thread keeps the second core busy while the writer stores
-the previous batch. At most ``depth`` parsed batches wait in memory.
+The parser thread runs the ingest engine (``ingest.engine``: DuckDB SQL over each block
+of lines, Python for the lines SQL leaves and for decryption) while the writer stores
+the previous batch; DuckDB releases the GIL, so both cores work. At most ``depth``
+parsed batches wait in memory.
 
 Contract: the writer calls ``batches(obj)`` for the objects in the order they
 were given, each one to its end or to its error; ``close()`` stops the thread.
@@ -17,8 +18,9 @@ from contextlib import closing
 from typing import Final, cast
 
 from ingest.decrypt import Decryptor
+from ingest.engine import SqlEngine, read_object
 from ingest.errors import ObjectReadError
-from ingest.loader import ParsedBatch, parse_object
+from ingest.loader import ParsedBatch
 from ingest.sources import Source, StoredObject
 
 __all__ = ["Prefetcher"]
@@ -70,10 +72,20 @@ class Prefetcher:
         self._thread.join()
 
     def _run(self) -> None:
+        engine = SqlEngine()
+        try:
+            self._parse_all(engine)
+        finally:
+            engine.close()
+
+    def _parse_all(self, engine: SqlEngine) -> None:
         for obj in self._objects:
             try:
                 with closing(self._source.open(obj)) as stream:
-                    for batch in parse_object(stream, obj.key, self._batch_rows, self._decryptor):
+                    batches = read_object(
+                        stream, obj.key, engine, self._batch_rows, self._decryptor
+                    )
+                    for batch in batches:
                         if not self._put((obj.key, batch)):
                             return
             except ObjectReadError as err:
