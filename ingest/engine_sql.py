@@ -233,11 +233,10 @@ def _build() -> str:
     and REST's ``provider`` cannot share one; keys themselves match exactly).
     """
     extras = {**f.METRIC_FIELDS, **f.ANTHROPIC_CACHE_FIELDS}
+    # Logpush puts the counts in Metrics; a record that spells one at the top level is
+    # rare and goes to Python (its key counts as unknown here). REST has them on top.
     shapes = {
-        "lp": {
-            **f.LOGPUSH_FIELDS,
-            **{k: v for k, v in extras.items() if k not in f.LOGPUSH_FIELDS},
-        },
+        "lp": dict(f.LOGPUSH_FIELDS),
         "rest": {**f.REST_FIELDS, **{k: v for k, v in extras.items() if k not in f.REST_FIELDS}},
     }
     specs = {
@@ -267,7 +266,7 @@ def _build() -> str:
         )
         once.append(f"(CASE WHEN is_lp THEN {present(lp)} ELSE {present(rest)} END) <= 1")
     anthropic = list(f.ANTHROPIC_CACHE_FIELDS)
-    apart_lp = [field("lp", k) for k in anthropic] + [f"m.{_ident(k)}" for k in anthropic]
+    apart_lp = [f"m.{_ident(k)}" for k in anthropic]
     metrics = f"{field('lp', METRICS)}::VARCHAR"
     shape_ok = [
         *once,
@@ -296,12 +295,11 @@ def _build() -> str:
         "log_format": "CASE WHEN is_lp THEN 'logpush' ELSE 'rest' END",
         "decrypt_error": "NULL::VARCHAR",
     }
-    lp_keys = ", ".join(map(_quote, f.LOGPUSH_FIELDS))
-    rest_keys = ", ".join(map(_quote, f.REST_FIELDS))
-    is_lp = (
-        f"list_contains(keys, {_quote(TIMESTAMP)}) OR (list_has_any(keys, [{lp_keys}]) "
-        f"AND NOT list_has_any(keys, [{rest_keys}]))"
-    )
+    # The shape as records.normalize decides it, for the records it can load: with a
+    # Timestamp a Logpush record, else with created_at a REST one (any other record is
+    # rejected there for a missing time, so it is left to Python here).
+    is_lp = f"list_contains(keys, {_quote(TIMESTAMP)})"
+    is_rest = f"NOT list_contains(keys, {_quote(TIMESTAMP)}) AND list_contains(keys, 'created_at')"
     derived = ", ".join(c for slot in slots for c in _derived(slot))
     typed_values = ", ".join(f"{v} AS t{slot}" for slot, (v, _) in typed.items())
     lp_metrics = field("lp", METRICS)
@@ -322,7 +320,7 @@ FROM (SELECT *, CASE WHEN left({lp_metrics}, 1) = '{{'
 FROM (SELECT n, raw, keys, is_lp, is_rest,
         CASE WHEN is_lp THEN from_json(raw, {_quote(specs["lp"])}) END AS r_lp,
         CASE WHEN is_rest THEN from_json(raw, {_quote(specs["rest"])}) END AS r_rest
-FROM (SELECT *, {is_lp} AS is_lp, NOT ({is_lp}) AND list_has_any(keys, [{rest_keys}]) AS is_rest
+FROM (SELECT *, {is_lp} AS is_lp, {is_rest} AS is_rest
 FROM (SELECT n, raw, CASE WHEN ({_OPENS}) AND NOT ({_LENIENT})
         THEN try(json_keys(raw)) END AS keys
     FROM _aigw_lines

@@ -1,12 +1,14 @@
-"""Parse objects ahead of the writer, in a background thread.
+"""Parse objects ahead of the writer, in background threads.
 
-The parser thread runs the ingest engine (``ingest.engine``: DuckDB SQL over each block
-of lines, Python for the lines SQL leaves and for decryption) while the writer stores
-the previous batch; DuckDB releases the GIL, so both cores work. At most ``depth``
-parsed batches wait in memory.
+Each parser thread runs the ingest engine (``ingest.engine``: DuckDB SQL over each block
+of lines, Python for the lines SQL leaves and for decryption) on every ``workers``-th
+object, while the writer stores earlier batches. The engine spends its time in DuckDB,
+which releases the GIL, so two parsers keep both cores busy (with the Python path alone,
+one parser could only use one). At most ``depth`` parsed batches per parser wait in
+memory. With a ``Decryptor`` one parser runs: decryption is Python, it holds the GIL.
 
 Contract: the writer calls ``batches(obj)`` for the objects in the order they
-were given, each one to its end or to its error; ``close()`` stops the thread.
+were given, each one to its end or to its error; ``close()`` stops the threads.
 """
 
 from __future__ import annotations
@@ -30,29 +32,40 @@ _Item = tuple[str, "ParsedBatch | BaseException | object"]
 
 
 class Prefetcher:
-    """Reads and parses ``objects`` from ``source`` in order, ``depth`` batches ahead."""
+    """Reads and parses ``objects`` from ``source``, in order for the writer, ``depth``
+    batches ahead per parser thread."""
 
     def __init__(
         self,
         source: Source,
         objects: Sequence[StoredObject],
         batch_rows: int,
+        *,
         depth: int = 2,
         decryptor: Decryptor | None = None,
+        workers: int = 2,
     ) -> None:
         self._source = source
         self._decryptor = decryptor
         self._objects = objects
         self._batch_rows = batch_rows
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=depth)
+        count = 1 if decryptor is not None else max(1, min(workers, len(objects)))
+        self._queues: list[queue.Queue[_Item]] = [queue.Queue(maxsize=depth) for _ in range(count)]
+        self._next = 0  # index of the object the writer asks for next
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="aigw-parse", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(k,), name=f"aigw-parse-{k}", daemon=True)
+            for k in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def batches(self, obj: StoredObject) -> Iterator[ParsedBatch]:
         """The parsed batches of ``obj``; raises its ``ObjectReadError`` if it has one."""
+        lane = self._queues[self._next % len(self._queues)]
+        self._next += 1
         while True:
-            key, item = self._queue.get()
+            key, item = lane.get()
             if key != obj.key:
                 raise RuntimeError(f"prefetch order broken: expected {obj.key}, got {key}")
             if item is _END:
@@ -62,46 +75,48 @@ class Prefetcher:
             yield cast(ParsedBatch, item)
 
     def close(self) -> None:
-        """Stop the parser thread and drop what it parsed ahead."""
+        """Stop the parser threads and drop what they parsed ahead."""
         self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get(timeout=0.05)
-            except queue.Empty:
-                continue
-        self._thread.join()
+        for thread, lane in zip(self._threads, self._queues, strict=True):
+            while thread.is_alive():
+                try:
+                    lane.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+            thread.join()
 
-    def _run(self) -> None:
+    def _run(self, lane: int) -> None:
         engine = SqlEngine()
         try:
-            self._parse_all(engine)
+            self._parse_all(engine, lane)
         finally:
             engine.close()
 
-    def _parse_all(self, engine: SqlEngine) -> None:
-        for obj in self._objects:
+    def _parse_all(self, engine: SqlEngine, lane: int) -> None:
+        mine = self._objects[lane :: len(self._queues)]
+        for obj in mine:
             try:
                 with closing(self._source.open(obj)) as stream:
                     batches = read_object(
                         stream, obj.key, engine, self._batch_rows, self._decryptor
                     )
                     for batch in batches:
-                        if not self._put((obj.key, batch)):
+                        if not self._put(lane, (obj.key, batch)):
                             return
             except ObjectReadError as err:
-                if not self._put((obj.key, err)):
+                if not self._put(lane, (obj.key, err)):
                     return
                 continue
             except Exception as err:  # noqa: BLE001 - handed to the writer, which re-raises it
-                self._put((obj.key, err))
+                self._put(lane, (obj.key, err))
                 return
-            if not self._put((obj.key, _END)):
+            if not self._put(lane, (obj.key, _END)):
                 return
 
-    def _put(self, item: _Item) -> bool:
+    def _put(self, lane: int, item: _Item) -> bool:
         while not self._stop.is_set():
             try:
-                self._queue.put(item, timeout=0.1)
+                self._queues[lane].put(item, timeout=0.1)
             except queue.Full:
                 continue
             return True
