@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--records", type=int)
     parser.add_argument("--per-file", type=int)
     parser.add_argument("--new-objects", type=int, default=5)
+    parser.add_argument("--no-growth", action="store_true", help="skip step 3 (minutes)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     args = parser.parse_args()
     records, per_file, shape = PROFILES[args.profile]
@@ -105,6 +106,8 @@ def main() -> None:
     print(f"(b) duckdb read_json:  {floor:6.1f} s  {args.records / floor:9,.0f} rows/s")
     print(f"ratio (a)/(b): {ours / floor:.2f}x; load/(b): {load / floor:.2f}x")
     stages(logs, args.out / "stages.duckdb")
+    if args.no_growth:
+        return
 
     rows = count_rows(db)
     small = per_object_seconds(db, args, after=rows, tag="1x")

@@ -61,9 +61,14 @@ class Prefetcher:
             thread.start()
 
     def batches(self, obj: StoredObject) -> Iterator[ParsedBatch]:
-        """The parsed batches of ``obj``; raises its ``ObjectReadError`` if it has one."""
+        """The parsed batches of ``obj``; raises its ``ObjectReadError`` if it has one.
+        Each call takes the next object's lane, whether or not its batches are read."""
         lane = self._queues[self._next % len(self._queues)]
         self._next += 1
+        return self._drain(lane, obj)
+
+    @staticmethod
+    def _drain(lane: queue.Queue[_Item], obj: StoredObject) -> Iterator[ParsedBatch]:
         while True:
             key, item = lane.get()
             if key != obj.key:
