@@ -10,8 +10,11 @@ which gives them today's rows and reject reasons. So both paths give the same ro
 the same line (``tests/ingest/test_engine.py`` checks it on random records), and every
 line is accounted for: ``rows + rejects + repeats == records``.
 
-The Python path alone runs for objects read with a ``Decryptor`` (decryption is
-Python) and for JSON documents (REST API pages, arrays), as before.
+The Python path alone runs without an engine (the default: ``IngestSettings.sql_engine``
+is off, because on the 2-core machine the SQL path measured no faster than orjson and
+Python per line, and slower on records with bodies: docs/performance.md), for objects
+read with a ``Decryptor`` (decryption is Python) and for JSON documents (REST API pages,
+arrays), as before.
 
 Repeats inside an object (same ``log_id``) are dropped here, the first occurrence
 winning, as the Python path does. Thread-safety: a ``SqlEngine`` is used by one thread
@@ -23,6 +26,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from itertools import chain
+from typing import Final
 
 import duckdb
 import pyarrow as pa
@@ -44,6 +48,8 @@ from ingest.records import ROW_FIELDS, InvalidRecord, normalize
 
 __all__ = ["SqlEngine", "read_object"]
 
+_RECYCLE_BYTES: Final = 256 * 1024 * 1024  # lines a connection holds before a new one
+
 
 class SqlEngine:
     """A private in-memory DuckDB connection that normalises lines; one thread; ``close``
@@ -58,11 +64,18 @@ class SqlEngine:
         self.min_lines = min_lines
         self._threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._held = 0  # bytes of lines the connection has held
 
     def normalise(self, lines: pa.Array, first_number: int) -> pa.Table:
         """Columns ``n``, ``fast`` and ``ROW_FIELDS`` for each non-blank line of ``lines``
         (UTF-8 strings, numbered from ``first_number``), in line order."""
+        if self._held > _RECYCLE_BYTES:
+            # An in-memory database keeps deleted rows' memory (measured: every block
+            # stayed, 1.6 GB more at peak on 1 M records of 1.8 KB), and replacing the table
+            # would make DuckDB bind the query again at each execution: a new connection.
+            self.close()
         con = self._connect()
+        self._held += lines.nbytes
         numbers = pa.array(range(first_number, first_number + len(lines)), pa.int32())
         con.execute("DELETE FROM _aigw_lines")
         # Not con.register: a view changes the catalog, and DuckDB then binds the prepared
@@ -75,6 +88,7 @@ class SqlEngine:
         if self._con is not None:
             self._con.close()
             self._con = None
+        self._held = 0
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
@@ -93,16 +107,17 @@ class SqlEngine:
 def read_object(
     stream: Readable,
     key: str,
-    engine: SqlEngine,
+    engine: SqlEngine | None,
     batch_rows: int = BATCH_ROWS,
     decryptor: Decryptor | None = None,
 ) -> Iterator[ParsedBatch]:
     """The object's rows, rejects and repeats in batches of up to ``batch_rows`` rows.
 
-    Raises ``ObjectReadError`` when the bytes cannot be read to their end (the batches
-    already yielded must then be discarded: the loader rolls the object back).
+    Without an ``engine`` every line takes the Python path. Raises ``ObjectReadError``
+    when the bytes cannot be read to their end (the batches already yielded must then be
+    discarded: the loader rolls the object back).
     """
-    if decryptor is not None:
+    if engine is None or decryptor is not None:
         yield from parse_object(stream, key, batch_rows, decryptor)
         return
     blocks = text_blocks(stream, key)

@@ -1,11 +1,10 @@
 """Parse objects ahead of the writer, in background threads.
 
-Each parser thread runs the ingest engine (``ingest.engine``: DuckDB SQL over each block
-of lines, Python for the lines SQL leaves and for decryption) on every ``workers``-th
-object, while the writer stores earlier batches. The engine spends its time in DuckDB,
-which releases the GIL, so two parsers keep both cores busy (with the Python path alone,
-one parser could only use one). At most ``depth`` parsed batches per parser wait in
-memory. With a ``Decryptor`` one parser runs: decryption is Python, it holds the GIL.
+Each parser thread reads its share of the objects through ``ingest.engine`` while the
+writer stores earlier batches (DuckDB releases the GIL while it inserts). By default one
+parser runs the Python path. With ``sql``, the engine normalises in DuckDB SQL, which
+releases the GIL too, so two parsers run (one with a ``Decryptor``: decryption is
+Python). At most ``depth`` parsed batches per parser wait in memory.
 
 Contract: the writer calls ``batches(obj)`` for the objects in the order they
 were given, each one to its end or to its error; ``close()`` stops the threads.
@@ -43,13 +42,14 @@ class Prefetcher:
         *,
         depth: int = 2,
         decryptor: Decryptor | None = None,
-        workers: int = 2,
+        sql: bool = False,
     ) -> None:
         self._source = source
         self._decryptor = decryptor
         self._objects = objects
         self._batch_rows = batch_rows
-        count = 1 if decryptor is not None else max(1, min(workers, len(objects)))
+        self._sql = sql
+        count = 2 if sql and decryptor is None and len(objects) > 1 else 1
         self._queues: list[queue.Queue[_Item]] = [queue.Queue(maxsize=depth) for _ in range(count)]
         self._next = 0  # index of the object the writer asks for next
         self._stop = threading.Event()
@@ -91,13 +91,14 @@ class Prefetcher:
             thread.join()
 
     def _run(self, lane: int) -> None:
-        engine = SqlEngine()
+        engine = SqlEngine() if self._sql else None
         try:
             self._parse_all(engine, lane)
         finally:
-            engine.close()
+            if engine is not None:
+                engine.close()
 
-    def _parse_all(self, engine: SqlEngine, lane: int) -> None:
+    def _parse_all(self, engine: SqlEngine | None, lane: int) -> None:
         mine = self._objects[lane :: len(self._queues)]
         for obj in mine:
             try:

@@ -42,6 +42,7 @@ def run_ingest(
             on_listed=on_listed,
             on_object=stored,
             decryptor=decryptor,
+            sql=settings.sql_engine,
         )
         check_summary(warehouse, summary, source=source.uri, on_failure=settings.quality)
     return summary
