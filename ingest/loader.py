@@ -27,23 +27,28 @@ import pyarrow.compute as pc
 
 from core.schema import arrow_schema
 from ingest.decrypt import Decryptor
-from ingest.reader import Readable, iter_records
+from ingest.reader import ParsedRecord, Readable, iter_records
 from ingest.records import ROW_FIELDS, InvalidRecord, normalize
 from ingest.sources import StoredObject
 
 __all__ = [
     "BATCH_ROWS",
+    "ROW_SCHEMA",
     "ObjectCounts",
     "ParsedBatch",
+    "make_batch",
     "parse_object",
+    "parse_records",
     "record_object",
+    "reject_of",
     "store_object",
 ]
 
 MAX_RAW_BYTES: Final = 64 * 1024
 BATCH_ROWS: Final = 20_000
 
-_SCHEMA: Final = arrow_schema((*ROW_FIELDS, "source_line"))
+ROW_SCHEMA: Final = arrow_schema((*ROW_FIELDS, "source_line"))
+_SCHEMA: Final = ROW_SCHEMA
 _ROW_TYPES: Final = _SCHEMA.types[: len(ROW_FIELDS)]
 _COLUMNS: Final = ", ".join(("ts" if name == "ts_us" else name) for name in ROW_FIELDS)
 _SELECT: Final = ", ".join(ROW_FIELDS)
@@ -110,11 +115,22 @@ def parse_object(
     batch_rows: int = BATCH_ROWS,
     decryptor: Decryptor | None = None,
 ) -> Iterator[ParsedBatch]:
-    """Read, parse and normalise an object into Arrow batches (no database work).
+    """Read, parse and normalise an object into Arrow batches in Python (no database work).
 
-    Safe to run in another thread than ``store_object``. Raises
+    The per-record path: ``ingest.engine`` uses it for decryption and for the lines its
+    SQL cannot vouch for. Safe to run in another thread than ``store_object``. Raises
     ``ObjectReadError`` when the bytes cannot be read to their end.
     """
+    return parse_records(iter_records(stream, key), batch_rows, decryptor)
+
+
+def parse_records(
+    records: Iterable[ParsedRecord],
+    batch_rows: int = BATCH_ROWS,
+    decryptor: Decryptor | None = None,
+) -> Iterator[ParsedBatch]:
+    """Normalise parsed records into batches of up to ``batch_rows`` rows; a record whose
+    ``log_id`` an earlier one of the same call had is counted as a repeat."""
     rows: list[tuple[Any, ...]] = []
     lines: list[int] = []
     rejects: list[tuple[int, str, bool, str]] = []
@@ -122,15 +138,13 @@ def parse_object(
     # Repeats inside one object are dropped here (the first occurrence wins), which
     # spares the database a DISTINCT over whole rows: measured, it halved insert time.
     object_ids: set[str] = set()
-    for number, raw, value in iter_records(stream, key):
+    for number, raw, value in records:
         try:
             if isinstance(value, InvalidRecord):
                 raise value
             row = normalize(value, raw, decryptor)
         except InvalidRecord as err:
-            truncated = len(raw) > MAX_RAW_BYTES
-            text = raw[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
-            rejects.append((number, text, truncated, str(err)))
+            rejects.append(reject_of(number, raw, str(err)))
             continue
         if row[0] in object_ids:
             repeats += 1
@@ -139,10 +153,16 @@ def parse_object(
         rows.append(row)
         lines.append(number)
         if len(rows) >= batch_rows:
-            yield _batch(rows, lines, rejects, repeats)
+            yield make_batch(rows, lines, rejects, repeats)
             rows, lines, rejects, repeats = [], [], [], 0
     if rows or rejects or repeats:
-        yield _batch(rows, lines, rejects, repeats)
+        yield make_batch(rows, lines, rejects, repeats)
+
+
+def reject_of(number: int, raw: bytes, reason: str) -> tuple[int, str, bool, str]:
+    """A ``rejects`` entry: line, raw text (at most ``MAX_RAW_BYTES``), truncated, reason."""
+    text = raw[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
+    return number, text, len(raw) > MAX_RAW_BYTES, reason
 
 
 def store_object(
@@ -205,12 +225,13 @@ def record_object(
         raise
 
 
-def _batch(
+def make_batch(
     rows: list[tuple[Any, ...]],
     lines: list[int],
     rejects: list[tuple[int, str, bool, str]],
     repeats: int,
 ) -> ParsedBatch:
+    """Python rows (``ROW_FIELDS`` tuples), their line numbers and rejects as a batch."""
     table = None
     if rows:
         columns = [

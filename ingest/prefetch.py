@@ -1,11 +1,13 @@
-"""Parse objects ahead of the writer, in a background thread.
+"""Parse objects ahead of the writer, in background threads.
 
-Parsing is Python (it holds the GIL) while DuckDB's inserts and commits release
-it, so one parser thread keeps the second core busy while the writer stores
-the previous batch. At most ``depth`` parsed batches wait in memory.
+Each parser thread reads its share of the objects through ``ingest.engine`` while the
+writer stores earlier batches (DuckDB releases the GIL while it inserts). By default one
+parser runs the Python path. With ``sql``, the engine normalises in DuckDB SQL, which
+releases the GIL too, so two parsers run (one with a ``Decryptor``: decryption is
+Python). At most ``depth`` parsed batches per parser wait in memory.
 
 Contract: the writer calls ``batches(obj)`` for the objects in the order they
-were given, each one to its end or to its error; ``close()`` stops the thread.
+were given, each one to its end or to its error; ``close()`` stops the threads.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from contextlib import closing
 from typing import Final, cast
 
 from ingest.decrypt import Decryptor
+from ingest.engine import SqlEngine, read_object
 from ingest.errors import ObjectReadError
-from ingest.loader import ParsedBatch, parse_object
+from ingest.loader import ParsedBatch
 from ingest.sources import Source, StoredObject
 
 __all__ = ["Prefetcher"]
@@ -28,29 +31,46 @@ _Item = tuple[str, "ParsedBatch | BaseException | object"]
 
 
 class Prefetcher:
-    """Reads and parses ``objects`` from ``source`` in order, ``depth`` batches ahead."""
+    """Reads and parses ``objects`` from ``source``, in order for the writer, ``depth``
+    batches ahead per parser thread."""
 
     def __init__(
         self,
         source: Source,
         objects: Sequence[StoredObject],
         batch_rows: int,
+        *,
         depth: int = 2,
         decryptor: Decryptor | None = None,
+        sql: bool = False,
     ) -> None:
         self._source = source
         self._decryptor = decryptor
         self._objects = objects
         self._batch_rows = batch_rows
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=depth)
+        self._sql = sql
+        count = 2 if sql and decryptor is None and len(objects) > 1 else 1
+        self._queues: list[queue.Queue[_Item]] = [queue.Queue(maxsize=depth) for _ in range(count)]
+        self._next = 0  # index of the object the writer asks for next
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="aigw-parse", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(k,), name=f"aigw-parse-{k}", daemon=True)
+            for k in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def batches(self, obj: StoredObject) -> Iterator[ParsedBatch]:
-        """The parsed batches of ``obj``; raises its ``ObjectReadError`` if it has one."""
+        """The parsed batches of ``obj``; raises its ``ObjectReadError`` if it has one.
+        Each call takes the next object's lane, whether or not its batches are read."""
+        lane = self._queues[self._next % len(self._queues)]
+        self._next += 1
+        return self._drain(lane, obj)
+
+    @staticmethod
+    def _drain(lane: queue.Queue[_Item], obj: StoredObject) -> Iterator[ParsedBatch]:
         while True:
-            key, item = self._queue.get()
+            key, item = lane.get()
             if key != obj.key:
                 raise RuntimeError(f"prefetch order broken: expected {obj.key}, got {key}")
             if item is _END:
@@ -60,36 +80,49 @@ class Prefetcher:
             yield cast(ParsedBatch, item)
 
     def close(self) -> None:
-        """Stop the parser thread and drop what it parsed ahead."""
+        """Stop the parser threads and drop what they parsed ahead."""
         self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get(timeout=0.05)
-            except queue.Empty:
-                continue
-        self._thread.join()
+        for thread, lane in zip(self._threads, self._queues, strict=True):
+            while thread.is_alive():
+                try:
+                    lane.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+            thread.join()
 
-    def _run(self) -> None:
-        for obj in self._objects:
+    def _run(self, lane: int) -> None:
+        engine = SqlEngine() if self._sql else None
+        try:
+            self._parse_all(engine, lane)
+        finally:
+            if engine is not None:
+                engine.close()
+
+    def _parse_all(self, engine: SqlEngine | None, lane: int) -> None:
+        mine = self._objects[lane :: len(self._queues)]
+        for obj in mine:
             try:
                 with closing(self._source.open(obj)) as stream:
-                    for batch in parse_object(stream, obj.key, self._batch_rows, self._decryptor):
-                        if not self._put((obj.key, batch)):
+                    batches = read_object(
+                        stream, obj.key, engine, self._batch_rows, self._decryptor
+                    )
+                    for batch in batches:
+                        if not self._put(lane, (obj.key, batch)):
                             return
             except ObjectReadError as err:
-                if not self._put((obj.key, err)):
+                if not self._put(lane, (obj.key, err)):
                     return
                 continue
             except Exception as err:  # noqa: BLE001 - handed to the writer, which re-raises it
-                self._put((obj.key, err))
+                self._put(lane, (obj.key, err))
                 return
-            if not self._put((obj.key, _END)):
+            if not self._put(lane, (obj.key, _END)):
                 return
 
-    def _put(self, item: _Item) -> bool:
+    def _put(self, lane: int, item: _Item) -> bool:
         while not self._stop.is_set():
             try:
-                self._queue.put(item, timeout=0.1)
+                self._queues[lane].put(item, timeout=0.1)
             except queue.Full:
                 continue
             return True

@@ -27,7 +27,7 @@ from isal import isal_zlib
 from ingest.errors import ObjectReadError
 from ingest.records import InvalidRecord
 
-__all__ = ["ParsedRecord", "iter_records"]
+__all__ = ["ParsedRecord", "is_document", "iter_records", "line_records", "text_blocks"]
 
 CHUNK_BYTES: Final = 1 << 22
 _GZIP_MAGIC: Final = b"\x1f\x8b"
@@ -74,6 +74,52 @@ def iter_records(stream: Readable, key: str) -> Iterator[ParsedRecord]:
             else:
                 for element in page:
                     yield number, orjson.dumps(element), element
+
+
+def text_blocks(stream: Readable, key: str) -> Iterator[bytes]:
+    """The decoded bytes in blocks of whole lines (each ends with ``\\n`` but the last),
+    a leading BOM dropped; raises ``ObjectReadError`` on bad bytes, like ``iter_records``."""
+    rest = b""
+    first = True
+    for chunk in _decoded_chunks(stream, key):
+        if first and chunk.startswith(_BOM):
+            chunk = chunk[len(_BOM) :]  # noqa: PLW2901 - the BOM is not part of the data
+        first = False
+        data = rest + chunk if rest else chunk
+        cut = data.rfind(b"\n") + 1
+        rest = data[cut:]
+        if cut:
+            yield data[:cut]
+    if rest:
+        yield rest
+
+
+def is_document(block: bytes) -> bool:
+    """Whether an object whose first block is ``block`` is a JSON document (not NDJSON):
+    its first non-empty line starts with ``[`` or is a lone ``{``."""
+    for line in block.split(b"\n"):
+        if line and not line.isspace():
+            head = line.strip()
+            return head.startswith(b"[") or head == b"{"
+    return False
+
+
+def line_records(number: int, line: bytes) -> Iterator[ParsedRecord]:
+    """The records of one NDJSON line (several for a REST API page), as ``iter_records``
+    yields them; nothing for a blank line."""
+    if not line or line.isspace():
+        return
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as err:
+        yield number, line, InvalidRecord(f"bad JSON: {err}")
+        return
+    page = _api_page(value)
+    if page is None:
+        yield number, line, value
+    else:
+        for element in page:
+            yield number, orjson.dumps(element), element
 
 
 def _document(lines: list[bytes]) -> Iterator[ParsedRecord]:

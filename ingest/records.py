@@ -20,10 +20,123 @@ from typing import Any, Final
 
 import orjson
 
-from core import logpush
 from core.schema import RECORD_FIELDS
 from ingest.decrypt import Decryptor, is_encrypted
 from ingest.errors import DecryptError, InvalidRecord
+from ingest.fields import (
+    ANTHROPIC_CACHE_FIELDS as _ANTHROPIC_CACHE_FIELDS,
+)
+from ingest.fields import (
+    API_KEY_ID as _API_KEY_ID,
+)
+from ingest.fields import (
+    CACHE_APART as _CACHE_APART,
+)
+from ingest.fields import (
+    CACHE_KEY_HASH as _CACHE_KEY_HASH,
+)
+from ingest.fields import (
+    CACHE_READ as _CACHE_READ,
+)
+from ingest.fields import (
+    CACHE_WRITE as _CACHE_WRITE,
+)
+from ingest.fields import (
+    CACHED as _CACHED,
+)
+from ingest.fields import (
+    COST as _COST,
+)
+from ingest.fields import (
+    DLP_ACTION as _DLP_ACTION,
+)
+from ingest.fields import (
+    DLP_CATEGORIES as _DLP_CATEGORIES,
+)
+from ingest.fields import (
+    DURATION as _DURATION,
+)
+from ingest.fields import (
+    ENDPOINT as _ENDPOINT,
+)
+from ingest.fields import (
+    EVENT_ID as _EVENT_ID,
+)
+from ingest.fields import (
+    GATEWAY as _GATEWAY,
+)
+from ingest.fields import (
+    GUARDRAIL_ACTION as _GUARDRAIL_ACTION,
+)
+from ingest.fields import (
+    GUARDRAIL_CATEGORIES as _GUARDRAIL_CATEGORIES,
+)
+from ingest.fields import (
+    ID as _ID,
+)
+from ingest.fields import (
+    LOGPUSH_FIELDS as _LOGPUSH_FIELDS,
+)
+from ingest.fields import (
+    METADATA as _METADATA,
+)
+from ingest.fields import (
+    METRIC_FIELDS as _METRIC_FIELDS,
+)
+from ingest.fields import (
+    METRICS as _METRICS,
+)
+from ingest.fields import (
+    MODEL as _MODEL,
+)
+from ingest.fields import (
+    NSLOTS as _NSLOTS,
+)
+from ingest.fields import (
+    PROVIDER as _PROVIDER,
+)
+from ingest.fields import (
+    RATE_LIMITED as _RATE_LIMITED,
+)
+from ingest.fields import (
+    REQUEST_BODY as _REQUEST_BODY,
+)
+from ingest.fields import (
+    REQUESTED_MODEL as _REQUESTED_MODEL,
+)
+from ingest.fields import (
+    RESPONSE_BODY as _RESPONSE_BODY,
+)
+from ingest.fields import (
+    REST_FIELDS as _REST_FIELDS,
+)
+from ingest.fields import (
+    ROUTE as _ROUTE,
+)
+from ingest.fields import (
+    ROUTING_ID as _ROUTING_ID,
+)
+from ingest.fields import (
+    ROUTING_REASON as _ROUTING_REASON,
+)
+from ingest.fields import (
+    STATUS as _STATUS,
+)
+from ingest.fields import (
+    STEP as _STEP,
+)
+from ingest.fields import (
+    SUCCESS as _SUCCESS,
+)
+from ingest.fields import (
+    TOK_IN as _TOK_IN,
+)
+from ingest.fields import (
+    TOK_OUT as _TOK_OUT,
+)
+from ingest.fields import (
+    TS as _TS,
+)
 
 __all__ = ["ROW_FIELDS", "InvalidRecord", "normalize", "record_key"]
 
@@ -31,152 +144,6 @@ __all__ = ["ROW_FIELDS", "InvalidRecord", "normalize", "record_key"]
 # ``core.schema``); the loader adds source_file, source_line and ingested_at.
 ROW_FIELDS: Final = RECORD_FIELDS
 
-
-# Slots of the raw values collected before conversion.
-(
-    _ID,
-    _TS,
-    _GATEWAY,
-    _PROVIDER,
-    _MODEL,
-    _REQUESTED_MODEL,
-    _ENDPOINT,
-    _STATUS,
-    _SUCCESS,
-    _CACHED,
-    _RATE_LIMITED,
-    _DURATION,
-    _COST,
-    _STEP,
-    _EVENT_ID,
-    _ROUTING_ID,
-    _ROUTING_REASON,
-    _METADATA,
-    _REQUEST_BODY,
-    _RESPONSE_BODY,
-    _METRICS,
-    _TOK_IN,
-    _TOK_OUT,
-    _CACHE_READ,
-    _CACHE_WRITE,
-    _CACHE_APART,
-    _ROUTE,
-    _API_KEY_ID,
-    _DLP_ACTION,
-    _DLP_CATEGORIES,
-    _GUARDRAIL_ACTION,
-    _GUARDRAIL_CATEGORIES,
-    _CACHE_KEY_HASH,
-) = range(33)
-_NSLOTS: Final = 33
-
-_LOGPUSH_FIELDS: Final = {
-    logpush.TIMESTAMP: _TS,
-    logpush.GATEWAY: _GATEWAY,
-    logpush.PROVIDER: _PROVIDER,
-    logpush.MODEL: _MODEL,
-    logpush.REQUESTED_MODEL: _REQUESTED_MODEL,
-    logpush.ENDPOINT: _ENDPOINT,
-    logpush.STATUS_CODE: _STATUS,
-    logpush.CACHED: _CACHED,
-    logpush.RATE_LIMITED: _RATE_LIMITED,
-    logpush.METRICS: _METRICS,
-    logpush.METADATA: _METADATA,
-    logpush.REQUEST_BODY: _REQUEST_BODY,
-    logpush.RESPONSE_BODY: _RESPONSE_BODY,
-    logpush.ROUTING_DECISION_ID: _ROUTING_ID,
-    logpush.ROUTING_REASON: _ROUTING_REASON,
-    # extension fields written by aigw's gateway
-    logpush.LOG_ID: _ID,
-    logpush.EVENT_ID: _EVENT_ID,
-    logpush.STEP: _STEP,
-    logpush.ROUTE: _ROUTE,
-    logpush.API_KEY_ID: _API_KEY_ID,
-    logpush.DLP_ACTION: _DLP_ACTION,
-    logpush.DLP_CATEGORIES: _DLP_CATEGORIES,
-    logpush.GUARDRAIL_ACTION: _GUARDRAIL_ACTION,
-    logpush.GUARDRAIL_CATEGORIES: _GUARDRAIL_CATEGORIES,
-    logpush.CACHE_KEY_HASH: _CACHE_KEY_HASH,
-}
-
-# Token, cost and duration spellings, inside Logpush ``Metrics`` and at the top
-# level of REST objects. ``_CACHE_APART`` marks Anthropic's names, whose
-# counts are not included in the input count.
-_METRIC_FIELDS: Final = {
-    "cost": _COST,
-    "durationMs": _DURATION,
-    "duration_ms": _DURATION,
-    "duration": _DURATION,
-    **dict.fromkeys(
-        (
-            "tokensIn",
-            "tokens_in",
-            "inputTokens",
-            "input_tokens",
-            "promptTokens",
-            "prompt_tokens",
-        ),
-        _TOK_IN,
-    ),
-    **dict.fromkeys(
-        (
-            "tokensOut",
-            "tokens_out",
-            "outputTokens",
-            "output_tokens",
-            "completionTokens",
-            "completion_tokens",
-        ),
-        _TOK_OUT,
-    ),
-    **dict.fromkeys(
-        (
-            "cacheReadTokens",
-            "cache_read_tokens",
-            "cachedTokens",
-            "cached_tokens",
-            "cachedInputTokens",
-            "cached_input_tokens",
-        ),
-        _CACHE_READ,
-    ),
-    **dict.fromkeys(
-        (
-            "cacheWriteTokens",
-            "cache_write_tokens",
-            "cacheCreationTokens",
-            "cache_creation_tokens",
-        ),
-        _CACHE_WRITE,
-    ),
-}
-_ANTHROPIC_CACHE_FIELDS: Final = {
-    "cache_read_input_tokens": _CACHE_READ,
-    "cacheReadInputTokens": _CACHE_READ,
-    "cache_creation_input_tokens": _CACHE_WRITE,
-    "cacheCreationInputTokens": _CACHE_WRITE,
-}
-
-_REST_FIELDS: Final = {
-    "id": _ID,
-    "created_at": _TS,
-    "gateway_id": _GATEWAY,
-    "gateway": _GATEWAY,
-    "provider": _PROVIDER,
-    "model": _MODEL,
-    "requested_model": _REQUESTED_MODEL,
-    "path": _ENDPOINT,
-    "endpoint": _ENDPOINT,
-    "status_code": _STATUS,
-    "success": _SUCCESS,
-    "cached": _CACHED,
-    "rate_limited": _RATE_LIMITED,
-    "step": _STEP,
-    "event_id": _EVENT_ID,
-    "metadata": _METADATA,
-    "request_body": _REQUEST_BODY,
-    "response_body": _RESPONSE_BODY,
-}
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_US: Final = 9_000_000_000_000_000  # ~ year 2255; keeps int64 nanoseconds valid

@@ -94,12 +94,14 @@ def ingest(
     on_object: Callable[[ObjectResult], None] | None = None,
     decryptor: Decryptor | None = None,
     stop: threading.Event | None = None,
+    sql: bool = False,
 ) -> IngestSummary:
     """Load every new or changed object of ``source`` into ``warehouse``.
 
     ``objects`` (a watcher's listing or notifications) replaces the full listing;
     only those objects are then looked up in ``ingest_files``. With a
-    ``decryptor``, encrypted Logpush fields are opened (``ingest.records``).
+    ``decryptor``, encrypted Logpush fields are opened (``ingest.records``). ``sql``
+    normalises in DuckDB SQL where it can (``ingest.engine``; same rows and rejects).
 
     ``on_listed(n)`` is called once the listing is complete; ``on_object`` after
     each object is committed. When ``stop`` is set, the run ends after the object
@@ -133,6 +135,7 @@ def ingest(
         [obj for obj in fresh if is_log_object(obj.key)],
         batch_rows,
         decryptor=decryptor,
+        sql=sql,
     )
     try:
         for obj in objects:

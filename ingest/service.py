@@ -7,7 +7,7 @@ from collections.abc import Callable
 from core.warehouse import Warehouse, open_warehouse
 from ingest.config import IngestSettings
 from ingest.decrypt import Decryptor, load_private_key
-from ingest.quality import QualityGate, check_batch
+from ingest.quality import QualityGate, check_batch, preload_gx
 from ingest.run import IngestSummary, ObjectResult, ingest
 from ingest.sources import open_source
 
@@ -25,6 +25,14 @@ def run_ingest(
     nothing was loaded)."""
     decryptor = make_decryptor(settings)
     source = open_source(settings.source, endpoint_url=settings.endpoint_url)
+
+    def stored(result: ObjectResult) -> None:
+        # The gate will run: start importing Great Expectations while the load goes on.
+        if settings.quality != "off" and result.counts.loaded:
+            preload_gx()
+        if on_object is not None:
+            on_object(result)
+
     with open_warehouse(settings.db_path) as warehouse:
         warehouse.con.execute("SET threads = 1")
         summary = ingest(
@@ -32,8 +40,9 @@ def run_ingest(
             warehouse,
             batch_rows=settings.batch_rows,
             on_listed=on_listed,
-            on_object=on_object,
+            on_object=stored,
             decryptor=decryptor,
+            sql=settings.sql_engine,
         )
         check_summary(warehouse, summary, source=source.uri, on_failure=settings.quality)
     return summary
