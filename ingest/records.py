@@ -359,18 +359,33 @@ def _timestamp_us(value: Any) -> int:
 _ONE_US: Final = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
 
 
+# Integers past these cannot be stored (BIGINT; INTEGER for status and step); token
+# counts stay under 2**62 so that input plus cache tokens still fit.
+_MAX_COUNT: Final = 2**62
+_MAX_SMALL: Final = 2**31
+_SMALL_INTEGERS: Final = frozenset({"status code", "step"})
+
+
 def _integer(value: Any, name: str) -> int | None:
     kind = type(value)
-    if kind is int or value is None:
-        return value  # type: ignore[no-any-return]
-    if kind is float and value.is_integer():
-        return int(value)
-    if kind is str:
+    if value is None:
+        return None
+    number: int | None = None
+    if kind is int:
+        number = value
+    elif kind is float and value.is_integer():
+        number = int(value)
+    elif kind is str:
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
-            pass
-    raise InvalidRecord(f"{name} is not an integer: {_show(value)}")
+            number = None
+    if number is None:
+        raise InvalidRecord(f"{name} is not an integer: {_show(value)}")
+    limit = _MAX_SMALL if name in _SMALL_INTEGERS else _MAX_COUNT
+    if not -limit <= number < limit:
+        raise InvalidRecord(f"{name} out of range: {_show(value)}")
+    return number
 
 
 def _number(value: Any, name: str) -> float | None:

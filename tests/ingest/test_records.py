@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -30,8 +31,9 @@ def input_counts(row: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 def reject_reason(record: object) -> str:
     """The reject reason ``normalize`` gives for ``record``."""
+    raw = json.dumps(record).encode()  # orjson cannot write integers past 64 bits
     with pytest.raises(InvalidRecord) as info:
-        normalize(record, orjson.dumps(record))
+        normalize(record, raw)
     return str(info.value)
 
 
@@ -347,9 +349,23 @@ def test_rejections_give_exact_reasons(record: object, reason: str) -> None:
         (logpush_record(Metrics={"tokensIn": "--5"}), "input tokens is not an integer: '--5'"),
         (logpush_record(StatusCode="²"), "status code is not an integer: '²'"),
         (logpush_record(Timestamp="²"), "bad timestamp '²'"),
+        (
+            logpush_record(Metrics={"tokensIn": 2**70}),
+            "input tokens out of range: 1180591620717411303424",
+        ),
+        (logpush_record(StatusCode=2**31), "status code out of range: 2147483648"),
+        (logpush_record(Step="-2147483649"), "step out of range: '-2147483649'"),
     ],
-    ids=["double-minus-tokens", "superscript-status", "superscript-timestamp"],
+    ids=[
+        "double-minus-tokens",
+        "superscript-status",
+        "superscript-timestamp",
+        "tokens-past-64-bits",
+        "status-past-32-bits",
+        "step-past-32-bits",
+    ],
 )
 def test_digit_like_strings_are_rejected_not_crashing(record: object, reason: str) -> None:
-    """Strings that look numeric to str.isdigit but are not ints are rejects, not crashes."""
+    """Strings that look numeric to str.isdigit but are not ints, and integers too large to
+    store, are rejects, not crashes (a token count past 64 bits aborted the whole run)."""
     assert reject_reason(record) == reason
