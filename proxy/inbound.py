@@ -26,6 +26,7 @@ __all__ = [
     "check_event_id",
     "check_model_name",
     "deeper_than",
+    "few_brackets",
     "key_fingerprint",
     "loggable_event_id",
     "parse_body",
@@ -140,9 +141,12 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def check_depth(body: dict[str, Any], max_depth: int) -> None:
+def check_depth(body: dict[str, Any], max_depth: int, raw: bytes | None = None) -> None:
     """``RequestRefused`` 400 when ``body`` nests deeper than ``max_depth`` containers (the
-    body itself is 1)."""
+    body itself is 1); ``raw``, the bytes it was decoded from, spares the walk when they
+    hold too few brackets to nest that deep."""
+    if raw is not None and few_brackets(raw, max_depth):
+        return
     if deeper_than(body, max_depth):
         raise RequestRefused(
             400,
@@ -150,6 +154,12 @@ def check_depth(body: dict[str, Any], max_depth: int) -> None:
             "invalid_request_error",
             "too_deep",
         )
+
+
+def few_brackets(raw: bytes, limit: int) -> bool:
+    """Whether JSON text ``raw`` has at most ``limit`` opening brackets: then no value in
+    it nests deeper than ``limit`` (counted at C speed; brackets in strings only add)."""
+    return raw.count(b"{") + raw.count(b"[") <= limit
 
 
 def deeper_than(value: Any, limit: int) -> bool:

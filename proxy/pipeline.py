@@ -19,6 +19,7 @@ keys cannot flood the logs; an unknown key is logged as a fingerprint (``ApiKeyI
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from datetime import UTC, datetime
@@ -158,7 +159,7 @@ class Gateway:
         if isinstance(model, str):
             _check_model(model)
             log.requested_model = model
-        check_depth(body, config.max_json_depth)
+        check_depth(body, config.max_json_depth, request.body)
         metadata = parse_metadata(request.headers.get("cf-aig-metadata"))
         log.metadata = _safe_metadata(metadata)
         primary, route = resolve_model(endpoint, body, config)
@@ -390,10 +391,16 @@ def _check_model(model: str) -> None:
     """``RequestRefused`` 400 for a model name that is not a name, or that holds a secret
     (it would reach the provider and every log record)."""
     check_model_name(model)
-    if redact(model) != model:
+    if _holds_secret(model):
         raise RequestRefused(
             400, "the model name contains a secret", "invalid_request_error", "bad_model"
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _holds_secret(name: str) -> bool:
+    """Whether DLP finds a secret in ``name`` (a model name: few, and asked every request)."""
+    return redact(name) != name
 
 
 def _safe_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:

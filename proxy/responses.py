@@ -21,7 +21,7 @@ from models.request_pricing import Usage
 from proxy.cache_policy import holds_secret
 from proxy.config import RouteSettings
 from proxy.errors import StoreError, UpstreamError
-from proxy.inbound import Endpoint, Target, deeper_than
+from proxy.inbound import Endpoint, Target, deeper_than, few_brackets
 from proxy.logs import RequestLog, new_log_id
 from proxy.policy import StreamDlp, check_response, evaluate, inspect_response
 from proxy.providers import (
@@ -196,7 +196,7 @@ async def deliver(
     outgoing: Any = parsed
     content_type = response.content_type
     limit = services.config.max_json_depth
-    deep = deeper_than(parsed, limit)  # passed on unread, and logged by its hash only
+    deep = not few_brackets(data, limit) and deeper_than(parsed, limit)  # passed on unread
     refusal: dict[str, Any] | str | None = None
     if deep and (exchange.translating(target) or _inspects(exchange.route)):
         refusal = f"the provider's answer nests deeper than {limit} levels: it cannot be checked"
