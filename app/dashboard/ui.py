@@ -50,6 +50,7 @@ __all__ = [
     "partial_period",
     "pct",
     "render",
+    "series_scale",
     "table",
     "time_axis",
     "time_tooltip",
@@ -66,6 +67,18 @@ _HOUR_LABEL: Final = (
     " ? utcFormat(datum.value, '%b %d') : utcFormat(datum.value, '%H:%M')"
 )
 _EMPTY: Final = "Nothing in this range."
+# A series' colour says what it is, whatever else shares the chart: money spent blue,
+# money saved and cache hits green, failures red, plain volume grey.
+_SERIES_COLORS: Final[dict[str, str]] = {
+    "cost_usd": "#1f77b4",
+    "saved_usd": "#2ca02c",
+    "requests": "#7f7f7f",
+    "cached_requests": "#2ca02c",
+    "errors": "#d62728",
+    "request_hit_ratio": "#2ca02c",
+    "cost_hit_ratio": "#1f77b4",
+}
+_OTHER_COLORS: Final = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 # Long identifiers and messages get a fixed width (cut, whole in the cell's tooltip) so
 # that a table fits a 1400 px window.
 _WIDTHS: Final[dict[str, int]] = {
@@ -216,11 +229,20 @@ def line_chart(
     base = alt.Chart(data.to_arrow()).encode(
         x=time_axis(x, grain),
         y=alt.Y("value:Q", title=title, axis=alt.Axis(format=y_format)),
-        color=alt.Color("series:N", title=None),
+        color=alt.Color("series:N", title=None, scale=series_scale(y)),
         tooltip=["series:N", time_tooltip(x, grain), alt.Tooltip("value:Q", format=y_format)],
     )
     render(base.mark_line() + base.mark_point(filled=True).encode(opacity=_opacity()))
     _partial_note(partial, grain, as_of)
+
+
+def series_scale(columns: Sequence[str]) -> alt.Scale:
+    """The colours of ``columns``' lines, in their order (``_SERIES_COLORS``)."""
+    others = iter(_OTHER_COLORS)
+    return alt.Scale(
+        domain=[column_label(name) for name in columns],
+        range=[_SERIES_COLORS.get(name) or next(others) for name in columns],
+    )
 
 
 def _column_config(

@@ -1,4 +1,4 @@
-"""The charts' grain and partial-period rules (pure functions of ``app.dashboard.ui``)."""
+"""The charts' grain, partial-period and colour rules (pure functions of ``app.dashboard.ui``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from app.dashboard.ui import grain_for, partial_period
+from app.dashboard.ui import grain_for, partial_period, series_scale
 
 DAY = datetime(2026, 11, 15, tzinfo=UTC)
 
@@ -25,3 +25,15 @@ def test_the_last_period_is_partial_only_while_now_is_inside_it() -> None:
     assert partial_period(days, "period", "day", None) is None
     hours = pl.DataFrame({"period": [DAY, DAY + timedelta(hours=1)]})
     assert partial_period(hours, "period", "hour", DAY + timedelta(hours=2)) is None
+
+
+def test_series_colours_mean_what_they_say_whatever_shares_the_chart() -> None:
+    """Errors are red and requests grey (drawn in the theme's order, requests came out red
+    and errors light blue); saved money and cache hits green."""
+    scale = series_scale(["requests", "cached_requests", "errors"]).to_dict()
+    assert scale == {
+        "domain": ["Requests", "Cached requests", "Errors"],
+        "range": ["#7f7f7f", "#2ca02c", "#d62728"],
+    }
+    spend = series_scale(["cost_usd", "saved_usd", "tokens_in"]).to_dict()
+    assert spend["range"] == ["#1f77b4", "#2ca02c", "#9467bd"]
