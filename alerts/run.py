@@ -31,7 +31,8 @@ from alerts.errors import DeliveryError
 from alerts.evaluate import earliest_needed, evaluate
 from alerts.message import Alert, alert_id
 from alerts.state import mark_delivery, pending_deliveries, record_alerts
-from core.errors import WarehouseLocked
+from core.errors import AlertsError, WarehouseLocked
+from core.lake import LakeSpec, WarehouseTarget
 from core.warehouse import Warehouse, open_warehouse, table_exists
 from models import ModelsSettings, read_rollup, refresh_rollups
 
@@ -78,7 +79,7 @@ def build_channel(spec: ChannelSpec) -> Channel:
 
 
 def run_alerts(
-    db_path: Path,
+    db_path: WarehouseTarget,
     models_settings: ModelsSettings,
     config: AlertsConfig,
     *,
@@ -93,6 +94,13 @@ def run_alerts(
     routes = {budget.name: budget.channels for budget in config.budgets}
     routes |= {rule.name: rule.channels for rule in config.anomalies}
     result = AlertsRunResult(stale_after_hours=config.stale_after_hours, now=moment)
+    if isinstance(db_path, LakeSpec) and not dry_run:
+        # The exactly-once ledger must commit in the state database; until it does, an
+        # Iceberg warehouse only previews (nothing is recorded, nothing sent).
+        raise AlertsError(
+            "alerts on an iceberg warehouse run as --dry-run only for now; "
+            "use the DuckDB warehouse (--db) to send them"
+        )
     with _open(db_path, read_only=dry_run, wait_seconds=wait_seconds) as warehouse:
         if not dry_run:
             refresh_rollups(warehouse, models_settings)
@@ -185,7 +193,7 @@ def _known_ids(warehouse: Warehouse) -> set[str]:
         return {row[0] for row in warehouse.con.execute("SELECT alert_id FROM alerts").fetchall()}
 
 
-def _open(db_path: Path, *, read_only: bool, wait_seconds: float) -> Warehouse:
+def _open(db_path: WarehouseTarget, *, read_only: bool, wait_seconds: float) -> Warehouse:
     """Open the warehouse, waiting up to ``wait_seconds`` for another writer to finish."""
     deadline = time.monotonic() + wait_seconds
     while True:

@@ -31,7 +31,7 @@ from app.console import (
     parse_time,
     user_errors,
 )
-from app.reports_cli import resolve_settings
+from app.reports_cli import resolve_settings, warehouse
 from core.errors import AigwError, ConfigError
 from core.settings import DEFAULT_BUDGETS
 from ingest import DEFAULT_DB_PATH
@@ -92,10 +92,11 @@ def alerts_run(
             alerts_config = replace(alerts_config, stale_after_hours=stale_after)
         interval = parse_every(every) if every else None
         moment = parse_time(now, "--now")
+        target = warehouse(db, config)
     if interval is None:
         with user_errors(verbose):
             result = run_alerts(
-                db, settings, alerts_config, now=moment, dry_run=dry_run, wait_seconds=wait
+                target, settings, alerts_config, now=moment, dry_run=dry_run, wait_seconds=wait
             )
         raise typer.Exit(_report(result, dry_run=dry_run))
     stop = threading.Event()
@@ -108,7 +109,7 @@ def alerts_run(
     while not stop.is_set():
         try:
             result = run_alerts(
-                db, settings, alerts_config, now=moment, dry_run=dry_run, wait_seconds=wait
+                target, settings, alerts_config, now=moment, dry_run=dry_run, wait_seconds=wait
             )
             _report(result, dry_run=dry_run)
         except AigwError as error:  # one bad run does not stop the loop

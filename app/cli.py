@@ -36,7 +36,7 @@ from app.console import (
 from app.dashboard_cli import dashboard_command
 from app.mock_cli import mock_provider_command
 from app.proxy_cli import proxy_command, simulate_command
-from app.reports_cli import export_app, report_app, resolve_settings
+from app.reports_cli import export_app, report_app, resolve_settings, warehouse
 from app.service import ingest_and_refresh, refresh
 from app.settings import load_settings
 from app.watch import parse_interval, print_quality, print_refreshed, run_watch
@@ -128,7 +128,8 @@ def ingest_command(
         models_settings, file_options = edge.models, edge.ingest
         settings = IngestSettings(
             source=source,
-            db_path=db,
+            db_path=edge.warehouse_for(db),
+            engine=edge.engine,
             endpoint_url=endpoint_url,
             private_key=private_key,
             private_key_pem=edge.private_key_pem if private_key is None else None,
@@ -191,7 +192,7 @@ def rollup_command(
 ) -> None:
     """Bring the hourly rollups up to date (aigw ingest does this after each load)."""
     with user_errors(verbose):
-        result = refresh(db, resolve_settings(config), full=full)
+        result = refresh(warehouse(db, config), resolve_settings(config), full=full)
     kind = "rebuilt" if result.full else f"{result.hours:,} hours refreshed"
     out.print(f"rollups: {kind} ({result.rows:,} rows written)", markup=False)
 
@@ -204,6 +205,7 @@ def sql_command(
     columns: Annotated[
         str | None, typer.Option("--columns", help="Columns to show, comma-separated.")
     ] = None,
+    config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run read-only SQL on the warehouse: every statement's rows, in order.
@@ -214,7 +216,7 @@ def sql_command(
     chosen = check_format(output_format)
     pick = [part.strip() for part in (columns or "").split(",") if part.strip()]
     with user_errors(verbose):
-        results = [result for result in run_sql(db, query) if result.columns]
+        results = [result for result in run_sql(warehouse(db, config), query) if result.columns]
         if chosen != "table" and len(results) > 1:
             raise ConfigError(
                 f"--format {chosen} prints one result; the SQL has {len(results)} statements "

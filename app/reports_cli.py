@@ -34,6 +34,7 @@ from app.service import (
 from app.settings import load_settings
 from app.tables import exact_dicts
 from core.errors import ConfigError
+from core.lake import WarehouseTarget
 from ingest import DEFAULT_DB_PATH
 from models import ModelsSettings
 
@@ -69,8 +70,13 @@ def resolve_settings(config: Path | None) -> ModelsSettings:
     return load_settings(config, os.environ).models
 
 
+def warehouse(db: Path, config: Path | None) -> WarehouseTarget:
+    """The warehouse ``--db`` and ``aigw.toml`` name (see ``app.settings``)."""
+    return load_settings(config, os.environ).warehouse_for(db)
+
+
 def _say_empty(
-    db: Path,
+    db: WarehouseTarget,
     what: str,
     *,
     since: str | None,
@@ -132,7 +138,7 @@ def report_cost(
     chosen = check_format(output_format)
     with user_errors(verbose):
         report = cost_report(
-            db,
+            warehouse(db, config),
             resolve_settings(config),
             by=_split(by),
             grain=grain,
@@ -157,7 +163,7 @@ def report_cost(
     with user_errors(verbose):
         write_rows(report.table.columns, report.table.rows(), chosen, pick=_split(columns))
         if report.table.is_empty():
-            _say_empty(db, "spend", since=since, until=until, where=where)
+            _say_empty(warehouse(db, config), "spend", since=since, until=until, where=where)
 
 
 @report_app.command("reconcile")
@@ -165,6 +171,7 @@ def report_reconcile(
     since: SinceOption = None,
     until: UntilOption = None,
     db: DbOption = DEFAULT_DB_PATH,
+    config: ConfigOption = None,
     output_format: FormatOption = "table",
     columns: ColumnsOption = None,
     verbose: VerboseOption = False,
@@ -173,11 +180,13 @@ def report_reconcile(
     chosen = check_format(output_format)
     with user_errors(verbose):
         table = reconcile_report(
-            db, since=parse_time(since, "--since"), until=parse_time(until, "--until")
+            warehouse(db, config),
+            since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"),
         )
         write_rows(table.columns, table.rows(), chosen, pick=_split(columns))
         if table.is_empty():
-            _say_empty(db, "requests", since=since, until=until)
+            _say_empty(warehouse(db, config), "requests", since=since, until=until)
 
 
 @report_app.command("cache")
@@ -196,7 +205,7 @@ def report_cache(
     chosen = check_format(output_format)
     with user_errors(verbose):
         report = cache_report(
-            db,
+            warehouse(db, config),
             resolve_settings(config),
             by=_split(by),
             grain=grain,
@@ -206,7 +215,7 @@ def report_cache(
         )
     if report.summary.is_empty():
         with user_errors(verbose):
-            _say_empty(db, "requests", since=since, until=until)
+            _say_empty(warehouse(db, config), "requests", since=since, until=until)
     if chosen == "json":
         write_json_document(
             {"summary": exact_dicts(report.summary), "candidates": exact_dicts(report.candidates)}
@@ -233,7 +242,7 @@ def export_focus_command(
     """FinOps FOCUS 1.2 rows: one per day x gateway x provider x model x key (or tenant)."""
     with user_errors(verbose):
         rows = export_focus(
-            db,
+            warehouse(db, config),
             resolve_settings(config),
             path,
             since=parse_time(since, "--since"),
@@ -266,7 +275,7 @@ def report_anomalies(
     chosen = check_format(output_format)
     with user_errors(verbose):
         flags = anomaly_report(
-            db,
+            warehouse(db, config),
             resolve_settings(config),
             scope=scope,
             now=parse_time(now, "--now"),
@@ -299,10 +308,12 @@ def report_forecast(
     chosen = check_format(output_format)
     with user_errors(verbose):
         moment = parse_time(now, "--now")
-        table = forecast_report(db, resolve_settings(config), by=_split(by), now=moment, tz=tz)
+        table = forecast_report(
+            warehouse(db, config), resolve_settings(config), by=_split(by), now=moment, tz=tz
+        )
         write_rows(table.columns, table.rows(), chosen, pick=_split(columns))
         if table.is_empty():
-            span = data_span(db)
+            span = data_span(warehouse(db, config))
             when = f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "now"
             ends = f"; the data ends {span[1]:%Y-%m-%d %H:%M} UTC" if span else ""
             err.print(

@@ -3,8 +3,11 @@
 
 Precedence, highest first: a flag, then its environment variable, then ``aigw.toml``,
 then the built-in default. ``aigw.toml`` is ``--config``, else ``$AIGW_CONFIG``, else
-``./aigw.toml`` when present; its only tables are ``[models]`` and ``[ingest]``, and any
-other key is an error naming the file and the key.
+``./aigw.toml`` when present; its only tables are ``[models]``, ``[ingest]``,
+``[warehouse]`` and ``[engine]``, and any other key is an error naming the file and the key.
+
+The warehouse: ``--db`` (or ``$AIGW_DB``) naming a file other than the default is that
+DuckDB file; otherwise ``[warehouse]`` decides (``kind = "iceberg"``: a lakehouse).
 """
 
 from __future__ import annotations
@@ -15,14 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from core.lake import (
+    DEFAULT_DB_PATH,
+    EngineSpec,
+    WarehouseTarget,
+    engine_spec_from,
+    warehouse_target_from,
+)
 from core.settings import budgets_file, check_keys, config_file, read_toml, table
 from ingest import IngestFileOptions, ingest_options_from
 from models import ModelsSettings, models_settings_from
 
-__all__ = ["PRIVATE_KEY_ENV", "Settings", "load_settings"]
+__all__ = ["PRIVATE_KEY_ENV", "Settings", "load_settings", "resolve_warehouse"]
 
 PRIVATE_KEY_ENV: Final = "AIGW_PRIVATE_KEY"  # the PEM itself (AIGW_PRIVATE_KEY_FILE: a path)
-_SECTIONS: Final = ("models", "ingest")
+_SECTIONS: Final = ("models", "ingest", "warehouse", "engine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,15 @@ class Settings:
     ingest: IngestFileOptions = field(default_factory=IngestFileOptions)
     budgets_path: Path | None = None
     private_key_pem: bytes | None = None
+    warehouse: WarehouseTarget = DEFAULT_DB_PATH
+    engine: EngineSpec = field(default_factory=EngineSpec)
+
+    def warehouse_for(self, db: Path) -> WarehouseTarget:
+        """The warehouse a command opens: ``db`` when it names another file than the
+        default, else what ``[warehouse]`` says (the default file when it says nothing)."""
+        if Path(db) != DEFAULT_DB_PATH:
+            return Path(db)
+        return self.warehouse
 
     def __repr__(self) -> str:
         return f"Settings(config_path={self.config_path!r}, budgets_path={self.budgets_path!r})"
@@ -62,4 +81,11 @@ def load_settings(
         base,
         models=models_settings_from(path, table(path, document, "models")),
         ingest=ingest_options_from(path, table(path, document, "ingest")),
+        warehouse=warehouse_target_from(path, table(path, document, "warehouse")),
+        engine=engine_spec_from(path, table(path, document, "engine")),
     )
+
+
+def resolve_warehouse(db: Path, config: Path | None, environ: Mapping[str, str]) -> WarehouseTarget:
+    """The warehouse for ``--db`` and ``aigw.toml`` (see the module)."""
+    return load_settings(config, environ).warehouse_for(db)

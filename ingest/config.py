@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from core.lake import DEFAULT_DB_PATH, EngineSpec, WarehouseTarget
 from core.settings import check_keys, read_toml, table
 from ingest.errors import ConfigError
 from ingest.loader import BATCH_ROWS
@@ -19,7 +20,6 @@ __all__ = [
     "load_ingest_options",
 ]
 
-DEFAULT_DB_PATH: Final = Path("data/aigw.duckdb")
 _INGEST_KEYS: Final = ("quality", "interval", "sqs_queue_url")
 
 
@@ -36,13 +36,14 @@ class IngestSettings:
     """
 
     source: str
-    db_path: Path = DEFAULT_DB_PATH
+    db_path: WarehouseTarget = DEFAULT_DB_PATH  # the DuckDB file, or an Iceberg warehouse
     endpoint_url: str | None = None
     batch_rows: int = BATCH_ROWS
     private_key: Path | None = None  # PEM file that opens encrypted Logpush fields
     private_key_pem: bytes | None = None  # or the PEM itself (from an environment variable)
     quality: str = "fail"
     sql_engine: bool = False
+    engine: EngineSpec = field(default_factory=EngineSpec)  # Iceberg: local or Ray workers
 
     def __repr__(self) -> str:  # the PEM is a secret: never print it
         return (

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ingest.errors import ConfigError, DecryptError
 
-__all__ = ["DecryptError", "Decryptor", "is_encrypted", "load_private_key"]
+__all__ = ["DecryptError", "Decryptor", "is_encrypted", "load_private_key", "read_private_key"]
 
 _OAEP: Final = padding.OAEP(
     mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
@@ -39,6 +39,16 @@ _CACHE_SIZE: Final = 4096
 def is_encrypted(value: object) -> bool:
     """Whether a field holds Cloudflare's encrypted-value object."""
     return isinstance(value, dict) and value.get("type") == "encrypted" and "data" in value
+
+
+def read_private_key(path: Path) -> bytes:
+    """The PEM bytes of the key file at ``path`` (checked as a key: ``ConfigError``)."""
+    try:
+        pem = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read private key {path}: {err.strerror}") from err
+    load_private_key(pem, source=str(path))
+    return pem
 
 
 def load_private_key(pem: bytes, *, source: str) -> rsa.RSAPrivateKey:
@@ -62,11 +72,7 @@ class Decryptor:
     @classmethod
     def from_file(cls, path: Path) -> Decryptor:
         """A Decryptor for the PEM key in ``path``."""
-        try:
-            pem = path.read_bytes()
-        except OSError as err:
-            raise ConfigError(f"cannot read private key {path}: {err.strerror}") from err
-        return cls(load_private_key(pem, source=str(path)))
+        return cls(load_private_key(read_private_key(path), source=str(path)))
 
     def open(self, value: dict[str, Any]) -> Any:
         """The decrypted JSON value (a string when the plaintext is not JSON)."""

@@ -38,6 +38,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import orjson
+import pyarrow as pa
 
 from core.warehouse import Warehouse
 from ingest.errors import ConfigError, QualityGateError
@@ -49,6 +50,7 @@ __all__ = [
     "QualityGate",
     "QualityReport",
     "check_batch",
+    "check_lake_batch",
     "check_quality_mode",
     "preload_gx",
 ]
@@ -199,6 +201,45 @@ def check_batch(
     added no rows. Raises ``QualityGateError`` if the suite cannot run and
     ``WarehouseError`` if the warehouse cannot be read or written.
     """
+    report = _check(warehouse, source, started_at, object_keys, on_failure, gate, now)
+    if report is not None:
+        _store(warehouse, report)
+    return report
+
+
+def check_lake_batch(
+    warehouse: Warehouse,
+    *,
+    source: str,
+    started_at: datetime,
+    object_keys: Sequence[str],
+    on_failure: str,
+    gate: QualityGate | None = None,
+    now: datetime | None = None,
+) -> QualityReport | None:
+    """``check_batch`` on an Iceberg warehouse (opened after the run's commits): the rows
+    are read from its snapshot, the result appended to the Iceberg ``quality_runs``."""
+    report = _check(warehouse, source, started_at, object_keys, on_failure, gate, now)
+    if report is not None and warehouse.lake is not None:
+        from core.lake.tables import FACT_SCHEMAS, conform  # noqa: PLC0415 - the lake extra
+
+        row = _row(report)
+        names = FACT_SCHEMAS["quality_runs"].names
+        table = pa.Table.from_pylist([dict(zip(names, row, strict=True))])
+        schema = FACT_SCHEMAS["quality_runs"]
+        warehouse.lake.commit("quality_runs", lambda t: t.append(conform(table, schema)))
+    return report
+
+
+def _check(  # noqa: PLR0917 - private: the two public checks pass their arguments on
+    warehouse: Warehouse,
+    source: str,
+    started_at: datetime,
+    object_keys: Sequence[str],
+    on_failure: str,
+    gate: QualityGate | None,
+    now: datetime | None,
+) -> QualityReport | None:
     if on_failure == "off" or not object_keys:
         return None
     for thread in _PRELOAD:  # no two threads importing at once
@@ -216,7 +257,7 @@ def check_batch(
     # GX compares only int64 and float64 columns vectorised; int32 goes value by value.
     frame = frame.astype({name: "int64" for name in frame.columns if frame[name].dtype == "int32"})
     outcomes = (gate or QualityGate()).validate(frame, now=now or clock)
-    report = QualityReport(
+    return QualityReport(
         run_id=str(uuid.uuid4()),
         started_at=clock,
         finished_at=datetime.now(tz=UTC),
@@ -226,29 +267,30 @@ def check_batch(
         on_failure=on_failure,
         outcomes=outcomes,
     )
-    _store(warehouse, report)
-    return report
 
 
 def _store(warehouse: Warehouse, report: QualityReport) -> None:
-    results = orjson.dumps([outcome.as_json() for outcome in report.outcomes]).decode()
     with warehouse.errors():
         warehouse.con.execute(
-            "INSERT INTO quality_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                report.run_id,
-                report.started_at,
-                report.finished_at,
-                report.source,
-                list(report.object_keys),
-                report.rows_checked,
-                report.on_failure,
-                report.success,
-                report.critical_failures,
-                report.warnings,
-                results,
-            ],
+            "INSERT INTO quality_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(report)
         )
+
+
+def _row(report: QualityReport) -> list[Any]:
+    """The ``quality_runs`` row of ``report``, in the table's column order."""
+    return [
+        report.run_id,
+        report.started_at,
+        report.finished_at,
+        report.source,
+        list(report.object_keys),
+        report.rows_checked,
+        report.on_failure,
+        report.success,
+        report.critical_failures,
+        report.warnings,
+        orjson.dumps([outcome.as_json() for outcome in report.outcomes]).decode(),
+    ]
 
 
 def preload_gx() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from core.lake import LakeSpec
 from core.warehouse import Warehouse, open_warehouse
 from ingest.config import IngestSettings
-from ingest.decrypt import Decryptor, load_private_key
-from ingest.quality import QualityGate, check_batch, preload_gx
+from ingest.decrypt import Decryptor, load_private_key, read_private_key
+from ingest.quality import QualityGate, check_batch, check_lake_batch, preload_gx
 from ingest.run import IngestSummary, ObjectResult, ingest
-from ingest.sources import open_source
+from ingest.sources import Source, open_source
 
 __all__ = ["check_summary", "make_decryptor", "run_ingest"]
 
@@ -33,6 +34,8 @@ def run_ingest(
         if on_object is not None:
             on_object(result)
 
+    if isinstance(settings.db_path, LakeSpec):
+        return _run_lake_ingest(settings, source, on_listed=on_listed, on_object=stored)
     with open_warehouse(settings.db_path) as warehouse:
         warehouse.con.execute("SET threads = 1")
         summary = ingest(
@@ -45,6 +48,45 @@ def run_ingest(
             sql=settings.sql_engine,
         )
         check_summary(warehouse, summary, source=source.uri, on_failure=settings.quality)
+    return summary
+
+
+def _run_lake_ingest(
+    settings: IngestSettings,
+    source: Source,
+    *,
+    on_listed: Callable[[int], None] | None,
+    on_object: Callable[[ObjectResult], None],
+) -> IngestSummary:
+    """``run_ingest`` into an Iceberg warehouse (``ingest.lake``), then the quality gate
+    over the run's new rows, read from the snapshot after the commits."""
+    from core.lake.lake import Lake  # noqa: PLC0415 - the lake extra, only when asked for
+    from ingest.lake import ingest_lake  # noqa: PLC0415
+
+    assert isinstance(settings.db_path, LakeSpec)  # noqa: S101 - the caller checked
+    pem = settings.private_key_pem
+    if settings.private_key is not None:
+        pem = read_private_key(settings.private_key)
+    with Lake(settings.db_path) as lake:
+        summary = ingest_lake(
+            source,
+            lake,
+            engine=settings.engine,
+            endpoint_url=settings.endpoint_url,
+            private_key_pem=pem,
+            batch_rows=settings.batch_rows,
+            on_listed=on_listed,
+            on_object=on_object,
+        )
+    if summary.rows_loaded and settings.quality != "off":
+        with open_warehouse(settings.db_path) as warehouse:
+            summary.quality = check_lake_batch(
+                warehouse,
+                source=source.uri,
+                started_at=summary.started_at,
+                object_keys=summary.loaded_keys,
+                on_failure=settings.quality,
+            )
     return summary
 
 

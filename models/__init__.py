@@ -15,6 +15,7 @@ from models.focus import focus_rows, write_focus
 from models.forecast import forecast_month
 from models.loops import MIN_REPEATS, repeated_prompt_flags
 from models.pricing import CATALOG_PROVIDERS, load_price_file, price_table
+from models.refresh import refresh_rollups
 from models.reports import (
     GRAINS,
     daily_bounds,
@@ -28,7 +29,6 @@ from models.rollups import (
     RefreshResult,
     costed_requests,
     hourly_rollup,
-    refresh_rollups,
     repeated_requests,
     rollups_stale,
 )

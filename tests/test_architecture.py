@@ -22,6 +22,14 @@ PUBLIC = {
         "core.schema",
         "core.settings",
         "core.warehouse",
+        "core.lake",
+        # the lakehouse's modules that need the `lake` extra: imported on demand, so not
+        # re-exported by core.lake
+        "core.lake.filters",
+        "core.lake.lake",
+        "core.lake.state",
+        "core.lake.tables",
+        "core.lake.writes",
     },
     # the gateway imports pricing alone, not the whole of models
     "models": {"models", "models.pricing", "models.request_pricing"},

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from alerts import AlertsConfig, AlertsRunResult, run_alerts
 from app.service.reports import refresh
+from core.lake import WarehouseTarget
 from core.warehouse import Warehouse
 from ingest import (
     IngestSettings,
@@ -76,9 +77,13 @@ def ingest_and_refresh(
 
 
 @contextmanager
-def _removed_on_error(db_path: Path) -> Iterator[None]:
+def _removed_on_error(db_path: WarehouseTarget) -> Iterator[None]:
     """Remove the warehouse at ``db_path`` (and the folders made for it) if the block
-    raises and the file did not exist before it."""
+    raises and the file did not exist before it (an Iceberg warehouse is left as is:
+    its commits are whole)."""
+    if not isinstance(db_path, Path):
+        yield
+        return
     path = Path(db_path)
     if path.exists():
         yield

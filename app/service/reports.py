@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 
 from core.errors import ConfigError
+from core.lake import WarehouseTarget
 from core.warehouse import open_warehouse, rollup_span
 from models import (
     GRAINS,
@@ -59,7 +60,7 @@ class SpendReport:
     stale: bool
 
 
-def data_span(db_path: Path) -> tuple[datetime, datetime] | None:
+def data_span(db_path: WarehouseTarget) -> tuple[datetime, datetime] | None:
     """The first rolled-up hour and the end of the newest one (UTC), None when there
     are none: what the reports can see, for saying why one came back empty."""
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
@@ -81,14 +82,16 @@ def _dated(table: pl.DataFrame, grain: str | None) -> pl.DataFrame:
     return table
 
 
-def refresh(db_path: Path, settings: ModelsSettings, *, full: bool = False) -> RefreshResult:
+def refresh(
+    db_path: WarehouseTarget, settings: ModelsSettings, *, full: bool = False
+) -> RefreshResult:
     """Bring the rollups of the warehouse at ``db_path`` up to date."""
     with open_warehouse(db_path) as warehouse:
         return refresh_rollups(warehouse, settings, full=full)
 
 
 def cost_report(
-    db_path: Path,
+    db_path: WarehouseTarget,
     settings: ModelsSettings,
     *,
     by: Sequence[str],
@@ -127,7 +130,7 @@ def cost_report(
 
 
 def reconcile_report(
-    db_path: Path,
+    db_path: WarehouseTarget,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -151,7 +154,7 @@ class CacheReport:
 
 
 def cache_report(
-    db_path: Path,
+    db_path: WarehouseTarget,
     settings: ModelsSettings,
     *,
     by: Sequence[str],
@@ -182,7 +185,7 @@ def cache_report(
 
 
 def export_focus(
-    db_path: Path,
+    db_path: WarehouseTarget,
     settings: ModelsSettings,
     out: Path,
     *,
@@ -211,7 +214,7 @@ def _check_dimensions(settings: ModelsSettings, names: Sequence[str]) -> None:
 
 
 def anomaly_report(
-    db_path: Path,
+    db_path: WarehouseTarget,
     settings: ModelsSettings,
     *,
     scope: str = "agent",
@@ -263,7 +266,7 @@ def anomaly_report(
 
 
 def forecast_report(
-    db_path: Path,
+    db_path: WarehouseTarget,
     settings: ModelsSettings,
     *,
     by: Sequence[str] = (),

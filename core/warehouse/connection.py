@@ -18,11 +18,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from core.errors import SchemaTooNew, WarehouseError, WarehouseLocked
+from core.lake.spec import LakeSpec, WarehouseTarget
 from core.warehouse.migrations import SCHEMA_VERSION, migrate, schema_version, table_exists
+
+if TYPE_CHECKING:
+    from core.lake.lake import Lake
 
 __all__ = [
     "Warehouse",
@@ -48,10 +53,16 @@ def warehouse_errors(path: Path | str, *, reader: bool = False) -> Iterator[None
 
 @dataclass(frozen=True, slots=True)
 class Warehouse:
-    """An open warehouse: its path (for messages) and its connection (one thread)."""
+    """An open warehouse: its path (for messages) and its connection (one thread).
+
+    For an Iceberg warehouse, ``lake`` is the open lake (writers use it), ``path`` the
+    location, and ``con`` an in-memory DuckDB view of the snapshot it opened on
+    (``core.warehouse.lake``).
+    """
 
     path: Path
     con: duckdb.DuckDBPyConnection
+    lake: Lake | None = None
 
     def errors(self) -> contextlib.AbstractContextManager[None]:
         """``warehouse_errors`` for this file."""
@@ -59,6 +70,8 @@ class Warehouse:
 
     def close(self) -> None:
         self.con.close()
+        if self.lake is not None:
+            self.lake.close()
 
     def __enter__(self) -> Warehouse:
         return self
@@ -70,9 +83,10 @@ class Warehouse:
 
 
 def open_warehouse(
-    path: Path | str, *, read_only: bool = False, sandbox: bool = False
+    path: WarehouseTarget | str, *, read_only: bool = False, sandbox: bool = False
 ) -> Warehouse:
-    """Open (creating and migrating when writable) the warehouse at ``path``.
+    """Open (creating and migrating when writable) the warehouse at ``path``: a DuckDB
+    file, or an Iceberg warehouse (a ``LakeSpec``: ``core.warehouse.lake``).
 
     Read-only opens never create or migrate; they fail if the file is missing
     or its schema is older or newer than this aigw's. ``sandbox`` (for SQL typed by
@@ -80,6 +94,8 @@ def open_warehouse(
     itself (no ``COPY … TO``, ``ATTACH``, ``read_csv``, ``INSTALL``) and locks the
     configuration so that the query cannot turn it back on.
     """
+    if isinstance(path, LakeSpec):
+        return _open_lake(path, sandbox=sandbox)
     path = Path(path)
     if read_only and not path.exists():
         raise WarehouseError(
@@ -111,6 +127,19 @@ def open_warehouse(
             con.close()
             raise
     return Warehouse(path, con)
+
+
+def _open_lake(spec: LakeSpec, *, sandbox: bool) -> Warehouse:
+    from core.lake.lake import Lake  # noqa: PLC0415 - the lake extra, only when asked for
+    from core.warehouse.lake import connect_snapshot  # noqa: PLC0415
+
+    lake = Lake(spec)
+    try:
+        con = connect_snapshot(lake, sandbox=sandbox)
+    except BaseException:
+        lake.close()
+        raise
+    return Warehouse(Path(spec.location), con, lake)
 
 
 def _check_version(path: Path, version: int, *, read_only: bool) -> None:

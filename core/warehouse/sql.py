@@ -9,10 +9,10 @@ and views still work (they live in memory and die with the connection).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from core.errors import AigwError, ConfigError, WarehouseError
+from core.lake.spec import WarehouseTarget
 from core.warehouse.connection import open_warehouse
 
 __all__ = ["StatementResult", "run_sql"]
@@ -27,7 +27,7 @@ class StatementResult:
     rows: list[tuple[Any, ...]]
 
 
-def run_sql(db_path: Path, sql: str) -> list[StatementResult]:
+def run_sql(db_path: WarehouseTarget, sql: str) -> list[StatementResult]:
     """Run each statement of ``sql`` in order; ``ConfigError`` when there is none,
     ``WarehouseError`` for SQL that fails (naming the statement when there are several)."""
     with open_warehouse(db_path, read_only=True, sandbox=True) as warehouse:

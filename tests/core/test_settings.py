@@ -33,7 +33,10 @@ def test_a_misspelt_budget_key_is_an_error_not_a_budget_for_everything(tmp_path:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[model]\ntenant = 'team'\n", "unknown key 'model' (known: ingest, models)"),
+        (
+            "[model]\ntenant = 'team'\n",
+            "unknown key 'model' (known: engine, ingest, models, warehouse)",
+        ),
         ("[models]\ntennant = 'team'\n", "[models]: unknown key 'tennant'"),
         ("[ingest]\nqualty = 'warn'\n", "[ingest]: unknown key 'qualty'"),
     ],

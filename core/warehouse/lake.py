@@ -1,0 +1,96 @@
+"""An Iceberg warehouse seen through DuckDB: every command's reads work on it unchanged.
+
+``open_lake`` gives a ``Warehouse`` whose connection is an in-memory DuckDB holding the
+warehouse's schema (``core.warehouse.migrations``), where each Iceberg table is a view of
+its current snapshot's data files (a PyArrow dataset: filters and projections are pushed
+into the Parquet scan, nothing is copied up front) and each state table a copy of the
+state database's rows. Opening never waits for a writer: a snapshot is immutable, and
+SQLite's WAL (or PostgreSQL) lets readers read while a writer writes. What a reader sees
+is the warehouse at the moment it opened; open again to see newer commits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+import duckdb
+import pyarrow as pa
+
+from core.schema import DAILY_TABLE, REQUEST_COLUMNS, ROLLUP_TABLE
+from core.warehouse.migrations import SCHEMA_VERSION, migrate
+
+if TYPE_CHECKING:
+    from core.lake.lake import Lake
+
+__all__ = ["LAKE_TABLES", "attach_snapshot", "connect_snapshot"]
+
+LAKE_TABLES: Final = (
+    "requests",
+    "rejects",
+    "quality_runs",
+    "request_costs",
+    ROLLUP_TABLE,
+    DAILY_TABLE,
+)
+_JSON_COLUMNS: Final = {
+    "requests": tuple(c.name for c in REQUEST_COLUMNS if c.duckdb_type == "JSON"),
+    "quality_runs": ("results",),
+}
+
+
+def connect_snapshot(lake: Lake, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the warehouse's tables as of now (see module)."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        migrate(con, 0)
+        attach_snapshot(con, lake)
+        if sandbox:
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def attach_snapshot(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """Replace ``con``'s fact tables by views of the lake's current snapshots and fill its
+    state tables from the state database."""
+    from core.lake.state import STATE_TABLES  # noqa: PLC0415 - the lake extra, on demand
+    from core.lake.tables import file_system  # noqa: PLC0415
+
+    fs, prefix = file_system(lake.spec)
+    for name in LAKE_TABLES:
+        table = lake.table(name)
+        if table is None:
+            continue
+        source = f"_lake_{name}"
+        con.register(source, _snapshot_data(table, fs, prefix))
+        casts = ", ".join(f"{c}::JSON AS {c}" for c in _JSON_COLUMNS.get(name, ()))
+        replace = f" REPLACE ({casts})" if casts else ""
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+        con.execute(f"CREATE VIEW {name} AS SELECT *{replace} FROM {source}")  # noqa: S608
+    for name in STATE_TABLES:
+        rows = lake.state.rows(name)
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)  # noqa: S608 - constant names
+    row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    assert row is not None and row[0] == SCHEMA_VERSION  # noqa: S101 - migrate() just ran
+
+
+def _snapshot_data(table: Any, fs: Any, prefix: str) -> Any:
+    """The table's current snapshot as a PyArrow dataset of its data files; materialised
+    with PyIceberg instead when a file has deletes to apply (a dataset would miss them)."""
+    import pyarrow.dataset as pads  # noqa: PLC0415 - readers only
+
+    scan = table.scan()
+    tasks = list(scan.plan_files())
+    schema = table.schema().as_arrow()
+    if any(task.delete_files for task in tasks):
+        return scan.to_arrow()
+    paths = [task.file.file_path.removeprefix(prefix) for task in tasks]
+    if not paths:
+        return pa.Table.from_batches([], schema=schema)
+    return pads.dataset(paths, schema=schema, format="parquet", filesystem=fs)

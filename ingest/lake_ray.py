@@ -1,0 +1,49 @@
+"""The per-object engine on Ray: each object is a Ray task running ``load_object``.
+
+The driver keeps the commits (Iceberg) and the manifest (state database); workers only
+read objects and return Arrow tables, which Ray moves without copying through its object
+store. ``[engine] address``: ``local`` starts Ray on this machine for the run (stopped at
+the end), anything else joins that cluster (``auto``, ``ray://host:10001``). A Ray
+already started in this process (a test, a notebook) is used as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from core.lake import EngineSpec, require
+from ingest.lake_object import ObjectLoad, load_object
+from ingest.sources import StoredObject
+
+__all__ = ["RayRunner"]
+
+
+class RayRunner:
+    """Runs ``load_object`` as Ray tasks, one per object, up to the cluster's CPUs at once."""
+
+    def __init__(self, engine: EngineSpec, source_uri: str) -> None:
+        self._ray: Any = require("ray", extra="lake", feature='[engine] kind = "ray"')
+        self.source_uri = source_uri
+        self._owned = False
+        if not self._ray.is_initialized():
+            if engine.address == "local":
+                self._ray.init(
+                    num_cpus=engine.num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            else:
+                self._ray.init(address=engine.address, log_to_driver=False)
+            self._owned = True
+        self._task = self._ray.remote(num_cpus=1, max_retries=3)(load_object)
+
+    def map(self, objects: Sequence[StoredObject], **options: object) -> list[ObjectLoad]:
+        """Each object's load, in order; a worker that dies is retried on another."""
+        refs = [self._task.remote(self.source_uri, obj, **options) for obj in objects]
+        return list(self._ray.get(refs))
+
+    def close(self) -> None:
+        if self._owned:
+            self._ray.shutdown()

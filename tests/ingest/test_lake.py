@@ -1,0 +1,212 @@
+"""Ingest into an Iceberg warehouse (SQL catalog on SQLite, data files in a folder or on
+moto's S3 server): the same rows, rejects and counts as the DuckDB warehouse, batched
+commits, re-delivery, failed objects, and a driver killed between an Iceberg commit and
+its manifest update."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.lake import EngineSpec, LakeSpec
+from core.lake.lake import Lake
+from core.warehouse import open_warehouse
+from ingest import IngestSettings, IngestSummary, run_ingest
+from ingest.lake import ingest_lake
+from ingest.sources import open_source
+from tests.conftest import REPO, logpush_record, write_ndjson
+from tests.ingest.conftest import Bucket
+from tests.lake_fixtures import ROW_QUERY, lake_spec, read_all
+
+SAMPLES = REPO / "sample_data" / "logs"
+MANIFEST = (
+    "SELECT status, count(*), sum(records), sum(rows_loaded), sum(rows_duplicate), "
+    "sum(rows_rejected) FROM ingest_files GROUP BY ALL ORDER BY 1"
+)
+
+
+def _ingest(source: str, target: Path | LakeSpec, **options: Any) -> IngestSummary:
+    settings = IngestSettings(source=source, db_path=target, quality="off", **options)
+    return run_ingest(settings)
+
+
+def test_same_rows_rejects_and_counts_as_the_duckdb_warehouse(tmp_path: Path) -> None:
+    spec = lake_spec(tmp_path)
+    duck = tmp_path / "aigw.duckdb"
+    lake_summary = _ingest(str(SAMPLES), spec, engine=EngineSpec(batch_objects=3))
+    duck_summary = _ingest(str(SAMPLES), duck)
+
+    for name in ("loaded", "skipped", "failed", "rows_loaded", "duplicates", "rejected"):
+        assert getattr(lake_summary, name) == getattr(duck_summary, name), name
+    assert (lake_summary.loaded, lake_summary.rows_loaded) == (8, 960)
+    assert (lake_summary.duplicates, lake_summary.rejected) == (150, 1)
+    assert read_all(spec, ROW_QUERY) == read_all(duck, ROW_QUERY)
+    rejects = "SELECT source_file, line_number, raw_line, raw_truncated, reason FROM rejects"
+    assert read_all(spec, rejects) == read_all(duck, rejects)
+    assert (
+        read_all(spec, MANIFEST)
+        == read_all(duck, MANIFEST)
+        == [
+            ("loaded", 8, 1111, 960, 150, 1),
+            ("skipped", 1, 0, 0, 0, 0),
+        ]
+    )
+    # 8 objects in chunks of 3: three commits of rows, each naming its objects
+    with Lake(spec) as lake:
+        table = lake.table("requests")
+        appends = [
+            s for s in table.snapshots() if "aigw.objects" in s.summary.additional_properties
+        ]
+        assert len(appends) == 3
+
+
+def test_a_second_run_reads_nothing_and_a_redelivered_record_is_stored_once(
+    tmp_path: Path,
+) -> None:
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    first = [
+        logpush_record(Metadata={"n": i}, Timestamp=1_776_470_400_000_000_000 + i) for i in range(5)
+    ]
+    write_ndjson(logs / "20260418" / "a.log.gz", first)
+    _ingest(str(logs), spec)
+    again = _ingest(str(logs), spec)
+    assert (again.unchanged, again.loaded, again.records) == (1, 0, 0)
+
+    # a later object repeats two records (same id and time) and adds one
+    write_ndjson(
+        logs / "20260418" / "b.log.gz",
+        [*first[:2], logpush_record(Timestamp=1_776_470_500_000_000_000)],
+    )
+    later = _ingest(str(logs), spec)
+    assert (later.loaded, later.rows_loaded, later.duplicates) == (1, 1, 2)
+    assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [(6, 6)]
+
+
+def test_a_truncated_object_fails_alone_and_is_retried(tmp_path: Path) -> None:
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    write_ndjson(logs / "20260418" / "good.log.gz", [logpush_record()])
+    bad = write_ndjson(
+        logs / "20260418" / "bad.log.gz", [logpush_record(Timestamp=1_776_470_500_000_000_000)] * 50
+    )
+    bad.write_bytes(bad.read_bytes()[:-12])
+    summary = _ingest(str(logs), spec)
+    assert (summary.loaded, summary.failed, summary.rows_loaded) == (1, 1, 1)
+    assert read_all(spec, "SELECT status, count(*) FROM ingest_files GROUP BY ALL ORDER BY 1") == [
+        ("failed", 1),
+        ("loaded", 1),
+    ]
+    retried = _ingest(str(logs), spec)
+    assert (retried.unchanged, retried.failed) == (1, 1)
+
+
+_KILL_AFTER_FIRST_COMMIT = """
+import os, signal, sys
+from core.lake.state import StateDB
+from ingest import IngestSettings, IngestSummary, run_ingest
+from core.lake import EngineSpec
+from tests.lake_fixtures import lake_spec
+from pathlib import Path
+
+def die(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # after the Iceberg commit, before the manifest
+
+StateDB.finish = die
+root, source = Path(sys.argv[1]), sys.argv[2]
+run_ingest(IngestSettings(source=source, db_path=lake_spec(root), quality="off",
+                          engine=EngineSpec(batch_objects=5)))
+"""
+
+
+def test_sigkill_between_the_commit_and_the_manifest_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    spec = lake_spec(tmp_path)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(_KILL_AFTER_FIRST_COMMIT),
+            str(tmp_path),
+            str(SAMPLES),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    # the first five objects' rows are committed, the manifest does not know it yet
+    committed = read_all(spec, "SELECT count(*) FROM requests")[0][0]
+    assert committed > 0
+    assert read_all(spec, "SELECT count(*) FROM ingest_files WHERE status = 'loaded'") == [(0,)]
+
+    rerun = _ingest(str(SAMPLES), spec)
+    assert (rerun.loaded, rerun.rows_loaded, rerun.duplicates, rerun.rejected) == (8, 960, 150, 1)
+    assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [(960, 960)]
+    assert read_all(spec, MANIFEST) == [
+        ("loaded", 8, 1111, 960, 150, 1),
+        ("skipped", 1, 0, 0, 0, 0),
+    ]
+    assert read_all(spec, "SELECT count(*) FROM rejects") == [(1,)]
+
+
+def test_a_reader_keeps_its_snapshot_while_a_writer_commits(tmp_path: Path) -> None:
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    write_ndjson(logs / "20260418" / "a.log.gz", [logpush_record()])
+    _ingest(str(logs), spec)
+    with open_warehouse(spec, read_only=True) as reader:
+        write_ndjson(
+            logs / "20260418" / "b.log.gz", [logpush_record(Timestamp=1_776_470_500_000_000_000)]
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "ingest", str(logs), "--quality", "off"],
+            cwd=tmp_path,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "PYTHONPATH": str(REPO),
+                "AIGW_CONFIG": str(_config(tmp_path)),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert reader.con.execute("SELECT count(*) FROM requests").fetchall() == [(1,)]
+    assert read_all(spec, "SELECT count(*) FROM requests") == [(2,)]
+
+
+def _config(root: Path) -> Path:
+    path = root / "aigw.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [warehouse]
+            kind = "iceberg"
+            location = "{root / "lake"}"
+            catalog = {{ type = "sql", uri = "sqlite:///{root}/catalog.db" }}
+            state = "sqlite:///{root}/state.db"
+            """
+        )
+    )
+    return path
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_data_files_on_s3(tmp_path: Path, bucket: Bucket) -> None:
+    spec = lake_spec(tmp_path, location=f"s3://{bucket.name}/aigw", endpoint=bucket.endpoint)
+    with Lake(spec) as lake:
+        summary = ingest_lake(open_source(str(SAMPLES)), lake)
+    assert (summary.loaded, summary.rows_loaded, summary.duplicates) == (8, 960, 150)
+    keys = bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="aigw/")["Contents"]
+    assert any(item["Key"].endswith(".parquet") for item in keys)
+    assert read_all(spec, "SELECT count(*), round(sum(cost), 6) FROM requests") == [(960, 1.900609)]

@@ -1,0 +1,32 @@
+"""Shared helpers for the lakehouse tests: an Iceberg warehouse in a temporary folder
+(SQL catalog and state database on SQLite) and the queries that compare it with a DuckDB
+warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.lake import LakeSpec
+from core.warehouse import open_warehouse
+
+__all__ = ["ROW_QUERY", "lake_spec", "read_all"]
+
+# Every stored column but the run time, in a stable order.
+ROW_QUERY = "SELECT * EXCLUDE (ingested_at) FROM requests ORDER BY log_id, ts"
+
+
+def lake_spec(root: Path, *, location: str | None = None, **s3: str) -> LakeSpec:
+    """An Iceberg warehouse under ``root`` (or data files at ``location``)."""
+    return LakeSpec(
+        location=location or str(root / "lake"),
+        state=f"sqlite:///{root}/state.db",
+        catalog={"type": "sql", "uri": f"sqlite:///{root}/catalog.db"},
+        s3=s3,
+    )
+
+
+def read_all(target: Path | LakeSpec, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on the warehouse ``target`` (read-only)."""
+    with open_warehouse(target, read_only=True) as warehouse:
+        return warehouse.con.execute(sql).fetchall()
