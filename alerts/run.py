@@ -6,7 +6,8 @@ only after the channel accepted it. A failed delivery stays owed and is retried
 by the next run with the same alert id (at least once; receivers deduplicate on
 the id). One channel failing does not hold up the others. Two runs at once: the
 second waits for DuckDB's write lock on the warehouse (up to ``wait_seconds``),
-then sees the first one's records.
+then sees the first one's records; on an Iceberg warehouse both run, and the state
+database's insert-or-ignore records each alert id for one of them only.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from alerts.config import AlertsConfig, ChannelSpec
 from alerts.errors import DeliveryError
 from alerts.evaluate import earliest_needed, evaluate
 from alerts.message import Alert, alert_id
-from alerts.state import mark_delivery, pending_deliveries, record_alerts
-from core.errors import AlertsError, WarehouseLocked
-from core.lake import LakeSpec, WarehouseTarget
+from alerts.state import mark_delivery, pending_deliveries, record_alerts, take_delivery
+from core.errors import WarehouseLocked
+from core.lake import WarehouseTarget
 from core.warehouse import Warehouse, open_warehouse, table_exists
 from models import ModelsSettings, read_rollup, refresh_rollups
 
@@ -94,13 +95,6 @@ def run_alerts(
     routes = {budget.name: budget.channels for budget in config.budgets}
     routes |= {rule.name: rule.channels for rule in config.anomalies}
     result = AlertsRunResult(stale_after_hours=config.stale_after_hours, now=moment)
-    if isinstance(db_path, LakeSpec) and not dry_run:
-        # The exactly-once ledger must commit in the state database; until it does, an
-        # Iceberg warehouse only previews (nothing is recorded, nothing sent).
-        raise AlertsError(
-            "alerts on an iceberg warehouse run as --dry-run only for now; "
-            "use the DuckDB warehouse (--db) to send them"
-        )
     with _open(db_path, read_only=dry_run, wait_seconds=wait_seconds) as warehouse:
         if not dry_run:
             refresh_rollups(warehouse, models_settings)
@@ -127,6 +121,8 @@ def run_alerts(
         )
         channels = {name: channel_factory(spec) for name, spec in config.channels.items()}
         for owed in pending_deliveries(warehouse):
+            if not take_delivery(warehouse, owed.alert, owed.channel, now=datetime.now(tz=UTC)):
+                continue  # another run is sending it
             channel = channels.get(owed.channel)
             error = None
             if channel is None:

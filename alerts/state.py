@@ -9,6 +9,10 @@ alerts and their pending deliveries is one transaction with ``INSERT … ON CONF
 DO NOTHING``, so an alert id is recorded once however often it is evaluated;
 DuckDB's single-writer lock on the file keeps two evaluations from interleaving.
 Failed deliveries stay in the table and are retried by every later run.
+
+On an Iceberg warehouse the same tables live in its state database (SQLite or
+PostgreSQL), where ``core.lake.ledger`` keeps the same promises with the database's own
+transactions.
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ import orjson
 from alerts.message import Alert
 from core.warehouse import Warehouse
 
-__all__ = ["PendingDelivery", "mark_delivery", "pending_deliveries", "record_alerts"]
+__all__ = [
+    "PendingDelivery",
+    "mark_delivery",
+    "pending_deliveries",
+    "record_alerts",
+    "take_delivery",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,12 @@ def record_alerts(
     warehouse: Warehouse, alerts: Sequence[tuple[Alert, Sequence[str]]], *, now: datetime
 ) -> list[Alert]:
     """Record alerts not seen before with a pending delivery per channel; return the new ones."""
+    if warehouse.lake is not None:
+        from core.lake import ledger  # noqa: PLC0415 - the lake extra, only when asked for
+
+        rows = [(_row(alert, now), channels) for alert, channels in alerts]
+        recorded = set(ledger.record(warehouse.lake.state, rows, now=now))
+        return [alert for alert, _ in alerts if alert.alert_id in recorded]
     con = warehouse.con
     new: list[Alert] = []
     with warehouse.errors():
@@ -79,6 +95,13 @@ def record_alerts(
 
 def pending_deliveries(warehouse: Warehouse) -> list[PendingDelivery]:
     """Deliveries not yet made (pending or failed), oldest alert first, thresholds in order."""
+    if warehouse.lake is not None:
+        from core.lake import ledger  # noqa: PLC0415 - the lake extra
+
+        return [
+            PendingDelivery(_alert(orjson.loads(payload)), channel, attempts)
+            for payload, channel, attempts in ledger.owed(warehouse.lake.state)
+        ]
     with warehouse.errors():
         rows = warehouse.con.execute(
             "SELECT a.payload, d.channel, d.attempts FROM alert_deliveries d "
@@ -91,10 +114,26 @@ def pending_deliveries(warehouse: Warehouse) -> list[PendingDelivery]:
     ]
 
 
+def take_delivery(warehouse: Warehouse, alert: Alert, channel: str, *, now: datetime) -> bool:
+    """Whether this run may send ``alert`` to ``channel`` now: always on the DuckDB
+    warehouse (its write lock serialises runs), on an Iceberg warehouse when no other run
+    is sending it (``core.lake.ledger.take``)."""
+    if warehouse.lake is None:
+        return True
+    from core.lake import ledger  # noqa: PLC0415 - the lake extra
+
+    return ledger.take(warehouse.lake.state, alert.alert_id, channel, now=now)
+
+
 def mark_delivery(
     warehouse: Warehouse, alert: Alert, channel: str, *, error: str | None, now: datetime
 ) -> None:
     """Record one delivery attempt: delivered when ``error`` is None, else failed (retried)."""
+    if warehouse.lake is not None:
+        from core.lake import ledger  # noqa: PLC0415 - the lake extra
+
+        ledger.mark(warehouse.lake.state, alert.alert_id, channel, error=error, now=now)
+        return
     with warehouse.errors():
         warehouse.con.execute(
             "UPDATE alert_deliveries SET status = ?, attempts = attempts + 1, last_error = ?, "
@@ -110,6 +149,24 @@ def mark_delivery(
                 channel,
             ],
         )
+
+
+def _row(alert: Alert, now: datetime) -> dict[str, object]:
+    """The ``alerts`` row of ``alert`` (column names as in the table)."""
+    return {
+        "alert_id": alert.alert_id,
+        "kind": alert.kind,
+        "rule": alert.rule,
+        "scope": alert.scope,
+        "period_start": alert.period_start,
+        "period_end": alert.period_end,
+        "threshold": alert.threshold,
+        "spent_usd": alert.spent_usd,
+        "budget_usd": alert.budget_usd,
+        "forecast_usd": alert.forecast_usd,
+        "payload": orjson.dumps(alert.as_json()).decode(),
+        "created_at": now,
+    }
 
 
 def _alert(data: dict[str, object]) -> Alert:

@@ -22,6 +22,7 @@ from typing import Annotated, Final
 import typer
 
 from app.console import ConfigOption, DbOption, VerboseOption, parse_time, user_errors
+from app.settings import load_settings
 from core.errors import ConfigError, WarehouseError
 from core.settings import DEFAULT_BUDGETS, config_file
 from ingest import DEFAULT_DB_PATH
@@ -82,16 +83,19 @@ def dashboard_command(
 ) -> None:
     """Serve the FinOps dashboards (Streamlit) on http://HOST:PORT."""
     with user_errors(verbose):
-        if not db.exists():
+        target = load_settings(config, os.environ).warehouse_for(db)
+        if isinstance(target, Path) and not target.exists():
             raise WarehouseError(
-                f"no warehouse at {db}; run `aigw ingest` first or pass --db", path=str(db)
+                f"no warehouse at {target}; run `aigw ingest` first or pass --db",
+                path=str(target),
             )
         moment = parse_time(now, "--now")
         check_port(host, port)
         config = config_file(config, os.environ)
         env = {
             **os.environ,
-            "AIGW_DB": str(db.resolve()),
+            # an Iceberg warehouse is named by the aigw.toml passed below
+            "AIGW_DB": str(target.resolve() if isinstance(target, Path) else db),
             "AIGW_BUDGETS": str((budgets or DEFAULT_BUDGETS).resolve()),
             "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
             "STREAMLIT_SERVER_HEADLESS": "true",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.lake import LakeSpec
+from core.lake import LakeSpec, require_lake
 from core.warehouse import Warehouse, open_warehouse
 from ingest.config import IngestSettings
 from ingest.decrypt import Decryptor, load_private_key, read_private_key
@@ -12,7 +12,7 @@ from ingest.quality import QualityGate, check_batch, check_lake_batch, preload_g
 from ingest.run import IngestSummary, ObjectResult, ingest
 from ingest.sources import Source, open_source
 
-__all__ = ["check_summary", "make_decryptor", "run_ingest"]
+__all__ = ["check_summary", "make_decryptor", "private_key_pem", "run_ingest"]
 
 
 def run_ingest(
@@ -60,13 +60,12 @@ def _run_lake_ingest(
 ) -> IngestSummary:
     """``run_ingest`` into an Iceberg warehouse (``ingest.lake``), then the quality gate
     over the run's new rows, read from the snapshot after the commits."""
+    require_lake()
     from core.lake.lake import Lake  # noqa: PLC0415 - the lake extra, only when asked for
     from ingest.lake import ingest_lake  # noqa: PLC0415
 
     assert isinstance(settings.db_path, LakeSpec)  # noqa: S101 - the caller checked
-    pem = settings.private_key_pem
-    if settings.private_key is not None:
-        pem = read_private_key(settings.private_key)
+    pem = private_key_pem(settings)
     with Lake(settings.db_path) as lake:
         summary = ingest_lake(
             source,
@@ -90,6 +89,13 @@ def _run_lake_ingest(
     return summary
 
 
+def private_key_pem(settings: IngestSettings) -> bytes | None:
+    """The PEM of ``settings``' private key (file or environment), None without one."""
+    if settings.private_key is not None:
+        return read_private_key(settings.private_key)
+    return settings.private_key_pem
+
+
 def check_summary(
     warehouse: Warehouse,
     summary: IngestSummary,
@@ -98,9 +104,11 @@ def check_summary(
     on_failure: str,
     gate: QualityGate | None = None,
 ) -> None:
-    """Run the quality gate over the rows ``summary``'s run loaded; sets ``summary.quality``."""
+    """Run the quality gate over the rows ``summary``'s run loaded; sets ``summary.quality``
+    (on an Iceberg warehouse, ``warehouse`` must see the run's commits)."""
     if summary.rows_loaded:
-        summary.quality = check_batch(
+        check = check_batch if warehouse.lake is None else check_lake_batch
+        summary.quality = check(
             warehouse,
             source=source,
             started_at=summary.started_at,

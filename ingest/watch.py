@@ -12,7 +12,8 @@ the named objects load as soon as their message arrives, and the listing still
 runs every ``list_every`` intervals to catch what notifications missed.
 
 The warehouse is opened only for a batch (load, quality gate, ``after_batch``) and
-closed between polls, so another process (the dashboard) can read it in between.
+closed between polls, so another process (the dashboard) can read it in between (an
+Iceberg warehouse is always readable: each batch is committed by ``ingest.lake``).
 When another process holds it, the watcher waits with a bounded backoff and says
 so once (``on_notice``); it never gives up while not stopped.
 
@@ -34,13 +35,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
-from core.warehouse import Warehouse, open_warehouse
+from core.warehouse import Warehouse, attach_snapshot, open_warehouse
 from ingest.config import IngestSettings
 from ingest.errors import SourceError, WarehouseLocked
 from ingest.notifications import Notification, SqsQueue
 from ingest.quality import QualityGate
 from ingest.run import IngestSummary, ObjectResult, ingest
-from ingest.service import check_summary, make_decryptor
+from ingest.service import check_summary, make_decryptor, private_key_pem
 from ingest.sources import S3Bucket, Source, StoredObject, day_of, open_source
 
 __all__ = ["AfterBatch", "PollReport", "WatchSettings", "WatchSummary", "watch"]
@@ -300,15 +301,31 @@ class _Watcher:
                 if self.on_object is not None:
                     self.on_object(result)
 
-            summary = ingest(
-                self.source,
-                warehouse,
-                objects=objects,
-                batch_rows=self.settings.batch_rows,
-                on_object=seen,
-                decryptor=self.decryptor,
-                stop=self.stop,
-            )
+            if warehouse.lake is not None:
+                from ingest.lake import ingest_lake  # noqa: PLC0415 - the lake extra
+
+                summary = ingest_lake(
+                    self.source,
+                    warehouse.lake,
+                    engine=self.settings.engine,
+                    objects=objects,
+                    endpoint_url=self.settings.endpoint_url,
+                    private_key_pem=private_key_pem(self.settings),
+                    batch_rows=self.settings.batch_rows,
+                    on_object=seen,
+                    stop=self.stop,
+                )
+                attach_snapshot(warehouse.con, warehouse.lake)  # the check reads the commits
+            else:
+                summary = ingest(
+                    self.source,
+                    warehouse,
+                    objects=objects,
+                    batch_rows=self.settings.batch_rows,
+                    on_object=seen,
+                    decryptor=self.decryptor,
+                    stop=self.stop,
+                )
             self._remember(objects, results)
             check_summary(
                 warehouse,

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from core.schema import DAILY_TABLE, ROLLUP_TABLE
-from core.warehouse import Warehouse, newest_ingest, touched_hours
+from core.warehouse import Warehouse, attach_snapshot, newest_ingest, touched_hours
 from models.config import ModelsSettings
 from models.rollups import _FLOAT_MEASURES, MEASURES, RefreshResult, _rollup_by_day
 
@@ -72,6 +72,7 @@ def refresh_lake_rollups(
             )
             replace_rows(lake, "request_costs", costs, column="ts", starts=hours, width=_HOUR)
         lake.state.set_rollup_state(ROLLUP_TABLE, fingerprint, watermark)
+        attach_snapshot(con, lake)  # what follows on this connection reads the new rollups
     return RefreshResult(full=rebuild, hours=len(hours), rows=rollup.height)
 
 

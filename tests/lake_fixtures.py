@@ -10,7 +10,7 @@ from typing import Any
 from core.lake import LakeSpec
 from core.warehouse import open_warehouse
 
-__all__ = ["ROW_QUERY", "lake_spec", "read_all"]
+__all__ = ["ROW_QUERY", "lake_config", "lake_spec", "read_all"]
 
 # Every stored column but the run time, in a stable order.
 ROW_QUERY = "SELECT * EXCLUDE (ingested_at) FROM requests ORDER BY log_id, ts"
@@ -24,6 +24,20 @@ def lake_spec(root: Path, *, location: str | None = None, **s3: str) -> LakeSpec
         catalog={"type": "sql", "uri": f"sqlite:///{root}/catalog.db"},
         s3=s3,
     )
+
+
+def lake_config(root: Path, *, engine: str = "") -> Path:
+    """``root/aigw.toml`` naming the Iceberg warehouse ``lake_spec(root)`` describes (with
+    ``engine``, the text of an ``[engine]`` table, appended)."""
+    path = root / "aigw.toml"
+    path.write_text(
+        "[warehouse]\n"
+        'kind = "iceberg"\n'
+        f'location = "{root / "lake"}"\n'
+        f'catalog = {{ type = "sql", uri = "sqlite:///{root}/catalog.db" }}\n'
+        f'state = "sqlite:///{root}/state.db"\n' + engine
+    )
+    return path
 
 
 def read_all(target: Path | LakeSpec, sql: str) -> list[tuple[Any, ...]]:

@@ -31,6 +31,7 @@ import streamlit as st
 
 from alerts import AlertsConfig, load_alerts_config
 from core.errors import WarehouseBusy, WarehouseLocked
+from core.lake import WarehouseTarget
 from ingest import Warehouse, open_warehouse
 from models import ModelsSettings, load_models_settings
 
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 RETRY_SECONDS: Final = 3.0
+LAKE_REFRESH_SECONDS: Final = 15
 _RETRY_PAUSE: Final = 0.05
 T = TypeVar("T")
 
@@ -61,10 +63,16 @@ T = TypeVar("T")
 class DashboardSettings:
     """What ``aigw dashboard`` was started with: built once by the entry script."""
 
-    db_path: Path
+    db_path: WarehouseTarget  # the DuckDB file, or an Iceberg warehouse
     config_path: Path | None = None
     budgets_path: Path | None = None
     now: datetime | None = None  # "as of" for month-to-date and budgets; None: newest data
+
+    @property
+    def warehouse_name(self) -> str:
+        """How pages name the warehouse: the file, or the Iceberg warehouse's location."""
+        target = self.db_path
+        return str(target) if isinstance(target, Path) else target.describe()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +92,12 @@ class Filters:
         return Filters(self.since - span, self.since, self.where)
 
 
-def warehouse_version(path: Path) -> tuple[int, ...]:
-    """(mtime_ns, size) of the warehouse file and of its WAL: changes with every commit."""
+def warehouse_version(path: WarehouseTarget) -> tuple[int, ...]:
+    """(mtime_ns, size) of the warehouse file and of its WAL: changes with every commit.
+    An Iceberg warehouse has no one file: its version is the current 15-second period, so
+    the dashboard shows new commits within 15 s (opening never waits for a writer)."""
+    if not isinstance(path, Path):
+        return (int(time.time() // LAKE_REFRESH_SECONDS),)
     version: list[int] = []
     for candidate in (path, path.with_name(path.name + ".wal")):
         try:
@@ -115,7 +127,7 @@ def _last_good() -> _LastGood:
 _retry = threading.local()
 
 
-def _open_with_retry(db_path: Path) -> Warehouse:
+def _open_with_retry(db_path: WarehouseTarget) -> Warehouse:
     deadline = time.monotonic() + getattr(_retry, "seconds", RETRY_SECONDS)
     while True:
         try:
@@ -134,14 +146,14 @@ QUERIES: dict[str, Callable[..., Any]] = {}
 def _cached(
     version: tuple[int, ...],
     name: str,
-    db_path: str,
+    db_path: WarehouseTarget,
     config: tuple[str, int],
     arguments: tuple[tuple[str, Any], ...],
 ) -> Any:
     """One named query on one warehouse version (``version`` is only the cache key)."""
     del version
     settings = models_settings(config)
-    warehouse = _open_with_retry(Path(db_path))
+    warehouse = _open_with_retry(db_path)
     try:
         with warehouse.errors():
             return QUERIES[name](warehouse, settings, **dict(arguments))
@@ -159,7 +171,7 @@ def fetch(settings: DashboardSettings, name: str, **arguments: Any) -> Any:
         result = _cached(
             warehouse_version(settings.db_path),
             name,
-            str(settings.db_path),
+            settings.db_path,
             _config_key(settings.config_path),
             key[2],
         )
@@ -168,7 +180,7 @@ def fetch(settings: DashboardSettings, name: str, **arguments: Any) -> Any:
             kept = store.results.get(key)
         if kept is None:
             raise WarehouseBusy(
-                f"warehouse {settings.db_path} is busy (another aigw process is writing); "
+                f"warehouse {settings.warehouse_name} is busy (another aigw process is writing); "
                 "reload in a few seconds"
             ) from locked
         _mark_stale(kept[1])

@@ -32,7 +32,9 @@ from app.dashboard.filters import (
     ignored_notice,
     sidebar_filters,
 )
+from app.settings import load_settings
 from core.errors import AigwError
+from core.lake import DEFAULT_DB_PATH
 from core.settings import DEFAULT_BUDGETS, budgets_file, config_file
 
 _VIEWS = Path(__file__).parent / "views"
@@ -66,7 +68,9 @@ def _settings() -> DashboardSettings:
         moment = moment.replace(tzinfo=UTC)
     budgets = budgets_file(None, env) or DEFAULT_BUDGETS
     return DashboardSettings(
-        db_path=Path(env.get("AIGW_DB") or "data/aigw.duckdb"),
+        db_path=load_settings(config, env).warehouse_for(
+            Path(env.get("AIGW_DB") or DEFAULT_DB_PATH)
+        ),
         config_path=config,
         budgets_path=budgets,
         now=moment,
@@ -100,7 +104,7 @@ def main() -> None:
         span = fetch(settings, "bounds")
         if span is None:
             st.info(
-                f"The warehouse {settings.db_path} holds no rolled-up data yet: "
+                f"The warehouse {settings.warehouse_name} holds no rolled-up data yet: "
                 "run `aigw ingest` first."
             )
             return

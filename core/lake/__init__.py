@@ -5,7 +5,7 @@
 only when an Iceberg warehouse is opened. See docs/lakehouse.md.
 """
 
-from core.lake.extra import MissingExtra, require
+from core.lake.extra import MissingExtra, require, require_lake
 from core.lake.spec import (
     DEFAULT_DB_PATH,
     EngineSpec,
@@ -23,5 +23,6 @@ __all__ = [
     "WarehouseTarget",
     "engine_spec_from",
     "require",
+    "require_lake",
     "warehouse_target_from",
 ]

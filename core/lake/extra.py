@@ -8,7 +8,7 @@ from types import ModuleType
 
 from core.errors import ConfigError
 
-__all__ = ["MissingExtra", "require"]
+__all__ = ["MissingExtra", "require", "require_lake"]
 
 
 class MissingExtra(ConfigError):
@@ -24,3 +24,10 @@ def require(module: str, *, extra: str, feature: str) -> ModuleType:
             f"{feature} needs the {extra} extra: pip install 'aigw[{extra}]'",
             detail=f"import {module}: {err}",
         ) from err
+
+
+def require_lake() -> None:
+    """Check that the ``lake`` extra is installed before any of its modules is imported
+    (``MissingExtra`` otherwise): PyIceberg and SQLAlchemy."""
+    for module in ("pyiceberg.catalog", "sqlalchemy"):
+        require(module, extra="lake", feature="the iceberg warehouse")

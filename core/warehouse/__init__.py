@@ -22,6 +22,7 @@ from core.warehouse.explore import (
     request_row,
     rollup_span,
 )
+from core.warehouse.lake import attach_snapshot
 from core.warehouse.migrations import MIGRATIONS, SCHEMA_VERSION, table_exists
 from core.warehouse.reads import (
     Dimensions,
@@ -45,6 +46,7 @@ __all__ = [
     "StatementResult",
     "Warehouse",
     "alert_history",
+    "attach_snapshot",
     "data_health",
     "find_requests",
     "latency_p95",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from core.errors import SchemaTooNew, WarehouseError, WarehouseLocked
+from core.lake.extra import require_lake
 from core.lake.spec import LakeSpec, WarehouseTarget
 from core.warehouse.migrations import SCHEMA_VERSION, migrate, schema_version, table_exists
 
@@ -130,6 +131,7 @@ def open_warehouse(
 
 
 def _open_lake(spec: LakeSpec, *, sandbox: bool) -> Warehouse:
+    require_lake()
     from core.lake.lake import Lake  # noqa: PLC0415 - the lake extra, only when asked for
     from core.warehouse.lake import connect_snapshot  # noqa: PLC0415
 

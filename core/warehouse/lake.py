@@ -55,8 +55,9 @@ def connect_snapshot(lake: Lake, *, sandbox: bool = False) -> duckdb.DuckDBPyCon
 
 
 def attach_snapshot(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    """Replace ``con``'s fact tables by views of the lake's current snapshots and fill its
-    state tables from the state database."""
+    """Make ``con``'s fact tables views of the lake's current snapshots and fill its state
+    tables from the state database; run again, it moves ``con`` to the newest commits
+    (a writer does so after its own commits, to read what it wrote)."""
     from core.lake.state import STATE_TABLES  # noqa: PLC0415 - the lake extra, on demand
     from core.lake.tables import file_system  # noqa: PLC0415
 
@@ -69,15 +70,24 @@ def attach_snapshot(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         con.register(source, _snapshot_data(table, fs, prefix))
         casts = ", ".join(f"{c}::JSON AS {c}" for c in _JSON_COLUMNS.get(name, ()))
         replace = f" REPLACE ({casts})" if casts else ""
-        con.execute(f"DROP TABLE IF EXISTS {name}")
+        con.execute(f"DROP {_kind(con, name)} IF EXISTS {name}")
         con.execute(f"CREATE VIEW {name} AS SELECT *{replace} FROM {source}")  # noqa: S608
     for name in STATE_TABLES:
         rows = lake.state.rows(name)
+        con.execute(f"DELETE FROM {name}")  # noqa: S608 - constant names
         if rows:
             marks = ", ".join("?" * len(rows[0]))
             con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)  # noqa: S608 - constant names
     row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
     assert row is not None and row[0] == SCHEMA_VERSION  # noqa: S101 - migrate() just ran
+
+
+def _kind(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """``VIEW`` when ``name`` is a view in ``con`` (attached before), else ``TABLE``."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name]
+    ).fetchone()
+    return "VIEW" if row and row[0] else "TABLE"
 
 
 def _snapshot_data(table: Any, fs: Any, prefix: str) -> Any:

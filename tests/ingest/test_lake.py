@@ -22,7 +22,7 @@ from ingest.lake import ingest_lake
 from ingest.sources import open_source
 from tests.conftest import REPO, logpush_record, write_ndjson
 from tests.ingest.conftest import Bucket
-from tests.lake_fixtures import ROW_QUERY, lake_spec, read_all
+from tests.lake_fixtures import ROW_QUERY, lake_config, lake_spec, read_all
 
 SAMPLES = REPO / "sample_data" / "logs"
 MANIFEST = (
@@ -173,7 +173,7 @@ def test_a_reader_keeps_its_snapshot_while_a_writer_commits(tmp_path: Path) -> N
             env={
                 "PATH": "/usr/bin:/bin",
                 "PYTHONPATH": str(REPO),
-                "AIGW_CONFIG": str(_config(tmp_path)),
+                "AIGW_CONFIG": str(lake_config(tmp_path)),
             },
             capture_output=True,
             text=True,
@@ -183,22 +183,6 @@ def test_a_reader_keeps_its_snapshot_while_a_writer_commits(tmp_path: Path) -> N
         assert result.returncode == 0, result.stderr
         assert reader.con.execute("SELECT count(*) FROM requests").fetchall() == [(1,)]
     assert read_all(spec, "SELECT count(*) FROM requests") == [(2,)]
-
-
-def _config(root: Path) -> Path:
-    path = root / "aigw.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [warehouse]
-            kind = "iceberg"
-            location = "{root / "lake"}"
-            catalog = {{ type = "sql", uri = "sqlite:///{root}/catalog.db" }}
-            state = "sqlite:///{root}/state.db"
-            """
-        )
-    )
-    return path
 
 
 @pytest.mark.usefixtures("aws_env")

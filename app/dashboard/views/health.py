@@ -39,7 +39,7 @@ columns[4].metric("Rejected records", f"{health.rejects_total:,}")
 newest = health.newest_ts
 st.caption(
     f"Newest request {newest:%Y-%m-%d %H:%M:%S} UTC · last load "
-    f"{health.newest_ingested_at:%Y-%m-%d %H:%M:%S} UTC · warehouse {ctx.settings.db_path}"
+    f"{health.newest_ingested_at:%Y-%m-%d %H:%M:%S} UTC · warehouse {ctx.settings.warehouse_name}"
     if newest and health.newest_ingested_at
     else "No requests yet."
 )
