@@ -21,6 +21,7 @@ from typing import Final
 from core.lake import (
     DEFAULT_DB_PATH,
     EngineSpec,
+    LakeSpec,
     WarehouseTarget,
     engine_spec_from,
     warehouse_target_from,
@@ -77,13 +78,21 @@ def load_settings(
         return base
     document = read_toml(path)
     check_keys(path, document, _SECTIONS)
+    engine = engine_spec_from(path, table(path, document, "engine"))
     return dataclasses.replace(
         base,
         models=models_settings_from(path, table(path, document, "models")),
         ingest=ingest_options_from(path, table(path, document, "ingest")),
-        warehouse=warehouse_target_from(path, table(path, document, "warehouse")),
-        engine=engine_spec_from(path, table(path, document, "engine")),
+        warehouse=_with_engine(
+            warehouse_target_from(path, table(path, document, "warehouse")), engine
+        ),
+        engine=engine,
     )
+
+
+def _with_engine(target: WarehouseTarget, engine: EngineSpec) -> WarehouseTarget:
+    """An Iceberg warehouse with the engine that runs its ingest and rollups."""
+    return dataclasses.replace(target, engine=engine) if isinstance(target, LakeSpec) else target
 
 
 def resolve_warehouse(db: Path, config: Path | None, environ: Mapping[str, str]) -> WarehouseTarget:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,7 +43,7 @@ class IngestSettings:
     private_key_pem: bytes | None = None  # or the PEM itself (from an environment variable)
     quality: str = "fail"
     sql_engine: bool = False
-    engine: EngineSpec = field(default_factory=EngineSpec)  # Iceberg: local or Ray workers
+    engine: EngineSpec | None = None  # Iceberg: local or Ray workers (None: the warehouse's)
 
     def __repr__(self) -> str:  # the PEM is a secret: never print it
         return (

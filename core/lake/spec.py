@@ -35,6 +35,21 @@ _ENGINE_KEYS: Final = ("kind", "address", "num_cpus", "batch_objects")
 
 
 @dataclass(frozen=True, slots=True)
+class EngineSpec:
+    """Where the per-object engine runs: ``local`` (this process) or ``ray``.
+
+    ``address``: ``local`` starts Ray on this machine for the run, ``auto`` joins the
+    cluster this machine belongs to, ``ray://host:10001`` a remote one. ``batch_objects``
+    is how many objects one Iceberg commit carries at most.
+    """
+
+    kind: str = "local"
+    address: str = "local"
+    num_cpus: int | None = None
+    batch_objects: int = 64
+
+
+@dataclass(frozen=True, slots=True)
 class LakeSpec:
     """An Iceberg warehouse: its catalog, its data location, its state database.
 
@@ -49,6 +64,7 @@ class LakeSpec:
     catalog: Mapping[str, str] = field(default_factory=dict)
     namespace: str = "aigw"
     s3: Mapping[str, str] = field(default_factory=dict)
+    engine: EngineSpec = field(default_factory=EngineSpec)  # where ingest and rollups run
 
     def describe(self) -> str:
         """How messages name this warehouse (no secrets: URLs lose their password)."""
@@ -57,21 +73,6 @@ class LakeSpec:
 
 WarehouseTarget = Path | LakeSpec
 """What a command opens: the DuckDB file's path, or an Iceberg warehouse."""
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSpec:
-    """Where the per-object engine runs: ``local`` (this process) or ``ray``.
-
-    ``address``: ``local`` starts Ray on this machine for the run, ``auto`` joins the
-    cluster this machine belongs to, ``ray://host:10001`` a remote one. ``batch_objects``
-    is how many objects one Iceberg commit carries at most.
-    """
-
-    kind: str = "local"
-    address: str = "local"
-    num_cpus: int | None = None
-    batch_objects: int = 64
 
 
 def warehouse_target_from(path: Path, section: Mapping[str, Any]) -> WarehouseTarget:
