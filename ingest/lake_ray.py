@@ -5,10 +5,14 @@ read objects and return Arrow tables, which Ray moves without copying through it
 store. ``[engine] address``: ``local`` starts Ray on this machine for the run (stopped at
 the end), anything else joins that cluster (``auto``, ``ray://host:10001``). A Ray
 already started in this process (a test, a notebook) is used as it is.
+
+Workers import aigw as the driver's machine lays it out: Ray puts the driver's working
+directory first on their ``sys.path``, then the installed packages.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,11 +24,17 @@ __all__ = ["RayRunner"]
 
 
 class RayRunner:
-    """Runs ``load_object`` as Ray tasks, one per object, up to the cluster's CPUs at once."""
+    """Runs ``load_object`` as Ray tasks, one per object, up to the cluster's CPUs at once.
+
+    ``nodes`` counts, per Ray node id, the objects whose load the driver got from that
+    node (a task retried elsewhere counts where it last ran). Not thread-safe: one run
+    at a time.
+    """
 
     def __init__(self, engine: EngineSpec, source_uri: str) -> None:
         self._ray: Any = require("ray", extra="lake", feature='[engine] kind = "ray"')
         self.source_uri = source_uri
+        self.nodes: Counter[str] = Counter()
         self._owned = False
         if not self._ray.is_initialized():
             if engine.address == "local":
@@ -37,13 +47,23 @@ class RayRunner:
             else:
                 self._ray.init(address=engine.address, log_to_driver=False)
             self._owned = True
-        self._task = self._ray.remote(num_cpus=1, max_retries=3)(load_object)
+        self._task = self._ray.remote(num_cpus=1, max_retries=3)(_load_on_node)
 
     def map(self, objects: Sequence[StoredObject], **options: object) -> list[ObjectLoad]:
-        """Each object's load, in order; a worker that dies is retried on another."""
+        """Each object's load, in order; a worker or node that dies is retried elsewhere."""
         refs = [self._task.remote(self.source_uri, obj, **options) for obj in objects]
-        return list(self._ray.get(refs))
+        loads = []
+        for node, load in self._ray.get(refs):
+            self.nodes[node] += 1
+            loads.append(load)
+        return loads
 
     def close(self) -> None:
         if self._owned:
             self._ray.shutdown()
+
+
+def _load_on_node(source_uri: str, obj: StoredObject, **options: Any) -> tuple[str, ObjectLoad]:
+    """What a task runs: ``load_object``, and the id of the node it ran on."""
+    ray: Any = require("ray", extra="lake", feature='[engine] kind = "ray"')
+    return ray.get_runtime_context().get_node_id(), load_object(source_uri, obj, **options)
