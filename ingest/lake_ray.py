@@ -6,6 +6,10 @@ store. ``[engine] address``: ``local`` starts Ray on this machine for the run (s
 the end), anything else joins that cluster (``auto``, ``ray://host:10001``). A Ray
 already started in this process (a test, a notebook) is used as it is.
 
+A task whose worker or node dies runs again elsewhere (three retries); a load lost
+through them all fails the run with ``EngineError``, the objects already committed kept
+and the others left for the next run.
+
 Workers import aigw as the driver's machine lays it out: Ray puts the driver's working
 directory first on their ``sys.path``, then the installed packages.
 """
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.lake import EngineSpec, require
+from ingest.errors import EngineError
 from ingest.lake_object import ObjectLoad, load_object
 from ingest.sources import StoredObject
 
@@ -50,10 +55,25 @@ class RayRunner:
         self._task = self._ray.remote(num_cpus=1, max_retries=3)(_load_on_node)
 
     def map(self, objects: Sequence[StoredObject], **options: object) -> list[ObjectLoad]:
-        """Each object's load, in order; a worker or node that dies is retried elsewhere."""
+        """Each object's load, in order; a worker or node that dies is retried elsewhere.
+
+        Raises ``EngineError`` when a load is lost through its three retries; an error
+        ``load_object`` raises comes as the local engine raises it (Ray's copy is also
+        an instance of its type)."""
+        exceptions = self._ray.exceptions
         refs = [self._task.remote(self.source_uri, obj, **options) for obj in objects]
+        try:
+            results = self._ray.get(refs)
+        except exceptions.RayTaskError:
+            raise
+        except exceptions.RayError as err:
+            raise EngineError(
+                f"Ray lost an object's load through its retries ({type(err).__name__}); "
+                "nothing of it is stored, run again",
+                detail=str(err),
+            ) from err
         loads = []
-        for node, load in self._ray.get(refs):
+        for node, load in results:
             self.nodes[node] += 1
             loads.append(load)
         return loads

@@ -9,6 +9,8 @@ is shut down before the second starts.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -23,6 +25,7 @@ import ingest
 from core.lake import EngineSpec, LakeSpec
 from core.lake.lake import Lake
 from ingest import IngestSummary
+from ingest.errors import EngineError
 from ingest.lake import LocalRunner, ObjectRunner, ingest_lake
 from ingest.lake_object import ObjectLoad
 from ingest.lake_ray import RayRunner
@@ -53,6 +56,62 @@ def _counts(summary: IngestSummary) -> tuple[int, ...]:
         summary.duplicates,
         summary.rejected,
     )
+
+
+def _slow_objects(root: Path, objects: int, records: int) -> None:
+    """``objects`` objects of ``records`` distinct records each (10 000 take a warm worker
+    about 0.7 s to load)."""
+    base = 1_776_470_400_000_000_000  # 2026-04-18T00:00:00Z
+    for index in range(objects):
+        write_ndjson(
+            root / "20260418" / f"part-{index:02}.log.gz",
+            [
+                logpush_record(Metadata={"team": "search", "n": n}, Timestamp=base + n * 1000)
+                for n in range(index * records, (index + 1) * records)
+            ],
+        )
+
+
+class _KillLoads:
+    """Kills, until stopped, every worker of this driver's Ray node that runs an object's
+    load (its process title is ``ray::_load_on_node``); ``killed`` holds their pids."""
+
+    def __init__(self) -> None:
+        self.raylet = ray._private.worker.global_worker.node.all_processes["raylet"][0].process.pid
+        self.killed: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _KillLoads:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            for pid in set(self._loading_workers()) - self.killed:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                self.killed.add(pid)
+
+    def _loading_workers(self) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                title = (entry / "cmdline").read_bytes()
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == self.raylet and title.startswith(b"ray::_load_on_node"):
+                found.append(int(entry.name))
+        return found
 
 
 @ray.remote
@@ -94,6 +153,27 @@ class TestRayStartedHere:
             == [("loaded", 8, 1111, 960, 150, 1), ("skipped", 1, 0, 0, 0, 0)]
         )
 
+    def test_a_load_lost_through_every_retry_fails_the_run_cleanly(self, tmp_path: Path) -> None:
+        """Workers killed four times (a task and its three retries): an ``EngineError``,
+        nothing stored, the claim released (else this live process would hold it and the
+        rerun skip it); the rerun loads everything once."""
+        logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+        _slow_objects(logs, objects=1, records=10_000)
+        with _KillLoads() as killer, pytest.raises(EngineError) as failed:
+            _ingest(logs, spec, RayRunner(EngineSpec(kind="ray"), str(logs)), batch=1)
+        assert len(killer.killed) == 4
+        assert "\n" not in str(failed.value)
+        assert read_all(spec, "SELECT status, count(*) FROM ingest_files GROUP BY ALL") == [
+            ("pending", 1)
+        ]
+
+        rerun = _ingest(logs, spec, RayRunner(EngineSpec(kind="ray"), str(logs)), batch=1)
+        assert _counts(rerun) == (1, 0, 0, 0, 10_000, 0, 0)
+        assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [
+            (10_000, 10_000)
+        ]
+        assert read_all(spec, MANIFEST) == [("loaded", 1, 10_000, 10_000, 0, 0)]
+
 
 class _RemoveNodeDuringMap:
     """The Ray runner, with ``node`` removed from ``cluster`` 0.1 s into its
@@ -125,20 +205,6 @@ class _RemoveNodeDuringMap:
 
     def close(self) -> None:
         self.runner.close()
-
-
-def _slow_objects(root: Path, objects: int, records: int) -> None:
-    """``objects`` objects of ``records`` distinct records each (10 000 take a warm worker
-    about 0.7 s to load)."""
-    base = 1_776_470_400_000_000_000  # 2026-04-18T00:00:00Z
-    for index in range(objects):
-        write_ndjson(
-            root / "20260418" / f"part-{index:02}.log.gz",
-            [
-                logpush_record(Metadata={"team": "search", "n": n}, Timestamp=base + n * 1000)
-                for n in range(index * records, (index + 1) * records)
-            ],
-        )
 
 
 @pytest.fixture(scope="class")
