@@ -13,6 +13,7 @@ re-export their branch from their own ``errors.py`` and may extend it only there
     │   └── SourceNotFound          missing bucket, unreadable folder
     ├── ObjectReadError             one object could not be read (corrupt gzip);
     │                               its run goes on, the object is marked failed
+    ├── EngineError                 Ray lost an object's load through its retries (transient)
     ├── InvalidRecord               one log line that cannot be loaded (str: the reject reason)
     ├── DecryptError                an encrypted field could not be opened (str: the reason)
     ├── QualityGateError            the data-quality gate could not run (not a failed
@@ -51,6 +52,7 @@ __all__ = [
     "ConfigError",
     "DecryptError",
     "DeliveryError",
+    "EngineError",
     "GatewayConfigError",
     "InvalidRecord",
     "InvalidSimRequest",
@@ -122,6 +124,13 @@ class ObjectReadError(AigwError):
     def __init__(self, message: str, *, key: str, detail: str | None = None) -> None:
         super().__init__(message, detail=detail)
         self.key = key
+
+
+class EngineError(AigwError):
+    """The per-object engine's cluster (Ray) could not run an object's load, its retries
+    included (workers or nodes lost): nothing of that object is stored, a rerun loads it."""
+
+    transient = True
 
 
 class InvalidRecord(AigwError):

@@ -5,14 +5,23 @@ read objects and return Arrow tables, which Ray moves without copying through it
 store. ``[engine] address``: ``local`` starts Ray on this machine for the run (stopped at
 the end), anything else joins that cluster (``auto``, ``ray://host:10001``). A Ray
 already started in this process (a test, a notebook) is used as it is.
+
+A task whose worker or node dies runs again elsewhere (three retries); a load lost
+through them all fails the run with ``EngineError``, the objects already committed kept
+and the others left for the next run.
+
+Workers import aigw as the driver's machine lays it out: Ray puts the driver's working
+directory first on their ``sys.path``, then the installed packages.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from core.lake import EngineSpec, require
+from ingest.errors import EngineError
 from ingest.lake_object import ObjectLoad, load_object
 from ingest.sources import StoredObject
 
@@ -20,11 +29,17 @@ __all__ = ["RayRunner"]
 
 
 class RayRunner:
-    """Runs ``load_object`` as Ray tasks, one per object, up to the cluster's CPUs at once."""
+    """Runs ``load_object`` as Ray tasks, one per object, up to the cluster's CPUs at once.
+
+    ``nodes`` counts, per Ray node id, the objects whose load the driver got from that
+    node (a task retried elsewhere counts where it last ran). Not thread-safe: one run
+    at a time.
+    """
 
     def __init__(self, engine: EngineSpec, source_uri: str) -> None:
         self._ray: Any = require("ray", extra="lake", feature='[engine] kind = "ray"')
         self.source_uri = source_uri
+        self.nodes: Counter[str] = Counter()
         self._owned = False
         if not self._ray.is_initialized():
             if engine.address == "local":
@@ -37,13 +52,38 @@ class RayRunner:
             else:
                 self._ray.init(address=engine.address, log_to_driver=False)
             self._owned = True
-        self._task = self._ray.remote(num_cpus=1, max_retries=3)(load_object)
+        self._task = self._ray.remote(num_cpus=1, max_retries=3)(_load_on_node)
 
     def map(self, objects: Sequence[StoredObject], **options: object) -> list[ObjectLoad]:
-        """Each object's load, in order; a worker that dies is retried on another."""
+        """Each object's load, in order; a worker or node that dies is retried elsewhere.
+
+        Raises ``EngineError`` when a load is lost through its three retries; an error
+        ``load_object`` raises comes as the local engine raises it (Ray's copy is also
+        an instance of its type)."""
+        exceptions = self._ray.exceptions
         refs = [self._task.remote(self.source_uri, obj, **options) for obj in objects]
-        return list(self._ray.get(refs))
+        try:
+            results = self._ray.get(refs)
+        except exceptions.RayTaskError:
+            raise
+        except exceptions.RayError as err:
+            raise EngineError(
+                f"Ray lost an object's load through its retries ({type(err).__name__}); "
+                "nothing of it is stored, run again",
+                detail=str(err),
+            ) from err
+        loads = []
+        for node, load in results:
+            self.nodes[node] += 1
+            loads.append(load)
+        return loads
 
     def close(self) -> None:
         if self._owned:
             self._ray.shutdown()
+
+
+def _load_on_node(source_uri: str, obj: StoredObject, **options: Any) -> tuple[str, ObjectLoad]:
+    """What a task runs: ``load_object``, and the id of the node it ran on."""
+    ray: Any = require("ray", extra="lake", feature='[engine] kind = "ray"')
+    return ray.get_runtime_context().get_node_id(), load_object(source_uri, obj, **options)

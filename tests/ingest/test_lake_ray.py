@@ -1,0 +1,275 @@
+"""Ingest into an Iceberg warehouse with the per-object engine on Ray: Ray started here
+(``ray.init``), then a two-node cluster on this machine (``ray.cluster_utils.Cluster``):
+the same rows, rejects and counts as the local engine, objects spread over both nodes, and
+a worker node removed in the middle of a run with nothing lost and nothing doubled.
+
+The two Rays cannot share a process, so each lives in a class-scoped fixture: the first
+is shut down before the second starts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+import ingest
+from core.lake import EngineSpec, LakeSpec
+from core.lake.lake import Lake
+from ingest import IngestSummary
+from ingest.errors import EngineError
+from ingest.lake import LocalRunner, ObjectRunner, ingest_lake
+from ingest.lake_object import ObjectLoad
+from ingest.lake_ray import RayRunner
+from ingest.sources import StoredObject, open_source
+from tests.conftest import REPO, logpush_record, write_ndjson
+from tests.ingest.test_lake import MANIFEST
+from tests.lake_fixtures import ROW_QUERY, lake_spec, read_all
+
+SAMPLES = REPO / "sample_data" / "logs"
+REJECTS = "SELECT source_file, line_number, raw_line, raw_truncated, reason FROM rejects"
+RAY_OPTIONS: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+
+
+def _ingest(source: Path, spec: LakeSpec, runner: ObjectRunner, batch: int) -> IngestSummary:
+    with Lake(spec) as lake:
+        return ingest_lake(
+            open_source(str(source)), lake, engine=EngineSpec(batch_objects=batch), runner=runner
+        )
+
+
+def _counts(summary: IngestSummary) -> tuple[int, ...]:
+    return (
+        summary.loaded,
+        summary.skipped,
+        summary.failed,
+        summary.unchanged,
+        summary.rows_loaded,
+        summary.duplicates,
+        summary.rejected,
+    )
+
+
+def _slow_objects(root: Path, objects: int, records: int) -> None:
+    """``objects`` objects of ``records`` distinct records each (10 000 take a warm worker
+    about 0.7 s to load)."""
+    base = 1_776_470_400_000_000_000  # 2026-04-18T00:00:00Z
+    for index in range(objects):
+        write_ndjson(
+            root / "20260418" / f"part-{index:02}.log.gz",
+            [
+                logpush_record(Metadata={"team": "search", "n": n}, Timestamp=base + n * 1000)
+                for n in range(index * records, (index + 1) * records)
+            ],
+        )
+
+
+class _KillLoads:
+    """Kills, until stopped, every worker of this driver's Ray node that runs an object's
+    load (its process title is ``ray::_load_on_node``); ``killed`` holds their pids."""
+
+    def __init__(self) -> None:
+        self.raylet = ray._private.worker.global_worker.node.all_processes["raylet"][0].process.pid
+        self.killed: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _KillLoads:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            for pid in set(self._loading_workers()) - self.killed:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                self.killed.add(pid)
+
+    def _loading_workers(self) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                title = (entry / "cmdline").read_bytes()
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == self.raylet and title.startswith(b"ray::_load_on_node"):
+                found.append(int(entry.name))
+        return found
+
+
+@ray.remote
+def _ingest_module_file() -> str:
+    return str(ingest.__file__)
+
+
+@pytest.fixture(scope="class")
+def local_ray() -> Iterator[None]:
+    """Ray on this machine with two CPUs, for the tests of one class."""
+    ray.init(num_cpus=2, include_dashboard=False, **RAY_OPTIONS)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.usefixtures("local_ray")
+class TestRayStartedHere:
+    def test_workers_import_the_same_aigw_as_the_driver(self) -> None:
+        """A worker runs this checkout's code, not another install of aigw."""
+        assert ray.get(_ingest_module_file.remote()) == ingest.__file__
+
+    def test_same_rows_rejects_and_counts_as_the_local_engine(self, tmp_path: Path) -> None:
+        on_ray, local = lake_spec(tmp_path / "ray"), lake_spec(tmp_path / "local")
+        runner = RayRunner(EngineSpec(kind="ray"), str(SAMPLES))
+        summary = _ingest(SAMPLES, on_ray, runner, batch=3)
+        expected = _ingest(SAMPLES, local, LocalRunner(str(SAMPLES)), batch=3)
+
+        assert _counts(summary) == _counts(expected) == (8, 1, 0, 0, 960, 150, 1)
+        assert sum(runner.nodes.values()) == 9  # every object, the skipped one too
+        assert ray.is_initialized()  # a Ray the runner did not start is left running
+        assert read_all(on_ray, ROW_QUERY) == read_all(local, ROW_QUERY)
+        assert read_all(on_ray, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [
+            (960, 960)
+        ]
+        assert read_all(on_ray, REJECTS) == read_all(local, REJECTS)
+        assert (
+            read_all(on_ray, MANIFEST)
+            == read_all(local, MANIFEST)
+            == [("loaded", 8, 1111, 960, 150, 1), ("skipped", 1, 0, 0, 0, 0)]
+        )
+
+    def test_a_load_lost_through_every_retry_fails_the_run_cleanly(self, tmp_path: Path) -> None:
+        """Workers killed four times (a task and its three retries): an ``EngineError``,
+        nothing stored, the claim released (else this live process would hold it and the
+        rerun skip it); the rerun loads everything once."""
+        logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+        _slow_objects(logs, objects=1, records=10_000)
+        with _KillLoads() as killer, pytest.raises(EngineError) as failed:
+            _ingest(logs, spec, RayRunner(EngineSpec(kind="ray"), str(logs)), batch=1)
+        assert len(killer.killed) == 4
+        assert "\n" not in str(failed.value)
+        assert read_all(spec, "SELECT status, count(*) FROM ingest_files GROUP BY ALL") == [
+            ("pending", 1)
+        ]
+
+        rerun = _ingest(logs, spec, RayRunner(EngineSpec(kind="ray"), str(logs)), batch=1)
+        assert _counts(rerun) == (1, 0, 0, 0, 10_000, 0, 0)
+        assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [
+            (10_000, 10_000)
+        ]
+        assert read_all(spec, MANIFEST) == [("loaded", 1, 10_000, 10_000, 0, 0)]
+
+
+class _RemoveNodeDuringMap:
+    """The Ray runner, with ``node`` removed from ``cluster`` 0.1 s into its
+    ``at``-th ``map``; ``per_map`` is each map's objects by node id."""
+
+    def __init__(self, runner: RayRunner, cluster: Cluster, node: Any, *, at: int) -> None:
+        self.runner, self.cluster, self.node, self.at = runner, cluster, node, at
+        self.calls = 0
+        self.per_map: list[Counter[str]] = []
+        self.removal_began_in_map = False
+        self._began = threading.Event()
+
+    def _remove(self) -> None:
+        self._began.set()
+        self.cluster.remove_node(self.node, allow_graceful=False)
+
+    def map(self, objects: Sequence[StoredObject], **options: object) -> list[ObjectLoad]:
+        self.calls += 1
+        timer = threading.Timer(0.1, self._remove) if self.calls == self.at else None
+        before = self.runner.nodes.copy()
+        if timer is not None:
+            timer.start()
+        loads = self.runner.map(objects, **options)
+        if timer is not None:
+            self.removal_began_in_map = self._began.is_set()
+            timer.join()
+        self.per_map.append(self.runner.nodes - before)
+        return loads
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+@pytest.fixture(scope="class")
+def cluster() -> Iterator[tuple[Cluster, Any]]:
+    """A head and a worker node with one CPU each, for the tests of one class, and the
+    worker node."""
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": False,
+            # a removed node is known dead in about a second, not 30
+            "_system_config": {
+                "health_check_initial_delay_ms": 0,
+                "health_check_period_ms": 300,
+                "health_check_failure_threshold": 3,
+            },
+        },
+    )
+    worker = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, **RAY_OPTIONS)
+    yield cluster, worker
+    ray.shutdown()
+    cluster.shutdown()
+
+
+class TestTwoNodes:
+    """Head and worker node with one CPU each; the last test removes the worker."""
+
+    def test_objects_run_on_both_nodes(self, cluster: tuple[Cluster, Any], tmp_path: Path) -> None:
+        head, worker = cluster[0].head_node.node_id, cluster[1].node_id
+        runner = RayRunner(EngineSpec(kind="ray"), str(SAMPLES))
+        summary = _ingest(SAMPLES, lake_spec(tmp_path), runner, batch=9)
+
+        assert _counts(summary) == (8, 1, 0, 0, 960, 150, 1)
+        assert set(runner.nodes) == {head, worker}
+        assert sum(runner.nodes.values()) == 9
+
+    def test_a_worker_node_removed_mid_run_loses_and_doubles_nothing(
+        self, cluster: tuple[Cluster, Any], tmp_path: Path
+    ) -> None:
+        head, worker = cluster[0].head_node.node_id, cluster[1].node_id
+        logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+        _slow_objects(logs, objects=6, records=10_000)
+        # chunks of two objects, one per node; the worker goes 0.1 s into the second (a load takes
+        # over half a second)
+        faulty = _RemoveNodeDuringMap(
+            RayRunner(EngineSpec(kind="ray"), str(logs)), cluster[0], cluster[1], at=2
+        )
+        summary = _ingest(logs, spec, faulty, batch=2)
+
+        assert faulty.removal_began_in_map
+        assert worker not in {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        assert faulty.per_map[0] == Counter({head: 1, worker: 1})
+        assert faulty.per_map[1] == Counter({head: 2})  # the worker's object, run again
+        assert faulty.per_map[2] == Counter({head: 2})
+        assert _counts(summary) == (6, 0, 0, 0, 60_000, 0, 0)
+
+        rerun = _ingest(logs, spec, RayRunner(EngineSpec(kind="ray"), str(logs)), batch=2)
+        assert _counts(rerun) == (0, 0, 0, 6, 0, 0, 0)
+        assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [
+            (60_000, 60_000)
+        ]
+        assert read_all(spec, MANIFEST) == [("loaded", 6, 60_000, 60_000, 0, 0)]
+        assert read_all(
+            spec, "SELECT source_file, count(*) FROM requests GROUP BY ALL ORDER BY 1"
+        ) == [(str(logs / "20260418" / f"part-{i:02}.log.gz"), 10_000) for i in range(6)]
