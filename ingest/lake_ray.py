@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any
 
 from core.lake import EngineSpec, require
@@ -37,21 +38,12 @@ class RayRunner:
     """
 
     def __init__(self, engine: EngineSpec, source_uri: str) -> None:
-        self._ray: Any = require("ray", extra="lake", feature='[engine] kind = "ray"')
+        from core.lake.ray_session import ray_session  # noqa: PLC0415 - the lake extra
+
         self.source_uri = source_uri
         self.nodes: Counter[str] = Counter()
-        self._owned = False
-        if not self._ray.is_initialized():
-            if engine.address == "local":
-                self._ray.init(
-                    num_cpus=engine.num_cpus,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
-            else:
-                self._ray.init(address=engine.address, log_to_driver=False)
-            self._owned = True
+        self._session = ExitStack()
+        self._ray: Any = self._session.enter_context(ray_session(engine))
         self._task = self._ray.remote(num_cpus=1, max_retries=3)(_load_on_node)
 
     def map(self, objects: Sequence[StoredObject], **options: object) -> list[ObjectLoad]:
@@ -79,8 +71,7 @@ class RayRunner:
         return loads
 
     def close(self) -> None:
-        if self._owned:
-            self._ray.shutdown()
+        self._session.close()
 
 
 def _load_on_node(source_uri: str, obj: StoredObject, **options: Any) -> tuple[str, ObjectLoad]:

@@ -27,6 +27,8 @@ PUBLIC = {
         # re-exported by core.lake
         "core.lake.filters",
         "core.lake.lake",
+        "core.lake.ledger",
+        "core.lake.ray_session",
         "core.lake.state",
         "core.lake.tables",
         "core.lake.writes",
