@@ -66,12 +66,12 @@ def attach_snapshot(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         table = lake.table(name)
         if table is None:
             continue
-        source = f"_lake_{name}"
-        con.register(source, _snapshot_data(table, fs, prefix))
         casts = ", ".join(f"{c}::JSON AS {c}" for c in _JSON_COLUMNS.get(name, ()))
-        replace = f" REPLACE ({casts})" if casts else ""
+        relation = con.from_arrow(_snapshot_data(table, fs, prefix))
+        if casts:
+            relation = relation.project(f"* REPLACE ({casts})")
         con.execute(f"DROP {_kind(con, name)} IF EXISTS {name}")
-        con.execute(f"CREATE VIEW {name} AS SELECT *{replace} FROM {source}")  # noqa: S608
+        relation.create_view(name, replace=True)  # the view keeps the data alive
     for name in STATE_TABLES:
         rows = lake.state.rows(name)
         con.execute(f"DELETE FROM {name}")  # noqa: S608 - constant names
