@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ingest import IngestSettings, IngestSummary, run_ingest
 from ingest.lake import ingest_lake
 from ingest.sources import open_source
 from models import ModelsSettings
-from tests.conftest import REPO, logpush_record, write_ndjson
+from tests.conftest import REPO, logpush_record, run_aigw, write_ndjson
 from tests.ingest.conftest import Bucket
 from tests.lake_fixtures import ROW_QUERY, lake_config, lake_spec, read_all
 
@@ -223,3 +224,44 @@ def test_parity_on_other_timestamp_formats_a_truncated_object_and_cost_by_model(
         reports.append([tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in rows])
     assert reports[0] == reports[1]
     assert sum(row[2] for row in reports[0]) == 200  # requests
+
+
+def test_aigw_sql_and_a_report_succeed_while_an_ingest_is_committing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second chunk's commit is held open; meanwhile `aigw sql` (another process) and
+    a dashboard's report read the first chunk's rows, without waiting or failing."""
+    spec = lake_spec(tmp_path)
+    config = lake_config(tmp_path)
+    inside, release = threading.Event(), threading.Event()
+    commits = {"requests": 0}
+    original = Lake.commit
+
+    def held_commit(self: Lake, name: str, change: Any) -> Any:
+        if name == "requests":
+            commits["requests"] += 1
+            if commits["requests"] == 2:
+                inside.set()
+                assert release.wait(120)
+        return original(self, name, change)
+
+    monkeypatch.setattr(Lake, "commit", held_commit)
+    settings = IngestSettings(
+        source=str(SAMPLES), db_path=spec, quality="off", engine=EngineSpec(batch_objects=4)
+    )
+    loader = threading.Thread(target=run_ingest, args=(settings,))
+    loader.start()
+    try:
+        assert inside.wait(120)
+        sql = run_aigw(
+            "sql", "--config", str(config), "SELECT count(*) AS n FROM requests", "--format", "csv"
+        )
+        assert sql.returncode == 0, sql.stderr
+        first_chunk = int(sql.stdout.splitlines()[1])
+        assert 0 < first_chunk < 960
+        report = cost_report(spec, ModelsSettings(), by=[])
+        assert (report.table.is_empty(), report.stale) == (True, True)  # rollups come after
+    finally:
+        release.set()
+        loader.join(120)
+    assert read_all(spec, "SELECT count(*) FROM requests") == [(960,)]
