@@ -10,7 +10,7 @@ import itertools
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,14 +19,15 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 
-from core.lake import LakeSpec
+from core.lake import EngineSpec, LakeSpec
 from core.lake.lake import Lake
-from core.lake.state import StateDB, owner_id
+from core.lake.state import FileEntry, StateDB, owner_id
 from core.warehouse import open_warehouse
 from ingest import IngestSettings, run_ingest
+from ingest.lake import LocalRunner, ingest_lake
 from ingest.lake_commit import commit_objects, committed_objects
 from ingest.lake_object import ObjectLoad, load_object
-from ingest.sources import open_source
+from ingest.sources import StoredObject, open_source
 from tests.conftest import REPO, logpush_record, write_ndjson
 from tests.ingest.lake_workers import claim_keys, entry, ingest_once, run_together
 from tests.postgres_server import create_database, run_postgres_server
@@ -180,6 +181,54 @@ def test_a_table_two_drivers_create_at_once_is_the_winners_stored_table(
         for each in (table, created[0]):
             each.refresh()  # the stored table, not a staged one (which cannot be refreshed)
     assert table.metadata.table_uuid == created[0].metadata.table_uuid
+
+
+class _RivalDiesAfterCommitting(LocalRunner):
+    """This driver's engine, in process; during its first ``map`` another driver claims
+    ``victim``, commits it to Iceberg and dies before recording it in the manifest."""
+
+    def __init__(self, source_uri: str, spec: LakeSpec, victim: StoredObject) -> None:
+        super().__init__(source_uri)
+        self._spec = spec
+        self._victim: StoredObject | None = victim
+
+    def map(self, objects: Sequence[StoredObject], **options: Any) -> list[ObjectLoad]:
+        if self._victim is not None:
+            victim, self._victim = self._victim, None
+            listed = FileEntry(victim.key, self.source_uri, victim.size, victim.etag, None, "")
+            with Lake(self._spec) as rival:
+                dead = _dead_owner()
+                assert rival.state.claim([listed], dead, now=datetime.now(tz=UTC)) == [victim.key]
+                load = load_object(self.source_uri, victim, started=datetime.now(tz=UTC))
+                commit_objects(rival, [load], started=datetime.now(tz=UTC), reloaded=False)
+        return super().map(objects, **options)
+
+
+def test_an_object_a_dead_driver_committed_during_this_run_is_recorded_not_reloaded(
+    server: str, tmp_path: Path
+) -> None:
+    spec = _pg_lake(server, tmp_path)
+    logs = tmp_path / "logs"
+    records = [logpush_record(Timestamp=1_776_470_400_000_000_000 + i) for i in range(7)]
+    write_ndjson(logs / "20260418" / "a.log.gz", records[:3])
+    write_ndjson(logs / "20260418" / "b.log.gz", records[3:])
+    source = open_source(str(logs))
+    victim = next(obj for obj in source.list_objects() if obj.key.endswith("b.log.gz"))
+    runner = _RivalDiesAfterCommitting(source.uri, spec, victim)
+    with Lake(spec) as lake:
+        summary = ingest_lake(source, lake, engine=EngineSpec(batch_objects=1), runner=runner)
+    # b is counted as the dead driver loaded it: 4 rows, not 4 duplicates of its own rows
+    assert (summary.loaded, summary.rows_loaded, summary.duplicates) == (2, 7, 0)
+    with open_warehouse(spec, read_only=True) as warehouse:
+        con = warehouse.con
+        assert con.execute("SELECT count(*), count(DISTINCT log_id) FROM requests").fetchall() == [
+            (7, 7)
+        ]
+        manifest = con.execute(
+            "SELECT status, count(*), sum(rows_loaded), sum(rows_duplicate) "
+            "FROM ingest_files GROUP BY ALL"
+        )
+        assert manifest.fetchall() == [("loaded", 2, 7, 0)]
 
 
 def _two_objects(logs: Path) -> tuple[ObjectLoad, ObjectLoad]:
