@@ -1,8 +1,10 @@
 """The lakehouse with its state database and SQL catalog on PostgreSQL (a throwaway
-cluster: tests/postgres_server.py): claims are exclusive under real concurrency (``FOR
-UPDATE SKIP LOCKED``), an Iceberg append that lost a commit race is deduplicated again
-against the winner's rows, and two ingest drivers started together on one source load
-each object once: nothing doubled, nothing lost."""
+cluster: tests/postgres_server.py), several drivers at once: claims are exclusive under
+real concurrency (``FOR UPDATE SKIP LOCKED``), also when taking over a dead driver's
+claim; a table two drivers create at once is one table; an Iceberg append that lost a
+commit race is deduplicated again against the winner's rows; an object a dead driver
+committed is recorded, not reloaded; and two ingest drivers started together on one
+source load each object once: nothing doubled, nothing lost."""
 
 from __future__ import annotations
 
