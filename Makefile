@@ -57,7 +57,7 @@ demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> 
 
 test: system-deps lint typecheck pytest ## Lint, type-check and run the whole test suite
 
-system-deps: ## Install the Debian packages the tests need (redis-server, chromium) if missing
+system-deps: ## Install the Debian packages the tests need (redis-server, chromium, postgresql) if missing
 	@tools/system-deps.sh
 
 lint: $(BIN)/.installed-dev ## ruff lint and format check; import-linter's floor-plan contracts

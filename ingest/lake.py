@@ -97,7 +97,6 @@ def ingest_lake(
     if not fresh:
         summary.seconds = time.monotonic() - clock
         return summary
-    committed = committed_objects(lake)
     owner = owner_id()
     runner = runner or _runner(engine, source.uri)
     options: dict[str, object] = {
@@ -115,6 +114,9 @@ def ingest_lake(
             entries = {obj.key: _entry(source.uri, obj, "pending") for obj in chunk}
             mine = set(lake.state.claim(list(entries.values()), owner, now=datetime.now(tz=UTC)))
             held = [obj for obj in chunk if obj.key in mine]
+            # read after the claim: a driver that died since this run started may have
+            # committed an object it held, which this driver now holds
+            committed = committed_objects(lake) if held else {}
             repaired = [obj for obj in held if (obj.key, obj.etag) in committed]
             todo = [obj for obj in held if (obj.key, obj.etag) not in committed]
             loads = runner.map(todo, **options) if todo else []

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # System packages the test suite needs, from Debian: redis-server (the gateway's shared
-# cache and limits are tested against a real Redis) and chromium (the dashboard's
-# end-to-end test drives a real headless browser). Installs only what is missing.
+# cache and limits are tested against a real Redis), chromium (the dashboard's
+# end-to-end test drives a real headless browser) and postgresql (the lakehouse's state
+# database and catalog are tested on a throwaway cluster: initdb and postgres from
+# /usr/lib/postgresql/<version>/bin, run as the postgres user it creates when we are
+# root). Installs only what is missing.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v initdb >/dev/null 2>&1; then
+    need+=(postgresql)
+fi
 if ((${#need[@]} == 0)); then
     exit 0
 fi

@@ -21,6 +21,7 @@ from core.lake.tables import DAY_PARTITIONED, FACT_SCHEMAS, load_catalog
 __all__ = ["COMMIT_RETRIES", "Lake"]
 
 COMMIT_RETRIES: Final = 8
+_LIBRARY_RETRIES: Final = "commit.retry.num-retries"  # PyIceberg's own: see below
 T = TypeVar("T")
 
 
@@ -40,7 +41,11 @@ class Lake:
         self.close()
 
     def close(self) -> None:
+        """Close the state database and the SQL catalog's connections."""
         self.state.close()
+        engine = getattr(self.catalog, "engine", None)  # a SqlCatalog's; REST has none
+        if engine is not None:
+            engine.dispose()
 
     def table(self, name: str) -> Any | None:
         """The Iceberg table ``name`` of the namespace, or None when it does not exist."""
@@ -69,18 +74,27 @@ class Lake:
             if name in DAY_PARTITIONED:
                 with tx.update_spec() as spec:
                     spec.add_field("ts", transforms.DayTransform(), "ts_day")
-            return tx.commit_transaction()
-        except exceptions.TableAlreadyExistsError:
-            return self.catalog.load_table(identifier)  # another writer created it first
+            tx.commit_transaction()
+        except (exceptions.TableAlreadyExistsError, exceptions.CommitFailedException) as err:
+            # another writer created it first (a SQL catalog says so either way)
+            if self.table(name) is None:
+                raise self._error(f"cannot create table {name}", err) from err
         except Exception as err:
             raise self._error(f"cannot create table {name}", err) from err
+        # the table as stored, not the staged one the transaction returns: that one cannot
+        # be refreshed, so a later commit conflict would fail
+        return self.table(name)
 
     def commit(self, name: str, change: Callable[[Any], T]) -> T:
         """Apply ``change(table)`` (one Iceberg commit) to the current ``name``, retrying
-        on a commit conflict with the table reloaded, up to ``COMMIT_RETRIES`` times."""
+        on a commit conflict with the table reloaded, up to ``COMMIT_RETRIES`` times:
+        ``change`` runs again, so what it computed from the table (deduplication) is
+        computed again from the other writer's rows."""
         exceptions = require("pyiceberg.exceptions", extra="lake", feature="iceberg tables")
         for attempt in range(COMMIT_RETRIES):
-            table = self.fact(name) if name in FACT_SCHEMAS else self.table(name)
+            table = _without_library_retries(
+                self.fact(name) if name in FACT_SCHEMAS else self.table(name)
+            )
             try:
                 return change(table)
             except exceptions.CommitFailedException as err:
@@ -99,3 +113,14 @@ class Lake:
             path=self.spec.location,
             detail=str(err),
         )
+
+
+def _without_library_retries(table: Any) -> Any:
+    """``table`` whose commits do not retry inside PyIceberg: PyIceberg would re-apply
+    the same rows on top of the other writer's commit, so a row both wrote would be stored
+    twice. Only this copy of the metadata changes; the stored table's properties do not."""
+    if table is None:
+        return None
+    properties = {**table.metadata.properties, _LIBRARY_RETRIES: "0"}
+    table.metadata = table.metadata.model_copy(update={"properties": properties})
+    return table

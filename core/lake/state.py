@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from core.errors import WarehouseError
@@ -28,6 +29,7 @@ from core.errors import WarehouseError
 __all__ = ["LEASE", "STATE_TABLES", "FileEntry", "StateDB", "owner_id"]
 
 STATE_VERSION: Final = 1
+_SCHEMA_LOCK: Final = 0x616967770001  # PostgreSQL advisory lock key: "aigw" and 1
 LEASE: Final = timedelta(minutes=15)
 
 
@@ -169,8 +171,9 @@ class StateDB:
             if url.startswith("sqlite"):
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
                 sa.event.listen(self.engine, "begin", _sqlite_begin)
-            _META.create_all(self.engine)
             with self.engine.begin() as con:
+                _lock_schema(con)
+                _META.create_all(con)
                 if con.execute(sa.select(sa.func.count()).select_from(_VERSION)).scalar() == 0:
                     con.execute(_VERSION.insert().values(version=STATE_VERSION))
 
@@ -206,19 +209,22 @@ class StateDB:
                 .scalars()
                 .all()
             )
-            new = [e for e in entries if e.key not in known]
+            new = sorted((e for e in entries if e.key not in known), key=lambda e: e.key)
             if new:
-                con.execute(_FILES.insert(), [_pending(e, now) for e in new])
+                con.execute(_insert_new(con), [_pending(e, now) for e in new])
             held = con.execute(
                 sa.select(_FILES.c.object_key, _FILES.c.claimed_by)
                 .where(_FILES.c.object_key.in_(keys))
                 .where(_FILES.c.claimed_by.is_not(None))
             ).all()
-            dead = [key for key, holder in held if holder != owner and _abandoned(holder)]
+            dead = {key: h for key, h in held if h != owner and _abandoned(h)}
             if dead:
+                # only while the dead owner still holds it: a driver may have taken it over
+                # meanwhile (PostgreSQL re-checks the condition after waiting for its lock)
                 con.execute(
                     _FILES.update()
                     .where(_FILES.c.object_key.in_(dead))
+                    .where(_FILES.c.claimed_by.in_(set(dead.values())))
                     .values(claimed_by=None, claimed_at=None)
                 )
             free = (
@@ -304,6 +310,25 @@ class StateDB:
         columns = [table.c[c] for c in FILE_COLUMNS] if name == "ingest_files" else [table]
         with self.errors(), self.engine.connect() as con:
             return [tuple(row) for row in con.execute(sa.select(*columns)).all()]
+
+
+def _lock_schema(con: sa.Connection) -> None:
+    """On PostgreSQL, wait for any other driver creating the tables (its transaction):
+    two drivers opening a new database at once would both create them, and one fail.
+    SQLite's ``BEGIN IMMEDIATE`` already serialises them."""
+    if con.dialect.name == "postgresql":
+        con.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+
+
+def _insert_new(con: sa.Connection) -> sa.Insert:
+    """An insert of manifest rows that skips a key another driver listed meanwhile: on
+    PostgreSQL two claims of the same new objects run at once (the second waits for the
+    first to commit, then skips its rows); SQLite's write lock serialises them anyway."""
+    if con.dialect.name == "postgresql":
+        return postgresql.insert(_FILES).on_conflict_do_nothing(index_elements=["object_key"])
+    if con.dialect.name == "sqlite":
+        return sqlite.insert(_FILES).on_conflict_do_nothing(index_elements=["object_key"])
+    return _FILES.insert()
 
 
 def _pending(entry: FileEntry, now: datetime) -> dict[str, Any]:

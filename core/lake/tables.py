@@ -11,7 +11,8 @@ table to the Iceberg schema (``conform``) before appending.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 _TS: Final = pa.timestamp("us", tz="UTC")
+_CATALOG_LOCK: Final = 0x616967770002  # PostgreSQL advisory lock key: "aigw" and 2
 
 
 def _field(name: str, kind: pa.DataType, required: bool = False) -> pa.Field:
@@ -125,8 +127,9 @@ def load_catalog(spec: LakeSpec, environ: Mapping[str, str] | None = None) -> An
     props = catalog_properties(spec, os.environ if environ is None else environ)
     name = spec.catalog.get("name", "aigw")
     try:
-        catalog = catalog_module.load_catalog(name, **props)
-        catalog.create_namespace_if_not_exists(spec.namespace)
+        with _one_opener(props):
+            catalog = catalog_module.load_catalog(name, **props)
+            catalog.create_namespace_if_not_exists(spec.namespace)
     except Exception as err:  # the catalog's client raises many kinds (HTTP, SQL, OS)
         raise WarehouseError(
             f"{spec.describe()}: cannot open the catalog ({type(err).__name__}); check "
@@ -135,6 +138,25 @@ def load_catalog(spec: LakeSpec, environ: Mapping[str, str] | None = None) -> An
             detail=str(err),
         ) from err
     return catalog
+
+
+@contextmanager
+def _one_opener(props: Mapping[str, str]) -> Iterator[None]:
+    """For a SQL catalog on PostgreSQL, a transaction holding an advisory lock: one process
+    at a time opens the catalog. Opening a new one creates its tables and the namespace,
+    and two drivers (on several machines) doing it at once would collide."""
+    uri = props.get("uri", "")
+    if props.get("type") != "sql" or not uri.startswith("postgresql"):
+        yield
+        return
+    sa = require("sqlalchemy", extra="lake", feature="the iceberg warehouse")
+    engine = sa.create_engine(uri, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as con:
+            con.execute(sa.select(sa.func.pg_advisory_xact_lock(_CATALOG_LOCK)))
+            yield
+    finally:
+        engine.dispose()
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
