@@ -249,13 +249,17 @@ class StateDB:
         return mine
 
     def finish(self, entries: Sequence[FileEntry], owner: str, *, started: datetime) -> None:
-        """Record the outcomes of claimed objects and release them, in one transaction."""
+        """Record the outcomes of claimed objects and release them, in one transaction.
+        An object whose claim ``owner`` no longer holds (its lease ran out and another
+        driver took it) is left to that driver, which finds this run's commit in the
+        snapshot summaries."""
         now = datetime.now(tz=UTC)
         with self.errors(), self.engine.begin() as con:
             for entry in entries:
                 con.execute(
                     _FILES.update()
                     .where(_FILES.c.object_key == entry.key)
+                    .where(_FILES.c.claimed_by == owner)
                     .values(
                         source=entry.source,
                         size=entry.size,
