@@ -29,6 +29,7 @@ PUBLIC = {
         "core.lake.lake",
         "core.lake.state",
         "core.lake.tables",
+        "core.lake.maintain",
         "core.lake.writes",
     },
     # the gateway imports pricing alone, not the whole of models
