@@ -37,6 +37,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from core.errors import WarehouseError
+from core.lake.extra import require
 from core.lake.filters import in_ranges
 from core.lake.lake import Lake
 from core.lake.state import STATE_TABLES, FileEntry, owner_id
@@ -167,17 +168,24 @@ def expire_snapshots(
 
 
 def _rewrite_day(table: Any, day: datetime) -> None:
-    """One commit: the rows of ``day`` replace the day's data files (no row changes)."""
+    """One commit: the rows of ``day`` replace the day's data files (no row changes);
+    ``CommitFailedException`` when the table moved on since ``table`` was loaded."""
     predicate = in_ranges("ts", [(day, day + _DAY)])
     rows = table.scan(row_filter=predicate).to_arrow()
     rows = rows.sort_by([("ts", "ascending"), ("log_id", "ascending")])
-    with warnings.catch_warnings():  # a day emptied meanwhile has nothing to delete
-        warnings.filterwarnings("ignore", "Delete operation did not match any records")
-        table.overwrite(
-            rows,
-            overwrite_filter=predicate,
-            snapshot_properties={COMPACTED: day.date().isoformat()},
-        )
+    exceptions = require("pyiceberg.exceptions", extra="lake", feature="iceberg tables")
+    try:
+        with warnings.catch_warnings():  # a day emptied meanwhile has nothing to delete
+            warnings.filterwarnings("ignore", "Delete operation did not match any records")
+            table.overwrite(
+                rows,
+                overwrite_filter=predicate,
+                snapshot_properties={COMPACTED: day.date().isoformat()},
+            )
+    except exceptions.ValidationException as err:
+        # PyIceberg found files another writer added to the day since ``rows`` were read:
+        # a conflict like any other, so that ``Lake.commit`` reads the day again
+        raise exceptions.CommitFailedException(str(err)) from err
 
 
 def _expire(table: Any, ids: Sequence[int]) -> None:

@@ -10,12 +10,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+from pyiceberg.exceptions import CommitFailedException
 
 from app.service import refresh
 from core.lake import EngineSpec, LakeSpec
 from core.lake.lake import Lake
-from core.lake.maintain import TableMaintenance, maintain
+from core.lake.maintain import TableMaintenance, _rewrite_day, compact_table, maintain
 from core.lake.state import STATE_TABLES, owner_id
 from ingest import IngestSettings, IngestSummary, run_ingest
 from ingest.lake_commit import committed_objects
@@ -200,3 +202,24 @@ def test_the_snapshot_of_an_object_a_live_ingest_holds_is_kept(tmp_path: Path) -
     with Lake(spec) as lake, lake.state.engine.connect() as con:
         holder = con.execute(sa.select(files.c.claimed_by).where(files.c.object_key == first))
         assert holder.scalar() is not None  # maintain released only its own claims
+
+
+def test_a_compaction_on_a_stale_snapshot_is_refused_not_dropping_newer_rows(
+    tmp_path: Path,
+) -> None:
+    """The day rewrite of a table another writer appended to since it was loaded fails to
+    commit (``Lake.commit`` then retries on the reloaded table): the rows stay."""
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    for index in range(5):
+        _write(logs, f"o{index}.log.gz", index)
+    _ingest(logs, spec)
+    with Lake(spec) as lake:
+        stale = lake.table("requests")
+        _write(logs, "late.log.gz", 6)
+        assert _ingest(logs, spec).rows_loaded == 3
+        with pytest.raises(CommitFailedException):
+            _rewrite_day(stale, datetime(2026, 4, 18, tzinfo=UTC))
+        before, after, days = compact_table(lake, "requests")
+    assert (before, after, days) == (6, 1, 1)
+    assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [(18, 18)]
