@@ -224,7 +224,7 @@ def _settle(lake: Lake, snapshots: Iterable[Any], now: datetime) -> tuple[set[in
     wanted = {
         obj[0]: obj for _, obj in unsettled if obj[0] in rows and rows[obj[0]]["etag"] == obj[1]
     }
-    recorded: set[str] = set()
+    recorded: set[tuple[str, str]] = set()
     if wanted:
         owner = owner_id()
         claims = [_entry(rows[key], "pending") for key in wanted]
@@ -233,10 +233,12 @@ def _settle(lake: Lake, snapshots: Iterable[Any], now: datetime) -> tuple[set[in
             entries = [_entry(rows[key], "loaded", wanted[key]) for key in sorted(mine)]
             if entries:
                 lake.state.finish(entries, owner, started=now)
-                recorded = mine
+                recorded = {(key, wanted[key][1]) for key in mine}
         finally:
             lake.state.release(owner)
-    held = {snapshot_id for snapshot_id, obj in unsettled if obj[0] not in recorded}
+    # a snapshot naming another version of a recorded object is kept this time: the
+    # manifest's row is now later than it, so the next run lets it go
+    held = {snapshot_id for snapshot_id, obj in unsettled if (obj[0], obj[1]) not in recorded}
     return held, len(recorded)
 
 
