@@ -34,6 +34,7 @@ from app.console import (
     write_rows,
 )
 from app.dashboard_cli import dashboard_command
+from app.lake_cli import maintain_command
 from app.mock_cli import mock_provider_command
 from app.proxy_cli import proxy_command, simulate_command
 from app.reports_cli import export_app, report_app, resolve_settings, warehouse
@@ -66,6 +67,7 @@ cli.command("proxy")(proxy_command)
 cli.command("simulate")(simulate_command)
 cli.command("mock-provider")(mock_provider_command)
 cli.command("dashboard")(dashboard_command)
+cli.command("maintain")(maintain_command)
 
 
 @cli.command("ingest")

@@ -25,13 +25,13 @@ import pyarrow as pa
 
 from core.lake.filters import in_ranges, is_in
 from core.lake.lake import Lake
-from core.lake.tables import FACT_SCHEMAS, conform
+from core.lake.tables import FACT_SCHEMAS, OBJECTS_SUMMARY, conform, snapshot_objects
 from ingest.lake_object import ObjectLoad
 from ingest.loader import ObjectCounts
 
 __all__ = ["SUMMARY_KEY", "commit_objects", "committed_objects"]
 
-SUMMARY_KEY: Final = "aigw.objects"
+SUMMARY_KEY: Final = OBJECTS_SUMMARY
 _REQUESTS: Final = FACT_SCHEMAS["requests"]
 _REJECTS: Final = FACT_SCHEMAS["rejects"]
 
@@ -76,16 +76,9 @@ def committed_objects(lake: Lake) -> dict[tuple[str, str], ObjectCounts]:
         return {}
     found: dict[tuple[str, str], ObjectCounts] = {}
     for snapshot in table.snapshots():
-        text = (
-            (snapshot.summary.additional_properties or {}).get(SUMMARY_KEY)
-            if snapshot.summary
-            else None
-        )
-        if not text:
-            continue
-        for key, etag, records, loaded, duplicates, rejected, undecrypted in orjson.loads(text)[
-            "objects"
-        ]:
+        for key, etag, records, loaded, duplicates, rejected, undecrypted in snapshot_objects(
+            snapshot
+        ):
             found[(key, etag)] = ObjectCounts(records, loaded, duplicates, rejected, undecrypted)
     return found
 

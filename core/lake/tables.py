@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
+import orjson
 import pyarrow as pa
 
 from core.errors import WarehouseError
@@ -30,11 +31,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DAY_PARTITIONED",
     "FACT_SCHEMAS",
+    "OBJECTS_SUMMARY",
     "catalog_properties",
     "conform",
     "file_system",
     "load_catalog",
     "location_uri",
+    "snapshot_objects",
 ]
 
 _TS: Final = pa.timestamp("us", tz="UTC")
@@ -92,6 +95,20 @@ FACT_SCHEMAS: Final[Mapping[str, pa.Schema]] = {
     "request_costs": _REQUEST_COSTS,
 }
 DAY_PARTITIONED: Final = frozenset({"requests", "request_costs"})  # by day(ts)
+# The snapshot summary property of a ``requests`` commit that names the objects it stored
+# (``ingest.lake_commit``): ``{"started": iso, "objects": [[key, etag, records, loaded,
+# duplicates, rejected, undecrypted], ...]}``.
+OBJECTS_SUMMARY: Final = "aigw.objects"
+
+
+def snapshot_objects(snapshot: Any) -> list[tuple[str, str, int, int, int, int, int]]:
+    """The objects a snapshot's summary names (``OBJECTS_SUMMARY``); none for the
+    snapshots of other commits (rejects, rollups, compaction)."""
+    summary = snapshot.summary
+    text = (summary.additional_properties or {}).get(OBJECTS_SUMMARY) if summary else None
+    if not text:
+        return []
+    return [tuple(item) for item in orjson.loads(text)["objects"]]
 
 
 def location_uri(location: str) -> str:

@@ -1,0 +1,225 @@
+"""``core.lake.maintain`` on an Iceberg warehouse in a temporary folder: compaction moves
+rows without changing one and leaves the expected number of data files; snapshot expiry
+keeps the current snapshot, records in the manifest the objects a crashed ingest committed
+before their snapshots go, and keeps the snapshots of objects a live ingest holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from pyiceberg.exceptions import CommitFailedException
+
+from app.service import refresh
+from core.lake import EngineSpec, LakeSpec
+from core.lake.lake import Lake
+from core.lake.maintain import TableMaintenance, _rewrite_day, compact_table, maintain
+from core.lake.state import STATE_TABLES, owner_id
+from ingest import IngestSettings, IngestSummary, run_ingest
+from ingest.lake_commit import committed_objects
+from models import ModelsSettings
+from tests.conftest import logpush_record, write_ndjson
+from tests.lake_fixtures import ROW_QUERY, lake_spec, read_all
+
+DAY_ONE = 1_776_470_400_000_000_000  # 2026-04-18T00:00:00Z in unixnano
+HOUR = 3_600_000_000_000
+COSTS = "SELECT * FROM request_costs ORDER BY log_id, ts"
+MANIFEST = (
+    "SELECT object_key, etag, status, records, rows_loaded, rows_duplicate, rows_rejected "
+    "FROM ingest_files ORDER BY object_key"
+)
+WEEK = timedelta(days=7)
+
+
+def _write(logs: Path, name: str, hour: int, count: int = 3) -> None:
+    """An object of ``count`` records in hour ``hour`` after 2026-04-18 00:00 UTC."""
+    start = DAY_ONE + hour * HOUR
+    records = [logpush_record(Timestamp=start + i * 1_000_000_000) for i in range(count)]
+    write_ndjson(logs / name, records)
+
+
+def _ingest(logs: Path, spec: LakeSpec) -> IngestSummary:
+    settings = IngestSettings(
+        source=str(logs), db_path=spec, quality="off", engine=EngineSpec(batch_objects=1)
+    )
+    return run_ingest(settings)
+
+
+def _files_per_day(spec: LakeSpec, name: str) -> dict[int, int]:
+    with Lake(spec) as lake:
+        days: dict[int, int] = {}
+        for task in lake.table(name).scan().plan_files():
+            day = int(task.file.partition[0])
+            days[day] = days.get(day, 0) + 1
+    return days
+
+
+def _snapshots(spec: LakeSpec, name: str) -> int:
+    with Lake(spec) as lake:
+        return len(lake.table(name).snapshots())
+
+
+def _watched(tmp_path: Path) -> LakeSpec:
+    """Six objects on 2026-04-18 and two on 04-19, each ingested and its rollups refreshed
+    alone (as ``aigw ingest --watch`` does): a data file per object in both tables."""
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    for index, hour in enumerate([1, 3, 5, 7, 9, 11, 25, 27]):
+        _write(logs, f"o{index}.log.gz", hour)
+        assert _ingest(logs, spec).rows_loaded == 3
+        refresh(spec, ModelsSettings())
+    return spec
+
+
+def test_compaction_rewrites_only_days_over_the_limit_and_changes_no_row(tmp_path: Path) -> None:
+    spec = _watched(tmp_path)
+    assert _files_per_day(spec, "requests") == {20561: 6, 20562: 2}
+    assert _files_per_day(spec, "request_costs") == {20561: 6, 20562: 2}
+    rows, costs = read_all(spec, ROW_QUERY), read_all(spec, COSTS)
+    rollups = read_all(spec, "SELECT * FROM rollup_hourly ORDER BY ALL")
+    assert len(rows) == len(costs) == 24
+
+    with Lake(spec) as lake:
+        result = maintain(lake, older_than=WEEK, max_small_files=4)
+
+    tables = {t.name: t for t in result.tables}
+    assert tables["requests"] == TableMaintenance("requests", 8, 3, days_compacted=1)
+    assert tables["request_costs"] == TableMaintenance("request_costs", 8, 3, days_compacted=1)
+    assert (result.expired, result.recorded) == (0, 0)  # every snapshot is younger than a week
+    assert _files_per_day(spec, "requests") == {20561: 1, 20562: 2}
+    assert _files_per_day(spec, "request_costs") == {20561: 1, 20562: 2}
+    assert read_all(spec, ROW_QUERY) == rows
+    assert read_all(spec, COSTS) == costs
+    assert read_all(spec, "SELECT * FROM rollup_hourly ORDER BY ALL") == rollups
+
+    with Lake(spec) as lake:  # nothing left to compact
+        again = {t.name: t for t in maintain(lake, older_than=WEEK, max_small_files=4).tables}
+    assert again["requests"] == TableMaintenance("requests", 3, 3)
+
+
+def test_expiry_keeps_the_current_snapshot_and_forgets_no_object(tmp_path: Path) -> None:
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    for index in range(4):
+        _write(logs, f"o{index}.log.gz", index)
+    assert _ingest(logs, spec).loaded == 4
+    manifest = read_all(spec, MANIFEST)
+    assert _snapshots(spec, "requests") == 4
+
+    with Lake(spec) as lake:
+        assert maintain(lake, older_than=WEEK).expired == 0
+        result = maintain(lake, older_than=timedelta(0), now=datetime.now(tz=UTC))
+        live = committed_objects(lake)
+
+    requests = next(t for t in result.tables if t.name == "requests")
+    assert (requests.expired, requests.kept, result.recorded) == (3, 0, 0)
+    assert _snapshots(spec, "requests") == 1
+    assert [key for key, _ in live] == [str(logs / "o3.log.gz")]  # the current one's object
+    assert read_all(spec, MANIFEST) == manifest
+    assert read_all(spec, "SELECT count(*) FROM requests") == [(12,)]
+    again = _ingest(logs, spec)
+    assert (again.unchanged, again.loaded) == (4, 0)
+
+
+def _crash_after_commit(spec: LakeSpec, key: str, owner: str) -> None:
+    """Make the manifest say what a driver killed between the Iceberg commit of ``key``
+    and its manifest update leaves: the object pending, claimed by ``owner``."""
+    files = STATE_TABLES["ingest_files"]
+    with Lake(spec) as lake, lake.state.engine.begin() as con:
+        con.execute(
+            files.update()
+            .where(files.c.object_key == key)
+            .values(
+                status="pending",
+                records=0,
+                rows_loaded=0,
+                rows_duplicate=0,
+                claimed_by=owner,
+                claimed_at=datetime.now(tz=UTC),
+            )
+        )
+
+
+def _dead_owner() -> str:
+    """The claim owner id of a process of this machine that has exited."""
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    host, _, rest = owner_id().partition(":")
+    return f"{host}:{child.stdout.strip()}:{rest.partition(':')[2]}"
+
+
+def test_a_crashed_ingest_is_recorded_before_its_snapshot_expires(tmp_path: Path) -> None:
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    for index in range(3):
+        _write(logs, f"o{index}.log.gz", index, count=index + 2)
+    _ingest(logs, spec)
+    manifest = read_all(spec, MANIFEST)
+    first = str(logs / "o0.log.gz")
+    _crash_after_commit(spec, first, _dead_owner())
+    assert read_all(spec, MANIFEST)[0][2:5] == ("pending", 0, 0)
+
+    with Lake(spec) as lake:
+        result = maintain(lake, older_than=timedelta(0), now=datetime.now(tz=UTC))
+        assert committed_objects(lake).keys() == {(str(logs / "o2.log.gz"), manifest[2][1])}
+
+    requests = next(t for t in result.tables if t.name == "requests")
+    assert (requests.expired, requests.kept, result.recorded) == (2, 0, 1)
+    assert read_all(spec, MANIFEST) == manifest  # loaded again, with the summary's counts
+    assert manifest[0][2:5] == ("loaded", 2, 2)
+    again = _ingest(logs, spec)
+    assert (again.unchanged, again.loaded, again.rows_loaded) == (3, 0, 0)
+    assert read_all(spec, "SELECT count(*) FROM requests") == [(9,)]
+
+
+def test_the_snapshot_of_an_object_a_live_ingest_holds_is_kept(tmp_path: Path) -> None:
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    for index in range(3):
+        _write(logs, f"o{index}.log.gz", index)
+    _ingest(logs, spec)
+    first = str(logs / "o0.log.gz")
+    _crash_after_commit(spec, first, owner_id())  # this process: alive, its lease fresh
+
+    with Lake(spec) as lake:
+        result = maintain(lake, older_than=timedelta(0), now=datetime.now(tz=UTC))
+        live = committed_objects(lake)
+
+    requests = next(t for t in result.tables if t.name == "requests")
+    assert (requests.expired, requests.kept, result.recorded) == (1, 1, 0)
+    assert _snapshots(spec, "requests") == 2
+    assert sorted(key for key, _ in live) == [first, str(logs / "o2.log.gz")]
+    assert read_all(spec, MANIFEST)[0][2] == "pending"
+    files = STATE_TABLES["ingest_files"]
+    with Lake(spec) as lake, lake.state.engine.connect() as con:
+        holder = con.execute(sa.select(files.c.claimed_by).where(files.c.object_key == first))
+        assert holder.scalar() is not None  # maintain released only its own claims
+
+
+def test_a_compaction_on_a_stale_snapshot_is_refused_not_dropping_newer_rows(
+    tmp_path: Path,
+) -> None:
+    """The day rewrite of a table another writer appended to since it was loaded fails to
+    commit (``Lake.commit`` then retries on the reloaded table): the rows stay."""
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    for index in range(5):
+        _write(logs, f"o{index}.log.gz", index)
+    _ingest(logs, spec)
+    with Lake(spec) as lake:
+        stale = lake.table("requests")
+        _write(logs, "late.log.gz", 6)
+        assert _ingest(logs, spec).rows_loaded == 3
+        with pytest.raises(CommitFailedException):
+            _rewrite_day(stale, datetime(2026, 4, 18, tzinfo=UTC))
+        before, after, days = compact_table(lake, "requests")
+    assert (before, after, days) == (6, 1, 1)
+    assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [(18, 18)]
