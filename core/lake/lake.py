@@ -97,7 +97,8 @@ class Lake:
             )
             try:
                 return change(table)
-            except exceptions.CommitFailedException as err:
+            except (exceptions.CommitFailedException, exceptions.ValidationException) as err:
+                # another writer committed first (or changed what an overwrite checked)
                 if attempt == COMMIT_RETRIES - 1:
                     raise self._error(f"commit to {name} kept conflicting", err) from err
                 time.sleep(0.05 * 2**attempt)

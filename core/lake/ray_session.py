@@ -23,6 +23,7 @@ def ray_session(engine: EngineSpec) -> Iterator[Any]:
     if not ray.is_initialized():
         if engine.address == "local":
             ray.init(
+                address="local",  # a new Ray of this machine's, not another user's cluster
                 num_cpus=engine.num_cpus,
                 include_dashboard=False,
                 log_to_driver=False,

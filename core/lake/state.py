@@ -191,10 +191,16 @@ class StateDB:
         query = sa.select(_FILES.c.object_key, _FILES.c.etag, _FILES.c.status)
         if prefix is not None:
             query = query.where(_FILES.c.object_key.startswith(prefix, autoescape=True))
-        wanted = None if keys is None else set(keys)
         with self.errors(), self.engine.connect() as con:
-            rows = con.execute(query).all()
-        return {k: (e, s) for k, e, s in rows if wanted is None or k in wanted}
+            if keys is None:
+                rows = list(con.execute(query).all())
+            else:  # looked up by key, a thousand at a time: never the whole table
+                wanted = sorted(set(keys))
+                rows = []
+                for start in range(0, len(wanted), 1000):
+                    part = wanted[start : start + 1000]
+                    rows += con.execute(query.where(_FILES.c.object_key.in_(part))).all()
+        return {k: (e, s) for k, e, s in rows}
 
     def claim(self, entries: Sequence[FileEntry], owner: str, *, now: datetime) -> list[str]:
         """Claim the objects of ``entries`` nobody else holds and nobody has finished with
