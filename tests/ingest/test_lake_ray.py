@@ -9,6 +9,7 @@ is shut down before the second starts.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -24,15 +25,18 @@ from ray.cluster_utils import Cluster
 import ingest
 from core.lake import EngineSpec, LakeSpec
 from core.lake.lake import Lake
-from ingest import IngestSummary
+from core.warehouse import open_warehouse
+from ingest import IngestSettings, IngestSummary, run_ingest
 from ingest.errors import EngineError
 from ingest.lake import LocalRunner, ObjectRunner, ingest_lake
 from ingest.lake_object import ObjectLoad
 from ingest.lake_ray import RayRunner
 from ingest.sources import StoredObject, open_source
+from models import ModelsSettings, refresh_rollups
 from tests.conftest import REPO, logpush_record, write_ndjson
 from tests.ingest.test_lake import MANIFEST
 from tests.lake_fixtures import ROW_QUERY, lake_spec, read_all
+from tests.models.test_rollups_lake import COSTS, DAILY, HOURLY
 
 SAMPLES = REPO / "sample_data" / "logs"
 REJECTS = "SELECT source_file, line_number, raw_line, raw_truncated, reason FROM rejects"
@@ -152,6 +156,18 @@ class TestRayStartedHere:
             == read_all(local, MANIFEST)
             == [("loaded", 8, 1111, 960, 150, 1), ("skipped", 1, 0, 0, 0, 0)]
         )
+
+    def test_rollups_on_ray_equal_the_duckdb_warehouse_s(self, tmp_path: Path) -> None:
+        """One Ray task per day prices and rolls up what the DuckDB file does."""
+        spec = dataclasses.replace(lake_spec(tmp_path), engine=EngineSpec(kind="ray"))
+        duck = tmp_path / "aigw.duckdb"
+        for target in (spec, duck):
+            run_ingest(IngestSettings(source=str(SAMPLES), db_path=target, quality="off"))
+            with open_warehouse(target) as warehouse:
+                refresh_rollups(warehouse, ModelsSettings())
+        for query in (HOURLY, DAILY, COSTS):
+            assert read_all(spec, query) == read_all(duck, query)
+        assert (len(read_all(spec, HOURLY)), len(read_all(spec, COSTS))) == (551, 960)
 
     def test_a_load_lost_through_every_retry_fails_the_run_cleanly(self, tmp_path: Path) -> None:
         """Workers killed four times (a task and its three retries): an ``EngineError``,

@@ -1,16 +1,12 @@
 """Rollups of an Iceberg warehouse: the same hourly and daily rows and request costs as
-the DuckDB warehouse's, computed in the driver or as one Ray task per day (Ray started by
-the test), and an incremental refresh that rewrites only the hours that changed."""
+the DuckDB warehouse's (computed in the driver; as one Ray task per day in
+tests/ingest/test_lake_ray.py), and an incremental refresh that rewrites only the hours
+that changed."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from core.lake import EngineSpec
 from core.warehouse import open_warehouse
 from ingest import IngestSettings, run_ingest
 from models import ModelsSettings, refresh_rollups
@@ -26,14 +22,6 @@ DAILY = "SELECT hour, provider, model, requests, round(cost_usd, 9) FROM rollup_
 COSTS = "SELECT log_id, round(effective_cost_usd, 12), cost_source FROM request_costs ORDER BY 1"
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
 def _load(target: object, source: Path = SAMPLES) -> None:
     run_ingest(IngestSettings(source=str(source), db_path=target, quality="off"))  # type: ignore[arg-type]
 
@@ -43,13 +31,9 @@ def _refresh(target: object) -> object:
         return refresh_rollups(warehouse, ModelsSettings())
 
 
-@pytest.mark.parametrize("engine", ["local", "ray"])
-def test_rollups_equal_the_duckdb_warehouse_s(
-    engine: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if engine == "ray":
-        request.getfixturevalue("ray_cluster")
-    spec = dataclasses.replace(lake_spec(tmp_path), engine=EngineSpec(kind=engine))
+def test_rollups_equal_the_duckdb_warehouse_s(tmp_path: Path) -> None:
+    """Computed in the driver (on Ray: tests/ingest/test_lake_ray.py, where Ray runs)."""
+    spec = lake_spec(tmp_path)
     duck = tmp_path / "aigw.duckdb"
     for target in (spec, duck):
         _load(target)
