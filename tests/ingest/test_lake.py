@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
-from app.service import cost_report, refresh
+from app.service import cost_report, export_focus, refresh
 from core.lake import EngineSpec, LakeSpec
 from core.lake.lake import Lake
 from core.warehouse import open_warehouse
@@ -114,7 +115,9 @@ def test_a_truncated_object_fails_alone_and_is_retried(tmp_path: Path) -> None:
 _KILL_AFTER_FIRST_COMMIT = """
 import os, signal, sys
 from core.lake.state import StateDB
-from app.service import cost_report, refresh
+import polars as pl
+
+from app.service import cost_report, export_focus, refresh
 from ingest import IngestSettings, IngestSummary, run_ingest
 from models import ModelsSettings
 from core.lake import EngineSpec
@@ -224,6 +227,14 @@ def test_parity_on_other_timestamp_formats_a_truncated_object_and_cost_by_model(
         reports.append([tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in rows])
     assert reports[0] == reports[1]
     assert sum(row[2] for row in reports[0]) == 200  # requests
+    focus = [
+        pl.read_parquet(out)
+        for target, out in ((spec, tmp_path / "a.parquet"), (duck, tmp_path / "b.parquet"))
+        if export_focus(target, settings, out) > 0
+    ]
+    assert len(focus) == 2
+    assert focus[0].height == focus[1].height
+    assert round(focus[0]["BilledCost"].sum(), 9) == round(focus[1]["BilledCost"].sum(), 9)
 
 
 def test_aigw_sql_and_a_report_succeed_while_an_ingest_is_committing(
