@@ -50,7 +50,6 @@ __all__ = [
     "QualityGate",
     "QualityReport",
     "check_batch",
-    "check_lake_batch",
     "check_quality_mode",
     "preload_gx",
 ]
@@ -195,7 +194,8 @@ def check_batch(
     now: datetime | None = None,
 ) -> QualityReport | None:
     """Check the rows the run that started at ``started_at`` loaded from ``object_keys``
-    and record the result in ``quality_runs`` (its own transaction).
+    and record the result in ``quality_runs`` (its own transaction; on an Iceberg
+    warehouse, opened after the run's commits, an append to its ``quality_runs``).
 
     Returns None, recording nothing, when ``on_failure`` is ``off`` or the batch
     added no rows. Raises ``QualityGateError`` if the suite cannot run and
@@ -204,30 +204,6 @@ def check_batch(
     report = _check(warehouse, source, started_at, object_keys, on_failure, gate, now)
     if report is not None:
         _store(warehouse, report)
-    return report
-
-
-def check_lake_batch(
-    warehouse: Warehouse,
-    *,
-    source: str,
-    started_at: datetime,
-    object_keys: Sequence[str],
-    on_failure: str,
-    gate: QualityGate | None = None,
-    now: datetime | None = None,
-) -> QualityReport | None:
-    """``check_batch`` on an Iceberg warehouse (opened after the run's commits): the rows
-    are read from its snapshot, the result appended to the Iceberg ``quality_runs``."""
-    report = _check(warehouse, source, started_at, object_keys, on_failure, gate, now)
-    if report is not None and warehouse.lake is not None:
-        from core.lake.tables import FACT_SCHEMAS, conform  # noqa: PLC0415 - the lake extra
-
-        row = _row(report)
-        names = FACT_SCHEMAS["quality_runs"].names
-        table = pa.Table.from_pylist([dict(zip(names, row, strict=True))])
-        schema = FACT_SCHEMAS["quality_runs"]
-        warehouse.lake.commit("quality_runs", lambda t: t.append(conform(table, schema)))
     return report
 
 
@@ -270,6 +246,13 @@ def _check(  # noqa: PLR0917 - private: the two public checks pass their argumen
 
 
 def _store(warehouse: Warehouse, report: QualityReport) -> None:
+    if warehouse.lake is not None:
+        from core.lake.tables import FACT_SCHEMAS, conform  # noqa: PLC0415 - the lake extra
+
+        schema = FACT_SCHEMAS["quality_runs"]
+        table = pa.Table.from_pylist([dict(zip(schema.names, _row(report), strict=True))])
+        warehouse.lake.commit("quality_runs", lambda t: t.append(conform(table, schema)))
+        return
     with warehouse.errors():
         warehouse.con.execute(
             "INSERT INTO quality_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(report)

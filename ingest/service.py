@@ -8,7 +8,7 @@ from core.lake import LakeSpec, require_lake
 from core.warehouse import Warehouse, open_warehouse
 from ingest.config import IngestSettings
 from ingest.decrypt import Decryptor, load_private_key, read_private_key
-from ingest.quality import QualityGate, check_batch, check_lake_batch, preload_gx
+from ingest.quality import QualityGate, check_batch, preload_gx
 from ingest.run import IngestSummary, ObjectResult, ingest
 from ingest.sources import Source, open_source
 
@@ -79,7 +79,7 @@ def _run_lake_ingest(
         )
     if summary.rows_loaded and settings.quality != "off":
         with open_warehouse(settings.db_path) as warehouse:
-            summary.quality = check_lake_batch(
+            summary.quality = check_batch(
                 warehouse,
                 source=source.uri,
                 started_at=summary.started_at,
@@ -107,8 +107,7 @@ def check_summary(
     """Run the quality gate over the rows ``summary``'s run loaded; sets ``summary.quality``
     (on an Iceberg warehouse, ``warehouse`` must see the run's commits)."""
     if summary.rows_loaded:
-        check = check_batch if warehouse.lake is None else check_lake_batch
-        summary.quality = check(
+        summary.quality = check_batch(
             warehouse,
             source=source,
             started_at=summary.started_at,

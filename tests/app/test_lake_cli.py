@@ -3,32 +3,16 @@ one line and exit 2 on the DuckDB file or a retention it cannot read."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 from tests.conftest import logpush_record, run_aigw, write_ndjson
-from tests.lake_fixtures import ROW_QUERY, lake_spec, read_all
+from tests.lake_fixtures import ROW_QUERY, lake_config, lake_spec, read_all
 
 DAY_ONE = 1_776_470_400_000_000_000  # 2026-04-18T00:00:00Z in unixnano
 
 
 def _config(root: Path) -> Path:
-    path = root / "aigw.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [warehouse]
-            kind = "iceberg"
-            location = "{root / "lake"}"
-            catalog = {{ type = "sql", uri = "sqlite:///{root}/catalog.db" }}
-            state = "sqlite:///{root}/state.db"
-
-            [engine]
-            batch_objects = 1
-            """
-        )
-    )
-    return path
+    return lake_config(root, engine="\n[engine]\nbatch_objects = 1\n")
 
 
 def test_maintain_compacts_a_day_and_expires_the_old_snapshots(tmp_path: Path) -> None:
