@@ -20,7 +20,7 @@ import polars as pl
 
 from alerts.config import AlertsConfig, AnomalyRule, Budget
 from alerts.message import Alert, alert_id, dashboard_link
-from models import detect_anomalies
+from models import MEASURES, detect_anomalies, explain_flags
 
 __all__ = ["anomaly_alerts", "budget_alerts", "earliest_needed", "evaluate", "period_bounds"]
 
@@ -140,7 +140,9 @@ def anomaly_alerts(
     signals (spend, request rate, new identity) are one event, so one message.
 
     The id is the rule's, the value's and the hour's, not the signals': a signal that
-    joins a later run (more of the hour arrived) does not send the event again.
+    joins a later run (more of the hour arrived) does not send the event again. The
+    detail's last line is the hour's root cause (``models.root_cause``): the cells of the
+    rollup's other dimensions that explain most of its excess.
     """
     flags = detect_anomalies(
         rollup,
@@ -150,6 +152,16 @@ def anomaly_alerts(
         min_score=rule.min_score,
         min_impact_usd=rule.min_impact_usd,
     )
+    dimensions = [
+        name
+        for name in rollup.collect_schema().names()
+        if name not in {"hour", "cost_source", rule.scope, *MEASURES}
+    ]
+    causes = explain_flags(rollup, flags if dimensions else flags.clear(), dimensions=dimensions)
+    headlines = {
+        (row[1], row[2]): row[0]
+        for row in causes.summary.select("headline", "value", "hour").rows()
+    }
     events: dict[tuple[Any, datetime], list[dict[str, Any]]] = {}
     for flag in flags.iter_rows(named=True):
         events.setdefault((flag["value"], flag["hour"]), []).append(flag)
@@ -190,6 +202,11 @@ def anomaly_alerts(
                         f"${actual:,.2f} against ${_number(first['expected_usd']):,.2f} "
                         f"expected; {first['actual_requests']} requests against "
                         f"{_number(first['expected_requests']):,.0f}",
+                        *(
+                            [f"Root cause: {headlines[value, hour]}"]
+                            if (value, hour) in headlines
+                            else []
+                        ),
                     ]
                 ),
             )
