@@ -319,6 +319,30 @@ def test_an_anomaly_message_names_the_cell_that_explains_the_excess() -> None:
         "Root cause: 100% of +$28.95: agent=bot \u00d7 model=b \u00d7 api_key=k2"
     )
     assert alert.as_json()["detail"].endswith(alert.lines()[4])
+    # With the raw requests of the hour: 250 of the cell's 300 are one request.
+    asked: list[list[datetime]] = []
+
+    def requests_of(wanted: list[datetime]) -> pl.LazyFrame:
+        asked.append(wanted)
+        return pl.LazyFrame(
+            {
+                "ts": [spike + timedelta(seconds=i) for i in range(300)],
+                "agent": ["bot"] * 300,
+                "model": ["b"] * 300,
+                "api_key": ["k2"] * 300,
+                "request_hash": ["loop"] * 250 + [f"other-{i}" for i in range(50)],
+            },
+            schema_overrides={"ts": pl.Datetime("us", "UTC")},
+        )
+
+    (alert,) = anomaly_alerts(
+        rollup, rule, now=hours[-1] + timedelta(hours=1), requests_of=requests_of
+    )
+    assert asked == [[spike]]
+    assert alert.lines()[4] == (
+        "Root cause: 100% of +$28.95: agent=bot \u00d7 model=b \u00d7 api_key=k2; "
+        "250 of its 300 requests repeat one request"
+    )
 
 
 def test_a_budget_message_rounds_down_so_it_never_contradicts_its_threshold() -> None:
