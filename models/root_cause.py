@@ -163,10 +163,8 @@ def explain_flags(
     when the hour's spend rose (``impact_usd > 0``), else the request count. The other
     parameters are the method's (module docstring).
     """
-    if not 0 < explained <= 1:
-        raise ValueError("explained must be in (0, 1]")
-    if max_values < 1 or max_cells < 1:
-        raise ValueError("max_values and max_cells must be at least 1")
+    if not 0 < explained <= 1 or max_values < 1 or max_cells < 1:
+        raise ValueError("explained must be in (0, 1], max_values and max_cells 1 or more")
     settings = _Settings(
         history, seasonal_weeks, explained, min_element_ep, min_surprise, max_values, max_cells
     )
@@ -374,13 +372,14 @@ def _best(
     scale: float,
     settings: _Settings,
 ) -> tuple[list[str], pl.DataFrame] | None:
-    """The grouping whose candidate set is the most surprising (the first of equals), if
-    any reaches ``min_surprise``."""
+    """The grouping with the most surprising candidates (the first of equals), if any."""
     best: tuple[float, list[str], pl.DataFrame] | None = None
     for by in groupings:
-        chosen = _candidates(_items(node, actual, base, by, scale), settings)
+        items = _items(node, actual, base, by, scale)
+        chosen = _candidates(items, settings)
         surprise = float(chosen["surprise"].sum())
-        enough = chosen.height > 0 and surprise >= settings.min_surprise
+        # a single item (constant here) tells nothing, even when nothing was expected
+        enough = items.height > 1 and chosen.height > 0 and surprise >= settings.min_surprise
         if enough and (best is None or surprise > best[0] + 1e-12):
             best = (surprise, by, chosen)
     return None if best is None else (best[1], best[2])

@@ -224,6 +224,28 @@ def test_the_expected_mix_is_the_detectors_baseline_scaled_to_its_expected_total
     )
 
 
+def test_a_new_identity_is_explained_by_its_mix_without_its_constant_dimensions() -> None:
+    """A new agent spends $1 on model a and $9 on model b, all with key k1: nothing was
+    expected, so the excess is its spend; model b holds 90% of it, and the key, the same
+    on every request, is no part of the cell."""
+    rollup = _rollup([{}] * 4 + [{("a", "k1"): 1.0, ("b", "k1"): 9.0}], agent="new")
+    flags = _flag(
+        value="new", signal="new_identity", baseline="none", score=None, actual_usd=10.0,
+        expected_usd=0.0, impact_usd=10.0, expected_requests=0.0,
+    )  # fmt: skip
+
+    causes = explain_flags(rollup, flags, dimensions=DIMS)
+
+    assert causes.cells.select("cell", "actual", "expected", "share").rows() == [
+        ("agent=new \u00d7 model=b", 9.0, 0.0, 0.9)
+    ]
+    assert causes.summary["headline"].item() == "90% of +$10.00: agent=new \u00d7 model=b"
+    assert causes.breakdown.filter(pl.col("dimension") == "model")["surprise"].to_list() == [
+        pytest.approx(0.45 * math.log(2)),
+        pytest.approx(0.05 * math.log(2)),
+    ]
+
+
 def _warehouse(tmp_path: Path, shape: TrafficShape, count: int) -> Path:
     logs, db = tmp_path / "logs", tmp_path / "aigw.duckdb"
     write_logpush_files(logs, synthetic_records(count, seed=3, shape=shape), per_file=10_000)
