@@ -11,6 +11,7 @@ USD, times UTC; hours are whole, so local periods are exact for whole-hour zones
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ import polars as pl
 
 from alerts.config import AlertsConfig, AnomalyRule, Budget
 from alerts.message import Alert, alert_id, dashboard_link
-from models import detect_anomalies
+from models import MEASURES, detect_anomalies, explain_flags
 
 __all__ = ["anomaly_alerts", "budget_alerts", "earliest_needed", "evaluate", "period_bounds"]
 
@@ -133,14 +134,26 @@ def _top(contributors: pl.DataFrame, budget: Budget, value: object) -> list[tupl
     ]
 
 
+RequestsOf = Callable[[list[datetime]], pl.LazyFrame]
+"""The raw requests of some UTC hours, with ``request_hash`` (``read_requests``)."""
+
+
 def anomaly_alerts(
-    rollup: pl.LazyFrame, rule: AnomalyRule, *, now: datetime, dashboard_url: str = ""
+    rollup: pl.LazyFrame,
+    rule: AnomalyRule,
+    *,
+    now: datetime,
+    dashboard_url: str = "",
+    requests_of: RequestsOf | None = None,
 ) -> list[Alert]:
     """One alert per flagged (value, hour) in the rule's window before ``now``: its
     signals (spend, request rate, new identity) are one event, so one message.
 
     The id is the rule's, the value's and the hour's, not the signals': a signal that
-    joins a later run (more of the hour arrived) does not send the event again.
+    joins a later run (more of the hour arrived) does not send the event again. The
+    detail's last line is the hour's root cause (``models.root_cause``): the cells of the
+    rollup's other dimensions that explain most of its excess, and, with ``requests_of``
+    (the raw requests of the flagged hours), how many of a cell's requests repeat one.
     """
     flags = detect_anomalies(
         rollup,
@@ -150,6 +163,20 @@ def anomaly_alerts(
         min_score=rule.min_score,
         min_impact_usd=rule.min_impact_usd,
     )
+    dimensions = [
+        name
+        for name in rollup.collect_schema().names()
+        if name not in {"hour", "cost_source", rule.scope, *MEASURES}
+    ]
+    hours = sorted(set(flags["hour"].to_list()))
+    requests = requests_of(hours) if requests_of is not None and hours and dimensions else None
+    causes = explain_flags(
+        rollup, flags if dimensions else flags.clear(), dimensions=dimensions, requests=requests
+    )
+    headlines = {
+        (row[1], row[2]): row[0]
+        for row in causes.summary.select("headline", "value", "hour").rows()
+    }
     events: dict[tuple[Any, datetime], list[dict[str, Any]]] = {}
     for flag in flags.iter_rows(named=True):
         events.setdefault((flag["value"], flag["hour"]), []).append(flag)
@@ -190,6 +217,11 @@ def anomaly_alerts(
                         f"${actual:,.2f} against ${_number(first['expected_usd']):,.2f} "
                         f"expected; {first['actual_requests']} requests against "
                         f"{_number(first['expected_requests']):,.0f}",
+                        *(
+                            [f"Root cause: {headlines[value, hour]}"]
+                            if (value, hour) in headlines
+                            else []
+                        ),
                     ]
                 ),
             )
@@ -202,15 +234,24 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, int | float) else 0.0
 
 
-def evaluate(rollup: pl.LazyFrame, config: AlertsConfig, *, now: datetime) -> list[Alert]:
-    """Every alert that holds at ``now``: budgets in file order, then anomaly rules."""
+def evaluate(
+    rollup: pl.LazyFrame,
+    config: AlertsConfig,
+    *,
+    now: datetime,
+    requests_of: RequestsOf | None = None,
+) -> list[Alert]:
+    """Every alert that holds at ``now``: budgets in file order, then anomaly rules (their
+    root causes count repeated requests when ``requests_of`` reads raw requests)."""
     alerts: list[Alert] = []
     for budget in config.budgets:
         alerts += budget_alerts(
             rollup, budget, now=now, tz=config.timezone, dashboard_url=config.dashboard_url
         )
     for rule in config.anomalies:
-        alerts += anomaly_alerts(rollup, rule, now=now, dashboard_url=config.dashboard_url)
+        alerts += anomaly_alerts(
+            rollup, rule, now=now, dashboard_url=config.dashboard_url, requests_of=requests_of
+        )
     return alerts
 
 

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from alerts.channels import (
     Channel,
     EmailChannel,
@@ -34,7 +36,7 @@ from alerts.message import Alert, alert_id
 from alerts.state import mark_delivery, pending_deliveries, record_alerts, take_delivery
 from core.errors import WarehouseLocked
 from core.lake import WarehouseTarget
-from core.warehouse import Warehouse, open_warehouse, table_exists
+from core.warehouse import Warehouse, open_warehouse, read_requests, table_exists
 from models import ModelsSettings, read_rollup, refresh_rollups
 
 __all__ = ["STALE_RULE", "AlertsRunResult", "build_channel", "run_alerts"]
@@ -100,7 +102,18 @@ def run_alerts(
             refresh_rollups(warehouse, models_settings)
         with warehouse.errors():
             rollup = read_rollup(warehouse.con, since=earliest_needed(config, moment), until=moment)
-        candidates = evaluate(rollup, config, now=moment) if rollup.collect_schema().names() else []
+
+        def requests_of(hours: list[datetime]) -> pl.LazyFrame:
+            with warehouse.errors():
+                return read_requests(
+                    warehouse.con, models_settings, hours=hours, with_request_hash=True
+                )
+
+        candidates = (
+            evaluate(rollup, config, now=moment, requests_of=requests_of)
+            if rollup.collect_schema().names()
+            else []
+        )
         result.evaluated = len(candidates)
         result.newest_data = _newest_request(warehouse, moment)
         limit = timedelta(hours=config.stale_after_hours)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import polars as pl
 import typer
 
 from app.console import (
@@ -27,6 +28,7 @@ from app.service import (
     cache_report,
     cost_report,
     data_span,
+    explain_anomalies,
     export_focus,
     forecast_report,
     reconcile_report,
@@ -36,7 +38,7 @@ from app.tables import exact_dicts
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
 from ingest import DEFAULT_DB_PATH
-from models import ModelsSettings
+from models import ModelsSettings, RootCauses
 
 __all__ = ["export_app", "report_app", "resolve_settings"]
 
@@ -271,12 +273,15 @@ def report_anomalies(
     columns: ColumnsOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Hours whose spend or request rate per agent (or key, user…) left its usual band."""
+    """Hours whose spend or request rate per agent (or key, user…) left its usual band,
+    each with its root cause: the cells of the other dimensions that explain most of its
+    excess (a line per flagged hour; --format json carries the whole breakdown)."""
     chosen = check_format(output_format)
     with user_errors(verbose):
+        target, settings = warehouse(db, config), resolve_settings(config)
         flags = anomaly_report(
-            warehouse(db, config),
-            resolve_settings(config),
+            target,
+            settings,
             scope=scope,
             now=parse_time(now, "--now"),
             window=timedelta(hours=hours),
@@ -284,13 +289,53 @@ def report_anomalies(
             min_impact_usd=min_impact,
             min_repeats=min_repeats,
         )
-        write_rows(flags.columns, flags.rows(), chosen, pick=_split(columns))
+        causes = explain_anomalies(target, settings, flags)
+        _write_anomalies(flags, causes, chosen, _split(columns))
     if flags.is_empty():
         err.print(
             f"no anomalies: no {scope} left its usual band in the {hours} hours before "
             + (now or "the end of the newest data"),
             markup=False,
         )
+
+
+def _write_anomalies(
+    flags: pl.DataFrame, causes: RootCauses, chosen: str, pick: list[str] | None
+) -> None:
+    """Flags with their root cause: JSON objects with a ``root_cause`` object (summary,
+    ``cells``, ``breakdown``; null for repeated prompts alone), a ``root_cause`` column
+    (the headline) in CSV, and a line per flagged hour under the table."""
+    keys = ["value", "hour"]
+    headlines = causes.summary.select(*keys, pl.col("headline").alias("root_cause"))
+    if chosen == "json":
+        explained: dict[tuple[Any, Any], dict[str, Any]] = {}
+        for summary in exact_dicts(causes.summary.drop("scope")):
+            key = (summary.pop("value"), summary.pop("hour"))
+            within = (pl.col("value").eq_missing(key[0])) & (pl.col("hour") == key[1])
+            summary["cells"] = exact_dicts(causes.cells.filter(within).drop(_FLAG_KEYS))
+            summary["breakdown"] = exact_dicts(causes.breakdown.filter(within).drop(_FLAG_KEYS))
+            explained[key] = summary
+        rows = exact_dicts(flags)
+        for row in rows:
+            row["root_cause"] = explained.get((row["value"], row["hour"]))
+        write_json_document(rows)
+        return
+    if chosen == "csv":
+        table = flags.join(headlines, on=keys, how="left", nulls_equal=True)
+        write_rows(table.columns, table.rows(), chosen, pick=pick)
+        return
+    write_rows(flags.columns, flags.rows(), chosen, pick=pick)
+    for row in headlines.iter_rows(named=True):
+        value = "(none)" if row["value"] is None else row["value"]
+        scope = flags["scope"][0]
+        out.print(
+            f"root cause, {scope}={value} at {row['hour']:%Y-%m-%d %H:%M} UTC: {row['root_cause']}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+_FLAG_KEYS = ("scope", "value", "hour", "measure")
 
 
 @report_app.command("forecast")

@@ -32,6 +32,7 @@ from models.rollups import (
     repeated_requests,
     rollups_stale,
 )
+from models.root_cause import RootCauses, explain_flags
 from models.trends import (
     anomaly_bands,
     budget_spend,
@@ -52,6 +53,7 @@ __all__ = [
     "ModelsSettings",
     "PriceFileError",
     "RefreshResult",
+    "RootCauses",
     "anomaly_bands",
     "budget_spend",
     "burndown",
@@ -61,6 +63,7 @@ __all__ = [
     "daily_bounds",
     "detect_anomalies",
     "dimension_values",
+    "explain_flags",
     "filter_rollup",
     "focus_rows",
     "forecast_month",

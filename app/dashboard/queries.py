@@ -24,6 +24,7 @@ from core.warehouse import (
     latency_p95,
     policy_categories,
     policy_counts,
+    read_requests,
     recent_policy_events,
     rollup_span,
 )
@@ -39,6 +40,7 @@ from models import (
     daily_bounds,
     detect_anomalies,
     dimension_values,
+    explain_flags,
     filter_rollup,
     forecast_month,
     read_rollup,
@@ -195,8 +197,9 @@ def anomalies(
 ) -> dict[str, pl.DataFrame]:
     """``aigw report anomalies`` for ``scope``: ``flags`` (spend over expected of at least
     ``min_impact_usd``, as ``aigw alerts run`` counts a rule's flags; repeated-prompt
-    loops always), ``below`` (the statistical flags under that impact, to explain them)
-    and ``bands`` (the spend band of each value in ``flags``)."""
+    loops always), ``below`` (the statistical flags under that impact, to explain them),
+    ``bands`` (the spend band of each value in ``flags``) and ``causes`` (the root cause
+    of each flagged value and hour, ``models.root_cause``: its summary with the headline)."""
     window = timedelta(hours=hours)
     frame = _rollup(
         warehouse,
@@ -228,7 +231,32 @@ def anomalies(
     flags = pl.concat([flags, loops]).sort("hour", "value", "signal", nulls_last=True)
     values = flags["value"].unique().to_list()
     bands = anomaly_bands(frame, scope, values, now=now, window=window, min_score=min_score)
-    return {"flags": flags, "below": below, "bands": bands}
+    causes = _root_causes(warehouse, settings, flags, filters)
+    return {"flags": flags, "below": below, "bands": bands, "causes": causes}
+
+
+def _root_causes(
+    warehouse: Warehouse, settings: ModelsSettings, flags: pl.DataFrame, filters: Pairs
+) -> pl.DataFrame:
+    """The root cause summary of each flagged value and hour (``models.root_cause``), by
+    the dimensions the filters leave free, within the filters."""
+    hours = sorted(set(flags["hour"].to_list()))
+    fixed = dict(filters)
+    dimensions = [name for name in settings.all_dimensions if name not in fixed]
+    if not hours:
+        return explain_flags(pl.LazyFrame(), flags, dimensions=dimensions).summary
+    rollup = _rollup(
+        warehouse,
+        since=hours[0] - timedelta(weeks=5),
+        until=hours[-1] + timedelta(hours=1),
+        filters=filters,
+        by=settings.all_dimensions,
+        hourly=True,
+    )
+    requests = read_requests(warehouse.con, settings, hours=hours, with_request_hash=True)
+    return explain_flags(
+        rollup, flags, dimensions=dimensions, requests=filter_rollup(requests, fixed)
+    ).summary
 
 
 def budgets(

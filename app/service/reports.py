@@ -14,16 +14,18 @@ import polars as pl
 
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
-from core.warehouse import open_warehouse, rollup_span
+from core.warehouse import open_warehouse, read_requests, rollup_span
 from models import (
     GRAINS,
     MIN_REPEATS,
     ModelsSettings,
     RefreshResult,
+    RootCauses,
     cache_candidates,
     cache_summary,
     daily_bounds,
     detect_anomalies,
+    explain_flags,
     focus_rows,
     forecast_month,
     newest_rollup_hour,
@@ -44,6 +46,7 @@ __all__ = [
     "cache_report",
     "cost_report",
     "data_span",
+    "explain_anomalies",
     "export_focus",
     "forecast_report",
     "reconcile_report",
@@ -263,6 +266,30 @@ def anomaly_report(
             min_repeats=min_repeats,
         )
     return pl.concat([statistical, loops]).sort("hour", "value", "signal", nulls_last=True)
+
+
+def explain_anomalies(
+    db_path: WarehouseTarget, settings: ModelsSettings, flags: pl.DataFrame
+) -> RootCauses:
+    """The root cause of each flagged (value, hour) of ``flags`` (``anomaly_report``'s):
+    the cells of the other dimensions that explain its excess (``models.root_cause``).
+
+    Reads the hourly rollups by every dimension from five weeks before the first flagged
+    hour (the baselines) to the last, and the raw requests of the flagged hours only
+    (for the repeats of one request)."""
+    hours = sorted(set(flags["hour"].to_list()))
+    if not hours:
+        return explain_flags(pl.LazyFrame(), flags, dimensions=settings.all_dimensions)
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        rollup = read_rollup(
+            warehouse.con,
+            since=hours[0] - timedelta(weeks=5),
+            until=hours[-1] + timedelta(hours=1),
+            by=list(settings.all_dimensions),
+            measures=("cost_usd", "requests"),
+        )
+        requests = read_requests(warehouse.con, settings, hours=hours, with_request_hash=True)
+        return explain_flags(rollup, flags, dimensions=settings.all_dimensions, requests=requests)
 
 
 def forecast_report(

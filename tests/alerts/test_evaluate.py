@@ -284,6 +284,67 @@ def test_an_anomaly_rule_alerts_once_per_flagged_hour_with_its_signals_grouped()
     assert alert.lines()[3] == "$30.00 against $1.05 expected; 300 requests against 10"
 
 
+def test_an_anomaly_message_names_the_cell_that_explains_the_excess() -> None:
+    """The same week, the agent's spend split evenly over two models x two keys; the spike
+    hour puts $29.2125 of its $30 on model b with key k2: the message's last detail line
+    is its root cause, that cell with 100% of the $28.95 over expected."""
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    hours = [start + timedelta(hours=h) for h in range(8 * 24)]
+    spike = hours[-5]
+    cells = [("a", "k1"), ("a", "k2"), ("b", "k1"), ("b", "k2")]
+    rows = []
+    for hour in hours:
+        total = 1.0 + (hour.hour % 3) * 0.05
+        for model, key in cells:
+            cost = total / 4
+            if hour == spike:
+                cost = 29.2125 if (model, key) == ("b", "k2") else 0.2625
+            rows.append((hour, "bot", model, key, cost, 300 if hour == spike else 10))
+    rollup = pl.LazyFrame(
+        rows,
+        schema={
+            "hour": pl.Datetime("us", "UTC"),
+            "agent": pl.String,
+            "model": pl.String,
+            "api_key": pl.String,
+            "cost_usd": pl.Float64,
+            "requests": pl.Int64,
+        },
+        orient="row",
+    )
+    rule = AnomalyRule(name="runaway", scope="agent", channels=("outbox",), min_impact_usd=5.0)
+    (alert,) = anomaly_alerts(rollup, rule, now=hours[-1] + timedelta(hours=1))
+    assert alert.lines()[3] == "$30.00 against $1.05 expected; 1200 requests against 40"
+    assert alert.lines()[4] == (
+        "Root cause: 100% of +$28.95: agent=bot \u00d7 model=b \u00d7 api_key=k2"
+    )
+    assert alert.as_json()["detail"].endswith(alert.lines()[4])
+    # With the raw requests of the hour: 250 of the cell's 300 are one request.
+    asked: list[list[datetime]] = []
+
+    def requests_of(wanted: list[datetime]) -> pl.LazyFrame:
+        asked.append(wanted)
+        return pl.LazyFrame(
+            {
+                "ts": [spike + timedelta(seconds=i) for i in range(300)],
+                "agent": ["bot"] * 300,
+                "model": ["b"] * 300,
+                "api_key": ["k2"] * 300,
+                "request_hash": ["loop"] * 250 + [f"other-{i}" for i in range(50)],
+            },
+            schema_overrides={"ts": pl.Datetime("us", "UTC")},
+        )
+
+    (alert,) = anomaly_alerts(
+        rollup, rule, now=hours[-1] + timedelta(hours=1), requests_of=requests_of
+    )
+    assert asked == [[spike]]
+    assert alert.lines()[4] == (
+        "Root cause: 100% of +$28.95: agent=bot \u00d7 model=b \u00d7 api_key=k2; "
+        "250 of its 300 requests repeat one request"
+    )
+
+
 def test_a_budget_message_rounds_down_so_it_never_contradicts_its_threshold() -> None:
     """$2.4949 of $2.50 crosses 80%: the message says $2.49 (99%), never (100%); its link
     opens the budgets page filtered to the scope and the period's days so far."""

@@ -144,13 +144,18 @@ def test_a_short_range_is_hourly_and_a_partial_last_day_is_said(app: AppTest) ->
 def test_anomalies_page_shows_the_demos_runaway_agent_by_default_and_explains_the_sample(
     sample_warehouse: SampleWarehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Defaults from sample_data/budgets.toml's rule: 48 hours, score 6, impact $0.50."""
+    """Defaults from sample_data/budgets.toml's rule: 48 hours, score 6, impact $0.50; the
+    runaway's root cause is named beside its flags."""
     monkeypatch.chdir(sample_warehouse.db.parent)
     app = _open(_app(monkeypatch, sample_warehouse.db, sample_warehouse.budgets), "anomalies")
     flags = app.dataframe[0].value
     assert set(flags["agent"]) == {"summarizer"}
     assert set(flags["hour"]) == {datetime(2026, 11, 19, 10, tzinfo=UTC)}
     assert sorted(flags["signal"]) == ["requests", "spend"]
+    # Its root cause: one user's loop on gpt-4o (Adtributor, models.root_cause).
+    assert set(flags["root_cause"]) == {
+        "99% of +$1.98: agent=summarizer \u00d7 user=support-user-1 \u00d7 model=gpt-4o"
+    }
     assert _metric(app, "Flags").body == "2"
     (note,) = [info.value for info in app.info]
     assert note.startswith("11 more flags score above 6 but spend less than $0.50 over expected:")

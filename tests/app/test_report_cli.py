@@ -374,3 +374,84 @@ def test_forecast_projects_the_month_from_complete_days(warehouse: tuple[Path, P
     assert row["basis_days"] == 2
     assert row["days_elapsed"] == 19
     assert round(row["projected_usd"], 9) == round(0.0225 + 11 * (0.0185 + 0.004) / 2, 9)
+
+
+def test_anomalies_name_the_cell_and_the_repeated_request_behind_a_spike(
+    tmp_path: Path,
+) -> None:
+    """Eight days of agent bot at $0.0264 an hour (users ana and bo, each on gpt-4o-mini
+    and gpt-4o), then 100 more gpt-4o-mini requests of ana in one hour, 80 of them one
+    identical request: the hour's root cause is that cell, with 100% of the +$0.12, in a
+    line under the table, a CSV column and the JSON breakdown, for each of its signals."""
+    config = write_config(
+        tmp_path,
+        PRICES + '\n[[price]]\nprovider = "openai"\nmodel = "gpt-4o"\ninput = 10\noutput = 20\n',
+    )
+    spike = D1 + 8 * 86_400 + 10 * 3_600
+
+    def call(at: int, user: str, model: str, body: dict[str, Any] | None = None) -> Any:
+        return logpush_record(
+            Timestamp=at,
+            Model=model,
+            RequestedModel=model,
+            Metadata={"team": "support", "user": user, "agent": "bot"},
+            Metrics={"durationMs": 100, "tokensIn": 1_000, "tokensOut": 100},
+            **({"RequestBody": body} if body else {}),
+        )
+
+    records = [
+        call(D1 + hour * 3_600 + 60, user, model)
+        for hour in range(8 * 24 + 12)
+        for user in ("ana", "bo")
+        for model in ("gpt-4o-mini", "gpt-4o")
+    ]
+    records += [
+        call(spike + 600 + i, "ana", "gpt-4o-mini", {"prompt": "again" if i < 80 else f"n{i}"})
+        for i in range(100)
+    ]
+    write_ndjson(tmp_path / "logs" / "a.log.gz", records)
+    db = tmp_path / "aigw.duckdb"
+    ingest(tmp_path / "logs", db, config)
+    args = ("report", "anomalies", "--db", str(db), "--config", str(config))
+    window = ("--now", "2026-04-26T11:00:00", "--hours", "1")
+    headline = (
+        "100% of +$0.12: agent=bot \u00d7 model=gpt-4o-mini \u00d7 user=ana; "
+        "80 of its 101 requests repeat one request"
+    )
+
+    table = run_aigw(*args, *window)
+    assert table.returncode == 0, table.stderr
+    assert f"root cause, agent=bot at 2026-04-26 10:00 UTC: {headline}" in table.stdout
+
+    csv_rows = run_aigw(*args, *window, "--format", "csv", "--columns", "signal,root_cause")
+    assert csv_rows.stdout.splitlines() == [
+        "signal,root_cause",
+        f"repeated_prompt,{headline}",
+        f"requests,{headline}",
+        f"spend,{headline}",
+    ]
+
+    result = run_aigw(*args, *window, "--format", "json")
+    flags = orjson.loads(result.stdout)
+    assert [flag["signal"] for flag in flags] == ["repeated_prompt", "requests", "spend"]
+    cause = flags[2]["root_cause"]
+    assert flags[0]["root_cause"] == cause  # one hour, one root cause for its every signal
+    assert (cause["measure"], cause["headline"]) == ("cost_usd", headline)
+    assert cause["excess"] == pytest.approx(0.12)
+    (cell,) = cause["cells"]
+    assert cell["conditions"] == [
+        {"dimension": "model", "item": "gpt-4o-mini"},
+        {"dimension": "user", "item": "ana"},
+    ]
+    assert (cell["actual"], cell["expected"], cell["requests"], cell["repeated_requests"]) == (
+        pytest.approx(0.1212),
+        pytest.approx(0.0012),
+        101,
+        80,
+    )
+    models = [row for row in cause["breakdown"] if row["dimension"] == "model"]
+    assert [(row["item"], row["candidate"]) for row in models] == [
+        ("gpt-4o-mini", True),
+        ("gpt-4o", False),
+    ]
+    assert models[0]["explanatory_power"] == pytest.approx(1.0)

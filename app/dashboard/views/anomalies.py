@@ -91,13 +91,26 @@ result = fetch(
     min_impact_usd=float(min_impact),
 )
 flags, below, bands = result["flags"], result["below"], result["bands"]
+headlines = {
+    (value, hour): text
+    for text, value, hour in result["causes"].select("headline", "value", "hour").rows()
+}
+flags = flags.with_columns(
+    pl.Series(
+        "root_cause",
+        [headlines.get(key, "") for key in zip(flags["value"], flags["hour"], strict=True)],
+        dtype=pl.String,
+    )
+)
 st.subheader(f"Flagged hours ({hours} hours before {ctx.as_of:%Y-%m-%d %H:%M} UTC)")
 st.metric("Flags", f"{flags.height:,}", help="One per flagged value, hour and signal.")
 if flags.height:
     impact = float(flags.unique(["value", "hour"])["impact_usd"].fill_null(0).sum())
     st.caption(
-        f"Spend over expected: {usd(impact)}. Click a flag to open that {scope}'s requests "
-        "of the day in the explorer."
+        f"Spend over expected: {usd(impact)}. The root cause names the few cells of the "
+        "other dimensions that explain most of a flagged hour's excess (Adtributor, NSDI "
+        f"2014; see docs/costs.md). Click a flag to open that {scope}'s requests of the day "
+        "in the explorer."
     )
 picked = table(
     flags.rename({"value": scope}),
@@ -113,6 +126,7 @@ picked = table(
         "impact_usd",
         "actual_requests",
         "expected_requests",
+        "root_cause",
     ],
     select=True,
 )
