@@ -76,8 +76,16 @@ def attach_snapshot(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         rows = lake.state.rows(name)
         con.execute(f"DELETE FROM {name}")  # noqa: S608 - constant names
         if rows:
-            marks = ", ".join("?" * len(rows[0]))
-            con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)  # noqa: S608 - constant names
+            # as Arrow columns in one statement: executemany inserted row by row (measured:
+            # 40 ms of a 210 ms report on 1 M rows went to copying the manifest this way)
+            columns = {
+                f"c{i}": pa.array(list(values)) for i, values in enumerate(zip(*rows, strict=True))
+            }
+            con.register("_aigw_state_rows", pa.table(columns))
+            try:
+                con.execute(f"INSERT INTO {name} SELECT * FROM _aigw_state_rows")  # noqa: S608
+            finally:
+                con.unregister("_aigw_state_rows")
     row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
     assert row is not None and row[0] == SCHEMA_VERSION  # noqa: S101 - migrate() just ran
 
