@@ -131,7 +131,6 @@ def ingest_command(
         settings = IngestSettings(
             source=source,
             db_path=edge.warehouse_for(db),
-            engine=edge.engine,
             endpoint_url=endpoint_url,
             private_key=private_key,
             private_key_pem=edge.private_key_pem if private_key is None else None,

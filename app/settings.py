@@ -49,8 +49,7 @@ class Settings:
     ingest: IngestFileOptions = field(default_factory=IngestFileOptions)
     budgets_path: Path | None = None
     private_key_pem: bytes | None = None
-    warehouse: WarehouseTarget = DEFAULT_DB_PATH
-    engine: EngineSpec = field(default_factory=EngineSpec)
+    warehouse: WarehouseTarget = DEFAULT_DB_PATH  # an Iceberg one carries its [engine]
 
     def warehouse_for(self, db: Path) -> WarehouseTarget:
         """The warehouse a command opens: ``db`` when it names another file than the
@@ -86,7 +85,6 @@ def load_settings(
         warehouse=_with_engine(
             warehouse_target_from(path, table(path, document, "warehouse")), engine
         ),
-        engine=engine,
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from core.lake import DEFAULT_DB_PATH, EngineSpec, WarehouseTarget
+from core.lake import DEFAULT_DB_PATH, WarehouseTarget
 from core.settings import check_keys, read_toml, table
 from ingest.errors import ConfigError
 from ingest.loader import BATCH_ROWS
@@ -43,7 +43,6 @@ class IngestSettings:
     private_key_pem: bytes | None = None  # or the PEM itself (from an environment variable)
     quality: str = "fail"
     sql_engine: bool = False
-    engine: EngineSpec | None = None  # Iceberg: local or Ray workers (None: the warehouse's)
 
     def __repr__(self) -> str:  # the PEM is a secret: never print it
         return (

@@ -70,7 +70,7 @@ def _run_lake_ingest(
         summary = ingest_lake(
             source,
             lake,
-            engine=settings.engine or settings.db_path.engine,
+            engine=settings.db_path.engine,
             endpoint_url=settings.endpoint_url,
             private_key_pem=pem,
             batch_rows=settings.batch_rows,

@@ -307,7 +307,7 @@ class _Watcher:
                 summary = ingest_lake(
                     self.source,
                     warehouse.lake,
-                    engine=self.settings.engine or warehouse.lake.spec.engine,
+                    engine=warehouse.lake.spec.engine,
                     objects=objects,
                     endpoint_url=self.settings.endpoint_url,
                     private_key_pem=private_key_pem(self.settings),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.lake import LakeSpec
+from core.lake import EngineSpec, LakeSpec
 from core.warehouse import open_warehouse
 
 __all__ = ["ROW_QUERY", "lake_config", "lake_spec", "read_all"]
@@ -16,13 +16,17 @@ __all__ = ["ROW_QUERY", "lake_config", "lake_spec", "read_all"]
 ROW_QUERY = "SELECT * EXCLUDE (ingested_at) FROM requests ORDER BY log_id, ts"
 
 
-def lake_spec(root: Path, *, location: str | None = None, **s3: str) -> LakeSpec:
-    """An Iceberg warehouse under ``root`` (or data files at ``location``)."""
+def lake_spec(
+    root: Path, *, location: str | None = None, engine: EngineSpec | None = None, **s3: str
+) -> LakeSpec:
+    """An Iceberg warehouse under ``root`` (or data files at ``location``), run by
+    ``engine`` (default: in-process, 64 objects a commit)."""
     return LakeSpec(
         location=location or str(root / "lake"),
         state=f"sqlite:///{root}/state.db",
         catalog={"type": "sql", "uri": f"sqlite:///{root}/catalog.db"},
         s3=s3,
+        engine=engine or EngineSpec(),
     )
 
 

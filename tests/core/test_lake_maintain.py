@@ -5,6 +5,7 @@ before their snapshots go, and keeps the snapshots of objects a live ingest hold
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -44,7 +45,9 @@ def _write(logs: Path, name: str, hour: int, count: int = 3) -> None:
 
 def _ingest(logs: Path, spec: LakeSpec) -> IngestSummary:
     settings = IngestSettings(
-        source=str(logs), db_path=spec, quality="off", engine=EngineSpec(batch_objects=1)
+        source=str(logs),
+        db_path=dataclasses.replace(spec, engine=EngineSpec(batch_objects=1)),
+        quality="off",
     )
     return run_ingest(settings)
 

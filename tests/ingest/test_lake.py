@@ -5,6 +5,7 @@ its manifest update."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -36,15 +37,15 @@ MANIFEST = (
 )
 
 
-def _ingest(source: str, target: Path | LakeSpec, **options: Any) -> IngestSummary:
-    settings = IngestSettings(source=source, db_path=target, quality="off", **options)
+def _ingest(source: str, target: Path | LakeSpec) -> IngestSummary:
+    settings = IngestSettings(source=source, db_path=target, quality="off")
     return run_ingest(settings)
 
 
 def test_same_rows_rejects_and_counts_as_the_duckdb_warehouse(tmp_path: Path) -> None:
-    spec = lake_spec(tmp_path)
+    spec = lake_spec(tmp_path, engine=EngineSpec(batch_objects=3))
     duck = tmp_path / "aigw.duckdb"
-    lake_summary = _ingest(str(SAMPLES), spec, engine=EngineSpec(batch_objects=3))
+    lake_summary = _ingest(str(SAMPLES), spec)
     duck_summary = _ingest(str(SAMPLES), duck)
 
     for name in ("loaded", "skipped", "failed", "rows_loaded", "duplicates", "rejected"):
@@ -129,8 +130,8 @@ def die(self, *args, **kwargs):
 
 StateDB.finish = die
 root, source = Path(sys.argv[1]), sys.argv[2]
-run_ingest(IngestSettings(source=source, db_path=lake_spec(root), quality="off",
-                          engine=EngineSpec(batch_objects=5)))
+run_ingest(IngestSettings(source=source, quality="off",
+                          db_path=lake_spec(root, engine=EngineSpec(batch_objects=5))))
 """
 
 
@@ -258,7 +259,9 @@ def test_aigw_sql_and_a_report_succeed_while_an_ingest_is_committing(
 
     monkeypatch.setattr(Lake, "commit", held_commit)
     settings = IngestSettings(
-        source=str(SAMPLES), db_path=spec, quality="off", engine=EngineSpec(batch_objects=4)
+        source=str(SAMPLES),
+        db_path=dataclasses.replace(spec, engine=EngineSpec(batch_objects=4)),
+        quality="off",
     )
     loader = threading.Thread(target=run_ingest, args=(settings,))
     loader.start()
