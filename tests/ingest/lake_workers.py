@@ -93,8 +93,8 @@ def ingest_once(spec: LakeSpec, source: str, batch_objects: int) -> dict[str, in
     """One ``aigw ingest`` run of ``source`` into ``spec``; its totals."""
     from ingest import IngestSettings, run_ingest  # noqa: PLC0415 - only the driver needs it
 
-    engine = EngineSpec(batch_objects=batch_objects)
-    settings = IngestSettings(source=source, db_path=spec, quality="off", engine=engine)
+    spec = replace(spec, engine=EngineSpec(batch_objects=batch_objects))
+    settings = IngestSettings(source=source, db_path=spec, quality="off")
     summary = run_ingest(settings)
     totals = ("loaded", "skipped", "failed", "rows_loaded", "duplicates", "rejected")
     return {name: getattr(summary, name) for name in totals}
