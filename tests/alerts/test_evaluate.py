@@ -14,6 +14,7 @@ from alerts.errors import BudgetConfigError
 from alerts.evaluate import anomaly_alerts, budget_alerts, evaluate, period_bounds
 from alerts.message import alert_id
 from models.config import ModelsSettings
+from tests.models.test_root_cause import ROLLUP_SCHEMA
 
 DIMENSIONS = ModelsSettings().all_dimensions
 
@@ -302,14 +303,7 @@ def test_an_anomaly_message_names_the_cell_that_explains_the_excess() -> None:
             rows.append((hour, "bot", model, key, cost, 300 if hour == spike else 10))
     rollup = pl.LazyFrame(
         rows,
-        schema={
-            "hour": pl.Datetime("us", "UTC"),
-            "agent": pl.String,
-            "model": pl.String,
-            "api_key": pl.String,
-            "cost_usd": pl.Float64,
-            "requests": pl.Int64,
-        },
+        schema=ROLLUP_SCHEMA,
         orient="row",
     )
     rule = AnomalyRule(name="runaway", scope="agent", channels=("outbox",), min_impact_usd=5.0)

@@ -29,6 +29,18 @@ DIMS = ("model", "api_key")
 STEADY = {("a", "k1"): 1.0, ("a", "k2"): 1.0, ("b", "k1"): 1.0, ("b", "k2"): 1.0}
 
 
+# An hourly rollup of agent, model and key (what the fixtures here and in
+# tests/alerts/test_evaluate.py build).
+ROLLUP_SCHEMA = {
+    "hour": pl.Datetime("us", "UTC"),
+    "agent": pl.String,
+    "model": pl.String,
+    "api_key": pl.String,
+    "cost_usd": pl.Float64,
+    "requests": pl.Int64,
+}
+
+
 def _rollup(hours: list[dict[tuple[str, str], float]], agent: str = "bot") -> pl.LazyFrame:
     """Rollup rows from ``MONDAY``: per hour, (model, key) -> USD (one request per $1)."""
     rows = [
@@ -38,14 +50,7 @@ def _rollup(hours: list[dict[tuple[str, str], float]], agent: str = "bot") -> pl
     ]
     return pl.LazyFrame(
         rows,
-        schema={
-            "hour": pl.Datetime("us", "UTC"),
-            "agent": pl.String,
-            "model": pl.String,
-            "api_key": pl.String,
-            "cost_usd": pl.Float64,
-            "requests": pl.Int64,
-        },
+        schema=ROLLUP_SCHEMA,
         orient="row",
     )
 
