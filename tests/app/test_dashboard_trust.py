@@ -156,6 +156,11 @@ def test_anomalies_page_shows_the_demos_runaway_agent_by_default_and_explains_th
     assert set(flags["root_cause"]) == {
         "99% of +$1.98: agent=summarizer \u00d7 user=support-user-1 \u00d7 model=gpt-4o"
     }
+    # ... and in full under the table, which is wider than the page
+    assert (
+        "**Root cause**, agent summarizer at 2026-11-19 10:00 UTC: 99% of +\\$1.98: "
+        "agent=summarizer \u00d7 user=support-user-1 \u00d7 model=gpt-4o"
+    ) in [block.value for block in app.markdown]
     assert _metric(app, "Flags").body == "2"
     (note,) = [info.value for info in app.info]
     assert note.startswith("11 more flags score above 6 but spend less than $0.50 over expected:")

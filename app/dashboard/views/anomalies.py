@@ -130,6 +130,17 @@ picked = table(
     ],
     select=True,
 )
+# The table is wider than the page: the root cause, the page's answer, also stands in full
+# below it, one line per flagged hour.
+for (value, hour), text in sorted(
+    {(row["value"], row["hour"]): row["root_cause"] for row in flags.iter_rows(named=True)}.items(),
+    key=lambda item: item[0][1],
+):
+    if text:
+        shown = text.replace("$", "\\$")  # a dollar sign in markdown opens LaTeX
+        st.markdown(
+            f"**Root cause**, {scope} {value or NONE} at {hour:%Y-%m-%d %H:%M} UTC: {shown}"
+        )
 if picked is not None:
     flag = flags.row(picked, named=True)
     where = {scope: flag["value"]} if flag["value"] is not None else {}
