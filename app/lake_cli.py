@@ -40,8 +40,8 @@ def maintain_command(
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Compact each day's small data files into large ones and expire old snapshots
-    (Iceberg warehouses; R2 Data Catalog can do both itself)."""
+    """Compact each day's small data files into large ones, expire old snapshots and delete
+    the data files they alone read (Iceberg warehouses; R2 Data Catalog can do this itself)."""
     with user_errors(verbose):
         age = parse_age(older_than)
         target = load_settings(config, os.environ).warehouse
@@ -69,6 +69,11 @@ def maintain_command(
     if kept:
         line += f"; {kept} kept (they name objects the manifest does not record yet)"
     out.print(line, markup=False)
+    if result.deleted:
+        out.print(
+            f"data files deleted: {result.deleted} (no remaining snapshot reads them)",
+            markup=False,
+        )
 
 
 def _days(count: int) -> str:

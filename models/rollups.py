@@ -126,6 +126,26 @@ def repeated_requests(
 _COSTS_TABLE: Final = "_aigw_request_costs"  # a temporary table: DuckDB spills it, not us
 
 
+def rollup_and_costs(
+    costed: pl.LazyFrame, settings: ModelsSettings
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The hourly rollup of ``costed`` and each request's cost (``request_costs``' columns),
+    computed in one pass (``collect_all`` shares the plan)."""
+    rollup, costs = pl.collect_all(
+        [
+            hourly_rollup(costed, settings.all_dimensions),
+            costed.select(
+                "log_id",
+                "ts",
+                pl.col("cost_usd").alias("effective_cost_usd"),
+                "saved_usd",
+                "cost_source",
+            ),
+        ]
+    )
+    return rollup, costs
+
+
 def _rollup_by_day(
     warehouse: Warehouse, settings: ModelsSettings, hours: list[datetime] | None
 ) -> pl.DataFrame:
@@ -162,18 +182,7 @@ def _rollup_by_day(
             hours=day_hours,
             overrides=overrides,
         )
-        rollup, costs = pl.collect_all(
-            [
-                hourly_rollup(costed, settings.all_dimensions),
-                costed.select(
-                    "log_id",
-                    "ts",
-                    pl.col("cost_usd").alias("effective_cost_usd"),
-                    "saved_usd",
-                    "cost_source",
-                ),
-            ]
-        )
+        rollup, costs = rollup_and_costs(costed, settings)
         parts.append(rollup)
         con.register("_aigw_costs_day", costs.to_arrow())
         try:
@@ -273,18 +282,24 @@ def _store_request_costs(warehouse: Warehouse, hours: list[datetime] | None) -> 
     con.execute(f"INSERT INTO request_costs SELECT * FROM {_COSTS_TABLE}")
 
 
-def _refresh_daily(
-    warehouse: Warehouse, settings: ModelsSettings, hours: list[datetime] | None
-) -> None:
-    """Recompute ``rollup_daily`` from ``rollup_hourly``: all days, or those of ``hours``."""
+def daily_select(settings: ModelsSettings, hourly: str) -> str:
+    """The SQL that sums the hourly rollup table ``hourly`` by UTC day (``hour`` holds the
+    day's start), with a ``{where}`` slot for a filter on ``hour``: ``rollup_daily``'s rows."""
     keys = ", ".join([*settings.all_dimensions, "cost_source"])
     sums = ", ".join(
         f"sum({name}){'' if name in _FLOAT_MEASURES else '::BIGINT'} AS {name}" for name in MEASURES
     )
-    select = (
-        f"SELECT date_trunc('day', hour) AS hour, {keys}, {sums} FROM {ROLLUP_TABLE} "
+    return (
+        f"SELECT date_trunc('day', hour) AS hour, {keys}, {sums} FROM {hourly} "
         "{where} GROUP BY ALL ORDER BY hour"
     )
+
+
+def _refresh_daily(
+    warehouse: Warehouse, settings: ModelsSettings, hours: list[datetime] | None
+) -> None:
+    """Recompute ``rollup_daily`` from ``rollup_hourly``: all days, or those of ``hours``."""
+    select = daily_select(settings, ROLLUP_TABLE)
     if hours is None:
         warehouse.con.execute(f"DROP TABLE IF EXISTS {DAILY_TABLE}")
         warehouse.con.execute(f"CREATE TABLE {DAILY_TABLE} AS {select.format(where='')}")

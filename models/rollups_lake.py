@@ -20,7 +20,7 @@ import pyarrow as pa
 from core.schema import DAILY_TABLE, ROLLUP_TABLE
 from core.warehouse import Warehouse, attach_snapshot, newest_ingest, touched_hours
 from models.config import ModelsSettings
-from models.rollups import _FLOAT_MEASURES, MEASURES, RefreshResult, _rollup_by_day
+from models.rollups import RefreshResult, _rollup_by_day, daily_select
 
 __all__ = ["refresh_lake_rollups"]
 
@@ -79,22 +79,11 @@ def refresh_lake_rollups(
 def _daily(hourly: pa.Table, settings: ModelsSettings) -> pa.Table:
     """``hourly`` summed by UTC day (``hour`` holds the day's start), as the DuckDB
     warehouse's ``rollup_daily``."""
-    keys = ", ".join([*settings.all_dimensions, "cost_source"])
-    sums = ", ".join(
-        f"sum({name}){'' if name in _FLOAT_MEASURES else '::BIGINT'} AS {name}" for name in MEASURES
-    )
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("hourly", hourly)
-        return (
-            con.execute(
-                f"SELECT date_trunc('day', hour) AS hour, {keys}, {sums} FROM hourly "  # noqa: S608
-                "GROUP BY ALL ORDER BY hour"
-            )
-            .arrow()
-            .read_all()
-        )
+        return con.execute(daily_select(settings, "hourly").format(where="")).arrow().read_all()
     finally:
         con.close()
 

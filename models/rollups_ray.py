@@ -23,7 +23,7 @@ from core.lake import LakeSpec
 from core.warehouse import Warehouse, open_warehouse, request_days
 from models.config import ModelsSettings
 from models.pricing import load_price_file
-from models.rollups import costed_requests, hourly_rollup
+from models.rollups import costed_requests, rollup_and_costs
 
 __all__ = ["day_rollup", "rollups_on_ray"]
 
@@ -73,18 +73,8 @@ def day_rollup(
 
 def _collect(costed: pl.LazyFrame, settings: ModelsSettings) -> tuple[pa.Table, pa.Table]:
     """The hourly rollup and the request costs of ``costed``, computed in one pass."""
-    rollup, costs = pl.collect_all([hourly_rollup(costed, settings.all_dimensions), _costs(costed)])
+    rollup, costs = rollup_and_costs(costed, settings)
     return rollup.to_arrow(), costs.to_arrow()
-
-
-def _costs(costed: pl.LazyFrame) -> pl.LazyFrame:
-    return costed.select(
-        "log_id",
-        "ts",
-        pl.col("cost_usd").alias("effective_cost_usd"),
-        "saved_usd",
-        "cost_source",
-    )
 
 
 def _empty(warehouse: Warehouse, settings: ModelsSettings) -> tuple[pa.Table, pa.Table]:

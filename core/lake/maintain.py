@@ -18,8 +18,10 @@ nightly:
   not say it is loaded with that etag is claimed and recorded as loaded with the counts
   of the summary; a snapshot naming an object that cannot be recorded (another driver
   holds it, or the manifest has another version of it) is kept for a later run.
-  PyIceberg 0.12 removes expired snapshots from the metadata only: their data files stay
-  in storage (see docs/scale.md).
+- **Unreferenced data files.** PyIceberg 0.12 removes expired snapshots from the metadata
+  only, so after expiry ``maintain`` deletes the data files under the table's ``data/``
+  folder that no remaining snapshot references and that are older than the retention
+  (a file younger than that may belong to a commit in flight: never touched).
 
 R2 Data Catalog can do both itself (its compaction and snapshot-expiration settings);
 ``maintain`` is for the SQL catalog and for REST catalogs that do not.
@@ -34,6 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any, Final
 
+import pyarrow.fs as pafs
 import sqlalchemy as sa
 
 from core.errors import WarehouseError
@@ -41,7 +44,7 @@ from core.lake.extra import require
 from core.lake.filters import in_ranges
 from core.lake.lake import Lake
 from core.lake.state import STATE_TABLES, FileEntry, owner_id
-from core.lake.tables import DAY_PARTITIONED, snapshot_objects
+from core.lake.tables import DAY_PARTITIONED, file_system, snapshot_objects
 
 __all__ = [
     "MAX_SMALL_FILES",
@@ -49,6 +52,7 @@ __all__ = [
     "MaintainResult",
     "TableMaintenance",
     "compact_table",
+    "delete_unreferenced",
     "expire_snapshots",
     "maintain",
 ]
@@ -73,6 +77,7 @@ class TableMaintenance:
     days_compacted: int = 0
     expired: int = 0
     kept: int = 0
+    deleted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,10 @@ class MaintainResult:
     def expired(self) -> int:
         return sum(table.expired for table in self.tables)
 
+    @property
+    def deleted(self) -> int:
+        return sum(table.deleted for table in self.tables)
+
 
 def maintain(
     lake: Lake,
@@ -97,7 +106,8 @@ def maintain(
     small_bytes: int = SMALL_BYTES,
 ) -> MaintainResult:
     """Compact the day partitions of ``requests`` and ``request_costs``, then expire every
-    table's snapshots older than ``now - older_than`` (see module)."""
+    table's snapshots older than ``now - older_than`` and delete the data files no snapshot
+    references any more (see module)."""
     now = now or datetime.now(tz=UTC)
     cutoff = now - older_than
     results: list[TableMaintenance] = []
@@ -113,8 +123,9 @@ def maintain(
                 lake, name, max_small_files=max_small_files, small_bytes=small_bytes
             )
         expired, kept, fixed = expire_snapshots(lake, name, cutoff=cutoff, now=now)
+        deleted = delete_unreferenced(lake, name, cutoff=cutoff)
         recorded += fixed
-        results.append(TableMaintenance(name, before, after, days, expired, kept))
+        results.append(TableMaintenance(name, before, after, days, expired, kept, deleted))
     return MaintainResult(tuple(results), recorded)
 
 
@@ -165,6 +176,34 @@ def expire_snapshots(
     if ids:
         lake.commit(name, lambda current_table: _expire(current_table, ids))
     return len(ids), len(held), recorded
+
+
+def delete_unreferenced(lake: Lake, name: str, *, cutoff: datetime) -> int:
+    """Delete the files under ``name``'s ``data/`` folder that no snapshot of the table
+    references and that were last modified before ``cutoff``; how many were deleted."""
+    table = lake.table(name)
+    if table is None:
+        return 0
+    referenced = (
+        set(table.inspect.all_files().column("file_path").to_pylist())
+        if table.snapshots()
+        else set()
+    )
+    fs, prefix = file_system(lake.spec)
+    folder = f"{table.location().rstrip('/')}/data".removeprefix(prefix)
+    selector = pafs.FileSelector(folder, allow_not_found=True, recursive=True)
+    limit = cutoff.timestamp()
+    doomed = [
+        info.path
+        for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File
+        and info.mtime is not None
+        and info.mtime.timestamp() < limit
+        and prefix + info.path not in referenced
+    ]
+    for path in doomed:
+        fs.delete_file(path)
+    return len(doomed)
 
 
 def _rewrite_day(table: Any, day: datetime) -> None:

@@ -153,3 +153,11 @@ def _subtable(
         if not isinstance(item, str):
             raise ConfigError(f"{path}: [warehouse] {key}.{name} must be a string")
     return dict(value)
+
+
+def make_sqlite_folder(url: str) -> None:
+    """SQLite creates its file but not the folder: make the folder of a ``sqlite:///`` URL
+    (nothing for an in-memory database or another driver)."""
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+    if path and not path.startswith(":memory:"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -25,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from core.errors import WarehouseError
+from core.lake.spec import make_sqlite_folder
 
 __all__ = ["LEASE", "STATE_TABLES", "FileEntry", "StateDB", "owner_id"]
 
@@ -162,9 +162,7 @@ class StateDB:
         self._describe = describe
         options: dict[str, Any] = {}
         if url.startswith("sqlite"):
-            path = url.removeprefix("sqlite:///")
-            if path and not path.startswith(":memory:"):
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            make_sqlite_folder(url)
             options["connect_args"] = {"timeout": 30}
         with self.errors():
             self.engine = sa.create_engine(url, **options)

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from core.errors import WarehouseError
 from core.lake.extra import require
-from core.lake.spec import LakeSpec
+from core.lake.spec import LakeSpec, make_sqlite_folder
 from core.schema import REQUEST_COLUMNS
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def catalog_properties(spec: LakeSpec, environ: Mapping[str, str]) -> dict[str, 
         props["token"] = token
     if props.get("type") == "sql":
         props.setdefault("warehouse", location_uri(spec.location))
-        _make_sqlite_folder(props["uri"])
+        make_sqlite_folder(props["uri"])
     props.update(_s3_properties(spec, environ))
     return props
 
@@ -221,9 +221,3 @@ def _s3_properties(spec: LakeSpec, environ: Mapping[str, str]) -> dict[str, str]
         props["s3.access-key-id"] = key
         props["s3.secret-access-key"] = secret
     return props
-
-
-def _make_sqlite_folder(url: str) -> None:
-    """SQLite creates the file but not its folder: make the folder of a ``sqlite:///`` URL."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from core.schema import DAILY_TABLE, REQUEST_COLUMNS, ROLLUP_TABLE
-from core.warehouse.migrations import SCHEMA_VERSION, migrate
+from core.warehouse.migrations import SCHEMA_VERSION, create_schema
 
 if TYPE_CHECKING:
     from core.lake.lake import Lake
@@ -43,7 +43,7 @@ def connect_snapshot(lake: Lake, *, sandbox: bool = False) -> duckdb.DuckDBPyCon
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        migrate(con, 0)
+        create_schema(con)
         attach_snapshot(con, lake)
         if sandbox:
             con.execute("SET enable_external_access = false")
@@ -87,7 +87,7 @@ def attach_snapshot(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
             finally:
                 con.unregister("_aigw_state_rows")
     row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
-    assert row is not None and row[0] == SCHEMA_VERSION  # noqa: S101 - migrate() just ran
+    assert row is not None and row[0] == SCHEMA_VERSION  # noqa: S101 - create_schema() ran
 
 
 def _kind(con: duckdb.DuckDBPyConnection, name: str) -> str:

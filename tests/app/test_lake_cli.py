@@ -31,6 +31,7 @@ def test_maintain_compacts_a_day_and_expires_the_old_snapshots(tmp_path: Path) -
     assert result.stdout.splitlines() == [
         "data files: requests 5 → 1 (1 day compacted)",
         "snapshots expired: 5 (older than 0m)",
+        "data files deleted: 5 (no remaining snapshot reads them)",
     ]
     assert read_all(lake_spec(tmp_path), ROW_QUERY) == rows
 

@@ -226,3 +226,31 @@ def test_a_compaction_on_a_stale_snapshot_is_refused_not_dropping_newer_rows(
         before, after, days = compact_table(lake, "requests")
     assert (before, after, days) == (6, 1, 1)
     assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [(18, 18)]
+
+
+def test_expiry_deletes_the_data_files_no_snapshot_references(tmp_path: Path) -> None:
+    """After a compaction, the small files it replaced are still read by the old snapshots:
+    kept while those live, deleted with them; nothing a snapshot reads is deleted."""
+    spec = _watched(tmp_path)
+    rows = read_all(spec, ROW_QUERY)
+    with Lake(spec) as lake:
+        first = maintain(lake, older_than=WEEK, max_small_files=4)
+        assert first.deleted == 0  # every old snapshot is younger than a week
+        on_disk = _data_files(lake, "requests")
+        assert (len(on_disk), _file_count(lake, "requests")) == (9, 3)  # 8 small + 1 compacted
+        result = maintain(lake, older_than=timedelta(0), now=datetime.now(tz=UTC))
+        tables = {t.name: t for t in result.tables}
+        # the six small files of 2026-04-18 in each day-partitioned table
+        assert (tables["requests"].deleted, tables["request_costs"].deleted) == (6, 6)
+        for name in tables:
+            assert len(_data_files(lake, name)) == _file_count(lake, name)
+    assert read_all(spec, ROW_QUERY) == rows
+
+
+def _data_files(lake: Lake, name: str) -> list[Path]:
+    folder = Path(lake.table(name).location().removeprefix("file://")) / "data"
+    return [path for path in folder.rglob("*") if path.is_file()]
+
+
+def _file_count(lake: Lake, name: str) -> int:
+    return sum(1 for _ in lake.table(name).scan().plan_files())

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+
 from core.schema import RECORD_FIELDS, REQUEST_COLUMNS, arrow_schema, schema_markdown
 from core.warehouse import open_warehouse
+from core.warehouse.migrations import SCHEMA_VERSION, create_schema, migrate
 from tests.conftest import REPO
 
 START = "<!-- schema:requests:start -->"
@@ -40,3 +43,20 @@ def test_the_docs_schema_table_matches_the_code() -> None:
     assert START in text and END in text, "docs/schema.md lost its schema markers"
     documented = text.split(START, 1)[1].split(END, 1)[0].strip()
     assert documented == schema_markdown().strip()
+
+
+def test_the_one_transaction_schema_equals_the_migrations_applied_one_by_one() -> None:
+    """Iceberg readers build their in-memory schema with ``create_schema``: it must give the
+    same tables, columns, views and recorded versions as migrating a new file."""
+    by_version, at_once = duckdb.connect(), duckdb.connect()
+    migrate(by_version, 0)
+    create_schema(at_once)
+    queries = (
+        "SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY ALL",
+        "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY ALL",
+        "SELECT version FROM schema_migrations ORDER BY version",
+    )
+    for query in queries:
+        assert at_once.execute(query).fetchall() == by_version.execute(query).fetchall()
+    versions = at_once.execute(queries[2]).fetchall()
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
