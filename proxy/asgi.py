@@ -60,7 +60,7 @@ __all__ = ["GatewayApp", "create_gateway_app", "run_gateway"]
 
 _log = logging.getLogger("aigw.proxy")
 _OPS_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
-_REFRESH_S: Final = 5.0  # how often the log writer's stats are copied into the metrics
+_FLUSH_S: Final = 5.0  # how often gathered counts and the writer's stats reach the metrics
 
 
 class GatewayApp:
@@ -143,9 +143,11 @@ class GatewayApp:
             except RequestRefused as err:
                 await out.json(err.status, error_body(str(err), err.kind, err.code))
                 return
-        self._refresh_logs()
+        self._flush_metrics()
         registry = exposition_registry(self.metrics, self.config.telemetry.multiprocess_dir)
-        await out.raw(200, prometheus_client.generate_latest(registry), CONTENT_TYPE)
+        # off the event loop: a few ms for a few hundred series (metric values are locked)
+        text = await asyncio.to_thread(prometheus_client.generate_latest, registry)
+        await out.raw(200, text, CONTENT_TYPE)
 
     async def _not_ready(self) -> str | None:
         services = self._services
@@ -154,16 +156,15 @@ class GatewayApp:
         spool = Path(self.config.logs.spool_dir)
         return await not_ready(self._sink, spool, services.cache, services.spend)
 
-    def _refresh_logs(self) -> None:
-        if self.writer is not None:
-            self.metrics.refresh_logs(self.writer.stats)
+    def _flush_metrics(self) -> None:
+        self.metrics.flush(None if self.writer is None else self.writer.stats)
 
     async def _refresh_every(self, interval_s: float) -> None:
-        """Copy the writer's stats into the metrics every ``interval_s`` (so that, with
-        several processes, a scrape of any one sees every writer's spool)."""
+        """Flush the metrics every ``interval_s`` (so that, with several processes, a
+        scrape of any one sees every process's counts, at most this late)."""
         while True:
             await asyncio.sleep(interval_s)
-            self._refresh_logs()
+            self._flush_metrics()
 
     def log_server_refusal(self, status: int, reason: str, request: Request) -> None:
         """The one record of a request the server answered on its own (408 or 431 before
@@ -223,7 +224,7 @@ class GatewayApp:
         self._otlp = otlp
         self._services = services
         self.gateway = Gateway(services)
-        self._refresher = asyncio.create_task(self._refresh_every(_REFRESH_S))
+        self._refresher = asyncio.create_task(self._refresh_every(_FLUSH_S))
 
     async def stop(self) -> None:
         services, self._services, self.gateway = self._services, None, None
@@ -245,6 +246,7 @@ class GatewayApp:
                     stats.spooled_pending,
                     self.config.logs.spool_dir,
                 )
+        self._flush_metrics()  # with several processes, the last counts reach the files
         if self._otlp is not None:
             await asyncio.to_thread(self._otlp.close)
 
