@@ -124,14 +124,14 @@ class GatewayApp:
     async def _ops(self, scope: Scope, out: Responder) -> None:
         """``/healthz``, ``/readyz`` and ``/metrics``: no body read, no log record."""
         path = scope["path"]
-        text = "text/plain; charset=utf-8"
+        plain = "text/plain; charset=utf-8"
         if path == "/healthz":
-            await out.raw(200, b"ok\n", text)
+            await out.raw(200, b"ok\n", plain)
             return
         if path == "/readyz":
             reason = "starting" if self._services is None else await self._not_ready()
             status = 200 if reason is None else 503
-            await out.raw(status, f"{reason or 'ready'}\n".encode(), text)
+            await out.raw(status, f"{reason or 'ready'}\n".encode(), plain)
             return
         access = self.config.telemetry.metrics
         if access == "off":
@@ -146,8 +146,8 @@ class GatewayApp:
         self._flush_metrics()
         registry = exposition_registry(self.metrics, self.config.telemetry.multiprocess_dir)
         # off the event loop: a few ms for a few hundred series (metric values are locked)
-        text = await asyncio.to_thread(prometheus_client.generate_latest, registry)
-        await out.raw(200, text, CONTENT_TYPE)
+        body = await asyncio.to_thread(lambda: prometheus_client.generate_latest(registry))
+        await out.raw(200, body, CONTENT_TYPE)
 
     async def _not_ready(self) -> str | None:
         services = self._services
