@@ -41,10 +41,6 @@ from proxy.telemetry import (
     open_otlp,
     require_otel,
 )
-
-if TYPE_CHECKING:
-    from proxy.telemetry.otel import OtlpExport
-
 from proxy.wire import (
     Receive,
     Request,
@@ -55,6 +51,9 @@ from proxy.wire import (
     read_request,
     request_head,
 )
+
+if TYPE_CHECKING:
+    from proxy.telemetry.otel import OtlpExport
 
 __all__ = ["GatewayApp", "create_gateway_app", "run_gateway"]
 
@@ -97,7 +96,7 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         out = Responder(send, receive)
-        if scope["path"] in _OPS_PATHS and scope["method"] == "GET":
+        if scope["path"] in _OPS_PATHS and scope["method"] in ("GET", "HEAD"):
             await self._ops(scope, out)
             return
         if self.gateway is None:
@@ -122,7 +121,8 @@ class GatewayApp:
         await self.gateway.handle(request, out)
 
     async def _ops(self, scope: Scope, out: Responder) -> None:
-        """``/healthz``, ``/readyz`` and ``/metrics``: no body read, no log record."""
+        """``/healthz``, ``/readyz`` and ``/metrics`` (GET, or HEAD: uvicorn drops the
+        body): no request body read, no log record."""
         path = scope["path"]
         plain = "text/plain; charset=utf-8"
         if path == "/healthz":

@@ -40,6 +40,8 @@ def test_ready_until_the_log_sink_is_not_writable(tmp_path: Path) -> None:
     with gateway(tmp_path) as gw:
         assert probe(gw.url, "/healthz") == (200, "ok\n")
         assert probe(gw.url, "/readyz") == (200, "ready\n")
+        head = request(gw.url, "HEAD", "/readyz", None, {})
+        assert (head.status, head.body) == (200, b"")  # load balancers that probe with HEAD
         shutil.rmtree(logs)
         logs.write_text("not a folder")
         assert probe(gw.url, "/readyz") == (503, "log sink not writable (FileExistsError)\n")
