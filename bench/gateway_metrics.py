@@ -7,9 +7,10 @@ telemetry hooks: the record through ``ObservedSink`` into ``GatewayMetrics.recor
 sink behind it a no-op), ``upstream_answered``, ``request_done`` with a DLP category, a
 connection opened and closed, then one flush of the gathered counts per run; records are
 shaped as the gateway writes them. Prints
-microseconds of CPU per request (best of 5 runs) and the scrape's size and time. With
-``--otlp``, also one span and its GenAI metric points per record, exported to a closed port
-on 127.0.0.1 (the export fails on the SDK's thread; the loop's share is what is timed).
+microseconds of CPU per request (best of 5 runs) on the event loop's thread and in all
+threads, and the scrape's size and time. With ``--otlp``, also one span and its GenAI
+metric points per record (made on the export's thread), sent to a closed port on 127.0.0.1
+(the SDK's sends fail and back off). Keep ``--requests`` under the export's queue (10,000).
 Not a test: numbers depend on the machine.
 """
 
@@ -111,7 +112,7 @@ def _log() -> RequestLog:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=5_000)
     parser.add_argument("--otlp", action="store_true", help="also time the OTLP export")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="aigw-bench-metrics-"))
@@ -131,9 +132,9 @@ def main() -> None:
     for stream in (False, True):
         logs = [_log() for _ in range(args.requests)]
         responses = [_Response(stream=stream) for _ in range(args.requests)]
-        best = float("inf")
+        best = best_all = float("inf")
         for _ in range(5):
-            start = time.thread_time_ns()
+            start, start_all = time.thread_time_ns(), time.process_time_ns()
             for record, log, response in zip(records, logs, responses, strict=True):
                 if stream:  # and a connection of its own
                     metrics.connection_changed(1)
@@ -144,8 +145,14 @@ def main() -> None:
                     metrics.connection_changed(-1)
             metrics.flush(None)  # as every 5 s and at each scrape
             best = min(best, (time.thread_time_ns() - start) / args.requests / 1000)
+            while otlp is not None and not otlp._queue.empty():
+                time.sleep(0.01)
+            best_all = min(best_all, (time.process_time_ns() - start_all) / args.requests / 1000)
         shape = "streamed, own connection" if stream else "whole answer, kept-alive connection"
-        print(f"telemetry per request ({shape}): {best:.2f} µs of CPU (best of 5)")
+        print(
+            f"telemetry per request ({shape}): {best:.2f} µs of CPU on the event loop's "
+            f"thread, {best_all:.2f} µs in all threads (best of 5)"
+        )
     start = time.perf_counter_ns()
     body = prometheus_client.generate_latest(metrics.registry)
     took_ms = (time.perf_counter_ns() - start) / 1e6

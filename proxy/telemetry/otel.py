@@ -3,10 +3,13 @@ metrics, following the GenAI semantic conventions (``gen_ai.*`` attributes).
 
 Only when ``[telemetry] otlp_endpoint`` is set: nothing is imported, started or sent
 otherwise. Needs the ``otel`` extra (``pip install 'aigw[otel]'``); this module imports it
-and is itself imported only then (``proxy.asgi``). Spans and metric points are queued on
-the event loop and exported by the SDK's own threads (batched spans; metrics every
-``interval_s``); :meth:`OtlpExport.close` flushes both. An unreachable collector loses
-telemetry, never a request or a log record.
+and is itself imported only then (``proxy.telemetry.wiring``). The event loop only queues
+each record (the SDK's span and metric calls cost a few hundred µs and take the SDK's
+locks, which its export threads hold at times); a thread of this export turns records into
+spans and metric points, which the SDK's threads send (batched spans; metrics every
+``interval_s``). Past ``max_queued`` waiting records, new ones are dropped from telemetry
+and counted (``dropped``). :meth:`OtlpExport.close` drains the queue and flushes. An
+unreachable collector loses telemetry, never a request or a log record.
 
 Each record (a provider attempt, a cache hit or a refusal) becomes a CLIENT span named
 ``"{gen_ai.operation.name} {gen_ai.request.model}"`` from its ``Timestamp`` for its
@@ -21,6 +24,9 @@ the bounded model and provider values of the Prometheus metrics.
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -40,6 +46,8 @@ from proxy.telemetry.labels import NONE, LabelBounds
 
 __all__ = ["OtlpExport"]
 
+_log = logging.getLogger("aigw.proxy")
+
 _OPERATIONS: Final = {  # endpoint -> gen_ai.operation.name
     "chat/completions": "chat",
     "messages": "chat",
@@ -51,7 +59,8 @@ _ROOT: Final = Context()  # records are root spans, whatever context is current
 
 class OtlpExport:
     """Spans and GenAI metrics for ``endpoint`` (an OTLP/HTTP base URL: ``/v1/traces`` and
-    ``/v1/metrics`` are added). Used on the event loop; ``close`` blocks (flushes)."""
+    ``/v1/metrics`` are added). ``record`` is called on the event loop and never blocks;
+    ``close`` blocks (drains and flushes)."""
 
     def __init__(
         self,
@@ -61,6 +70,7 @@ class OtlpExport:
         providers: Mapping[str, ProviderSettings],
         labels: LabelBounds,
         interval_s: float = 10.0,
+        max_queued: int = 10_000,
     ) -> None:
         resource = Resource.create({"service.name": service_name})
         self._tracing = TracerProvider(resource=resource)
@@ -82,8 +92,26 @@ class OtlpExport:
         )
         self._kinds = {name: p.kind for name, p in providers.items()}
         self._labels = labels
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(max_queued)
+        self.dropped = 0  # records left out of telemetry: the queue was full
+        self._thread = threading.Thread(target=self._run, name="aigw-otlp", daemon=True)
+        self._thread.start()
 
     def record(self, record: dict[str, Any]) -> None:
+        """Queue one log record for export (dropped and counted when the queue is full)."""
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while (record := self._queue.get()) is not None:
+            try:
+                self._export(record)
+            except Exception:  # noqa: BLE001 - one bad record must not stop the export
+                _log.exception("telemetry: a log record could not be exported")
+
+    def _export(self, record: dict[str, Any]) -> None:
         """One span (and metric points) for one log record."""
         provider = record[logpush.PROVIDER]
         operation = _OPERATIONS.get(record[logpush.ENDPOINT] or "", "gateway")
@@ -132,6 +160,10 @@ class OtlpExport:
             self._tokens.record(tokens_out, {**point, "gen_ai.token.type": "output"})
 
     def close(self) -> None:
-        """Export what is queued, then stop the SDK's threads (blocks up to ~30 s)."""
+        """Export what is queued, then stop the threads (blocks up to ~30 s)."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.dropped:
+            _log.warning("telemetry: %d log records were left out of the OTLP export", self.dropped)
         self._tracing.shutdown()
         self._metering.shutdown()
