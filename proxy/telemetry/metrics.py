@@ -6,7 +6,9 @@ rows; each client request once, when it is answered, through :meth:`request_done
 (gateway-added latency, DLP and guardrail actions); provider calls as they end
 (upstream latency, time to first token, upstream errors, failovers); refusals and
 reroutes by the controls; open connections by the server; the log writer's spool and
-upload failures from its stats, at each scrape and every few seconds.
+upload failures from its stats. Counters are summed in dicts on the request path and
+added to the exported counters by :meth:`GatewayMetrics.flush` (at each scrape, every 5 s
+and at shutdown: ``proxy.asgi``); histograms are observed as they happen.
 
 Label values are bounded (:mod:`proxy.telemetry.labels`): route, provider, model, status,
 cache status, DLP and guardrail categories; never a key, a user or a prompt.
@@ -14,9 +16,10 @@ cache status, DLP and guardrail categories; never a key, a user or a prompt.
 Multi-process: with ``PROMETHEUS_MULTIPROC_DIR`` set in the environment before the gateway
 starts (an empty folder; prometheus-client reads it when first imported), every process
 writes its values to files there and a scrape of any process reads them all
-(:func:`exposition_registry`). Otherwise values live in this object's registry. Units:
-seconds, tokens, USD. Called on the gateway's event loop; the connection gauge may also be
-moved by the server's protocol callbacks, on the same loop.
+(:func:`exposition_registry`); another process's counts are then at most one flush late.
+Otherwise values live in this object's registry. Units: seconds, tokens, USD. Not
+thread-safe: called on the gateway's event loop (the server's protocol callbacks included);
+only the rendering of a scrape may run on another thread.
 """
 
 from __future__ import annotations
