@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 $(BIN)/.installed-dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,lake]'
+	$(BIN)/pip install --quiet -e '.[dev,lake,otel]'
 	touch $(BIN)/.installed $@
 
 demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> ./data/aigw.duckdb; reports; dashboard (PORT=8501)

@@ -34,9 +34,10 @@ def proxy_command(
     """
     with user_errors(verbose):
         # imported here: keeps other commands' start-up light
-        from proxy import load_gateway_config, run_gateway  # noqa: PLC0415
+        from proxy import load_gateway_config, require_otel, run_gateway  # noqa: PLC0415
 
         settings = load_gateway_config(config, os.environ)
+        require_otel(settings)  # [telemetry] otlp_endpoint without the otel extra: one line
         bind = host or settings.host
         err.print(
             f"aigw proxy: http://{bind}:{settings.port if port is None else port} "

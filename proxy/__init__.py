@@ -33,6 +33,7 @@ from proxy.policy import (
     scan,
 )
 from proxy.serving import serve_until_signal
+from proxy.telemetry import require_otel
 
 __all__ = [
     "DLP_CATEGORIES",
@@ -55,6 +56,7 @@ __all__ = [
     "inspect_request",
     "load_gateway_config",
     "redact",
+    "require_otel",
     "run_gateway",
     "scan",
     "serve_until_signal",

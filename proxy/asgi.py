@@ -2,7 +2,10 @@
 
 ``create_gateway_app(config)`` builds the app; its lifespan opens the provider
 sessions, the cache, the limit stores and the log writer at start-up and closes
-them at shutdown, where the writer flushes every buffered record. ``run_gateway``
+them at shutdown, where the writer flushes every buffered record. Besides the API it
+answers ``GET /healthz`` (the process is up), ``GET /readyz`` (ready for traffic, see
+:mod:`proxy.telemetry.health`) and ``GET /metrics`` (Prometheus; ``[telemetry] metrics``
+says who may read it); none of the three leaves a log record. ``run_gateway``
 serves it with :func:`proxy.serving.serve_until_signal` under ``[server]``'s limits
 (:func:`proxy.serving.gateway_server`), the open-file limit raised first: SIGTERM and
 SIGINT start that shutdown once in-flight requests finish, and the process exits 0.
@@ -11,19 +14,33 @@ SIGINT start that shutdown once in-flight requests finish, and the process exits
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import prometheus_client
 
 from models.pricing import load_price_file
 from models.request_pricing import RequestPricer
 from proxy.config import GatewayConfig
 from proxy.errors import BodyTimeout, BodyTooLarge, RequestRefused
-from proxy.logs import LogWriter, WriterSettings, open_sink
+from proxy.inbound import authenticate
+from proxy.logs import LogSink, LogWriter, WriterSettings, open_sink
 from proxy.pipeline import Gateway
 from proxy.providers import Upstream, forwarded_headers
 from proxy.services import Services
 from proxy.serving import gateway_server, raise_open_file_limit, serve_until_signal
 from proxy.stores import open_cache, open_counter, open_rate_limiter
+from proxy.telemetry import (
+    CONTENT_TYPE,
+    ObservedSink,
+    exposition_registry,
+    new_metrics,
+    not_ready,
+    open_otlp,
+    require_otel,
+)
 from proxy.wire import (
     Receive,
     Request,
@@ -35,9 +52,14 @@ from proxy.wire import (
     request_head,
 )
 
+if TYPE_CHECKING:
+    from proxy.telemetry.otel import OtlpExport
+
 __all__ = ["GatewayApp", "create_gateway_app", "run_gateway"]
 
 _log = logging.getLogger("aigw.proxy")
+_OPS_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+_FLUSH_S: Final = 5.0  # how often gathered counts and the writer's stats reach the metrics
 
 
 class GatewayApp:
@@ -50,12 +72,17 @@ class GatewayApp:
         upstream: Upstream | None = None,
         simulated_time: bool = False,
     ) -> None:
+        require_otel(config)  # before anything starts: one line if the otel extra is missing
         self.config = config
         self._simulated_time = simulated_time
         self._upstream = upstream
         self.gateway: Gateway | None = None
         self.writer: LogWriter | None = None
+        self.metrics = new_metrics(config)
         self._services: Services | None = None
+        self._sink: LogSink | None = None
+        self._otlp: OtlpExport | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -63,8 +90,15 @@ class GatewayApp:
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
+    def connection_changed(self, delta: int) -> None:
+        """``proxy.serving``'s ``on_connection``: a client connection opened or closed."""
+        self.metrics.connection_changed(delta)
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         out = Responder(send, receive)
+        if scope["path"] in _OPS_PATHS and scope["method"] in ("GET", "HEAD"):
+            await self._ops(scope, out)
+            return
         if self.gateway is None:
             await out.json(503, error_body("the gateway is starting", "unavailable"))
             return
@@ -85,6 +119,52 @@ class GatewayApp:
             await out.json(err.status, error_body(str(err), err.kind, err.code), close)
             return
         await self.gateway.handle(request, out)
+
+    async def _ops(self, scope: Scope, out: Responder) -> None:
+        """``/healthz``, ``/readyz`` and ``/metrics`` (GET, or HEAD: uvicorn drops the
+        body): no request body read, no log record."""
+        path = scope["path"]
+        plain = "text/plain; charset=utf-8"
+        if path == "/healthz":
+            await out.raw(200, b"ok\n", plain)
+            return
+        if path == "/readyz":
+            reason = "starting" if self._services is None else await self._not_ready()
+            status = 200 if reason is None else 503
+            await out.raw(status, f"{reason or 'ready'}\n".encode(), plain)
+            return
+        access = self.config.telemetry.metrics
+        if access == "off":
+            await out.json(404, error_body("metrics are off ([telemetry] metrics)", "not_found"))
+            return
+        if access == "key":
+            try:
+                authenticate(request_head(scope).headers, self.config)
+            except RequestRefused as err:
+                await out.json(err.status, error_body(str(err), err.kind, err.code))
+                return
+        self._flush_metrics()
+        registry = exposition_registry(self.metrics, self.config.telemetry.multiprocess_dir)
+        # off the event loop: a few ms for a few hundred series (metric values are locked)
+        body = await asyncio.to_thread(lambda: prometheus_client.generate_latest(registry))
+        await out.raw(200, body, CONTENT_TYPE)
+
+    async def _not_ready(self) -> str | None:
+        services = self._services
+        if services is None or self._sink is None:
+            return "starting"
+        spool = Path(self.config.logs.spool_dir)
+        return await not_ready(self._sink, spool, services.cache, services.spend)
+
+    def _flush_metrics(self) -> None:
+        self.metrics.flush(None if self.writer is None else self.writer.stats)
+
+    async def _refresh_every(self, interval_s: float) -> None:
+        """Flush the metrics every ``interval_s`` (so that, with several processes, a
+        scrape of any one sees every process's counts, at most this late)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self._flush_metrics()
 
     def log_server_refusal(self, status: int, reason: str, request: Request) -> None:
         """The one record of a request the server answered on its own (408 or 431 before
@@ -111,8 +191,9 @@ class GatewayApp:
     async def start(self) -> None:
         config = self.config
         logs = config.logs
+        sink = open_sink(logs.destination, endpoint_url=logs.endpoint_url)
         writer = LogWriter(
-            open_sink(logs.destination, endpoint_url=logs.endpoint_url),
+            sink,
             WriterSettings(
                 max_records=logs.max_records,
                 max_bytes=logs.max_bytes,
@@ -124,23 +205,33 @@ class GatewayApp:
         upstream = self._upstream or Upstream(config.providers)
         await upstream.start()
         overrides = load_price_file(Path(config.price_file)) if config.price_file else None
+        otlp = open_otlp(config, self.metrics.labels)
+        observers = [self.metrics.record] + ([otlp.record] if otlp is not None else [])
         services = Services(
             config=config,
             upstream=upstream,
-            logs=writer,
+            logs=ObservedSink(writer, *observers),
             cache=open_cache(config.cache_url, default_path=Path(config.cache_path)),
             limiter=open_rate_limiter(config.state_url),
             spend=open_counter(config.state_url),
             pricer=RequestPricer(overrides),
+            metrics=self.metrics,
             simulated_time=self._simulated_time,
         )
         writer.start()
         self.writer = writer
+        self._sink = sink
+        self._otlp = otlp
         self._services = services
         self.gateway = Gateway(services)
+        self._refresher = asyncio.create_task(self._refresh_every(_FLUSH_S))
 
     async def stop(self) -> None:
         services, self._services, self.gateway = self._services, None, None
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         if services is not None:
             await services.upstream.close()
             await services.cache.close()
@@ -155,6 +246,9 @@ class GatewayApp:
                     stats.spooled_pending,
                     self.config.logs.spool_dir,
                 )
+        self._flush_metrics()  # with several processes, the last counts reach the files
+        if self._otlp is not None:
+            await asyncio.to_thread(self._otlp.close)
 
 
 def create_gateway_app(config: GatewayConfig, *, upstream: Upstream | None = None) -> GatewayApp:
@@ -172,5 +266,6 @@ def run_gateway(config: GatewayConfig, *, host: str | None = None, port: int | N
         host or config.host,
         config.port if port is None else port,
         on_refusal=app.log_server_refusal,
+        on_connection=app.connection_changed,
     )
     serve_until_signal(server)

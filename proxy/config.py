@@ -29,6 +29,7 @@ from proxy.settings import (
     LogSettings,
     ProviderSettings,
     RouteSettings,
+    TelemetrySettings,
 )
 from proxy.stores import is_redis_url, redacted
 
@@ -42,6 +43,7 @@ __all__ = [
     "ProviderSettings",
     "RouteSettings",
     "ServerSettings",
+    "TelemetrySettings",
     "load_gateway_config",
 ]
 
@@ -51,6 +53,7 @@ DLP_MODES: Final = ("off", "flag", "redact", "block")
 LIMIT_UNITS: Final = ("requests", "tokens")
 BUDGET_PERIODS: Final = ("day", "month")
 BUDGET_ACTIONS: Final = ("reject", "reroute")
+METRICS_ACCESS: Final = ("key", "open", "off")  # who may read GET /metrics
 CACHE_SCOPES: Final = ("key", "team", "shared")  # whose cached answers a request may read
 SERVER_LIMITS: Final = tuple(limit.name for limit in fields(ServerSettings))
 # A record holds the request body one level down, and orjson writes at most 254 levels.
@@ -120,7 +123,17 @@ class _Reader:
     def config(self, data: dict[str, Any]) -> GatewayConfig:
         self.unknown(
             data,
-            {"server", "auth", "providers", "routes", "logs", "cache", "limits", "pricing"},
+            {
+                "server",
+                "auth",
+                "providers",
+                "routes",
+                "logs",
+                "cache",
+                "limits",
+                "pricing",
+                "telemetry",
+            },
             "",
         )
         server = self.table(data, "server", "")
@@ -168,6 +181,22 @@ class _Reader:
             cache_path=self.value(cache, "path", "cache", str, "data/gateway-cache.sqlite"),
             state_url=self.store_url(limits, "limits", files=False),
             price_file=self.value(pricing, "price_file", "pricing", str) or None,
+            telemetry=self.telemetry(self.table(data, "telemetry", "")),
+        )
+
+    def telemetry(self, table: Mapping[str, Any]) -> TelemetrySettings:
+        """``[telemetry]``; the multi-process metrics folder comes from the environment."""
+        where = "telemetry"
+        self.unknown(table, {"metrics", "max_model_labels", "otlp_endpoint", "service_name"}, where)
+        endpoint = self.value(table, "otlp_endpoint", where, str) or None
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise self.fail("telemetry.otlp_endpoint", f"must be an http(s) URL (got {endpoint!r})")
+        return TelemetrySettings(
+            metrics=self.value(table, "metrics", where, str, "key", METRICS_ACCESS),
+            max_model_labels=self.count(table, "max_model_labels", where, 50, 1000),
+            otlp_endpoint=endpoint.rstrip("/") if endpoint else None,
+            service_name=self.value(table, "service_name", where, str, "aigw-gateway"),
+            multiprocess_dir=self.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
         )
 
     def server(self, table: Mapping[str, Any]) -> ServerSettings:

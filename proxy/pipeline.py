@@ -95,6 +95,7 @@ class Gateway:
                 self._log_refusal(request, log, 500, "internal gateway error")
             if not out.started:
                 await out.json(500, error_body("internal gateway error", "api_error"))
+        self.s.metrics.request_done(log)
 
     def log_early_refusal(self, request: Request, status: int, reason: str) -> None:
         """The one record of a request refused while its body was read (413, a body that
@@ -184,7 +185,10 @@ class Gateway:
                 rate_limited=err.code == "rate_limited",
                 reason=str(err),
             )
+            self.s.metrics.refused(route.name, err.kind)
             raise
+        if reason is not None:
+            self.s.metrics.rerouted(route.name)
         if config.logs.log_bodies:  # logged bodies are always redacted, whatever the mode
             redacted = sent_body is not body
             log.request_body = sent_body if redacted else inspect_request(body, "redact").body
@@ -281,11 +285,15 @@ class Gateway:
                 )
             except UpstreamError as err:
                 exchange.log_unanswered(attempt, err)
+                self.s.metrics.upstream_unanswered(
+                    exchange.log, target.provider.name, attempt.started
+                )
                 if last:
                     await out.json(
                         502, error_body(f"no provider answered: {err}", "upstream_error", 502)
                     )
                     return None
+                self.s.metrics.failover(target.provider.name)
                 continue
             if response.status in _RETRYABLE and not last:
                 data = await response.read()
@@ -298,8 +306,12 @@ class Gateway:
                     response_bytes=data,
                     reason=f"HTTP {response.status}: failing over",
                 )
+                self.s.metrics.upstream_answered(exchange.log, target.provider.name, response)
+                self.s.metrics.failover(target.provider.name)
                 continue
-            return await deliver(response, exchange, attempt, out, self.s)
+            answer = await deliver(response, exchange, attempt, out, self.s)
+            self.s.metrics.upstream_answered(exchange.log, target.provider.name, response)
+            return answer
         return None
 
     async def _account(

@@ -17,6 +17,7 @@ from proxy.config import GatewayConfig
 from proxy.logs import RecordSink
 from proxy.providers import Upstream
 from proxy.stores import RateLimiter, ResponseCache, SpendCounter
+from proxy.telemetry import GatewayMetrics
 
 __all__ = ["Services"]
 
@@ -32,6 +33,7 @@ class Services:
     limiter: RateLimiter
     spend: SpendCounter
     pricer: RequestPricer
+    metrics: GatewayMetrics  # counted on the way; never changes what a request gets
     clock: Callable[[], int] = time.time_ns  # unixnano
     # `aigw simulate` only (never from config): the request's time comes from SIM_TIME_HEADER.
     simulated_time: bool = False

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import socket
 
 __all__ = [
+    "ConnectionHook",
     "RefusalHook",
     "ServerSettings",
     "gateway_server",
@@ -47,6 +48,8 @@ __all__ = [
 # Told of every answer the server gives on its own (status, reason, the request's head as
 # far as it arrived); called on the event loop, it must not block.
 RefusalHook = Callable[[int, str, Request], None]
+# Told of each client connection opened (+1) and closed (-1); on the event loop, must not block.
+ConnectionHook = Callable[[int], None]
 
 _log = logging.getLogger("aigw.proxy")
 
@@ -73,10 +76,13 @@ def gateway_server(
     limits: ServerSettings,
     host: str,
     port: int,
+    *,
     on_refusal: RefusalHook | None = None,
+    on_connection: ConnectionHook | None = None,
 ) -> uvicorn.Server:
-    """A uvicorn server (uvloop, httptools) for ``app`` that enforces ``limits`` and tells
-    ``on_refusal`` of each answer it gives on its own (408, 431, 503, 400).
+    """A uvicorn server (uvloop, httptools) for ``app`` that enforces ``limits``, tells
+    ``on_refusal`` of each answer it gives on its own (408, 431, 503, 400) and
+    ``on_connection`` of each client connection opened and closed.
 
     Port 0 picks a free port. Run it with :func:`serve_until_signal`, or ``serve()`` it.
     """
@@ -85,7 +91,7 @@ def gateway_server(
         host=host,
         port=port,
         loop="uvloop",
-        http=_guarded_protocol(limits, on_refusal),
+        http=_guarded_protocol(limits, on_refusal, on_connection),
         lifespan="on",
         access_log=False,
         log_level="warning",
@@ -134,9 +140,12 @@ class _GuardedProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ServerSettings]
     refusal_hooks: ClassVar[tuple[RefusalHook, ...]]  # gateway_server's on_refusal, if any
+    connection_hooks: ClassVar[tuple[ConnectionHook, ...]]  # its on_connection, if any
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        for hook in self.connection_hooks:
+            hook(1)
         self._refused = False
         self._header_bytes = 0
         self._awaiting_headers = True
@@ -146,6 +155,8 @@ class _GuardedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
         super().connection_lost(exc)
+        for hook in self.connection_hooks:
+            hook(-1)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -280,9 +291,13 @@ _REASONS: Final = {408: "Request Timeout", 431: "Request Header Fields Too Large
 
 
 def _guarded_protocol(
-    limits: ServerSettings, on_refusal: RefusalHook | None
+    limits: ServerSettings, on_refusal: RefusalHook | None, on_connection: ConnectionHook | None
 ) -> type[HttpToolsProtocol]:
-    namespace = {"limits": limits, "refusal_hooks": (on_refusal,) if on_refusal else ()}
+    namespace = {
+        "limits": limits,
+        "refusal_hooks": (on_refusal,) if on_refusal else (),
+        "connection_hooks": (on_connection,) if on_connection else (),
+    }
     return type("GuardedHttpToolsProtocol", (_GuardedProtocol,), namespace)
 
 

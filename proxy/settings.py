@@ -21,6 +21,7 @@ __all__ = [
     "ProviderSettings",
     "RouteSettings",
     "ServerSettings",
+    "TelemetrySettings",
 ]
 
 
@@ -109,6 +110,18 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """``[telemetry]``: the Prometheus endpoint and OpenTelemetry export (off by default)."""
+
+    metrics: str = "key"  # GET /metrics: "key" (any gateway key), "open" or "off"
+    max_model_labels: int = 50  # distinct priced models kept as label values; others "other"
+    otlp_endpoint: str | None = None  # OTLP/HTTP base URL (…/v1/traces); None: nothing sent
+    service_name: str = "aigw-gateway"
+    # PROMETHEUS_MULTIPROC_DIR from the environment: several processes share the metrics
+    multiprocess_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     path: Path
     host: str = "127.0.0.1"
@@ -127,6 +140,7 @@ class GatewayConfig:
     cache_path: str = "data/gateway-cache.sqlite"
     state_url: str | None = None  # rate limits and budgets; redis:// to share
     price_file: str | None = None
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @property
     def gateway_names(self) -> frozenset[str]:

@@ -78,6 +78,7 @@ class RequestLog:
     request_body: Any = None  # what went upstream (redacted when DLP redacts)
     request_bytes: bytes = b""
     records: int = 0  # submitted so far
+    upstream_ns: int = 0  # time spent waiting on providers, every attempt (for metrics)
 
     def submit_attempt(
         self,

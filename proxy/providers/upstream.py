@@ -12,6 +12,7 @@ client headers it forwards (``FORWARDED_HEADERS``) reach the provider byte for b
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -65,12 +66,19 @@ def forwarded_headers(inbound_headers: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass(slots=True)
 class UpstreamResponse:
-    """A provider's answer: status and headers now, the body read or streamed later."""
+    """A provider's answer: status and headers now, the body read or streamed later.
+
+    Timings (``time.perf_counter_ns``, 0 until known): ``sent_ns`` when the request left,
+    ``first_chunk_ns`` when a streamed body's first bytes arrived, ``done_ns`` when the body
+    was read whole or the stream ended."""
 
     status: int
     content_type: str
     retry_after: str | None
     _response: aiohttp.ClientResponse
+    sent_ns: int = 0
+    first_chunk_ns: int = 0
+    done_ns: int = 0
 
     async def read(self) -> bytes:
         try:
@@ -78,13 +86,17 @@ class UpstreamResponse:
         except (aiohttp.ClientError, TimeoutError) as err:
             raise UpstreamError(f"provider stopped answering: {type(err).__name__}") from err
         finally:
+            self.done_ns = time.perf_counter_ns()
             self._response.release()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (never buffered whole)."""
         try:
             async for chunk in self._response.content.iter_any():
+                if not self.first_chunk_ns:
+                    self.first_chunk_ns = time.perf_counter_ns()
                 yield chunk
+            self.done_ns = time.perf_counter_ns()
         except (aiohttp.ClientError, TimeoutError) as err:
             raise UpstreamError(f"provider stream broke: {type(err).__name__}") from err
 
@@ -158,6 +170,7 @@ class Upstream:
             headers["authorization"] = f"Bearer {provider.api_key}"
         session = self._sessions[provider.name]
         url = provider_path(provider, endpoint)
+        sent_ns = time.perf_counter_ns()
         try:
             response = await session.request(method, url, data=body, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as err:
@@ -169,4 +182,5 @@ class Upstream:
             content_type=response.headers.get("content-type", "application/json"),
             retry_after=response.headers.get("retry-after"),
             _response=response,
+            sent_ns=sent_ns,
         )

@@ -202,7 +202,12 @@ def gateway(
         config = load_gateway_config(path, {"TEST_PROVIDER_KEY": PROVIDER_KEY})
         app = GatewayApp(config)
         server = gateway_server(
-            app, config.server, "127.0.0.1", 0, on_refusal=app.log_server_refusal
+            app,
+            config.server,
+            "127.0.0.1",
+            0,
+            on_refusal=app.log_server_refusal,
+            on_connection=app.connection_changed,
         )
         with run_server(server) as url:
             yield Running(url, *urls, logs=tmp / "logs")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import load_gateway_config
+from proxy.config import GatewayConfig, TelemetrySettings, load_gateway_config
 from proxy.errors import GatewayConfigError
 from proxy.serving import ServerSettings
 from tests.conftest import REPO
@@ -266,3 +266,32 @@ def test_json_depth_and_refusal_record_limits_have_defaults(tmp_path: Path) -> N
 def test_json_depth_and_refusal_limits_are_checked(tmp_path: Path, text: str, message: str) -> None:
     """Out of range, of the wrong type or misspelt: one line naming the key."""
     assert error_of(tmp_path, PROVIDER + KEY + text) == message
+
+
+def test_telemetry_defaults_send_nothing_and_guard_metrics(tmp_path: Path) -> None:
+    """Without [telemetry]: /metrics needs a key, no OTLP endpoint; the multi-process folder
+    comes from PROMETHEUS_MULTIPROC_DIR."""
+    config = load(tmp_path, PROVIDER + KEY, {"PROMETHEUS_MULTIPROC_DIR": "/run/aigw-metrics"})
+    assert isinstance(config, GatewayConfig)
+    assert config.telemetry == TelemetrySettings(multiprocess_dir="/run/aigw-metrics")
+    assert (config.telemetry.metrics, config.telemetry.otlp_endpoint) == ("key", None)
+    text = '[telemetry]\nmetrics = "open"\notlp_endpoint = "http://127.0.0.1:4318/"\n'
+    config = load(tmp_path, PROVIDER + KEY + text)
+    assert isinstance(config, GatewayConfig)
+    assert (config.telemetry.metrics, config.telemetry.otlp_endpoint) == (
+        "open",
+        "http://127.0.0.1:4318",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('metrics = "public"', "telemetry.metrics: must be one of key, open, off (got 'public')"),
+        ('otlp_endpoint = "127.0.0.1:4318"', "telemetry.otlp_endpoint: must be an http(s) URL"),
+        ("max_model_labels = 0", "telemetry.max_model_labels: must be 1-1000 (got 0)"),
+        ("otlp_headers = 1", "telemetry.otlp_headers: unknown setting (check its spelling)"),
+    ],
+)
+def test_telemetry_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    assert error_of(tmp_path, f"{PROVIDER}{KEY}[telemetry]\n{text}\n").startswith(message)
