@@ -144,6 +144,9 @@ class _GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # uvicorn closes through self.transport (after a "connection: close" answer, an
+        # idle keep-alive, a shutdown): see _LingeringTransport
+        self.transport = _LingeringTransport(transport, self._close_gently)
         for hook in self.connection_hooks:
             hook(1)
         self._refused = False
@@ -281,13 +284,88 @@ class _GuardedProtocol(HttpToolsProtocol):
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
         )
         self.transport.write(head.encode("ascii") + body)
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
+        self.transport.close()  # lingers
+
+    def _close_gently(self, transport: asyncio.Transport) -> None:
+        """Close ``transport``; when the client may still be sending (a refusal, a request
+        whose body has not all arrived), linger: what is written goes out, the write side
+        shuts, and what the client still sends is read and dropped until it closes its
+        side (the transport then closes itself) or ``_LINGER_S`` pass. An idle connection
+        closes at once."""
+        if not (self._refused or (self.cycle is not None and self.cycle.more_body)):
+            transport.close()
+            return
+        self._refused = True
+        self._stop_header_timer()
+        if transport.can_write_eof():
+            transport.write_eof()
         self.flow.resume_reading()
-        self.loop.call_later(_LINGER_S, self.transport.close)
+        self.loop.call_later(_LINGER_S, transport.close)
 
 
 _REASONS: Final = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+
+
+class _LingeringTransport(asyncio.Transport):
+    """A connection's transport whose ``close()`` is the protocol's gentle close, which
+    lingers while the client may still be sending (nginx's lingering close): a client
+    still sending when the server closes (a body cut off by the body timeout, a refused
+    request) would otherwise get a TCP reset that can discard the answer it has not read
+    yet. ``abort()`` still closes at once. Everything else is the transport's."""
+
+    def __init__(self, transport: asyncio.Transport, close: Callable[[asyncio.Transport], None]):
+        super().__init__()
+        self._transport = transport
+        self._close = close
+        self._closing = False
+
+    def close(self) -> None:
+        if not self._closing and not self._transport.is_closing():
+            self._closing = True
+            self._close(self._transport)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._transport.is_closing()
+
+    def abort(self) -> None:
+        self._closing = True
+        self._transport.abort()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self._transport.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
 
 
 def _guarded_protocol(
