@@ -181,7 +181,7 @@ def build_statements(
             for name in ("direct_cents", "allocated_cents", "total_cents", "previous_cents")
         )
         .with_columns(
-            (pl.col("total_usd") / (total_cents / 100) if total_cents else pl.lit(None))
+            (pl.col("total_cents") / total_cents if total_cents else pl.lit(None))
             .cast(pl.Float64)
             .alias("share"),
             (
