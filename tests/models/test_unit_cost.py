@@ -129,9 +129,7 @@ def test_outcomes_give_cost_per_resolved_ticket(tmp_path: Path) -> None:
         ("unit_id,outcome,value\nc1,a,1\nc1,b,2\n", "unit_id 'c1' appears more than once"),
     ],
 )
-def test_a_bad_outcomes_file_is_one_line_naming_it(
-    tmp_path: Path, text: str, message: str
-) -> None:
+def test_a_bad_outcomes_file_is_one_line_naming_it(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path / "outcomes.csv", text)
     with pytest.raises(ConfigError) as caught:
         read_outcomes(path)
