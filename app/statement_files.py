@@ -51,8 +51,11 @@ h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
 .figure .label{color:#555;font-size:.8rem}
 .figure .value{font-size:1.2rem;font-weight:600}
 table{border-collapse:collapse;width:100%;margin:0 0 1rem}
-th,td{padding:.3rem .5rem;border-bottom:1px solid #e5e5e5;text-align:left;vertical-align:top}
+th,td{padding:.3rem .5rem;border-bottom:1px solid #e5e5e5;text-align:left;vertical-align:top;
+  overflow-wrap:anywhere}
 th{font-weight:600;border-bottom:2px solid #999}
+table.lines{table-layout:fixed}
+table.lines th:first-child{width:40%}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tfoot td{font-weight:600;border-top:2px solid #999}
 footer{margin-top:2rem;color:#777;font-size:.8rem}
@@ -127,7 +130,13 @@ def _figure(label: str, value: str) -> str:
     )
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], foot: Sequence[str] = ()) -> str:
+def _table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    foot: Sequence[str] = (),
+    *,
+    lines: bool = False,
+) -> str:
     """An HTML table whose first column names the row and the others are numbers (right
     aligned); every cell is escaped here."""
 
@@ -140,7 +149,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], foot: Sequence
     head = f"<thead><tr>{cells(headers, 'th')}</tr></thead>"
     body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
     tail = f"<tfoot><tr>{cells(foot, 'td')}</tr></tfoot>" if foot else ""
-    return f"<table>{head}<tbody>{body}</tbody>{tail}</table>"
+    opening = '<table class="lines">' if lines else "<table>"
+    return f"{opening}{head}<tbody>{body}</tbody>{tail}</table>"
 
 
 def _allocation_text(statements: Statements) -> str:
@@ -291,7 +301,7 @@ def _team_html(statements: Statements, row: dict[str, Any], lines: pl.DataFrame)
         foot = ["Total", display.count(row["requests"]), display.usd(row["direct_usd"]), "", ""]
         heading = _SECTION_TITLES.get(section, f"By {section}")
         headers = [section.capitalize(), "Requests", "Cost", "Cache savings", "Share"]
-        sections.append(f"<h2>{escape(heading)}</h2>\n{_table(headers, rows, foot)}")
+        sections.append(f"<h2>{escape(heading)}</h2>\n{_table(headers, rows, foot, lines=True)}")
     unpriced = (
         f'<p class="note">{display.count(row["unpriced_requests"])} requests have no price and '
         "no logged cost: they are not in these amounts.</p>\n"

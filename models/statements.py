@@ -242,7 +242,7 @@ def _parts(rows: pl.DataFrame, rule: AllocationRule) -> tuple[pl.DataFrame, str,
     attributed = float(direct.filter(pl.col("team").is_not_null())["direct"].sum())
     without = float(direct.filter(pl.col("team").is_null())["direct"].sum())
     applied = rule.kind
-    if applied == "proportional" and attributed <= 0:
+    if applied == "proportional" and attributed <= 0 and without:
         applied = "none"
     team = pl.col("team")
     if applied == "proportional":
