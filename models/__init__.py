@@ -58,6 +58,7 @@ from models.unit_cost import (
     outcome_settings_from,
     read_outcomes,
     unit_costs,
+    unit_requests,
 )
 
 __all__ = [
@@ -112,6 +113,7 @@ __all__ = [
     "totals",
     "trend",
     "unit_costs",
+    "unit_requests",
     "with_cost",
     "write_focus",
 ]

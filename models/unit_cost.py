@@ -25,8 +25,10 @@ An empty key value counts as untagged.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +36,9 @@ import polars as pl
 
 from core.errors import ConfigError
 from core.settings import check_keys
+from core.warehouse import Warehouse
+from models.config import ModelsSettings
+from models.rollups import costed_requests
 
 __all__ = [
     "OUTCOME_COLUMNS",
@@ -42,10 +47,12 @@ __all__ = [
     "outcome_settings_from",
     "read_outcomes",
     "unit_costs",
+    "unit_requests",
 ]
 
 OUTCOME_COLUMNS: Final = ("unit_id", "outcome", "value")
 _KEY_CHARS: Final = 200  # a metadata key longer than this is a mistake, not a key
+_UNIT_COLUMN: Final = "aigw_unit"  # the key's column while it is read as a dimension
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,30 @@ def read_outcomes(path: Path) -> pl.DataFrame:
         {"unit": units, "outcome": outcomes, "value": values},
         schema={"unit": pl.String, "outcome": pl.String, "value": pl.Float64},
     )
+
+
+def unit_requests(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    unit_key: str,
+    by: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    filters: Mapping[str, str] | None = None,
+) -> pl.LazyFrame:
+    """The costed requests of ``[since, until)`` (``costed_requests``: the cost the
+    rollups sum) as ``unit_costs`` takes them: ``ts``, ``unit`` (the metadata key
+    ``unit_key``'s value), ``cost_usd`` and ``by``'s column; ``filters`` keep rows whose
+    dimension equals the value."""
+    with_unit = dataclasses.replace(
+        settings, dimensions={**settings.dimensions, _UNIT_COLUMN: unit_key}
+    )
+    requests = costed_requests(warehouse, with_unit, since=since, until=until)
+    for name, value in (filters or {}).items():
+        requests = requests.filter(pl.col(name) == value)
+    keep = ["ts", "cost_usd", _UNIT_COLUMN, *([by] if by else [])]
+    return requests.select(keep).rename({_UNIT_COLUMN: "unit"})
 
 
 def _stats(cost: str = "cost_usd") -> list[pl.Expr]:

@@ -2,14 +2,13 @@
 
 ``statements_report`` reads the daily rollups exactly as ``aigw report cost`` does for a
 month (``read_rollup`` with day-aligned bounds), so the statements add up to that
-report to the cent; ``unit_cost_report`` reads the month's costed requests
+report to the cent; ``unit_cost_report`` reads the window's costed requests
 (``costed_requests``, the cost the rollups hold) with the business key as one more
-metadata dimension.
+metadata dimension (``unit_requests``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,12 +27,12 @@ from models import (
     TeamBudget,
     UnitCosts,
     build_statements,
-    costed_requests,
     month_window,
     read_outcomes,
     read_rollup,
     rollups_stale,
     unit_costs,
+    unit_requests,
 )
 
 __all__ = [
@@ -46,7 +45,6 @@ __all__ = [
 
 _MEASURES = ("requests", "cost_usd", "saved_usd", "unknown_cost_requests")
 _SECTIONS = ("user", "agent")
-_UNIT_COLUMN = "aigw_unit"  # the business key's column while it is read as a dimension
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +139,10 @@ def unit_cost_report(
         raise ConfigError(f"--top {top} must be 0 or more")
     if since is not None and until is not None and since >= until:
         raise ConfigError("--since must be before --until (--until is exclusive)")
-    with_unit = dataclasses.replace(
-        settings, dimensions={**settings.dimensions, _UNIT_COLUMN: unit_key}
-    )
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        requests = costed_requests(warehouse, with_unit, since=since, until=until)
-        keep = ["ts", "cost_usd", _UNIT_COLUMN, *([by] if by else [])]
-        frame = requests.select(keep).rename({_UNIT_COLUMN: "unit"}).collect()
+        frame = unit_requests(
+            warehouse, settings, unit_key=unit_key, by=by, since=since, until=until
+        ).collect()
         stale = rollups_stale(warehouse.con, settings)
     outcome_rows = read_outcomes(outcomes) if outcomes is not None else None
     return UnitCostReport(unit_costs(frame.lazy(), by=by, top=top, outcomes=outcome_rows), stale)
