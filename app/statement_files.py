@@ -8,7 +8,8 @@ agent and model names) is HTML-escaped; money, counts and ratios are formatted b
 
 Files, for month ``M`` and dimension ``D``: ``M-summary.html`` and ``.csv``, and
 ``M-D-NAME.html`` and ``.csv`` per team, ``NAME`` the team's name where it is made of
-letters, digits, ``.``, ``_`` and ``-``, else those characters and a hash of the name.
+lowercase letters, digits, ``.``, ``_`` and ``-``, else those characters and a hash of
+the name.
 """
 
 from __future__ import annotations
@@ -71,9 +72,10 @@ footer{margin-top:2rem;color:#777;font-size:.8rem}
 
 
 def team_file_stem(statements: Statements, team: str) -> str:
-    """The file name (without suffix) of ``team``'s statement: safe on any file system."""
+    """The file name (without suffix) of ``team``'s statement: safe on any file system,
+    and distinct for distinct names even where case does not count."""
     safe = _SAFE.sub("_", team).strip("._") or "_"
-    if safe != team:
+    if safe != team.lower():  # a hash keeps "Search" and "search" apart on any disk
         safe += "-" + hashlib.sha256(team.encode()).hexdigest()[:8]
     return f"{statements.month}-{statements.dimension}-{safe}"
 

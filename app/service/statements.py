@@ -37,7 +37,6 @@ from models import (
 
 __all__ = [
     "StatementsReport",
-    "UnitCostReport",
     "statements_report",
     "team_budgets",
     "unit_cost_report",
@@ -109,14 +108,6 @@ def statements_report(
     return StatementsReport(statements, stale)
 
 
-@dataclass(frozen=True, slots=True)
-class UnitCostReport:
-    """Cost per unit of the business key, and whether the rollups lag behind."""
-
-    costs: UnitCosts
-    stale: bool
-
-
 def unit_cost_report(
     db_path: WarehouseTarget,
     settings: ModelsSettings,
@@ -127,7 +118,7 @@ def unit_cost_report(
     until: datetime | None = None,
     top: int = 10,
     outcomes: Path | None = None,
-) -> UnitCostReport:
+) -> UnitCosts:
     """Cost per value of the metadata key ``unit_key`` (a conversation, a ticket…) over
     ``[since, until)``, optionally per ``by`` dimension, with the ``top`` most expensive
     units and, given an outcomes CSV, cost per outcome. Read-only."""
@@ -143,6 +134,5 @@ def unit_cost_report(
         frame = unit_requests(
             warehouse, settings, unit_key=unit_key, by=by, since=since, until=until
         ).collect()
-        stale = rollups_stale(warehouse.con, settings)
     outcome_rows = read_outcomes(outcomes) if outcomes is not None else None
-    return UnitCostReport(unit_costs(frame.lazy(), by=by, top=top, outcomes=outcome_rows), stale)
+    return unit_costs(frame.lazy(), by=by, top=top, outcomes=outcome_rows)

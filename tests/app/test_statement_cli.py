@@ -11,8 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 import pytest
 
+from alerts import Budget
+from app.service import team_budgets
+from app.statement_files import team_file_stem
+from models import AllocationRule, Statements, TeamBudget
 from tests.conftest import logpush_record, run_aigw, write_ndjson
 
 PRICES = """\
@@ -182,7 +187,7 @@ def test_html_escapes_every_name_and_files_have_safe_names(
     names = sorted(path.name for path in tmp_path.iterdir())
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", name) for name in names)
     (page,) = [name for name in names if "script" in name and name.endswith(".html")]
-    assert page.startswith("2026-11-team-script_alert_1_script-")
+    assert page.startswith("2026-11-team-script_alert_1_script-")  # and a hash of the name
     html = (tmp_path / page).read_text()
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;: AI spend statement, November 2026" in html
@@ -306,3 +311,41 @@ def test_unit_cost_without_a_key_says_how_to_name_one(warehouse: tuple[Path, Pat
         "error: name the unit's metadata key: --per conversation_id, or "
         '[outcomes] unit_key = "conversation_id" in aigw.toml\n'
     )
+
+
+def budget(name: str, period: str = "monthly", split_by: str | None = None, **filters: str) -> Any:
+    return Budget(name, 10.0, period, (1.0,), ("box",), filters=filters, split_by=split_by)
+
+
+def test_team_budgets_are_monthly_and_for_the_team_alone() -> None:
+    budgets = [
+        budget("search", team="search"),
+        budget("search-openai", team="search", provider="openai"),  # part of its spend
+        budget("weekly-search", "weekly", team="search"),  # another period
+        budget("per-team", split_by="team"),
+        budget("per-team-anthropic", split_by="team", provider="anthropic"),
+        budget("per-agent", split_by="agent"),
+        budget("everything"),
+    ]
+    assert team_budgets(budgets, "team") == [
+        TeamBudget("search", 10.0, "search"),
+        TeamBudget("per-team", 10.0, None),
+    ]
+
+
+def test_file_names_are_safe_and_distinct() -> None:
+    statements = Statements(
+        "2026-11",
+        "team",
+        AllocationRule(),
+        "proportional",
+        0.0,
+        0.0,
+        pl.DataFrame(),
+        pl.DataFrame(),
+    )
+    assert team_file_stem(statements, "search") == "2026-11-team-search"
+    stems = {team_file_stem(statements, name) for name in ("Search", "search", "a/b", "a_b", "..")}
+    assert len(stems) == 5
+    assert all(re.fullmatch(r"2026-11-team-[a-zA-Z0-9._-]+", stem) for stem in stems)
+    assert team_file_stem(statements, "..").startswith("2026-11-team-_-")
