@@ -39,7 +39,6 @@ _MONTHS: Final = (
     "October", "November", "December",
 )  # fmt: skip
 _NUMERIC: Final = ' class="num"'
-_SECTION_TITLES: Final = {"model": "By model", "user": "By user", "agent": "By agent"}
 _CSS: Final = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
   color:#1a1a1a;margin:2rem auto;max-width:62rem;padding:0 1rem;font-size:14px;line-height:1.4}
@@ -164,7 +163,7 @@ def _allocation_text(statements: Statements) -> str:
     if not statements.unattributed_usd:
         return f"Every request this month had a {dimension}: nothing to allocate (rule {rule})."
     if statements.applied == rule.kind:
-        return f"{said}, {rule.describe()} (rule {rule}, from [statements] in aigw.toml)."
+        return f"{said}, {rule.describe()} (rule {rule})."
     return (
         f"{said}; the rule is {rule}, but no {dimension} had a cost of its own to be "
         "proportional to, so it was left unallocated."
@@ -247,9 +246,19 @@ def _summary_html(statements: Statements) -> str:
         f"{escape(statements.dimension)} in the budgets file; used: its own cost over the "
         "budget (the allocated share is not counted, as the budget alerts do not count it)."
         "</p>\n"
-        f"<h2>Statements</h2>\n<ul>{links}</ul>"
+        f"<h2>Statements</h2>\n<ul>{links}</ul>\n" + "\n".join(_unattributed_tables(statements))
     )
     return _page(title, body)
+
+
+def _unattributed_tables(statements: Statements) -> list[str]:
+    """The spend without a team by model, user and agent: what was allocated."""
+    lines = statements.lines.filter(pl.col("team").is_null())
+    if lines.is_empty():
+        return []
+    requests = int(lines.filter(pl.col("section") == "model")["requests"].sum())
+    heading = f"Spend without a {statements.dimension}, by {{section}}"
+    return _line_tables(lines, requests=requests, cost=statements.unattributed_usd, heading=heading)
 
 
 def _team_html(statements: Statements, row: dict[str, Any], lines: pl.DataFrame) -> str:
@@ -285,25 +294,7 @@ def _team_html(statements: Statements, row: dict[str, Any], lines: pl.DataFrame)
         if row["budget"] is not None
         else f"No monthly budget for this {statements.dimension} alone in the budgets file."
     )
-    sections = []
-    for section in dict.fromkeys(lines["section"].to_list()):
-        part = lines.filter(pl.col("section") == section)
-        rows = [
-            [
-                item,
-                display.count(requests),
-                display.usd(cost),
-                display.usd(saved),
-                display.pct(cost / row["direct_usd"] if row["direct_usd"] else None),
-            ]
-            for item, requests, cost, saved in part.select(
-                "item", "requests", "cost_usd", "saved_usd"
-            ).iter_rows()
-        ]
-        foot = ["Total", display.count(row["requests"]), display.usd(row["direct_usd"]), "", ""]
-        heading = _SECTION_TITLES.get(section, f"By {section}")
-        headers = [section.capitalize(), "Requests", "Cost", "Cache savings", "Share"]
-        sections.append(f"<h2>{escape(heading)}</h2>\n{_table(headers, rows, foot, lines=True)}")
+    sections = _line_tables(lines, requests=row["requests"], cost=row["direct_usd"])
     unpriced = (
         f'<p class="note">{display.count(row["unpriced_requests"])} requests have no price and '
         "no logged cost: they are not in these amounts.</p>\n"
@@ -319,6 +310,33 @@ def _team_html(statements: Statements, row: dict[str, Any], lines: pl.DataFrame)
         + "\n".join(sections)
     )
     return _page(title, body)
+
+
+def _line_tables(
+    lines: pl.DataFrame, *, requests: int, cost: float, heading: str = "By {section}"
+) -> list[str]:
+    """One table per section of ``lines`` (by model, by user…) whose items add up to
+    ``requests`` and ``cost`` (the footer), with each item's share of ``cost``."""
+    tables = []
+    for section in dict.fromkeys(lines["section"].to_list()):
+        part = lines.filter(pl.col("section") == section)
+        rows = [
+            [
+                item,
+                display.count(item_requests),
+                display.usd(item_cost),
+                display.usd(saved),
+                display.pct(item_cost / cost if cost else None),
+            ]
+            for item, item_requests, item_cost, saved in part.select(
+                "item", "requests", "cost_usd", "saved_usd"
+            ).iter_rows()
+        ]
+        foot = ["Total", display.count(requests), display.usd(cost), "", ""]
+        headers = [section.capitalize(), "Requests", "Cost", "Cache savings", "Share"]
+        title = heading.format(section=section)
+        tables.append(f"<h2>{escape(title)}</h2>\n{_table(headers, rows, foot, lines=True)}")
+    return tables
 
 
 def _csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -196,6 +196,8 @@ def test_html_escapes_every_name_and_files_have_safe_names(
     summary = (tmp_path / "2026-11-summary.html").read_text()
     assert "<script" not in summary.lower()
     assert f'href="{page}"' in summary
+    assert "Spend without a team: $1.33, allocated in proportion" in summary
+    assert "<h2>Spend without a team, by model</h2>" in summary
     assert "@media print" in summary
     assert "http://" not in summary and "https://" not in summary  # nothing fetched
 
