@@ -33,6 +33,10 @@ BUDGETS = """\
 type = "outbox"
 folder = "outbox"
 
+[channels.slack]  # its secret is not set: statements do not need it
+type = "slack"
+webhook_url_env = "AIGW_TEST_UNSET_SLACK_URL"
+
 [[budget]]
 name = "support-monthly"
 amount_usd = 10.0
