@@ -6,10 +6,10 @@ pages, table headers repeated). Every value that comes from the warehouse (team,
 agent and model names) is HTML-escaped; money, counts and ratios are formatted by
 ``app.display``. The CSVs are for programs: USD with cents, ratios as fractions.
 
-Files, for month ``M`` and dimension ``D``: ``M-summary.html`` and ``.csv``, and
-``M-D-NAME.html`` and ``.csv`` per team, ``NAME`` the team's name where it is made of
-lowercase letters, digits, ``.``, ``_`` and ``-``, else those characters and a hash of
-the name.
+Files, for month ``M`` and dimension ``D``: ``M-summary.html`` and ``.csv`` (its first
+column named ``D``), and ``M-D-NAME.html`` and ``.csv`` per team, ``NAME`` the team's
+name where it is made of lowercase letters, digits, ``.``, ``_`` and ``-``, else those
+characters and a hash of the name.
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def statement_files(statements: Statements) -> dict[str, bytes]:
     summary_stem = f"{statements.month}-summary"
     files = {
         f"{summary_stem}.html": _summary_html(statements).encode(),
-        f"{summary_stem}.csv": _csv(statements.summary.columns, statements.summary.rows()).encode(),
+        f"{summary_stem}.csv": _csv(
+            [statements.dimension, *statements.summary.columns[1:]], statements.summary.rows()
+        ).encode(),
     }
     for row in statements.summary.iter_rows(named=True):
         if row["team"] is None:

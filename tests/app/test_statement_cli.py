@@ -16,8 +16,8 @@ import pytest
 
 from alerts import Budget
 from app.service import team_budgets
-from app.statement_files import team_file_stem
-from models import AllocationRule, Statements, TeamBudget
+from app.statement_files import statement_files, team_file_stem
+from models import AllocationRule, Statements, TeamBudget, build_statements
 from tests.conftest import logpush_record, run_aigw, write_ndjson
 
 PRICES = """\
@@ -355,3 +355,33 @@ def test_file_names_are_safe_and_distinct() -> None:
     assert len(stems) == 5
     assert all(re.fullmatch(r"2026-11-team-[a-zA-Z0-9._-]+", stem) for stem in stems)
     assert team_file_stem(statements, "..").startswith("2026-11-team-_-")
+
+
+def test_statements_by_another_dimension_name_it_in_files_and_headers() -> None:
+    rollup = pl.LazyFrame(
+        {
+            "hour": [datetime(2026, 11, 2, tzinfo=UTC)],
+            "customer": ["acme"],
+            "provider": ["openai"],
+            "model": ["gpt-4o-mini"],
+            "requests": [2],
+            "cost_usd": [1.25],
+            "saved_usd": [None],
+            "unknown_cost_requests": [0],
+        },
+        schema_overrides={"saved_usd": pl.Float64},
+    )
+    statements = build_statements(rollup, month="2026-11", dimension="customer", sections=())
+    files = statement_files(statements)
+    assert sorted(files) == [
+        "2026-11-customer-acme.csv",
+        "2026-11-customer-acme.html",
+        "2026-11-summary.csv",
+        "2026-11-summary.html",
+    ]
+    assert files["2026-11-summary.csv"].decode().splitlines()[:2] == [
+        "customer,requests,direct_usd,allocated_usd,total_usd,share,allocated_share,saved_usd,"
+        "unpriced_requests,previous_usd,change_ratio,budget,budget_usd,budget_used",
+        "acme,2,1.25,0.0,1.25,1.0,,0.0,0,,,,,",
+    ]
+    assert "<th>Customer</th>" in files["2026-11-summary.html"].decode()
