@@ -66,7 +66,7 @@ def unit_cost_command(
                 "name the unit's metadata key: --per conversation_id, or "
                 '[outcomes] unit_key = "conversation_id" in aigw.toml'
             )
-        costs = unit_cost_report(
+        report = unit_cost_report(
             edge.warehouse_for(db),
             edge.models,
             unit_key=key,
@@ -76,6 +76,12 @@ def unit_cost_command(
             top=top,
             outcomes=outcomes,
         )
+    if report.stale:
+        err.print(
+            "warning: rollups are behind the warehouse or the settings; run `aigw rollup`",
+            markup=False,
+        )
+    costs = report.costs
     if not int(costs.summary["units"].sum()):
         err.print(
             f"no units: no request in the window has the metadata key {key!r}",

@@ -158,7 +158,7 @@ def main() -> None:
                 ),
                 month="2026-10",
             ),
-            "unit cost per user (October, costed requests)": lambda: unit_costs(
+            "unit cost per user (October, stored request costs)": lambda: unit_costs(
                 unit_requests(
                     warehouse,
                     settings,

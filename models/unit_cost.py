@@ -25,7 +25,6 @@ An empty key value counts as untagged.
 from __future__ import annotations
 
 import csv
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,9 +35,8 @@ import polars as pl
 
 from core.errors import ConfigError
 from core.settings import check_keys
-from core.warehouse import Warehouse
+from core.warehouse import Warehouse, unit_cost_rows
 from models.config import ModelsSettings
-from models.rollups import costed_requests
 
 __all__ = [
     "OUTCOME_COLUMNS",
@@ -52,7 +50,6 @@ __all__ = [
 
 OUTCOME_COLUMNS: Final = ("unit_id", "outcome", "value")
 _KEY_CHARS: Final = 200  # a metadata key longer than this is a mistake, not a key
-_UNIT_COLUMN: Final = "aigw_unit"  # the key's column while it is read as a dimension
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,18 +123,19 @@ def unit_requests(
     until: datetime | None = None,
     filters: Mapping[str, str] | None = None,
 ) -> pl.LazyFrame:
-    """The costed requests of ``[since, until)`` (``costed_requests``: the cost the
-    rollups sum) as ``unit_costs`` takes them: ``ts``, ``unit`` (the metadata key
-    ``unit_key``'s value), ``cost_usd`` and ``by``'s column; ``filters`` keep rows whose
-    dimension equals the value."""
-    with_unit = dataclasses.replace(
-        settings, dimensions={**settings.dimensions, _UNIT_COLUMN: unit_key}
-    )
-    requests = costed_requests(warehouse, with_unit, since=since, until=until)
-    for name, value in (filters or {}).items():
-        requests = requests.filter(pl.col(name) == value)
-    keep = ["ts", "cost_usd", _UNIT_COLUMN, *([by] if by else [])]
-    return requests.select(keep).rename({_UNIT_COLUMN: "unit"})
+    """The requests of ``[since, until)`` as ``unit_costs`` takes them: ``ts``, ``unit``
+    (the metadata key ``unit_key``'s value), ``by``'s column and ``cost_usd``, each
+    request's effective cost as the last rollup refresh stored it (``request_costs``: the
+    cost ``aigw report cost`` sums). ``filters`` keep ``dimension = value``."""
+    return unit_cost_rows(
+        warehouse.con,
+        settings,
+        unit_key=unit_key,
+        by=by,
+        since=since,
+        until=until,
+        filters=filters,
+    ).lazy()
 
 
 def _stats(cost: str = "cost_usd") -> list[pl.Expr]:

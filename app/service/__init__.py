@@ -24,6 +24,7 @@ from app.service.reports import (
 )
 from app.service.statements import (
     StatementsReport,
+    UnitCostReport,
     statements_report,
     team_budgets,
     unit_cost_report,
@@ -36,6 +37,7 @@ __all__ = [
     "RequestDetail",
     "SpendReport",
     "StatementsReport",
+    "UnitCostReport",
     "anomaly_report",
     "cache_report",
     "cost_report",

@@ -2,9 +2,8 @@
 
 ``statements_report`` reads the daily rollups exactly as ``aigw report cost`` does for a
 month (``read_rollup`` with day-aligned bounds), so the statements add up to that
-report to the cent; ``unit_cost_report`` reads the window's costed requests
-(``costed_requests``, the cost the rollups hold) with the business key as one more
-metadata dimension (``unit_requests``).
+report to the cent; ``unit_cost_report`` reads each request's business key and the
+effective cost the last rollup refresh stored for it (``unit_requests``).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from models import (
 
 __all__ = [
     "StatementsReport",
+    "UnitCostReport",
     "statements_report",
     "team_budgets",
     "unit_cost_report",
@@ -108,6 +108,15 @@ def statements_report(
     return StatementsReport(statements, stale)
 
 
+@dataclass(frozen=True, slots=True)
+class UnitCostReport:
+    """Cost per unit, and whether the rollups (and so the stored request costs) lag
+    behind the warehouse or the settings."""
+
+    costs: UnitCosts
+    stale: bool
+
+
 def unit_cost_report(
     db_path: WarehouseTarget,
     settings: ModelsSettings,
@@ -118,7 +127,7 @@ def unit_cost_report(
     until: datetime | None = None,
     top: int = 10,
     outcomes: Path | None = None,
-) -> UnitCosts:
+) -> UnitCostReport:
     """Cost per value of the metadata key ``unit_key`` (a conversation, a ticket…) over
     ``[since, until)``, optionally per ``by`` dimension, with the ``top`` most expensive
     units and, given an outcomes CSV, cost per outcome. Read-only."""
@@ -134,5 +143,7 @@ def unit_cost_report(
         frame = unit_requests(
             warehouse, settings, unit_key=unit_key, by=by, since=since, until=until
         ).collect()
+        stale = rollups_stale(warehouse.con, settings)
     outcome_rows = read_outcomes(outcomes) if outcomes is not None else None
-    return unit_costs(frame.lazy(), by=by, top=top, outcomes=outcome_rows)
+    costs = unit_costs(frame.lazy(), by=by, top=top, outcomes=outcome_rows)
+    return UnitCostReport(costs, stale)

@@ -48,7 +48,7 @@ def test_cost_per_unit_follows_outcomes_unit_key_and_matches_the_report(
         since=datetime(2026, 11, 2, tzinfo=UTC),
         until=datetime(2026, 11, 6, tzinfo=UTC),  # "to" is the last day shown
     )
-    summary = report.summary.row(0, named=True)
+    summary = report.costs.summary.row(0, named=True)
     shown = {metric.label: metric.value for metric in app.metric}
     assert summary["units"] > 1
     assert shown["Units (user)"] == count(summary["units"])
