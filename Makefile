@@ -49,6 +49,8 @@ demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> 
 	@$(BIN)/aigw export focus data/focus.parquet --db $(DB)
 	@echo "== budget and anomaly alerts to data/outbox (aigw alerts run)"
 	@$(BIN)/aigw alerts run --budgets sample_data/budgets.toml --db $(DB) --now 2026-11-19T23:00:00
+	@echo "== November showback statements per team to data/statements (aigw statement)"
+	@$(BIN)/aigw statement --month 2026-11 --out data/statements --budgets sample_data/budgets.toml --db $(DB)
 	@echo "== what ingest kept aside (aigw sql)"
 	@$(BIN)/aigw sql --db $(DB) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
 	    sum(rows_duplicate) AS duplicates, sum(rows_rejected) AS rejected FROM ingest_files GROUP BY ALL"

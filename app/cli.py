@@ -40,6 +40,8 @@ from app.proxy_cli import proxy_command, simulate_command
 from app.reports_cli import export_app, report_app, resolve_settings, warehouse
 from app.service import ingest_and_refresh, refresh
 from app.settings import load_settings
+from app.statement_cli import statement_command
+from app.unit_cost_cli import unit_cost_command
 from app.watch import parse_interval, print_quality, print_refreshed, run_watch
 from core.errors import ConfigError
 from core.warehouse import run_sql
@@ -68,6 +70,8 @@ cli.command("simulate")(simulate_command)
 cli.command("mock-provider")(mock_provider_command)
 cli.command("dashboard")(dashboard_command)
 cli.command("maintain")(maintain_command)
+cli.command("statement")(statement_command)
+report_app.command("unit-cost")(unit_cost_command)
 
 
 @cli.command("ingest")

@@ -74,6 +74,15 @@ _LABELS: Final[dict[str, str]] = {
     "dlp_action": "DLP action",
     "dlp_categories": "DLP categories",
     "rate_limited": "Rate limited",
+    "mean_usd": "Mean",
+    "p50_usd": "p50",
+    "p95_usd": "p95",
+    "max_usd": "Max",
+    "untagged_usd": "Untagged cost",
+    "first_ts": "First request",
+    "last_ts": "Last request",
+    "cost_per_unit_usd": "Cost per unit",
+    "cost_per_outcome_usd": "Cost per outcome",
 }
 
 

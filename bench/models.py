@@ -6,7 +6,8 @@
    4 teams, 200 users, 5 agents; about 1% unknown models), once (reused later).
 2. Times a full rollup rebuild (read through Arrow, cost join, hourly group-by).
 3. Adds 100,000 new rows (a fresh ``ingested_at``) and times the incremental refresh.
-4. Times each report on the rollups (what dashboards and alerts call).
+4. Times each report on the rollups (what dashboards and alerts call), the month's
+   statements, and the cost per unit (which reads and prices the month's requests).
 
 Prints seconds per step and the peak RSS. Not a test; the README records the numbers.
 """
@@ -32,18 +33,22 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 from ingest import open_warehouse  # noqa: E402 - after the sys.path fix above
 from models import (  # noqa: E402 - after the sys.path fix above
     ModelsSettings,
+    build_statements,
     detect_anomalies,
     forecast_month,
     read_rollup,
     reconciliation,
     refresh_rollups,
     spend_by,
+    unit_costs,
+    unit_requests,
 )
 from models.cache import cache_summary  # noqa: E402
 from models.focus import focus_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ANOMALY_MEASURES = ("cost_usd", "requests")
+STATEMENT_MEASURES = ("requests", "cost_usd", "saved_usd", "unknown_cost_requests")
 START = datetime(2026, 10, 1, tzinfo=UTC)
 
 _FILL = """
@@ -142,6 +147,26 @@ def main() -> None:
                 read_rollup(con, daily=True), ["gateway", "endpoint"], "day"
             ),
             "FOCUS rows (30 days)": lambda: focus_rows(read_rollup(con, daily=True)),
+            "statements by team (October)": lambda: build_statements(
+                read_rollup(
+                    con,
+                    since=datetime(2026, 9, 1, tzinfo=UTC),
+                    until=datetime(2026, 11, 1, tzinfo=UTC),
+                    daily=True,
+                    by=["team", "provider", "model", "user", "agent"],
+                    measures=STATEMENT_MEASURES,
+                ),
+                month="2026-10",
+            ),
+            "unit cost per user (October, stored request costs)": lambda: unit_costs(
+                unit_requests(
+                    warehouse,
+                    settings,
+                    unit_key="user",
+                    since=datetime(2026, 10, 1, tzinfo=UTC),
+                    until=datetime(2026, 11, 1, tzinfo=UTC),
+                )
+            ),
         }
         for name, report in reports.items():
             best = min(timed(report) for _ in range(3))

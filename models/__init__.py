@@ -1,5 +1,5 @@
 """FinOps models: pricing, cost, rollups, reports, cache, anomalies, forecasts, FOCUS
-export, and the trends the dashboards draw.
+export, the trends the dashboards draw, showback statements and cost per outcome.
 
 Pure Polars functions, frames in and frames out, over frames that ``core.warehouse``
 reads; ``rollups`` and ``reports`` also keep and read the derived rollup tables. The
@@ -33,6 +33,16 @@ from models.rollups import (
     rollups_stale,
 )
 from models.root_cause import RootCauses, explain_flags
+from models.statements import (
+    AllocationRule,
+    Statements,
+    StatementSettings,
+    TeamBudget,
+    allocation_rule,
+    build_statements,
+    month_window,
+    statement_settings_from,
+)
 from models.trends import (
     anomaly_bands,
     budget_spend,
@@ -42,6 +52,14 @@ from models.trends import (
     totals,
     trend,
 )
+from models.unit_cost import (
+    OutcomeSettings,
+    UnitCosts,
+    outcome_settings_from,
+    read_outcomes,
+    unit_costs,
+    unit_requests,
+)
 
 __all__ = [
     "CATALOG_PROVIDERS",
@@ -49,13 +67,21 @@ __all__ = [
     "GRAINS",
     "MEASURES",
     "MIN_REPEATS",
+    "AllocationRule",
     "ModelsError",
     "ModelsSettings",
+    "OutcomeSettings",
     "PriceFileError",
     "RefreshResult",
     "RootCauses",
+    "StatementSettings",
+    "Statements",
+    "TeamBudget",
+    "UnitCosts",
+    "allocation_rule",
     "anomaly_bands",
     "budget_spend",
+    "build_statements",
     "burndown",
     "cache_candidates",
     "cache_summary",
@@ -71,8 +97,11 @@ __all__ = [
     "load_models_settings",
     "load_price_file",
     "models_settings_from",
+    "month_window",
     "newest_rollup_hour",
+    "outcome_settings_from",
     "price_table",
+    "read_outcomes",
     "read_rollup",
     "reconciliation",
     "refresh_rollups",
@@ -80,8 +109,11 @@ __all__ = [
     "repeated_requests",
     "rollups_stale",
     "spend_by",
+    "statement_settings_from",
     "totals",
     "trend",
+    "unit_costs",
+    "unit_requests",
     "with_cost",
     "write_focus",
 ]

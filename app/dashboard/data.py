@@ -67,6 +67,7 @@ class DashboardSettings:
     config_path: Path | None = None
     budgets_path: Path | None = None
     now: datetime | None = None  # "as of" for month-to-date and budgets; None: newest data
+    unit_key: str | None = None  # [outcomes] unit_key: the metadata key of a unit of work
 
     @property
     def warehouse_name(self) -> str:

@@ -67,13 +67,13 @@ def _settings() -> DashboardSettings:
     if moment is not None and moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     budgets = budgets_file(None, env) or DEFAULT_BUDGETS
+    edge = load_settings(config, env)
     return DashboardSettings(
-        db_path=load_settings(config, env).warehouse_for(
-            Path(env.get("AIGW_DB") or DEFAULT_DB_PATH)
-        ),
+        db_path=edge.warehouse_for(Path(env.get("AIGW_DB") or DEFAULT_DB_PATH)),
         config_path=config,
         budgets_path=budgets,
         now=moment,
+        unit_key=edge.outcomes.unit_key,
     )
 
 

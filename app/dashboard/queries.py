@@ -49,6 +49,8 @@ from models import (
     spend_by,
     totals,
     trend,
+    unit_costs,
+    unit_requests,
 )
 
 Pairs = tuple[tuple[str, str], ...]
@@ -337,6 +339,25 @@ def health(warehouse: Warehouse, settings: ModelsSettings, *, limit: int) -> Any
     return data_health(warehouse.con, limit=limit)
 
 
+def unit_cost(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    filters: Pairs,
+    unit_key: str,
+    top: int,
+) -> dict[str, pl.DataFrame]:
+    """Cost per value of the metadata key ``unit_key`` (``unit_costs``): the summary, the
+    ``top`` most expensive units and the weekly trend, as ``aigw report unit-cost``."""
+    requests = unit_requests(
+        warehouse, settings, unit_key=unit_key, since=since, until=until, filters=dict(filters)
+    )
+    costs = unit_costs(requests, top=top)
+    return {"summary": costs.summary, "top": costs.top, "weekly": costs.weekly}
+
+
 QUERIES.update(
     {
         "bounds": bounds,
@@ -354,5 +375,6 @@ QUERIES.update(
         "requests": requests,
         "detail": detail,
         "health": health,
+        "unit_cost": unit_cost,
     }
 )

@@ -22,6 +22,13 @@ from app.service.reports import (
     reconcile_report,
     refresh,
 )
+from app.service.statements import (
+    StatementsReport,
+    UnitCostReport,
+    statements_report,
+    team_budgets,
+    unit_cost_report,
+)
 
 __all__ = [
     "BatchOutcome",
@@ -29,6 +36,8 @@ __all__ = [
     "IngestOutcome",
     "RequestDetail",
     "SpendReport",
+    "StatementsReport",
+    "UnitCostReport",
     "anomaly_report",
     "cache_report",
     "cost_report",
@@ -41,5 +50,8 @@ __all__ = [
     "refresh",
     "refresh_and_alert",
     "request_detail",
+    "statements_report",
+    "team_budgets",
+    "unit_cost_report",
     "watch_and_alert",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "recent_policy_events",
     "request_row",
     "rollup_span",
+    "unit_cost_rows",
 ]
 
 POLICY_KINDS: Final = ("guardrail", "dlp", "rate_limit", "failover")
@@ -282,6 +283,36 @@ def find_requests(
         "ORDER BY ts DESC, log_id LIMIT $limit",
         params,
     )
+
+
+def unit_cost_rows(
+    con: duckdb.DuckDBPyConnection,
+    settings: Dimensions,
+    *,
+    unit_key: str,
+    by: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    filters: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """Each matching request's ``ts``, ``unit`` (its metadata key ``unit_key``'s value),
+    ``by``'s value and ``cost_usd``: its effective cost in ``request_costs`` (what the
+    rollups sum; null for a request no refresh has costed yet)."""
+    where, params = _where(settings, since, until, filters)
+    key = unit_key.replace("\\", "\\\\").replace('"', '\\"')
+    params["unit_path"] = f'$."{key}"'
+    dimension = f", {_dimension_sql(settings, by, params)} AS {by}" if by else ""
+    costs_where, _ = time_range("ts", since, until)
+    frame = _frame(
+        con,
+        f"SELECT r.ts, r.aigw_unit{', r.' + by if by else ''}, c.effective_cost_usd AS cost_usd "
+        "FROM (SELECT log_id, ts, json_extract_string(metadata, $unit_path) AS aigw_unit"
+        f"{dimension} FROM requests WHERE {where}) AS r "
+        "LEFT JOIN (SELECT log_id, effective_cost_usd FROM request_costs "
+        f"WHERE {' AND '.join(costs_where)}) AS c USING (log_id)",
+        params,
+    )
+    return frame.rename({"aigw_unit": "unit"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,10 +35,14 @@ def test_a_misspelt_budget_key_is_an_error_not_a_budget_for_everything(tmp_path:
     [
         (
             "[model]\ntenant = 'team'\n",
-            "unknown key 'model' (known: engine, ingest, models, warehouse)",
+            "unknown key 'model' (known: engine, ingest, models, outcomes, statements, warehouse)",
         ),
         ("[models]\ntennant = 'team'\n", "[models]: unknown key 'tennant'"),
         ("[ingest]\nqualty = 'warn'\n", "[ingest]: unknown key 'qualty'"),
+        ("[statements]\nunallocated = 'owner:'\n", "[statements] unallocated 'owner:' must be"),
+        ("[statements]\nallocate = 'none'\n", "[statements]: unknown key 'allocate'"),
+        ("[outcomes]\nunit = 'ticket_id'\n", "[outcomes]: unknown key 'unit'"),
+        ("[outcomes]\nunit_key = 3\n", "[outcomes] unit_key must name a metadata key"),
     ],
 )
 def test_unknown_keys_in_aigw_toml_name_the_file_and_the_key(

@@ -1,14 +1,16 @@
 """Cost attribution: spend stacked by a chosen dimension, the top consumers (a click on
 one opens its requests in the explorer), a drill-down into one value by a second
-dimension, and a CSV download of the table."""
+dimension, a CSV download of the table, and the cost per unit of work (a metadata key:
+conversation, ticket, job)."""
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 
 from app.dashboard.data import context, fetch
 from app.dashboard.filters import filter_dimensions, open_filtered
-from app.dashboard.ui import bar_chart, count, grain_for, table, usd
+from app.dashboard.ui import bar_chart, count, grain_for, line_chart, table, usd
 
 TOP = 8  # stacked series: the biggest values, the rest summed as "other"
 # The table's columns, spend first (the CSV download keeps them all).
@@ -85,3 +87,39 @@ if values:
     st.metric(f"Spend of {by} = {value}", usd(float(drill["cost_usd"].sum() or 0.0)))
     if drill.height:
         table(drill, key="drill_table", columns=[then, *SHOWN], share_of="cost_usd")
+
+st.subheader("Cost per unit of work")
+unit_key = st.text_input(
+    "Metadata key of a unit (conversation_id, ticket_id, job_id…)",
+    value=ctx.settings.unit_key or "",
+    key="unit_key",
+    help='Default: [outcomes] unit_key in aigw.toml. The same numbers: "aigw report unit-cost".',
+).strip()
+if not unit_key:
+    st.caption(
+        "Name the metadata key your apps tag requests with to see what one conversation, "
+        "ticket or job costs."
+    )
+else:
+    units = fetch(ctx.settings, "unit_cost", unit_key=unit_key, top=20, **common)
+    summary = units["summary"].row(0, named=True)
+    tagged, untagged = summary["cost_usd"], summary["untagged_usd"]
+    cells = st.columns(5)
+    cells[0].metric(f"Units ({unit_key})", count(summary["units"]))
+    cells[1].metric("Mean per unit", usd(summary["mean_usd"]))
+    cells[2].metric("p50 per unit", usd(summary["p50_usd"]))
+    cells[3].metric("p95 per unit", usd(summary["p95_usd"]))
+    cells[4].metric("Max per unit", usd(summary["max_usd"]))
+    st.caption(
+        f"{usd(tagged)} of spend carries {unit_key}; {usd(untagged)} "
+        f"({count(summary['untagged_requests'])} requests) does not."
+    )
+    weekly = units["weekly"].with_columns(pl.col("week").cast(pl.Datetime("us", "UTC")))
+    line_chart(
+        weekly, x="week", y=["mean_usd", "p50_usd", "p95_usd"], grain="day", title="USD a unit",
+        y_format="$,.4f",
+    )  # fmt: skip
+    st.caption(
+        "Per week: units by the UTC week (from Monday, the day shown) of their first request."
+    )
+    table(units["top"].rename({"unit": unit_key}), key="unit_top", exact=("cost_usd",))
