@@ -1,4 +1,4 @@
-"""Cloudflare records as they really come (tests/ingest/data/cloudflare_shapes.jsonl, written
+"""Cloudflare records as they really come (``fixtures/cloudflare_shapes.jsonl``, written
 from Cloudflare's public logs API and Logpush field lists): REST-only fields in their own
 columns, a repeated key's first value kept and named, encrypted Metadata without a key
 counted, and both normalisation paths giving the same rows for every line."""
@@ -19,7 +19,7 @@ from ingest.loader import ParsedBatch, parse_object
 from ingest.records import ROW_FIELDS, normalize
 
 Query = Callable[..., list[tuple[Any, ...]]]
-FIXTURE = Path(__file__).parent / "data" / "cloudflare_shapes.jsonl"
+FIXTURE = Path(__file__).parent / "fixtures" / "cloudflare_shapes.jsonl"
 DUPLICATE = b'{"id":"first","created_at":"2026-11-20T09:05:00Z","model":"m","id":"second"}'
 
 
