@@ -304,6 +304,11 @@ def _build() -> str:
         "extra": "NULL::VARCHAR",
         "log_format": "CASE WHEN is_lp THEN 'logpush' ELSE 'rest' END",
         "decrypt_error": "NULL::VARCHAR",
+        "endpoint": f"coalesce(t{f.ENDPOINT}, CASE WHEN NOT is_lp THEN CASE t{f.REQUEST_TYPE} "
+        + " ".join(
+            f"WHEN {_quote(k)} THEN {_quote(v)}" for k, v in f.ENDPOINT_OF_REQUEST_TYPE.items()
+        )
+        + " END END)",
         "duplicate_keys": "NULL::VARCHAR[]",  # a repeated key is never fast (shape_ok)
     }
     # The shape as records.normalize decides it, for the records it can load: with a

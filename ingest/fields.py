@@ -26,6 +26,7 @@ __all__ = [
     "DLP_CATEGORIES",
     "DURATION",
     "ENDPOINT",
+    "ENDPOINT_OF_REQUEST_TYPE",
     "EVENT_ID",
     "GATEWAY",
     "GUARDRAIL_ACTION",
@@ -186,6 +187,23 @@ ANTHROPIC_CACHE_FIELDS: Final = {
     "cacheReadInputTokens": CACHE_READ,
     "cache_creation_input_tokens": CACHE_WRITE,
     "cacheCreationInputTokens": CACHE_WRITE,
+}
+
+# The endpoint of a REST record without ``path``, from its ``request_type`` where that
+# names one operation (OpenAI-style paths, as Cloudflare logs them); other types (e.g.
+# ``universal``, which may call anything) leave the endpoint NULL.
+ENDPOINT_OF_REQUEST_TYPE: Final = {
+    "chat": "chat/completions",
+    "chat.completions": "chat/completions",
+    "chat-completions": "chat/completions",
+    "completions": "completions",
+    "embeddings": "embeddings",
+    "images": "images/generations",
+    "image-generation": "images/generations",
+    "audio": "audio/transcriptions",
+    "transcriptions": "audio/transcriptions",
+    "speech": "audio/speech",
+    "responses": "responses",
 }
 
 REST_FIELDS: Final = {

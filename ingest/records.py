@@ -64,6 +64,9 @@ from ingest.fields import (
     ENDPOINT as _ENDPOINT,
 )
 from ingest.fields import (
+    ENDPOINT_OF_REQUEST_TYPE as _ENDPOINT_OF,
+)
+from ingest.fields import (
     EVENT_ID as _EVENT_ID,
 )
 from ingest.fields import (
@@ -337,7 +340,7 @@ def _row(
         _text(slots[_PROVIDER], "provider"),
         _text(slots[_MODEL], "model"),
         _text(slots[_REQUESTED_MODEL], "requested model"),
-        _text(slots[_ENDPOINT], "endpoint"),
+        _endpoint(slots, log_format),
         status,
         success,
         _boolean(slots[_CACHED], "cached"),
@@ -371,6 +374,15 @@ def _row(
         _text(slots[_REQUEST_CONTENT_TYPE], "request content type"),
         _text(slots[_RESPONSE_CONTENT_TYPE], "response content type"),
     )
+
+
+def _endpoint(slots: list[Any], log_format: str) -> str | None:
+    """The logged endpoint; for a REST record without one, what its request type names."""
+    endpoint = _text(slots[_ENDPOINT], "endpoint")
+    if endpoint is None and log_format == "rest":
+        request_type = _text(slots[_REQUEST_TYPE], "request type")
+        return _ENDPOINT_OF.get(request_type) if request_type is not None else None
+    return endpoint
 
 
 def _timestamp_us(value: Any) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from ingest import IngestSettings, run_ingest
 from ingest.engine import SqlEngine, read_object
@@ -38,6 +39,28 @@ def test_a_record_without_repeats_names_none() -> None:
     raw = b'{"id":"a","created_at":"2026-11-20T09:05:00Z","metadata":"{\\"id\\":1}"}'
     row = dict(zip(ROW_FIELDS, normalize(orjson.loads(raw), raw), strict=True))
     assert (row["log_id"], row["duplicate_keys"]) == ("a", None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "endpoint"),
+    [
+        ({"request_type": "embeddings"}, "embeddings"),
+        ({"request_type": "chat"}, "chat/completions"),
+        ({"request_type": "universal"}, None),  # may call anything: no endpoint guessed
+        ({"request_type": "embeddings", "path": "v1/embeddings"}, "v1/embeddings"),
+    ],
+)
+def test_a_rest_record_without_path_takes_its_endpoint_from_request_type(
+    fields: dict[str, Any], endpoint: str | None
+) -> None:
+    """``path`` wins; without it, a request type that names one operation gives the endpoint,
+    on both paths."""
+    record = {"id": "e", "created_at": "2026-11-20T09:04:00Z", "model": "m", **fields}
+    raw = orjson.dumps(record)
+    row = dict(zip(ROW_FIELDS, normalize(record, raw), strict=True))
+    assert row["endpoint"] == endpoint
+    [fast] = _rows(list(read_object(io.BytesIO(raw), "obj", SqlEngine(min_lines=0))))
+    assert fast["endpoint"] == endpoint
 
 
 def test_both_paths_give_the_same_rows_for_the_fixture() -> None:
@@ -76,6 +99,9 @@ def test_the_fixture_loads_with_the_rest_fields_in_columns(
         "chat", "universal", "application/json", "application/json", None, None
     )  # fmt: skip
     assert rows[4][2:4] == ("embeddings", "embeddings")
+    assert query("SELECT endpoint FROM requests WHERE log_id = '01KBQ7Y0A1EMBEDDINGS000005'") == [
+        ("embeddings",)
+    ]  # no path in the record: from its request type
     assert rows[5][6] == ["id"]
     report = summary.quality
     assert report is not None
