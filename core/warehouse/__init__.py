@@ -21,6 +21,7 @@ from core.warehouse.explore import (
     recent_policy_events,
     request_row,
     rollup_span,
+    unattributed_requests,
 )
 from core.warehouse.lake import attach_snapshot
 from core.warehouse.migrations import MIGRATIONS, SCHEMA_VERSION, table_exists
@@ -64,5 +65,6 @@ __all__ = [
     "table_exists",
     "time_range",
     "touched_hours",
+    "unattributed_requests",
     "warehouse_errors",
 ]
