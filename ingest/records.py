@@ -225,8 +225,8 @@ def _first_wins(record: dict[str, Any], raw: bytes) -> tuple[dict[str, Any], lis
     ``id``, whose first value is the record's. Only REST records are read twice (the API
     export is small; Logpush records are many and machine-written).
     """
-    if raw.count(b'":') <= len(record):
-        return record, None  # no more key-looking pairs than keys: nothing repeated on top
+    if raw.count(b":") <= len(record):
+        return record, None  # each pair has a colon: no more colons than keys, no repeat
     top: list[list[str]] = []
 
     def first(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
