@@ -222,8 +222,9 @@ def _first_wins(record: dict[str, Any], raw: bytes) -> tuple[dict[str, Any], lis
     """The REST record with the *first* value of each repeated top-level key, and those keys.
 
     orjson keeps the last value of a repeated key; Cloudflare's own logs example repeats
-    ``id``, whose first value is the record's. Only REST records are read twice (the API
-    export is small; Logpush records are many and machine-written).
+    ``id``, whose first value is the record's. Only REST records are read twice, by the
+    standard library's parser (the API export is small; Logpush records are many and
+    machine-written); a per-key count of the raw text measured no faster.
     """
     if raw.count(b":") <= len(record):
         return record, None  # each pair has a colon: no more colons than keys, no repeat
