@@ -71,8 +71,10 @@ def _choose_prices(requests: pl.LazyFrame, prices: pl.LazyFrame) -> pl.LazyFrame
         .then((minute >= start) & (minute < end))
         .otherwise((minute >= start) | (minute < end))
     )
+    # A request without a provider joins the rows priced for provider "" (a prefixed model
+    # names its provider: ``price_key``).
     return (
-        requests.select("_row", "ts", "provider", "model", "tokens_in")
+        requests.select("_row", "ts", pl.col("provider").fill_null(""), "model", "tokens_in")
         .join(prices, on=["provider", "model"], how="inner")
         .filter(
             (pl.col("valid_from").is_null() | (pl.col("valid_from") <= pl.col("ts")))

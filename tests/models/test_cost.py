@@ -466,3 +466,23 @@ def test_a_custom_cost_is_never_reconciliation_drift() -> None:
         ("anthropic", "claude-sonnet-4", 1)
     ]
     assert drift["drift_usd"][0] == pytest.approx(0.0103, abs=1e-12)
+
+
+def test_a_prefixed_model_without_a_provider_is_priced_by_its_prefix() -> None:
+    """No provider logged, model openai/gpt-4o-mini: priced as OpenAI's, 2,000 in and 1,000
+    out = 2,000 x 0.15 / 1e6 + 1,000 x 0.60 / 1e6 = 0.0003 + 0.0006 = $0.0009."""
+    frame = requests(
+        {
+            "log_id": "n",
+            "provider": None,
+            "model": "openai/gpt-4o-mini",
+            "tokens_in": 2_000,
+            "tokens_out": 1_000,
+        }
+    )
+    table = price_table([("", "openai/gpt-4o-mini")])
+    assert_frame_equal(
+        costs(frame, table),
+        expected(("n", 0.0003, 0.0, 0.0, 0.0006, 0.0009, None, "catalog", "gpt-4o-mini")),
+        abs_tol=1e-12,
+    )
