@@ -2,7 +2,8 @@
 
 Contract: ``normalize(record, raw)`` returns a tuple in ``ROW_FIELDS`` order or
 raises ``InvalidRecord`` with a one-line reason. It never drops a field: keys it
-does not know (top level and inside ``Metrics``) go into ``extra``.
+does not know (top level and inside ``Metrics``) go into ``extra``; of a key a REST
+record repeats, the first value is kept and the key named in ``duplicate_keys``.
 
 Token convention (the warehouse's): ``tokens_in`` counts every input token,
 cache reads and writes included. Sources that report cache tokens apart from

@@ -74,22 +74,28 @@ CATALOG_PROVIDERS: Final = {
 # Provider slugs that stand for "the provider is in the model name": Cloudflare's
 # OpenAI-compatible endpoint (``compat``) and its unified/universal request types.
 _PREFIX_PROVIDERS: Final = frozenset({"", "compat", "unified", "universal"})
+# Cloudflare provider slugs the catalogue does not price; their model names are their own
+# (Replicate's and Hugging Face's ``owner/model``), never read as a provider prefix.
+_OTHER_SLUGS: Final = frozenset(
+    {"replicate", "huggingface", "cartesia", "deepgram", "elevenlabs", "ideogram"}
+)
 
 
 def price_key(provider: str | None, model: str) -> tuple[str, str]:
     """The (provider slug, model) a request is priced as.
 
     A model ``"<slug>/<name>"`` whose ``<slug>`` is a catalogue provider slug is read as
-    that provider's ``<name>`` when the logged provider is absent, ``compat``, unknown
-    to the catalogue, or the slug itself (``workers-ai`` + ``workers-ai/@cf/...``).
-    Any other provider keeps the model whole: OpenRouter's ``openai/gpt-4o`` and
-    Groq's ``meta-llama/...`` are those providers' own model names.
+    that provider's ``<name>`` when the logged provider is absent, ``compat``, not a
+    Cloudflare provider slug, or the slug itself (``workers-ai`` + ``workers-ai/@cf/...``).
+    Any other provider keeps the model whole: OpenRouter's ``openai/gpt-4o``, Groq's
+    ``meta-llama/...`` and Replicate's ``openai/whisper`` are those providers' own names.
     """
     slug, sep, name = model.partition("/")
     if not sep or not name or slug not in CATALOG_PROVIDERS:
         return provider or "", model
     logged = provider or ""
-    if logged in _PREFIX_PROVIDERS or logged == slug or logged not in CATALOG_PROVIDERS:
+    known = logged in CATALOG_PROVIDERS or logged in _OTHER_SLUGS
+    if logged in _PREFIX_PROVIDERS or logged == slug or not known:
         return slug, name
     return logged, model
 

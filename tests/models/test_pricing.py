@@ -328,6 +328,7 @@ def test_price_units_are_usd_per_million_tokens(tmp_path: Path) -> None:
             ("workers-ai", "@cf/meta/llama-3.1-8b-instruct"),
         ),
         (("replicate", "acme/llama-ft"), ("replicate", "acme/llama-ft")),
+        (("replicate", "openai/whisper"), ("replicate", "openai/whisper")),
     ],
 )
 def test_price_key_reads_a_provider_prefix(
