@@ -15,7 +15,6 @@ count is smaller than its cache counts, which cannot be an inclusive count.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -23,6 +22,7 @@ from typing import Any, Final
 import orjson
 
 from core.schema import RECORD_FIELDS
+from ingest import fields as _f
 from ingest.decrypt import Decryptor, is_encrypted
 from ingest.errors import DecryptError, InvalidRecord
 from ingest.fields import (
@@ -50,9 +50,6 @@ from ingest.fields import (
     COST as _COST,
 )
 from ingest.fields import (
-    CUSTOM_COST as _CUSTOM_COST,
-)
-from ingest.fields import (
     DLP_ACTION as _DLP_ACTION,
 )
 from ingest.fields import (
@@ -63,9 +60,6 @@ from ingest.fields import (
 )
 from ingest.fields import (
     ENDPOINT as _ENDPOINT,
-)
-from ingest.fields import (
-    ENDPOINT_OF_REQUEST_TYPE as _ENDPOINT_OF,
 )
 from ingest.fields import (
     EVENT_ID as _EVENT_ID,
@@ -98,9 +92,6 @@ from ingest.fields import (
     MODEL as _MODEL,
 )
 from ingest.fields import (
-    MODEL_TYPE as _MODEL_TYPE,
-)
-from ingest.fields import (
     NSLOTS as _NSLOTS,
 )
 from ingest.fields import (
@@ -113,19 +104,10 @@ from ingest.fields import (
     REQUEST_BODY as _REQUEST_BODY,
 )
 from ingest.fields import (
-    REQUEST_CONTENT_TYPE as _REQUEST_CONTENT_TYPE,
-)
-from ingest.fields import (
-    REQUEST_TYPE as _REQUEST_TYPE,
-)
-from ingest.fields import (
     REQUESTED_MODEL as _REQUESTED_MODEL,
 )
 from ingest.fields import (
     RESPONSE_BODY as _RESPONSE_BODY,
-)
-from ingest.fields import (
-    RESPONSE_CONTENT_TYPE as _RESPONSE_CONTENT_TYPE,
 )
 from ingest.fields import (
     REST_FIELDS as _REST_FIELDS,
@@ -157,6 +139,7 @@ from ingest.fields import (
 from ingest.fields import (
     TS as _TS,
 )
+from ingest.rest import endpoint_of, first_wins
 
 __all__ = ["ROW_FIELDS", "InvalidRecord", "normalize", "record_key"]
 
@@ -208,7 +191,7 @@ def normalize(record: object, raw: bytes, decryptor: Decryptor | None = None) ->
             raise InvalidRecord("missing Timestamp")
     elif _REST_FIELDS.keys() & record.keys():
         log_format = "rest"
-        record, repeated = _first_wins(record, raw)
+        record, repeated = first_wins(record, raw)
         _collect(record, _REST_FIELDS, slots, extra)
         if slots[_TS] is None:
             raise InvalidRecord("missing created_at")
@@ -217,34 +200,6 @@ def normalize(record: object, raw: bytes, decryptor: Decryptor | None = None) ->
     decrypt_error = _decrypt(slots, decryptor) if decryptor is not None else None
     row = _row(slots, extra, log_format, raw, decrypt_error)
     return (*row, repeated) if log_format == "rest" else (*row, None)
-
-
-def _first_wins(record: dict[str, Any], raw: bytes) -> tuple[dict[str, Any], list[str] | None]:
-    """The REST record with the *first* value of each repeated top-level key, and those keys.
-
-    orjson keeps the last value of a repeated key; Cloudflare's own logs example repeats
-    ``id``, whose first value is the record's. Only REST records are read twice, by the
-    standard library's parser (the API export is small; Logpush records are many and
-    machine-written); a per-key count of the raw text measured no faster.
-    """
-    if raw.count(b":") <= len(record):
-        return record, None  # each pair has a colon: no more colons than keys, no repeat
-    top: list[list[str]] = []
-
-    def first(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        top.append([key for key, _ in pairs])
-        kept: dict[str, Any] = {}
-        for key, value in pairs:
-            kept.setdefault(key, value)
-        return kept
-
-    try:
-        reread = json.loads(raw, object_pairs_hook=first)
-    except (ValueError, RecursionError):
-        return record, None
-    keys = top[-1] if top and isinstance(reread, dict) else []
-    repeated = list(dict.fromkeys(key for key in keys if keys.count(key) > 1))
-    return (reread, repeated) if repeated else (record, None)
 
 
 def _collect(
@@ -370,11 +325,11 @@ def _row(
         _text(slots[_GUARDRAIL_ACTION], "guardrail action"),
         _names(slots[_GUARDRAIL_CATEGORIES], "guardrail categories"),
         _text(slots[_CACHE_KEY_HASH], "cache key hash"),
-        _boolean(slots[_CUSTOM_COST], "custom cost"),
-        _text(slots[_MODEL_TYPE], "model type"),
-        _text(slots[_REQUEST_TYPE], "request type"),
-        _text(slots[_REQUEST_CONTENT_TYPE], "request content type"),
-        _text(slots[_RESPONSE_CONTENT_TYPE], "response content type"),
+        _boolean(slots[_f.CUSTOM_COST], "custom cost"),
+        _text(slots[_f.MODEL_TYPE], "model type"),
+        _text(slots[_f.REQUEST_TYPE], "request type"),
+        _text(slots[_f.REQUEST_CONTENT_TYPE], "request content type"),
+        _text(slots[_f.RESPONSE_CONTENT_TYPE], "response content type"),
     )
 
 
@@ -382,8 +337,7 @@ def _endpoint(slots: list[Any], log_format: str) -> str | None:
     """The logged endpoint; for a REST record without one, what its request type names."""
     endpoint = _text(slots[_ENDPOINT], "endpoint")
     if endpoint is None and log_format == "rest":
-        request_type = _text(slots[_REQUEST_TYPE], "request type")
-        return _ENDPOINT_OF.get(request_type) if request_type is not None else None
+        return endpoint_of(_text(slots[_f.REQUEST_TYPE], "request type"))
     return endpoint
 
 
