@@ -302,6 +302,12 @@ def _print_summary(summary: IngestSummary) -> None:
             "open (see requests.decrypt_error)",
             markup=False,
         )
+    if summary.locked_metadata:
+        out.print(
+            f"attribution: {summary.locked_metadata:,} requests without attribution: "
+            "Metadata is encrypted; pass --private-key",
+            markup=False,
+        )
 
 
 def check_endpoint_url(url: str | None) -> None:

@@ -147,7 +147,7 @@ def column_kind(name: str, *, integer: bool = False) -> ColumnKind:
     numbers): money (``*_usd``, ``cost``), ratios (``*_ratio``, ``*_rate``, ``share``,
     ``used``), percentages already in percent units (``*_pct``), latencies (``*_ms``),
     scores, counts, or text. ``usd_exact`` is one request's cost (``cost``)."""
-    if name in ("cost", "custom_cost") or name.endswith("_exact_usd"):
+    if name == "cost" or name.endswith("_exact_usd"):  # custom_cost is a flag, not money
         return "usd_exact"
     if name.endswith("_usd") or name == "usd":
         return "usd"

@@ -188,6 +188,34 @@ REQUEST_COLUMNS: Final[tuple[Column, ...]] = (
         "aigw gateway only: hash of its response-cache key (same request, same hash)",
         since=3,
     ),
+    Column(
+        "custom_cost", "BOOLEAN", _BOOL,
+        "REST only: true when `cost` is a custom cost the caller gave the gateway "
+        "(a negotiated price: it wins over the catalogue, see docs/costs.md)",
+        since=7,
+        models=True,
+    ),
+    Column(
+        "model_type", "VARCHAR", _S,
+        "REST only: the kind of model (`chat`, `embeddings`, `images`, `audio`…), as logged",
+        since=7,
+    ),
+    Column(
+        "request_type", "VARCHAR", _S,
+        "REST only: the kind of request (`universal`, `chat`, `embeddings`…), as logged",
+        since=7,
+    ),
+    Column(
+        "request_content_type", "VARCHAR", _S, "REST only: the request's media type", since=7
+    ),
+    Column(
+        "response_content_type", "VARCHAR", _S, "REST only: the response's media type", since=7
+    ),
+    Column(
+        "duplicate_keys", "VARCHAR[]", _LIST,
+        "top-level keys a REST record had more than once (the first value was kept)",
+        since=7,
+    ),
 )  # fmt: skip
 
 # The record's fields in the order ``normalize`` returns them (``ts`` travels as ``ts_us``).

@@ -87,6 +87,11 @@ _KIND: Final = {
     f.GUARDRAIL_ACTION: "text",
     f.GUARDRAIL_CATEGORIES: "names",
     f.CACHE_KEY_HASH: "text",
+    f.CUSTOM_COST: "bool",
+    f.MODEL_TYPE: "text",
+    f.REQUEST_TYPE: "text",
+    f.REQUEST_CONTENT_TYPE: "text",
+    f.RESPONSE_CONTENT_TYPE: "text",
     f.TS: "ts",
 }
 _COLUMN_SLOTS: Final = {
@@ -115,6 +120,11 @@ _COLUMN_SLOTS: Final = {
     "guardrail_action": f.GUARDRAIL_ACTION,
     "guardrail_categories": f.GUARDRAIL_CATEGORIES,
     "cache_key_hash": f.CACHE_KEY_HASH,
+    "custom_cost": f.CUSTOM_COST,
+    "model_type": f.MODEL_TYPE,
+    "request_type": f.REQUEST_TYPE,
+    "request_content_type": f.REQUEST_CONTENT_TYPE,
+    "response_content_type": f.RESPONSE_CONTENT_TYPE,
 }
 
 
@@ -294,6 +304,12 @@ def _build() -> str:
         "extra": "NULL::VARCHAR",
         "log_format": "CASE WHEN is_lp THEN 'logpush' ELSE 'rest' END",
         "decrypt_error": "NULL::VARCHAR",
+        "endpoint": f"coalesce(t{f.ENDPOINT}, CASE WHEN NOT is_lp THEN CASE t{f.REQUEST_TYPE} "
+        + " ".join(
+            f"WHEN {_quote(k)} THEN {_quote(v)}" for k, v in f.ENDPOINT_OF_REQUEST_TYPE.items()
+        )
+        + " END END)",
+        "duplicate_keys": "NULL::VARCHAR[]",  # a repeated key is never fast (shape_ok)
     }
     # The shape as records.normalize decides it, for the records it can load: with a
     # Timestamp a Logpush record, else with created_at a REST one (any other record is

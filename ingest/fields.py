@@ -21,10 +21,12 @@ __all__ = [
     "CACHE_READ",
     "CACHE_WRITE",
     "COST",
+    "CUSTOM_COST",
     "DLP_ACTION",
     "DLP_CATEGORIES",
     "DURATION",
     "ENDPOINT",
+    "ENDPOINT_OF_REQUEST_TYPE",
     "EVENT_ID",
     "GATEWAY",
     "GUARDRAIL_ACTION",
@@ -35,12 +37,16 @@ __all__ = [
     "METRICS",
     "METRIC_FIELDS",
     "MODEL",
+    "MODEL_TYPE",
     "NSLOTS",
     "PROVIDER",
     "RATE_LIMITED",
     "REQUESTED_MODEL",
     "REQUEST_BODY",
+    "REQUEST_CONTENT_TYPE",
+    "REQUEST_TYPE",
     "RESPONSE_BODY",
+    "RESPONSE_CONTENT_TYPE",
     "REST_FIELDS",
     "ROUTE",
     "ROUTING_ID",
@@ -88,8 +94,13 @@ __all__ = [
     GUARDRAIL_ACTION,
     GUARDRAIL_CATEGORIES,
     CACHE_KEY_HASH,
-) = range(33)
-NSLOTS: Final = 33
+    CUSTOM_COST,
+    MODEL_TYPE,
+    REQUEST_TYPE,
+    REQUEST_CONTENT_TYPE,
+    RESPONSE_CONTENT_TYPE,
+) = range(38)
+NSLOTS: Final = 38
 
 LOGPUSH_FIELDS: Final = {
     logpush.TIMESTAMP: TS,
@@ -178,6 +189,23 @@ ANTHROPIC_CACHE_FIELDS: Final = {
     "cacheCreationInputTokens": CACHE_WRITE,
 }
 
+# The endpoint of a REST record without ``path``, from its ``request_type`` where that
+# names one operation (OpenAI-style paths, as Cloudflare logs them); other types (e.g.
+# ``universal``, which may call anything) leave the endpoint NULL.
+ENDPOINT_OF_REQUEST_TYPE: Final = {
+    "chat": "chat/completions",
+    "chat.completions": "chat/completions",
+    "chat-completions": "chat/completions",
+    "completions": "completions",
+    "embeddings": "embeddings",
+    "images": "images/generations",
+    "image-generation": "images/generations",
+    "audio": "audio/transcriptions",
+    "transcriptions": "audio/transcriptions",
+    "speech": "audio/speech",
+    "responses": "responses",
+}
+
 REST_FIELDS: Final = {
     "id": ID,
     "created_at": TS,
@@ -197,4 +225,9 @@ REST_FIELDS: Final = {
     "metadata": METADATA,
     "request_body": REQUEST_BODY,
     "response_body": RESPONSE_BODY,
+    "custom_cost": CUSTOM_COST,
+    "model_type": MODEL_TYPE,
+    "request_type": REQUEST_TYPE,
+    "request_content_type": REQUEST_CONTENT_TYPE,
+    "response_content_type": RESPONSE_CONTENT_TYPE,
 }

@@ -61,6 +61,7 @@ def commit_objects(
                 duplicates=load.records - loaded - rejected,
                 rejected=rejected,
                 decrypt_errors=load.decrypt_errors,
+                locked_metadata=load.locked_metadata,
             )
         summary = _summary(loads, counts, started)
         iceberg.append(conform(kept, _REQUESTS), snapshot_properties={SUMMARY_KEY: summary})

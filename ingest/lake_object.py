@@ -18,7 +18,7 @@ import pyarrow as pa
 from ingest.decrypt import Decryptor, load_private_key
 from ingest.engine import read_object
 from ingest.errors import ObjectReadError
-from ingest.loader import BATCH_ROWS
+from ingest.loader import BATCH_ROWS, locked_metadata
 from ingest.sources import StoredObject, is_log_object, open_source
 
 __all__ = ["ObjectLoad", "load_object"]
@@ -37,6 +37,7 @@ class ObjectLoad:
     rejects: pa.Table | None = None
     records: int = 0
     decrypt_errors: int = 0
+    locked_metadata: int = 0
     error: str | None = None
     detail: str | None = None
 
@@ -76,10 +77,11 @@ def load_object(
     except ObjectReadError as err:
         return ObjectLoad(obj, "failed", error=str(err), detail=err.detail)
     table = _rows(rows, obj.key, started)
-    undecrypted = 0
+    undecrypted = locked = 0
     if table is not None:
         column = table["decrypt_error"]
         undecrypted = len(column) - column.null_count
+        locked = locked_metadata(table)
     return ObjectLoad(
         obj,
         "parsed",
@@ -87,6 +89,7 @@ def load_object(
         rejects=_rejects(rejects, obj.key, started),
         records=records,
         decrypt_errors=undecrypted,
+        locked_metadata=locked,
     )
 
 

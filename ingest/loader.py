@@ -90,6 +90,7 @@ class ObjectCounts:
     duplicates: int = 0
     rejected: int = 0
     decrypt_errors: int = 0  # loaded rows with a field that did not decrypt
+    locked_metadata: int = 0  # loaded rows whose Metadata is encrypted and no key was given
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +160,18 @@ def parse_records(
         yield make_batch(rows, lines, rejects, repeats)
 
 
+_ENCRYPTED_METADATA: Final = '{"type":"encrypted"'  # how both paths print one (compact JSON)
+
+
+def locked_metadata(rows: pa.Table) -> int:
+    """Rows whose Metadata is still an encrypted object and did not fail to open: no key
+    was given, so their team, user and agent are unknown."""
+    metadata = rows["metadata"]
+    encrypted = pc.starts_with(metadata, _ENCRYPTED_METADATA)
+    locked = pc.and_(encrypted, pc.is_null(rows["decrypt_error"]))
+    return int(pc.sum(pc.cast(pc.fill_null(locked, False), pa.int64())).as_py() or 0)
+
+
 def reject_of(number: int, raw: bytes, reason: str) -> tuple[int, str, bool, str]:
     """A ``rejects`` entry: line, raw text (at most ``MAX_RAW_BYTES``), truncated, reason."""
     text = raw[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
@@ -187,17 +200,19 @@ def store_object(
     try:
         if seen_before:
             con.execute("DELETE FROM rejects WHERE source_file = ?", [obj.key])
-        records = loaded = rejected = undecrypted = 0
+        records = loaded = rejected = undecrypted = locked = 0
         for batch in batches:
             records += batch.records
             if batch.rows is not None:
                 loaded += _insert_rows(con, batch.rows, obj.key, started)
                 column = batch.rows["decrypt_error"]
                 undecrypted += len(column) - column.null_count
+                locked += locked_metadata(batch.rows)
             if batch.rejects is not None:
                 rejected += batch.rejects.num_rows
                 _insert_rejects(con, batch.rejects, obj.key, started)
-        counts = ObjectCounts(records, loaded, records - loaded - rejected, rejected, undecrypted)
+        duplicates = records - loaded - rejected
+        counts = ObjectCounts(records, loaded, duplicates, rejected, undecrypted, locked)
         _upsert_file(con, obj, source, "loaded", counts, None, started)
         con.execute("COMMIT")
     except BaseException:

@@ -42,7 +42,14 @@ import pyarrow as pa
 
 from core.warehouse import Warehouse
 from ingest.errors import ConfigError, QualityGateError
-from ingest.quality_suite import CHECKED_COLUMNS, CHECKS, INDEX_COLUMNS, TS_MAX_PARAMETER, Check
+from ingest.quality_suite import (
+    CHECKED_COLUMNS,
+    CHECKS,
+    DERIVED_COLUMNS,
+    INDEX_COLUMNS,
+    TS_MAX_PARAMETER,
+    Check,
+)
 
 __all__ = [
     "QUALITY_MODES",
@@ -57,7 +64,11 @@ __all__ = [
 QUALITY_MODES: Final = ("fail", "warn", "off")
 _EXAMPLES: Final = 5  # failing rows shown per expectation
 _SELECT: Final = (  # column names are constants from quality_suite
-    f"SELECT {', '.join(CHECKED_COLUMNS)} FROM requests "
+    "SELECT "
+    + ", ".join(
+        f"{DERIVED_COLUMNS[c]} AS {c}" if c in DERIVED_COLUMNS else c for c in CHECKED_COLUMNS
+    )
+    + " FROM requests "
     "WHERE ingested_at = $started AND list_contains($keys, source_file)"
 )
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 __all__ = [
     "CHECKED_COLUMNS",
     "CHECKS",
+    "DERIVED_COLUMNS",
     "INDEX_COLUMNS",
     "KNOWN_PROVIDERS",
     "MAX_COST_USD",
@@ -101,6 +102,16 @@ def _between(name: str, column: str, low: Any, high: Any, severity: str = "criti
     )
 
 
+# Checked values computed from a row (name -> SQL over ``requests``; constants, no input).
+DERIVED_COLUMNS: Final = {
+    # Metadata still encrypted though nothing failed: no key was given, so the team, user
+    # and agent of the request are unknown.
+    "metadata_encrypted": "coalesce(json_extract_string(metadata, '$.type') = 'encrypted' "
+    "AND decrypt_error IS NULL, false)",
+    # JSON keys a REST record repeated, as one string (names of fields, never values).
+    "repeated_keys": "array_to_string(duplicate_keys, ', ')",
+}
+
 CHECKS: Final[tuple[Check, ...]] = (
     Check("log_id not null", "ExpectColumnValuesToNotBeNull", {"column": "log_id"}),
     Check("log_id unique", "ExpectColumnValuesToBeUnique", {"column": "log_id"}),
@@ -137,6 +148,19 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _between("duration_ms 0-1h", "duration_ms", 0.0, MAX_DURATION_MS, severity="warning"),
     _between("step 0-10", "step", 0, MAX_STEP, severity="warning"),
+    Check(
+        "metadata not encrypted (pass --private-key)",
+        "ExpectColumnValuesToNotBeInSet",
+        {"column": "metadata_encrypted", "value_set": [True]},
+        severity="warning",
+        show_values=False,
+    ),
+    Check(
+        "no repeated JSON keys",
+        "ExpectColumnValuesToBeNull",
+        {"column": "repeated_keys"},
+        severity="warning",  # the first value was kept; the example names the key
+    ),
 )
 
 # What the gate reads of each new row: the checked columns and the index columns.

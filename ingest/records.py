@@ -2,7 +2,8 @@
 
 Contract: ``normalize(record, raw)`` returns a tuple in ``ROW_FIELDS`` order or
 raises ``InvalidRecord`` with a one-line reason. It never drops a field: keys it
-does not know (top level and inside ``Metrics``) go into ``extra``.
+does not know (top level and inside ``Metrics``) go into ``extra``; of a key a REST
+record repeats, the first value is kept and the key named in ``duplicate_keys``.
 
 Token convention (the warehouse's): ``tokens_in`` counts every input token,
 cache reads and writes included. Sources that report cache tokens apart from
@@ -21,6 +22,7 @@ from typing import Any, Final
 import orjson
 
 from core.schema import RECORD_FIELDS
+from ingest import fields as _f
 from ingest.decrypt import Decryptor, is_encrypted
 from ingest.errors import DecryptError, InvalidRecord
 from ingest.fields import (
@@ -137,6 +139,7 @@ from ingest.fields import (
 from ingest.fields import (
     TS as _TS,
 )
+from ingest.rest import endpoint_of, first_wins
 
 __all__ = ["ROW_FIELDS", "InvalidRecord", "normalize", "record_key"]
 
@@ -188,13 +191,15 @@ def normalize(record: object, raw: bytes, decryptor: Decryptor | None = None) ->
             raise InvalidRecord("missing Timestamp")
     elif _REST_FIELDS.keys() & record.keys():
         log_format = "rest"
+        record, repeated = first_wins(record, raw)
         _collect(record, _REST_FIELDS, slots, extra)
         if slots[_TS] is None:
             raise InvalidRecord("missing created_at")
     else:
         raise InvalidRecord("unrecognised record: neither Logpush nor REST log fields")
     decrypt_error = _decrypt(slots, decryptor) if decryptor is not None else None
-    return _row(slots, extra, log_format, raw, decrypt_error)
+    row = _row(slots, extra, log_format, raw, decrypt_error)
+    return (*row, repeated) if log_format == "rest" else (*row, None)
 
 
 def _collect(
@@ -292,7 +297,7 @@ def _row(
         _text(slots[_PROVIDER], "provider"),
         _text(slots[_MODEL], "model"),
         _text(slots[_REQUESTED_MODEL], "requested model"),
-        _text(slots[_ENDPOINT], "endpoint"),
+        _endpoint(slots, log_format),
         status,
         success,
         _boolean(slots[_CACHED], "cached"),
@@ -320,7 +325,20 @@ def _row(
         _text(slots[_GUARDRAIL_ACTION], "guardrail action"),
         _names(slots[_GUARDRAIL_CATEGORIES], "guardrail categories"),
         _text(slots[_CACHE_KEY_HASH], "cache key hash"),
+        _boolean(slots[_f.CUSTOM_COST], "custom cost"),
+        _text(slots[_f.MODEL_TYPE], "model type"),
+        _text(slots[_f.REQUEST_TYPE], "request type"),
+        _text(slots[_f.REQUEST_CONTENT_TYPE], "request content type"),
+        _text(slots[_f.RESPONSE_CONTENT_TYPE], "response content type"),
     )
+
+
+def _endpoint(slots: list[Any], log_format: str) -> str | None:
+    """The logged endpoint; for a REST record without one, what its request type names."""
+    endpoint = _text(slots[_ENDPOINT], "endpoint")
+    if endpoint is None and log_format == "rest":
+        return endpoint_of(_text(slots[_f.REQUEST_TYPE], "request type"))
+    return endpoint
 
 
 def _timestamp_us(value: Any) -> int:

@@ -51,6 +51,7 @@ class IngestSummary:
     duplicates: int = 0
     rejected: int = 0
     decrypt_errors: int = 0
+    locked_metadata: int = 0  # rows whose Metadata stayed encrypted (no key given)
     seconds: float = 0.0
     failures: list[ObjectResult] = field(default_factory=list)
     # The run's start: every row it loaded has this ``ingested_at``.
@@ -82,6 +83,7 @@ class IngestSummary:
         self.duplicates += result.counts.duplicates
         self.rejected += result.counts.rejected
         self.decrypt_errors += result.counts.decrypt_errors
+        self.locked_metadata += result.counts.locked_metadata
 
 
 def ingest(

@@ -102,6 +102,7 @@ class WatchSummary:
             "duplicates",
             "rejected",
             "decrypt_errors",
+            "locked_metadata",
             "seconds",
         ):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(batch, name))

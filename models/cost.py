@@ -7,6 +7,8 @@
 * ``cost_usd``: the effective cost (USD), ``cost_logged``: what the gateway logged;
 * ``saved_usd``: for a response-cache hit, what the call would have cost;
 * ``cost_source``: where ``cost_usd`` comes from:
+  ``custom`` (the gateway was told this request's cost, REST ``custom_cost``: a
+  negotiated price, which wins over the price file and the catalogue),
   ``override`` or ``catalog`` (recomputed from tokens), ``logged`` (the model has no
   price but the gateway logged a cost), ``free`` (nothing billed: a response-cache
   hit, a rate-limited attempt, or a failed attempt without usage), ``unknown``
@@ -47,11 +49,15 @@ _UNITS: Final = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mt
 def with_cost(requests: pl.LazyFrame, prices: pl.DataFrame) -> pl.LazyFrame:
     """``requests`` with the cost columns; needs ``ts, provider, model, status_code,
     cached, rate_limited, tokens_in, tokens_out, cache_read_tokens,
-    cache_write_tokens, cost``. Row order and count are kept."""
+    cache_write_tokens, cost``, and ``custom_cost`` when there is one. Row order and
+    count are kept."""
+    added = [] if "custom_cost" in requests.collect_schema() else ["custom_cost"]
+    if added:
+        requests = requests.with_columns(pl.lit(None, pl.Boolean).alias("custom_cost"))
     indexed = requests.with_row_index("_row")
     chosen = _choose_prices(indexed, prices.lazy().select(PRICE_SCHEMA.keys()))
     joined = indexed.join(chosen, on="_row", how="left").sort("_row")
-    return _costs(joined).drop("_row", *_UNITS, "source")
+    return _costs(joined).drop("_row", *_UNITS, "source", *added)
 
 
 def _choose_prices(requests: pl.LazyFrame, prices: pl.LazyFrame) -> pl.LazyFrame:
@@ -65,8 +71,10 @@ def _choose_prices(requests: pl.LazyFrame, prices: pl.LazyFrame) -> pl.LazyFrame
         .then((minute >= start) & (minute < end))
         .otherwise((minute >= start) | (minute < end))
     )
+    # A request without a provider joins the rows priced for provider "" (a prefixed model
+    # names its provider: ``price_key``).
     return (
-        requests.select("_row", "ts", "provider", "model", "tokens_in")
+        requests.select("_row", "ts", pl.col("provider").fill_null(""), "model", "tokens_in")
         .join(prices, on=["provider", "model"], how="inner")
         .filter(
             (pl.col("valid_from").is_null() | (pl.col("valid_from") <= pl.col("ts")))
@@ -105,9 +113,12 @@ def _costs(frame: pl.LazyFrame) -> pl.LazyFrame:
         | (status == 429)
         | ((status >= 400) & ~has_usage)
     )
+    custom = pl.col("custom_cost").fill_null(False) & pl.col("cost").is_not_null()
     source = (
         pl.when(free)
         .then(pl.lit("free"))
+        .when(custom)
+        .then(pl.lit("custom"))
         .when(priced)
         .then(pl.col("source"))
         .when(pl.col("cost").is_not_null())
@@ -117,6 +128,8 @@ def _costs(frame: pl.LazyFrame) -> pl.LazyFrame:
     cost = (
         pl.when(free)
         .then(0.0)
+        .when(custom)
+        .then(pl.col("cost"))
         .when(priced)
         .then(computed)
         .otherwise(pl.col("cost"))  # logged, or null when unknown
@@ -124,7 +137,7 @@ def _costs(frame: pl.LazyFrame) -> pl.LazyFrame:
     saved = pl.when(pl.col("cached").fill_null(False) & priced).then(computed).otherwise(None)
     return frame.with_columns(
         *(
-            pl.when(priced & ~free).then(expr).otherwise(None).alias(name)
+            pl.when(priced & ~free & ~custom).then(expr).otherwise(None).alias(name)
             for name, expr in parts.items()
         ),
         cost.alias("cost_usd"),

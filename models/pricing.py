@@ -15,6 +15,11 @@ are USD per million tokens; a null cache price means "the input price".
 
 The catalogue is only consulted for the (provider, model) pairs passed in, once
 per pair, never per request.
+
+Provider-prefixed model names (Cloudflare's Unified Billing and OpenAI-compatible
+endpoint log ``"model": "openai/gpt-4o-mini"``, ``"workers-ai/@cf/meta/..."``) are
+priced by the provider and model they name (``price_key``); the price rows keep the
+pair as logged, so requests join them unchanged.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "PRICE_SCHEMA",
     "catalog_prices",
     "load_price_file",
+    "price_key",
     "price_table",
 ]
 
@@ -65,6 +71,35 @@ CATALOG_PROVIDERS: Final = {
     "together": "together",
 }
 
+# Provider slugs that stand for "the provider is in the model name": Cloudflare's
+# OpenAI-compatible endpoint (``compat``) and its unified/universal request types.
+_PREFIX_PROVIDERS: Final = frozenset({"", "compat", "unified", "universal"})
+# Cloudflare provider slugs the catalogue does not price; their model names are their own
+# (Replicate's and Hugging Face's ``owner/model``), never read as a provider prefix.
+_OTHER_SLUGS: Final = frozenset(
+    {"replicate", "huggingface", "cartesia", "deepgram", "elevenlabs", "ideogram"}
+)
+
+
+def price_key(provider: str | None, model: str) -> tuple[str, str]:
+    """The (provider slug, model) a request is priced as.
+
+    A model ``"<slug>/<name>"`` whose ``<slug>`` is a catalogue provider slug is read as
+    that provider's ``<name>`` when the logged provider is absent, ``compat``, not a
+    Cloudflare provider slug, or the slug itself (``workers-ai`` + ``workers-ai/@cf/...``).
+    Any other provider keeps the model whole: OpenRouter's ``openai/gpt-4o``, Groq's
+    ``meta-llama/...`` and Replicate's ``openai/whisper`` are those providers' own names.
+    """
+    slug, sep, name = model.partition("/")
+    if not sep or not name or slug not in CATALOG_PROVIDERS:
+        return provider or "", model
+    logged = provider or ""
+    known = logged in CATALOG_PROVIDERS or logged in _OTHER_SLUGS
+    if logged in _PREFIX_PROVIDERS or logged == slug or not known:
+        return slug, name
+    return logged, model
+
+
 PRICE_SCHEMA: Final = pl.Schema(
     {
         "provider": pl.String(),
@@ -89,23 +124,47 @@ OVERRIDE_RANK: Final = 1_000_000
 def price_table(
     pairs: Iterable[tuple[str, str]], overrides: pl.DataFrame | None = None
 ) -> pl.DataFrame:
-    """Catalogue prices for ``pairs`` (provider slug, model) plus user ``overrides``."""
+    """Catalogue prices for ``pairs`` (provider slug, model) plus user ``overrides``.
+
+    An override written for the priced pair (``openai``, ``gpt-4o-mini``) also applies
+    to a pair logged with a prefix (``compat``, ``openai/gpt-4o-mini``): it is repeated
+    under the logged pair.
+    """
+    pairs = sorted(set(pairs))
     catalog = catalog_prices(pairs)
     if overrides is None or overrides.is_empty():
         return catalog
-    return pl.concat([catalog, overrides.select(PRICE_SCHEMA.keys())], how="vertical")
+    overrides = overrides.select(PRICE_SCHEMA.keys())
+    aliases = [
+        (logged, key)
+        for logged in pairs
+        if (key := price_key(*logged)) != (logged[0] or "", logged[1])
+    ]
+    aliased = [
+        overrides.filter((pl.col("provider") == key[0]) & (pl.col("model") == key[1])).with_columns(
+            provider=pl.lit(logged[0]), model=pl.lit(logged[1])
+        )
+        for logged, key in aliases
+    ]
+    return pl.concat([catalog, overrides, *aliased], how="vertical")
 
 
 def catalog_prices(pairs: Iterable[tuple[str, str]]) -> pl.DataFrame:
-    """Rows for every (provider slug, model) the catalogue knows; unknown pairs get none."""
+    """Rows for every (provider slug, model) the catalogue knows; unknown pairs get none.
+
+    Each pair is looked up as ``price_key`` reads it; its rows carry the pair as given.
+    """
     snapshot = get_snapshot()
     rows: list[dict[str, Any]] = []
     for provider, model in sorted(set(pairs)):
-        provider_id = CATALOG_PROVIDERS.get(provider)
-        if provider_id is None or not model:
+        if not model:
+            continue
+        slug, name = price_key(provider, model)
+        provider_id = CATALOG_PROVIDERS.get(slug)
+        if provider_id is None:
             continue
         try:
-            _, info = snapshot.find_provider_model(model, None, provider_id, None)
+            _, info = snapshot.find_provider_model(name, None, provider_id, None)
         except LookupError:
             continue
         rows.extend(_model_rows(provider, model, info))

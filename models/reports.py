@@ -151,7 +151,8 @@ def reconciliation(rollup: pl.LazyFrame) -> pl.DataFrame:
     """Drift between what the gateway logged and what aigw recomputed, per provider and model.
 
     Only requests recomputed from a price (``cost_source`` catalog or override) are
-    compared; ``drift_usd = cost_usd - cost_logged`` (positive: the gateway logged
+    compared: a custom cost (``custom``) is the figure the caller gave the gateway, never
+    drift; ``drift_usd = cost_usd - cost_logged`` (positive: the gateway logged
     too little), ``drift_pct`` relative to the logged cost (null when it is 0).
     """
     compared = rollup.filter(pl.col("cost_source").is_in(["catalog", "override"]))

@@ -18,7 +18,7 @@ from typing import Final
 
 import polars as pl
 
-from models.pricing import PRICE_SCHEMA, price_table
+from models.pricing import PRICE_SCHEMA, price_key, price_table
 
 __all__ = ["RequestPricer", "Usage"]
 
@@ -102,8 +102,11 @@ class RequestPricer:
         if rows is None:
             overrides = None
             if self._overrides is not None and not self._overrides.is_empty():
+                priced = price_key(provider, model)
                 overrides = self._overrides.filter(
-                    (pl.col("provider") == provider) & (pl.col("model") == model)
+                    pl.struct("provider", "model").is_in(
+                        [{"provider": p, "model": m} for p, m in {key, priced}]
+                    )
                 )
             table = price_table([key], overrides).sort("rank", maintain_order=True)
             columns = [name for name in PRICE_SCHEMA if name not in {"provider", "model"}]

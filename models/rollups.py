@@ -94,7 +94,13 @@ def costed_requests(
         repeated_at_least=repeated_at_least,
         repeated_in=repeated_in,
     )
-    pairs = requests.select("provider", "model").unique().drop_nulls().collect().rows()
+    pairs = (
+        requests.select(pl.col("provider").fill_null(""), "model")
+        .unique()
+        .drop_nulls()
+        .collect()
+        .rows()
+    )
     if overrides is None and settings.prices is not None:
         overrides = load_price_file(settings.prices)
     return with_cost(requests, price_table(pairs, overrides))

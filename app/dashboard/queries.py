@@ -27,6 +27,7 @@ from core.warehouse import (
     read_requests,
     recent_policy_events,
     rollup_span,
+    unattributed_requests,
 )
 from models import (
     MEASURES,
@@ -330,6 +331,16 @@ def requests(
     )
 
 
+def unattributed(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime,
+    until: datetime,
+) -> int:
+    return unattributed_requests(warehouse.con, since=since, until=until)
+
+
 def detail(warehouse: Warehouse, settings: ModelsSettings, *, log_id: str) -> Any:
     return request_detail(warehouse, settings, log_id)
 
@@ -374,6 +385,7 @@ QUERIES.update(
         "policy": policy,
         "requests": requests,
         "detail": detail,
+        "unattributed": unattributed,
         "health": health,
         "unit_cost": unit_cost,
     }

@@ -58,8 +58,24 @@ class Lake:
             raise self._error(f"cannot read table {name}", err) from err
 
     def fact(self, name: str) -> Any:
-        """The fact table ``name`` (``FACT_SCHEMAS``), created when missing."""
-        return self.table(name) or self.create(name, FACT_SCHEMAS[name])
+        """The fact table ``name`` (``FACT_SCHEMAS``), created when missing; a table made
+        before a column was added to ``core.schema`` gains it (nullable: old rows read
+        NULL), as the DuckDB warehouse's migrations add it."""
+        table = self.table(name)
+        if table is None:
+            return self.create(name, FACT_SCHEMAS[name])
+        schema = FACT_SCHEMAS[name]
+        if set(schema.names) <= {field.name for field in table.schema().fields}:
+            return table
+        exceptions = require("pyiceberg.exceptions", extra="lake", feature="iceberg tables")
+        try:
+            with table.update_schema() as update:
+                update.union_by_name(schema)
+        except exceptions.CommitFailedException:
+            pass  # another writer added them first; the reload below has them
+        except Exception as err:
+            raise self._error(f"cannot add the new columns of table {name}", err) from err
+        return self.table(name)
 
     def create(self, name: str, schema: pa.Schema, *, replace: bool = False) -> Any:
         """Create table ``name`` with ``schema`` (partitioned by day of ``ts`` where

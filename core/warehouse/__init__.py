@@ -21,6 +21,7 @@ from core.warehouse.explore import (
     recent_policy_events,
     request_row,
     rollup_span,
+    unattributed_requests,
     unit_cost_rows,
 )
 from core.warehouse.lake import attach_snapshot
@@ -65,6 +66,7 @@ __all__ = [
     "table_exists",
     "time_range",
     "touched_hours",
+    "unattributed_requests",
     "unit_cost_rows",
     "warehouse_errors",
 ]

@@ -442,6 +442,20 @@ def data_health(con: duckdb.DuckDBPyConnection, *, limit: int = 50) -> DataHealt
     )
 
 
+def unattributed_requests(
+    con: duckdb.DuckDBPyConnection, *, since: datetime | None, until: datetime | None
+) -> int:
+    """Requests in ``[since, until)`` whose Metadata is still encrypted though nothing failed
+    to open (no key was given at ingest): their team, user and agent are unknown."""
+    where, params = time_range("ts", since, until)
+    row = con.execute(
+        "SELECT count(*) FROM requests WHERE decrypt_error IS NULL "
+        'AND starts_with(metadata::VARCHAR, \'{"type":"encrypted"\') AND ' + " AND ".join(where),
+        params,
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def alert_history(con: duckdb.DuckDBPyConnection, *, limit: int = 200) -> pl.DataFrame:
     """Recorded alerts, newest first, one row per alert and channel with its delivery state.
 

@@ -162,7 +162,12 @@ GROUP BY ALL
 ORDER BY effective_cost_usd DESC NULLS LAST, agent;
 """
 
-MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
+# v7: the REST fields Cloudflare's logs API returns beside the usual ones (custom cost,
+# model and request types, content types) and the keys a record repeated. Costs change
+# with them (custom costs, provider-prefixed models), so the next refresh is a full one.
+_V7: Final = requests_ddl(7) + "DELETE FROM rollup_state;\n"  # noqa: S608 - constants
+
+MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 

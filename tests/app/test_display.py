@@ -34,6 +34,7 @@ def test_column_labels_are_human() -> None:
 def test_a_columns_name_says_how_its_values_read() -> None:
     assert column_kind("cost_usd") == "usd"
     assert column_kind("cost") == "usd_exact"  # one request's logged cost
+    assert column_kind("custom_cost") == "text"  # REST custom_cost: a flag, never $1.00
     assert column_kind("request_hit_ratio") == "pct"
     assert column_kind("impact_pct") == "pct_points"
     assert column_kind("duration_ms") == "ms"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from app.service import cost_report, export_focus, refresh
@@ -279,3 +280,21 @@ def test_aigw_sql_and_a_report_succeed_while_an_ingest_is_committing(
         release.set()
         loader.join(120)
     assert read_all(spec, "SELECT count(*) FROM requests") == [(960,)]
+
+
+def test_a_requests_table_made_before_v7_gains_the_new_columns(tmp_path: Path) -> None:
+    """An Iceberg ``requests`` table created without the v7 columns (as before them) gets
+    them at the next ingest, which then stores a REST record's custom_cost."""
+    from core.lake.tables import FACT_SCHEMAS  # noqa: PLC0415 - the lake extra
+
+    spec = lake_spec(tmp_path)
+    full = FACT_SCHEMAS["requests"]
+    added = ["custom_cost", "model_type", "request_type", "request_content_type"]
+    added += ["response_content_type", "duplicate_keys"]
+    with Lake(spec) as lake:
+        old = lake.create("requests", pa.schema([f for f in full if f.name not in added]))
+        assert not set(added) & {field.name for field in old.schema().fields}
+    rest = {"id": "new", "created_at": "2026-04-18T00:00:00Z", "model": "m", "custom_cost": True}
+    write_ndjson(tmp_path / "b" / "b.log.gz", [rest])
+    assert _ingest(str(tmp_path / "b"), spec).rows_loaded == 1
+    assert read_all(spec, "SELECT log_id, custom_cost FROM requests") == [("new", True)]

@@ -189,6 +189,12 @@ def test_plain_record_has_no_extra() -> None:
         "guardrail_action": None,
         "guardrail_categories": None,
         "cache_key_hash": None,
+        "custom_cost": None,
+        "model_type": None,
+        "request_type": None,
+        "request_content_type": None,
+        "response_content_type": None,
+        "duplicate_keys": None,
     }
 
 
@@ -262,7 +268,7 @@ def test_rest_object_maps_to_the_same_columns() -> None:
     }
     row = row_of(record)
     assert orjson.loads(row["metadata"]) == {"team": "search", "user": "ana"}
-    assert orjson.loads(row["extra"]) == {"request_type": "universal"}
+    assert row["extra"] is None  # request_type has its own column since v7
     assert row == {
         **dict.fromkeys(ROW_FIELDS),
         "log_id": "01JS0000000000000000000001",
@@ -281,9 +287,8 @@ def test_rest_object_maps_to_the_same_columns() -> None:
         "step": 0,
         "event_id": "evt-1",
         "metadata": row["metadata"],
-        "extra": row["extra"],
         "log_format": "rest",
-        "decrypt_error": None,
+        "request_type": "universal",
     }
 
 

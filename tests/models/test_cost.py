@@ -14,6 +14,7 @@ from polars.testing import assert_frame_equal
 
 from models import CATALOG_PROVIDERS, COST_COLUMNS, load_price_file, price_table, with_cost
 from models.pricing import OVERRIDE_RANK, PRICE_SCHEMA
+from models.reports import reconciliation
 
 UTC_US = pl.Datetime("us", "UTC")
 NOON = datetime(2026, 4, 18, 12, tzinfo=UTC)
@@ -409,3 +410,79 @@ def test_row_order_and_count_are_preserved() -> None:
         ("override", 15),
         ("unknown", 15),
     ]
+
+
+def test_a_provider_prefixed_model_is_priced_from_the_catalogue() -> None:
+    """compat + openai/gpt-4o-mini, 1,000 in and 500 out at OpenAI's $0.15 / $0.60 per MTok:
+    1,000 x 0.15 / 1e6 + 500 x 0.60 / 1e6 = 0.00015 + 0.0003 = $0.00045 (catalog)."""
+    frame = requests(
+        {
+            "log_id": "p",
+            "provider": "compat",
+            "model": "openai/gpt-4o-mini",
+            "tokens_in": 1_000,
+            "tokens_out": 500,
+            "cost": 0.0005,
+        }
+    )
+    table = price_table([("compat", "openai/gpt-4o-mini")])
+    assert_frame_equal(
+        costs(frame, table),
+        expected(("p", 0.00015, 0.0, 0.0, 0.0003, 0.00045, None, "catalog", "gpt-4o-mini")),
+        abs_tol=1e-12,
+    )
+
+
+def test_a_custom_cost_wins_over_the_price_file_and_the_catalogue() -> None:
+    """The gateway was told this request cost $0.0002 (custom_cost): that is the cost,
+    source ``custom``, though an override would say 1,000 x 3 / 1e6 + 500 x 15 / 1e6 =
+    $0.0105; a cache hit stays free."""
+    frame = requests(
+        {"log_id": "c", "tokens_in": 1_000, "tokens_out": 500, "cost": 0.0002},
+        {"log_id": "h", "tokens_in": 1_000, "tokens_out": 500, "cost": 0.0002, "cached": True},
+        {"log_id": "o", "tokens_in": 1_000, "tokens_out": 500, "cost": 0.0002},
+    ).with_columns(custom_cost=pl.Series([True, True, False]))
+    assert_frame_equal(
+        costs(frame, prices(SONNET)),
+        expected(
+            ("c", None, None, None, None, 0.0002, None, "custom", "prices.toml:1"),
+            ("h", None, None, None, None, 0.0, 0.0105, "free", "prices.toml:1"),
+            ("o", 0.003, 0.0, 0.0, 0.0075, 0.0105, None, "override", "prices.toml:1"),
+        ),
+        abs_tol=1e-12,
+    )
+
+
+def test_a_custom_cost_is_never_reconciliation_drift() -> None:
+    """Reconciliation compares recomputed costs only: the custom row ($0.0002 logged and
+    used) is left out, the override row shows 0.0105 - 0.0002 = $0.0103 of drift."""
+    frame = requests(
+        {"log_id": "c", "tokens_in": 1_000, "tokens_out": 500, "cost": 0.0002},
+        {"log_id": "o", "tokens_in": 1_000, "tokens_out": 500, "cost": 0.0002},
+    ).with_columns(custom_cost=pl.Series([True, False]))
+    costed = with_cost(frame, prices(SONNET)).with_columns(requests=pl.lit(1))
+    drift = reconciliation(costed)
+    assert drift.select("provider", "model", "requests").rows() == [
+        ("anthropic", "claude-sonnet-4", 1)
+    ]
+    assert drift["drift_usd"][0] == pytest.approx(0.0103, abs=1e-12)
+
+
+def test_a_prefixed_model_without_a_provider_is_priced_by_its_prefix() -> None:
+    """No provider logged, model openai/gpt-4o-mini: priced as OpenAI's, 2,000 in and 1,000
+    out = 2,000 x 0.15 / 1e6 + 1,000 x 0.60 / 1e6 = 0.0003 + 0.0006 = $0.0009."""
+    frame = requests(
+        {
+            "log_id": "n",
+            "provider": None,
+            "model": "openai/gpt-4o-mini",
+            "tokens_in": 2_000,
+            "tokens_out": 1_000,
+        }
+    )
+    table = price_table([("", "openai/gpt-4o-mini")])
+    assert_frame_equal(
+        costs(frame, table),
+        expected(("n", 0.0003, 0.0, 0.0, 0.0006, 0.0009, None, "catalog", "gpt-4o-mini")),
+        abs_tol=1e-12,
+    )

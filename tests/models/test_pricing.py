@@ -13,7 +13,7 @@ from genai_prices.data_snapshot import get_snapshot
 from polars.testing import assert_frame_equal
 
 from models import CATALOG_PROVIDERS, PriceFileError, load_price_file, price_table
-from models.pricing import OVERRIDE_RANK, catalog_prices
+from models.pricing import OVERRIDE_RANK, catalog_prices, price_key
 
 UTC_US = pl.Datetime("us", "UTC")
 # What a FinOps user reads from an override row (rank and time-of-day are internals).
@@ -303,3 +303,61 @@ def test_price_units_are_usd_per_million_tokens(tmp_path: Path) -> None:
     row = load_price_file(path).row(0, named=True)
     assert (row["input_mtok"], row["output_mtok"], row["cache_read_mtok"]) == (2.5, 10.0, 1.25)
     assert row["cache_write_mtok"] is None  # null means "the input price"
+
+
+# --- provider-prefixed model names (Unified Billing, the OpenAI-compatible endpoint) ---------
+
+
+@pytest.mark.parametrize(
+    ("logged", "priced"),
+    [
+        (("compat", "openai/gpt-4o-mini"), ("openai", "gpt-4o-mini")),
+        (("openai", "openai/gpt-4o-mini"), ("openai", "gpt-4o-mini")),
+        (("", "anthropic/claude-3-5-haiku-20241022"), ("anthropic", "claude-3-5-haiku-20241022")),
+        (("some-new-slug", "openai/gpt-4o-mini"), ("openai", "gpt-4o-mini")),
+        (
+            ("workers-ai", "workers-ai/@cf/meta/llama-3.1-8b-instruct"),
+            ("workers-ai", "@cf/meta/llama-3.1-8b-instruct"),
+        ),
+        (("compat", "google-ai-studio/gemini-2.0-flash"), ("google-ai-studio", "gemini-2.0-flash")),
+        # another catalogue provider's own names keep their slash
+        (("openrouter", "openai/gpt-4o"), ("openrouter", "openai/gpt-4o")),
+        (("groq", "meta-llama/llama-4-scout"), ("groq", "meta-llama/llama-4-scout")),
+        (
+            ("workers-ai", "@cf/meta/llama-3.1-8b-instruct"),
+            ("workers-ai", "@cf/meta/llama-3.1-8b-instruct"),
+        ),
+        (("replicate", "acme/llama-ft"), ("replicate", "acme/llama-ft")),
+        (("replicate", "openai/whisper"), ("replicate", "openai/whisper")),
+    ],
+)
+def test_price_key_reads_a_provider_prefix(
+    logged: tuple[str, str], priced: tuple[str, str]
+) -> None:
+    """A `<slug>/<model>` name is read as that provider's model unless the logged provider
+    is another catalogue provider (whose own model names hold a slash)."""
+    assert price_key(*logged) == priced
+
+
+def test_a_prefixed_model_gets_the_catalogue_rows_under_its_logged_pair() -> None:
+    """compat + openai/gpt-4o-mini is priced as OpenAI's gpt-4o-mini ($0.15 / $0.60 per
+    MTok); the rows keep the pair as logged so that requests join them unchanged."""
+    table = catalog_prices([("compat", "openai/gpt-4o-mini")])
+    assert table.select("provider", "model", "price_ref", "input_mtok", "output_mtok").rows() == [
+        ("compat", "openai/gpt-4o-mini", "gpt-4o-mini", 0.15, 0.6)
+    ]
+
+
+def test_an_override_for_the_parsed_pair_applies_to_the_prefixed_one(tmp_path: Path) -> None:
+    """A price file entry for openai/gpt-4o-mini (as a user writes it: provider openai,
+    model gpt-4o-mini) also prices compat + openai/gpt-4o-mini."""
+    path = tmp_path / "prices.toml"
+    path.write_text(
+        '[[price]]\nprovider = "openai"\nmodel = "gpt-4o-mini"\ninput = 0.1\noutput = 0.4\n'
+    )
+    table = price_table([("compat", "openai/gpt-4o-mini")], load_price_file(path))
+    overrides = table.filter(pl.col("source") == "override")
+    assert overrides.select("provider", "model", "input_mtok").rows() == [
+        ("openai", "gpt-4o-mini", 0.1),
+        ("compat", "openai/gpt-4o-mini", 0.1),
+    ]

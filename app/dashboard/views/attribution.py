@@ -29,6 +29,12 @@ ctx = context()
 filters = ctx.filters
 dimensions = list(ctx.models.all_dimensions)
 st.title("Cost attribution")
+locked = fetch(ctx.settings, "unattributed", since=filters.since, until=filters.until)
+if locked:
+    st.warning(
+        f"{count(locked)} requests without attribution: Metadata is encrypted; "
+        "pass --private-key to `aigw ingest`."
+    )
 
 wanted = st.query_params.get("by")
 chosen = wanted if wanted in dimensions else "model"
