@@ -53,6 +53,8 @@ from proxy.wire import (
 )
 
 if TYPE_CHECKING:
+    import socket
+
     from proxy.telemetry.otel import OtlpExport
 
 __all__ = ["GatewayApp", "create_gateway_app", "run_gateway"]
@@ -256,8 +258,17 @@ def create_gateway_app(config: GatewayConfig, *, upstream: Upstream | None = Non
     return GatewayApp(config, upstream=upstream)
 
 
-def run_gateway(config: GatewayConfig, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve until SIGTERM or SIGINT; then finish in-flight requests and flush the logs."""
+def run_gateway(
+    config: GatewayConfig,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT; then finish in-flight requests and flush the logs.
+
+    ``sockets``: listening sockets to accept on (a worker's, inherited from the supervisor
+    in ``proxy.workers``) instead of binding ``host:port``."""
     raise_open_file_limit(config.server.max_connections)
     app = create_gateway_app(config)
     server = gateway_server(
@@ -268,4 +279,4 @@ def run_gateway(config: GatewayConfig, *, host: str | None = None, port: int | N
         on_refusal=app.log_server_refusal,
         on_connection=app.connection_changed,
     )
-    serve_until_signal(server)
+    serve_until_signal(server, sockets=sockets)

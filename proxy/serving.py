@@ -407,6 +407,9 @@ def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
         server.should_exit = True
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # a worker of proxy.workers starts with them blocked: one sent while it started is
+    # delivered now, to ``stop``
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT))
     try:
         yield
     finally:

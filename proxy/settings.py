@@ -130,6 +130,8 @@ class GatewayConfig:
     # other names accepted as {gateway} in the passthrough path /{gateway}/{provider}/...
     gateways: frozenset[str] = frozenset()
     max_json_depth: int = 64  # request bodies nested deeper are refused (400)
+    # several workers with in-process rate limits and budgets: each worker counts its own
+    per_worker_limits: bool = False
     server: ServerSettings = field(default_factory=ServerSettings)
     auth_required: bool = True
     keys: Mapping[str, KeyIdentity] = field(default_factory=dict, repr=False)  # sha256 -> id
