@@ -3,8 +3,11 @@
 
 It loads CONFIG (with this environment, as the supervisor did), accepts on the inherited
 listening socket FD and serves as ``aigw proxy`` does: SIGTERM or SIGINT drains in-flight
-requests and flushes every log record, then it exits 0. It exits when the supervisor PID
-dies (``PR_SET_PDEATHSIG``, Linux). A config that no longer loads exits 2 with one line.
+requests and flushes every log record, then it exits 0; SIGHUP reloads CONFIG (the
+supervisor's copy of the accepted file; it says so itself). Signals sent while the worker
+starts wait until its server handles them (the supervisor starts it with them blocked).
+It exits when the supervisor PID dies (``PR_SET_PDEATHSIG``, Linux). A config that no
+longer loads exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -45,14 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", type=Path)
     args = parser.parse_args(argv)
     _die_with(args.parent)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no reload yet: never die of it
     try:
         config = load_gateway_config(args.config, os.environ)
     except ProxyError as err:
         print(f"aigw proxy: worker {args.index}: {err}", file=sys.stderr, flush=True)
         return 2
     sock = socket.socket(fileno=args.fd)
-    run_gateway(config, sockets=[sock])
+    run_gateway(config, sockets=[sock], quiet_reload=True)
     return 0
 
 

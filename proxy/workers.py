@@ -9,9 +9,13 @@ connection to one of the workers accepting on it. It serves nothing itself. It
   5 s; the others keep serving meanwhile;
 - on SIGTERM or SIGINT, sends SIGTERM to every worker (a second signal: again, which
   forces them), waits for all to exit and returns 0 when all exited 0;
-- on SIGHUP, sends SIGHUP to every worker (each reloads its config, see ``proxy.worker``);
-- gives the workers a Prometheus multi-process folder of its own
-  (``PROMETHEUS_MULTIPROC_DIR``; created empty, removed at exit) and calls
+- on SIGHUP, loads the config file again: when it loads and only reloadable settings
+  changed (``GatewayConfig.needs_restart``), copies it to the run folder the workers read
+  their config from and sends each SIGHUP (each reloads it, ``GatewayApp.reload_file``);
+  else one line says why and nothing changes (a worker restarted later also starts with
+  the running config, never a broken file);
+- makes a run folder (removed at exit) with that config copy and a Prometheus
+  multi-process folder for the workers (``PROMETHEUS_MULTIPROC_DIR``), and calls
   ``mark_process_dead`` for each worker that exits, so a scrape of any worker sums all.
 
 Workers run in their own process group (a Ctrl-C in the terminal reaches only the
@@ -28,6 +32,7 @@ is shared either way.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -44,7 +49,8 @@ from typing import Final
 
 from prometheus_client import multiprocess
 
-from proxy.errors import GatewayConfigError
+from proxy.config import load_gateway_config
+from proxy.errors import GatewayConfigError, ProxyError
 from proxy.settings import GatewayConfig
 
 __all__ = ["available_cores", "run_workers", "worker_count"]
@@ -134,13 +140,15 @@ class _Worker:
 class _Supervisor:
     """The workers of one ``run_workers`` call (see the module docstring)."""
 
-    config_path: Path
+    config: GatewayConfig  # the accepted config; workers load its copy, ``accepted``
+    accepted: Path
     sock: socket.socket
     env: dict[str, str]
     metrics_dir: str
     say: Callable[[str], None]
     workers: list[_Worker]
     stops: int = 0  # SIGTERM/SIGINT received
+    reloads: int = 0  # SIGHUP received, not yet handled
     failed: bool = False  # a worker exited non-zero while stopping
 
     def spawn(self, worker: _Worker) -> None:
@@ -153,7 +161,7 @@ class _Supervisor:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_SIGNALS)
         try:
             worker.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [*command, str(self.config_path)],
+                [*command, str(self.accepted)],
                 env=self.env,
                 pass_fds=(fd,),
                 process_group=0,
@@ -173,7 +181,33 @@ class _Supervisor:
         self.signal_all(signal.SIGTERM)
 
     def on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self.reloads += 1
+
+    def reload(self) -> None:
+        """Check the config file again; when it loads and can be reloaded, make it the
+        accepted copy and send SIGHUP to every worker, else say why in one line (the
+        workers keep the running config, and a restarted worker starts with it too)."""
+        self.reloads = 0
+        candidate = self.accepted.with_name("candidate.toml")
+        try:
+            candidate.write_bytes(self.config.path.read_bytes())
+            config = load_gateway_config(candidate, os.environ)
+            tables = self.config.needs_restart(config)
+            if tables:
+                raise GatewayConfigError(
+                    f"{', '.join(tables)} changed; restart the gateway to apply it"
+                )
+        except (ProxyError, OSError) as err:
+            reason = str(err).replace(str(candidate), str(self.config.path))
+            self.say(f"aigw proxy: config reload refused, the running config stays: {reason}")
+            return
+        candidate.replace(self.accepted)
+        self.config = dataclasses.replace(config, path=self.config.path)
         self.signal_all(signal.SIGHUP)
+        self.say(
+            f"aigw proxy: config reloaded from {self.config.path} "
+            f"({len(config.routes)} routes, {len(config.keys)} keys)"
+        )
 
     def reap(self, worker: _Worker) -> None:
         """Handle ``worker``'s exit if it has exited: mark it dead, plan its restart."""
@@ -201,6 +235,8 @@ class _Supervisor:
         for worker in self.workers:
             self.spawn(worker)
         while True:
+            if self.reloads and not self.stops:
+                self.reload()
             for worker in self.workers:
                 self.reap(worker)
                 due = worker.process is None and time.monotonic() >= worker.restart_at
@@ -224,13 +260,18 @@ def run_workers(
     operator (a worker restarted). Called from the main thread (it installs signal handlers).
     """
     sock = _listen(host or config.host, config.port if port is None else port)
-    metrics_dir = tempfile.mkdtemp(prefix="aigw-metrics-")
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    run_dir = Path(tempfile.mkdtemp(prefix="aigw-proxy-"))
+    metrics_dir = run_dir / "metrics"
+    metrics_dir.mkdir()
+    accepted = run_dir / "gateway.toml"
+    accepted.write_bytes(config.path.read_bytes())
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     supervisor = _Supervisor(
-        config_path=config.path,
+        config=config,
+        accepted=accepted,
         sock=sock,
         env=env,
-        metrics_dir=metrics_dir,
+        metrics_dir=str(metrics_dir),
         say=say,
         workers=[_Worker(index) for index in range(count)],
     )
@@ -246,4 +287,4 @@ def run_workers(
             signal.signal(sig, handler)
         supervisor.signal_all(signal.SIGKILL)  # only left if the supervisor itself failed
         sock.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)

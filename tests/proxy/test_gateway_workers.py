@@ -58,7 +58,8 @@ def start_workers(config: Path, port: int, workers: int) -> subprocess.Popen[str
         assert process.poll() is None, process.communicate()[1]
         try:
             health = request(f"http://127.0.0.1:{port}", "GET", "/healthz", None, {})
-            if health.status == 200 and len(worker_pids(process)) == workers:
+            children = workers if workers > 1 else 0  # one worker: no supervisor
+            if health.status == 200 and len(worker_pids(process)) == children:
                 time.sleep(1.0)  # the other workers finish starting too
                 return process
         except OSError:
