@@ -75,6 +75,13 @@ def worker_pids(process: subprocess.Popen[str]) -> list[int]:
     return [int(pid) for pid in children.split()]
 
 
+def metrics_folder(pid: int) -> Path:
+    """The PROMETHEUS_MULTIPROC_DIR the supervisor gave worker ``pid``."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    name = b"PROMETHEUS_MULTIPROC_DIR="
+    return Path(next(v for v in environ if v.startswith(name))[len(name) :].decode())
+
+
 def chat(port: int, statuses: list[int], n: int, tag: str) -> None:
     """``n`` chat requests, each on a new connection, tagged ``tag-<i>`` as cf-aig-event-id."""
     for i in range(n):
@@ -142,6 +149,8 @@ def test_a_killed_worker_is_restarted_and_loses_no_record(tmp_path: Path) -> Non
         before = in_threads(port, 4, 5, "before")
         time.sleep(0.5)  # the journal is synced within 0.2 s of each record
         victim = worker_pids(process)[0]
+        live_gauges = metrics_folder(victim) / f"gauge_livesum_{victim}.db"
+        assert live_gauges.exists()  # aigw_open_connections, summed over the live workers
         os.kill(victim, signal.SIGKILL)
         during = in_threads(port, 4, 5, "during")  # served by the other worker meanwhile
         deadline = time.monotonic() + 60
@@ -151,6 +160,7 @@ def test_a_killed_worker_is_restarted_and_loses_no_record(tmp_path: Path) -> Non
                 break
             time.sleep(0.05)
         pids = worker_pids(process)
+        dead_gauges_left = live_gauges.exists()
         time.sleep(3.0)  # the new worker starts and recovers the dead one's journal
         after = in_threads(port, 4, 5, "after")
         stderr = stop(process)
@@ -158,6 +168,7 @@ def test_a_killed_worker_is_restarted_and_loses_no_record(tmp_path: Path) -> Non
     assert len(pids) == 2
     assert victim not in pids
     assert f"(pid {victim}) killed by SIGKILL; restarting it" in stderr
+    assert not dead_gauges_left  # the supervisor marked the dead worker dead
     records = read_records(tmp_path / "logs")
     expected = sorted(
         f"{tag}{t}-{i:03d}"
@@ -227,12 +238,7 @@ def test_sigterm_drains_every_worker_and_removes_the_metrics_folder(tmp_path: Pa
         config = write_config(tmp_path, urls, "", server="per_worker_limits = true")
         process = start_workers(config, port, 2)
         pids = worker_pids(process)
-        environ = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
-        metrics = Path(
-            next(v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
-            .split(b"=", 1)[1]
-            .decode()
-        )
+        metrics = metrics_folder(pids[0])
         assert metrics.is_dir()
         answered: list[int] = []
 
