@@ -6,18 +6,19 @@ listening socket FD and serves as ``aigw proxy`` does: SIGTERM or SIGINT drains 
 requests and flushes every log record, then it exits 0; SIGHUP reloads CONFIG (the
 supervisor's copy of the accepted file; it says so itself). Signals sent while the worker
 starts wait until its server handles them (the supervisor starts it with them blocked).
-It exits when the supervisor PID dies (``PR_SET_PDEATHSIG``, Linux). A config that no
+When the supervisor PID dies it stops as on SIGTERM (within a second). A config that no
 longer loads exits 2 with one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import signal
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Final
 
@@ -25,18 +26,17 @@ from proxy.asgi import run_gateway
 from proxy.config import load_gateway_config
 from proxy.errors import ProxyError
 
-_PR_SET_PDEATHSIG: Final = 1
+_PARENT_POLL_S: Final = 1.0
 
 
-def _die_with(parent: int) -> None:
-    """Be sent SIGTERM when the supervisor exits (Linux); exit now if it already has."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the supervisor stops us itself
-        return
-    if os.getppid() != parent:
-        sys.exit(0)
+def _watch_parent(parent: int) -> None:
+    """Send this process SIGTERM (once: a second would force the stop) when the supervisor
+    ``parent`` is gone, as after a SIGKILL; checked every second from a daemon thread.
+    (``PR_SET_PDEATHSIG`` was tried: it delivered SIGTERM twice after a SIGKILL of the
+    supervisor, which forced the workers to stop without flushing.)"""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_S)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("config", type=Path)
     args = parser.parse_args(argv)
-    _die_with(args.parent)
+    if os.getppid() != args.parent:
+        return 0  # the supervisor died before this worker started
+    threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
     try:
         config = load_gateway_config(args.config, os.environ)
     except ProxyError as err:

@@ -19,7 +19,7 @@ connection to one of the workers accepting on it. It serves nothing itself. It
   ``mark_process_dead`` for each worker that exits, so a scrape of any worker sums all.
 
 Workers run in their own process group (a Ctrl-C in the terminal reaches only the
-supervisor, which stops them once) and exit when the supervisor dies (``PR_SET_PDEATHSIG``).
+supervisor, which stops them once) and stop as on SIGTERM when the supervisor dies.
 
 Each worker keeps its own log writer: journal and spooled files are named by batch token,
 never shared (``proxy.logs.journal``), and a restarted worker recovers the journal files

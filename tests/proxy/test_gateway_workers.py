@@ -262,3 +262,23 @@ def test_sigterm_drains_every_worker_and_removes_the_metrics_folder(tmp_path: Pa
     assert len(read_records(tmp_path / "logs")) == ok  # no answered request without its record
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
     assert not metrics.exists()
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the supervisor: its workers notice (within a second), drain
+    and flush every record rather than keep the port."""
+    port = free_port()
+    with providers() as urls:
+        config = write_config(tmp_path, urls, "", server="per_worker_limits = true")
+        process = start_workers(config, port, 2)
+        pids = worker_pids(process)
+        statuses = in_threads(port, 2, 5, "orphan")
+        process.kill()
+        process.communicate(timeout=30)
+        deadline = time.monotonic() + 60
+        while any(Path(f"/proc/{pid}").exists() for pid in pids):
+            assert time.monotonic() < deadline, "workers outlived their supervisor"
+            time.sleep(0.05)
+    assert statuses == [200] * 10
+    assert len(read_records(tmp_path / "logs")) == 10
+    assert list((tmp_path / "spool" / "journal").glob("*.ndjson")) == []
