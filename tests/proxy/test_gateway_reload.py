@@ -5,7 +5,9 @@ line and the running config stays."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from tests.proxy.gateway_fixtures import (
 from tests.proxy.redis_server import flush, run_redis_server
 from tests.proxy.servers import serve_asgi
 from tests.proxy.test_gateway_process import free_port
-from tests.proxy.test_gateway_workers import start_workers, stop
+from tests.proxy.test_gateway_workers import start_workers, stop, worker_pids
 
 NEW_KEY = "gw-key-team-c"
 ROUTE = (
@@ -49,6 +51,19 @@ def chat(port: int, key: str, *, stream: bool = False) -> Response:
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     data = orjson.dumps(body | {"stream": True} if stream else body)
     return request(f"http://127.0.0.1:{port}", "POST", "/v1/chat/completions", data, headers)
+
+
+def kill_one_worker(process: subprocess.Popen[str], workers: int) -> list[int]:
+    """SIGKILL a worker, wait for its replacement and 5 s more; the workers started since
+    the replacement (none unless it died young)."""
+    victim = worker_pids(process)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while victim in (pids := worker_pids(process)) or len(pids) < workers:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(5.0)  # started, or failed on the broken file and gone again
+    return [pid for pid in worker_pids(process) if pid not in pids]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -94,6 +109,8 @@ def test_sighup_reloads_limits_and_keys_and_refuses_a_broken_file(
         process.send_signal(signal.SIGHUP)
         time.sleep(1.0)
         still = [chat(port, NEW_KEY).status, chat(port, GATEWAY_KEYS["team-a"]).status]
+        # a worker restarted now starts with the running config, not the broken file
+        replaced = kill_one_worker(process, workers) if workers > 1 else []
         stderr = stop(process)
     assert before == [200, 200, 429]
     assert status == 200
@@ -103,6 +120,8 @@ def test_sighup_reloads_limits_and_keys_and_refuses_a_broken_file(
     assert stream.status == 200
     assert stream.body.rstrip().endswith(b"data: [DONE]")  # not cut by the reload
     assert ended[0] > reloaded_at  # it was in flight when SIGHUP arrived
+    assert replaced == []  # the new worker is still the one running
+    assert "restarting it in" not in stderr  # it did not die young (on the broken file)
     refusals = [line for line in stderr.splitlines() if "config reload refused" in line]
     assert len(refusals) == 1, stderr
     assert f"{config}: " in refusals[0]
