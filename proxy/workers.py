@@ -112,6 +112,14 @@ def worker_count(config: GatewayConfig, requested: int | None, cores: int) -> tu
     return count, f"{count} worker" + ("s" if count > 1 else "")
 
 
+def _signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; the number itself for one Python does not name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket every worker accepts on (port 0: a free one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -225,7 +233,7 @@ class _Supervisor:
         delay = 0.0 if worker.failures == 0 else _FIRST_DELAY_S * 2 ** (worker.failures - 1)
         delay = min(delay, _MAX_DELAY_S)
         worker.restart_at = time.monotonic() + delay
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+        how = f"killed by {_signal_name(-code)}" if code < 0 else f"exited with {code}"
         self.say(
             f"aigw proxy: worker {worker.index} (pid {process.pid}) {how}; "
             f"restarting it{f' in {delay:g} s' if delay else ''}"
