@@ -26,6 +26,13 @@ def proxy_command(
     port: Annotated[
         int | None, typer.Option(help="Port (default: port under \\[server] in the config).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes serving the port (default: one per core when rate limits and "
+            "budgets are in Redis, else 1); a crashed one is restarted."
+        ),
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the gateway: OpenAI/Anthropic-compatible, inline controls, Logpush-format logs.
@@ -34,18 +41,33 @@ def proxy_command(
     """
     with user_errors(verbose):
         # imported here: keeps other commands' start-up light
-        from proxy import load_gateway_config, require_otel, run_gateway  # noqa: PLC0415
+        from proxy import (  # noqa: PLC0415
+            available_cores,
+            load_gateway_config,
+            require_otel,
+            run_gateway,
+            run_workers,
+            worker_count,
+        )
 
         settings = load_gateway_config(config, os.environ)
         require_otel(settings)  # [telemetry] otlp_endpoint without the otel extra: one line
+        count, note = worker_count(settings, workers, available_cores())
         bind = host or settings.host
         err.print(
             f"aigw proxy: http://{bind}:{settings.port if port is None else port} "
             f"({len(settings.providers)} providers, {len(settings.routes)} routes; "
-            f"logs to {settings.logs.destination})",
+            f"logs to {settings.logs.destination}; {note})",
             markup=False,
         )
-        run_gateway(settings, host=host, port=port)
+        if count == 1:
+            run_gateway(settings, host=host, port=port)
+            return
+        status = run_workers(
+            settings, count, host=host, port=port, say=lambda line: err.print(line, markup=False)
+        )
+    if status:
+        raise typer.Exit(status)
 
 
 def simulate_command(

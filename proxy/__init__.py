@@ -34,6 +34,7 @@ from proxy.policy import (
 )
 from proxy.serving import serve_until_signal
 from proxy.telemetry import require_otel
+from proxy.workers import available_cores, run_workers, worker_count
 
 __all__ = [
     "DLP_CATEGORIES",
@@ -50,6 +51,7 @@ __all__ = [
     "StreamRedactor",
     "UpstreamError",
     "Verdict",
+    "available_cores",
     "check_request",
     "create_gateway_app",
     "evaluate",
@@ -58,6 +60,8 @@ __all__ = [
     "redact",
     "require_otel",
     "run_gateway",
+    "run_workers",
     "scan",
     "serve_until_signal",
+    "worker_count",
 ]

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -23,8 +25,8 @@ import prometheus_client
 
 from models.pricing import load_price_file
 from models.request_pricing import RequestPricer
-from proxy.config import GatewayConfig
-from proxy.errors import BodyTimeout, BodyTooLarge, RequestRefused
+from proxy.config import GatewayConfig, load_gateway_config
+from proxy.errors import BodyTimeout, BodyTooLarge, GatewayConfigError, ProxyError, RequestRefused
 from proxy.inbound import authenticate
 from proxy.logs import LogSink, LogWriter, WriterSettings, open_sink
 from proxy.pipeline import Gateway
@@ -53,6 +55,8 @@ from proxy.wire import (
 )
 
 if TYPE_CHECKING:
+    import socket
+
     from proxy.telemetry.otel import OtlpExport
 
 __all__ = ["GatewayApp", "create_gateway_app", "run_gateway"]
@@ -83,6 +87,7 @@ class GatewayApp:
         self._sink: LogSink | None = None
         self._otlp: OtlpExport | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self.quiet_reload = False  # a successful reload_file is logged at info, not warning
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -226,6 +231,41 @@ class GatewayApp:
         self.gateway = Gateway(services)
         self._refresher = asyncio.create_task(self._refresh_every(_FLUSH_S))
 
+    def reload(self, config: GatewayConfig) -> None:
+        """Serve new requests with ``config`` (routes, their limits, budgets, DLP and
+        guardrail modes, keys, gateway names); requests in flight finish with the old one.
+        A change that needs a restart (``GatewayConfig.needs_restart``) raises
+        ``GatewayConfigError`` and changes nothing. On the event loop."""
+        tables = self.config.needs_restart(config)
+        if tables:
+            raise GatewayConfigError(
+                f"{config.path}: {', '.join(tables)} changed; restart the gateway to apply it"
+            )
+        self.config = config
+        if self._services is not None and self.gateway is not None:
+            refusals = self.gateway.refusals  # the per-minute refusal quota carries over
+            self._services = dataclasses.replace(self._services, config=config)
+            self.gateway = Gateway(self._services)
+            self.gateway.refusals = refusals
+
+    def reload_file(self) -> None:
+        """SIGHUP: load the config file again and :meth:`reload` it; a file that does not
+        load, or a change that needs a restart, is refused with one line on stderr and the
+        running config stays."""
+        try:
+            config = load_gateway_config(self.config.path, os.environ)
+            self.reload(config)
+        except ProxyError as err:
+            _log.error("config reload refused, the running config stays: %s", err)
+            return
+        _log.log(
+            logging.INFO if self.quiet_reload else logging.WARNING,
+            "config reloaded from %s (%d routes, %d keys)",
+            config.path,
+            len(config.routes),
+            len(config.keys),
+        )
+
     async def stop(self) -> None:
         services, self._services, self.gateway = self._services, None, None
         if self._refresher is not None:
@@ -256,10 +296,23 @@ def create_gateway_app(config: GatewayConfig, *, upstream: Upstream | None = Non
     return GatewayApp(config, upstream=upstream)
 
 
-def run_gateway(config: GatewayConfig, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve until SIGTERM or SIGINT; then finish in-flight requests and flush the logs."""
+def run_gateway(
+    config: GatewayConfig,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    sockets: list[socket.socket] | None = None,
+    quiet_reload: bool = False,
+) -> None:
+    """Serve until SIGTERM or SIGINT; then finish in-flight requests and flush the logs.
+    SIGHUP reloads the config file (``GatewayApp.reload_file``).
+
+    ``sockets``: listening sockets to accept on (a worker's, inherited from the supervisor
+    in ``proxy.workers``) instead of binding ``host:port``; ``quiet_reload``: a successful
+    reload is not announced on stderr (a worker's supervisor announces it)."""
     raise_open_file_limit(config.server.max_connections)
     app = create_gateway_app(config)
+    app.quiet_reload = quiet_reload
     server = gateway_server(
         app,
         config.server,
@@ -268,4 +321,4 @@ def run_gateway(config: GatewayConfig, *, host: str | None = None, port: int | N
         on_refusal=app.log_server_refusal,
         on_connection=app.connection_changed,
     )
-    serve_until_signal(server)
+    serve_until_signal(server, sockets=sockets, on_reload=app.reload_file)

@@ -139,7 +139,15 @@ class _Reader:
         server = self.table(data, "server", "")
         self.unknown(
             server,
-            {"host", "port", "gateway", "gateways", "max_json_depth", *SERVER_LIMITS},
+            {
+                "host",
+                "port",
+                "gateway",
+                "gateways",
+                "max_json_depth",
+                "per_worker_limits",
+                *SERVER_LIMITS,
+            },
             "server",
         )
         auth = self.table(data, "auth", "")
@@ -171,6 +179,7 @@ class _Reader:
                 for name in self.strings(server, "gateways", "server")
             ),
             max_json_depth=self.count(server, "max_json_depth", "server", 64, MAX_JSON_DEPTH),
+            per_worker_limits=self.value(server, "per_worker_limits", "server", bool, False),
             server=self.server(server),
             auth_required=required,
             keys=keys,

@@ -380,9 +380,13 @@ def _guarded_protocol(
 
 
 def serve_until_signal(
-    server: uvicorn.Server, *, sockets: list[socket.socket] | None = None
+    server: uvicorn.Server,
+    *,
+    sockets: list[socket.socket] | None = None,
+    on_reload: Callable[[], None] | None = None,
 ) -> None:
     """Run ``server`` (on ``sockets`` when given) until SIGTERM or SIGINT, then return.
+    SIGHUP calls ``on_reload`` on the event loop, when given.
 
     The first signal starts uvicorn's graceful shutdown (in-flight requests finish, then the
     app's lifespan shutdown runs); a second one forces it. The signal is not raised again
@@ -390,13 +394,16 @@ def serve_until_signal(
     supervisor reads a re-raised SIGTERM as a crash. Signals are caught only when called
     from the main thread; elsewhere, stop the server with ``server.should_exit = True``.
     """
-    server.capture_signals = lambda: _stop_on_signals(server)  # type: ignore[method-assign]
+    server.capture_signals = lambda: _stop_on_signals(server, on_reload)  # type: ignore[method-assign]
     server.run(sockets=sockets)
 
 
 @contextlib.contextmanager
-def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
-    """SIGTERM and SIGINT ask ``server`` to stop (a second one forces it) while it runs."""
+def _stop_on_signals(
+    server: uvicorn.Server, on_reload: Callable[[], None] | None
+) -> Iterator[None]:
+    """SIGTERM and SIGINT ask ``server`` to stop (a second one forces it) while it runs;
+    SIGHUP schedules ``on_reload`` on the running loop."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -406,7 +413,21 @@ def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
             server.force_exit = True
         server.should_exit = True
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    handlers: dict[int, Callable[[int, FrameType | None], None]] = {
+        signal.SIGTERM: stop,
+        signal.SIGINT: stop,
+    }
+    if on_reload is not None:
+        loop = asyncio.get_running_loop()  # uvicorn captures signals inside serve()
+
+        def reload(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(on_reload)
+
+        handlers[signal.SIGHUP] = reload
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    # a worker of proxy.workers starts with them blocked: one sent while it started is
+    # delivered now, to its handler
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, tuple(handlers))
     try:
         yield
     finally:

@@ -130,6 +130,8 @@ class GatewayConfig:
     # other names accepted as {gateway} in the passthrough path /{gateway}/{provider}/...
     gateways: frozenset[str] = frozenset()
     max_json_depth: int = 64  # request bodies nested deeper are refused (400)
+    # several workers with in-process rate limits and budgets: each worker counts its own
+    per_worker_limits: bool = False
     server: ServerSettings = field(default_factory=ServerSettings)
     auth_required: bool = True
     keys: Mapping[str, KeyIdentity] = field(default_factory=dict, repr=False)  # sha256 -> id
@@ -147,6 +149,19 @@ class GatewayConfig:
         """Every gateway name this gateway serves (and logs)."""
         return self.gateways | {self.gateway}
 
+    def needs_restart(self, new: GatewayConfig) -> list[str]:
+        """The tables whose settings differ in ``new`` and cannot change while serving
+        (sorted, e.g. ``["[logs]", "[providers]"]``); empty when ``new`` can be reloaded:
+        only routes (their limits, budgets, DLP and guardrail modes), keys and names differ.
+        """
+        return sorted(
+            {
+                table
+                for name, table in _RESTART_TABLES.items()
+                if getattr(self, name) != getattr(new, name)
+            }
+        )
+
     def serves_gateway(self, name: str) -> bool:
         return name == self.gateway or name in self.gateways
 
@@ -158,3 +173,17 @@ class GatewayConfig:
 
 
 _NO_ROUTE: Final = RouteSettings(name="default")
+# GatewayConfig fields a reload cannot change (they make the server, stores, writer, metrics)
+_RESTART_TABLES: Final = {
+    "host": "[server]",
+    "port": "[server]",
+    "per_worker_limits": "[server]",
+    "server": "[server]",
+    "providers": "[providers]",
+    "logs": "[logs]",
+    "cache_url": "[cache]",
+    "cache_path": "[cache]",
+    "state_url": "[limits]",
+    "price_file": "[pricing]",
+    "telemetry": "[telemetry]",
+}
