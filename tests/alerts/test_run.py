@@ -91,7 +91,9 @@ def warehouse(tmp_path: Path, db_path: Path) -> Path:
             ),
         ],
     )
-    assert run_aigw("ingest", str(tmp_path / "logs"), "--db", str(db_path)).returncode == 0
+    # the gate is not what these tests check: off spares importing GX (about 6 s of CPU)
+    ingest = run_aigw("ingest", str(tmp_path / "logs"), "--db", str(db_path), "--quality", "off")
+    assert ingest.returncode == 0, ingest.stderr
     return db_path
 
 
