@@ -41,6 +41,7 @@ from app.reports_cli import export_app, report_app, resolve_settings, warehouse
 from app.service import ingest_and_refresh, refresh
 from app.settings import load_settings
 from app.watch import parse_interval, print_quality, print_refreshed, run_watch
+from app.whatif_cli import savings_command, whatif_command
 from core.errors import ConfigError
 from core.warehouse import run_sql
 from ingest import (
@@ -68,6 +69,8 @@ cli.command("simulate")(simulate_command)
 cli.command("mock-provider")(mock_provider_command)
 cli.command("dashboard")(dashboard_command)
 cli.command("maintain")(maintain_command)
+cli.command("whatif")(whatif_command)
+report_app.command("savings")(savings_command)
 
 
 @cli.command("ingest")

@@ -4,7 +4,8 @@
 Precedence, highest first: a flag, then its environment variable, then ``aigw.toml``,
 then the built-in default. ``aigw.toml`` is ``--config``, else ``$AIGW_CONFIG``, else
 ``./aigw.toml`` when present; its only tables are ``[models]``, ``[ingest]``,
-``[warehouse]`` and ``[engine]``, and any other key is an error naming the file and the key.
+``[warehouse]``, ``[engine]`` and ``[whatif]``, and any other key is an error naming the
+file and the key.
 
 The warehouse: ``--db`` (or ``$AIGW_DB``) naming a file other than the default is that
 DuckDB file; otherwise ``[warehouse]`` decides (``kind = "iceberg"``: a lakehouse).
@@ -28,12 +29,12 @@ from core.lake import (
 )
 from core.settings import budgets_file, check_keys, config_file, read_toml, table
 from ingest import IngestFileOptions, ingest_options_from
-from models import ModelsSettings, models_settings_from
+from models import ModelsSettings, WhatIfSettings, models_settings_from, whatif_settings_from
 
 __all__ = ["PRIVATE_KEY_ENV", "Settings", "load_settings", "resolve_warehouse"]
 
 PRIVATE_KEY_ENV: Final = "AIGW_PRIVATE_KEY"  # the PEM itself (AIGW_PRIVATE_KEY_FILE: a path)
-_SECTIONS: Final = ("models", "ingest", "warehouse", "engine")
+_SECTIONS: Final = ("models", "ingest", "warehouse", "engine", "whatif")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class Settings:
     budgets_path: Path | None = None
     private_key_pem: bytes | None = None
     warehouse: WarehouseTarget = DEFAULT_DB_PATH  # an Iceberg one carries its [engine]
+    whatif: WhatIfSettings = field(default_factory=WhatIfSettings)
 
     def warehouse_for(self, db: Path) -> WarehouseTarget:
         """The warehouse a command opens: ``db`` when it names another file than the
@@ -85,6 +87,7 @@ def load_settings(
         warehouse=_with_engine(
             warehouse_target_from(path, table(path, document, "warehouse")), engine
         ),
+        whatif=whatif_settings_from(path, table(path, document, "whatif")),
     )
 
 

@@ -22,14 +22,27 @@ from app.service.reports import (
     reconcile_report,
     refresh,
 )
+from app.service.whatif import (
+    DEFAULT_DAYS,
+    Savings,
+    batch_dimension,
+    savings_report,
+    whatif_batch,
+    whatif_budgets,
+    whatif_cache,
+    whatif_switch,
+)
 
 __all__ = [
+    "DEFAULT_DAYS",
     "BatchOutcome",
     "CacheReport",
     "IngestOutcome",
     "RequestDetail",
+    "Savings",
     "SpendReport",
     "anomaly_report",
+    "batch_dimension",
     "cache_report",
     "cost_report",
     "data_span",
@@ -41,5 +54,10 @@ __all__ = [
     "refresh",
     "refresh_and_alert",
     "request_detail",
+    "savings_report",
     "watch_and_alert",
+    "whatif_batch",
+    "whatif_budgets",
+    "whatif_cache",
+    "whatif_switch",
 ]

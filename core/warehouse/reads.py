@@ -9,7 +9,7 @@ dimensions. The caller owns the connection (one thread).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final, Literal, Protocol
 
@@ -81,11 +81,13 @@ def read_requests(
     since: datetime | None = None,
     until: datetime | None = None,
     hours: list[datetime] | None = None,
+    models: Sequence[str] | None = None,
     with_request_hash: bool = False,
     repeated_at_least: int | None = None,
     repeated_in: Literal["hour", "range"] = "hour",
 ) -> pl.LazyFrame:
-    """Requests with ``since <= ts < until`` (and, if given, in the listed hours).
+    """Requests with ``since <= ts < until`` (and, if given, in the listed hours and of
+    the listed ``models``).
 
     ``with_request_hash`` adds ``request_hash``: the gateway's cache key hash
     (the ``cache_key_hash`` column, or ``extra.CacheKeyHash`` in rows loaded before schema
@@ -110,6 +112,9 @@ def read_requests(
         params["hours"] = hours
         params["first_hour"] = min(hours) if hours else datetime.now()
         params["last_hour"] = max(hours) if hours else datetime.now()
+    if models is not None:
+        where.append("model IN (SELECT unnest($models::VARCHAR[]))")
+        params["models"] = list(models)
     sql = (
         f"SELECT {', '.join(REQUEST_COLUMNS)}, "
         "coalesce(api_key_id, json_extract_string(extra, '$.ApiKeyId')) AS api_key"
