@@ -24,7 +24,6 @@ cache, ``cf-aig-skip-cache`` or non-deterministic prompts make the real saving s
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Final
@@ -155,17 +154,49 @@ def _changes(repeated: pl.LazyFrame, ttl: timedelta, *, per_key: bool) -> pl.Laz
 
 def _replay(ts: np.ndarray, starts: np.ndarray, cached: np.ndarray, ttl_us: int) -> np.ndarray:
     """Replay hits of requests sorted by group and time (``starts`` marks each group's
-    first). The loop runs once per fill, not per request: the hits of an entry are the
-    requests before its expiry, found by binary search."""
+    first; ``ts`` in microseconds).
+
+    Vectorised: a request's successor, the first request of its group at or after its
+    expiry, comes from one binary search over (group, time) keys; the fills are then
+    followed from every group's first request at once, one step per round, so the rounds
+    are the most fills of one group, not the requests. The keys are ``group * stride +
+    time``; groups are taken in chunks small enough for them to fit in 63 bits."""
     hits = np.zeros(len(ts), dtype=bool)
-    bounds = [*np.flatnonzero(starts).tolist(), len(ts)]
-    for first, end in itertools.pairwise(bounds):
-        hits[first] = bool(cached[first])  # filled before the window (see the module)
-        fill = first
-        while fill < end:
-            expiry = int(np.searchsorted(ts[fill:end], ts[fill] + ttl_us, side="left")) + fill
-            hits[fill + 1 : expiry] = True
-            fill = expiry
+    if not len(ts):
+        return hits
+    offset = (ts - ts.min()).astype(np.int64)
+    stride = int(offset.max()) + ttl_us + 1
+    firsts = np.flatnonzero(starts)
+    per_chunk = max(1, _KEY_LIMIT // stride)
+    for chunk in range(0, len(firsts), per_chunk):
+        begin = int(firsts[chunk])
+        stop = int(firsts[chunk + per_chunk]) if chunk + per_chunk < len(firsts) else len(ts)
+        hits[begin:stop] = _replay_chunk(
+            offset[begin:stop], starts[begin:stop], cached[begin:stop], ttl_us, stride
+        )
+    return hits
+
+
+_KEY_LIMIT: Final = 2**62
+
+
+def _replay_chunk(
+    offset: np.ndarray, starts: np.ndarray, cached: np.ndarray, ttl_us: int, stride: int
+) -> np.ndarray:
+    group = np.cumsum(starts) - 1
+    firsts = np.flatnonzero(starts)
+    ends = np.append(firsts[1:], len(offset))[group]  # each row's group end (exclusive)
+    key = group.astype(np.int64) * stride + offset
+    # key + ttl stays below the next group's first key: stride > offset + ttl
+    successor = np.searchsorted(key, key + ttl_us, side="left")
+    fill = np.zeros(len(offset), dtype=bool)
+    frontier = firsts
+    while frontier.size:
+        fill[frontier] = True
+        following = successor[frontier]
+        frontier = following[following < ends[frontier]]
+    hits = ~fill
+    hits[firsts] = cached[firsts]  # a group's first hit was filled before the window
     return hits
 
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models import parse_ttl, replay_cache_ttl
+from models.whatif.cache_ttl import _replay
 from tests.models.whatif_fixtures import HOUR, requests, rollup
 
 MIN = timedelta(minutes=1)
@@ -101,3 +105,49 @@ def test_ttls_parse_with_a_unit(text: str, seconds: int) -> None:
 def test_a_ttl_that_is_not_a_duration_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"."):
         parse_ttl(text)
+
+
+def reference_replay(groups: list[list[tuple[int, bool]]], ttl: int) -> list[bool]:
+    """The replay rule, request by request: what the vectorised replay must equal."""
+    hits = []
+    for group in groups:
+        expiry = None
+        for position, (ts, cached) in enumerate(group):
+            if position == 0:
+                hits.append(cached)
+                expiry = ts + ttl
+            elif expiry is not None and ts < expiry:
+                hits.append(True)
+            else:
+                hits.append(False)
+                expiry = ts + ttl
+    return hits
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    groups=st.lists(
+        st.lists(st.tuples(st.integers(0, 10_000), st.booleans()), min_size=1, max_size=12),
+        min_size=1,
+        max_size=8,
+    ),
+    ttl=st.integers(1, 3_000),
+    far=st.booleans(),
+)
+def test_the_vectorised_replay_follows_the_rule_request_by_request(
+    groups: list[list[tuple[int, bool]]], ttl: int, far: bool
+) -> None:
+    """Any groups, any TTL; ``far`` puts the last group 2^61 microseconds later, so that
+    the (group, time) keys are split into chunks."""
+    ordered = [sorted(group) for group in groups]
+    if far:
+        ordered[-1] = [(ts + 2**61, cached) for ts, cached in ordered[-1]]
+    flat = [item for group in ordered for item in group]
+    starts = np.array([position == 0 for group in ordered for position in range(len(group))])
+    hits = _replay(
+        np.array([ts for ts, _ in flat], dtype=np.int64),
+        starts,
+        np.array([cached for _, cached in flat]),
+        ttl,
+    )
+    assert hits.tolist() == reference_replay(ordered, ttl)
