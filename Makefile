@@ -6,7 +6,7 @@ DB     := data/aigw.duckdb
 PORT   ?= 8501
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test system-deps lint typecheck pytest bench bench-models bench-proxy bench-dashboard sample-data clean
+.PHONY: help demo test system-deps lint typecheck pytest bench bench-models bench-whatif bench-proxy bench-dashboard sample-data clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ bench: $(BIN)/.installed ## Ingest benchmark: 1,000,000 records of 1.8 KB, then 
 
 bench-models: $(BIN)/.installed ## Models benchmark (10,000,000 requests; see README, Performance)
 	$(BIN)/python bench/models.py
+
+bench-whatif: $(BIN)/.installed ## What-if and savings benchmark (10,000,000 requests; docs/performance.md)
+	$(BIN)/python bench/whatif.py
 
 sample-data: $(BIN)/.installed ## Regenerate the committed samples (Cloudflare-shaped logs, gateway logs)
 	$(BIN)/python sample_data/generate.py

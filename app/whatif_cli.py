@@ -43,6 +43,8 @@ from models import ModelSwitch, WhatIf, parse_ttl, scope_filters
 
 __all__ = ["savings_command", "whatif_command"]
 
+_USERS_SHOWN = 20  # rows of the budgets' disruption table in a terminal
+
 DaysOption = Annotated[
     int,
     typer.Option(
@@ -188,12 +190,10 @@ def _write(answer: WhatIf, extra: dict[str, pl.DataFrame], chosen: str, pick: li
             "change": answer.change,
             "since": since,
             "until": until,
-            "totals": exact_dicts(pl.DataFrame([totals])) if totals else {},
+            "totals": exact_dicts(pl.DataFrame([totals]))[0] if totals else {},
             "rows": exact_dicts(answer.table),
             "notes": list(answer.notes),
         }
-        if isinstance(document["totals"], list):
-            document["totals"] = document["totals"][0]
         document.update({name: exact_dicts(frame) for name, frame in extra.items()})
         write_json_document(document)
         return
@@ -217,10 +217,17 @@ def _write(answer: WhatIf, extra: dict[str, pl.DataFrame], chosen: str, pick: li
             "affected)",
             markup=False,
         )
-    for name, frame in extra.items():
-        if not frame.is_empty():
-            out.print(f"refused, by {name.rstrip('s')}:", markup=False)
-            write_rows(frame.columns, frame.rows(), chosen)
+    users = extra.get("users")
+    if users is not None and not users.is_empty():
+        out.print("refused requests per user (the disruption):", markup=False)
+        shown = users.head(_USERS_SHOWN)
+        write_rows(shown.columns, shown.rows(), chosen)
+        if users.height > _USERS_SHOWN:
+            out.print(
+                f"… {users.height - _USERS_SHOWN:,} more; --format json lists every user "
+                "and the refused hours",
+                markup=False,
+            )
     for note in answer.notes:
         out.print(f"note: {note}", markup=False)
 

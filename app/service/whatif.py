@@ -11,7 +11,7 @@ data. ``ConfigError`` for an unknown dimension, an empty window or a bad setting
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -113,6 +113,36 @@ def _overrides(settings: ModelsSettings) -> pl.DataFrame | None:
     return load_price_file(settings.prices) if settings.prices is not None else None
 
 
+def _narrowed(settings: ModelsSettings, names: Sequence[str]) -> ModelsSettings:
+    """``settings`` with only the metadata dimensions in ``names``: a raw read extracts
+    no other metadata key (each one is JSON parsed per request)."""
+    dimensions = {name: key for name, key in settings.dimensions.items() if name in names}
+    return dataclasses.replace(settings, dimensions=dimensions)
+
+
+def _models_reader(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    window: _Window,
+    overrides: pl.DataFrame | None,
+    dims: Sequence[str],
+) -> Callable[[list[str]], pl.LazyFrame]:
+    """Reads the window's costed requests of some models, with the dimensions ``dims``."""
+    narrowed = _narrowed(settings, dims)
+
+    def read(models: list[str]) -> pl.LazyFrame:
+        return costed_requests(
+            warehouse,
+            narrowed,
+            since=window.since,
+            until=window.until,
+            models=models,
+            overrides=overrides,
+        )
+
+    return read
+
+
 def whatif_switch(
     db_path: WarehouseTarget,
     settings: ModelsSettings,
@@ -146,14 +176,7 @@ def whatif_switch(
             by=by,
             filters=filters,
             cross_family_ratio=cross_family_ratio,
-            requests_of=lambda models: costed_requests(
-                warehouse,
-                settings,
-                since=window.since,
-                until=window.until,
-                models=models,
-                overrides=overrides,
-            ),
+            requests_of=_models_reader(warehouse, settings, window, overrides, dims),
         )
     return window.stamp(answer)
 
@@ -201,7 +224,7 @@ def _cache_replays(
         return [_empty("response cache TTL") for _ in ttls]
     repeated = costed_requests(
         warehouse,
-        settings,
+        _narrowed(settings, [*by, *(filters or {})]),
         since=window.since,
         until=window.until,
         with_request_hash=True,
@@ -281,14 +304,7 @@ def _batch(
         overrides=overrides,
         by=by,
         filters=filters,
-        requests_of=lambda models: costed_requests(
-            warehouse,
-            settings,
-            since=window.since,
-            until=window.until,
-            models=models,
-            overrides=overrides,
-        ),
+        requests_of=_models_reader(warehouse, settings, window, overrides, dims),
     )
 
 
@@ -333,7 +349,7 @@ def whatif_budgets(
         replay = replay_caps(
             rollup,
             caps,
-            lambda hours: costed_requests(warehouse, settings, hours=hours),
+            lambda hours: costed_requests(warehouse, _narrowed(settings, dims), hours=hours),
             user=user,
         )
     answer = window.stamp(replay.whatif)
@@ -402,13 +418,6 @@ def savings_report(
             batch=batch,
             batch_dimension=dimension,
             top=top,
-            requests_of=lambda models: costed_requests(
-                warehouse,
-                settings,
-                since=window.since,
-                until=window.until,
-                models=models,
-                overrides=overrides,
-            ),
+            requests_of=_models_reader(warehouse, settings, window, overrides, _USAGE),
         )
     return Savings(table, window.since, window.until, tuple(notes))

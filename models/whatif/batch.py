@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import polars as pl
 
 from models.pricing import PRICE_SCHEMA, price_table, variant_prices
+from models.trends import filter_rollup
 from models.whatif.common import (
     RAW_NOTE,
     REPRICED,
@@ -30,7 +31,6 @@ from models.whatif.common import (
     as_units,
     needs_raw,
     reprice,
-    scoped,
     summed,
 )
 from models.whatif.switch import RequestsOfModels
@@ -89,7 +89,7 @@ def batch_savings(
     """
     keys = list(by) if by is not None else [dimension]
     units = (
-        scoped(as_units(frame), filters)
+        filter_rollup(as_units(frame), filters)
         .filter(pl.col(dimension).is_in(list(values)))
         .with_columns(
             pl.col("provider").alias("target_provider"), pl.col("model").alias("target_model")
@@ -99,9 +99,10 @@ def batch_savings(
     pairs = units.select("provider", "model").unique().drop_nulls().rows()
     prices = batch_price_table(pairs, discounts, overrides)
     change = f"batch API for {dimension} in {', '.join(values)}"
-    if requests_of is not None and needs_raw(frame, prices, can_read=True):
+    models = sorted({model for _, model in pairs})
+    if requests_of is not None and needs_raw(frame, prices, models):
         answer = batch_savings(
-            requests_of(sorted({model for _, model in pairs})),
+            requests_of(models),
             dimension,
             values,
             discounts,

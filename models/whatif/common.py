@@ -13,7 +13,7 @@ Money is USD, times UTC.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -21,7 +21,6 @@ from typing import Final
 import polars as pl
 
 from models.cost import with_cost
-from models.trends import filter_rollup
 
 __all__ = [
     "MEASURES",
@@ -33,7 +32,6 @@ __all__ = [
     "exact_by_hour",
     "needs_raw",
     "reprice",
-    "scoped",
     "summed",
 ]
 
@@ -96,11 +94,6 @@ def as_units(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame
 
 
-def scoped(frame: pl.LazyFrame, filters: Mapping[str, str] | None) -> pl.LazyFrame:
-    """Rows whose dimension equals the value, for each ``dimension = value`` of ``filters``."""
-    return filter_rollup(frame, filters)
-
-
 def exact_by_hour(prices: pl.DataFrame) -> bool:
     """Whether pricing an hour's token sums gives the sum of its requests' prices at
     ``prices``: no long-context tier (decided per request) and every start date and
@@ -112,11 +105,11 @@ def exact_by_hour(prices: pl.DataFrame) -> bool:
     ).is_empty()
 
 
-def needs_raw(frame: pl.LazyFrame, prices: pl.DataFrame, can_read: bool) -> bool:
+def needs_raw(frame: pl.LazyFrame, prices: pl.DataFrame, models: Sequence[str]) -> bool:
     """Whether rollup rows ``frame`` must give way to raw requests to be priced exactly at
-    ``prices`` (and raw requests ``can_read``): a frame of requests never needs it."""
+    the ``prices`` of ``models`` (a frame of requests never needs to)."""
     is_rollup = "hour" in frame.collect_schema().names()
-    return can_read and is_rollup and not exact_by_hour(prices)
+    return is_rollup and not exact_by_hour(prices.filter(pl.col("model").is_in(models)))
 
 
 RAW_NOTE: Final = "priced request by request: the prices depend on each request's tokens or time"

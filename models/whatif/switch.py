@@ -28,6 +28,7 @@ import polars as pl
 
 from core.errors import ConfigError, ModelsError
 from models.pricing import CATALOG_PROVIDERS, price_table
+from models.trends import filter_rollup
 from models.whatif.common import (
     RAW_NOTE,
     REPRICED,
@@ -35,7 +36,6 @@ from models.whatif.common import (
     as_units,
     needs_raw,
     reprice,
-    scoped,
     summed,
 )
 
@@ -116,7 +116,7 @@ def switch_models(
         raise ConfigError("name a model switch: --model FROM=TO")
     if cross_family_ratio is not None and cross_family_ratio <= 0:
         raise ConfigError(f"--cross-family-ratio {cross_family_ratio:g} must be above 0")
-    units = _targeted(scoped(as_units(frame), filters), switches).collect().lazy()
+    units = _targeted(filter_rollup(as_units(frame), filters), switches).collect().lazy()
     crossings = _crossings(units)
     if crossings and cross_family_ratio is None:
         provider, target = crossings[0]
@@ -128,7 +128,8 @@ def switch_models(
     targets = units.select("target_provider", "target_model").unique().collect().rows()
     prices = price_table(targets, overrides)
     notes = []
-    if requests_of is not None and needs_raw(frame, prices, can_read=True):
+    target_models = [model for _, model in targets]
+    if requests_of is not None and needs_raw(frame, prices, target_models):
         answer = switch_models(
             requests_of(sorted({switch.source_model for switch in switches})),
             switches,
