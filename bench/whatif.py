@@ -7,7 +7,8 @@
    the requests repeat one of 200,000 identical requests, about 12 times each), and its
    rollups, once (reused later).
 2. Times each what-if as ``aigw whatif`` runs it (``app.service``: open the warehouse,
-   read, compute) and the savings report, best of 3.
+   read, compute) and the savings report, best of 3, beside ``aigw report cost`` as a
+   yardstick of how busy the machine is.
 
 Prints seconds per step and the peak RSS. Not a test; docs/performance.md records the
 numbers.
@@ -29,6 +30,7 @@ from typing import Any
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).parent]
 
 from app.service import (  # noqa: E402 - after the sys.path fix above
+    cost_report,
     refresh,
     savings_report,
     whatif_batch,
@@ -109,6 +111,10 @@ def main() -> None:
     budgets.write_text(BUDGETS)
     whatif = WhatIfSettings(batch_key="interactive", batch_values=("false",))
     runs: dict[str, Callable[[], Any]] = {
+        # the yardstick: what the models benchmark measures at 15-17 ms on a quiet machine
+        "reference: aigw report cost --by provider,model": lambda: cost_report(
+            db, settings, by=["provider", "model"]
+        ),
         "model switch gpt-4o -> gpt-4o-mini": lambda: whatif_switch(
             db, settings, [ModelSwitch.parse("gpt-4o=gpt-4o-mini")]
         ),

@@ -23,7 +23,7 @@ from alerts import load_alerts_config
 from app.service.reports import _check_dimensions, _check_window
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
-from core.warehouse import Warehouse, open_warehouse, rollup_span
+from core.warehouse import Warehouse, open_warehouse, read_requests, rollup_span
 from models import (
     DEFAULT_CACHE_BY,
     DEFAULT_SWITCH_BY,
@@ -42,6 +42,7 @@ from models import (
     read_rollup,
     replay_cache_ttl,
     replay_caps,
+    rollups_stale,
     switch_models,
 )
 
@@ -61,14 +62,16 @@ _TOKENS: Final = ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_t
 _PRICED: Final = ("requests", *_TOKENS, "cost_usd")
 _CACHED: Final = ("requests", "cached_requests", "cost_usd", "saved_usd")
 _USAGE: Final = ("provider", "model", "endpoint", "cost_source")  # what the savings read
+_STALE: Final = "the rollups are behind the warehouse or the settings: run `aigw rollup`"
 
 
 @dataclass(frozen=True, slots=True)
 class _Window:
-    """The resolved window, UTC; ``days`` its length."""
+    """The resolved window, UTC, and whether the rollups lag behind the warehouse."""
 
     since: datetime
     until: datetime
+    stale: bool = False
 
     def days(self, warehouse: Warehouse) -> float:
         """The days of the window that hold data: from the first rolled-up hour, if later."""
@@ -77,12 +80,17 @@ class _Window:
         return max((self.until - start) / timedelta(days=1), 1 / 24)
 
     def stamp(self, answer: WhatIf) -> WhatIf:
-        """``answer`` with this window."""
-        return dataclasses.replace(answer, window=(self.since, self.until))
+        """``answer`` with this window (and a note when the rollups are stale)."""
+        notes = (*answer.notes, _STALE) if self.stale else answer.notes
+        return dataclasses.replace(answer, window=(self.since, self.until), notes=notes)
 
 
 def _window(
-    warehouse: Warehouse, since: datetime | None, until: datetime | None, days: int
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    since: datetime | None,
+    until: datetime | None,
+    days: int,
 ) -> _Window | None:
     """``[since, until)``, an open end being the newest data's end (None: no data)."""
     if days < 1:
@@ -93,7 +101,7 @@ def _window(
         return None
     start = since or end - timedelta(days=days)
     _check_window(start, end)
-    return _Window(start, end)
+    return _Window(start, end, stale=rollups_stale(warehouse.con, settings))
 
 
 def _rollup(
@@ -161,7 +169,7 @@ def whatif_switch(
     _check_dimensions(settings, [*by, *(filters or {})])
     change = "model " + ", ".join(str(switch) for switch in switches)
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        window = _window(warehouse, since, until, days)
+        window = _window(warehouse, settings, since, until, days)
         if window is None:
             return _empty(change)
         dims = ["provider", "model", "cost_source", *by, *(filters or {})]
@@ -199,7 +207,7 @@ def whatif_cache(
     by = list(by) if by else list(DEFAULT_CACHE_BY)
     _check_dimensions(settings, [*by, *(filters or {})])
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        window = _window(warehouse, since, until, days)
+        window = _window(warehouse, settings, since, until, days)
         if window is None:
             return _empty("response cache TTL")
         replays = _cache_replays(
@@ -218,18 +226,20 @@ def _cache_replays(
     by: Sequence[str],
     per_key: bool = False,
 ) -> list[WhatIf]:
-    """One replay per TTL of the same requests (read once)."""
+    """One replay per TTL of the same requests (read once, with the costs the rollups were
+    built with)."""
     rollup = _rollup(warehouse, window, [*by, *(filters or {})], _CACHED)
     if not rollup.collect_schema().names():
         return [_empty("response cache TTL") for _ in ttls]
-    repeated = costed_requests(
-        warehouse,
+    repeated = read_requests(
+        warehouse.con,
         _narrowed(settings, [*by, *(filters or {})]),
         since=window.since,
         until=window.until,
         with_request_hash=True,
         repeated_at_least=2,
         repeated_in="range",
+        stored_costs=True,
     )
     for name, value in (filters or {}).items():
         rollup = rollup.filter(pl.col(name) == value)
@@ -272,7 +282,7 @@ def whatif_batch(
     keys = list(by) if by else [dimension]
     _check_dimensions(settings, [*keys, *(filters or {})])
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        window = _window(warehouse, since, until, days)
+        window = _window(warehouse, settings, since, until, days)
         if window is None:
             return _empty("batch API")
         answer = _batch(
@@ -341,7 +351,7 @@ def whatif_budgets(
     dims = [user, *(cap.split_by for cap in caps if cap.split_by)]
     dims += [name for cap in caps for name in cap.filters]
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        window = _window(warehouse, since, until, days)
+        window = _window(warehouse, settings, since, until, days)
         rollup = _rollup(warehouse, window, dims, ("requests", "cost_usd")) if window else None
         if window is None or rollup is None or not rollup.collect_schema().names():
             empty = _empty("budgets as caps")
@@ -349,7 +359,9 @@ def whatif_budgets(
         replay = replay_caps(
             rollup,
             caps,
-            lambda hours: costed_requests(warehouse, _narrowed(settings, dims), hours=hours),
+            lambda hours: read_requests(
+                warehouse.con, _narrowed(settings, dims), hours=hours, stored_costs=True
+            ),
             user=user,
         )
     answer = window.stamp(replay.whatif)
@@ -384,7 +396,7 @@ def savings_report(
         raise ConfigError(f"--top {top} must be 1 or more")
     notes: list[str] = []
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        window = _window(warehouse, None, until, days)
+        window = _window(warehouse, settings, None, until, days)
         if window is None:
             return Savings(pl.DataFrame(), None, None, ("no rolled-up data",))
         usage = _rollup(warehouse, window, _USAGE, _PRICED)
@@ -420,4 +432,6 @@ def savings_report(
             top=top,
             requests_of=_models_reader(warehouse, settings, window, overrides, _USAGE),
         )
+    if window.stale:
+        notes.append(_STALE)
     return Savings(table, window.since, window.until, tuple(notes))

@@ -35,10 +35,11 @@ def test_a_misspelt_budget_key_is_an_error_not_a_budget_for_everything(tmp_path:
     [
         (
             "[model]\ntenant = 'team'\n",
-            "unknown key 'model' (known: engine, ingest, models, warehouse)",
+            "unknown key 'model' (known: engine, ingest, models, warehouse, whatif)",
         ),
         ("[models]\ntennant = 'team'\n", "[models]: unknown key 'tennant'"),
         ("[ingest]\nqualty = 'warn'\n", "[ingest]: unknown key 'qualty'"),
+        ("[whatif]\nbatch_keys = 'agent'\n", "[whatif]: unknown key 'batch_keys'"),
     ],
 )
 def test_unknown_keys_in_aigw_toml_name_the_file_and_the_key(
