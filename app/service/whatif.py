@@ -19,7 +19,7 @@ from typing import Final
 
 import polars as pl
 
-from alerts import load_alerts_config
+from alerts import load_alerts_config, period_bounds
 from app.service.reports import _check_dimensions, _check_window
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
@@ -40,7 +40,7 @@ from models import (
     newest_rollup_hour,
     opportunities,
     read_rollup,
-    replay_cache_ttl,
+    replay_cache_ttls,
     replay_caps,
     rollups_stale,
     switch_models,
@@ -244,8 +244,7 @@ def _cache_replays(
     for name, value in (filters or {}).items():
         rollup = rollup.filter(pl.col(name) == value)
         repeated = repeated.filter(pl.col(name) == value)
-    repeated = repeated.collect().lazy()  # read once, replayed per TTL
-    return [replay_cache_ttl(rollup, repeated, ttl, by=by, per_key=per_key) for ttl in ttls]
+    return replay_cache_ttls(rollup, repeated, ttls, by=by, per_key=per_key)
 
 
 def batch_dimension(settings: ModelsSettings, whatif: WhatIfSettings) -> str:
@@ -352,10 +351,22 @@ def whatif_budgets(
     dims += [name for cap in caps for name in cap.filters]
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         window = _window(warehouse, settings, since, until, days)
-        rollup = _rollup(warehouse, window, dims, ("requests", "cost_usd")) if window else None
-        if window is None or rollup is None or not rollup.collect_schema().names():
-            empty = _empty("budgets as caps")
-            return CapsReplay(empty, pl.DataFrame(), pl.DataFrame())
+        if window is None:
+            return CapsReplay(_empty("budgets as caps"), pl.DataFrame(), pl.DataFrame())
+        # the spend of the periods the window starts in, from their start
+        lead = min(
+            period_bounds(budget, window.since, config.timezone)[0]
+            for budget in config.budgets
+            if budget.period != "rolling"
+        )
+        rollup = _rollup(
+            warehouse,
+            _Window(min(lead, window.since), window.until),
+            dims,
+            ("requests", "cost_usd"),
+        )
+        if not rollup.collect_schema().names():
+            return CapsReplay(_empty("budgets as caps"), pl.DataFrame(), pl.DataFrame())
         replay = replay_caps(
             rollup,
             caps,
@@ -363,6 +374,7 @@ def whatif_budgets(
                 warehouse.con, _narrowed(settings, dims), hours=hours, stored_costs=True
             ),
             user=user,
+            since=window.since,
         )
     answer = window.stamp(replay.whatif)
     answer = dataclasses.replace(answer, notes=(*answer.notes, *notes))

@@ -8,7 +8,13 @@ reads what each needs: rollups where they suffice, raw requests only where neede
 """
 
 from models.whatif.batch import batch_price_table, batch_savings
-from models.whatif.cache_ttl import DEFAULT_CACHE_BY, TTL_CHOICES, parse_ttl, replay_cache_ttl
+from models.whatif.cache_ttl import (
+    DEFAULT_CACHE_BY,
+    TTL_CHOICES,
+    parse_ttl,
+    replay_cache_ttl,
+    replay_cache_ttls,
+)
 from models.whatif.caps import CAP_PERIODS, CapsReplay, SpendCap, replay_caps
 from models.whatif.common import TOKENS, WhatIf
 from models.whatif.config import (
@@ -40,6 +46,7 @@ __all__ = [
     "opportunities",
     "parse_ttl",
     "replay_cache_ttl",
+    "replay_cache_ttls",
     "replay_caps",
     "scope_filters",
     "switch_models",

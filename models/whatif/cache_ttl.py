@@ -34,7 +34,13 @@ import polars as pl
 from models.cache import ROUTE
 from models.whatif.common import WhatIf, summed
 
-__all__ = ["DEFAULT_CACHE_BY", "TTL_CHOICES", "parse_ttl", "replay_cache_ttl"]
+__all__ = [
+    "DEFAULT_CACHE_BY",
+    "TTL_CHOICES",
+    "parse_ttl",
+    "replay_cache_ttl",
+    "replay_cache_ttls",
+]
 
 DEFAULT_CACHE_BY: Final = ROUTE
 TTL_CHOICES: Final = {
@@ -75,10 +81,36 @@ def replay_cache_ttl(
     ``request_hash``, ``status_code``, ``cached``, ``rate_limited``, ``cost_usd``,
     ``saved_usd``, ``api_key`` with ``per_key``, and the ``by`` columns), same scope.
     """
-    if ttl <= timedelta(0):
+    return replay_cache_ttls(rollup, repeated, [ttl], by=by, per_key=per_key)[0]
+
+
+def replay_cache_ttls(
+    rollup: pl.LazyFrame,
+    repeated: pl.LazyFrame,
+    ttls: Sequence[timedelta],
+    *,
+    by: Sequence[str] = DEFAULT_CACHE_BY,
+    per_key: bool = False,
+) -> list[WhatIf]:
+    """``replay_cache_ttl`` for each of ``ttls``, the requests grouped and sorted once."""
+    if any(ttl <= timedelta(0) for ttl in ttls):
         raise ValueError("the TTL must be above 0")
-    keys = list(by)
-    changed = _changes(repeated, ttl, per_key=per_key)
+    answered = _answered(repeated, per_key=per_key)
+    return [_replayed(rollup, answered, ttl, list(by), per_key) for ttl in ttls]
+
+
+def _replayed(
+    rollup: pl.LazyFrame,
+    answered: tuple[pl.DataFrame, np.ndarray],
+    ttl: timedelta,
+    keys: list[str],
+    per_key: bool,
+) -> WhatIf:
+    """One TTL's replay of the grouped requests (``_answered``), summed by ``keys``."""
+    frame, starts = answered
+    ts = frame["ts"].dt.epoch("us").to_numpy()
+    hits = _replay(ts, starts, frame["cached"].to_numpy(), int(ttl / timedelta(microseconds=1)))
+    changed = frame.lazy().with_columns(pl.Series("replay_hit", hits))
     extra = (pl.col("replay_hit") & ~pl.col("cached")).alias("extra")
     lost = (~pl.col("replay_hit") & pl.col("cached")).alias("lost")
     deltas = changed.select(
@@ -127,8 +159,8 @@ def replay_cache_ttl(
     return WhatIf(f"response cache TTL {_label(ttl)}", table, _notes(per_key))
 
 
-def _changes(repeated: pl.LazyFrame, ttl: timedelta, *, per_key: bool) -> pl.LazyFrame:
-    """The answered repeated requests with ``replay_hit``, in group and time order."""
+def _answered(repeated: pl.LazyFrame, *, per_key: bool) -> tuple[pl.DataFrame, np.ndarray]:
+    """The answered repeated requests in group and time order, and where groups start."""
     group = [*_GROUP, "api_key"] if per_key else list(_GROUP)
     answered = (
         repeated.filter(
@@ -140,11 +172,8 @@ def _changes(repeated: pl.LazyFrame, ttl: timedelta, *, per_key: bool) -> pl.Laz
         .collect()
     )
     if answered.is_empty():
-        return answered.lazy().with_columns(pl.lit(False).alias("replay_hit"))
-    answered, starts = _grouped(answered, group)
-    ts = answered["ts"].dt.epoch("us").to_numpy()
-    hits = _replay(ts, starts, answered["cached"].to_numpy(), int(ttl / timedelta(microseconds=1)))
-    return answered.lazy().with_columns(pl.Series("replay_hit", hits))
+        return answered, np.zeros(0, dtype=bool)
+    return _grouped(answered, group)
 
 
 def _grouped(frame: pl.DataFrame, group: list[str]) -> tuple[pl.DataFrame, np.ndarray]:

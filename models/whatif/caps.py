@@ -11,6 +11,8 @@ The replay reads hourly rollups and the raw requests of one hour per refused sco
 period only: hours whose cumulative spend stays under the amount are allowed whole, hours
 after the crossing hour are refused whole, and the crossing hour's requests are replayed
 one by one in time order. Each cap is replayed alone, as if it were the only one.
+A period that began before the replayed window counts the spend since its start (the
+caller reads the rollup from there).
 """
 
 from __future__ import annotations
@@ -63,14 +65,19 @@ def replay_caps(
     requests_of: RequestsOfHours,
     *,
     user: str = "user",
+    since: datetime | None = None,
 ) -> CapsReplay:
     """Replay ``caps`` on ``rollup`` (hourly rows with ``hour``, ``requests``,
     ``cost_usd``, ``user`` and the caps' filter and split dimensions); ``requests_of``
     reads the raw requests of the crossing hours (``ts``, ``log_id``, ``cost_usd``, the
-    same dimensions)."""
+    same dimensions). With ``since``, the rollup's earlier hours (from the start of each
+    cap's period that holds ``since``) count towards the spend and only the requests
+    from ``since`` on are replayed and reported."""
     if not caps:
         raise ValueError("no cap to replay")
     marked = [_refusals_by_hour(rollup, cap) for cap in caps]
+    if since is not None:
+        marked = [frame.filter(pl.col("hour") >= since) for frame in marked]
     crossing = pl.concat([frame.filter(pl.col("_crossing")) for frame in marked])
     hours = sorted(set(crossing["hour"].to_list()))
     raw = requests_of(hours).collect() if hours else pl.DataFrame()

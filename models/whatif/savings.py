@@ -73,7 +73,8 @@ def switch_candidates(usage: pl.DataFrame) -> list[tuple[str, str, list[str]]]:
     pairs = priced.select("provider", "model", "endpoint").unique().drop_nulls()
     found = []
     for provider, model in sorted(set(pairs.select("provider", "model").rows())):
-        endpoints = set(pairs.filter(pl.col("model") == model)["endpoint"].to_list())
+        served = pairs.filter((pl.col("provider") == provider) & (pl.col("model") == model))
+        endpoints = set(served["endpoint"].to_list())
         in_use = {
             other
             for other_provider, other, endpoint in pairs.rows()

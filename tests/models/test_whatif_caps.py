@@ -95,3 +95,20 @@ def test_periods_follow_the_caps_time_zone() -> None:
     assert utc.whatif.totals() == {}  # type: ignore[attr-defined]
     assert utc.whatif.table["affected_requests"].to_list() == [1]  # type: ignore[attr-defined]
     assert local.whatif.table["affected_requests"].to_list() == [0]  # type: ignore[attr-defined]
+
+
+def test_a_window_that_starts_inside_a_period_counts_the_periods_earlier_spend() -> None:
+    """Replaying from 11:00 with the rollup from midnight: a's $3 of 10:00 still counts, so
+    the same four requests are refused; 10:00's requests are not reported."""
+    asked: list[list[datetime]] = []
+
+    def requests_of(hours: list[datetime]) -> pl.LazyFrame:
+        asked.append(hours)
+        return RAW.lazy().filter(pl.col("ts").dt.truncate("1h").is_in(hours))
+
+    cap = SpendCap("per-agent", 4.0, "daily", split_by="agent")
+    result = replay_caps(rollup_of(RAW), [cap], requests_of, since=HOUR + H)
+    assert result.whatif.table.select(
+        "scope", "requests", "affected_requests", "saving_usd"
+    ).rows() == [("agent=a", 6, 4, 6.0)]
+    assert asked == [[HOUR + H]]
