@@ -45,6 +45,8 @@ demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> 
 	@$(BIN)/aigw report forecast --db $(DB) --now 2026-11-20T13:00:00
 	@echo "== cache (aigw report cache)"
 	@$(BIN)/aigw report cache --db $(DB) --candidates 3
+	@echo "== what would have saved the most (aigw report savings)"
+	@$(BIN)/aigw report savings --db $(DB) --top 5
 	@echo "== FinOps FOCUS export (aigw export focus)"
 	@$(BIN)/aigw export focus data/focus.parquet --db $(DB)
 	@echo "== budget and anomaly alerts to data/outbox (aigw alerts run)"

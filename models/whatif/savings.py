@@ -51,6 +51,7 @@ SAVINGS_COLUMNS: Final = (
     "evidence",
 )
 _MONTH_DAYS: Final = 30.0
+_NOTHING: Final = 1e-9  # USD: below it a saving is rounding, not an opportunity
 _SECONDS: Final = {"5m": 300, "1h": 3600, "24h": 86400}
 
 
@@ -80,9 +81,13 @@ def switch_candidates(usage: pl.DataFrame) -> list[tuple[str, str, list[str]]]:
             for other_provider, other, endpoint in pairs.rows()
             if family(other_provider) == family(provider) and endpoint in endpoints
         }
-        siblings = {model + suffix for suffix in SIBLING_SUFFIXES}
-        known = price_table([(provider, name) for name in siblings])["model"].to_list()
-        candidates = sorted((in_use | set(known)) - {model})
+        catalogue = price_table(
+            [(provider, name) for name in (model, *(model + s for s in SIBLING_SUFFIXES))]
+        ).select("model", "price_ref")
+        own = set(catalogue.filter(pl.col("model") == model)["price_ref"].to_list())
+        # a name the catalogue matches to the model's own entry is not a sibling
+        siblings = catalogue.filter(~pl.col("price_ref").is_in(list(own)))["model"].to_list()
+        candidates = sorted((in_use | set(siblings)) - {model})
         if candidates:
             found.append((provider, model, candidates))
     return found
@@ -105,7 +110,7 @@ def _model_opportunities(
             except ModelsError:
                 continue  # no price on this provider: not a candidate
             saving = float(answer.totals()["saving_usd"])
-            if saving > 0 and (best is None or saving > best[0]):
+            if saving > _NOTHING and (best is None or saving > best[0]):
                 best = (saving, candidate, answer)
         if best is None:
             continue
@@ -134,7 +139,7 @@ def _cache_opportunities(replays: Mapping[str, WhatIf]) -> list[_Found]:
         for row in answer.table.iter_rows(named=True):
             key = (str(row["gateway"]), str(row["endpoint"]))
             saving = float(row["saving_usd"] or 0.0)
-            if saving > 0 and (key not in best or saving > best[key][0]):
+            if saving > _NOTHING and (key not in best or saving > best[key][0]):
                 best[key] = (saving, label, row)
     rows = []
     for (gateway, endpoint), (_, label, row) in best.items():
@@ -164,7 +169,7 @@ def _batch_opportunities(answer: WhatIf | None, dimension: str) -> list[_Found]:
         return []
     rows = []
     for row in answer.table.iter_rows(named=True):
-        if not (row["saving_usd"] or 0) > 0:
+        if not (row["saving_usd"] or 0) > _NOTHING:
             continue
         value = row[dimension]
         rows.append(

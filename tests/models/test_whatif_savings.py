@@ -69,15 +69,18 @@ def test_the_list_ranks_a_switch_a_batch_api_and_a_cache_ttl_by_saving_per_month
 
 def test_candidates_are_the_familys_models_on_the_same_endpoint_and_catalogue_siblings() -> None:
     """gpt-4.1 on chat: gpt-4.1-mini and gpt-4.1-nano from the catalogue, and gpt-4o-mini in
-    use on chat; never text-embedding-3-small, used on embeddings."""
+    use on chat; never text-embedding-3-small, used on embeddings; and not
+    claude-3-5-haiku-lite, a name the catalogue matches to claude-3-5-haiku itself."""
     usage = rollup(
         {"model": "gpt-4.1", "cost_source": "catalog"},
         {"model": "gpt-4o-mini", "cost_source": "catalog"},
         {"model": "text-embedding-3-small", "endpoint": "embeddings", "cost_source": "catalog"},
+        {"provider": "anthropic", "model": "claude-3-5-haiku", "cost_source": "catalog"},
     ).collect()
     found = {model: candidates for _, model, candidates in switch_candidates(usage)}
     assert found["gpt-4.1"] == ["gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o-mini"]
     assert "text-embedding-3-small" not in found["gpt-4o-mini"]
+    assert "claude-3-5-haiku" not in found
 
 
 def test_a_scope_reads_back_as_the_filters_of_its_link() -> None:
