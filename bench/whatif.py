@@ -128,9 +128,7 @@ def main() -> None:
         "cache TTL 5m": lambda: whatif_cache(db, settings, parse_ttl("5m")),
         "cache TTL 24h": lambda: whatif_cache(db, settings, parse_ttl("24h")),
         "batch API (2 non-interactive agents)": lambda: whatif_batch(db, settings, whatif),
-        "budgets as caps (daily per agent, monthly)": lambda: whatif_budgets(
-            db, settings, budgets
-        ),
+        "budgets as caps (daily per agent, monthly)": lambda: whatif_budgets(db, settings, budgets),
         "savings report (30 days)": lambda: savings_report(db, settings, whatif),
     }
     for name, run in runs.items():
