@@ -25,7 +25,7 @@ from app.console import (
     write_rows,
 )
 from app.display import usd_fine
-from app.reports_cli import ColumnsOption, SinceOption, UntilOption, _filters, _split, warehouse
+from app.reports_cli import ColumnsOption, SinceOption, UntilOption, _filters, _split
 from app.service import (
     DEFAULT_DAYS,
     Savings,
@@ -247,7 +247,7 @@ def savings_command(
     with user_errors(verbose):
         settings = _settings(config)
         report = savings_report(
-            warehouse(db, config),
+            settings.warehouse_for(db),
             settings.models,
             settings.whatif,
             until=parse_time(until, "--until"),

@@ -27,6 +27,7 @@ import polars as pl
 
 from core.errors import ModelsError
 from models.pricing import price_table
+from models.whatif.cache_ttl import parse_ttl
 from models.whatif.common import WhatIf
 from models.whatif.switch import ModelSwitch, RequestsOfModels, family, switch_models
 
@@ -52,7 +53,6 @@ SAVINGS_COLUMNS: Final = (
 )
 _MONTH_DAYS: Final = 30.0
 _NOTHING: Final = 1e-9  # USD: below it a saving is rounding, not an opportunity
-_SECONDS: Final = {"5m": 300, "1h": 3600, "24h": 86400}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +143,7 @@ def _cache_opportunities(replays: Mapping[str, WhatIf]) -> list[_Found]:
                 best[key] = (saving, label, row)
     rows = []
     for (gateway, endpoint), (_, label, row) in best.items():
-        seconds = int(_SECONDS[label])
+        seconds = int(parse_ttl(label).total_seconds())
         rows.append(
             _Found(
                 kind="cache",
