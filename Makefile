@@ -6,7 +6,7 @@ DB     := data/aigw.duckdb
 PORT   ?= 8501
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test system-deps lint typecheck pytest bench bench-models bench-proxy bench-dashboard sample-data clean
+.PHONY: help demo test system-deps lint typecheck pytest bench bench-models bench-whatif bench-proxy bench-dashboard sample-data clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,6 +45,8 @@ demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> 
 	@$(BIN)/aigw report forecast --db $(DB) --now 2026-11-20T13:00:00
 	@echo "== cache (aigw report cache)"
 	@$(BIN)/aigw report cache --db $(DB) --candidates 3
+	@echo "== what would have saved the most (aigw report savings)"
+	@$(BIN)/aigw report savings --db $(DB) --top 5
 	@echo "== FinOps FOCUS export (aigw export focus)"
 	@$(BIN)/aigw export focus data/focus.parquet --db $(DB)
 	@echo "== budget and anomaly alerts to data/outbox (aigw alerts run)"
@@ -81,6 +83,9 @@ bench: $(BIN)/.installed ## Ingest benchmark: 1,000,000 records of 1.8 KB, then 
 
 bench-models: $(BIN)/.installed ## Models benchmark (10,000,000 requests; see README, Performance)
 	$(BIN)/python bench/models.py
+
+bench-whatif: $(BIN)/.installed ## What-if and savings benchmark (10,000,000 requests; docs/performance.md)
+	$(BIN)/python bench/whatif.py
 
 sample-data: $(BIN)/.installed ## Regenerate the committed samples (Cloudflare-shaped logs, gateway logs)
 	$(BIN)/python sample_data/generate.py

@@ -43,6 +43,7 @@ from app.settings import load_settings
 from app.statement_cli import statement_command
 from app.unit_cost_cli import unit_cost_command
 from app.watch import parse_interval, print_quality, print_refreshed, run_watch
+from app.whatif_cli import savings_command, whatif_command
 from core.errors import ConfigError
 from core.warehouse import run_sql
 from ingest import (
@@ -72,6 +73,8 @@ cli.command("dashboard")(dashboard_command)
 cli.command("maintain")(maintain_command)
 cli.command("statement")(statement_command)
 report_app.command("unit-cost")(unit_cost_command)
+cli.command("whatif")(whatif_command)
+report_app.command("savings")(savings_command)
 
 
 @cli.command("ingest")

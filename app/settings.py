@@ -4,8 +4,8 @@
 Precedence, highest first: a flag, then its environment variable, then ``aigw.toml``,
 then the built-in default. ``aigw.toml`` is ``--config``, else ``$AIGW_CONFIG``, else
 ``./aigw.toml`` when present; its only tables are ``[models]``, ``[ingest]``,
-``[warehouse]``, ``[engine]``, ``[statements]`` and ``[outcomes]``, and any other key is an
-error naming the file and the key.
+``[warehouse]``, ``[engine]``, ``[statements]``, ``[outcomes]`` and ``[whatif]``, and any
+other key is an error naming the file and the key.
 
 The warehouse: ``--db`` (or ``$AIGW_DB``) naming a file other than the default is that
 DuckDB file; otherwise ``[warehouse]`` decides (``kind = "iceberg"``: a lakehouse).
@@ -33,15 +33,17 @@ from models import (
     ModelsSettings,
     OutcomeSettings,
     StatementSettings,
+    WhatIfSettings,
     models_settings_from,
     outcome_settings_from,
     statement_settings_from,
+    whatif_settings_from,
 )
 
 __all__ = ["PRIVATE_KEY_ENV", "Settings", "load_settings", "resolve_warehouse"]
 
 PRIVATE_KEY_ENV: Final = "AIGW_PRIVATE_KEY"  # the PEM itself (AIGW_PRIVATE_KEY_FILE: a path)
-_SECTIONS: Final = ("models", "ingest", "warehouse", "engine", "statements", "outcomes")
+_SECTIONS: Final = ("models", "ingest", "warehouse", "engine", "statements", "outcomes", "whatif")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class Settings:
     warehouse: WarehouseTarget = DEFAULT_DB_PATH  # an Iceberg one carries its [engine]
     statements: StatementSettings = field(default_factory=StatementSettings)
     outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
+    whatif: WhatIfSettings = field(default_factory=WhatIfSettings)
 
     def warehouse_for(self, db: Path) -> WarehouseTarget:
         """The warehouse a command opens: ``db`` when it names another file than the
@@ -97,6 +100,7 @@ def load_settings(
         ),
         statements=statement_settings_from(path, table(path, document, "statements")),
         outcomes=outcome_settings_from(path, table(path, document, "outcomes")),
+        whatif=whatif_settings_from(path, table(path, document, "whatif")),
     )
 
 

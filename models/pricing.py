@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import csv
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +45,7 @@ __all__ = [
     "load_price_file",
     "price_key",
     "price_table",
+    "variant_prices",
 ]
 
 # Cloudflare AI Gateway provider slugs -> genai-prices provider ids. Slugs missing
@@ -119,6 +120,9 @@ PRICE_SCHEMA: Final = pl.Schema(
 )
 _UNITS: Final = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 OVERRIDE_RANK: Final = 1_000_000
+# A price variant's rows rank above the standard rows of their position and below the
+# next position's (ranks are position * 100 + tier).
+_VARIANT_RANK: Final = 50
 
 
 def price_table(
@@ -154,8 +158,17 @@ def catalog_prices(pairs: Iterable[tuple[str, str]]) -> pl.DataFrame:
 
     Each pair is looked up as ``price_key`` reads it; its rows carry the pair as given.
     """
-    snapshot = get_snapshot()
     rows: list[dict[str, Any]] = []
+    for provider, model, info in _catalog_models(pairs):
+        rows.extend(_model_rows(provider, model, info))
+    return pl.DataFrame(rows, schema=PRICE_SCHEMA, orient="row") if rows else _empty()
+
+
+def _catalog_models(
+    pairs: Iterable[tuple[str, str]],
+) -> Iterator[tuple[str, str, gp_types.ModelInfo]]:
+    """(provider slug, model, catalogue entry) of each pair the catalogue knows, in order."""
+    snapshot = get_snapshot()
     for provider, model in sorted(set(pairs)):
         if not model:
             continue
@@ -167,8 +180,55 @@ def catalog_prices(pairs: Iterable[tuple[str, str]]) -> pl.DataFrame:
             _, info = snapshot.find_provider_model(name, None, provider_id, None)
         except LookupError:
             continue
-        rows.extend(_model_rows(provider, model, info))
+        yield provider, model, info
+
+
+def variant_prices(pairs: Iterable[tuple[str, str]], when: Mapping[str, str]) -> pl.DataFrame:
+    """Rows of the catalogue's price variants selected by ``when`` (``{"processing":
+    "batch"}``: the batch APIs' prices) for ``pairs``; pairs without such a variant get none.
+
+    Each standard row (see ``catalog_prices``) gets a twin with the variant's prices where
+    it sets them (the standard ones elsewhere, as in genai-prices), the variant's own start
+    date or time-of-day window added to its conditions, and a rank above its standard row.
+    When several variants match, the first one is used.
+    """
+    rows: list[dict[str, Any]] = []
+    for provider, model, info in _catalog_models(pairs):
+        variant = next(
+            (
+                entry
+                for entry in info.price_variants or ()
+                if all(entry.when.get(key) == value for key, value in when.items())
+            ),
+            None,
+        )
+        if variant is not None:
+            rows.extend(_variant_rows(provider, model, info, variant))
     return pl.DataFrame(rows, schema=PRICE_SCHEMA, orient="row") if rows else _empty()
+
+
+def _variant_rows(
+    provider: str, model: str, info: gp_types.ModelInfo, variant: gp_types.PriceVariant
+) -> list[dict[str, Any]]:
+    rows = []
+    for row in _model_rows(provider, model, info):
+        constraint = variant.constraint
+        if isinstance(constraint, gp_types.StartDateConstraint):
+            start = datetime.combine(constraint.start_date, datetime.min.time(), tzinfo=UTC)
+            row["valid_from"] = max(row["valid_from"] or start, start)
+        elif isinstance(constraint, gp_types.TimeOfDateConstraint):
+            if row["daily_start_min"] is not None:
+                continue  # two windows on one row: not representable, the standard row stays
+            row["daily_start_min"] = _minutes(constraint.start_time)
+            row["daily_end_min"] = _minutes(constraint.end_time)
+        for unit in _UNITS:
+            value = getattr(variant.prices, unit, None)
+            if value is not None:
+                row[unit] = _price_at(value, row["above_input_tokens"])
+        row["rank"] += _VARIANT_RANK
+        row["price_ref"] = f"{info.id} ({', '.join(variant.when.values())})"
+        rows.append(row)
+    return rows
 
 
 def _model_rows(provider: str, model: str, info: gp_types.ModelInfo) -> list[dict[str, Any]]:

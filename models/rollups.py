@@ -73,12 +73,14 @@ def costed_requests(
     since: datetime | None = None,
     until: datetime | None = None,
     hours: list[datetime] | None = None,
+    models: Sequence[str] | None = None,
     overrides: pl.DataFrame | None = None,
     with_request_hash: bool = False,
     repeated_at_least: int | None = None,
     repeated_in: Literal["hour", "range"] = "hour",
 ) -> pl.LazyFrame:
-    """Requests (in ``[since, until)`` and ``hours`` when given) with their cost columns.
+    """Requests (in ``[since, until)``, and ``hours`` and ``models`` when given) with their
+    cost columns.
 
     ``overrides`` are the user price rows; when None they are read from
     ``settings.prices``. ``with_request_hash``, ``repeated_at_least`` and ``repeated_in``
@@ -90,6 +92,7 @@ def costed_requests(
         since=since,
         until=until,
         hours=hours,
+        models=models,
         with_request_hash=with_request_hash,
         repeated_at_least=repeated_at_least,
         repeated_in=repeated_in,

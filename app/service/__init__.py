@@ -29,16 +29,29 @@ from app.service.statements import (
     team_budgets,
     unit_cost_report,
 )
+from app.service.whatif import (
+    DEFAULT_DAYS,
+    Savings,
+    batch_dimension,
+    savings_report,
+    whatif_batch,
+    whatif_budgets,
+    whatif_cache,
+    whatif_switch,
+)
 
 __all__ = [
+    "DEFAULT_DAYS",
     "BatchOutcome",
     "CacheReport",
     "IngestOutcome",
     "RequestDetail",
+    "Savings",
     "SpendReport",
     "StatementsReport",
     "UnitCostReport",
     "anomaly_report",
+    "batch_dimension",
     "cache_report",
     "cost_report",
     "data_span",
@@ -50,8 +63,13 @@ __all__ = [
     "refresh",
     "refresh_and_alert",
     "request_detail",
+    "savings_report",
     "statements_report",
     "team_budgets",
     "unit_cost_report",
     "watch_and_alert",
+    "whatif_batch",
+    "whatif_budgets",
+    "whatif_cache",
+    "whatif_switch",
 ]

@@ -9,7 +9,7 @@ dimensions. The caller owns the connection (one thread).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final, Literal, Protocol
 
@@ -81,11 +81,14 @@ def read_requests(
     since: datetime | None = None,
     until: datetime | None = None,
     hours: list[datetime] | None = None,
+    models: Sequence[str] | None = None,
     with_request_hash: bool = False,
     repeated_at_least: int | None = None,
     repeated_in: Literal["hour", "range"] = "hour",
+    stored_costs: bool = False,
 ) -> pl.LazyFrame:
-    """Requests with ``since <= ts < until`` (and, if given, in the listed hours).
+    """Requests with ``since <= ts < until`` (and, if given, in the listed hours and of
+    the listed ``models``).
 
     ``with_request_hash`` adds ``request_hash``: the gateway's cache key hash
     (the ``cache_key_hash`` column, or ``extra.CacheKeyHash`` in rows loaded before schema
@@ -94,7 +97,10 @@ def read_requests(
     ``repeated_at_least`` (with ``with_request_hash``) keeps only requests whose hash
     occurs that many times or more in their UTC hour (``repeated_in="hour"``) or in the
     whole range (``"range"``): what repeated-prompt detection and cache candidates need,
-    selected in DuckDB so the other requests are never transferred.
+    selected in DuckDB so the other requests are never transferred. ``stored_costs`` adds
+    each request's effective cost as the last rollup refresh stored it in
+    ``request_costs`` (``cost_usd``, ``saved_usd``; null for a request loaded since): one
+    join, where pricing millions of requests again would take longer than reading them.
     """
     dims = [
         f"json_extract_string(metadata, ${name}_path) AS {name}" for name in settings.dimensions
@@ -110,6 +116,10 @@ def read_requests(
         params["hours"] = hours
         params["first_hour"] = min(hours) if hours else datetime.now()
         params["last_hour"] = max(hours) if hours else datetime.now()
+    in_time = " AND ".join(where)  # request_costs has ts too: the same rows' costs
+    if models is not None:
+        where.append("model IN (SELECT unnest($models::VARCHAR[]))")
+        params["models"] = list(models)
     sql = (
         f"SELECT {', '.join(REQUEST_COLUMNS)}, "
         "coalesce(api_key_id, json_extract_string(extra, '$.ApiKeyId')) AS api_key"
@@ -123,6 +133,12 @@ def read_requests(
             f"(PARTITION BY {_REPEAT_PARTITION[repeated_in]}) >= $repeated_at_least"
         )
         params["repeated_at_least"] = repeated_at_least
+    if stored_costs:
+        sql = (
+            f"SELECT q.*, c.effective_cost_usd AS cost_usd, c.saved_usd FROM ({sql}) AS q "
+            "LEFT JOIN (SELECT log_id, effective_cost_usd, saved_usd FROM request_costs "
+            f"WHERE {in_time}) AS c USING (log_id)"
+        )
     table = con.execute(sql, params).to_arrow_table()
     frame = pl.DataFrame(pl.from_arrow(table))
     return frame.lazy().with_columns(pl.col("ts").dt.convert_time_zone("UTC"))

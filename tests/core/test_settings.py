@@ -35,7 +35,8 @@ def test_a_misspelt_budget_key_is_an_error_not_a_budget_for_everything(tmp_path:
     [
         (
             "[model]\ntenant = 'team'\n",
-            "unknown key 'model' (known: engine, ingest, models, outcomes, statements, warehouse)",
+            "unknown key 'model' (known: engine, ingest, models, outcomes, statements, warehouse, "
+            "whatif)",
         ),
         ("[models]\ntennant = 'team'\n", "[models]: unknown key 'tennant'"),
         ("[ingest]\nqualty = 'warn'\n", "[ingest]: unknown key 'qualty'"),
@@ -43,6 +44,7 @@ def test_a_misspelt_budget_key_is_an_error_not_a_budget_for_everything(tmp_path:
         ("[statements]\nallocate = 'none'\n", "[statements]: unknown key 'allocate'"),
         ("[outcomes]\nunit = 'ticket_id'\n", "[outcomes]: unknown key 'unit'"),
         ("[outcomes]\nunit_key = 3\n", "[outcomes] unit_key must name a metadata key"),
+        ("[whatif]\nbatch_keys = 'agent'\n", "[whatif]: unknown key 'batch_keys'"),
     ],
 )
 def test_unknown_keys_in_aigw_toml_name_the_file_and_the_key(

@@ -1,0 +1,449 @@
+"""What-ifs and the savings report over the warehouse: settings in, answers out.
+
+Each function opens the warehouse read-only, reads the hourly rollups by the few
+dimensions its what-if needs (summed in DuckDB), and raw requests only where the rollups
+cannot answer exactly (``models.whatif``): the crossing hours of a budget, the repeated
+requests of a cache replay, a target whose price depends on each request. The window is
+``[since, until)``; without bounds it is the ``days`` days up to the end of the newest
+data. ``ConfigError`` for an unknown dimension, an empty window or a bad setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from alerts import load_alerts_config, period_bounds
+from app.service.reports import _check_dimensions, _check_window
+from core.errors import ConfigError
+from core.lake import WarehouseTarget
+from core.warehouse import Warehouse, open_warehouse, read_requests, rollup_span
+from models import (
+    DEFAULT_CACHE_BY,
+    DEFAULT_SWITCH_BY,
+    TTL_CHOICES,
+    CapsReplay,
+    ModelsSettings,
+    ModelSwitch,
+    SpendCap,
+    WhatIf,
+    WhatIfSettings,
+    batch_savings,
+    costed_requests,
+    load_price_file,
+    newest_rollup_hour,
+    opportunities,
+    read_rollup,
+    replay_cache_ttls,
+    replay_caps,
+    rollups_stale,
+    switch_models,
+)
+
+__all__ = [
+    "DEFAULT_DAYS",
+    "Savings",
+    "batch_dimension",
+    "savings_report",
+    "whatif_batch",
+    "whatif_budgets",
+    "whatif_cache",
+    "whatif_switch",
+]
+
+DEFAULT_DAYS: Final = 30
+_TOKENS: Final = ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
+_PRICED: Final = ("requests", *_TOKENS, "cost_usd")
+_CACHED: Final = ("requests", "cached_requests", "cost_usd", "saved_usd")
+_USAGE: Final = ("provider", "model", "endpoint", "cost_source")  # what the savings read
+_STALE: Final = "the rollups are behind the warehouse or the settings: run `aigw rollup`"
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """The resolved window, UTC, and whether the rollups lag behind the warehouse."""
+
+    since: datetime
+    until: datetime
+    stale: bool = False
+
+    def days(self, warehouse: Warehouse) -> float:
+        """The days of the window that hold data: from the first rolled-up hour, if later."""
+        span = rollup_span(warehouse.con)
+        start = max(self.since, span[0]) if span else self.since
+        return max((self.until - start) / timedelta(days=1), 1 / 24)
+
+    def stamp(self, answer: WhatIf) -> WhatIf:
+        """``answer`` with this window (and a note when the rollups are stale)."""
+        notes = (*answer.notes, _STALE) if self.stale else answer.notes
+        return dataclasses.replace(answer, window=(self.since, self.until), notes=notes)
+
+
+def _window(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    since: datetime | None,
+    until: datetime | None,
+    days: int,
+) -> _Window | None:
+    """``[since, until)``, an open end being the newest data's end (None: no data)."""
+    if days < 1:
+        raise ConfigError(f"--days {days} must be 1 or more")
+    _check_window(since, until)
+    end = until or newest_rollup_hour(warehouse.con)
+    if end is None:
+        return None
+    start = since or end - timedelta(days=days)
+    _check_window(start, end)
+    return _Window(start, end, stale=rollups_stale(warehouse.con, settings))
+
+
+def _rollup(
+    warehouse: Warehouse, window: _Window, dims: Sequence[str], measures: Sequence[str]
+) -> pl.LazyFrame:
+    keys = list(dict.fromkeys(dims))
+    return read_rollup(
+        warehouse.con, since=window.since, until=window.until, by=keys, measures=measures
+    )
+
+
+def _empty(change: str) -> WhatIf:
+    return WhatIf(change, pl.DataFrame(), ("no rolled-up data in the window",))
+
+
+def _overrides(settings: ModelsSettings) -> pl.DataFrame | None:
+    return load_price_file(settings.prices) if settings.prices is not None else None
+
+
+def _narrowed(settings: ModelsSettings, names: Sequence[str]) -> ModelsSettings:
+    """``settings`` with only the metadata dimensions in ``names``: a raw read extracts
+    no other metadata key (each one is JSON parsed per request)."""
+    dimensions = {name: key for name, key in settings.dimensions.items() if name in names}
+    return dataclasses.replace(settings, dimensions=dimensions)
+
+
+def _models_reader(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    window: _Window,
+    overrides: pl.DataFrame | None,
+    dims: Sequence[str],
+) -> Callable[[list[str]], pl.LazyFrame]:
+    """Reads the window's costed requests of some models, with the dimensions ``dims``."""
+    narrowed = _narrowed(settings, dims)
+
+    def read(models: list[str]) -> pl.LazyFrame:
+        return costed_requests(
+            warehouse,
+            narrowed,
+            since=window.since,
+            until=window.until,
+            models=models,
+            overrides=overrides,
+        )
+
+    return read
+
+
+def whatif_switch(
+    db_path: WarehouseTarget,
+    settings: ModelsSettings,
+    switches: Sequence[ModelSwitch],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    days: int = DEFAULT_DAYS,
+    filters: dict[str, str] | None = None,
+    by: Sequence[str] | None = None,
+    cross_family_ratio: float | None = None,
+) -> WhatIf:
+    """The switched models' requests in the window priced at the targets
+    (``models.whatif.switch``), by ``by`` (default: provider and model)."""
+    by = list(by) if by else list(DEFAULT_SWITCH_BY)
+    _check_dimensions(settings, [*by, *(filters or {})])
+    change = "model " + ", ".join(str(switch) for switch in switches)
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        window = _window(warehouse, settings, since, until, days)
+        if window is None:
+            return _empty(change)
+        dims = ["provider", "model", "cost_source", *by, *(filters or {})]
+        rollup = _rollup(warehouse, window, dims, _PRICED)
+        if not rollup.collect_schema().names():
+            return _empty(change)
+        overrides = _overrides(settings)
+        answer = switch_models(
+            rollup,
+            switches,
+            overrides=overrides,
+            by=by,
+            filters=filters,
+            cross_family_ratio=cross_family_ratio,
+            requests_of=_models_reader(warehouse, settings, window, overrides, dims),
+        )
+    return window.stamp(answer)
+
+
+def whatif_cache(
+    db_path: WarehouseTarget,
+    settings: ModelsSettings,
+    ttl: timedelta,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    days: int = DEFAULT_DAYS,
+    filters: dict[str, str] | None = None,
+    by: Sequence[str] | None = None,
+    per_key: bool = False,
+) -> WhatIf:
+    """The window's identical requests replayed under a response-cache ``ttl``
+    (``models.whatif.cache_ttl``), by ``by`` (default: the route, gateway and endpoint);
+    reads the requests whose hash repeats in the window."""
+    by = list(by) if by else list(DEFAULT_CACHE_BY)
+    _check_dimensions(settings, [*by, *(filters or {})])
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        window = _window(warehouse, settings, since, until, days)
+        if window is None:
+            return _empty("response cache TTL")
+        replays = _cache_replays(
+            warehouse, settings, window, [ttl], filters=filters, by=by, per_key=per_key
+        )
+    return window.stamp(replays[0])
+
+
+def _cache_replays(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    window: _Window,
+    ttls: Sequence[timedelta],
+    *,
+    filters: dict[str, str] | None,
+    by: Sequence[str],
+    per_key: bool = False,
+) -> list[WhatIf]:
+    """One replay per TTL of the same requests (read once, with the costs the rollups were
+    built with)."""
+    rollup = _rollup(warehouse, window, [*by, *(filters or {})], _CACHED)
+    if not rollup.collect_schema().names():
+        return [_empty("response cache TTL") for _ in ttls]
+    repeated = read_requests(
+        warehouse.con,
+        _narrowed(settings, [*by, *(filters or {})]),
+        since=window.since,
+        until=window.until,
+        with_request_hash=True,
+        repeated_at_least=2,
+        repeated_in="range",
+        stored_costs=True,
+    )
+    for name, value in (filters or {}).items():
+        rollup = rollup.filter(pl.col(name) == value)
+        repeated = repeated.filter(pl.col(name) == value)
+    return replay_cache_ttls(rollup, repeated, ttls, by=by, per_key=per_key)
+
+
+def batch_dimension(settings: ModelsSettings, whatif: WhatIfSettings) -> str:
+    """The rollup dimension that carries ``[whatif] batch_key``; ``ConfigError`` when the
+    key is not set or no ``[models.dimensions]`` entry reads it."""
+    if whatif.batch_key is None:
+        raise ConfigError(
+            "no [whatif] batch_key in aigw.toml: name the metadata key that marks "
+            'non-interactive traffic (e.g. batch_key = "interactive")'
+        )
+    for name, key in settings.dimensions.items():
+        if key == whatif.batch_key:
+            return name
+    raise ConfigError(
+        f"[whatif] batch_key {whatif.batch_key!r} is not the metadata key of a "
+        f'[models.dimensions] entry: add {whatif.batch_key} = "{whatif.batch_key}" there '
+        "(the rollups then carry it; run `aigw rollup --full`)"
+    )
+
+
+def whatif_batch(
+    db_path: WarehouseTarget,
+    settings: ModelsSettings,
+    whatif: WhatIfSettings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    days: int = DEFAULT_DAYS,
+    filters: dict[str, str] | None = None,
+    by: Sequence[str] | None = None,
+) -> WhatIf:
+    """The non-interactive traffic of the window at batch prices (``models.whatif.batch``)."""
+    dimension = batch_dimension(settings, whatif)
+    keys = list(by) if by else [dimension]
+    _check_dimensions(settings, [*keys, *(filters or {})])
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        window = _window(warehouse, settings, since, until, days)
+        if window is None:
+            return _empty("batch API")
+        answer = _batch(
+            warehouse, settings, whatif, window, dimension=dimension, by=keys, filters=filters
+        )
+    return window.stamp(answer)
+
+
+def _batch(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    whatif: WhatIfSettings,
+    window: _Window,
+    *,
+    dimension: str,
+    by: Sequence[str],
+    filters: dict[str, str] | None,
+) -> WhatIf:
+    dims = ["provider", "model", "cost_source", dimension, *by, *(filters or {})]
+    rollup = _rollup(warehouse, window, dims, _PRICED)
+    if not rollup.collect_schema().names():
+        return _empty("batch API")
+    overrides = _overrides(settings)
+    return batch_savings(
+        rollup,
+        dimension,
+        whatif.batch_values,
+        whatif.batch_discount,
+        overrides=overrides,
+        by=by,
+        filters=filters,
+        requests_of=_models_reader(warehouse, settings, window, overrides, dims),
+    )
+
+
+def whatif_budgets(
+    db_path: WarehouseTarget,
+    settings: ModelsSettings,
+    budgets: Path,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    days: int = DEFAULT_DAYS,
+    user: str = "user",
+) -> CapsReplay:
+    """The budgets of a ``budgets.toml`` enforced as spend caps over the window
+    (``models.whatif.caps``); rolling budgets are left out (a note says so)."""
+    config = load_alerts_config(budgets, dimensions=settings.all_dimensions)
+    _check_dimensions(settings, [user])
+    caps = [
+        SpendCap(
+            name=budget.name,
+            amount_usd=budget.amount_usd,
+            period=budget.period,
+            filters=dict(budget.filters),
+            split_by=budget.split_by,
+            timezone=config.timezone,
+        )
+        for budget in config.budgets
+        if budget.period != "rolling"
+    ]
+    rolling = [budget.name for budget in config.budgets if budget.period == "rolling"]
+    notes = [f"rolling budgets are not replayed: {', '.join(rolling)}"] if rolling else []
+    if not caps:
+        raise ConfigError(f"{budgets}: no daily, weekly or monthly [[budget]] to replay")
+    dims = [user, *(cap.split_by for cap in caps if cap.split_by)]
+    dims += [name for cap in caps for name in cap.filters]
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        window = _window(warehouse, settings, since, until, days)
+        if window is None:
+            return CapsReplay(_empty("budgets as caps"), pl.DataFrame(), pl.DataFrame())
+        # the spend of the periods the window starts in, from their start
+        lead = min(
+            period_bounds(budget, window.since, config.timezone)[0]
+            for budget in config.budgets
+            if budget.period != "rolling"
+        )
+        rollup = _rollup(
+            warehouse,
+            _Window(min(lead, window.since), window.until),
+            dims,
+            ("requests", "cost_usd"),
+        )
+        if not rollup.collect_schema().names():
+            return CapsReplay(_empty("budgets as caps"), pl.DataFrame(), pl.DataFrame())
+        replay = replay_caps(
+            rollup,
+            caps,
+            lambda hours: read_requests(
+                warehouse.con, _narrowed(settings, dims), hours=hours, stored_costs=True
+            ),
+            user=user,
+            since=window.since,
+        )
+    answer = window.stamp(replay.whatif)
+    answer = dataclasses.replace(answer, notes=(*answer.notes, *notes))
+    return CapsReplay(answer, replay.users, replay.hours)
+
+
+@dataclass(frozen=True, slots=True)
+class Savings:
+    """The savings report: ``table`` (``models.SAVINGS_COLUMNS``), its window, and notes
+    (what-ifs that could not run and why)."""
+
+    table: pl.DataFrame
+    since: datetime | None
+    until: datetime | None
+    notes: tuple[str, ...]
+
+
+def savings_report(
+    db_path: WarehouseTarget,
+    settings: ModelsSettings,
+    whatif: WhatIfSettings,
+    *,
+    until: datetime | None = None,
+    days: int = DEFAULT_DAYS,
+    top: int = 10,
+) -> Savings:
+    """The top opportunities of the ``days`` days up to ``until`` (default: the end of the
+    newest data): model switches, cache TTLs per route and batch APIs, each with its
+    saving per month, evidence and change (``models.whatif.savings``)."""
+    if top < 1:
+        raise ConfigError(f"--top {top} must be 1 or more")
+    notes: list[str] = []
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        window = _window(warehouse, settings, None, until, days)
+        if window is None:
+            return Savings(pl.DataFrame(), None, None, ("no rolled-up data",))
+        usage = _rollup(warehouse, window, _USAGE, _PRICED)
+        if not usage.collect_schema().names():
+            return Savings(pl.DataFrame(), window.since, window.until, ("no data in the window",))
+        overrides = _overrides(settings)
+        ttls = list(TTL_CHOICES.values())
+        replays = _cache_replays(
+            warehouse, settings, window, ttls, filters=None, by=DEFAULT_CACHE_BY
+        )
+        batch, dimension = None, ""
+        try:
+            dimension = batch_dimension(settings, whatif)
+        except ConfigError as err:
+            notes.append(f"batch: {err}")
+        else:
+            batch = _batch(
+                warehouse,
+                settings,
+                whatif,
+                window,
+                dimension=dimension,
+                by=[dimension],
+                filters=None,
+            )
+        table = opportunities(
+            usage,
+            days=window.days(warehouse),
+            overrides=overrides,
+            cache_replays=dict(zip(TTL_CHOICES, replays, strict=True)),
+            batch=batch,
+            batch_dimension=dimension,
+            top=top,
+            requests_of=_models_reader(warehouse, settings, window, overrides, _USAGE),
+        )
+    if window.stale:
+        notes.append(_STALE)
+    return Savings(table, window.since, window.until, tuple(notes))

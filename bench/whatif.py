@@ -1,0 +1,170 @@
+"""What-if benchmark: each what-if and the savings report over a large warehouse.
+
+    python bench/whatif.py [--requests 10000000] [--out bench/out]
+
+1. Builds a warehouse of N synthetic requests in SQL (30 days; the models benchmark's
+   6 models, 4 teams, 200 users, 5 agents, of which 2 are non-interactive; a quarter of
+   the requests repeat one of 200,000 identical requests, about 12 times each), and its
+   rollups, once (reused later).
+2. Times each what-if as ``aigw whatif`` runs it (``app.service``: open the warehouse,
+   read, compute) and the savings report, best of 3, beside ``aigw report cost`` as a
+   yardstick of how busy the machine is.
+
+Prints seconds per step and the peak RSS. Not a test; docs/performance.md records the
+numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# Run as `python bench/whatif.py`, this folder comes first on sys.path; the packages live
+# one level up.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).parent]
+
+from app.service import (  # noqa: E402 - after the sys.path fix above
+    cost_report,
+    refresh,
+    savings_report,
+    whatif_batch,
+    whatif_budgets,
+    whatif_cache,
+    whatif_switch,
+)
+from ingest import open_warehouse  # noqa: E402
+from models import ModelsSettings, ModelSwitch, WhatIfSettings, parse_ttl  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+START = datetime(2026, 10, 1, tzinfo=UTC)
+DIMENSIONS = {"team": "team", "user": "user", "agent": "agent", "interactive": "interactive"}
+BUDGETS = """\
+[channels.outbox]
+type = "outbox"
+folder = "outbox"
+
+[[budget]]
+name = "daily-per-agent"
+amount_usd = 150.0
+period = "daily"
+split_by = "agent"
+channels = ["outbox"]
+
+[[budget]]
+name = "monthly-total"
+amount_usd = 2500.0
+period = "monthly"
+channels = ["outbox"]
+"""
+
+_FILL = """
+INSERT INTO requests (log_id, ts, gateway, provider, model, requested_model, endpoint,
+    status_code, success, cached, rate_limited, duration_ms, tokens_in, tokens_out,
+    cache_read_tokens, cache_write_tokens, cost, step, metadata, log_format, source_file,
+    source_line, ingested_at, cache_key_hash)
+SELECT
+    'whatif-' || $batch || '-' || i,
+    $start::TIMESTAMPTZ + to_microseconds(($offset + i) * $spacing_us),
+    CASE WHEN i % 3 = 0 THEN 'staging' ELSE 'prod' END,
+    models.provider, models.model, models.model,
+    CASE WHEN models.provider = 'anthropic' THEN 'v1/messages' ELSE 'chat/completions' END,
+    CASE WHEN i % 97 = 0 THEN 500 WHEN i % 101 = 0 THEN 429 ELSE 200 END,
+    i % 97 <> 0 AND i % 101 <> 0,
+    i % 9 = 0, i % 101 = 0,
+    200 + (i * 7919) % 3000,
+    100 + (i * 104729) % 4000, 20 + (i * 1299709) % 800,
+    CASE WHEN models.provider = 'anthropic' THEN (i * 31) % 2000 END, NULL,
+    ((100 + (i * 104729) % 4000) * 1.0 + (20 + (i * 1299709) % 800) * 4.0) / 1e6,
+    0,
+    json_object('team', 'team-' || (i % 4), 'user', 'user-' || (i % 200),
+                'agent', 'agent-' || (i % 5),
+                'interactive', CASE WHEN i % 5 >= 3 THEN 'false' ELSE 'true' END),
+    'logpush', 'bench', i, $ingested,
+    CASE WHEN i % 4 = 0 THEN md5((((i + $offset) // 4) % 200000)::VARCHAR) END
+FROM range($count) AS r(i)
+JOIN (VALUES (0, 'openai', 'gpt-4o-mini'), (1, 'openai', 'gpt-4o'),
+             (2, 'anthropic', 'claude-sonnet-4'), (3, 'anthropic', 'claude-3-5-haiku'),
+             (4, 'google-ai-studio', 'gemini-2.0-flash'), (5, 'custom', 'in-house-llm'))
+     AS models(k, provider, model)
+  ON models.k = CASE WHEN i % 100 = 0 THEN 5 ELSE i % 5 END
+"""
+
+
+def main() -> None:
+    """Run the benchmark and print its numbers."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=10_000_000)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    args = parser.parse_args()
+    settings = ModelsSettings(dimensions=DIMENSIONS)
+    db = args.out / f"whatif-{args.requests}.duckdb"
+    if not db.exists():
+        seconds = timed(lambda: build(db, args.requests, settings))
+        print(f"built a warehouse of {args.requests:,} requests and its rollups in {seconds:.0f} s")
+    budgets = args.out / "whatif-budgets.toml"
+    budgets.write_text(BUDGETS)
+    whatif = WhatIfSettings(batch_key="interactive", batch_values=("false",))
+    runs: dict[str, Callable[[], Any]] = {
+        # the yardstick: what the models benchmark measures at 15-17 ms on a quiet machine
+        "reference: aigw report cost --by provider,model": lambda: cost_report(
+            db, settings, by=["provider", "model"]
+        ),
+        "model switch gpt-4o -> gpt-4o-mini": lambda: whatif_switch(
+            db, settings, [ModelSwitch.parse("gpt-4o=gpt-4o-mini")]
+        ),
+        "model switch, by agent, where team=team-1": lambda: whatif_switch(
+            db,
+            settings,
+            [ModelSwitch.parse("gpt-4o=gpt-4o-mini")],
+            by=["agent"],
+            filters={"team": "team-1"},
+        ),
+        "cache TTL 5m": lambda: whatif_cache(db, settings, parse_ttl("5m")),
+        "cache TTL 24h": lambda: whatif_cache(db, settings, parse_ttl("24h")),
+        "batch API (2 non-interactive agents)": lambda: whatif_batch(db, settings, whatif),
+        "budgets as caps (daily per agent, monthly)": lambda: whatif_budgets(db, settings, budgets),
+        "savings report (30 days)": lambda: savings_report(db, settings, whatif),
+    }
+    for name, run in runs.items():
+        best = min(timed(run) for _ in range(3))
+        print(f"{name}: {best:.2f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak:,.0f} MB")
+
+
+def build(path: Path, count: int, settings: ModelsSettings) -> None:
+    """A warehouse of ``count`` synthetic requests over 30 days, with its rollups."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    spacing = 30 * 86_400 * 1_000_000 // count
+    with open_warehouse(path) as warehouse:
+        chunk = 2_000_000
+        for offset in range(0, count, chunk):
+            warehouse.con.execute(
+                _FILL,
+                {
+                    "batch": str(offset),
+                    "start": START,
+                    "offset": offset,
+                    "spacing_us": spacing,
+                    "count": min(chunk, count - offset),
+                    "ingested": datetime.now(tz=UTC),
+                },
+            )
+    refresh(path, settings, full=True)
+
+
+def timed(step: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    step()
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    main()

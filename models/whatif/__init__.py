@@ -1,0 +1,54 @@
+"""What-ifs on the recorded traffic, and the savings they point to.
+
+Pure functions over rollup frames and costed requests (``models.whatif.common``): a
+model switch (``switch``), a response-cache TTL replay (``cache_ttl``), batch API prices
+(``batch``), budgets replayed as spend caps (``caps``), and the opportunities they find
+together (``savings``). The service layer (``app.service``) opens the warehouse and
+reads what each needs: rollups where they suffice, raw requests only where needed.
+"""
+
+from models.whatif.batch import batch_price_table, batch_savings
+from models.whatif.cache_ttl import (
+    DEFAULT_CACHE_BY,
+    TTL_CHOICES,
+    parse_ttl,
+    replay_cache_ttl,
+    replay_cache_ttls,
+)
+from models.whatif.caps import CAP_PERIODS, CapsReplay, SpendCap, replay_caps
+from models.whatif.common import TOKENS, WhatIf
+from models.whatif.config import (
+    DEFAULT_BATCH_DISCOUNT,
+    DEFAULT_BATCH_VALUES,
+    WhatIfSettings,
+    whatif_settings_from,
+)
+from models.whatif.savings import SAVINGS_COLUMNS, opportunities, scope_filters
+from models.whatif.switch import DEFAULT_SWITCH_BY, ModelSwitch, family, switch_models
+
+__all__ = [
+    "CAP_PERIODS",
+    "DEFAULT_BATCH_DISCOUNT",
+    "DEFAULT_BATCH_VALUES",
+    "DEFAULT_CACHE_BY",
+    "DEFAULT_SWITCH_BY",
+    "SAVINGS_COLUMNS",
+    "TOKENS",
+    "TTL_CHOICES",
+    "CapsReplay",
+    "ModelSwitch",
+    "SpendCap",
+    "WhatIf",
+    "WhatIfSettings",
+    "batch_price_table",
+    "batch_savings",
+    "family",
+    "opportunities",
+    "parse_ttl",
+    "replay_cache_ttl",
+    "replay_cache_ttls",
+    "replay_caps",
+    "scope_filters",
+    "switch_models",
+    "whatif_settings_from",
+]

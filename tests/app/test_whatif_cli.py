@@ -1,0 +1,256 @@
+"""`aigw whatif` and `aigw report savings` as a user runs them, on a small real warehouse.
+
+Prices (USD per million tokens, the price file): gpt-4o $10 in, $30 out; gpt-4o-mini $1
+in, $2 out; claude-sonnet-4 $3 in, $15 out. The requests of 2026-04-18 (UTC):
+
+    10:00 gpt-4o  summarizer (interactive false) 1,000 in 100 out, request h1   $0.013
+    10:02 gpt-4o  summarizer (interactive false) the same request h1            $0.013
+    10:03 gpt-4o  summarizer (interactive false) h1 again, a response-cache hit  free ($0.013 saved)
+    10:30 gpt-4o  chat       (interactive true)  2,000 in, request h2           $0.020
+    11:00 claude-sonnet-4 chat (interactive true) 1,000 in 100 out             $0.0045
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import logpush_record, run_aigw, write_ndjson
+
+AT = 1_776_506_400  # 2026-04-18T10:00:00Z, unix seconds
+PRICES = """\
+[[price]]
+provider = "openai"
+model = "gpt-4o"
+input = 10
+output = 30
+
+[[price]]
+provider = "openai"
+model = "gpt-4o-mini"
+input = 1
+output = 2
+
+[[price]]
+provider = "anthropic"
+model = "claude-sonnet-4"
+input = 3
+output = 15
+"""
+CONFIG = """\
+[models]
+prices = "prices.toml"
+
+[models.dimensions]
+team = "team"
+user = "user"
+agent = "agent"
+interactive = "interactive"
+
+[whatif]
+batch_key = "interactive"
+batch_values = ["false"]
+"""
+BUDGETS = """\
+[channels.outbox]
+type = "outbox"
+folder = "outbox"
+
+[[budget]]
+name = "agent-daily"
+amount_usd = 0.015
+period = "daily"
+split_by = "agent"
+channels = ["outbox"]
+"""
+
+
+def record(
+    minute: int, agent: str, tokens_in: int, tokens_out: int, **fields: Any
+) -> dict[str, Any]:
+    interactive = "false" if agent == "summarizer" else "true"
+    return logpush_record(
+        Timestamp=(AT + 60 * minute) * 1_000_000_000,
+        Model=fields.pop("Model", "gpt-4o"),
+        Metrics={"durationMs": 100, "tokensIn": tokens_in, "tokensOut": tokens_out},
+        Metadata={"team": "search", "user": "ana", "agent": agent, "interactive": interactive},
+        **fields,
+    )
+
+
+RECORDS = [
+    record(0, "summarizer", 1_000, 100, CacheKeyHash="h1"),
+    record(2, "summarizer", 1_000, 100, CacheKeyHash="h1"),
+    record(3, "summarizer", 1_000, 100, CacheKeyHash="h1", Cached=True),
+    record(30, "chat", 2_000, 0, CacheKeyHash="h2"),
+    record(60, "chat", 1_000, 100, Provider="anthropic", Model="claude-sonnet-4"),
+]
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("whatif")
+    (root / "prices.toml").write_text(PRICES)
+    (root / "aigw.toml").write_text(CONFIG)
+    (root / "budgets.toml").write_text(BUDGETS)
+    write_ndjson(root / "logs" / "a.log.gz", RECORDS)
+    db = root / "aigw.duckdb"
+    loaded = run_aigw(
+        "ingest", str(root / "logs"), "--db", str(db), "--config", str(root / "aigw.toml")
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    return db, root / "aigw.toml"
+
+
+def whatif(warehouse: tuple[Path, Path], *args: str) -> dict[str, Any]:
+    """`aigw whatif ... --format json`, which must succeed."""
+    db, config = warehouse
+    result = run_aigw("whatif", *args, "--db", str(db), "--config", str(config), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = orjson.loads(result.stdout)
+    return document
+
+
+def test_a_model_switch_reports_current_projected_and_saving(warehouse: tuple[Path, Path]) -> None:
+    """gpt-4o -> gpt-4o-mini: $0.046 now (what `aigw report cost` says), then 2 x $0.0012 +
+    $0.002 = $0.0044: $0.0416 saved on 3 of 4 requests (the cache hit stays free)."""
+    answer = whatif(warehouse, "--model", "gpt-4o=gpt-4o-mini")
+    assert answer["change"] == "model gpt-4o -> gpt-4o-mini"
+    assert answer["since"] == "2026-03-19T12:00:00+00:00"  # 30 days up to the newest data
+    assert answer["until"] == "2026-04-18T12:00:00+00:00"
+    assert answer["totals"] == {
+        "requests": 4,
+        "affected_requests": 3,
+        "current_cost_usd": 0.046,
+        "projected_cost_usd": 0.0044,
+        "saving_usd": 0.0416,
+    }
+    db, config = warehouse
+    cost = run_aigw(
+        "report", "cost", "--by", "model", "--db", str(db), "--config", str(config),
+        "--format", "json",
+    )  # fmt: skip
+    by_model = {row["model"]: row["cost_usd"] for row in orjson.loads(cost.stdout)}
+    assert by_model["gpt-4o"] == answer["totals"]["current_cost_usd"]
+
+
+def test_where_and_by_narrow_and_split_the_switch(warehouse: tuple[Path, Path]) -> None:
+    answer = whatif(
+        warehouse, "--model", "gpt-4o=gpt-4o-mini", "--where", "agent=summarizer", "--by", "agent"
+    )
+    assert answer["rows"] == [
+        {
+            "agent": "summarizer",
+            "requests": 3,
+            "affected_requests": 2,
+            "current_cost_usd": 0.026,
+            "projected_cost_usd": 0.0024,
+            "saving_usd": 0.0236,
+        }
+    ]
+
+
+def test_a_switch_across_families_is_refused_in_one_line(warehouse: tuple[Path, Path]) -> None:
+    db, config = warehouse
+    result = run_aigw(
+        "whatif", "--model", "gpt-4o=anthropic/claude-sonnet-4", "--db", str(db),
+        "--config", str(config),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: openai/gpt-4o -> anthropic/claude-sonnet-4 crosses")
+    assert len(result.stderr.splitlines()) == 1
+    ratio = whatif(
+        warehouse, "--model", "gpt-4o=anthropic/claude-sonnet-4", "--cross-family-ratio", "1"
+    )
+    # 4,000 in x $3 + 200 out x $15 = $0.015
+    assert ratio["totals"]["projected_cost_usd"] == 0.015
+
+
+def test_cache_ttl_replays_identical_requests(warehouse: tuple[Path, Path]) -> None:
+    """5m: the 10:02 repeat of h1 would have been a hit: $0.013 saved. 30s: the 10:03 hit
+    would have expired (filled at 10:02): $0.013 paid again."""
+    five = whatif(warehouse, "--cache-ttl", "5m")
+    assert five["change"] == "response cache TTL 5m"
+    row = five["rows"][0]
+    assert (row["gateway"], row["endpoint"]) == ("prod", "chat/completions")
+    assert (row["extra_hit_requests"], row["lost_hit_requests"], row["saving_usd"]) == (1, 0, 0.013)
+    assert row["cache_saved_usd"] == 0.013
+    thirty = whatif(warehouse, "--cache-ttl", "30s")
+    assert thirty["totals"]["saving_usd"] == -0.013
+
+
+def test_batch_prices_the_non_interactive_traffic(warehouse: tuple[Path, Path]) -> None:
+    """interactive=false is the summarizer's gpt-4o: $0.026 at 50% off (OpenAI's batch API)."""
+    answer = whatif(warehouse, "--batch")
+    assert answer["rows"] == [
+        {
+            "interactive": "false",
+            "requests": 3,
+            "affected_requests": 2,
+            "current_cost_usd": 0.026,
+            "projected_cost_usd": 0.013,
+            "saving_usd": 0.013,
+        }
+    ]
+
+
+def test_budgets_replay_lists_refusals_users_and_hours(warehouse: tuple[Path, Path]) -> None:
+    """$0.015 a day per agent: the summarizer's cache hit at 10:03 comes after $0.026 spent
+    (refused, nothing avoided); chat's 11:00 call after $0.020 (refused, $0.0045 avoided)."""
+    _, config = warehouse
+    answer = whatif(warehouse, "--budgets", str(config.parent / "budgets.toml"))
+    assert answer["totals"] == {}  # each budget's scopes overlap others': no total
+    rows = {row["scope"]: row for row in answer["rows"]}
+    assert rows["agent=summarizer"]["affected_requests"] == 1
+    assert rows["agent=summarizer"]["saving_usd"] == 0.0
+    assert rows["agent=chat"]["affected_requests"] == 1
+    assert rows["agent=chat"]["saving_usd"] == 0.0045
+    assert rows["agent=chat"]["first_refused"] == "2026-04-18T11:00:00+00:00"
+    assert answer["users"] == [
+        {"budget": "agent-daily", "scope": "agent=chat", "user": "ana", "refused_requests": 1,
+         "avoided_usd": 0.0045},
+        {"budget": "agent-daily", "scope": "agent=summarizer", "user": "ana",
+         "refused_requests": 1, "avoided_usd": 0.0},
+    ]  # fmt: skip
+    assert [row["hour"] for row in answer["hours"]] == [
+        "2026-04-18T11:00:00+00:00",
+        "2026-04-18T10:00:00+00:00",
+    ]
+
+
+def test_one_change_must_be_named(warehouse: tuple[Path, Path]) -> None:
+    db, config = warehouse
+    for args in ([], ["--batch", "--cache-ttl", "5m"]):
+        result = run_aigw("whatif", *args, "--db", str(db), "--config", str(config))
+        assert result.returncode == 2
+        assert (
+            result.stderr == "error: name one change: --model, --cache-ttl, --batch or --budgets\n"
+        )
+
+
+def test_the_savings_report_lists_each_change_with_its_monthly_saving(
+    warehouse: tuple[Path, Path],
+) -> None:
+    """Over the 2 hours of data (x360 for 30 days): gpt-4o -> gpt-4o-mini saves $0.0416
+    ($14.976 a month); the batch API and a 5-minute cache $0.013 each ($4.68)."""
+    db, config = warehouse
+    result = run_aigw(
+        "report", "savings", "--db", str(db), "--config", str(config), "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    rows = report["rows"]
+    assert [(row["kind"], row["scope"], row["saving_per_month_usd"]) for row in rows] == [
+        ("model", "provider=openai, model=gpt-4o", 14.976),
+        ("batch", "interactive=false", 4.68),
+        ("cache", "gateway=prod, endpoint=chat/completions", 4.68),
+    ]
+    assert rows[0]["change"] == "model name: request gpt-4o-mini instead of gpt-4o"
+    assert rows[0]["filters"] == {"provider": "openai", "model": "gpt-4o"}
+    assert "cache_ttl_s = 300" in rows[2]["change"]
+    table = run_aigw("report", "savings", "--db", str(db), "--config", str(config))
+    assert table.returncode == 0, table.stderr
+    assert "1. change: model name: request gpt-4o-mini instead of gpt-4o" in table.stdout
