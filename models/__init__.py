@@ -9,7 +9,12 @@ entry points that open the warehouse are the service layer's (``app.service``).
 
 from models.anomalies import detect_anomalies
 from models.cache import cache_candidates, cache_summary
-from models.config import ModelsSettings, load_models_settings, models_settings_from
+from models.config import (
+    COST_RULES_VERSION,
+    ModelsSettings,
+    load_models_settings,
+    models_settings_from,
+)
 from models.cost import COST_COLUMNS, with_cost
 from models.errors import ModelsError, PriceFileError
 from models.focus import focus_rows, write_focus
@@ -85,6 +90,7 @@ from models.whatif import (
 __all__ = [
     "CATALOG_PROVIDERS",
     "COST_COLUMNS",
+    "COST_RULES_VERSION",
     "DEFAULT_CACHE_BY",
     "DEFAULT_SWITCH_BY",
     "GRAINS",

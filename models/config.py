@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,6 +29,7 @@ from core.settings import check_keys, read_toml, table
 
 __all__ = [
     "BUILTIN_DIMENSIONS",
+    "COST_RULES_VERSION",
     "DEFAULT_DIMENSIONS",
     "ModelsSettings",
     "load_models_settings",
@@ -59,7 +62,27 @@ class ModelsSettings:
             stat = self.prices.stat()
             prices = f"{self.prices.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         dims = ",".join(f"{name}={key}" for name, key in self.dimensions.items())
-        return f"dims[{dims}] prices[{prices}]"
+        return (
+            f"dims[{dims}] prices[{prices}] rules[{COST_RULES_VERSION}] "
+            f"catalogue[{catalogue_version()}]"
+        )
+
+
+# The version of the cost rules (models.cost, models.request_pricing, models.pricing's
+# price_key): raised when a rule changes what a stored request costs, so that the first
+# refresh after an upgrade rebuilds every warehouse's rollups at the new rules.
+# 2: a custom cost wins; provider-prefixed model names are priced (schema v7).
+COST_RULES_VERSION: Final = 2
+
+
+@cache
+def catalogue_version() -> str:
+    """The installed genai-prices version: a new catalogue re-prices history, as a new
+    price file does."""
+    try:
+        return version("genai-prices")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def load_models_settings(path: Path | None) -> ModelsSettings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,13 @@ from polars.testing import assert_frame_equal
 from app.service import refresh
 from ingest import IngestSettings, run_ingest
 from models import (
+    COST_RULES_VERSION,
     ModelsSettings,
     RefreshResult,
     hourly_rollup,
     load_price_file,
     price_table,
+    rollups_stale,
     with_cost,
 )
 from tests.conftest import logpush_record, write_ndjson
@@ -232,6 +235,30 @@ def test_a_second_refresh_with_nothing_new_does_nothing(
     before = frame(db_path, "SELECT * FROM rollup_hourly ORDER BY ALL")
     assert refresh(db_path, settings) == RefreshResult(full=False, hours=0, rows=0)
     assert_frame_equal(frame(db_path, "SELECT * FROM rollup_hourly ORDER BY ALL"), before)
+
+
+def test_rollups_of_an_older_aigw_or_catalogue_are_rebuilt_in_full(
+    tmp_path: Path, db_path: Path, settings: ModelsSettings
+) -> None:
+    """The rollups remember the cost rules and genai-prices version they were priced with:
+    a warehouse refreshed by an older aigw (its state has the fingerprint of the time) is
+    stale, and the next refresh re-prices every hour, with the same result here."""
+    load(tmp_path / "logs", db_path, "a", BATCH_A)
+    refresh(db_path, settings)
+    before = frame(db_path, "SELECT * FROM rollup_hourly ORDER BY ALL")
+    fingerprint = settings.fingerprint()
+    assert fingerprint.endswith(f"rules[{COST_RULES_VERSION}] catalogue[{version('genai-prices')}]")
+    older = fingerprint.replace(f"rules[{COST_RULES_VERSION}]", "rules[1]")
+    con = duckdb.connect(str(db_path))
+    try:
+        con.execute("UPDATE rollup_state SET fingerprint = ?", [older])
+        assert rollups_stale(con, settings)
+    finally:
+        con.close()
+    rebuilt = refresh(db_path, settings)
+    assert rebuilt == RefreshResult(full=True, hours=0, rows=before.height)
+    assert_frame_equal(frame(db_path, "SELECT * FROM rollup_hourly ORDER BY ALL"), before)
+    assert refresh(db_path, settings) == RefreshResult(full=False, hours=0, rows=0)
 
 
 def test_changing_the_price_file_rebuilds_every_hour_at_the_new_price(
