@@ -73,7 +73,7 @@ typecheck: $(BIN)/.installed-dev ## mypy --strict over the packages
 	$(BIN)/mypy
 
 pytest: $(BIN)/.installed-dev system-deps ## The pytest suite (real S3 API server, real DuckDB files)
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25
 
 # The dashboard's end-to-end test drives Debian's chromium through Playwright's driver
 # (never `playwright install`); where apt cannot install it, that one test is skipped.
