@@ -226,7 +226,7 @@ def compare_invoices(
 
     Only the invoice's providers and, per provider, its days are compared. Columns:
     ``invoice_usd``, ``cost_usd`` (aigw's effective cost), ``cost_logged``,
-    ``difference_usd`` (invoice minus effective cost, USD), ``ratio`` (invoice over
+    ``difference_usd`` (invoice minus effective cost, USD), ``invoice_ratio`` (invoice over
     effective cost) and ``cause``: ``matched`` (within ``tolerance_usd``), ``bypass``
     (billed with no gateway request), ``not billed`` (gateway cost absent from the bill),
     ``unpriced`` (the gateway's cost is logged only), ``time-zone shift`` (the
@@ -258,7 +258,7 @@ def compare_invoices(
         pl.when(pl.col("cost_usd") != 0)
         .then(pl.col("invoice_usd") / pl.col("cost_usd"))
         .otherwise(None)
-        .alias("ratio"),
+        .alias("invoice_ratio"),
     ).sort("provider", "model", "day", nulls_last=True)
     causes = _causes(cells.to_dicts(), tolerance_usd)
     return cells.with_columns(pl.Series("cause", causes, dtype=pl.String)).select(
@@ -270,7 +270,7 @@ def compare_invoices(
         "cost_usd",
         "cost_logged",
         "difference_usd",
-        "ratio",
+        "invoice_ratio",
         "cause",
     )
 
@@ -279,9 +279,9 @@ def _causes(rows: list[dict[str, Any]], tolerance: float) -> list[str]:
     difference = {(r["day"], r["provider"], r["model"]): r["difference_usd"] for r in rows}
     ratios: dict[str, list[float]] = {}
     for row in rows:
-        both = row["ratio"] is not None and row["invoice_usd"] > 0 and row["requests"] > 0
-        if both and abs(row["difference_usd"]) > tolerance and row["ratio"] < 1:
-            ratios.setdefault(row["provider"], []).append(row["ratio"])
+        both = row["invoice_ratio"] is not None and row["invoice_usd"] > 0 and row["requests"] > 0
+        if both and abs(row["difference_usd"]) > tolerance and row["invoice_ratio"] < 1:
+            ratios.setdefault(row["provider"], []).append(row["invoice_ratio"])
     return [_cause(row, difference, ratios, tolerance) for row in rows]
 
 
@@ -308,7 +308,7 @@ def _cause(
             and abs(other + gap) <= max(tolerance, abs(gap) / 10)
         ):
             return "time-zone shift"
-    ratio = row["ratio"] or 0.0
+    ratio = row["invoice_ratio"] or 0.0
     same = [r for r in ratios.get(row["provider"], []) if math.isclose(r, ratio, rel_tol=0.02)]
     if ratio < 1 and len(same) >= 2:
         return "discount"

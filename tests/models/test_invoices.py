@@ -56,7 +56,7 @@ def test_anthropic_cost_report_amounts_are_cents() -> None:
 
 def test_csv_rows_add_up_per_day_provider_and_model() -> None:
     frame = read_invoices([FIXTURES / "other_bill.csv"])
-    assert rows(frame) == [(D1, "workers-ai", "@cf/meta/llama-3.1-8b-instruct", 0.0025)]
+    assert rows(frame) == [(D1, "workers-ai", "@cf/acme/house-model-v2", 0.0025)]
 
 
 def test_a_list_of_pages_reads_every_page() -> None:
@@ -191,7 +191,7 @@ def test_a_uniform_ratio_below_one_is_a_discount() -> None:
         (D2, "anthropic", "claude-opus-4", -3.0, "unexplained"),
         (D1, "anthropic", "claude-sonnet-4", -1.0, "discount"),
     ]
-    assert cells["ratio"].to_list() == [0.5, 0.7, 0.5]
+    assert cells["invoice_ratio"].to_list() == [0.5, 0.7, 0.5]
 
 
 def test_gateway_daily_sums_the_rollup_by_day() -> None:
