@@ -13,6 +13,7 @@ import pytest
 
 from tests.app.test_report_cli import D1, D2, SONNET, ingest, request, write_config
 from tests.conftest import logpush_record, run_aigw, write_ndjson
+from tests.lake_fixtures import lake_config
 
 BILLS = Path(__file__).parents[1] / "models" / "invoices"
 FILES = [
@@ -129,3 +130,13 @@ def test_the_table_says_the_totals(warehouse: tuple[Path, Path]) -> None:
         "matched $0.0000, difference $0.0010",
         "  unpriced: $0.0010",
     ]
+
+
+def test_an_iceberg_warehouse_says_it_cannot_store_bills(tmp_path: Path) -> None:
+    result = run_aigw("reconcile", "invoice", FILES[2], "--config", str(lake_config(tmp_path)))
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: an Iceberg warehouse cannot store provider bills yet; "
+        "reconcile against a DuckDB warehouse (--db FILE)\n"
+    )
+    assert not (tmp_path / "lake").exists()
