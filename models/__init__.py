@@ -18,8 +18,10 @@ from models.invoices import (
     INVOICE_SCHEMA,
     compare_invoices,
     gateway_daily,
+    invoice_months,
     invoice_summary,
     read_invoices,
+    read_provider_costs,
 )
 from models.loops import MIN_REPEATS, repeated_prompt_flags
 from models.pricing import CATALOG_PROVIDERS, load_price_file, price_table
@@ -135,6 +137,7 @@ __all__ = [
     "forecast_month",
     "gateway_daily",
     "hourly_rollup",
+    "invoice_months",
     "invoice_summary",
     "load_models_settings",
     "load_price_file",
@@ -147,6 +150,7 @@ __all__ = [
     "price_table",
     "read_invoices",
     "read_outcomes",
+    "read_provider_costs",
     "read_rollup",
     "reconciliation",
     "refresh_rollups",

@@ -33,17 +33,21 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
+import duckdb
 import polars as pl
 
+from core.warehouse import table_exists
 from models.errors import InvoiceFileError
 
 __all__ = [
     "INVOICE_SCHEMA",
     "compare_invoices",
     "gateway_daily",
+    "invoice_months",
     "invoice_summary",
     "parse_invoice",
     "read_invoices",
+    "read_provider_costs",
 ]
 
 INVOICE_SCHEMA: Final = {
@@ -56,6 +60,17 @@ INVOICE_SCHEMA: Final = {
 CSV_HEADER: Final = ("date", "provider", "model", "amount_usd")
 _DAY: Final = timedelta(days=1)
 _UNPRICED: Final = ("logged", "unknown")  # cost_source values without a price of aigw's
+_GATEWAY_SCHEMA: Final = pl.Schema(
+    {
+        "day": pl.Date(),
+        "provider": pl.String(),
+        "model": pl.String(),
+        "requests": pl.Int64(),
+        "cost_usd": pl.Float64(),
+        "cost_logged": pl.Float64(),
+        "unpriced_requests": pl.Int64(),
+    }
+)
 
 
 def read_invoices(paths: Sequence[Path]) -> pl.DataFrame:
@@ -201,7 +216,10 @@ def _csv_rows(text: str, source: str) -> Iterator[_Row]:
 def gateway_daily(rollup: pl.LazyFrame) -> pl.DataFrame:
     """The gateway's side per UTC day, provider and model from rollup rows: ``requests``,
     ``cost_usd`` (effective), ``cost_logged`` and ``unpriced_requests`` (cost from the
-    gateway's log only, or none: ``cost_source`` logged or unknown)."""
+    gateway's log only, or none: ``cost_source`` logged or unknown). A rollup without
+    columns (never built) gives no rows."""
+    if not rollup.collect_schema().names():
+        return pl.DataFrame(schema=_GATEWAY_SCHEMA)
     return (
         rollup.with_columns(pl.col("provider", "model").str.to_lowercase())
         .group_by(pl.col("hour").dt.date().alias("day"), "provider", "model")
@@ -333,3 +351,29 @@ def invoice_summary(cells: pl.DataFrame) -> dict[str, Any]:
         "difference_usd": float(cells["difference_usd"].sum()),
         "difference_by_cause": by_cause,
     }
+
+
+def read_provider_costs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every imported bill row (``INVOICE_SCHEMA``); empty before migration v8's table."""
+    if not table_exists(con, "provider_costs"):
+        return pl.DataFrame(schema=INVOICE_SCHEMA)
+    table = con.execute(
+        "SELECT day, provider, model, amount_usd, source_file FROM provider_costs"
+    ).to_arrow_table()
+    return pl.DataFrame(pl.from_arrow(table)).cast(INVOICE_SCHEMA)  # type: ignore[arg-type]
+
+
+def invoice_months(cells: pl.DataFrame) -> pl.DataFrame:
+    """``compare_invoices``'s cells per calendar month (UTC, ``month`` its first day) and
+    provider: ``invoice_usd``, ``cost_usd``, ``difference_usd`` and ``matched_usd`` (the
+    invoice amount of matched cells), in USD."""
+    return (
+        cells.group_by(pl.col("day").dt.truncate("1mo").alias("month"), "provider")
+        .agg(
+            pl.col("invoice_usd").sum(),
+            pl.col("cost_usd").sum(),
+            pl.col("difference_usd").sum(),
+            pl.col("invoice_usd").filter(pl.col("cause") == "matched").sum().alias("matched_usd"),
+        )
+        .sort("month", "provider")
+    )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import polars as pl
 
@@ -57,34 +57,19 @@ def reconcile_invoices(
                 "DELETE FROM provider_costs WHERE source_file IN (SELECT unnest(?))",
                 [sorted(set(keys.values()))],
             )
-            con.executemany(
-                "INSERT INTO provider_costs VALUES (?, ?, ?, ?, ?, now())", stored.rows()
-            )
+            if stored.height:
+                con.executemany(
+                    "INSERT INTO provider_costs VALUES (?, ?, ?, ?, ?, now())", stored.rows()
+                )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        if invoice.is_empty():
-            gateway = gateway_daily(pl.LazyFrame(schema=_ROLLUP_SCHEMA))
-        else:
+        rollup = pl.LazyFrame()
+        if not invoice.is_empty():
             since = datetime.combine(invoice["day"].min(), time(), UTC)  # type: ignore[arg-type]
             until = datetime.combine(invoice["day"].max(), time(), UTC) + timedelta(days=1)  # type: ignore[arg-type]
             rollup = read_rollup(con, since=since, until=until, daily=True)
-            if not rollup.collect_schema().names():
-                rollup = pl.LazyFrame(schema=_ROLLUP_SCHEMA)
-            gateway = gateway_daily(rollup)
+        gateway = gateway_daily(rollup)
     cells = compare_invoices(invoice, gateway, tolerance_usd=tolerance_usd)
     return InvoiceReport(cells, invoice_summary(cells), stored.height)
-
-
-_ROLLUP_SCHEMA: Final = pl.Schema(
-    {
-        "hour": pl.Datetime("us", "UTC"),
-        "provider": pl.String(),
-        "model": pl.String(),
-        "cost_source": pl.String(),
-        "requests": pl.Int64(),
-        "cost_usd": pl.Float64(),
-        "cost_logged": pl.Float64(),
-    }
-)

@@ -1,6 +1,6 @@
 """`aigw reconcile invoice` as a user runs it: the three export formats against a small
 real DuckDB warehouse, exact numbers per cell, re-imports that replace, bad files that
-import nothing."""
+import nothing, and the Budgets page's gateway vs invoice per month."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 import duckdb
 import orjson
 import pytest
+from streamlit.testing.v1 import AppTest
 
+from tests.app.dashboard_fixtures import ENTRY
 from tests.app.test_report_cli import D1, D2, SONNET, ingest, request, write_config
 from tests.conftest import logpush_record, run_aigw, write_ndjson
 from tests.lake_fixtures import lake_config
@@ -140,3 +142,31 @@ def test_an_iceberg_warehouse_says_it_cannot_store_bills(tmp_path: Path) -> None
         "reconcile against a DuckDB warehouse (--db FILE)\n"
     )
     assert not (tmp_path / "lake").exists()
+
+
+def test_the_budgets_page_shows_gateway_vs_invoice_per_month(
+    warehouse: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The imported bills per month and provider against the gateway, as the command
+    computes them (default tolerance: a cent)."""
+    db, config = warehouse
+    result = run_aigw("reconcile", "invoice", *FILES, "--db", str(db), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("AIGW_DB", str(db))
+    monkeypatch.setenv("AIGW_CONFIG", str(config))
+    monkeypatch.setenv("AIGW_BUDGETS", str(db.parent / "no-budgets.toml"))
+    monkeypatch.delenv("AIGW_NOW", raising=False)
+    monkeypatch.chdir(db.parent)
+    app = AppTest.from_file(ENTRY, default_timeout=60)
+    app.switch_page("views/budgets.py").run()
+    assert not app.exception, [error.message for error in app.exception]
+    shown = app.dataframe[0].value
+    assert [
+        (str(month)[:10], provider, *(round(float(v), 9) for v in values))
+        for month, provider, *values in shown.itertuples(index=False)
+    ] == [
+        # provider, invoice, gateway, difference, matched (within a cent: all but bypass)
+        ("2026-04-01", "anthropic", 0.1295, 0.0045, 0.125, 0.0045),
+        ("2026-04-01", "openai", 1.268, 0.018, 1.25, 0.018),
+        ("2026-04-01", "workers-ai", 0.0025, 0.0015, 0.001, 0.0025),
+    ]

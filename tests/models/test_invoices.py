@@ -14,6 +14,7 @@ from models.invoices import (
     INVOICE_SCHEMA,
     compare_invoices,
     gateway_daily,
+    invoice_months,
     invoice_summary,
     parse_invoice,
     read_invoices,
@@ -158,6 +159,8 @@ def test_each_cell_gets_its_likely_cause() -> None:
         (D2, "openai", "gpt-4o-mini", -0.3, "not billed"),
         (D1, "openai", "o3", 0.25, "unpriced"),
     ]
+    months = invoice_months(cells).with_columns(pl.col(pl.Float64).round(9))
+    assert months.rows() == [(date(2026, 4, 1), "openai", 8.25, 5.796, 2.454, 1.0)]
     summary = invoice_summary(cells)
     assert round(summary["invoice_usd"], 9) == 8.25
     assert round(summary["cost_usd"], 9) == 5.796
