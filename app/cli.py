@@ -37,6 +37,7 @@ from app.dashboard_cli import dashboard_command
 from app.lake_cli import maintain_command
 from app.mock_cli import mock_provider_command
 from app.proxy_cli import proxy_command, simulate_command
+from app.reconcile_cli import reconcile_app
 from app.reports_cli import export_app, report_app, resolve_settings, warehouse
 from app.service import ingest_and_refresh, refresh
 from app.settings import load_settings
@@ -75,6 +76,7 @@ cli.command("statement")(statement_command)
 report_app.command("unit-cost")(unit_cost_command)
 cli.command("whatif")(whatif_command)
 report_app.command("savings")(savings_command)
+cli.add_typer(reconcile_app, name="reconcile")
 
 
 @cli.command("ingest")

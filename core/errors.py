@@ -23,7 +23,8 @@ re-export their branch from their own ``errors.py`` and may extend it only there
     │   └── SchemaTooNew            the file was written by a newer aigw
     ├── WarehouseBusy               a dashboard read found a writer through every retry
     ├── ModelsError                 a model could not be computed
-    │   └── PriceFileError          a user price file is unreadable or invalid
+    │   ├── PriceFileError          a user price file is unreadable or invalid
+    │   └── InvoiceFileError        a provider cost export is unreadable or invalid
     ├── AlertsError                 alerts could not be evaluated or sent
     │   ├── BudgetConfigError       budgets.toml is invalid (file, budget, key); nothing sent
     │   └── DeliveryError           a channel could not deliver (``transient``: retry later)
@@ -56,6 +57,7 @@ __all__ = [
     "GatewayConfigError",
     "InvalidRecord",
     "InvalidSimRequest",
+    "InvoiceFileError",
     "LogSinkError",
     "ModelsError",
     "ObjectReadError",
@@ -180,6 +182,14 @@ class ModelsError(AigwError):
 
 class PriceFileError(ModelsError):
     """A user price file is unreadable or has an invalid entry."""
+
+    def __init__(self, message: str, *, path: str, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.path = path
+
+
+class InvoiceFileError(ModelsError):
+    """A provider cost export (invoice file) is unreadable or has an invalid entry."""
 
     def __init__(self, message: str, *, path: str, detail: str | None = None) -> None:
         super().__init__(message, detail=detail)

@@ -19,6 +19,15 @@ from models.cost import COST_COLUMNS, with_cost
 from models.errors import ModelsError, PriceFileError
 from models.focus import focus_rows, write_focus
 from models.forecast import forecast_month
+from models.invoices import (
+    INVOICE_SCHEMA,
+    compare_invoices,
+    gateway_daily,
+    invoice_months,
+    invoice_summary,
+    read_invoices,
+    read_provider_costs,
+)
 from models.loops import MIN_REPEATS, repeated_prompt_flags
 from models.pricing import CATALOG_PROVIDERS, load_price_file, price_table
 from models.refresh import refresh_rollups
@@ -94,6 +103,7 @@ __all__ = [
     "DEFAULT_CACHE_BY",
     "DEFAULT_SWITCH_BY",
     "GRAINS",
+    "INVOICE_SCHEMA",
     "MEASURES",
     "MIN_REPEATS",
     "SAVINGS_COLUMNS",
@@ -122,6 +132,7 @@ __all__ = [
     "burndown",
     "cache_candidates",
     "cache_summary",
+    "compare_invoices",
     "costed_requests",
     "daily_bounds",
     "detect_anomalies",
@@ -130,7 +141,10 @@ __all__ = [
     "filter_rollup",
     "focus_rows",
     "forecast_month",
+    "gateway_daily",
     "hourly_rollup",
+    "invoice_months",
+    "invoice_summary",
     "load_models_settings",
     "load_price_file",
     "models_settings_from",
@@ -140,7 +154,9 @@ __all__ = [
     "outcome_settings_from",
     "parse_ttl",
     "price_table",
+    "read_invoices",
     "read_outcomes",
+    "read_provider_costs",
     "read_rollup",
     "reconciliation",
     "refresh_rollups",

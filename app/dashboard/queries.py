@@ -9,7 +9,7 @@ does the sum), from the daily table when the bounds fall on UTC midnights.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -38,12 +38,16 @@ from models import (
     burndown,
     cache_candidates,
     cache_summary,
+    compare_invoices,
     daily_bounds,
     detect_anomalies,
     dimension_values,
     explain_flags,
     filter_rollup,
     forecast_month,
+    gateway_daily,
+    invoice_months,
+    read_provider_costs,
     read_rollup,
     repeated_prompt_flags,
     repeated_requests,
@@ -284,6 +288,20 @@ def budgets(
     }
 
 
+def invoices(warehouse: Warehouse, settings: ModelsSettings) -> pl.DataFrame:
+    """Gateway vs invoice per month and provider, over every imported bill
+    (``models.invoice_months``); empty when none was imported."""
+    del settings
+    bills = read_provider_costs(warehouse.con)
+    if bills.is_empty():
+        return pl.DataFrame()
+    first, last = bills["day"].min(), bills["day"].max()
+    since = datetime(first.year, first.month, first.day, tzinfo=UTC)  # type: ignore[union-attr]
+    until = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)  # type: ignore[union-attr]
+    rollup = read_rollup(warehouse.con, since=since, until=until, daily=True)
+    return invoice_months(compare_invoices(bills, gateway_daily(rollup)))
+
+
 def alert_log(warehouse: Warehouse, settings: ModelsSettings, *, limit: int) -> pl.DataFrame:
     del settings
     return alert_history(warehouse.con, limit=limit)
@@ -388,5 +406,6 @@ QUERIES.update(
         "unattributed": unattributed,
         "health": health,
         "unit_cost": unit_cost,
+        "invoices": invoices,
     }
 )

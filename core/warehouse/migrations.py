@@ -167,7 +167,21 @@ ORDER BY effective_cost_usd DESC NULLS LAST, agent;
 # with them (custom costs, provider-prefixed models), so the next refresh is a full one.
 _V7: Final = requests_ddl(7) + "DELETE FROM rollup_state;\n"  # noqa: S608 - constants
 
+# v8: provider bills imported by `aigw reconcile invoice` (models.invoices): USD per UTC
+# day, provider and model, per file; a file imported again replaces its rows.
+_V8: Final = """
+CREATE TABLE provider_costs (
+    day          DATE NOT NULL,
+    provider     VARCHAR NOT NULL,
+    model        VARCHAR,
+    amount_usd   DOUBLE NOT NULL,
+    source_file  VARCHAR NOT NULL,
+    imported_at  TIMESTAMPTZ NOT NULL
+);
+"""
+
 MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
+MIGRATIONS[8] = _V8
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 

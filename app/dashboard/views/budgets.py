@@ -1,4 +1,5 @@
 """Budgets and alerts: each budget's burn-down in its current period with the forecast,
+the imported provider bills against the gateway per month,
 then the alert history and each delivery's status."""
 
 from __future__ import annotations
@@ -96,6 +97,21 @@ else:
                 .encode(y="budget:Q")
             )
             render(lines + rule)
+
+st.subheader("Gateway vs invoice")
+months = fetch(ctx.settings, "invoices")
+if months.is_empty():
+    st.caption("No provider bills imported yet: `aigw reconcile invoice FILE…` imports them.")
+else:
+    st.caption(
+        "Per UTC month and provider: what the imported bills say against aigw's effective "
+        "cost for the billed days (`aigw reconcile invoice` explains each day's difference)."
+    )
+    table(
+        months,
+        key="invoices",
+        columns=["month", "provider", "invoice_usd", "cost_usd", "difference_usd", "matched_usd"],
+    )
 
 st.subheader("Alert history")
 history = fetch(ctx.settings, "alerts", limit=200)
