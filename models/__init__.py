@@ -12,7 +12,7 @@ from models.cache import cache_candidates, cache_summary
 from models.config import ModelsSettings, load_models_settings, models_settings_from
 from models.cost import COST_COLUMNS, with_cost
 from models.errors import ModelsError, PriceFileError
-from models.focus import focus_rows, write_focus
+from models.focus import focus_requests, focus_rows, focus_table, write_focus
 from models.forecast import forecast_month
 from models.loops import MIN_REPEATS, repeated_prompt_flags
 from models.pricing import CATALOG_PROVIDERS, load_price_file, price_table
@@ -122,7 +122,9 @@ __all__ = [
     "dimension_values",
     "explain_flags",
     "filter_rollup",
+    "focus_requests",
     "focus_rows",
+    "focus_table",
     "forecast_month",
     "hourly_rollup",
     "load_models_settings",
