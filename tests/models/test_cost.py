@@ -486,23 +486,3 @@ def test_a_prefixed_model_without_a_provider_is_priced_by_its_prefix() -> None:
         expected(("n", 0.0003, 0.0, 0.0, 0.0006, 0.0009, None, "catalog", "gpt-4o-mini")),
         abs_tol=1e-12,
     )
-
-
-def test_with_rates_keeps_each_parts_rate_and_nulls_where_unpriced() -> None:
-    """Rates in USD per 1M tokens as applied: cache writes without their own rate at the
-    input rate; a logged-cost request and a response-cache hit have none."""
-    table = prices(price("acme", "m", input_mtok=2.0, output_mtok=8.0, cache_read_mtok=0.5))
-    frame = requests(
-        {"provider": "acme", "model": "m", "tokens_in": 1000, "tokens_out": 10,
-         "cache_read_tokens": 100, "cache_write_tokens": 100},
-        {"provider": "acme", "model": "other", "tokens_in": 5, "tokens_out": 5, "cost": 0.1},
-        {"provider": "acme", "model": "m", "tokens_in": 5, "tokens_out": 5, "cached": True},
-    )  # fmt: skip
-    rates = ("input_rate", "cache_read_rate", "cache_write_rate", "output_rate")
-    got = with_cost(frame, table, with_rates=True).select(*rates, "cost_source").collect()
-    assert got.rows() == [
-        (2.0, 0.5, 2.0, 8.0, "override"),
-        (None, None, None, None, "logged"),
-        (None, None, None, None, "free"),
-    ]
-    assert not set(rates) & set(with_cost(frame, table).collect_schema().names())

@@ -372,3 +372,17 @@ def test_ingested_logs_export_per_meter_and_add_up_to_the_rollups(
     ]
     assert round(rows["EffectiveCost"].sum(), 12) == round(rollup_total, 12) == 0.00108
     assert_frame_equal(later, rows.tail(2))
+
+
+def test_with_rates_keeps_each_parts_rate_and_nulls_where_unpriced() -> None:
+    """``with_cost(with_rates=True)``: rates in USD per 1M tokens as applied (gpt-x's cache
+    writes at the input rate, having none of their own); the cache hit (free) and the
+    logged Workers AI cost have none, and without ``with_rates`` there are no rate columns."""
+    rates = ("input_rate", "cache_read_rate", "cache_write_rate", "output_rate")
+    got = with_cost(_requests(), PRICES, with_rates=True).select(*rates, "cost_source")
+    assert got.collect().rows()[1::3] == [
+        (2.0, 1.0, 2.0, 8.0, "override"),
+        (None, None, None, None, "free"),
+    ]
+    assert got.collect().row(5) == (None, None, None, None, "logged")
+    assert not set(rates) & set(with_cost(_requests(), PRICES).collect_schema().names())
