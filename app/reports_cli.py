@@ -241,7 +241,8 @@ def export_focus_command(
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """FinOps FOCUS 1.2 rows: one per day x gateway x provider x model x key (or tenant)."""
+    """FinOps FOCUS 1.2 rows: one per day x gateway x provider x model x key x dimensions x
+    priced meter (input, output, cache read, cache write; logged cost)."""
     with user_errors(verbose):
         rows = export_focus(
             warehouse(db, config),

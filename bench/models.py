@@ -44,7 +44,7 @@ from models import (  # noqa: E402 - after the sys.path fix above
     unit_requests,
 )
 from models.cache import cache_summary  # noqa: E402
-from models.focus import focus_rows  # noqa: E402
+from models.focus import focus_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ANOMALY_MEASURES = ("cost_usd", "requests")
@@ -146,7 +146,9 @@ def main() -> None:
             "cache summary by route, day": lambda: cache_summary(
                 read_rollup(con, daily=True), ["gateway", "endpoint"], "day"
             ),
-            "FOCUS rows (30 days)": lambda: focus_rows(read_rollup(con, daily=True)),
+            "FOCUS rows per meter (30 days, from requests)": lambda: focus_table(
+                warehouse, settings
+            ),
             "statements by team (October)": lambda: build_statements(
                 read_rollup(
                     con,

@@ -17,7 +17,7 @@ from models.config import (
 )
 from models.cost import COST_COLUMNS, with_cost
 from models.errors import ModelsError, PriceFileError
-from models.focus import focus_rows, write_focus
+from models.focus import focus_requests, focus_rows, focus_table, write_focus
 from models.forecast import forecast_month
 from models.invoices import (
     INVOICE_SCHEMA,
@@ -139,7 +139,9 @@ __all__ = [
     "dimension_values",
     "explain_flags",
     "filter_rollup",
+    "focus_requests",
     "focus_rows",
+    "focus_table",
     "forecast_month",
     "gateway_daily",
     "hourly_rollup",

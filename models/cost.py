@@ -46,18 +46,22 @@ _PER_MTOK: Final = 1_000_000.0
 _UNITS: Final = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 
 
-def with_cost(requests: pl.LazyFrame, prices: pl.DataFrame) -> pl.LazyFrame:
+def with_cost(
+    requests: pl.LazyFrame, prices: pl.DataFrame, *, with_rates: bool = False
+) -> pl.LazyFrame:
     """``requests`` with the cost columns; needs ``ts, provider, model, status_code,
     cached, rate_limited, tokens_in, tokens_out, cache_read_tokens,
     cache_write_tokens, cost``, and ``custom_cost`` when there is one. Row order and
-    count are kept."""
+    count are kept. ``with_rates`` also keeps the rates applied to each part
+    (``input_rate``, ``cache_read_rate``, ``cache_write_rate``, ``output_rate``: USD per
+    million tokens, null where the part is null)."""
     added = [] if "custom_cost" in requests.collect_schema() else ["custom_cost"]
     if added:
         requests = requests.with_columns(pl.lit(None, pl.Boolean).alias("custom_cost"))
     indexed = requests.with_row_index("_row")
     chosen = _choose_prices(indexed, prices.lazy().select(PRICE_SCHEMA.keys()))
     joined = indexed.join(chosen, on="_row", how="left").sort("_row")
-    return _costs(joined).drop("_row", *_UNITS, "source", *added)
+    return _costs(joined, with_rates=with_rates).drop("_row", *_UNITS, "source", *added)
 
 
 def _choose_prices(requests: pl.LazyFrame, prices: pl.LazyFrame) -> pl.LazyFrame:
@@ -90,7 +94,7 @@ def _choose_prices(requests: pl.LazyFrame, prices: pl.LazyFrame) -> pl.LazyFrame
     )
 
 
-def _costs(frame: pl.LazyFrame) -> pl.LazyFrame:
+def _costs(frame: pl.LazyFrame, *, with_rates: bool = False) -> pl.LazyFrame:
     tokens_in = pl.col("tokens_in").fill_null(0)
     cache_read = pl.col("cache_read_tokens").fill_null(0)
     cache_write = pl.col("cache_write_tokens").fill_null(0)
@@ -98,12 +102,20 @@ def _costs(frame: pl.LazyFrame) -> pl.LazyFrame:
     input_price = pl.col("input_mtok")
     has_price = pl.col("source").is_not_null()
     has_usage = pl.col("tokens_in").fill_null(0) + pl.col("tokens_out").fill_null(0) > 0
-    parts = {
-        "input_usd": uncached * input_price / _PER_MTOK,
-        "cache_read_usd": cache_read * pl.coalesce("cache_read_mtok", input_price) / _PER_MTOK,
-        "cache_write_usd": cache_write * pl.coalesce("cache_write_mtok", input_price) / _PER_MTOK,
-        "output_usd": pl.col("tokens_out").fill_null(0) * pl.col("output_mtok") / _PER_MTOK,
+    rates = {
+        "input": input_price,
+        "cache_read": pl.coalesce("cache_read_mtok", input_price),
+        "cache_write": pl.coalesce("cache_write_mtok", input_price),
+        "output": pl.col("output_mtok"),
     }
+    parts = {
+        "input_usd": uncached * rates["input"] / _PER_MTOK,
+        "cache_read_usd": cache_read * rates["cache_read"] / _PER_MTOK,
+        "cache_write_usd": cache_write * rates["cache_write"] / _PER_MTOK,
+        "output_usd": pl.col("tokens_out").fill_null(0) * rates["output"] / _PER_MTOK,
+    }
+    if not with_rates:
+        rates = {}
     priced = has_price & has_usage
     computed = pl.sum_horizontal(*parts.values())
     status = pl.col("status_code").fill_null(200)
@@ -139,6 +151,10 @@ def _costs(frame: pl.LazyFrame) -> pl.LazyFrame:
         *(
             pl.when(priced & ~free & ~custom).then(expr).otherwise(None).alias(name)
             for name, expr in parts.items()
+        ),
+        *(
+            pl.when(priced & ~free & ~custom).then(expr).otherwise(None).alias(f"{name}_rate")
+            for name, expr in rates.items()
         ),
         cost.alias("cost_usd"),
         pl.col("cost").alias("cost_logged"),

@@ -1,223 +1,405 @@
-"""FinOps FOCUS 1.2 cost and usage rows from the hourly rollups, and their export.
+"""FinOps FOCUS 1.2 cost and usage rows, one per priced meter, and their export.
 
-Contract: ``focus_rows(rollup)`` returns one row per UTC day x gateway x provider
-x model x API key (or x tenant, when a tenant dimension is given), with every
-FOCUS 1.2 Mandatory column, ``ServiceSubcategory`` and ``x_`` extension columns
-(``FOCUS_SCHEMA`` lists them all with their types). Rows are sorted by day,
-gateway, provider, model and key, nulls last. Gateway is part of the grain so
-that ``x_Gateway`` holds one value per row.
+Contract: ``focus_rows(priced)`` takes requests costed by ``focus_requests`` and returns
+one row per UTC day x gateway x provider x model x API key x attribution dimensions x
+meter x unit price (``FOCUS_SCHEMA``), sorted. ``EffectiveCost`` sums each request's
+``cost_usd``, so the totals equal ``aigw report cost`` (which sums the same costs from
+the rollups).
 
 Choices, made once here so that every export agrees:
 
-* **Costs** (USD, ``Float64``: FOCUS asks for Decimal; Float64 keeps Parquet and
-  CSV readers simple and its 15 significant digits leave rounding far below a
-  cent at any realistic daily spend). ``EffectiveCost`` is the sum of our ``cost_usd``
-  (logged, catalogue or user price; response-cache hits, rate-limited and failed
-  attempts cost 0). Gateway traffic is pay-as-you-go without commitments or
-  amortisation, so ``BilledCost`` equals ``EffectiveCost``. ``ContractedCost``
-  is the cost at negotiated prices: where a user price file applies it is the
-  effective cost, elsewhere nothing was negotiated and it equals the list cost.
-  ``ListCost`` should be the catalogue price; the rollup only holds cost sums,
-  so for rows priced by a user override the catalogue price is not known and
-  ``ListCost`` falls back to the effective (negotiated) cost. The four costs are
-  therefore equal; ``x_OverrideCost`` is the part priced by user prices, so
-  ``ListCost - x_OverrideCost`` is the part that is a true list cost. Requests
-  whose cost is unknown (no price, nothing logged) count as 0 and are counted
-  in ``x_UnknownCostRequests``, never hidden.
-* **Pricing**: ``PricingUnit`` is ``"1000000 Tokens"`` (FOCUS UnitFormat writes
-  the block size as a number, as in ``"1000 Requests"``; it reads "1M tokens",
-  the unit providers publish prices in). ``PricingQuantity`` is input plus
-  output tokens in millions. Input and output tokens have different prices, so
-  no single unit price applies and the optional unit price columns are left
-  out; the split is in ``x_InputTokens`` / ``x_OutputTokens``. Input tokens
-  include cache reads and writes (the warehouse convention).
-* **Periods** (``Datetime("us", "UTC")``, end exclusive): the charge period is
-  the UTC day, the billing period the UTC calendar month holding it.
-* **Parties**: ``ProviderName`` and ``InvoiceIssuerName`` are the provider slug
-  as the gateway logs it (with your own provider keys, each provider invoices
-  its usage). ``PublisherName`` is the model's publisher when the model id
-  names one (``@cf/meta/...`` -> ``meta``, ``anthropic/claude...`` ->
-  ``anthropic``), else the provider. ``ServiceName`` is ``"<provider> API"``.
-  A missing provider or model reads ``"unknown"`` in these columns (FOCUS
-  forbids nulls there); the ``x_`` columns keep the null.
-* ``ChargeCategory`` is ``"Usage"``, ``ChargeClass`` null (a regular charge, not
-  a correction), ``BillingCurrency`` ``"USD"``.
-* **Extensions**: ``x_Requests`` and the token sums (tokens) per row;
-  ``x_SavedCost`` (USD) is what response-cache hits would have cost, for hits
-  on priced models only (they are not part of any cost column).
+* **Meters** (``METERS``, one table: a ``cache write 1h`` meter is one entry to add):
+  input (uncached), output, cache read, cache write tokens. Each priced meter row has
+  ``ConsumedQuantity`` in ``Tokens``, ``PricingQuantity`` in ``1000000 Tokens`` and its
+  unit prices in USD per million tokens. ``ListUnitPrice``/``ListCost`` are the
+  catalogue's (genai-prices) rate and cost; ``ContractedUnitPrice``/``ContractedCost``
+  and ``EffectiveCost``/``BilledCost`` the rate that priced the request (the price
+  file's where it applies, else the catalogue's). A price-file rate for a model the
+  catalogue does not price has no list price: the list columns repeat the contracted
+  ones (``x_ListPriceKnown`` false).
+* **Logged cost**: requests whose cost comes from the gateway (``cost_source``
+  ``logged`` or ``custom``) or is unknown have no unit price: one row per group with
+  ``SkuMeter`` ``"logged cost"``, null unit prices, ``PricingQuantity`` the request
+  count in ``Requests``, and the four costs equal (an unknown cost counts 0 and is
+  counted in ``x_UnknownCostRequests``). Free requests (response-cache hits,
+  rate-limited and failed attempts) are billed nothing and give no row.
+* **Money** (USD, ``Float64``) is rounded to 10 decimals, so CSV shows ``0.0025``,
+  not binary noise; sums stay exact to far below a cent.
+* **Periods** (``Datetime("us", "UTC")``, end exclusive): the charge period is the UTC
+  day, the billing period the UTC calendar month holding it.
+* **Parties**: ``ProviderName`` is the provider slug as logged; ``InvoiceIssuerName``
+  is ``Cloudflare`` for Workers AI and Unified Billing (``unified``) requests, else the
+  provider (with your own keys each provider invoices its usage). ``InvoiceId`` is
+  null (unknown). ``SubAccountId``/``SubAccountName`` are the gateway. ``Tags`` is a
+  JSON object of the attribution dimensions (``ModelsSettings.dimensions``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
+from core.warehouse import Warehouse, read_requests, request_days
+from models.config import ModelsSettings
+from models.cost import with_cost
 from models.errors import ModelsError
+from models.pricing import catalog_prices, load_price_file, price_table
 
 __all__ = [
     "DEFAULT_BILLING_ACCOUNT_ID",
     "DEFAULT_BILLING_ACCOUNT_NAME",
     "FOCUS_SCHEMA",
+    "LOGGED_METER",
+    "METERS",
     "PRICING_UNIT",
+    "Meter",
+    "focus_requests",
     "focus_rows",
+    "focus_table",
     "write_focus",
 ]
 
 DEFAULT_BILLING_ACCOUNT_ID: Final = "aigw"
 DEFAULT_BILLING_ACCOUNT_NAME: Final = "AI Gateway"
 PRICING_UNIT: Final = "1000000 Tokens"
+LOGGED_METER: Final = "logged cost"
 SERVICE_CATEGORY: Final = "AI and Machine Learning"
 SERVICE_SUBCATEGORY: Final = "Generative AI"
+_CLOUDFLARE_BILLED: Final = ("workers-ai", "unified")
 _UNKNOWN: Final = "unknown"
 _PER_MTOK: Final = 1_000_000.0
+_DIGITS: Final = 10
 _UTC: Final = pl.Datetime("us", "UTC")
 _CSV_DATETIME: Final = "%Y-%m-%dT%H:%M:%SZ"
+_PRICED: Final = ("catalog", "override")
 
-_MANDATORY: Final = {
-    "BilledCost": pl.Float64(),
-    "BillingAccountId": pl.String(),
-    "BillingAccountName": pl.String(),
-    "BillingCurrency": pl.String(),
-    "BillingPeriodStart": _UTC,
-    "BillingPeriodEnd": _UTC,
-    "ChargeCategory": pl.String(),
-    "ChargeClass": pl.String(),
-    "ChargeDescription": pl.String(),
-    "ChargePeriodStart": _UTC,
-    "ChargePeriodEnd": _UTC,
-    "ContractedCost": pl.Float64(),
-    "EffectiveCost": pl.Float64(),
-    "InvoiceIssuerName": pl.String(),
-    "ListCost": pl.Float64(),
-    "PricingQuantity": pl.Float64(),
-    "PricingUnit": pl.String(),
-    "ProviderName": pl.String(),
-    "PublisherName": pl.String(),
-    "ServiceCategory": pl.String(),
-    "ServiceName": pl.String(),
-    "ServiceSubcategory": pl.String(),
-}
-_EXTENSIONS_HEAD: Final = {"x_Model": pl.String(), "x_Gateway": pl.String()}
-_EXTENSIONS_TAIL: Final = {
-    "x_Requests": pl.Int64(),
-    "x_InputTokens": pl.Int64(),
-    "x_OutputTokens": pl.Int64(),
-    "x_CacheReadTokens": pl.Int64(),
-    "x_CacheWriteTokens": pl.Int64(),
-    "x_SavedCost": pl.Float64(),
-    "x_OverrideCost": pl.Float64(),
-    "x_UnknownCostRequests": pl.Int64(),
-}
-FOCUS_SCHEMA: Final = pl.Schema(
-    {**_MANDATORY, **_EXTENSIONS_HEAD, "x_ApiKey": pl.String(), **_EXTENSIONS_TAIL}
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """A priced meter: its ``name`` (``SkuMeter``), and the ``part`` of ``with_cost``
+    (``<part>_usd``, ``<part>_rate``) that prices it."""
+
+    name: str
+    part: str
+
+    def tokens(self) -> pl.Expr:
+        """Tokens of this meter in a request (the warehouse's ``tokens_in`` holds cache
+        reads and writes; the input meter is the rest)."""
+        if self.part == "input":
+            rest = (
+                pl.col("tokens_in").fill_null(0)
+                - pl.col("cache_read_tokens").fill_null(0)
+                - pl.col("cache_write_tokens").fill_null(0)
+            )
+            return rest.clip(lower_bound=0)
+        column = {"output": "tokens_out"}.get(self.part, f"{self.part}_tokens")
+        return pl.col(column).fill_null(0)
+
+
+METERS: Final = (
+    Meter("input", "input"),
+    Meter("output", "output"),
+    Meter("cache read", "cache_read"),
+    Meter("cache write", "cache_write"),
 )
-"""Columns and types of ``focus_rows`` by API key; by tenant, ``x_Tenant`` replaces ``x_ApiKey``."""
 
-_ROLLUP_INPUT: Final = {
-    "hour": _UTC,
-    "gateway": pl.String(),
-    "provider": pl.String(),
-    "model": pl.String(),
-    "cost_source": pl.String(),
-    "requests": pl.Int64(),
-    "tokens_in": pl.Int64(),
-    "tokens_out": pl.Int64(),
-    "cache_read_tokens": pl.Int64(),
-    "cache_write_tokens": pl.Int64(),
-    "cost_usd": pl.Float64(),
-    "saved_usd": pl.Float64(),
-    "unknown_cost_requests": pl.Int64(),
-}
+_STRING = pl.String()
+_FLOAT = pl.Float64()
+FOCUS_SCHEMA: Final = pl.Schema(
+    {
+        "BilledCost": _FLOAT,
+        "BillingAccountId": _STRING,
+        "BillingAccountName": _STRING,
+        "BillingCurrency": _STRING,
+        "BillingPeriodStart": _UTC,
+        "BillingPeriodEnd": _UTC,
+        "ChargeCategory": _STRING,
+        "ChargeClass": _STRING,
+        "ChargeDescription": _STRING,
+        "ChargeFrequency": _STRING,
+        "ChargePeriodStart": _UTC,
+        "ChargePeriodEnd": _UTC,
+        "ConsumedQuantity": _FLOAT,
+        "ConsumedUnit": _STRING,
+        "ContractedCost": _FLOAT,
+        "ContractedUnitPrice": _FLOAT,
+        "EffectiveCost": _FLOAT,
+        "InvoiceId": _STRING,
+        "InvoiceIssuerName": _STRING,
+        "ListCost": _FLOAT,
+        "ListUnitPrice": _FLOAT,
+        "PricingQuantity": _FLOAT,
+        "PricingUnit": _STRING,
+        "ProviderName": _STRING,
+        "PublisherName": _STRING,
+        "ServiceCategory": _STRING,
+        "ServiceName": _STRING,
+        "ServiceSubcategory": _STRING,
+        "SkuId": _STRING,
+        "SkuMeter": _STRING,
+        "SkuPriceDetails": _STRING,
+        "SkuPriceId": _STRING,
+        "SubAccountId": _STRING,
+        "SubAccountName": _STRING,
+        "Tags": _STRING,
+        "x_Model": _STRING,
+        "x_Gateway": _STRING,
+        "x_ApiKey": _STRING,
+        "x_CostSource": _STRING,
+        "x_Requests": pl.Int64(),
+        "x_ListPriceKnown": pl.Boolean(),
+        "x_UnknownCostRequests": pl.Int64(),
+    }
+)
+"""Columns and types of ``focus_rows``: FOCUS 1.2 columns, then ``x_`` extensions."""
+
+_KEYS: Final = ("gateway", "provider", "model", "api_key")
+
+
+def focus_table(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pl.DataFrame:
+    """``focus_rows`` for the requests in ``[since, until)``, by attribution dimensions
+    (``settings.dimensions``), worked one UTC day at a time: rows are per day, so this is
+    exact and bounds memory by the busiest day, not the range."""
+    dimensions = tuple(settings.dimensions)
+    parts = []
+    for day in request_days(warehouse.con):
+        start, end = day, day + timedelta(days=1)
+        if (until is not None and start >= until) or (since is not None and end <= since):
+            continue
+        start = start if since is None else max(start, since)
+        end = end if until is None else min(end, until)
+        requests = focus_requests(warehouse, settings, since=start, until=end)
+        parts.append(focus_rows(requests, dimensions=dimensions))
+    if not parts:
+        return focus_rows(focus_requests(warehouse, settings), dimensions=dimensions)
+    return pl.concat(parts, how="vertical")
+
+
+def focus_requests(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pl.LazyFrame:
+    """Requests in ``[since, until)`` costed twice: ``with_cost`` at the effective prices
+    (price file, then catalogue) and ``list_<part>_usd``/``list_<part>_rate`` at the
+    catalogue's alone: the input of ``focus_rows``."""
+    requests = read_requests(warehouse.con, settings, since=since, until=until)
+    pairs = (
+        requests.select(pl.col("provider").fill_null(""), "model")
+        .unique()
+        .drop_nulls()
+        .collect()
+        .rows()
+    )
+    overrides = load_price_file(settings.prices) if settings.prices is not None else None
+    return priced_requests(requests, price_table(pairs, overrides), catalog_prices(pairs))
+
+
+def priced_requests(
+    requests: pl.LazyFrame, prices: pl.DataFrame, catalog: pl.DataFrame
+) -> pl.LazyFrame:
+    """``requests`` with ``with_cost``'s columns and rates at ``prices``, plus each meter's
+    ``list_<part>_usd``/``list_<part>_rate`` at the ``catalog`` rows alone."""
+    effective = with_cost(requests, prices, with_rates=True)
+    listed = with_cost(requests, catalog, with_rates=True).select(
+        *(
+            pl.col(f"{meter.part}{suffix}").alias(f"list_{meter.part}{suffix}")
+            for meter in METERS
+            for suffix in ("_usd", "_rate")
+        )
+    )
+    return pl.concat([effective, listed], how="horizontal")
 
 
 def focus_rows(
-    rollup: pl.LazyFrame,
+    priced: pl.LazyFrame,
     *,
-    tenant: str | None = None,
+    dimensions: tuple[str, ...] = (),
     billing_account_id: str = DEFAULT_BILLING_ACCOUNT_ID,
     billing_account_name: str = DEFAULT_BILLING_ACCOUNT_NAME,
 ) -> pl.DataFrame:
-    """FOCUS 1.2 rows (schema ``FOCUS_SCHEMA``) for the rollup rows given.
+    """FOCUS 1.2 rows (schema ``FOCUS_SCHEMA``) for requests from ``focus_requests``.
 
-    ``rollup`` is ``rollup_hourly`` as ``models.reports.read_rollup`` returns it
-    (``hour`` in UTC; a frame without columns, as for a warehouse never rolled
-    up, gives an empty result). With ``tenant`` (a dimension column of the
-    rollup, e.g. ``ModelsSettings.tenant``) rows are per tenant and carry
-    ``x_Tenant`` instead of ``x_ApiKey``. Raises ``ModelsError`` when a column
-    is missing or a billing account value is empty.
+    ``dimensions`` (columns of ``priced``: ``ModelsSettings.dimensions``) go to ``Tags``
+    and split rows. Raises ``ModelsError`` when a billing account value is empty or a
+    column is missing.
     """
     if not billing_account_id or not billing_account_name:
         raise ModelsError("FOCUS export needs a non-empty billing account id and name")
-    key, key_column = (tenant, "x_Tenant") if tenant is not None else ("api_key", "x_ApiKey")
-    frame = _with_columns_checked(rollup, [*_ROLLUP_INPUT, key])
-    day = pl.col("hour").dt.truncate("1d")
-    grouped = frame.group_by(
-        day.alias("_day"), "gateway", "provider", "model", pl.col(key).alias("_key")
-    ).agg(
-        pl.col("requests").sum(),
-        *(
-            pl.col(name).sum()
-            for name in ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
-        ),
-        pl.col("cost_usd").sum(),
-        pl.col("cost_usd").filter(pl.col("cost_source") == "override").sum().alias("_override"),
-        pl.col("saved_usd").sum(),
-        pl.col("unknown_cost_requests").sum(),
+    missing = [name for name in (*_KEYS, *dimensions) if name not in priced.collect_schema()]
+    if missing:
+        raise ModelsError(f"requests lack the column(s) {', '.join(missing)} for FOCUS rows")
+    base = priced.filter(pl.col("cost_source") != "free").with_columns(
+        pl.col("ts").dt.convert_time_zone("UTC").dt.truncate("1d").cast(_UTC).alias("_day"),
+        _tags(dimensions).alias("_tags"),
     )
+    keys = ["_day", *_KEYS, *dimensions, "_tags"]
+    is_priced = pl.col("cost_source").is_in(_PRICED)
+    frames = [_meter_frame(base.filter(is_priced), keys, meter) for meter in METERS]
+    frames.append(_logged_frame(base.filter(~is_priced), keys))
+    grouped = pl.concat(frames, how="vertical").filter(
+        (pl.col("_meter") == LOGGED_METER) | (pl.col("_tokens") > 0)
+    )
+    rows = grouped.group_by(
+        *keys, "_meter", "_part", "cost_source", "price_ref", "_rate", "_list_rate"
+    ).agg(
+        pl.col("_tokens").sum(),
+        pl.col("_cost").sum(),
+        pl.col("_list_cost").sum(),
+        pl.len().cast(pl.Int64).alias("_requests"),
+        pl.col("_list_known").all(),
+        pl.col("_unknown").sum().cast(pl.Int64),
+    )
+    result = _columns(rows, billing_account_id, billing_account_name)
+    return result.sort(
+        "ChargePeriodStart",
+        "x_Gateway",
+        "ProviderName",
+        "x_Model",
+        "x_ApiKey",
+        "Tags",
+        "SkuMeter",
+        "SkuPriceId",
+        nulls_last=True,
+    ).collect()
+
+
+def _tags(dimensions: tuple[str, ...]) -> pl.Expr:
+    if not dimensions:
+        return pl.lit("{}", pl.String)
+    return pl.struct(*(pl.col(name).cast(pl.String) for name in dimensions)).struct.json_encode()
+
+
+def _meter_frame(frame: pl.LazyFrame, keys: list[str], meter: Meter) -> pl.LazyFrame:
+    """One row per request for ``meter``: its tokens, effective and list cost and rate."""
+    rate, list_rate = pl.col(f"{meter.part}_rate"), pl.col(f"list_{meter.part}_rate")
+    cost, list_cost = pl.col(f"{meter.part}_usd"), pl.col(f"list_{meter.part}_usd")
+    return frame.select(
+        *keys,
+        pl.lit(meter.name).alias("_meter"),
+        pl.lit(meter.part).alias("_part"),
+        "cost_source",
+        "price_ref",
+        rate.alias("_rate"),
+        pl.coalesce(list_rate, rate).alias("_list_rate"),
+        meter.tokens().cast(pl.Int64).alias("_tokens"),
+        cost.fill_null(0.0).alias("_cost"),
+        pl.coalesce(list_cost, cost).fill_null(0.0).alias("_list_cost"),
+        list_rate.is_not_null().alias("_list_known"),
+        pl.lit(0, pl.Int64).alias("_unknown"),
+    )
+
+
+def _logged_frame(frame: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """One row per request whose cost has no unit price (logged, custom or unknown)."""
+    cost = pl.col("cost_usd").fill_null(0.0)
+    return frame.select(
+        *keys,
+        pl.lit(LOGGED_METER).alias("_meter"),
+        pl.lit(None, pl.String).alias("_part"),
+        "cost_source",
+        pl.lit(None, pl.String).alias("price_ref"),
+        pl.lit(None, pl.Float64).alias("_rate"),
+        pl.lit(None, pl.Float64).alias("_list_rate"),
+        (pl.col("tokens_in").fill_null(0) + pl.col("tokens_out").fill_null(0))
+        .cast(pl.Int64)
+        .alias("_tokens"),
+        cost.alias("_cost"),
+        cost.alias("_list_cost"),
+        pl.lit(False).alias("_list_known"),
+        (pl.col("cost_source") == "unknown").cast(pl.Int64).alias("_unknown"),
+    )
+
+
+def _money(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.Float64).round(_DIGITS)
+
+
+def _columns(rows: pl.LazyFrame, account_id: str, account_name: str) -> pl.LazyFrame:
     provider = pl.col("provider").fill_null(_UNKNOWN)
     model = pl.col("model").fill_null(_UNKNOWN)
-    cost = pl.col("cost_usd").cast(pl.Float64)
-    requests = pl.col("requests").cast(pl.Int64)
+    logged = pl.col("_meter") == LOGGED_METER
     month = pl.col("_day").dt.truncate("1mo")
-    result = grouped.select(
+    cost = _money(pl.col("_cost"))
+    tokens = pl.col("_tokens").cast(pl.Float64)
+    sku_price_id = pl.when(logged).then(None).otherwise(pl.format("{}#{}", "price_ref", "_part"))
+    details = (
+        pl.when(logged)
+        .then(pl.format('{{"CostSource": "{}"}}', "cost_source"))
+        .otherwise(
+            pl.format(
+                '{{"TokenType": "{}", "PriceSource": "{}", "PriceRef": "{}"}}',
+                "_part",
+                "cost_source",
+                "price_ref",
+            )
+        )
+    )
+    return rows.select(
         cost.alias("BilledCost"),
-        pl.lit(billing_account_id, pl.String).alias("BillingAccountId"),
-        pl.lit(billing_account_name, pl.String).alias("BillingAccountName"),
+        pl.lit(account_id, pl.String).alias("BillingAccountId"),
+        pl.lit(account_name, pl.String).alias("BillingAccountName"),
         pl.lit("USD", pl.String).alias("BillingCurrency"),
         month.alias("BillingPeriodStart"),
         month.dt.offset_by("1mo").alias("BillingPeriodEnd"),
         pl.lit("Usage", pl.String).alias("ChargeCategory"),
         pl.lit(None, pl.String).alias("ChargeClass"),
-        pl.format(
-            "{} via {}: {} {}",
-            model,
-            provider,
-            requests,
-            pl.when(requests == 1).then(pl.lit("request")).otherwise(pl.lit("requests")),
-        ).alias("ChargeDescription"),
+        pl.format("{} for {} via {}", "_meter", model, provider).alias("ChargeDescription"),
+        pl.lit("Usage-Based", pl.String).alias("ChargeFrequency"),
         pl.col("_day").alias("ChargePeriodStart"),
         pl.col("_day").dt.offset_by("1d").alias("ChargePeriodEnd"),
+        tokens.alias("ConsumedQuantity"),
+        pl.lit("Tokens", pl.String).alias("ConsumedUnit"),
         cost.alias("ContractedCost"),
+        _money(pl.col("_rate")).alias("ContractedUnitPrice"),
         cost.alias("EffectiveCost"),
-        provider.alias("InvoiceIssuerName"),
-        cost.alias("ListCost"),
-        (
-            (pl.col("tokens_in").fill_null(0) + pl.col("tokens_out").fill_null(0)).cast(pl.Float64)
-            / _PER_MTOK
-        ).alias("PricingQuantity"),
-        pl.lit(PRICING_UNIT, pl.String).alias("PricingUnit"),
+        pl.lit(None, pl.String).alias("InvoiceId"),
+        pl.when(pl.col("provider").is_in(_CLOUDFLARE_BILLED))
+        .then(pl.lit("Cloudflare"))
+        .otherwise(provider)
+        .alias("InvoiceIssuerName"),
+        _money(pl.col("_list_cost")).alias("ListCost"),
+        _money(pl.col("_list_rate")).alias("ListUnitPrice"),
+        pl.when(logged)
+        .then(pl.col("_requests").cast(pl.Float64))
+        .otherwise(tokens / _PER_MTOK)
+        .alias("PricingQuantity"),
+        pl.when(logged)
+        .then(pl.lit("Requests"))
+        .otherwise(pl.lit(PRICING_UNIT))
+        .alias("PricingUnit"),
         provider.alias("ProviderName"),
         _publisher(provider, model).alias("PublisherName"),
         pl.lit(SERVICE_CATEGORY, pl.String).alias("ServiceCategory"),
         pl.format("{} API", provider).alias("ServiceName"),
         pl.lit(SERVICE_SUBCATEGORY, pl.String).alias("ServiceSubcategory"),
+        pl.format("{}/{}", provider, model).alias("SkuId"),
+        pl.col("_meter").alias("SkuMeter"),
+        details.alias("SkuPriceDetails"),
+        sku_price_id.alias("SkuPriceId"),
+        pl.col("gateway").alias("SubAccountId"),
+        pl.col("gateway").alias("SubAccountName"),
+        pl.col("_tags").alias("Tags"),
         pl.col("model").alias("x_Model"),
         pl.col("gateway").alias("x_Gateway"),
-        pl.col("_key").cast(pl.String).alias(key_column),
-        requests.alias("x_Requests"),
-        pl.col("tokens_in").cast(pl.Int64).alias("x_InputTokens"),
-        pl.col("tokens_out").cast(pl.Int64).alias("x_OutputTokens"),
-        pl.col("cache_read_tokens").cast(pl.Int64).alias("x_CacheReadTokens"),
-        pl.col("cache_write_tokens").cast(pl.Int64).alias("x_CacheWriteTokens"),
-        pl.col("saved_usd").cast(pl.Float64).alias("x_SavedCost"),
-        pl.col("_override").cast(pl.Float64).alias("x_OverrideCost"),
-        pl.col("unknown_cost_requests").cast(pl.Int64).alias("x_UnknownCostRequests"),
+        pl.col("api_key").cast(pl.String).alias("x_ApiKey"),
+        pl.col("cost_source").alias("x_CostSource"),
+        pl.col("_requests").alias("x_Requests"),
+        pl.col("_list_known").alias("x_ListPriceKnown"),
+        pl.col("_unknown").alias("x_UnknownCostRequests"),
     )
-    return result.sort(
-        "ChargePeriodStart", "x_Gateway", "ProviderName", "x_Model", key_column, nulls_last=True
-    ).collect()
 
 
 def write_focus(frame: pl.DataFrame, path: Path) -> None:
@@ -244,23 +426,3 @@ def write_focus(frame: pl.DataFrame, path: Path) -> None:
 def _publisher(provider: pl.Expr, model: pl.Expr) -> pl.Expr:
     """The publisher named by a model id (``@cf/meta/x`` or ``meta/x``), else the provider."""
     return pl.coalesce(model.str.extract(r"^(?:@[^/]+/)?([^/@]+)/", 1), provider)
-
-
-def _with_columns_checked(rollup: pl.LazyFrame, needed: list[str]) -> pl.LazyFrame:
-    """``rollup`` with ``hour`` in UTC microseconds (a naive ``hour`` is taken as UTC),
-    or an empty frame of the needed columns when it has no columns at all."""
-    schema = rollup.collect_schema()
-    if not schema.names():
-        return pl.LazyFrame(schema={name: _ROLLUP_INPUT.get(name, pl.String()) for name in needed})
-    missing = [name for name in needed if name not in schema]
-    if missing:
-        raise ModelsError(f"rollup rows lack the column(s) {', '.join(missing)} for FOCUS rows")
-    hour = schema["hour"]
-    if not isinstance(hour, pl.Datetime):
-        raise ModelsError(f"rollup column hour must be a datetime, not {hour}")
-    utc = (
-        pl.col("hour").dt.replace_time_zone("UTC")
-        if hour.time_zone is None
-        else pl.col("hour").dt.convert_time_zone("UTC")
-    )
-    return rollup.with_columns(utc.cast(_UTC))

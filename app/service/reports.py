@@ -26,7 +26,7 @@ from models import (
     daily_bounds,
     detect_anomalies,
     explain_flags,
-    focus_rows,
+    focus_table,
     forecast_month,
     newest_rollup_hour,
     read_rollup,
@@ -198,11 +198,7 @@ def export_focus(
     """Write FOCUS 1.2 rows (Parquet or CSV by suffix) to ``out``; return the row count."""
     _check_window(since, until)
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        daily = daily_bounds(since, until)
-        rows = focus_rows(
-            read_rollup(warehouse.con, since=since, until=until, daily=daily),
-            tenant=settings.tenant,
-        )
+        rows = focus_table(warehouse, settings, since=since, until=until)
     write_focus(rows, out)
     return rows.height
 

@@ -304,26 +304,38 @@ def test_a_report_after_a_price_change_warns_until_rollup_runs(tmp_path: Path) -
 def test_focus_export_writes_parquet_and_csv_with_the_same_rows(
     warehouse: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """`aigw export focus` writes one row per day x gateway x provider x model x key, whose
-    EffectiveCost adds up to the report's cost, as Parquet and as CSV."""
+    """`aigw export focus` writes one row per day x gateway x provider x model x key x team
+    x priced meter, as Parquet and as CSV: ListCost = ListUnitPrice x PricingQuantity on
+    every row, the price file's rate beside the catalogue's, and EffectiveCost adding up to
+    the report's cost."""
     db, config = warehouse
     for name in ("focus.parquet", "focus.csv"):
         result = run_aigw(
             "export", "focus", str(tmp_path / name), "--db", str(db), "--config", str(config)
         )
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == f"wrote 4 FOCUS rows to {tmp_path / name}"
+        assert result.stdout.strip() == f"wrote 8 FOCUS rows to {tmp_path / name}"
     parquet = pl.read_parquet(tmp_path / "focus.parquet")
     csv = pl.read_csv(tmp_path / "focus.csv")
-    assert parquet.height == csv.height == 4
+    # day 1: gpt-4o-mini (search, platform) and Sonnet, input and output each; day 2:
+    # gpt-4o-mini (search); the cache hit and the rate-limited attempt are free: no row
+    assert parquet.height == csv.height == 8
     assert parquet.columns == csv.columns
+    gap = (pl.col("ListUnitPrice") * pl.col("PricingQuantity") - pl.col("ListCost")).abs().max()
+    assert parquet.select(gap).item() < 1e-9
     total = sum(row["cost_usd"] for row in report(warehouse, "--by", "provider"))
     assert round(parquet["EffectiveCost"].sum(), 9) == round(total, 9) == 0.0225
-    assert sorted(parquet["x_Model"].to_list()) == [
-        "claude-sonnet-4",
-        "claude-sonnet-4",
-        "gpt-4o-mini",
-        "gpt-4o-mini",
+    # search's first call: 1,000 input tokens at the catalogue's $0.15/M, the price file's $1/M
+    search_input = parquet.filter(
+        pl.col("Tags").str.contains('"team":"search"', literal=True)
+        & (pl.col("SkuMeter") == "input")
+        & (pl.col("x_Model") == "gpt-4o-mini")
+    ).select(
+        "ConsumedQuantity", "ListUnitPrice", "ListCost", "ContractedUnitPrice", "EffectiveCost"
+    )
+    assert search_input.rows() == [
+        (1000.0, 0.15, 0.00015, 1.0, 0.001),
+        (2000.0, 0.15, 0.0003, 1.0, 0.002),
     ]
 
 
