@@ -36,7 +36,7 @@ from proxy.providers import (
 )
 from proxy.services import Services
 from proxy.stores import CachedResponse
-from proxy.wire import Responder, error_body
+from proxy.wire import Responder
 
 __all__ = ["Answer", "Attempt", "Exchange", "deliver", "replay"]
 
@@ -183,7 +183,7 @@ async def deliver(
         data = await response.read()
     except UpstreamError as err:
         exchange.log_unanswered(attempt, err)
-        await out.json(502, error_body(str(err), "upstream_error", 502))
+        await out.error(502, str(err), "upstream_error", 502)
         return Answer(None, None)
     status = response.status
     try:
@@ -228,7 +228,7 @@ async def deliver(
             log_id=log_id,
         )
         kind = "upstream_error" if deep else "content_policy_blocked"
-        await out.json(502, error_body(refusal, kind, "content_policy_violation"))
+        await out.error(502, refusal, kind, "content_policy_violation")
         return Answer(usage, cost)
     cost = _cost(services, exchange, target, served, usage) if status < 400 else None
     await out.raw(status, data, content_type, _headers(exchange, log_id, attempt.step, "MISS"))
