@@ -33,6 +33,7 @@ from proxy.cache_policy import answer_policy, cache_namespace
 from proxy.config import GatewayConfig, KeyIdentity, RouteSettings
 from proxy.errors import RequestRefused, StoreError, UpstreamError
 from proxy.inbound import (
+    COUNT_TOKENS,
     Target,
     authenticate,
     check_depth,
@@ -249,7 +250,7 @@ class Gateway:
         headers = exchange.headers
         route = exchange.route
         skip = headers.get("cf-aig-skip-cache", "").lower() in ("true", "1", "yes")
-        if route.cache:
+        if route.cache and exchange.endpoint.name != COUNT_TOKENS:  # free; same body as messages
             key = cache_key(
                 exchange.body,
                 provider=targets[0].provider.name,

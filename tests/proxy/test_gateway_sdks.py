@@ -14,8 +14,16 @@ import openai
 import orjson
 import pytest
 
+from ingest.records import normalize
 from models.pricing import catalog_models
-from tests.proxy.gateway_fixtures import GATEWAY_KEYS, Running, gateway, read_records, request
+from tests.proxy.gateway_fixtures import (
+    GATEWAY_KEYS,
+    Running,
+    gateway,
+    mock_calls,
+    read_records,
+    request,
+)
 
 ROUTES = """
 [routes.limited]
@@ -280,3 +288,30 @@ def test_models_lists_concrete_names_and_the_catalogue_models_globs_match(
         ("model", 0, "backup")
     }
     assert read_records(gw.logs) == []  # the listing is not logged
+
+
+def test_count_tokens_is_forwarded_to_the_anthropic_provider(tmp_path: Path) -> None:
+    """messages.count_tokens through the anthropic SDK: forwarded to the provider's
+    /v1/messages/count_tokens as sent; the simulated provider counts ceil(chars / 4) of the
+    flattened prompt ("\\0user\\0Say hello." is 16 characters: 4 tokens). One record, no
+    tokens, cost 0; DLP applies (a card number: 400, Anthropic's shape)."""
+    with gateway(tmp_path, ROUTES) as gw, anthropic_client(gw) as client:
+        counted = client.messages.count_tokens(model="claude-haiku-4-5", messages=HI)  # type: ignore[arg-type]
+        card = [{"role": "user", "content": CARD}]
+        with pytest.raises(anthropic.BadRequestError) as blocked:
+            client.messages.count_tokens(model="claude-opus-4-1", messages=card)  # type: ignore[arg-type]
+        calls = mock_calls(gw.anthropic)
+    assert counted.input_tokens == 4
+    assert [(c["path"], c["body"]) for c in calls] == [
+        ("/v1/messages/count_tokens", {"model": "claude-haiku-4-5", "messages": HI})
+    ]
+    assert blocked.value.status_code == 400
+    records = read_records(gw.logs)
+    assert [(r["Endpoint"], r["StatusCode"], r["Provider"]) for r in records] == [
+        ("messages/count_tokens", 200, "anthropic"),
+        ("messages/count_tokens", 400, "anthropic"),
+    ]
+    metrics = records[0]["Metrics"]
+    assert (metrics["tokensIn"], metrics["tokensOut"], metrics["cost"]) == (0, 0, 0.0)
+    for record in records:  # they load into the warehouse
+        normalize(record, orjson.dumps(record))
