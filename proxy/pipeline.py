@@ -233,7 +233,9 @@ class Gateway:
         if budget is None or not budget.exceeded:
             return charged, budget, targets, None
         if budget.settings.action == "reject":
-            raise RequestRefused(429, budget.message(), "budget_exceeded", "budget_exceeded")
+            spent = RequestRefused(429, budget.message(), "budget_exceeded", "budget_exceeded")
+            spent.headers = [("x-should-retry", "false")]  # the SDKs' retries cannot help
+            raise spent
         provider, model = str(budget.settings.reroute).split("/", 1)
         rerouted = [Target(self.s.config.providers[provider], model)]
         return charged, budget, rerouted, f"budget spent: rerouted to {budget.settings.reroute}"

@@ -32,6 +32,9 @@ rate_limits = [{ name = "one", per = "key", unit = "requests", limit = 1, window
 [routes.guarded]
 match = ["gpt-4.1-mini", "claude-opus-4-1"]
 dlp = "block"
+[routes.capped]
+match = ["gpt-4.1"]
+budget = { usd = 0.0000001, period = "day", per = "key" }
 [routes.failing]
 match = ["gpt-4o"]
 provider = "openai"
@@ -315,3 +318,16 @@ def test_count_tokens_is_forwarded_to_the_anthropic_provider(tmp_path: Path) -> 
     assert (metrics["tokensIn"], metrics["tokensOut"], metrics["cost"]) == (0, 0, 0.0)
     for record in records:  # they load into the warehouse
         normalize(record, orjson.dumps(record))
+
+
+def test_a_spent_budget_is_not_retried_by_the_sdk(tmp_path: Path) -> None:
+    """A budget's 429 says ``x-should-retry: false``: the openai SDK with max_retries=3
+    gives up at once (one refusal logged after the request that spent the budget)."""
+    with gateway(tmp_path, ROUTES) as gw, openai_client(gw) as base:
+        client = base.with_options(max_retries=3)
+        client.chat.completions.create(model="gpt-4.1", messages=HI)  # type: ignore[arg-type]
+        with pytest.raises(openai.RateLimitError) as spent:
+            client.chat.completions.create(model="gpt-4.1", messages=HI)  # type: ignore[arg-type]
+    assert spent.value.response.headers["x-should-retry"] == "false"
+    assert spent.value.code == "budget_exceeded"
+    assert [r["StatusCode"] for r in read_records(gw.logs)] == [200, 429]
