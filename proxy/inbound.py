@@ -1,7 +1,8 @@
 """What a client asked for: endpoint, identity, metadata, and the providers to try.
 
 Pure functions over the request and the config; the pipeline turns their
-``RequestRefused`` into an HTTP error in OpenAI's shape.
+``RequestRefused`` into an HTTP error in the API's shape (OpenAI's, or Anthropic's on
+``/v1/messages``).
 """
 
 from __future__ import annotations
