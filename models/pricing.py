@@ -25,6 +25,8 @@ pair as logged, so requests join them unchanged.
 from __future__ import annotations
 
 import csv
+import functools
+import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -41,6 +43,7 @@ from models.errors import PriceFileError
 __all__ = [
     "CATALOG_PROVIDERS",
     "PRICE_SCHEMA",
+    "catalog_models",
     "catalog_prices",
     "load_price_file",
     "price_key",
@@ -162,6 +165,27 @@ def catalog_prices(pairs: Iterable[tuple[str, str]]) -> pl.DataFrame:
     for provider, model, info in _catalog_models(pairs):
         rows.extend(_model_rows(provider, model, info))
     return pl.DataFrame(rows, schema=PRICE_SCHEMA, orient="row") if rows else _empty()
+
+
+_SERVABLE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
+
+
+@functools.cache
+def catalog_models(slug: str) -> tuple[str, ...]:
+    """The model names the catalogue prices for the Cloudflare provider ``slug``, sorted
+    (none for a slug it does not map). Left out: deprecated models and catalogue ids that
+    are not names a client sends (``ft:gpt-4o``, ``gpt-4o-mini-2024-07-18.ft-``)."""
+    provider_id = CATALOG_PROVIDERS.get(slug)
+    found = [p for p in get_snapshot().providers if p.id == provider_id]
+    if provider_id is None or not found:
+        return ()
+    return tuple(
+        sorted(
+            m.id
+            for m in found[0].models
+            if not m.deprecated and _SERVABLE_NAME.fullmatch(m.id) is not None
+        )
+    )
 
 
 def _catalog_models(

@@ -49,7 +49,7 @@ from proxy.wire import (
     Responder,
     Scope,
     Send,
-    error_body,
+    anthropic_path,
     read_request,
     request_head,
 )
@@ -100,12 +100,12 @@ class GatewayApp:
         self.metrics.connection_changed(delta)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        out = Responder(send, receive)
+        out = Responder(send, receive, anthropic=anthropic_path(scope["path"]))
         if scope["path"] in _OPS_PATHS and scope["method"] in ("GET", "HEAD"):
             await self._ops(scope, out)
             return
         if self.gateway is None:
-            await out.json(503, error_body("the gateway is starting", "unavailable"))
+            await out.error(503, "the gateway is starting", "unavailable")
             return
         try:
             request = await read_request(
@@ -115,13 +115,13 @@ class GatewayApp:
         except BodyTooLarge:
             message = "request body too large (32 MiB max)"
             self.gateway.log_early_refusal(request_head(scope), 413, message)
-            await out.json(413, error_body(message, "invalid_request_error"))
+            await out.error(413, message, "invalid_request_error")
             return
         except RequestRefused as err:
             self.gateway.log_early_refusal(request_head(scope), err.status, str(err))
             # the rest of a body that timed out is never read: the connection cannot be reused
             close = [("connection", "close")] if isinstance(err, BodyTimeout) else []
-            await out.json(err.status, error_body(str(err), err.kind, err.code), close)
+            await out.error(err.status, str(err), err.kind, err.code, close)
             return
         await self.gateway.handle(request, out)
 
@@ -140,13 +140,13 @@ class GatewayApp:
             return
         access = self.config.telemetry.metrics
         if access == "off":
-            await out.json(404, error_body("metrics are off ([telemetry] metrics)", "not_found"))
+            await out.error(404, "metrics are off ([telemetry] metrics)", "not_found")
             return
         if access == "key":
             try:
                 authenticate(request_head(scope).headers, self.config)
             except RequestRefused as err:
-                await out.json(err.status, error_body(str(err), err.kind, err.code))
+                await out.error(err.status, str(err), err.kind, err.code)
                 return
         self._flush_metrics()
         registry = exposition_registry(self.metrics, self.config.telemetry.multiprocess_dir)

@@ -1,7 +1,8 @@
 """What a client asked for: endpoint, identity, metadata, and the providers to try.
 
 Pure functions over the request and the config; the pipeline turns their
-``RequestRefused`` into an HTTP error in OpenAI's shape.
+``RequestRefused`` into an HTTP error in the API's shape (OpenAI's, or Anthropic's on
+``/v1/messages``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from proxy.config import GatewayConfig, KeyIdentity, ProviderSettings, RouteSett
 from proxy.errors import RequestRefused
 
 __all__ = [
+    "COUNT_TOKENS",
     "Endpoint",
     "RequestRefused",
     "Target",
@@ -40,6 +42,7 @@ MAX_METADATA_ENTRIES: Final = 5
 MAX_METADATA_KEY_CHARS: Final = 64
 MAX_METADATA_VALUE_CHARS: Final = 1024
 MAX_NAME_CHARS: Final = 256  # a model name, an event id
+COUNT_TOKENS: Final = "messages/count_tokens"  # Anthropic's: counted by the provider, free
 OPENAI_ENDPOINTS: Final = {
     "/v1/chat/completions": "chat/completions",
     "/v1/completions": "completions",
@@ -70,8 +73,8 @@ def parse_endpoint(path: str, config: GatewayConfig) -> Endpoint:
     name = OPENAI_ENDPOINTS.get(path)
     if name is not None:
         return Endpoint("openai", name, config.gateway, None)
-    if path == "/v1/messages":
-        return Endpoint("anthropic", "messages", config.gateway, None)
+    if path in ("/v1/messages", f"/v1/{COUNT_TOKENS}"):
+        return Endpoint("anthropic", path.removeprefix("/v1/"), config.gateway, None)
     parts = path.strip("/").split("/", 2)
     if len(parts) == 3 and parts[1] in config.providers:
         if not config.serves_gateway(parts[0]):
@@ -86,8 +89,8 @@ def parse_endpoint(path: str, config: GatewayConfig) -> Endpoint:
         rest = parts[2].removeprefix("v1/")
         if provider.kind == "openai" and rest in OPENAI_ENDPOINTS.values():
             return Endpoint("openai", rest, parts[0], provider.name)
-        if provider.kind == "anthropic" and rest == "messages":
-            return Endpoint("anthropic", "messages", parts[0], provider.name)
+        if provider.kind == "anthropic" and rest in ("messages", COUNT_TOKENS):
+            return Endpoint("anthropic", rest, parts[0], provider.name)
     raise RequestRefused(404, f"no such endpoint: {path}", "invalid_request_error", "not_found")
 
 

@@ -21,16 +21,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
+from models.pricing import catalog_models
 from proxy.cache_policy import answer_policy, cache_namespace
 from proxy.config import GatewayConfig, KeyIdentity, RouteSettings
 from proxy.errors import RequestRefused, StoreError, UpstreamError
 from proxy.inbound import (
+    COUNT_TOKENS,
     Target,
     authenticate,
     check_depth,
@@ -60,13 +63,14 @@ from proxy.policy import (
 from proxy.responses import Answer, Attempt, Exchange, deliver, replay
 from proxy.services import Services
 from proxy.stores import cache_key, scoped_key
-from proxy.wire import Request, Responder, error_body
+from proxy.wire import Request, Responder
 
 __all__ = ["SIM_TIME_HEADER", "Gateway"]
 
 _log = logging.getLogger("aigw.proxy")
 SIM_TIME_HEADER: Final = "x-aigw-simulated-time"
 _RETRYABLE: Final = frozenset({408, 429, 500, 502, 503, 504, 529})
+_GLOB: Final = re.compile(r"[*?\[]")  # fnmatch's special characters
 
 
 class Gateway:
@@ -88,13 +92,13 @@ class Gateway:
             if log.records == 0:
                 self._log_refusal(request, log, err.status, str(err))
             if not out.started:
-                await out.json(err.status, error_body(str(err), err.kind, err.code), err.headers)
+                await out.error(err.status, str(err), err.kind, err.code, err.headers)
         except Exception:  # noqa: BLE001 - the edge: a bug still gets its record and a 500
             _log.exception("request to %s failed", request.path[:200])
             if log.records == 0:
                 self._log_refusal(request, log, 500, "internal gateway error")
             if not out.started:
-                await out.json(500, error_body("internal gateway error", "api_error"))
+                await out.error(500, "internal gateway error", "api_error")
         self.s.metrics.request_done(log)
 
     def log_early_refusal(self, request: Request, status: int, reason: str) -> None:
@@ -229,7 +233,9 @@ class Gateway:
         if budget is None or not budget.exceeded:
             return charged, budget, targets, None
         if budget.settings.action == "reject":
-            raise RequestRefused(429, budget.message(), "budget_exceeded", "budget_exceeded")
+            spent = RequestRefused(429, budget.message(), "budget_exceeded", "budget_exceeded")
+            spent.headers = [("x-should-retry", "false")]  # the SDKs' retries cannot help
+            raise spent
         provider, model = str(budget.settings.reroute).split("/", 1)
         rerouted = [Target(self.s.config.providers[provider], model)]
         return charged, budget, rerouted, f"budget spent: rerouted to {budget.settings.reroute}"
@@ -246,7 +252,7 @@ class Gateway:
         headers = exchange.headers
         route = exchange.route
         skip = headers.get("cf-aig-skip-cache", "").lower() in ("true", "1", "yes")
-        if route.cache:
+        if route.cache and exchange.endpoint.name != COUNT_TOKENS:  # free; same body as messages
             key = cache_key(
                 exchange.body,
                 provider=targets[0].provider.name,
@@ -289,9 +295,7 @@ class Gateway:
                     exchange.log, target.provider.name, attempt.started
                 )
                 if last:
-                    await out.json(
-                        502, error_body(f"no provider answered: {err}", "upstream_error", 502)
-                    )
+                    await out.error(502, f"no provider answered: {err}", "upstream_error", 502)
                     return None
                 self.s.metrics.failover(target.provider.name)
                 continue
@@ -333,8 +337,9 @@ class Gateway:
                 for r in _route_models(self.s.config, p.name)
             }
         )
-        data = [
-            {"id": model, "object": "model", "owned_by": model.split("/")[0]} for model in models
+        data = [  # created: unknown to the gateway; OpenAI's shape has it, so 0
+            {"id": model, "object": "model", "created": 0, "owned_by": model.split("/")[0]}
+            for model in models
         ]
         await out.json(200, {"object": "list", "data": data})
 
@@ -384,8 +389,21 @@ def _policies(body: dict[str, Any], route: RouteSettings, log: RequestLog) -> di
 
 
 def _route_models(config: GatewayConfig, provider: str) -> list[str]:
-    globs = [g for route in config.routes for g in route.match if "*" not in g and "?" not in g]
-    return [g.split("/", 1)[-1] for g in globs if "/" not in g or g.startswith(f"{provider}/")]
+    """The models a route serves through ``provider``: each concrete name in a route's
+    ``match`` (bare, or ``provider/…``), and the catalogue's models of the provider
+    (``catalog_name``, else its name) that a route's globs match. No routes configured:
+    the default route, ``*``."""
+    routes = config.routes or (config.route_for(provider, ""),)  # none: the default, "*"
+    names = [g for route in routes for g in route.match if not _GLOB.search(g)]
+    listed = [g.split("/", 1)[-1] for g in names if "/" not in g or g.startswith(f"{provider}/")]
+    settings = config.providers[provider]
+    globbed = [r for r in routes if any(_GLOB.search(g) for g in r.match)]
+    listed += [
+        model
+        for model in catalog_models(settings.catalog_name or provider)
+        if any(route.matches(provider, model) for route in globbed)
+    ]
+    return listed
 
 
 def _ttl(header: str | None, default: float) -> float:

@@ -1,10 +1,7 @@
-"""A provider's answer on its way back to the client: whole or streamed, translated
-between APIs when needed, checked by response DLP and guardrails, cached, logged.
-
-Streams pass through event by event as they arrive (never buffered whole); usage
-is read from the stream. A client that disconnects mid-stream still produces a log
-record (status 499, usage as far as known, else estimated).
-"""
+"""A provider's answer on its way back to the client: whole or streamed, translated between
+APIs when needed, checked by response DLP and guardrails, cached, logged. Streams pass through
+event by event as they arrive (never buffered whole); usage is read from the stream. A client
+that disconnects mid-stream still produces a record (499, usage so far, else estimated)."""
 
 from __future__ import annotations
 
@@ -21,7 +18,7 @@ from models.request_pricing import Usage
 from proxy.cache_policy import holds_secret
 from proxy.config import RouteSettings
 from proxy.errors import StoreError, UpstreamError
-from proxy.inbound import Endpoint, Target, deeper_than, few_brackets
+from proxy.inbound import COUNT_TOKENS, Endpoint, Target, deeper_than, few_brackets
 from proxy.logs import RequestLog, new_log_id
 from proxy.policy import StreamDlp, check_response, evaluate, inspect_response
 from proxy.providers import (
@@ -36,7 +33,7 @@ from proxy.providers import (
 )
 from proxy.services import Services
 from proxy.stores import CachedResponse
-from proxy.wire import Responder, error_body
+from proxy.wire import Responder
 
 __all__ = ["Answer", "Attempt", "Exchange", "deliver", "replay"]
 
@@ -69,7 +66,8 @@ class Exchange:
         return target.provider.kind != self.endpoint.api
 
     def provider_endpoint(self, target: Target) -> str:
-        return "messages" if target.provider.kind == "anthropic" else self.endpoint.name
+        chat = target.provider.kind == "anthropic" and self.endpoint.name != COUNT_TOKENS
+        return "messages" if chat else self.endpoint.name  # OpenAI chat goes translated
 
     def client_wants_usage(self) -> bool:
         options = self.body.get("stream_options")
@@ -183,7 +181,7 @@ async def deliver(
         data = await response.read()
     except UpstreamError as err:
         exchange.log_unanswered(attempt, err)
-        await out.json(502, error_body(str(err), "upstream_error", 502))
+        await out.error(502, str(err), "upstream_error", 502)
         return Answer(None, None)
     status = response.status
     try:
@@ -191,6 +189,8 @@ async def deliver(
     except orjson.JSONDecodeError:
         parsed = None
     usage = usage_from_body(target.provider.kind, parsed) if status < 400 else None
+    if exchange.endpoint.name == COUNT_TOKENS and status < 400:  # counting is free: 0 tokens
+        usage = Usage()
     reported = parsed.get("model") if isinstance(parsed, dict) else None
     served = reported if isinstance(reported, str) else target.model
     outgoing: Any = parsed
@@ -228,7 +228,7 @@ async def deliver(
             log_id=log_id,
         )
         kind = "upstream_error" if deep else "content_policy_blocked"
-        await out.json(502, error_body(refusal, kind, "content_policy_violation"))
+        await out.error(502, refusal, kind, "content_policy_violation")
         return Answer(usage, cost)
     cost = _cost(services, exchange, target, served, usage) if status < 400 else None
     await out.raw(status, data, content_type, _headers(exchange, log_id, attempt.step, "MISS"))

@@ -16,7 +16,17 @@ import orjson
 
 from proxy.errors import BodyTimeout, BodyTooLarge
 
-__all__ = ["Receive", "Request", "Responder", "Scope", "Send", "error_body", "read_request"]
+__all__ = [
+    "Receive",
+    "Request",
+    "Responder",
+    "Scope",
+    "Send",
+    "anthropic_error_body",
+    "anthropic_path",
+    "error_body",
+    "read_request",
+]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -87,12 +97,51 @@ def error_body(message: str, kind: str, code: str | int | None = None) -> dict[s
     return {"error": {"message": message, "type": kind, "code": code}}
 
 
-class Responder:
-    """Writes one response; watches for the client going away once a stream starts."""
+# Anthropic's error type for each status the gateway answers (its documented table; 408,
+# 502 and 503 are the gateway's own and take the nearest)
+_ANTHROPIC_KINDS: Final = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
-    def __init__(self, send: Send, receive: Receive) -> None:
+
+def anthropic_error_body(
+    status: int, message: str, code: str | int | None = None
+) -> dict[str, Any]:
+    """Anthropic's error shape for ``status``; ``code`` (the gateway's own reason, as in
+    the OpenAI shape) rides along in ``error``, where Anthropic's SDKs ignore it."""
+    kind = _ANTHROPIC_KINDS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message, "code": code}}
+
+
+def anthropic_path(path: str) -> bool:
+    """Whether ``path`` is an Anthropic-shaped endpoint (``/v1/messages`` and anything
+    under it, or a provider path ending in ``/messages`` or ``/messages/count_tokens``): its
+    errors take Anthropic's shape."""
+    path = path.rstrip("/")
+    return path.startswith("/v1/messages") or path.endswith(("/messages", "/messages/count_tokens"))
+
+
+class Responder:
+    """Writes one response; watches for the client going away once a stream starts.
+    ``anthropic``: the request came to an Anthropic-shaped path (see :meth:`error`)."""
+
+    def __init__(self, send: Send, receive: Receive, *, anthropic: bool = False) -> None:
         self._send = send
         self._receive = receive
+        self.anthropic = anthropic
         self._watcher: asyncio.Task[None] | None = None
         self.disconnected = False
         self.started = False
@@ -102,6 +151,23 @@ class Responder:
         data = body if isinstance(body, bytes) else orjson.dumps(body)
         await self.raw(status, data, "application/json", headers)
         return data
+
+    async def error(
+        self,
+        status: int,
+        message: str,
+        kind: str,
+        code: str | int | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> bytes:
+        """Send the gateway's own error: OpenAI's shape (``kind`` is its ``type``), or on an
+        Anthropic path Anthropic's (its type from ``status``); returns the bytes sent."""
+        body = (
+            anthropic_error_body(status, message, code)
+            if self.anthropic
+            else error_body(message, kind, code)
+        )
+        return await self.json(status, body, headers)
 
     async def raw(
         self, status: int, data: bytes, content_type: str, headers: Iterable[tuple[str, str]] = ()

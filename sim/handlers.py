@@ -61,7 +61,8 @@ _STREAM_KEYS: Final = frozenset({"stream", "stream_options"})
 
 @dataclass(frozen=True, slots=True)
 class MockRequest:
-    """A checked request: ``kind`` is ``chat``, ``completion``, ``embeddings`` or ``messages``."""
+    """A checked request: ``kind`` is ``chat``, ``completion``, ``embeddings``, ``messages``
+    or ``count_tokens``."""
 
     kind: str
     model: str
@@ -135,6 +136,8 @@ class Handlers:
         if path == "/v1/embeddings":
             return _check_embeddings(model, body)
         _require_messages(body)
+        if path == "/v1/messages/count_tokens":  # Anthropic's: no max_tokens needed
+            return MockRequest("count_tokens", model, anthropic_prompt(body))
         limit = _max_tokens(body, "max_tokens")
         if limit is None:
             raise InvalidSimRequest("max_tokens: Field required")
@@ -144,6 +147,8 @@ class Handlers:
 
     def answer(self, request: MockRequest, digest: bytes) -> bytes | list[bytes]:
         """The JSON body, or the SSE events of a stream, for a checked request."""
+        if request.kind == "count_tokens":  # the prompt's tokens, as a messages answer counts them
+            return orjson.dumps({"input_tokens": request.prompt.tokens})
         if request.kind == "embeddings":
             vectors = [
                 embedding(self._salt, request.model, _seed_text(item), request.dimensions)

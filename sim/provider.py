@@ -5,7 +5,9 @@ network). It is a raw ASGI app (no framework, orjson, no per-request logging) so
 0 ms latency it costs the benchmark as little CPU as possible.
 
 Endpoints: ``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``,
-``/v1/messages`` (Anthropic) and ``GET /v1/models``. This module is the HTTP side; request
+``/v1/messages`` and ``/v1/messages/count_tokens`` (Anthropic; ``{"input_tokens": N}``, the
+prompt's tokens as a messages answer counts them) and ``GET /v1/models``. This module is the
+HTTP side; request
 checks and answers are in :mod:`sim.handlers`, usage numbers in
 :mod:`sim.usage`, bodies and streams in :mod:`sim.shapes`, the test hooks'
 records in :mod:`sim.hooks`.
@@ -79,6 +81,7 @@ _ROUTES: Final = {
     "/v1/completions": "POST",
     "/v1/embeddings": "POST",
     "/v1/messages": "POST",
+    "/v1/messages/count_tokens": "POST",
     "/v1/models": "GET",
 }
 _JSON: Final = b"application/json"
@@ -222,7 +225,7 @@ class _MockProvider:
         send: Send,
     ) -> int:
         """Answer one ``/v1`` request; returns the status sent."""
-        anthropic = path == "/v1/messages"
+        anthropic = path.startswith("/v1/messages")
         expected = _ROUTES.get(path)
         if expected is None:
             return await _error(send, 404, f"Unknown path {path[:200]}", anthropic=False)

@@ -1,5 +1,5 @@
 """Requests the gateway refuses before a provider is tried, and bodies nested too deep: each
-gets its answer in OpenAI's error shape and exactly one log record (refusals without an
+gets its answer in the API's error shape and exactly one log record (refusals without an
 accepted key up to the configured limit). Real gateway, simulated providers on 127.0.0.1."""
 
 from __future__ import annotations
