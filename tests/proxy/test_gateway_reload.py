@@ -109,7 +109,10 @@ def test_sighup_reloads_limits_and_keys_and_refuses_a_broken_file(
         process.send_signal(signal.SIGHUP)
         time.sleep(1.0)
         still = [chat(port, NEW_KEY).status, chat(port, GATEWAY_KEYS["team-a"]).status]
-        # a worker restarted now starts with the running config, not the broken file
+        # a worker restarted now starts with the running config, not the broken file; the
+        # kill waits until the answers above are journalled (sync_interval_s, 0.2 s): the
+        # gateway keeps the records of requests answered before that (docs/gateway.md, Logs)
+        time.sleep(1.0)
         replaced = kill_one_worker(process, workers) if workers > 1 else []
         stderr = stop(process)
     assert before == [200, 200, 429]
