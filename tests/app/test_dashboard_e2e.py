@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from app.service import cost_report
 from models import ModelsSettings
@@ -116,7 +116,7 @@ def _wait_rendered(page: Page) -> None:
     page.wait_for_timeout(300)
 
 
-def _metric(page: Page, label: str) -> str:
+def _metric_value(page: Page, label: str) -> Locator:
     card = page.locator('[data-testid="stMetric"]').filter(
         has=page.locator(
             '[data-testid="stMetricLabel"]', has_text=re.compile(f"^{re.escape(label)}$")
@@ -124,7 +124,11 @@ def _metric(page: Page, label: str) -> str:
     )
     value = card.locator('[data-testid="stMetricValue"]')
     expect(value).to_have_count(1, timeout=30_000)  # a re-run's stale card goes first
-    return str(value.inner_text()).strip()
+    return value
+
+
+def _metric(page: Page, label: str) -> str:
+    return str(_metric_value(page, label).inner_text()).strip()
 
 
 def _axis_labels(page: Page, chart: int = 0) -> list[str]:
@@ -193,7 +197,9 @@ def test_every_page_renders_in_chromium_and_a_filter_lands_in_url_and_numbers(
                 until=first + timedelta(days=9),
                 filters={"provider": "anthropic"},
             ).table
-            assert _metric(page, "Spend") == f"${report['cost_usd'][0]:,.2f}"
+            # the filtered re-run may not have begun when the URL changed: wait for its card
+            expected = f"${report['cost_usd'][0]:,.2f}"
+            expect(_metric_value(page, "Spend")).to_have_text(expected, timeout=30_000)
             page.screenshot(path=str(shots / "overview-anthropic.png"), full_page=True)
             assert not errors, errors
             assert hosts == {urlsplit(dashboard_url).netloc}, hosts  # nothing leaves the machine
