@@ -53,6 +53,13 @@ demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> 
 	@$(BIN)/aigw alerts run --budgets sample_data/budgets.toml --db $(DB) --now 2026-11-19T23:00:00
 	@echo "== November showback statements per team to data/statements (aigw statement)"
 	@$(BIN)/aigw statement --month 2026-11 --out data/statements --budgets sample_data/budgets.toml --db $(DB)
+	@echo "== a November bill for OpenAI and Anthropic (the gateway's priced traffic, plus \$$1.25 that bypassed it) checked against the gateway (aigw reconcile invoice)"
+	@$(BIN)/aigw sql --db $(DB) --format csv "SELECT strftime(hour, '%Y-%m-%d') AS date, provider, model, \
+	    round(sum(cost_usd), 2) AS amount_usd FROM rollup_daily WHERE provider IN ('openai', 'anthropic') \
+	    AND cost_source IN ('catalog', 'override') GROUP BY ALL \
+	    UNION ALL SELECT '2026-11-18', 'openai', 'gpt-4o-realtime-preview', 1.25 ORDER BY 1, 2, 3" \
+	    > data/invoice-2026-11.csv
+	@$(BIN)/aigw reconcile invoice data/invoice-2026-11.csv --db $(DB)
 	@echo "== what ingest kept aside (aigw sql)"
 	@$(BIN)/aigw sql --db $(DB) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
 	    sum(rows_duplicate) AS duplicates, sum(rows_rejected) AS rejected FROM ingest_files GROUP BY ALL"
