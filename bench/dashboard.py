@@ -25,7 +25,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 
 # Run as `python bench/dashboard.py`, this folder comes first on sys.path; the
@@ -37,7 +36,11 @@ sys.path.insert(0, str(REPO))
 from ingest import open_warehouse  # noqa: E402 - after the sys.path fix above
 from models import ModelsSettings, refresh_rollups  # noqa: E402
 
-START = datetime(2026, 10, 1, tzinfo=UTC)
+sys.path.append(str(Path(__file__).parent))  # this folder's helpers, for one import
+from synthetic_requests import build_requests, fill_sql, fresh  # noqa: E402
+
+sys.path.pop()  # names here (ingest.py, models.py, proxy.py) shadow the packages
+
 PAGES = {
     "overview": "Overview",
     "attribution": "Cost attribution",
@@ -59,44 +62,20 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 
-_FILL = """
-INSERT INTO requests (log_id, ts, gateway, provider, model, requested_model, endpoint,
-    status_code, success, cached, rate_limited, duration_ms, tokens_in, tokens_out,
-    cache_read_tokens, cache_write_tokens, cost, step, event_id, metadata, log_format,
-    source_file, source_line, ingested_at, route, api_key_id, dlp_action, dlp_categories,
-    guardrail_action, guardrail_categories, cache_key_hash)
-SELECT
-    'bench-' || $batch || '-' || i,
-    $start::TIMESTAMPTZ + to_microseconds(($offset + i) * $spacing_us),
-    CASE WHEN i % 3 = 0 THEN 'staging' ELSE 'prod' END,
-    models.provider, models.model, models.model,
-    CASE WHEN models.provider = 'anthropic' THEN 'v1/messages' ELSE 'chat/completions' END,
-    CASE WHEN i % 97 = 0 THEN 500 WHEN i % 101 = 0 THEN 429 ELSE 200 END,
-    i % 97 <> 0 AND i % 101 <> 0,
-    i % 9 = 0, i % 101 = 0,
-    200 + (i * 7919) % 3000,
-    100 + (i * 104729) % 4000, 20 + (i * 1299709) % 800,
-    CASE WHEN models.provider = 'anthropic' THEN (i * 31) % 2000 END, NULL,
-    ((100 + (i * 104729) % 4000) * 1.0 + (20 + (i * 1299709) % 800) * 4.0) / 1e6,
-    CASE WHEN i % 53 = 0 THEN 1 ELSE 0 END,
-    'evt-' || $batch || '-' || i,
-    json_object('team', 'team-' || (i % 4), 'user', 'user-' || (i % 200),
-                'agent', 'agent-' || (i % 5)),
-    'logpush', 'bench', i, $ingested,
-    'route-' || (i % 3), 'key-' || (i % 20),
-    CASE WHEN i % 37 = 0 THEN 'redact' END,
-    CASE WHEN i % 37 = 0 THEN ['EMAIL'] END,
-    CASE WHEN i % 47 = 0 THEN 'monitor' END,
-    CASE WHEN i % 47 = 0 THEN ['jailbreak'] END,
-    'h' || ((i * 2654435761) % 5000000)
-FROM range($count) AS r(i)
-JOIN (VALUES (0, 'openai', 'gpt-4o-mini'), (1, 'openai', 'gpt-4o'),
-             (2, 'anthropic', 'claude-sonnet-4'), (3, 'anthropic', 'claude-3-5-haiku'),
-             (4, 'google-ai-studio', 'gemini-2.0-flash'), (5, 'custom', 'in-house-llm'))
-     AS models(k, provider, model)
-  ON models.k = CASE WHEN i % 100 = 0 THEN 5 ELSE i % 5 END
-"""
-
+_FILL = fill_sql(
+    "bench",
+    extra={
+        "step": "CASE WHEN i % 53 = 0 THEN 1 ELSE 0 END",
+        "event_id": "'evt-' || $batch || '-' || i",
+        "route": "'route-' || (i % 3)",
+        "api_key_id": "'key-' || (i % 20)",
+        "dlp_action": "CASE WHEN i % 37 = 0 THEN 'redact' END",
+        "dlp_categories": "CASE WHEN i % 37 = 0 THEN ['EMAIL'] END",
+        "guardrail_action": "CASE WHEN i % 47 = 0 THEN 'monitor' END",
+        "guardrail_categories": "CASE WHEN i % 47 = 0 THEN ['jailbreak'] END",
+        "cache_key_hash": "'h' || ((i * 2654435761) % 5000000)",
+    },
+)
 BUDGETS = """
 timezone = "UTC"
 [channels.outbox]
@@ -121,23 +100,9 @@ channels = ["outbox"]
 
 def build(path: Path, count: int) -> None:
     """A rolled-up warehouse of ``count`` synthetic requests over 30 days."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    spacing = 30 * 86_400 * 1_000_000 // count
+    fresh(path)
     with open_warehouse(path) as warehouse:
-        chunk = 2_000_000
-        for offset in range(0, count, chunk):
-            warehouse.con.execute(
-                _FILL,
-                {
-                    "batch": str(offset),
-                    "start": START,
-                    "offset": offset,
-                    "spacing_us": spacing,
-                    "count": min(chunk, count - offset),
-                    "ingested": datetime.now(tz=UTC),
-                },
-            )
+        build_requests(warehouse.con, _FILL, count)
         refresh_rollups(warehouse, ModelsSettings(), full=True)
 
 

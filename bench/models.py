@@ -46,40 +46,16 @@ from models import (  # noqa: E402 - after the sys.path fix above
 from models.cache import cache_summary  # noqa: E402
 from models.focus import focus_table  # noqa: E402
 
+sys.path.append(str(Path(__file__).parent))  # this folder's helpers, for one import
+from synthetic_requests import build_requests, fill_requests, fill_sql, fresh  # noqa: E402
+
+sys.path.pop()  # names here (ingest.py, models.py, proxy.py) shadow the packages
+
 REPO = Path(__file__).resolve().parent.parent
 ANOMALY_MEASURES = ("cost_usd", "requests")
 STATEMENT_MEASURES = ("requests", "cost_usd", "saved_usd", "unknown_cost_requests")
-START = datetime(2026, 10, 1, tzinfo=UTC)
 
-_FILL = """
-INSERT INTO requests (log_id, ts, gateway, provider, model, requested_model, endpoint,
-    status_code, success, cached, rate_limited, duration_ms, tokens_in, tokens_out,
-    cache_read_tokens, cache_write_tokens, cost, step, metadata, log_format, source_file,
-    source_line, ingested_at)
-SELECT
-    'bench-' || $batch || '-' || i,
-    $start::TIMESTAMPTZ + to_microseconds(($offset + i) * $spacing_us),
-    CASE WHEN i % 3 = 0 THEN 'staging' ELSE 'prod' END,
-    models.provider, models.model, models.model,
-    CASE WHEN models.provider = 'anthropic' THEN 'v1/messages' ELSE 'chat/completions' END,
-    CASE WHEN i % 97 = 0 THEN 500 WHEN i % 101 = 0 THEN 429 ELSE 200 END,
-    i % 97 <> 0 AND i % 101 <> 0,
-    i % 9 = 0, i % 101 = 0,
-    200 + (i * 7919) % 3000,
-    100 + (i * 104729) % 4000, 20 + (i * 1299709) % 800,
-    CASE WHEN models.provider = 'anthropic' THEN (i * 31) % 2000 END, NULL,
-    ((100 + (i * 104729) % 4000) * 1.0 + (20 + (i * 1299709) % 800) * 4.0) / 1e6,
-    0,
-    json_object('team', 'team-' || (i % 4), 'user', 'user-' || (i % 200),
-                'agent', 'agent-' || (i % 5)),
-    'logpush', 'bench', i, $ingested
-FROM range($count) AS r(i)
-JOIN (VALUES (0, 'openai', 'gpt-4o-mini'), (1, 'openai', 'gpt-4o'),
-             (2, 'anthropic', 'claude-sonnet-4'), (3, 'anthropic', 'claude-3-5-haiku'),
-             (4, 'google-ai-studio', 'gemini-2.0-flash'), (5, 'custom', 'in-house-llm'))
-     AS models(k, provider, model)
-  ON models.k = CASE WHEN i % 100 = 0 THEN 5 ELSE i % 5 END
-"""
+_FILL = fill_sql("bench")
 
 
 def main() -> None:
@@ -180,36 +156,16 @@ def main() -> None:
 
 def build(path: Path, count: int) -> None:
     """A warehouse of ``count`` synthetic requests over 30 days."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
+    fresh(path)
     with open_warehouse(path) as warehouse:
-        spacing = 30 * 86_400 * 1_000_000 // count
-        chunk = 2_000_000
-        for offset in range(0, count, chunk):
-            fill(
-                warehouse.con,
-                batch=str(offset),
-                offset=offset,
-                count=min(chunk, count - offset),
-                spacing_us=spacing,
-            )
+        build_requests(warehouse.con, _FILL, count)
 
 
 def fill(
     con: duckdb.DuckDBPyConnection, *, batch: str, offset: int, count: int, spacing_us: int
 ) -> None:
     """Insert ``count`` requests after ``offset`` (in time order), ingested now."""
-    con.execute(
-        _FILL,
-        {
-            "batch": batch,
-            "start": START,
-            "offset": offset,
-            "spacing_us": spacing_us,
-            "count": count,
-            "ingested": datetime.now(tz=UTC),
-        },
-    )
+    fill_requests(con, _FILL, batch=batch, offset=offset, count=count, spacing_us=spacing_us)
 
 
 def rollup_rows(con: duckdb.DuckDBPyConnection) -> int:

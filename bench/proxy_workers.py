@@ -9,7 +9,9 @@ runs closed-loop load (``bench/proxy_load.py``, its own process) after a warm-up
 records req/s, p50/p99 and the latency added over calling the provider directly at the
 same connections. The machine's load average is recorded per cell: the providers, the load
 generator and the gateway share the cores. Prints a markdown table; writes
-data/bench-proxy-workers.json. Not a test. LiteLLM is not run here (``bench/proxy.py``).
+data/bench-proxy-workers.json. Not a test. LiteLLM's proxy (``bench/.venv-litellm``, made by
+``make bench-proxy``) runs beside it in the same run with ``--num_workers`` 1 and 2, unless
+``--skip-litellm``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import secrets
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -45,6 +48,7 @@ CONNECTIONS: Final = (50, 200)
 
 def _cells(args: argparse.Namespace) -> list[dict[str, Any]]:
     key = "gw-bench-" + secrets.token_hex(8)
+    master = "sk-" + secrets.token_hex(8)
     cells: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="aigw-bench-") as tmp, ExitStack() as stack:
         folder = Path(tmp)
@@ -63,28 +67,47 @@ def _cells(args: argparse.Namespace) -> list[dict[str, Any]]:
             cell = bench._cell("direct", mock + bench.CHAT, load, args.warmup, None)
             cells.append(cell | {"provider_latency_ms": 0, "pinned": False, "rate": None})
             print(bench._row(cells[-1], None), flush=True)
-        for workers in args.workers:
-            port = bench._free_port()
-            command = [*aigw, "proxy", "--config", str(folder / "gateway.toml")]
-            command += ["--port", str(port), "--workers", str(workers)]
-            with bench._server(
-                f"aigw{workers}",
-                command,
-                f"http://127.0.0.1:{port}/v1/models",
-                folder,
-                env={"BENCH_PROVIDER_KEY": "sk-mock"},
-                token=key,
-            ) as gateway:
-                time.sleep(5.0)  # every worker up, not only the first that answered
+        for system, workers in _systems(args):
+            if system == "litellm":
+                yaml = bench.LITELLM_YAML.format(fast=mock, slow=mock, master_key=master)
+                (folder / "litellm.yaml").write_text(yaml)
+            with _gateway(system, workers, folder, key, master) as (url, token, pid):
                 for connections in CONNECTIONS:
-                    tag = f"aigw{workers}-{connections}-{time.time_ns()}"
-                    load = Load(connections, args.seconds, bench.MODELS[0], key, True, tag)
-                    url = f"http://127.0.0.1:{port}{bench.CHAT}"
-                    cell = bench._cell(f"aigw x{workers}", url, load, args.warmup, gateway.pid)
+                    tag = f"{system}{workers}-{connections}-{time.time_ns()}"
+                    load = Load(connections, args.seconds, bench.MODELS[0], token, True, tag)
+                    cell = bench._cell(
+                        f"{system} x{workers}", url + bench.CHAT, load, args.warmup, pid
+                    )
                     cells.append(cell | {"provider_latency_ms": 0, "pinned": False, "rate": None})
                     print(bench._row(cells[-1], None), flush=True)
     bench._added(cells)
     return cells
+
+
+def _systems(args: argparse.Namespace) -> list[tuple[str, int]]:
+    systems = ["aigw"] if args.skip_litellm else ["aigw", "litellm"]
+    return [(system, workers) for system in systems for workers in args.workers]
+
+
+@contextmanager
+def _gateway(
+    system: str, workers: int, folder: Path, key: str, master: str
+) -> Iterator[tuple[str, str, int]]:
+    """Start aigw's gateway or LiteLLM's proxy with ``workers`` processes; yield URL, key, pid."""
+    port = bench._free_port()
+    url = f"http://127.0.0.1:{port}"
+    if system == "aigw":
+        command = [sys.executable, "-m", "app", "proxy", "--config", str(folder / "gateway.toml")]
+        command += ["--port", str(port), "--workers", str(workers)]
+        env, ready, token = {"BENCH_PROVIDER_KEY": "sk-mock"}, url + "/v1/models", key
+    else:
+        command = [str(bench.LITELLM), "--config", str(folder / "litellm.yaml")]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", str(workers)]
+        env = {"LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        ready, token = url + "/health/liveliness", master
+    with bench._server(f"{system}{workers}", command, ready, folder, env=env, token=token) as proc:
+        time.sleep(5.0)  # every worker up, not only the first that answered
+        yield url, token, proc.pid
 
 
 def main() -> None:
@@ -92,8 +115,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per cell")
     parser.add_argument("--workers", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2])
+    parser.add_argument("--skip-litellm", action="store_true", help="aigw and direct only")
     parser.add_argument("--out", type=Path, default=REPO / "data" / "bench-proxy-workers.json")
     args = parser.parse_args()
+    if not args.skip_litellm and bench._litellm_version() is None:
+        sys.exit(f"LiteLLM is not installed in {bench.LITELLM.parent.parent}: run make bench-proxy")
     started = time.monotonic()
     print(bench._row({}, header=True), flush=True)
     cells = _cells(args)
@@ -104,6 +130,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "python": platform.python_version(),
+        "litellm": None if args.skip_litellm else bench._litellm_version(),
         "seconds_per_cell": args.seconds,
         "warmup_seconds": args.warmup,
         "wall_seconds": round(time.monotonic() - started, 1),
