@@ -142,10 +142,12 @@ def change(current: float | None, previous: float | None) -> str | None:
 
 
 def column_label(name: str) -> str:
-    """A column as a reader says it: ``cost_usd`` -> ``Cost``, ``top_model`` -> ``Top model``."""
+    """A column as a reader says it: ``cost_usd`` -> ``Cost``, ``top_model`` -> ``Top model``;
+    an unlisted money column loses its unit (``invoice_usd`` -> ``Invoice``): its values
+    are shown as money."""
     if name in _LABELS:
         return _LABELS[name]
-    words = name.replace("_", " ").strip()
+    words = name.removesuffix("_usd").replace("_", " ").strip()
     return words[:1].upper() + words[1:]
 
 

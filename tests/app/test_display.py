@@ -29,6 +29,9 @@ def test_column_labels_are_human() -> None:
     assert column_label("cost_usd") == "Cost"
     assert column_label("saved_usd") == "Saved"
     assert column_label("top_model") == "Top model"
+    # an unlisted money column: its values read as money, its name drops the unit
+    assert column_label("invoice_usd") == "Invoice"
+    assert column_label("difference_usd") == "Difference"
 
 
 def test_a_columns_name_says_how_its_values_read() -> None:
