@@ -123,10 +123,11 @@ def _free_port() -> int:
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, token: str = "") -> None:
-    """Poll ``url`` until it answers 200 (90 s at most); fail with the process's log tail."""
+    """Poll ``url`` until it answers 200 (180 s at most: LiteLLM boots in 20-100 s on a
+    busy machine); fail with the process's log tail."""
     headers = {"Authorization": f"Bearer {token}"}
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our http:// URL
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
