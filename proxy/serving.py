@@ -5,9 +5,11 @@ The gateway is served with limits (``ServerSettings``, ``[server]`` in gateway.t
 that idle and slow clients cannot exhaust its open files: a connection must deliver its
 request headers within ``header_timeout_s`` (else 408) and keep them under
 ``max_header_bytes`` (else 431), an idle keep-alive connection is closed after
-``keepalive_timeout_s``, and past ``max_connections`` open connections uvicorn answers
-503 (its ``limit_concurrency``) with a warning on stderr. The body timeout is enforced
-where the body is read (``proxy.wire.read_request``).
+``keepalive_timeout_s``, and past ``max_connections`` open connections requests get 503
+(uvicorn's ``limit_concurrency``) with a warning on stderr. The body timeout is enforced
+where the body is read (``proxy.wire.read_request``). These answers, and the 400 for bytes
+that are not HTTP, are JSON in the API's error shape: Anthropic's on ``/v1/messages``
+paths, OpenAI's elsewhere (as far as the request line arrived to say which).
 
 Each of these answers is reported to ``on_refusal`` (the gateway logs it as one record),
 as is a request the HTTP parser rejects (400). A connection that sent nothing before its
@@ -31,7 +33,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from proxy.wire import Request, error_body
+from proxy.wire import Request, anthropic_error_body, anthropic_path, error_body
 
 if TYPE_CHECKING:
     import socket
@@ -199,8 +201,18 @@ class _GuardedProtocol(HttpToolsProtocol):
         if size > self.limits.max_header_bytes:
             self._refuse_too_large()
             return
-        if self._over_concurrency():  # uvicorn answers it 503 (and warns)
-            self._report(503, f"too many connections ({self.limits.max_connections} max)")
+        if self._over_concurrency():  # uvicorn warns and runs the app it is given: ours
+            message = f"too many connections ({self.limits.max_connections} max)"
+            self._report(503, message)
+            app, limit = self.app, self.limit_concurrency
+            self.app = _busy_app(self._error_json(503, message + "; retry shortly"))
+            self.limit_concurrency = None  # so that uvicorn runs self.app
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app, self.limit_concurrency = app, limit
+            self.logger.warning("Exceeded concurrency limit.")  # as uvicorn says it
+            return
         super().on_headers_complete()
 
     def _over_concurrency(self) -> bool:
@@ -219,9 +231,8 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
 
     def send_400_response(self, msg: str) -> None:
-        if not self._refused:  # a malformed request after a refusal: already answered
-            self._report(400, f"malformed HTTP request: {msg}")
-            super().send_400_response(msg)
+        """The parser's answer to bytes that are not HTTP: JSON, as the API's own 400s."""
+        self._refuse(400, f"malformed HTTP request: {msg}")
 
     def _report(self, status: int, reason: str) -> None:
         """Tell ``on_refusal`` of an answer given here, with the request's head so far."""
@@ -278,13 +289,20 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._refused = True
         self._stop_header_timer()
         self._unset_keepalive_if_required()
-        body = orjson.dumps(error_body(message, "invalid_request_error"))
+        body = self._error_json(status, message)
         head = (
             f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
         )
         self.transport.write(head.encode("ascii") + body)
         self.transport.close()  # lingers
+
+    def _error_json(self, status: int, message: str) -> bytes:
+        """The error body in the shape of the API the request's path names."""
+        url: bytes = getattr(self, "url", b"")
+        if anthropic_path(url.split(b"?", 1)[0].decode("latin-1")):
+            return orjson.dumps(anthropic_error_body(status, message))
+        return orjson.dumps(error_body(message, "invalid_request_error"))
 
     def _close_gently(self, transport: asyncio.Transport) -> None:
         """Close ``transport``; when the client may still be sending (a refusal, a request
@@ -303,7 +321,28 @@ class _GuardedProtocol(HttpToolsProtocol):
         self.loop.call_later(_LINGER_S, transport.close)
 
 
-_REASONS: Final = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_REASONS: Final = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+}
+
+
+def _busy_app(body: bytes) -> Callable[..., Any]:
+    """The ASGI app that answers a request past ``max_connections``: 503, ``body``, and
+    ``retry-after`` so that SDKs wait before they retry; the connection closes."""
+
+    async def busy(scope: Any, receive: Any, send: Any) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"retry-after", b"1"),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return busy
 
 
 class _LingeringTransport(asyncio.Transport):

@@ -121,7 +121,17 @@ def test_oversize_headers_and_malformed_http_leave_one_record_each(tmp_path: Pat
             assert status_and_body(read_until_closed(sock))[0] == 431
         with connect(gw.url) as sock:
             sock.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
-            assert read_until_closed(sock).startswith(b"HTTP/1.1 400 ")
+            status, body = status_and_body(read_until_closed(sock))
+        assert (status, orjson.loads(body)) == (
+            400,
+            {
+                "error": {
+                    "message": "malformed HTTP request: Invalid HTTP request received.",
+                    "type": "invalid_request_error",
+                    "code": None,
+                }
+            },
+        )
     records = read_records(gw.logs)
     assert [(r["StatusCode"], r["RoutingReason"]) for r in records] == [
         (431, "request headers too large (32768 bytes max)"),
@@ -199,8 +209,13 @@ def test_past_max_connections_requests_get_503_a_record_and_a_line_on_stderr(
         time.sleep(0.3)  # the gateway has accepted all five
         with connect(running.url) as sock:
             sock.sendall(MODELS)
-            status, body = status_and_body(read_until_closed(sock))
-        assert (status, body) == (503, b"Service Unavailable")
+            data = read_until_closed(sock)
+        status, body = status_and_body(data)
+        assert (status, orjson.loads(body)["error"]["message"]) == (
+            503,
+            "too many connections (5 max); retry shortly",
+        )
+        assert b"\r\nretry-after: 1\r\n" in data.lower()
         held.close()
         time.sleep(0.3)  # the gateway has seen them close
         with connect(running.url) as sock:
@@ -249,3 +264,39 @@ def test_a_body_that_timed_out_leaves_one_record(tmp_path: Path) -> None:
         ("slow-1", 408, None)
     ]
     assert records[0]["RoutingReason"] == "request body not received within 1 s"
+
+
+ANTHROPIC_HEAD = b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\n"
+
+
+@pytest.mark.parametrize(
+    ("sent", "status", "kind", "message"),
+    [
+        (
+            ANTHROPIC_HEAD + b"x-big: " + b"p" * 40_000 + b"\r\n\r\n",
+            431,
+            "invalid_request_error",
+            "request headers too large (32768 bytes max)",
+        ),
+        (
+            ANTHROPIC_HEAD + b"bad header line\r\n\r\n",
+            400,
+            "invalid_request_error",
+            "malformed HTTP request: Invalid HTTP request received.",
+        ),
+        (ANTHROPIC_HEAD, 408, "timeout_error", "request headers not received within 1 s"),
+    ],
+)
+def test_server_refusals_on_anthropic_paths_take_anthropics_error_shape(
+    fast: Running, sent: bytes, status: int, kind: str, message: str
+) -> None:
+    """Refusals the server makes before the app runs (431, the parser's 400, slow headers'
+    408) answer a /v1/messages request in Anthropic's shape, so its SDK reads them."""
+    with connect(fast.url) as sock:
+        sock.sendall(sent)
+        answer = status_and_body(read_until_closed(sock))
+    assert answer[0] == status
+    assert orjson.loads(answer[1]) == {
+        "type": "error",
+        "error": {"type": kind, "message": message, "code": None},
+    }
