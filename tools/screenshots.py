@@ -2,8 +2,10 @@
 
 Drives a running ``aigw dashboard`` (``make demo``'s, say on http://127.0.0.1:8501)
 with Debian's headless Chromium at 1400 px, in a non-UTC browser zone (the charts must
-not care), and writes one PNG per page to OUT (default ``docs/screenshots``). Nothing
-is downloaded: Playwright drives the system's ``chromium``.
+not care), and writes one PNG per page to OUT (default ``docs/screenshots``), as tall as
+the page (Streamlit scrolls inside its main block, so a full-page shot would stop at the
+window: the window is grown to the content instead). Nothing is downloaded: Playwright
+drives the system's ``chromium``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+HEIGHT = 1700
+# the page's content height in CSS pixels, plus the header's
+_CONTENT_HEIGHT = """() => {
+    const block = document.querySelector('[data-testid="stMainBlockContainer"]');
+    return block ? Math.ceil(block.scrollHeight) + 120 : 0;
+}"""
 # (file name, path and query, the page's marker name)
 SHOTS = (
     ("overview", "", "overview"),
@@ -43,7 +51,7 @@ def main(url: str, out: Path) -> None:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(
-                viewport={"width": 1400, "height": 1700}, timezone_id="America/New_York"
+                viewport={"width": 1400, "height": HEIGHT}, timezone_id="America/New_York"
             )
             for name, path, marker in SHOTS:
                 page.goto(f"{url.rstrip('/')}/{path}")
@@ -53,7 +61,11 @@ def main(url: str, out: Path) -> None:
                     timeout=120_000,
                 )
                 page.wait_for_timeout(2500)  # charts and grids draw after the run
+                tall = page.evaluate(_CONTENT_HEIGHT)
+                page.set_viewport_size({"width": 1400, "height": max(HEIGHT, tall)})
+                page.wait_for_timeout(1500)  # charts re-layout to the new size
                 page.screenshot(path=str(out / f"{name}.png"))
+                page.set_viewport_size({"width": 1400, "height": HEIGHT})
                 print(out / f"{name}.png")
         finally:
             browser.close()

@@ -245,6 +245,10 @@ def series_scale(columns: Sequence[str]) -> alt.Scale:
     )
 
 
+# a period column reads as its period, not as the instant it starts at
+_TIME_FORMATS: Final = {"month": "YYYY-MM", "day": "YYYY-MM-DD", "week": "YYYY-MM-DD"}
+
+
 def _column_config(
     frame: pl.DataFrame, exact: Iterable[str]
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -256,7 +260,7 @@ def _column_config(
         label = column_label(name)
         if dtype.is_temporal():
             config[name] = st.column_config.DatetimeColumn(
-                f"{label} (UTC)", format="YYYY-MM-DD HH:mm", timezone="UTC"
+                f"{label} (UTC)", format=_TIME_FORMATS.get(name, "YYYY-MM-DD HH:mm"), timezone="UTC"
             )
             continue
         if isinstance(dtype, pl.List):

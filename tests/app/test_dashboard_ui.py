@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from app.dashboard.ui import grain_for, partial_period, series_scale
+from app.dashboard.ui import _column_config, grain_for, partial_period, series_scale
 
 DAY = datetime(2026, 11, 15, tzinfo=UTC)
 
@@ -37,3 +37,22 @@ def test_series_colours_mean_what_they_say_whatever_shares_the_chart() -> None:
     }
     spend = series_scale(["cost_usd", "saved_usd", "tokens_in"]).to_dict()
     assert spend["range"] == ["#1f77b4", "#2ca02c", "#9467bd"]
+
+
+def test_period_columns_read_as_their_period_and_instants_to_the_minute() -> None:
+    """A month shows as 2026-11 (not 2026-11-01 00:00), a day as 2026-11-19; other
+    times to the minute, all in UTC and said so in the header."""
+    frame = pl.DataFrame(
+        {
+            "month": [datetime(2026, 11, 1, tzinfo=UTC)],
+            "day": [datetime(2026, 11, 19, tzinfo=UTC).date()],
+            "created_at": [datetime(2026, 11, 19, 23, tzinfo=UTC)],
+        }
+    )
+    _, config = _column_config(frame, ())
+    shown = {name: (c["label"], c["type_config"]["format"]) for name, c in config.items()}
+    assert shown == {
+        "month": ("Month (UTC)", "YYYY-MM"),
+        "day": ("Day (UTC)", "YYYY-MM-DD"),
+        "created_at": ("Created at (UTC)", "YYYY-MM-DD HH:mm"),
+    }
