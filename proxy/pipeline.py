@@ -32,6 +32,7 @@ from models.pricing import catalog_models
 from proxy.cache_policy import answer_policy, cache_namespace
 from proxy.config import GatewayConfig, KeyIdentity, RouteSettings
 from proxy.errors import RequestRefused, StoreError, UpstreamError
+from proxy.exchange import Answer, Attempt, Exchange
 from proxy.inbound import (
     COUNT_TOKENS,
     Target,
@@ -60,7 +61,7 @@ from proxy.policy import (
     redact,
     request_texts,
 )
-from proxy.responses import Answer, Attempt, Exchange, deliver, replay
+from proxy.responses import deliver, replay
 from proxy.services import Services
 from proxy.stores import cache_key, scoped_key
 from proxy.wire import Request, Responder
