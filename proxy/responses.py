@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from models.request_pricing import Usage
+from proxy.cache_policy import complete_response
 from proxy.config import RouteSettings
 from proxy.errors import UpstreamError
 from proxy.exchange import Answer, Attempt, Exchange, answer_headers, cost_of, store_answer
@@ -124,7 +125,8 @@ async def deliver(
     await out.raw(
         status, data, content_type, answer_headers(exchange, log_id, attempt.step, "MISS")
     )
-    if exchange.cache_key is not None and status == 200:
+    cacheable = status == 200 and complete_response(exchange.endpoint.name, outgoing)
+    if exchange.cache_key is not None and cacheable:
         await store_answer(
             services, exchange, target, usage, served, content_type=content_type, body=data
         )

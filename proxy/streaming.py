@@ -11,12 +11,11 @@ from typing import Final
 import orjson
 
 from models.request_pricing import Usage
-from proxy.config import RouteSettings
 from proxy.errors import UpstreamError
 from proxy.exchange import Answer, Attempt, Exchange, answer_headers, cost_of, store_answer
 from proxy.inbound import Target
 from proxy.logs import new_log_id
-from proxy.policy import StreamDlp, evaluate
+from proxy.policy import ResponsesStreamDlp, StreamDlp, evaluate
 from proxy.providers import AnthropicToOpenAIStream, SseUsage, UpstreamResponse, iter_sse_events
 from proxy.services import Services
 from proxy.wire import Responder
@@ -40,7 +39,7 @@ async def relay_stream(
     route = exchange.route
     guarded = route.guardrails != "off" and route.guardrail_responses
     tracker = SseUsage(attempt.target.provider.kind, keep_text=guarded)
-    dlp = _stream_dlp(route)
+    dlp = _stream_dlp(exchange)
     content_type = "text/event-stream" if translator else response.content_type
     await out.start_stream(
         200, content_type, answer_headers(exchange, log_id, attempt.step, "MISS")
@@ -84,7 +83,7 @@ async def relay_stream(
         usage = Usage(tokens_in=exchange.estimate, tokens_out=tracker.text_chars // 4)
         reason = f"{reason}; usage estimated"
     cost = cost_of(services, exchange, attempt.target, attempt.target.model, usage)
-    if kept is not None and status == 200 and cacheable:
+    if kept is not None and status == 200 and cacheable and _whole(exchange, tracker):
         await store_answer(
             services,
             exchange,
@@ -108,7 +107,7 @@ async def relay_stream(
     return Answer(usage, cost)
 
 
-def _note_stream_checks(exchange: Exchange, dlp: StreamDlp | None, text: str | None) -> bool:
+def _note_stream_checks(exchange: Exchange, dlp: _Dlp | None, text: str | None) -> bool:
     """Log what response DLP and guardrails (given the text) found in a finished stream.
 
     A stream that has started cannot be refused, so a guardrail verdict is logged as
@@ -154,8 +153,25 @@ def _translator(exchange: Exchange, target: Target) -> AnthropicToOpenAIStream |
     return AnthropicToOpenAIStream(target.model, include_usage=exchange.client_wants_usage())
 
 
-def _stream_dlp(route: RouteSettings) -> StreamDlp | None:
-    return StreamDlp(route.dlp) if route.dlp != "off" and route.dlp_responses else None
+_Dlp = StreamDlp | ResponsesStreamDlp
+
+
+def _stream_dlp(exchange: Exchange) -> _Dlp | None:
+    route = exchange.route
+    if route.dlp == "off" or not route.dlp_responses:
+        return None
+    if exchange.endpoint.name == "responses":
+        return ResponsesStreamDlp(route.dlp)
+    return StreamDlp(route.dlp)
+
+
+def _whole(exchange: Exchange, tracker: SseUsage) -> bool:
+    """Whether a stream that ended without error holds a whole answer worth caching: a
+    Responses API stream must end in ``response.completed`` or ``.incomplete`` (not
+    ``.failed``, nor cut short without its last event)."""
+    if exchange.endpoint.name != "responses":
+        return True
+    return tracker.finished in ("response.completed", "response.incomplete")
 
 
 def _relay_events(
