@@ -1,0 +1,216 @@
+"""OpenAI's Responses API (``POST /v1/responses``) through the gateway, driven by the official
+``openai`` SDK (``responses.create``, ``responses.stream``) against the simulated provider on
+127.0.0.1: usage and cost in the records, request DLP over input items and instructions,
+response DLP over whole answers and stream events, the response cache, hostile input.
+
+Numbers by hand (``sim.usage``): the prompt is ``"\\0developer\\0" + instructions`` then
+``"\\0user\\0" + input``; tokens are ``ceil(chars / 4)``. ``"Say backwards: olleh"`` makes
+the provider answer ``hello`` (5 characters: 2 tokens); ``reasoning.effort`` ``low`` adds 16
+reasoning tokens to the output. gpt-4o-mini costs $0.15 per million input tokens, $0.075 per
+million cached input tokens and $0.60 per million output tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.proxy.gateway_fixtures import (
+    GATEWAY_KEYS,
+    Running,
+    gateway,
+    mock_calls,
+    read_records,
+)
+
+ROUTES = """
+[routes.blocking]
+match = ["gpt-4.1-mini"]
+dlp = "block"
+dlp_responses = true
+[routes.redacting]
+match = ["gpt-4.1"]
+dlp = "redact"
+dlp_responses = true
+[routes.cached]
+match = ["gpt-4.1-nano"]
+cache = true
+cache_ttl_s = 600
+"""
+CARD = "charge it to 4111 1111 1111 1111 please"
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+LONG = "x" * 4200  # instructions: "\0developer\0" + 4200 characters, over one 1024-token block
+
+
+def client(gw: Running) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{gw.url}/v1", api_key=GATEWAY_KEYS["team-a"], max_retries=0, timeout=60
+    )
+
+
+def metrics(record: dict[str, Any]) -> tuple[Any, ...]:
+    m = record["Metrics"]
+    return m["tokensIn"], m["tokensOut"], m["cacheReadTokens"], m["cost"]
+
+
+def test_create_and_stream_report_usage_and_cost_exactly(tmp_path: Path) -> None:
+    """responses.create and responses.stream of the same request: the text ``hello`` both
+    ways; 11 + 4200 + 26 = 4237 prompt characters are 1060 input tokens, output 2 + 16
+    reasoning = 18. The second call reads 1024 tokens from the provider's prompt cache.
+    Costs: 1060 x 0.15 + 18 x 0.60 = $0.000169800; 36 x 0.15 + 1024 x 0.075 + 18 x 0.60 =
+    $0.000093. The provider was called on /v1/responses with the body as sent."""
+    request: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "instructions": LONG,
+        "input": "Say backwards: olleh",
+        "reasoning": {"effort": "low"},
+    }
+    with gateway(tmp_path) as gw, client(gw) as sdk:
+        whole = sdk.responses.create(**request)
+        with sdk.responses.stream(**request) as stream:
+            deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+            final = stream.get_final_response()
+        calls = mock_calls(gw.openai)
+    assert (whole.output_text, "".join(deltas), final.output_text) == ("hello",) * 3
+    assert whole.usage is not None
+    assert final.usage is not None
+    assert (whole.usage.input_tokens, whole.usage.output_tokens) == (1060, 18)
+    assert whole.usage.output_tokens_details.reasoning_tokens == 16
+    assert final.usage.input_tokens_details.cached_tokens == 1024
+    assert [(c["path"], c["body"]["instructions"] == LONG) for c in calls] == [
+        ("/v1/responses", True),
+        ("/v1/responses", True),
+    ]
+    records = read_records(gw.logs)
+    assert [(r["Endpoint"], r["StatusCode"], r["Model"]) for r in records] == [
+        ("responses", 200, "gpt-4o-mini"),
+        ("responses", 200, "gpt-4o-mini"),
+    ]
+    assert [metrics(r)[:3] for r in records] == [(1060, 18, 0), (1060, 18, 1024)]
+    assert [metrics(r)[3] for r in records] == [
+        pytest.approx(0.0001698, abs=1e-12),
+        pytest.approx(0.000093, abs=1e-12),
+    ]
+
+
+def test_request_dlp_blocks_instructions_and_input_items(tmp_path: Path) -> None:
+    """A card number in the instructions, in an ``input_text`` part, in a
+    ``function_call_output`` and in a ``function_call``'s arguments: 400 in OpenAI's shape,
+    four records, nothing sent to the provider."""
+    inputs: list[dict[str, Any]] = [
+        {"instructions": CARD, "input": "hi"},
+        {"input": [{"role": "user", "content": [{"type": "input_text", "text": CARD}]}]},
+        {"input": [{"type": "function_call_output", "call_id": "call_1", "output": CARD}]},
+        {
+            "input": [
+                {
+                    "type": "function_call",
+                    "call_id": "call_1",
+                    "name": "pay",
+                    "arguments": '{"card": "4111 1111 1111 1111"}',
+                }
+            ]
+        },
+    ]
+    errors = []
+    with gateway(tmp_path, ROUTES) as gw, client(gw) as sdk:
+        for fields in inputs:
+            with pytest.raises(openai.BadRequestError) as blocked:
+                sdk.responses.create(model="gpt-4.1-mini", **fields)
+            errors.append((blocked.value.status_code, blocked.value.body))
+        calls = mock_calls(gw.openai)
+    expected = {
+        "message": "request blocked by DLP: CARD_NUMBER",
+        "type": "dlp_blocked",
+        "code": "content_policy_violation",
+    }
+    assert errors == [(400, expected)] * 4
+    assert calls == []
+    records = read_records(gw.logs)
+    assert [(r["Endpoint"], r["StatusCode"], r["DlpAction"]) for r in records] == [
+        ("responses", 400, "block")
+    ] * 4
+
+
+def test_response_dlp_redacts_a_stream_and_blocks_a_whole_answer(tmp_path: Path) -> None:
+    """The provider says an AWS key. Streamed on a redact route: the deltas, the done
+    events and the final response all hold ``[REDACTED:AWS_ACCESS_KEY]`` and never the key.
+    Whole on a block route: 502 ``response blocked by DLP`` (as chat's)."""
+    ask = f"Say backwards: {('the key is ' + AWS_KEY)[::-1]}"
+    with gateway(tmp_path, ROUTES) as gw, client(gw) as sdk:
+        with sdk.responses.stream(model="gpt-4.1", input=ask) as stream:
+            events = list(stream)
+            final = stream.get_final_response()
+        with pytest.raises(openai.InternalServerError) as blocked:
+            sdk.responses.create(model="gpt-4.1-mini", input=ask)
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    [done] = [e.text for e in events if e.type == "response.output_text.done"]
+    assert deltas == done == final.output_text == "the key is [REDACTED:AWS_ACCESS_KEY]"
+    assert AWS_KEY not in repr(events)
+    assert blocked.value.status_code == 502
+    assert blocked.value.body == {
+        "message": "response blocked by DLP: AWS_ACCESS_KEY",
+        "type": "content_policy_blocked",
+        "code": "content_policy_violation",
+    }
+    records = read_records(gw.logs)
+    assert [(r["StatusCode"], r["DlpAction"], r["DlpCategories"]) for r in records] == [
+        (200, "redact", ["AWS_ACCESS_KEY"]),
+        (502, "block", ["AWS_ACCESS_KEY"]),
+    ]
+
+
+def test_a_second_identical_request_is_a_cache_hit(tmp_path: Path) -> None:
+    """Whole and streamed: the second identical request is a HIT (same id, no provider
+    call, cost 0); a request with ``previous_response_id`` depends on the provider's state
+    and is never cached (two provider calls)."""
+    request: dict[str, Any] = {"model": "gpt-4.1-nano", "input": "Say hello."}
+    with gateway(tmp_path, ROUTES) as gw, client(gw) as sdk:
+        first = sdk.responses.with_raw_response.create(**request)
+        second = sdk.responses.with_raw_response.create(**request)
+        streamed = []
+        for _ in range(2):
+            with sdk.responses.stream(**request) as stream:
+                streamed.append(stream.get_final_response())
+        follow = {**request, "previous_response_id": first.parse().id}
+        statuses = [
+            sdk.responses.with_raw_response.create(**follow).headers.get("cf-aig-cache-status")
+            for _ in range(2)
+        ]
+        calls = mock_calls(gw.openai)
+    assert [r.headers["cf-aig-cache-status"] for r in (first, second)] == ["MISS", "HIT"]
+    assert first.parse().id == second.parse().id
+    assert streamed[0].id == streamed[1].id
+    assert streamed[0].output_text == first.parse().output_text
+    assert statuses == ["MISS", "MISS"]
+    assert len(calls) == 4  # whole, stream, and both follow-ups
+    records = read_records(gw.logs)
+    assert [(r["Cached"], metrics(r)[3] == 0) for r in records] == [
+        (False, False),
+        (True, True),
+        (False, False),
+        (True, True),
+        (False, False),
+        (False, False),
+    ]
+
+
+def test_hostile_input_is_refused_cleanly_with_a_record(tmp_path: Path) -> None:
+    """Input items nested 200 deep: 400 ``too_deep``; 33 MiB of instructions: 413. Each in
+    OpenAI's shape, each one record, the provider never called."""
+    nested: Any = "deep"
+    for _ in range(200):
+        nested = [{"type": "message", "role": "user", "content": nested}]
+    with gateway(tmp_path, ROUTES) as gw, client(gw) as sdk:
+        with pytest.raises(openai.BadRequestError) as deep:
+            sdk.responses.create(model="gpt-4o-mini", input=nested)
+        with pytest.raises(openai.APIStatusError) as huge:
+            sdk.responses.create(model="gpt-4o-mini", input="hi", instructions="x" * (33 << 20))
+        calls = mock_calls(gw.openai)
+    assert (deep.value.status_code, deep.value.code) == (400, "too_deep")
+    assert huge.value.status_code == 413
+    assert calls == []
+    records = read_records(gw.logs)
+    assert [r["StatusCode"] for r in records] == [400, 413]
