@@ -11,7 +11,9 @@ where the body is read (``proxy.wire.read_request``).
 
 Each of these answers is reported to ``on_refusal`` (the gateway logs it as one record),
 as is a request the HTTP parser rejects (400). A connection that sent nothing before its
-header timeout is closed with a 408 but not reported: no request was made.
+header timeout is closed with a 408 but not reported: no request was made. The 408, 431 and
+400 answered here are JSON in the error shape of the path, as far as it arrived: Anthropic's
+on ``/v1/messages`` paths (``proxy.wire.anthropic_path``), else OpenAI's.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from proxy.wire import Request, error_body
+from proxy.wire import Request, anthropic_error_body, anthropic_path, error_body
 
 if TYPE_CHECKING:
     import socket
@@ -219,9 +221,13 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
 
     def send_400_response(self, msg: str) -> None:
-        if not self._refused:  # a malformed request after a refusal: already answered
-            self._report(400, f"malformed HTTP request: {msg}")
-            super().send_400_response(msg)
+        # a malformed request after a refusal: already answered
+        self._refuse(400, f"malformed HTTP request: {msg}")
+
+    def _path(self) -> str:
+        """The request's path as far as it arrived ("" before its request line)."""
+        url: bytes = getattr(self, "url", b"")
+        return url.split(b"?", 1)[0][:2048].decode("latin-1")
 
     def _report(self, status: int, reason: str) -> None:
         """Tell ``on_refusal`` of an answer given here, with the request's head so far."""
@@ -231,12 +237,11 @@ class _GuardedProtocol(HttpToolsProtocol):
             method = self.parser.get_method().decode("latin-1")
         except Exception:  # noqa: BLE001 - httptools: the request line did not arrive
             method = ""
-        url: bytes = getattr(self, "url", b"")
         raw_headers: list[tuple[bytes, bytes]] = getattr(self, "headers", [])
         client = self.client
         request = Request(
             method=method,
-            path=url.split(b"?", 1)[0][:2048].decode("latin-1"),
+            path=self._path(),
             headers={
                 name.decode("latin-1").lower(): value.decode("latin-1")
                 for name, value in raw_headers
@@ -278,7 +283,12 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._refused = True
         self._stop_header_timer()
         self._unset_keepalive_if_required()
-        body = orjson.dumps(error_body(message, "invalid_request_error"))
+        shaped = (
+            anthropic_error_body(status, message)
+            if anthropic_path(self._path())
+            else error_body(message, "invalid_request_error")
+        )
+        body = orjson.dumps(shaped)
         head = (
             f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
@@ -303,7 +313,11 @@ class _GuardedProtocol(HttpToolsProtocol):
         self.loop.call_later(_LINGER_S, transport.close)
 
 
-_REASONS: Final = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_REASONS: Final = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+}
 
 
 class _LingeringTransport(asyncio.Transport):
