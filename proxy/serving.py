@@ -221,7 +221,8 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
 
     def send_400_response(self, msg: str) -> None:
-        # a malformed request after a refusal: already answered
+        """The parser's 400, as JSON in the path's shape (after a refusal: nothing, the
+        connection was answered already)."""
         self._refuse(400, f"malformed HTTP request: {msg}")
 
     def _path(self) -> str:

@@ -21,6 +21,7 @@ import openai
 import orjson
 import pytest
 
+from ingest.records import normalize
 from proxy.asgi import GatewayApp
 from proxy.config import load_gateway_config
 from sim.provider import MockSettings, create_mock_app
@@ -107,6 +108,8 @@ def test_create_and_stream_report_usage_and_cost_exactly(tmp_path: Path) -> None
         pytest.approx(0.0001698, abs=1e-12),
         pytest.approx(0.000093, abs=1e-12),
     ]
+    for record in records:  # they load into the warehouse
+        normalize(record, orjson.dumps(record))
 
 
 def test_request_dlp_blocks_instructions_and_input_items(tmp_path: Path) -> None:
