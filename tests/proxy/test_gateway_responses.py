@@ -283,3 +283,25 @@ def test_a_client_gone_mid_stream_leaves_a_499_record(tmp_path: Path) -> None:
     assert tokens_in == 5
     assert tokens_out >= 8  # the text seen: at least the first delta (32 characters)
     assert cost == pytest.approx(5 * 0.15e-6 + tokens_out * 0.6e-6, abs=1e-12)
+
+
+def test_the_provider_path_and_an_anthropic_model_name(tmp_path: Path) -> None:
+    """``/{gateway}/openai/responses`` is the same endpoint; ``anthropic/…`` cannot serve it
+    (400 in OpenAI's shape, one record, no provider call)."""
+    body = {"model": "gpt-4o-mini", "input": "Say backwards: olleh"}
+    with gateway(tmp_path) as gw:
+        routed = gw.post("/ci/openai/responses", body)
+        refused = gw.post("/v1/responses", {**body, "model": "anthropic/claude-haiku-4-5"})
+        calls = mock_calls(gw.openai) + mock_calls(gw.anthropic)
+    assert routed.status == 200
+    assert routed.json()["output"][0]["content"][0]["text"] == "hello"
+    assert (refused.status, refused.json()["error"]["message"]) == (
+        400,
+        "provider anthropic cannot serve responses requests",
+    )
+    assert [c["path"] for c in calls] == ["/v1/responses"]
+    records = read_records(gw.logs)
+    assert [(r["Gateway"], r["Endpoint"], r["StatusCode"]) for r in records] == [
+        ("ci", "responses", 200),
+        ("test", "responses", 400),
+    ]
