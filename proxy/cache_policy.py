@@ -16,6 +16,11 @@ the key functions are in :mod:`proxy.stores.cache`.
   (:data:`SECRET_CATEGORIES`: keys, tokens, private keys, password assignments) is not
   stored unless the route says ``cache_secrets = true`` (:func:`holds_secret`); PII alone
   does not prevent caching (the entry is readable in its namespace only).
+- **Server state.** A Responses API request that continues state kept by the provider
+  (``previous_response_id``, ``conversation``) or runs in the ``background`` is neither
+  read from nor written to the cache (:func:`cacheable_request`): its answer depends on more
+  than its body, or is not there yet. Only completed (or ``incomplete``) responses are kept
+  (:func:`complete_response`).
 
 Pure functions; safe from any thread.
 """
@@ -32,10 +37,39 @@ from proxy.config import KeyIdentity, RouteSettings
 from proxy.policy import SECRET_CATEGORIES, response_texts, scan
 from proxy.providers import iter_sse_events
 
-__all__ = ["ANONYMOUS", "SECRET_CATEGORIES", "answer_policy", "cache_namespace", "holds_secret"]
+__all__ = [
+    "ANONYMOUS",
+    "SECRET_CATEGORIES",
+    "answer_policy",
+    "cache_namespace",
+    "cacheable_request",
+    "complete_response",
+    "holds_secret",
+]
 
 #: The namespace of requests sent without a gateway key (when auth is not required).
 ANONYMOUS: Final = "anonymous"
+
+
+def cacheable_request(endpoint: str, body: dict[str, Any]) -> bool:
+    """Whether a request to ``endpoint`` (``chat/completions``, ``responses``…) may be
+    answered from, and fill, the cache: not ``messages/count_tokens`` (free, and the same
+    body as a messages request), not a Responses API request that depends on the provider's
+    state or runs in the background."""
+    if endpoint == "messages/count_tokens":
+        return False
+    if endpoint == "responses":
+        stateful = body.get("previous_response_id") or body.get("conversation")
+        return not stateful and body.get("background") is not True
+    return True
+
+
+def complete_response(endpoint: str, body: Any) -> bool:
+    """Whether a whole 200 answer may be stored: a Responses API ``response`` only when its
+    ``status`` is ``completed`` or ``incomplete`` (not ``queued``, ``failed``…)."""
+    if endpoint != "responses":
+        return True
+    return isinstance(body, dict) and body.get("status") in ("completed", "incomplete")
 
 
 def cache_namespace(route: RouteSettings, identity: KeyIdentity | None) -> str:

@@ -47,13 +47,14 @@ OPENAI_ENDPOINTS: Final = {
     "/v1/chat/completions": "chat/completions",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
+    "/v1/responses": "responses",  # the Responses API: OpenAI providers only
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     api: str  # the body's API: "openai" or "anthropic"
-    name: str  # "chat/completions", "completions", "embeddings" or "messages"
+    name: str  # "chat/completions", "completions", "embeddings", "responses", "messages"…
     gateway: str
     provider: str | None  # set by the Cloudflare-shaped path /{gateway}/{provider}/...
 

@@ -29,11 +29,11 @@ from typing import Any, Final
 import orjson
 
 from models.pricing import catalog_models
-from proxy.cache_policy import answer_policy, cache_namespace
+from proxy.cache_policy import answer_policy, cache_namespace, cacheable_request
 from proxy.config import GatewayConfig, KeyIdentity, RouteSettings
 from proxy.errors import RequestRefused, StoreError, UpstreamError
+from proxy.exchange import Answer, Attempt, Exchange
 from proxy.inbound import (
-    COUNT_TOKENS,
     Target,
     authenticate,
     check_depth,
@@ -60,7 +60,7 @@ from proxy.policy import (
     redact,
     request_texts,
 )
-from proxy.responses import Answer, Attempt, Exchange, deliver, replay
+from proxy.responses import deliver, replay
 from proxy.services import Services
 from proxy.stores import cache_key, scoped_key
 from proxy.wire import Request, Responder
@@ -252,7 +252,7 @@ class Gateway:
         headers = exchange.headers
         route = exchange.route
         skip = headers.get("cf-aig-skip-cache", "").lower() in ("true", "1", "yes")
-        if route.cache and exchange.endpoint.name != COUNT_TOKENS:  # free; same body as messages
+        if route.cache and cacheable_request(exchange.endpoint.name, exchange.body):
             key = cache_key(
                 exchange.body,
                 provider=targets[0].provider.name,

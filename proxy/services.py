@@ -2,8 +2,8 @@
 
 Built once at start-up by :class:`proxy.asgi.GatewayApp`, which owns every part and closes
 it at shutdown; the pipeline (:mod:`proxy.pipeline`) and the answer path
-(:mod:`proxy.responses`) only use them. A module of its own so that those two depend on it
-and not on each other.
+(:mod:`proxy.responses`, :mod:`proxy.streaming`) only use them. A module of its own so that
+those depend on it and not on each other.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from typing import Any, Final
 import orjson
 
 from core.errors import InvalidSimRequest
+from sim.responses_api import REASONING_TOKENS, openai_response, openai_response_stream
 from sim.shapes import (
     Answer,
     ToolCall,
@@ -47,6 +48,7 @@ from sim.usage import (
     count_tokens,
     openai_prompt,
     output_tokens,
+    responses_prompt,
     text_prompt,
 )
 
@@ -61,8 +63,8 @@ _STREAM_KEYS: Final = frozenset({"stream", "stream_options"})
 
 @dataclass(frozen=True, slots=True)
 class MockRequest:
-    """A checked request: ``kind`` is ``chat``, ``completion``, ``embeddings``, ``messages``
-    or ``count_tokens``."""
+    """A checked request: ``kind`` is ``chat``, ``completion``, ``embeddings``, ``messages``,
+    ``count_tokens`` or ``responses``."""
 
     kind: str
     model: str
@@ -74,7 +76,8 @@ class MockRequest:
     input_tokens: int = 0  # embeddings: tokens over all inputs
     dimensions: int = DEFAULT_DIMENSIONS
     as_base64: bool = False
-    tool: dict[str, Any] | None = None  # messages: the tool that tool_choice makes it call
+    tool: dict[str, Any] | None = None  # the tool that tool_choice makes it call
+    reasoning: int = 0  # responses: reasoning tokens (from reasoning.effort)
 
 
 class Handlers:
@@ -135,6 +138,8 @@ class Handlers:
             )
         if path == "/v1/embeddings":
             return _check_embeddings(model, body)
+        if path == "/v1/responses":
+            return _check_responses(model, body, stream=stream)
         _require_messages(body)
         if path == "/v1/messages/count_tokens":  # Anthropic's: no max_tokens needed
             return MockRequest("count_tokens", model, anthropic_prompt(body))
@@ -168,7 +173,13 @@ class Handlers:
         else:
             cached = self._cache.openai(request.model, request.prompt)
         usage = Usage(cached.input_tokens, out, cached.cache_read_tokens, cached.cache_write_tokens)
-        prefix = {"chat": "chatcmpl-", "completion": "cmpl-", "messages": "msg_"}[request.kind]
+        prefixes = {
+            "chat": "chatcmpl-",
+            "completion": "cmpl-",
+            "messages": "msg_",
+            "responses": "resp_",
+        }
+        prefix = prefixes[request.kind]
         answer = Answer(
             id=f"{prefix}{digest[:8].hex()}{next(self._counter):08x}",
             created=int(time.time()),
@@ -182,6 +193,10 @@ class Handlers:
             if request.stream:
                 return openai_chat_stream(answer, include_usage=request.include_usage)
             return openai_chat(answer)
+        if request.kind == "responses":
+            if request.stream:
+                return openai_response_stream(answer, request.reasoning)
+            return openai_response(answer, request.reasoning)
         if request.kind == "completion":
             if request.stream:
                 return openai_completion_stream(answer, include_usage=request.include_usage)
@@ -190,15 +205,18 @@ class Handlers:
 
 
 def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The tool an Anthropic request's ``tool_choice`` (``any`` or ``tool``) makes it call."""
+    """The tool a request's ``tool_choice`` makes it call: Anthropic's ``any`` or ``tool``,
+    the Responses API's ``required`` or ``{"type": "function", "name": …}``."""
     listed = body.get("tools")
     tools = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
     choice = body.get("tool_choice")
+    if tools and choice == "required":
+        return tools[0]
     if not tools or not isinstance(choice, dict):
         return None
     if choice.get("type") == "any":
         return tools[0]
-    if choice.get("type") == "tool":
+    if choice.get("type") in ("tool", "function"):
         named = [t for t in tools if t.get("name") == choice.get("name")]
         if not named:
             raise InvalidSimRequest(f"tool_choice: no tool named {choice.get('name')!r}")
@@ -210,7 +228,7 @@ def _tool_call(tool: dict[str, Any] | None, digest: bytes) -> ToolCall | None:
     """A call of ``tool`` whose input gives each string property a value from the digest."""
     if tool is None:
         return None
-    schema = tool.get("input_schema")
+    schema = tool.get("input_schema", tool.get("parameters"))
     properties = schema.get("properties") if isinstance(schema, dict) else None
     if not isinstance(properties, dict):
         properties = {}
@@ -220,6 +238,31 @@ def _tool_call(tool: dict[str, Any] | None, digest: bytes) -> ToolCall | None:
         if isinstance(spec, dict) and spec.get("type") == "string"
     }
     return ToolCall(f"toolu_{digest[:12].hex()}", str(tool.get("name", "")), arguments)
+
+
+def _check_responses(model: str, body: dict[str, Any], *, stream: bool) -> MockRequest:
+    """A Responses API request: ``input`` a string or a non-empty list of items (objects),
+    ``instructions`` a string when given, ``max_output_tokens`` (caps the answer's text
+    tokens), ``reasoning.effort`` (adds :data:`REASONING_TOKENS` to the output tokens)."""
+    given = body.get("input")
+    if not (
+        isinstance(given, str)
+        or (isinstance(given, list) and given and all(isinstance(i, dict) for i in given))
+    ):
+        raise InvalidSimRequest("input: a string or a non-empty list of items is required")
+    if not isinstance(body.get("instructions", ""), str | None):
+        raise InvalidSimRequest("instructions: must be a string")
+    reasoning = body.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    return MockRequest(
+        "responses",
+        model,
+        responses_prompt(body),
+        _max_tokens(body, "max_output_tokens"),
+        stream,
+        tool=_forced_tool(body),
+        reasoning=REASONING_TOKENS.get(effort, 0) if isinstance(effort, str) else 0,
+    )
 
 
 def _require_messages(body: dict[str, Any]) -> None:

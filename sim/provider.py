@@ -5,8 +5,9 @@ network). It is a raw ASGI app (no framework, orjson, no per-request logging) so
 0 ms latency it costs the benchmark as little CPU as possible.
 
 Endpoints: ``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``,
-``/v1/messages`` and ``/v1/messages/count_tokens`` (Anthropic; ``{"input_tokens": N}``, the
-prompt's tokens as a messages answer counts them) and ``GET /v1/models``. This module is the
+``/v1/responses`` (OpenAI's Responses API, :mod:`sim.responses_api`), ``/v1/messages`` and
+``/v1/messages/count_tokens`` (Anthropic; ``{"input_tokens": N}``, the prompt's tokens as a
+messages answer counts them) and ``GET /v1/models``. This module is the
 HTTP side; request
 checks and answers are in :mod:`sim.handlers`, usage numbers in
 :mod:`sim.usage`, bodies and streams in :mod:`sim.shapes`, the test hooks'
@@ -82,6 +83,7 @@ _ROUTES: Final = {
     "/v1/embeddings": "POST",
     "/v1/messages": "POST",
     "/v1/messages/count_tokens": "POST",
+    "/v1/responses": "POST",
     "/v1/models": "GET",
 }
 _JSON: Final = b"application/json"

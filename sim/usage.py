@@ -7,6 +7,8 @@ The rules are simple on purpose, so that tests can compute the numbers by hand:
   ``"\\x00" + role + "\\x00"`` followed by its text. Text parts count as their text; image
   and audio parts as 340 characters (85 tokens, OpenAI's low-detail image); any other part
   (``tool_use``, ``tool_calls``) as its compact JSON; ``tool_result`` content recursively.
+  A Responses API request (:func:`responses_prompt`): ``tools``, ``instructions`` as a
+  ``developer`` message, then ``input`` (a string is one ``user`` message).
 - **Input tokens** are ``ceil(len(prompt) / 4)``: the role marker is the per-message overhead
   (a ``user`` message costs 2 tokens more than its text alone, give or take rounding).
 - **Output tokens** come from the request digest: ``20 + d % (cap - 19)`` where
@@ -49,6 +51,7 @@ __all__ = [
     "count_tokens",
     "openai_prompt",
     "output_tokens",
+    "responses_prompt",
     "text_prompt",
 ]
 
@@ -215,6 +218,31 @@ def anthropic_prompt(body: dict[str, Any]) -> Prompt:
     for message in body.get("messages") or ():
         flat.message(message)
     return flat.prompt()
+
+
+def responses_prompt(body: dict[str, Any]) -> Prompt:
+    """The prompt of an OpenAI Responses request: ``tools``, ``instructions`` (as a
+    ``developer`` message), then ``input``: a string (one ``user`` message) or items.
+    Message items count as chat messages; a ``function_call`` item as its ``arguments``, a
+    ``function_call_output`` as its ``output``, any other item as its compact JSON."""
+    flat = _Flattener()
+    tools = body.get("tools")
+    if tools is not None:
+        flat.add(_json(tools))
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        flat.message({"role": "developer", "content": instructions})
+    given = body.get("input")
+    items = [{"role": "user", "content": given}] if isinstance(given, str) else given or ()
+    for item in items:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "function_call":
+            flat.add(str(item.get("arguments", "")))
+        elif kind == "function_call_output":
+            flat.content(item.get("output"))
+        else:
+            flat.message(item)
+    return Prompt(flat.prompt().text)
 
 
 def text_prompt(value: Any) -> Prompt:

@@ -38,6 +38,7 @@ from proxy.policy.guardrails import (
     evaluate,
 )
 from proxy.policy.stream_dlp import StreamDlp
+from proxy.policy.stream_dlp_responses import ResponsesStreamDlp
 from proxy.policy.texts import request_texts, response_texts
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Denied",
     "DlpResult",
     "Finding",
+    "ResponsesStreamDlp",
     "Rule",
     "StreamDlp",
     "StreamRedactor",

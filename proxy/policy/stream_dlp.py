@@ -129,7 +129,7 @@ class StreamDlp:
             safe = self._redactor.feed(delta["text"])
             if self.mode == "flag":
                 return raw
-            return _frame(raw, {**event, "delta": {**delta, "text": safe}}) if safe else b""
+            return reframe(raw, {**event, "delta": {**delta, "text": safe}}) if safe else b""
         return raw
 
     def _anthropic_stop(self, event: dict[str, Any]) -> bytes:
@@ -145,7 +145,7 @@ class StreamDlp:
             return b""
         index = event.get("index", 0)
         return b"".join(
-            _frame(_DELTA_LINE, {"type": "content_block_delta", "index": index, "delta": delta})
+            reframe(_DELTA_LINE, {"type": "content_block_delta", "index": index, "delta": delta})
             for delta in deltas
         )
 
@@ -197,7 +197,7 @@ class StreamDlp:
         finished = any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
         if emptied == len(choices) and not finished and "usage" not in event:
             return b""  # nothing to send yet
-        return _frame(raw, {**event, "choices": out})
+        return reframe(raw, {**event, "choices": out})
 
     def _choice(self, index: int) -> _Choice:
         state = self._choices.get(index)
@@ -295,7 +295,7 @@ def _chunk(template: dict[str, Any], index: int, delta: dict[str, Any]) -> bytes
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-def _frame(raw: bytes, event: dict[str, Any]) -> bytes:
+def reframe(raw: bytes, event: dict[str, Any]) -> bytes:
     """``event`` re-encoded with the non-data lines (``event: …``) of ``raw`` kept."""
     lines = [line for line in raw.splitlines() if line and not line.startswith(b"data:")]
     return b"".join(line + b"\n" for line in lines) + b"data: " + orjson.dumps(event) + b"\n\n"

@@ -26,7 +26,12 @@ Responses (whole bodies and single SSE events)
     stream chunks ``choices[].delta.content`` and ``refusal``; tool-call
     ``function.arguments`` and legacy ``function_call.arguments`` in messages and deltas;
     an audio answer's ``transcript``; Responses API ``output[].content[]`` ``text`` and
-    ``refusal``, and ``function_call`` ``arguments``.
+    ``refusal``, and ``function_call`` ``arguments``; Responses API stream events: the
+    ``delta`` of ``response.output_text.delta``, ``response.refusal.delta`` and
+    ``response.function_call_arguments.delta``, the ``text`` of ``response.output_text.done``,
+    the ``refusal`` of ``response.refusal.done``, the ``arguments`` of
+    ``response.function_call_arguments.done``, and the ``item``, ``part`` and
+    ``response.output`` that other events carry.
   * Anthropic: ``content[].text`` of text blocks and the string values of ``tool_use``
     ``input``; in stream events ``delta.text`` (``text_delta``), ``delta.partial_json``
     (``input_json_delta``) and ``content_block.text``.
@@ -125,7 +130,36 @@ def map_response_texts(body: dict[str, Any], fn: TextFn) -> dict[str, Any]:
         block = body.get(key)
         if isinstance(block, dict):
             out[key] = _map_block(block, fn)
+    kind = body.get("type")
+    if isinstance(kind, str) and kind.startswith("response."):
+        _map_responses_event(kind, body, out, fn)
     return out
+
+
+# Responses API stream events whose one string field is model-written text.
+_EVENT_TEXTS: Final = {
+    "response.output_text.delta": "delta",
+    "response.refusal.delta": "delta",
+    "response.function_call_arguments.delta": "delta",  # a fragment: one text
+    "response.output_text.done": "text",
+    "response.refusal.done": "refusal",
+}
+
+
+def _map_responses_event(kind: str, event: dict[str, Any], out: dict[str, Any], fn: TextFn) -> None:
+    """Into ``out``: a Responses API stream event's texts (see the module doc)."""
+    field = _EVENT_TEXTS.get(kind)
+    if field is not None and isinstance(event.get(field), str):
+        out[field] = fn(event[field])
+    if kind == "response.function_call_arguments.done" and isinstance(event.get("arguments"), str):
+        out["arguments"] = map_arguments(event["arguments"], fn)
+    if "item" in event:
+        out["item"] = _map_item(event["item"], fn)
+    if "part" in event:
+        out["part"] = _map_block(event["part"], fn)
+    response = event.get("response")
+    if isinstance(response, dict) and isinstance(response.get("output"), list):
+        out["response"] = {**response, "output": [_map_item(i, fn) for i in response["output"]]}
 
 
 def _collector(found: list[str]) -> TextFn:

@@ -1,8 +1,9 @@
 """Token usage from provider responses, whole or streamed (SSE).
 
 Counts follow the warehouse convention: ``tokens_in`` includes prompt-cache reads
-and writes. OpenAI's ``prompt_tokens`` already does; Anthropic's ``input_tokens``
-does not, so its cache counts are added.
+and writes. OpenAI's ``prompt_tokens`` (Responses API: ``input_tokens``) already does;
+Anthropic's ``input_tokens`` does not, so its cache counts are added. OpenAI's output counts
+(``completion_tokens``, ``output_tokens``) include reasoning tokens: priced as output.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def usage_from_body(kind: str, body: Any) -> Usage | None:
 
 
 def _openai(usage: dict[str, Any]) -> Usage:
-    details = usage.get("prompt_tokens_details")
+    details = usage.get("prompt_tokens_details", usage.get("input_tokens_details"))
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     tokens_in = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
     return Usage(
@@ -77,6 +78,15 @@ def _event_end(buffer: bytearray) -> tuple[int, int]:
     return min(found) if found else (-1, 0)
 
 
+_RESPONSES_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+    }
+)
+_RESPONSES_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
 #: Generated text a stream keeps for the response guardrails (characters); past it, unchecked.
 MAX_KEPT_TEXT = 262_144
 
@@ -84,8 +94,10 @@ MAX_KEPT_TEXT = 262_144
 class SseUsage:
     """Follows a provider's SSE stream and keeps the usage it reports.
 
-    OpenAI sends usage in the last chunk when ``stream_options.include_usage`` is set;
-    Anthropic sends input counts in ``message_start`` and output in ``message_delta``.
+    OpenAI sends usage in the last chunk when ``stream_options.include_usage`` is set (the
+    Responses API: in ``response.completed``, ``.incomplete`` or ``.failed``, the last event,
+    which ``finished`` names); Anthropic sends input counts in ``message_start`` and output
+    in ``message_delta``.
     ``feed`` never changes the bytes; call it with each chunk as it passes.
     """
 
@@ -96,6 +108,7 @@ class SseUsage:
         self._anthropic: dict[str, int] = {}
         self.text_chars = 0  # characters of generated text seen (for an estimate)
         self._parts: list[str] | None = [] if keep_text else None
+        self.finished: str | None = None  # Responses API: the type of the stream's last event
 
     @property
     def text(self) -> str:
@@ -126,6 +139,10 @@ class SseUsage:
         if self.kind == "anthropic":
             self._observe_anthropic(event)
             return
+        kind = event.get("type")
+        if isinstance(kind, str) and kind.startswith("response."):
+            self._observe_responses(kind, event)
+            return
         usage = event.get("usage")
         if isinstance(usage, dict):
             self._openai = _openai(usage)
@@ -140,6 +157,17 @@ class SseUsage:
                 function = call.get("function") if isinstance(call, dict) else None
                 if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                     self._note_text(function["arguments"])
+
+    def _observe_responses(self, kind: str, event: dict[str, Any]) -> None:
+        """An OpenAI Responses API event: text and argument deltas, and the last event."""
+        if kind in _RESPONSES_DELTAS and isinstance(event.get("delta"), str):
+            self._note_text(event["delta"])
+        elif kind in _RESPONSES_ENDS:
+            self.finished = kind
+            response = event.get("response")
+            usage = response.get("usage") if isinstance(response, dict) else None
+            if isinstance(usage, dict):
+                self._openai = _openai(usage)
 
     def _observe_anthropic(self, event: dict[str, Any]) -> None:
         kind = event.get("type")

@@ -53,6 +53,7 @@ _OPERATIONS: Final = {  # endpoint -> gen_ai.operation.name
     "messages": "chat",
     "completions": "text_completion",
     "embeddings": "embeddings",
+    "responses": "chat",  # the Responses API generates like chat
 }
 _ROOT: Final = Context()  # records are root spans, whatever context is current
 

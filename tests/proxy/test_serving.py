@@ -14,6 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anthropic
 import orjson
 import pytest
 
@@ -266,37 +267,58 @@ def test_a_body_that_timed_out_leaves_one_record(tmp_path: Path) -> None:
     assert records[0]["RoutingReason"] == "request body not received within 1 s"
 
 
-ANTHROPIC_HEAD = b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\n"
-
-
-@pytest.mark.parametrize(
-    ("sent", "status", "kind", "message"),
-    [
-        (
-            ANTHROPIC_HEAD + b"x-big: " + b"p" * 40_000 + b"\r\n\r\n",
-            431,
-            "invalid_request_error",
-            "request headers too large (32768 bytes max)",
-        ),
-        (
-            ANTHROPIC_HEAD + b"bad header line\r\n\r\n",
-            400,
-            "invalid_request_error",
-            "malformed HTTP request: Invalid HTTP request received.",
-        ),
-        (ANTHROPIC_HEAD, 408, "timeout_error", "request headers not received within 1 s"),
-    ],
-)
-def test_server_refusals_on_anthropic_paths_take_anthropics_error_shape(
-    fast: Running, sent: bytes, status: int, kind: str, message: str
-) -> None:
-    """Refusals the server makes before the app runs (431, the parser's 400, slow headers'
-    408) answer a /v1/messages request in Anthropic's shape, so its SDK reads them."""
-    with connect(fast.url) as sock:
-        sock.sendall(sent)
-        answer = status_and_body(read_until_closed(sock))
-    assert answer[0] == status
-    assert orjson.loads(answer[1]) == {
+def test_server_refusals_on_messages_paths_take_anthropics_shape(tmp_path: Path) -> None:
+    """408 (slow headers), 431 (oversize headers, through the anthropic SDK too) and the
+    parser's 400 on /v1/messages: Anthropic's ``{"type": "error", ...}`` with its error
+    types; the same 431 on /v1/chat/completions keeps OpenAI's shape."""
+    big = b"x-big: " + b"p" * 40_000 + b"\r\n"
+    messages = b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\n"
+    with gateway(tmp_path, server=FAST) as gw:
+        answers = []
+        for sent in (
+            messages + b"x-slow: y",  # headers never end
+            messages + big + b"\r\n",
+            messages + b"bad header line without a colon\r\n\r\n",
+            chat_head(0, big),
+        ):
+            with connect(gw.url) as sock:
+                sock.sendall(sent)
+                answers.append(status_and_body(read_until_closed(sock)))
+        client = anthropic.Anthropic(
+            base_url=gw.url, api_key=GATEWAY_KEYS["team-a"], max_retries=0, timeout=10
+        )
+        with pytest.raises(anthropic.APIStatusError) as refused:
+            client.messages.create(
+                model="claude-haiku-4-5",
+                max_tokens=16,
+                messages=[{"role": "user", "content": "hi"}],
+                extra_headers={"x-big": "p" * 40_000},
+            )
+    shapes = [(status, orjson.loads(body)) for status, body in answers]
+    assert [(s, b["type"], b["error"]["type"]) for s, b in shapes[:3]] == [
+        (408, "error", "timeout_error"),
+        (431, "error", "invalid_request_error"),
+        (400, "error", "invalid_request_error"),
+    ]
+    assert shapes[2][1]["error"]["message"] == (
+        "malformed HTTP request: Invalid HTTP request received."
+    )
+    assert shapes[3] == (
+        431,
+        {
+            "error": {
+                "message": "request headers too large (32768 bytes max)",
+                "type": "invalid_request_error",
+                "code": None,
+            }
+        },
+    )
+    assert refused.value.status_code == 431
+    assert refused.value.body == {
         "type": "error",
-        "error": {"type": kind, "message": message, "code": None},
+        "error": {
+            "type": "invalid_request_error",
+            "message": "request headers too large (32768 bytes max)",
+            "code": None,
+        },
     }
