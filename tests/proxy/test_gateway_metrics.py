@@ -23,7 +23,7 @@ ROUTES = """
 [routes.limited]
 match = ["gpt-4.1-nano"]
 provider = "openai"
-rate_limits = [{ name = "one", per = "key", unit = "requests", limit = 1, window_s = 600 }]
+rate_limits = [{ name = "one", per = "key", unit = "requests", limit = 1, window_s = 1e8 }]
 [routes.capped]
 match = ["gpt-4.1-mini"]
 provider = "openai"

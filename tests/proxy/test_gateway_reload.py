@@ -33,9 +33,11 @@ from tests.proxy.test_gateway_process import free_port
 from tests.proxy.test_gateway_workers import start_workers, stop, worker_pids
 
 NEW_KEY = "gw-key-team-c"
+# A fixed window of 1e8 s (3 years): a 600 s one rolled over between two checks at 23:00:00 UTC
+# (windows start at multiples of window_s since the epoch) and let a limited key through.
 ROUTE = (
     '\n[routes.limited]\nmatch = ["*"]\nrate_limits = [{{ name = "{name}", per = "key", '
-    'unit = "requests", limit = {limit}, window_s = 600 }}]\n'
+    'unit = "requests", limit = {limit}, window_s = 1e8 }}]\n'
 )
 TEAM_C = f'\n[[auth.keys]]\nid = "team-c"\nsha256 = "{sha(NEW_KEY)}"\n'
 

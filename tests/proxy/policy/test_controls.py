@@ -29,15 +29,16 @@ def route(**settings: str) -> str:
 
 
 def test_request_limit_per_key_answers_429_with_retry_after(tmp_path: Path) -> None:
-    """Three requests a minute per key: the fourth gets 429 + Retry-After; another key is free."""
-    limits = '[{ name = "per-key", per = "key", unit = "requests", limit = 3, window_s = 60 }]'
+    """Three requests an hour per key: the fourth gets 429 + Retry-After (the seconds left in
+    the window); another key is free."""
+    limits = '[{ name = "per-key", per = "key", unit = "requests", limit = 3, window_s = 3600 }]'
     with gateway(tmp_path, route(rate_limits=limits)) as gw:
         statuses = [gw.post("/v1/chat/completions", CHAT).status for _ in range(4)]
         refused = gw.post("/v1/chat/completions", CHAT)
         other = gw.post("/v1/chat/completions", CHAT, key=GATEWAY_KEYS["team-b"])
         calls = mock_calls(gw.openai)
     assert statuses == [200, 200, 200, 429]
-    assert refused.status == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.status == 429 and 1 <= int(refused.headers["retry-after"]) <= 3600
     assert refused.json()["error"]["type"] == "rate_limit_exceeded"
     assert other.status == 200
     assert len(calls) == 4
@@ -56,7 +57,7 @@ def test_limit_by_metadata_user(tmp_path: Path) -> None:
     """A limit per metadata user counts each user apart, whatever key they use."""
     limits = (
         '[{ name = "per-user", per = "metadata:user", unit = "requests", limit = 1, '
-        "window_s = 60 }]"
+        "window_s = 1e8 }]"
     )
     with gateway(tmp_path, route(rate_limits=limits)) as gw:
 
@@ -75,7 +76,7 @@ def test_limit_by_metadata_user(tmp_path: Path) -> None:
 def test_token_limit_charges_actual_usage(tmp_path: Path) -> None:
     """A token limit is charged the estimate first, then the actual tokens: after one call
     that used more than the limit, the next is refused."""
-    limits = '[{ name = "tokens", per = "route", unit = "tokens", limit = 30, window_s = 60 }]'
+    limits = '[{ name = "tokens", per = "route", unit = "tokens", limit = 30, window_s = 1e8 }]'
     with gateway(tmp_path, route(rate_limits=limits)) as gw:
         first = gw.post("/v1/chat/completions", CHAT)
         second = gw.post("/v1/chat/completions", CHAT)
@@ -191,8 +192,9 @@ def test_a_refused_request_uses_up_no_limit(tmp_path: Path) -> None:
     """Limits are charged all or nothing: a call refused by the per-user limit does not
     count against the per-key limit."""
     limits = (
-        '[{ name = "per-key", per = "key", unit = "requests", limit = 2, window_s = 60 }, '
-        '{ name = "per-user", per = "metadata:user", unit = "requests", limit = 1, window_s = 60 }]'
+        '[{ name = "per-key", per = "key", unit = "requests", limit = 2, window_s = 1e8 }, '
+        '{ name = "per-user", per = "metadata:user", unit = "requests", limit = 1, '
+        "window_s = 1e8 }]"
     )
     with gateway(tmp_path, route(rate_limits=limits)) as gw:
 
@@ -203,5 +205,5 @@ def test_a_refused_request_uses_up_no_limit(tmp_path: Path) -> None:
         statuses = [call("ana"), call("ana"), call("bo"), call("cy")]
     assert statuses == [200, 429, 200, 429]
     messages = [r["RoutingReason"] for r in read_records(gw.logs) if r["StatusCode"] == 429]
-    assert messages[0].startswith("rate limit 'per-user' (1 requests per 60 s) reached")
+    assert messages[0].startswith("rate limit 'per-user' (1 requests per 1e+08 s) reached")
     assert messages[1].startswith("rate limit 'per-key' (2 requests per 60 s) reached")
