@@ -211,6 +211,9 @@ def test_a_429_with_retry_after_is_retried_by_the_sdk(tmp_path: Path, api: str) 
                 aclient.messages.create(model="claude-haiku-4-5", max_tokens=16, messages=HI)  # type: ignore[arg-type]
 
             limited = anthropic.RateLimitError
+        # fixed windows start at multiples of 2 s since the epoch: begin just after one, so
+        # that the first two calls share a window
+        time.sleep(2.0 - time.time() % 2.0 + 0.05)
         call()
         started = time.monotonic()
         call()  # 429, then the retry after Retry-After seconds
