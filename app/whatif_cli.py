@@ -233,6 +233,7 @@ def _write(answer: WhatIf, extra: dict[str, pl.DataFrame], chosen: str, pick: li
 
 
 def savings_command(
+    since: SinceOption = None,
     until: UntilOption = None,
     days: DaysOption = DEFAULT_DAYS,
     top: Annotated[int, typer.Option(help="How many opportunities to list.")] = 10,
@@ -241,8 +242,9 @@ def savings_command(
     output_format: FormatOption = "table",
     verbose: VerboseOption = False,
 ) -> None:
-    """The top savings opportunities of the last 30 days: model switches, cache TTLs and
-    batch APIs, each with its saving per month, evidence and the one change to make."""
+    """The top savings opportunities of the last 30 days (or --since to --until): model
+    switches, cache TTLs and batch APIs, each with its saving per month, evidence and the
+    one change to make."""
     chosen = check_format(output_format)
     with user_errors(verbose):
         settings = _settings(config)
@@ -250,6 +252,7 @@ def savings_command(
             settings.warehouse_for(db),
             settings.models,
             settings.whatif,
+            since=parse_time(since, "--since"),
             until=parse_time(until, "--until"),
             days=days,
             top=top,

@@ -31,6 +31,7 @@ SHOTS = (
     ("cache", "cache", "cache"),
     ("anomalies", "anomalies", "anomalies"),
     ("budgets", "budgets", "budgets"),
+    ("savings", "savings", "savings"),
     ("policy", "policy", "policy"),
     ("explorer", "explorer", "explorer"),
     ("health", "health", "health"),

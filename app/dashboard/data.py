@@ -33,7 +33,7 @@ from alerts import AlertsConfig, load_alerts_config
 from core.errors import WarehouseBusy, WarehouseLocked
 from core.lake import WarehouseTarget
 from ingest import Warehouse, open_warehouse
-from models import ModelsSettings, load_models_settings
+from models import ModelsSettings, WhatIfSettings, load_models_settings
 
 __all__ = [
     "RETRY_SECONDS",
@@ -68,6 +68,7 @@ class DashboardSettings:
     budgets_path: Path | None = None
     now: datetime | None = None  # "as of" for month-to-date and budgets; None: newest data
     unit_key: str | None = None  # [outcomes] unit_key: the metadata key of a unit of work
+    whatif: WhatIfSettings = field(default_factory=WhatIfSettings)  # [whatif]: the batch key
 
     @property
     def warehouse_name(self) -> str:

@@ -48,6 +48,7 @@ PAGES = (
     ("cache", "Cache"),
     ("anomalies", "Agents and anomalies"),
     ("budgets", "Budgets and alerts"),
+    ("savings", "Savings"),
     ("policy", "Policy events"),
     ("explorer", "Request explorer"),
     ("health", "Data health"),
