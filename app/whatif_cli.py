@@ -33,6 +33,7 @@ from app.service import (
     whatif_batch,
     whatif_budgets,
     whatif_cache,
+    whatif_limits,
     whatif_switch,
 )
 from app.settings import Settings, load_settings
@@ -90,6 +91,12 @@ def whatif_command(
         Path | None,
         typer.Option(help="Replay this budgets.toml's budgets as spend caps (refuse when spent)."),
     ] = None,
+    limits: Annotated[
+        Path | None,
+        typer.Option(
+            help="Replay this gateway.toml's routes' rate_limits (refuse past the limit)."
+        ),
+    ] = None,
     since: SinceOption = None,
     until: UntilOption = None,
     days: DaysOption = DEFAULT_DAYS,
@@ -113,14 +120,24 @@ def whatif_command(
     cost, saving and the requests affected."""
     chosen = check_format(output_format)
     with user_errors(verbose):
-        changes = [bool(model), cache_ttl is not None, batch, budgets is not None]
+        changes = [
+            bool(model),
+            cache_ttl is not None,
+            batch,
+            budgets is not None,
+            limits is not None,
+        ]
         if sum(changes) != 1:
-            raise ConfigError("name one change: --model, --cache-ttl, --batch or --budgets")
+            raise ConfigError(
+                "name one change: --model, --cache-ttl, --batch, --budgets or --limits"
+            )
         settings = _settings(config)
         target = settings.warehouse_for(db)
         first, end = parse_time(since, "--since"), parse_time(until, "--until")
         keys = _split(by) or None
         filters = _filters(where)
+        if (budgets is not None or limits is not None) and (filters or keys):
+            raise ConfigError("--budgets and --limits replay their own scopes: drop --where, --by")
         extra: dict[str, pl.DataFrame] = {}
         if model:
             answer = whatif_switch(
@@ -157,9 +174,13 @@ def whatif_command(
                 filters=filters,
                 by=keys,
             )
+        elif limits is not None:
+            limited = whatif_limits(
+                target, settings.models, limits, since=first, until=end, days=days
+            )
+            answer = limited.whatif
+            extra = {"users": limited.users, "windows": limited.windows}
         elif budgets is not None:
-            if filters or keys:
-                raise ConfigError("--budgets replays each budget's own scope: drop --where, --by")
             replay = whatif_budgets(
                 target, settings.models, budgets, since=first, until=end, days=days
             )

@@ -40,9 +40,11 @@ from app.service.whatif import (
     whatif_cache,
     whatif_switch,
 )
+from app.service.whatif_limits import AnyEnvironment, whatif_limits
 
 __all__ = [
     "DEFAULT_DAYS",
+    "AnyEnvironment",
     "BatchOutcome",
     "CacheReport",
     "IngestOutcome",
@@ -73,5 +75,6 @@ __all__ = [
     "whatif_batch",
     "whatif_budgets",
     "whatif_cache",
+    "whatif_limits",
     "whatif_switch",
 ]

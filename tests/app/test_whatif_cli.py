@@ -148,7 +148,8 @@ def test_one_change_must_be_named(warehouse: tuple[Path, Path]) -> None:
         result = run_aigw("whatif", *args, "--db", str(db), "--config", str(config))
         assert result.returncode == 2
         assert (
-            result.stderr == "error: name one change: --model, --cache-ttl, --batch or --budgets\n"
+            result.stderr
+            == "error: name one change: --model, --cache-ttl, --batch, --budgets or --limits\n"
         )
 
 
@@ -175,3 +176,60 @@ def test_the_savings_report_lists_each_change_with_its_monthly_saving(
     table = run_aigw("report", "savings", "--db", str(db), "--config", str(config))
     assert table.returncode == 0, table.stderr
     assert "1. change: model name: request gpt-4o-mini instead of gpt-4o" in table.stdout
+
+
+GATEWAY = """\
+[auth]
+required = false
+
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:9"
+api_key_env = "AIGW_TEST_NO_KEY"
+
+[routes.claude]
+match = ["claude-*"]
+rate_limits = [{ name = "per-ip", per = "ip", limit = 1 }]
+
+[routes.chat]
+match = ["*"]
+provider = "openai"
+rate_limits = [
+    { name = "per-agent", per = "metadata:agent", unit = "requests", limit = 1, window_s = 3600 },
+]
+"""
+
+
+def test_limits_replay_refuses_past_the_limit_per_window_and_user(
+    warehouse: tuple[Path, Path],
+) -> None:
+    """One request an hour per agent on the chat route: the summarizer's 10:02 request
+    ($0.013) and its 10:03 cache hit are refused; chat's 10:30 request passes; the
+    claude-sonnet-4 request is on the claude route, whose only limit is per ip (not in
+    the logs)."""
+    _, config = warehouse
+    gateway = config.parent / "gateway.toml"
+    gateway.write_text(GATEWAY)
+    answer = whatif(warehouse, "--limits", str(gateway))
+    assert answer["change"] == "rate limits: chat.per-agent"
+    assert answer["rows"] == [
+        {"route": "chat", "requests": 4, "affected_requests": 2, "current_cost_usd": 0.046,
+         "projected_cost_usd": 0.033, "saving_usd": 0.013, "refused_users": 1,
+         "first_refused": "2026-04-18T10:02:00+00:00"},
+    ]  # fmt: skip
+    assert answer["users"] == [
+        {"route": "chat", "user": "ana", "refused_requests": 2, "avoided_usd": 0.013}
+    ]
+    assert answer["windows"] == [
+        {"route": "chat", "limit": "per-agent", "subject": "summarizer",
+         "window_start": "2026-04-18T10:00:00+00:00", "refused_requests": 2,
+         "avoided_usd": 0.013},
+    ]  # fmt: skip
+    assert (
+        "limits per ip are not replayed (no client address in the logs): claude.per-ip"
+        in (answer["notes"])
+    )
+    db, _ = warehouse
+    table = run_aigw("whatif", "--limits", str(gateway), "--db", str(db), "--config", str(config))
+    assert table.returncode == 0, table.stderr
+    assert "refused requests per user (the disruption):" in table.stdout

@@ -64,9 +64,11 @@ def record(
     minute: int, agent: str, tokens_in: int, tokens_out: int, **fields: Any
 ) -> dict[str, Any]:
     interactive = "false" if agent == "summarizer" else "true"
+    model = fields.pop("Model", "gpt-4o")
     return logpush_record(
         Timestamp=(AT + 60 * minute) * 1_000_000_000,
-        Model=fields.pop("Model", "gpt-4o"),
+        Model=model,
+        RequestedModel=model,
         Metrics={"durationMs": 100, "tokensIn": tokens_in, "tokensOut": tokens_out},
         Metadata={"team": "search", "user": "ana", "agent": agent, "interactive": interactive},
         **fields,
