@@ -44,7 +44,12 @@ from models import ModelSwitch, WhatIf, parse_ttl, scope_filters
 
 __all__ = ["savings_command", "whatif_command"]
 
-_USERS_SHOWN = 20  # rows of the budgets' disruption table in a terminal
+_USERS_SHOWN = 20  # rows of a disruption table in a terminal
+# The replays' extra tables shown in a terminal (all of them are in --format json).
+_TABLES_SHOWN = {
+    "users": "refused requests per user (the disruption):",
+    "windows": "refused requests per limit, subject and window:",
+}
 
 DaysOption = Annotated[
     int,
@@ -238,15 +243,17 @@ def _write(answer: WhatIf, extra: dict[str, pl.DataFrame], chosen: str, pick: li
             "affected)",
             markup=False,
         )
-    users = extra.get("users")
-    if users is not None and not users.is_empty():
-        out.print("refused requests per user (the disruption):", markup=False)
-        shown = users.head(_USERS_SHOWN)
+    for name, title in _TABLES_SHOWN.items():
+        frame = extra.get(name)
+        if frame is None or frame.is_empty():
+            continue
+        out.print(title, markup=False)
+        shown = frame.head(_USERS_SHOWN)
         write_rows(shown.columns, shown.rows(), chosen)
-        if users.height > _USERS_SHOWN:
+        if frame.height > _USERS_SHOWN:
             out.print(
-                f"… {users.height - _USERS_SHOWN:,} more; --format json lists every user "
-                "and the refused hours",
+                f"… {frame.height - _USERS_SHOWN:,} more; --format json lists them all "
+                "(and a budget's refused hours)",
                 markup=False,
             )
     for note in answer.notes:

@@ -233,3 +233,21 @@ def test_limits_replay_refuses_past_the_limit_per_window_and_user(
     table = run_aigw("whatif", "--limits", str(gateway), "--db", str(db), "--config", str(config))
     assert table.returncode == 0, table.stderr
     assert "refused requests per user (the disruption):" in table.stdout
+    assert "refused requests per limit, subject and window:" in table.stdout
+
+
+def test_a_gateway_file_without_limits_or_missing_is_one_line(
+    warehouse: tuple[Path, Path],
+) -> None:
+    db, config = warehouse
+    bare = config.parent / "bare-gateway.toml"
+    bare.write_text(GATEWAY.split("[routes.claude]", maxsplit=1)[0])
+    for path, message in (
+        (bare, f"error: {bare}: no route has rate_limits per key, route or metadata to replay\n"),
+        (
+            config.parent / "nosuch.toml",
+            f"error: {config.parent / 'nosuch.toml'}: no such file; pass --config\n",
+        ),
+    ):
+        result = run_aigw("whatif", "--limits", str(path), "--db", str(db), "--config", str(config))
+        assert (result.returncode, result.stderr) == (2, message)
