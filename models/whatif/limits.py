@@ -20,10 +20,8 @@ modelled (each logged request is replayed once). Money is USD, times UTC.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
 import polars as pl
@@ -82,69 +80,121 @@ def subject_column(per: str) -> str:
 
 def _one_per_request(requests: pl.LazyFrame, columns: list[str]) -> pl.DataFrame:
     """The attempts of one request (one ``event_id``) as one row at its first attempt:
-    the first attempt's subjects, the attempts' cost and tokens summed; in time order."""
+    the first attempt's subjects, the attempts' cost and tokens summed; in time order
+    (ties by the request's key)."""
     names = requests.collect_schema().names()
     key = pl.col("log_id")
     if "event_id" in names:
         key = pl.coalesce(pl.col("event_id"), pl.col("log_id"))
     order = ["ts", pl.col("step").fill_null(0)] if "step" in names else ["ts"]
-    return (
-        requests.with_columns(key.alias("_request"))
+    frame = (
+        requests.with_columns(
+            key.alias("_request"),
+            pl.col("cost_usd").fill_null(0.0),
+            pl.col("tokens_in").fill_null(0),
+            pl.col("tokens_out").fill_null(0),
+        )
         .sort([*order, "log_id"])
-        .group_by("_request", maintain_order=True)
+        .collect()
+    )
+    if frame["_request"].is_unique().all():  # no failover: nothing to fold (the usual case)
+        return frame.sort("ts", "_request", maintain_order=True)
+    return (
+        frame.group_by("_request", maintain_order=True)
         .agg(
             pl.col("ts").first(),
             *(pl.col(name).first() for name in columns),
-            pl.col("cost_usd").fill_null(0.0).sum(),
-            pl.col("tokens_in").fill_null(0).sum(),
-            pl.col("tokens_out").fill_null(0).sum(),
+            pl.col("cost_usd").sum(),
+            pl.col("tokens_in").sum(),
+            pl.col("tokens_out").sum(),
         )
         .sort("ts", "_request")
-        .collect()
     )
 
 
-def _refusals(
-    frame: pl.DataFrame, rules: Sequence[RateLimitRule]
-) -> tuple[list[str | None], list[str | None], list[datetime | None]]:
-    """Per request: the limit that refused it (the first of its route's that would pass),
-    its subject and the window's start; None when allowed. State per limit and subject:
-    the current window's index and count, and the previous window's count."""
-    by_route: dict[str, list[tuple[RateLimitRule, list[str]]]] = {}
-    for rule in rules:
-        who = frame[subject_column(rule.per)].cast(pl.String).fill_null(_NONE).to_list()
-        by_route.setdefault(rule.route, []).append((rule, who))
-    seconds = (frame["ts"].dt.epoch("us") / 1e6).to_list()
-    tokens_in = frame["tokens_in"].to_list()
-    tokens = (frame["tokens_in"] + frame["tokens_out"]).to_list()
-    state: dict[tuple[str, str, str], list[float]] = {}
-    refused: list[tuple[str, str, datetime] | None] = []
-    for at, (route, now) in enumerate(zip(frame["route"].to_list(), seconds, strict=True)):
-        charged = []
+@dataclass(slots=True)
+class _Counts:
+    """One limit's columns over one route's requests (codes of the subject, window index,
+    previous window's weight, charge before the call and once allowed) and its counters
+    per subject code (window index, current and previous counts)."""
+
+    rule: RateLimitRule
+    subjects: list[str]
+    code: list[int]
+    index: list[int]
+    weight: list[float]
+    check: list[int]
+    charge: list[int]
+    window: list[int]
+    current: list[float]
+    previous: list[float]
+
+
+def _counts(frame: pl.DataFrame, rule: RateLimitRule) -> _Counts:
+    """The columns the loop reads, computed once in Polars."""
+    who = frame[subject_column(rule.per)].cast(pl.String).fill_null(_NONE)
+    subjects = who.unique(maintain_order=True)
+    code = who.replace_strict(subjects, pl.int_range(subjects.len(), eager=True))
+    seconds = frame["ts"].dt.epoch("us").cast(pl.Float64) / 1e6
+    index = (seconds / rule.window_s).floor()
+    weight = 1.0 - (seconds - index * rule.window_s) / rule.window_s
+    requests = rule.unit == "requests"
+    ones = pl.repeat(1, frame.height, eager=True, dtype=pl.Int64)
+    return _Counts(
+        rule=rule,
+        subjects=subjects.to_list(),
+        code=code.to_list(),
+        index=index.cast(pl.Int64).to_list(),
+        weight=weight.to_list() if rule.sliding else [0.0] * frame.height,
+        check=(ones if requests else frame["tokens_in"]).to_list(),
+        charge=(ones if requests else frame["tokens_in"] + frame["tokens_out"]).to_list(),
+        window=[-(2**62)] * subjects.len(),
+        current=[0.0] * subjects.len(),
+        previous=[0.0] * subjects.len(),
+    )
+
+
+def _refusals(frame: pl.DataFrame, rules: Sequence[RateLimitRule]) -> pl.DataFrame:
+    """Per request of one route (in time order) with the route's ``rules``: ``limit`` that
+    refused it (the first of the route's that would pass), its ``subject`` and the
+    ``window_start``; nulls when allowed."""
+    limits = [_counts(frame, rule) for rule in rules]
+    which: list[int | None] = []  # the refusing limit's position
+    whom: list[str | None] = []
+    start: list[float | None] = []  # the window's start, unix seconds
+    for at in range(frame.height):
         refusal = None
-        for rule, subjects in by_route.get(route, []):
-            index = math.floor(now / rule.window_s)
-            counts = state.setdefault((rule.route, rule.name, subjects[at]), [index, 0.0, 0.0])
-            if counts[0] != index:  # a new window: the current count becomes the previous
-                counts[2] = counts[1] if counts[0] == index - 1 else 0.0
-                counts[1], counts[0] = 0.0, index
-            weight = 1.0 - (now - index * rule.window_s) / rule.window_s if rule.sliding else 0.0
-            requests = rule.unit == "requests"
-            if counts[2] * weight + counts[1] + (1 if requests else tokens_in[at]) > (
-                rule.limit + _EPS
-            ):
-                start = datetime.fromtimestamp(index * rule.window_s, UTC)
-                refusal = (rule.name, subjects[at], start)
+        for position, counts in enumerate(limits):
+            who, index = counts.code[at], counts.index[at]
+            if counts.window[who] != index:  # a new window: current becomes previous
+                last = counts.window[who] == index - 1
+                counts.previous[who] = counts.current[who] if last else 0.0
+                counts.current[who], counts.window[who] = 0.0, index
+            used = counts.previous[who] * counts.weight[at] + counts.current[who]
+            if used + counts.check[at] > counts.rule.limit + _EPS:
+                refusal = (position, counts.subjects[who], index * counts.rule.window_s)
                 break
-            charged.append((counts, 1 if requests else tokens[at]))
         if refusal is None:
-            for counts, charge in charged:
-                counts[1] += charge
-        refused.append(refusal)
-    return (
-        [item[0] if item else None for item in refused],
-        [item[1] if item else None for item in refused],
-        [item[2] if item else None for item in refused],
+            for counts in limits:
+                counts.current[counts.code[at]] += counts.charge[at]
+            which.append(None)
+            whom.append(None)
+            start.append(None)
+        else:
+            which.append(refusal[0])
+            whom.append(refusal[1])
+            start.append(refusal[2])
+    names = pl.Series([rule.name for rule in rules], dtype=pl.String)
+    return pl.DataFrame(
+        {
+            "limit": pl.Series(which, dtype=pl.Int64).replace_strict(
+                pl.int_range(len(rules), eager=True), names, default=None
+            ),
+            "subject": pl.Series(whom, dtype=pl.String),
+            "window_start": (pl.Series(start, dtype=pl.Float64) * 1e6)
+            .cast(pl.Int64)
+            .cast(pl.Datetime("us", "UTC")),
+        }
     )
 
 
@@ -160,12 +210,13 @@ def replay_rate_limits(
     routes = sorted({rule.route for rule in rules})
     subjects = sorted({subject_column(rule.per) for rule in rules} | {"route", user})
     frame = _one_per_request(requests.filter(pl.col("route").is_in(routes)), subjects)
-    limit, subject, window = _refusals(frame, rules)
-    marked = frame.with_columns(
-        pl.Series("limit", limit, pl.String),
-        pl.Series("subject", subject, pl.String),
-        pl.Series("window_start", window, pl.Datetime("us", "UTC")),
-    ).with_columns(
+    # Routes count apart (a limit's counters are per route): each is replayed alone.
+    parts = []
+    for route in routes:
+        own = frame.filter(pl.col("route") == route)
+        decided = _refusals(own, [rule for rule in rules if rule.route == route])
+        parts.append(pl.concat([own, decided], how="horizontal"))
+    marked = pl.concat(parts).with_columns(
         pl.col("limit").is_not_null().alias("_refused"),
         pl.lit(1, pl.Int64).alias("requests"),
         pl.col("limit").is_not_null().cast(pl.Int64).alias("affected_requests"),
