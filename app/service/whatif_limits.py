@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
@@ -24,7 +24,9 @@ from core.errors import ConfigError
 from core.lake import WarehouseTarget
 from core.warehouse import open_warehouse, read_requests
 from models import LimitsReplay, ModelsSettings, RateLimitRule, replay_rate_limits
-from proxy import GatewayConfig, load_gateway_config
+
+if TYPE_CHECKING:
+    from proxy import GatewayConfig
 
 __all__ = ["AnyEnvironment", "whatif_limits"]
 
@@ -115,6 +117,10 @@ def whatif_limits(
     requests per route, user and window, and the spend avoided. The replay needs none of
     the file's secrets: the variables it names may be unset. ``ConfigError`` when the file
     has no limit to replay."""
+    # The gateway package (its server, stores and clients) loads in about a second: only
+    # this command pays for it, not every command and dashboard page that uses the service.
+    from proxy import load_gateway_config  # noqa: PLC0415 - on demand (see above)
+
     config = load_gateway_config(gateway, AnyEnvironment())
     rules, skipped = _rules(config)
     if not rules:
