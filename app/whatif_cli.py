@@ -33,6 +33,7 @@ from app.service import (
     whatif_batch,
     whatif_budgets,
     whatif_cache,
+    whatif_limits,
     whatif_switch,
 )
 from app.settings import Settings, load_settings
@@ -43,7 +44,12 @@ from models import ModelSwitch, WhatIf, parse_ttl, scope_filters
 
 __all__ = ["savings_command", "whatif_command"]
 
-_USERS_SHOWN = 20  # rows of the budgets' disruption table in a terminal
+_USERS_SHOWN = 20  # rows of a disruption table in a terminal
+# The replays' extra tables shown in a terminal (all of them are in --format json).
+_TABLES_SHOWN = {
+    "users": "refused requests per user (the disruption):",
+    "windows": "refused requests per limit, subject and window:",
+}
 
 DaysOption = Annotated[
     int,
@@ -90,6 +96,12 @@ def whatif_command(
         Path | None,
         typer.Option(help="Replay this budgets.toml's budgets as spend caps (refuse when spent)."),
     ] = None,
+    limits: Annotated[
+        Path | None,
+        typer.Option(
+            help="Replay this gateway.toml's routes' rate_limits (refuse past the limit)."
+        ),
+    ] = None,
     since: SinceOption = None,
     until: UntilOption = None,
     days: DaysOption = DEFAULT_DAYS,
@@ -113,14 +125,24 @@ def whatif_command(
     cost, saving and the requests affected."""
     chosen = check_format(output_format)
     with user_errors(verbose):
-        changes = [bool(model), cache_ttl is not None, batch, budgets is not None]
+        changes = [
+            bool(model),
+            cache_ttl is not None,
+            batch,
+            budgets is not None,
+            limits is not None,
+        ]
         if sum(changes) != 1:
-            raise ConfigError("name one change: --model, --cache-ttl, --batch or --budgets")
+            raise ConfigError(
+                "name one change: --model, --cache-ttl, --batch, --budgets or --limits"
+            )
         settings = _settings(config)
         target = settings.warehouse_for(db)
         first, end = parse_time(since, "--since"), parse_time(until, "--until")
         keys = _split(by) or None
         filters = _filters(where)
+        if (budgets is not None or limits is not None) and (filters or keys):
+            raise ConfigError("--budgets and --limits replay their own scopes: drop --where, --by")
         extra: dict[str, pl.DataFrame] = {}
         if model:
             answer = whatif_switch(
@@ -157,9 +179,13 @@ def whatif_command(
                 filters=filters,
                 by=keys,
             )
+        elif limits is not None:
+            limited = whatif_limits(
+                target, settings.models, limits, since=first, until=end, days=days
+            )
+            answer = limited.whatif
+            extra = {"users": limited.users, "windows": limited.windows}
         elif budgets is not None:
-            if filters or keys:
-                raise ConfigError("--budgets replays each budget's own scope: drop --where, --by")
             replay = whatif_budgets(
                 target, settings.models, budgets, since=first, until=end, days=days
             )
@@ -217,15 +243,17 @@ def _write(answer: WhatIf, extra: dict[str, pl.DataFrame], chosen: str, pick: li
             "affected)",
             markup=False,
         )
-    users = extra.get("users")
-    if users is not None and not users.is_empty():
-        out.print("refused requests per user (the disruption):", markup=False)
-        shown = users.head(_USERS_SHOWN)
+    for name, title in _TABLES_SHOWN.items():
+        frame = extra.get(name)
+        if frame is None or frame.is_empty():
+            continue
+        out.print(title, markup=False)
+        shown = frame.head(_USERS_SHOWN)
         write_rows(shown.columns, shown.rows(), chosen)
-        if users.height > _USERS_SHOWN:
+        if frame.height > _USERS_SHOWN:
             out.print(
-                f"… {users.height - _USERS_SHOWN:,} more; --format json lists every user "
-                "and the refused hours",
+                f"… {frame.height - _USERS_SHOWN:,} more; --format json lists them all "
+                "(and a budget's refused hours)",
                 markup=False,
             )
     for note in answer.notes:
@@ -233,6 +261,7 @@ def _write(answer: WhatIf, extra: dict[str, pl.DataFrame], chosen: str, pick: li
 
 
 def savings_command(
+    since: SinceOption = None,
     until: UntilOption = None,
     days: DaysOption = DEFAULT_DAYS,
     top: Annotated[int, typer.Option(help="How many opportunities to list.")] = 10,
@@ -241,8 +270,9 @@ def savings_command(
     output_format: FormatOption = "table",
     verbose: VerboseOption = False,
 ) -> None:
-    """The top savings opportunities of the last 30 days: model switches, cache TTLs and
-    batch APIs, each with its saving per month, evidence and the one change to make."""
+    """The top savings opportunities of the last 30 days (or --since to --until): model
+    switches, cache TTLs and batch APIs, each with its saving per month, evidence and the
+    one change to make."""
     chosen = check_format(output_format)
     with user_errors(verbose):
         settings = _settings(config)
@@ -250,6 +280,7 @@ def savings_command(
             settings.warehouse_for(db),
             settings.models,
             settings.whatif,
+            since=parse_time(since, "--since"),
             until=parse_time(until, "--until"),
             days=days,
             top=top,

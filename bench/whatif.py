@@ -6,7 +6,8 @@
    6 models, 4 teams, 200 users, 5 agents, of which 2 are non-interactive; a quarter of
    the requests repeat one of 200,000 identical requests, about 12 times each), and its
    rollups, once (reused later).
-2. Times each what-if as ``aigw whatif`` runs it (``app.service``: open the warehouse,
+2. Times each what-if as ``aigw whatif`` runs it (the rate-limit replay, which goes
+   request by request, over the first day only) (``app.service``: open the warehouse,
    read, compute) and the savings report, best of 3, beside ``aigw report cost`` as a
    yardstick of how busy the machine is.
 
@@ -21,6 +22,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +37,14 @@ from app.service import (  # noqa: E402 - after the sys.path fix above
     whatif_batch,
     whatif_budgets,
     whatif_cache,
+    whatif_limits,
     whatif_switch,
 )
 from ingest import open_warehouse  # noqa: E402
 from models import ModelsSettings, ModelSwitch, WhatIfSettings, parse_ttl  # noqa: E402
 
 sys.path.append(str(Path(__file__).parent))  # this folder's helpers, for one import
-from synthetic_requests import build_requests, fill_sql, fresh  # noqa: E402
+from synthetic_requests import START, build_requests, fill_sql, fresh  # noqa: E402
 
 sys.path.pop()  # names here (ingest.py, models.py, proxy.py) shadow the packages
 
@@ -64,6 +67,36 @@ name = "monthly-total"
 amount_usd = 2500.0
 period = "monthly"
 channels = ["outbox"]
+"""
+
+# The sample gateway's chat limits: per user 120 requests a minute (sliding), per agent
+# 40,000 tokens a minute; the bench's agents send far more, so most windows refuse some.
+GATEWAY = """\
+[auth]
+required = false
+
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:9"
+api_key_env = "OPENAI_API_KEY"
+
+[routes.chat]
+match = ["*"]
+provider = "openai"
+
+[[routes.chat.rate_limits]]
+name = "per-user"
+per = "metadata:user"
+limit = 120
+window_s = 60
+sliding = true
+
+[[routes.chat.rate_limits]]
+name = "per-agent-tokens"
+per = "metadata:agent"
+unit = "tokens"
+limit = 40000
+window_s = 60
 """
 
 _FILL = fill_sql(
@@ -91,6 +124,9 @@ def main() -> None:
         print(f"built a warehouse of {args.requests:,} requests and its rollups in {seconds:.0f} s")
     budgets = args.out / "whatif-budgets.toml"
     budgets.write_text(BUDGETS)
+    gateway = args.out / "whatif-gateway.toml"
+    gateway.write_text(GATEWAY)
+    first_day = (START, START + timedelta(days=1))
     whatif = WhatIfSettings(batch_key="interactive", batch_values=("false",))
     runs: dict[str, Callable[[], Any]] = {
         # the yardstick: what the models benchmark measures at 15-17 ms on a quiet machine
@@ -112,6 +148,9 @@ def main() -> None:
         "batch API (2 non-interactive agents)": lambda: whatif_batch(db, settings, whatif),
         "budgets as caps (daily per agent, monthly)": lambda: whatif_budgets(db, settings, budgets),
         "savings report (30 days)": lambda: savings_report(db, settings, whatif),
+        "rate limits (1 day, request by request)": lambda: whatif_limits(
+            db, settings, gateway, since=first_day[0], until=first_day[1]
+        ),
     }
     for name, run in runs.items():
         best = min(timed(run) for _ in range(3))

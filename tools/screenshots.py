@@ -39,6 +39,7 @@ SHOTS = (
     ("cache", "cache", "cache"),
     ("anomalies", "anomalies", "anomalies"),
     ("budgets", "budgets", "budgets"),
+    ("savings", "savings", "savings"),
     ("policy", "policy", "policy"),
     ("explorer", "explorer", "explorer"),
     ("health", "health", "health"),

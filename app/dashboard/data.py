@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,10 +30,11 @@ from typing import Any, Final, TypeVar
 import streamlit as st
 
 from alerts import AlertsConfig, load_alerts_config
+from app.service import AnyEnvironment
 from core.errors import WarehouseBusy, WarehouseLocked
 from core.lake import WarehouseTarget
 from ingest import Warehouse, open_warehouse
-from models import ModelsSettings, load_models_settings
+from models import ModelsSettings, WhatIfSettings, load_models_settings
 
 __all__ = [
     "RETRY_SECONDS",
@@ -68,6 +69,7 @@ class DashboardSettings:
     budgets_path: Path | None = None
     now: datetime | None = None  # "as of" for month-to-date and budgets; None: newest data
     unit_key: str | None = None  # [outcomes] unit_key: the metadata key of a unit of work
+    whatif: WhatIfSettings = field(default_factory=WhatIfSettings)  # [whatif]: the batch key
 
     @property
     def warehouse_name(self) -> str:
@@ -232,23 +234,7 @@ def settings_for(settings: DashboardSettings) -> ModelsSettings:
 def _alerts_config(path: str, mtime: int, dimensions: tuple[str, ...]) -> AlertsConfig:
     del mtime
     # Channel secrets are not needed to draw budgets: their variables may be unset here.
-    return load_alerts_config(Path(path), dimensions=dimensions, environ=_AnyEnv())
-
-
-class _AnyEnv(Mapping[str, str]):
-    """An environment in which every variable is set (to a placeholder, never shown)."""
-
-    def __getitem__(self, key: str) -> str:
-        return "unset"
-
-    def __iter__(self) -> Any:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    def __contains__(self, key: object) -> bool:
-        return True
+    return load_alerts_config(Path(path), dimensions=dimensions, environ=AnyEnvironment())
 
 
 def alerts_config(settings: DashboardSettings) -> AlertsConfig | None:

@@ -13,10 +13,11 @@ a chip at the top of the page; clicking it removes that filter (``filter_chips``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Final, NoReturn
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -29,6 +30,7 @@ __all__ = [
     "filter_dimensions",
     "ignored_notice",
     "open_filtered",
+    "shared_link",
     "sidebar_filters",
 ]
 
@@ -159,6 +161,27 @@ def open_filtered(
     )
     st.session_state[_PENDING] = (dict(where), days)
     st.switch_page(_VIEWS / f"{page}.py", query_params=dict(params or {}))
+
+
+def shared_link(
+    page: str,
+    where: Mapping[str, str],
+    first: date,
+    last: date,
+    *,
+    params: Mapping[str, str] | None = None,
+    dimensions: Sequence[str] | None = None,
+) -> str:
+    """The relative URL that opens ``page`` (a view's name) with the days ``first`` to
+    ``last`` (UTC, included), the filters ``where`` and the page's own ``params``: the
+    query string ``sidebar_filters`` reads when a link opens a session. With
+    ``dimensions`` (the filter dimensions), a pair of ``where`` that is not one of them is
+    left out (the page would ignore it)."""
+    kept = {
+        name: value for name, value in where.items() if dimensions is None or name in dimensions
+    }
+    query = {"from": first.isoformat(), "to": last.isoformat(), **kept, **dict(params or {})}
+    return f"{page}?{urlencode(query)}"
 
 
 def _apply_pending(dimensions: list[str]) -> None:

@@ -47,6 +47,7 @@ _PAGES = (
     ("cache", "Cache", ":material/cached:"),
     ("anomalies", "Agents and anomalies", ":material/smart_toy:"),
     ("budgets", "Budgets and alerts", ":material/savings:"),
+    ("savings", "Savings", ":material/trending_down:"),
     ("policy", "Policy events", ":material/policy:"),
     ("explorer", "Request explorer", ":material/search:"),
     ("health", "Data health", ":material/monitor_heart:"),
@@ -74,6 +75,7 @@ def _settings() -> DashboardSettings:
         budgets_path=budgets,
         now=moment,
         unit_key=edge.outcomes.unit_key,
+        whatif=edge.whatif,
     )
 
 

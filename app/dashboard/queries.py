@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from app.dashboard.data import QUERIES
-from app.service import request_detail
+from app.service import Savings, request_detail, savings_in
 from core.warehouse import (
     Warehouse,
     alert_history,
@@ -33,6 +33,7 @@ from models import (
     MEASURES,
     MIN_REPEATS,
     ModelsSettings,
+    WhatIfSettings,
     anomaly_bands,
     budget_spend,
     burndown,
@@ -288,6 +289,23 @@ def budgets(
     }
 
 
+def savings(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    top: int,
+    batch_key: str | None,
+    batch_values: tuple[str, ...],
+    batch_discount: tuple[tuple[str, float], ...],
+) -> Savings:
+    """``aigw report savings --since --until --top`` (``app.service.savings_in``), the
+    ``[whatif]`` settings passed as hashable values."""
+    whatif = WhatIfSettings(batch_key, batch_values, dict(batch_discount))
+    return savings_in(warehouse, settings, whatif, since=since, until=until, top=top)
+
+
 def invoices(warehouse: Warehouse, settings: ModelsSettings) -> pl.DataFrame:
     """Gateway vs invoice per month and provider, over every imported bill
     (``models.invoice_months``); empty when none was imported."""
@@ -407,5 +425,6 @@ QUERIES.update(
         "health": health,
         "unit_cost": unit_cost,
         "invoices": invoices,
+        "savings": savings,
     }
 )

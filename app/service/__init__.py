@@ -33,15 +33,18 @@ from app.service.whatif import (
     DEFAULT_DAYS,
     Savings,
     batch_dimension,
+    savings_in,
     savings_report,
     whatif_batch,
     whatif_budgets,
     whatif_cache,
     whatif_switch,
 )
+from app.service.whatif_limits import AnyEnvironment, whatif_limits
 
 __all__ = [
     "DEFAULT_DAYS",
+    "AnyEnvironment",
     "BatchOutcome",
     "CacheReport",
     "IngestOutcome",
@@ -63,6 +66,7 @@ __all__ = [
     "refresh",
     "refresh_and_alert",
     "request_detail",
+    "savings_in",
     "savings_report",
     "statements_report",
     "team_budgets",
@@ -71,5 +75,6 @@ __all__ = [
     "whatif_batch",
     "whatif_budgets",
     "whatif_cache",
+    "whatif_limits",
     "whatif_switch",
 ]

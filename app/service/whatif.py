@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_DAYS",
     "Savings",
     "batch_dimension",
+    "savings_in",
     "savings_report",
     "whatif_batch",
     "whatif_budgets",
@@ -383,13 +384,15 @@ def whatif_budgets(
 
 @dataclass(frozen=True, slots=True)
 class Savings:
-    """The savings report: ``table`` (``models.SAVINGS_COLUMNS``), its window, and notes
-    (what-ifs that could not run and why)."""
+    """The savings report: ``table`` (``models.SAVINGS_COLUMNS``), its window, notes
+    (what-ifs that could not run and why), and ``days``: the window's days that hold data,
+    over which ``saving_usd`` was measured (per month is it times 30 / ``days``)."""
 
     table: pl.DataFrame
     since: datetime | None
     until: datetime | None
     notes: tuple[str, ...]
+    days: float | None = None
 
 
 def savings_report(
@@ -397,53 +400,62 @@ def savings_report(
     settings: ModelsSettings,
     whatif: WhatIfSettings,
     *,
+    since: datetime | None = None,
     until: datetime | None = None,
     days: int = DEFAULT_DAYS,
     top: int = 10,
 ) -> Savings:
-    """The top opportunities of the ``days`` days up to ``until`` (default: the end of the
-    newest data): model switches, cache TTLs per route and batch APIs, each with its
-    saving per month, evidence and change (``models.whatif.savings``)."""
+    """The top opportunities of ``[since, until)`` (default: the ``days`` days up to the
+    end of the newest data): model switches, cache TTLs per route and batch APIs, each
+    with its saving per month, evidence and change (``models.whatif.savings``)."""
     if top < 1:
         raise ConfigError(f"--top {top} must be 1 or more")
-    notes: list[str] = []
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        window = _window(warehouse, settings, None, until, days)
-        if window is None:
-            return Savings(pl.DataFrame(), None, None, ("no rolled-up data",))
-        usage = _rollup(warehouse, window, _USAGE, _PRICED)
-        if not usage.collect_schema().names():
-            return Savings(pl.DataFrame(), window.since, window.until, ("no data in the window",))
-        overrides = _overrides(settings)
-        ttls = list(TTL_CHOICES.values())
-        replays = _cache_replays(
-            warehouse, settings, window, ttls, filters=None, by=DEFAULT_CACHE_BY
+        return savings_in(warehouse, settings, whatif, since=since, until=until, days=days, top=top)
+
+
+def savings_in(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    whatif: WhatIfSettings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    days: int = DEFAULT_DAYS,
+    top: int = 10,
+) -> Savings:
+    """``savings_report`` on an open warehouse (the dashboard's: it opens and closes its
+    own read-only connections); the caller translates the driver's errors."""
+    notes: list[str] = []
+    window = _window(warehouse, settings, since, until, days)
+    if window is None:
+        return Savings(pl.DataFrame(), None, None, ("no rolled-up data",))
+    usage = _rollup(warehouse, window, _USAGE, _PRICED)
+    if not usage.collect_schema().names():
+        return Savings(pl.DataFrame(), window.since, window.until, ("no data in the window",))
+    overrides = _overrides(settings)
+    ttls = list(TTL_CHOICES.values())
+    replays = _cache_replays(warehouse, settings, window, ttls, filters=None, by=DEFAULT_CACHE_BY)
+    batch, dimension = None, ""
+    try:
+        dimension = batch_dimension(settings, whatif)
+    except ConfigError as err:
+        notes.append(f"batch: {err}")
+    else:
+        batch = _batch(
+            warehouse, settings, whatif, window, dimension=dimension, by=[dimension], filters=None
         )
-        batch, dimension = None, ""
-        try:
-            dimension = batch_dimension(settings, whatif)
-        except ConfigError as err:
-            notes.append(f"batch: {err}")
-        else:
-            batch = _batch(
-                warehouse,
-                settings,
-                whatif,
-                window,
-                dimension=dimension,
-                by=[dimension],
-                filters=None,
-            )
-        table = opportunities(
-            usage,
-            days=window.days(warehouse),
-            overrides=overrides,
-            cache_replays=dict(zip(TTL_CHOICES, replays, strict=True)),
-            batch=batch,
-            batch_dimension=dimension,
-            top=top,
-            requests_of=_models_reader(warehouse, settings, window, overrides, _USAGE),
-        )
+    measured = window.days(warehouse)
+    table = opportunities(
+        usage,
+        days=measured,
+        overrides=overrides,
+        cache_replays=dict(zip(TTL_CHOICES, replays, strict=True)),
+        batch=batch,
+        batch_dimension=dimension,
+        top=top,
+        requests_of=_models_reader(warehouse, settings, window, overrides, _USAGE),
+    )
     if window.stale:
         notes.append(_STALE)
-    return Savings(table, window.since, window.until, tuple(notes))
+    return Savings(table, window.since, window.until, tuple(notes), measured)

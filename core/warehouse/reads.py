@@ -86,6 +86,7 @@ def read_requests(
     repeated_at_least: int | None = None,
     repeated_in: Literal["hour", "range"] = "hour",
     stored_costs: bool = False,
+    with_routing: bool = False,
 ) -> pl.LazyFrame:
     """Requests with ``since <= ts < until`` (and, if given, in the listed hours and of
     the listed ``models``).
@@ -101,6 +102,8 @@ def read_requests(
     each request's effective cost as the last rollup refresh stored it in
     ``request_costs`` (``cost_usd``, ``saved_usd``; null for a request loaded since): one
     join, where pricing millions of requests again would take longer than reading them.
+    ``with_routing`` adds ``requested_model``, ``event_id`` (the attempts of one request
+    share it) and ``route`` (the gateway's route name): what a rate-limit replay needs.
     """
     dims = [
         f"json_extract_string(metadata, ${name}_path) AS {name}" for name in settings.dimensions
@@ -123,6 +126,7 @@ def read_requests(
     sql = (
         f"SELECT {', '.join(REQUEST_COLUMNS)}, "
         "coalesce(api_key_id, json_extract_string(extra, '$.ApiKeyId')) AS api_key"
+        f"{', requested_model, event_id, route' if with_routing else ''}"
         f"{''.join(', ' + dim for dim in dims)}"
         f"{', ' + _REQUEST_HASH if with_request_hash else ''} "
         f"FROM requests WHERE {' AND '.join(where)}"

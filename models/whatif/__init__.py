@@ -2,7 +2,8 @@
 
 Pure functions over rollup frames and costed requests (``models.whatif.common``): a
 model switch (``switch``), a response-cache TTL replay (``cache_ttl``), batch API prices
-(``batch``), budgets replayed as spend caps (``caps``), and the opportunities they find
+(``batch``), budgets replayed as spend caps (``caps``), the gateway's rate limits
+replayed (``limits``), and the opportunities they find
 together (``savings``). The service layer (``app.service``) opens the warehouse and
 reads what each needs: rollups where they suffice, raw requests only where needed.
 """
@@ -23,6 +24,7 @@ from models.whatif.config import (
     WhatIfSettings,
     whatif_settings_from,
 )
+from models.whatif.limits import LimitsReplay, RateLimitRule, replay_rate_limits
 from models.whatif.savings import SAVINGS_COLUMNS, opportunities, scope_filters
 from models.whatif.switch import DEFAULT_SWITCH_BY, ModelSwitch, family, switch_models
 
@@ -36,7 +38,9 @@ __all__ = [
     "TOKENS",
     "TTL_CHOICES",
     "CapsReplay",
+    "LimitsReplay",
     "ModelSwitch",
+    "RateLimitRule",
     "SpendCap",
     "WhatIf",
     "WhatIfSettings",
@@ -48,6 +52,7 @@ __all__ = [
     "replay_cache_ttl",
     "replay_cache_ttls",
     "replay_caps",
+    "replay_rate_limits",
     "scope_filters",
     "switch_models",
     "whatif_settings_from",

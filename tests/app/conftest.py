@@ -1,7 +1,9 @@
 """Fixtures shared by the app tests: the ingest tests' moto S3 server, buckets and fake
-credentials (CLI tests), and the dashboard tests' session warehouse (built once)."""
+credentials (CLI tests), the dashboard tests' session warehouse and the small what-if
+warehouse (each built once)."""
 
 from tests.app.dashboard_fixtures import dashboard_warehouse, sample_warehouse
+from tests.app.whatif_fixtures import whatif_warehouse
 from tests.ingest.conftest import aws_env, bucket, s3_server
 
 __all__ = [
@@ -10,4 +12,5 @@ __all__ = [
     "dashboard_warehouse",
     "s3_server",
     "sample_warehouse",
+    "whatif_warehouse",
 ]  # fixtures, for pytest

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from playwright.sync_api import Locator, Page, expect, sync_playwright
@@ -48,6 +48,7 @@ PAGES = (
     ("cache", "Cache"),
     ("anomalies", "Agents and anomalies"),
     ("budgets", "Budgets and alerts"),
+    ("savings", "Savings"),
     ("policy", "Policy events"),
     ("explorer", "Request explorer"),
     ("health", "Data health"),
@@ -293,5 +294,31 @@ def test_charts_are_utc_in_a_los_angeles_browser_and_filters_are_visible(
             assert _metric(page, "Spend") != "$0.00"
             assert not errors, errors
             assert hosts == {urlsplit(dashboard_url).netloc}, hosts  # nothing leaves the machine
+        finally:
+            browser.close()
+
+
+def test_a_savings_item_links_to_attribution_filtered_to_its_scope(dashboard_url: str) -> None:
+    """In the browser: the first opportunity's link is a URL of this dashboard whose query
+    opens Cost attribution with the scope's filters set (their chips shown, none ignored)."""
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _open(page, f"{dashboard_url}/savings", "savings")
+            link = page.get_by_role("link", name=re.compile("^Open in cost attribution")).first
+            href = str(link.evaluate("element => element.href"))
+            assert href.startswith(f"{dashboard_url}/attribution?from=2026-11-01&to="), href
+            filters = {
+                name: value
+                for name, value in parse_qsl(urlsplit(href).query)
+                if name not in ("from", "to", "by")
+            }
+            assert filters, href
+            _open(page, href, "attribution")
+            for name, value in filters.items():
+                chip = page.locator(f".st-key-chip_{name}")
+                expect(chip).to_contain_text(f"{name.replace('_', ' ')}: {value}")
+            assert page.get_by_text("Ignored from the link").count() == 0
         finally:
             browser.close()

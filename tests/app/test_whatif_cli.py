@@ -18,91 +18,12 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import logpush_record, run_aigw, write_ndjson
-
-AT = 1_776_506_400  # 2026-04-18T10:00:00Z, unix seconds
-PRICES = """\
-[[price]]
-provider = "openai"
-model = "gpt-4o"
-input = 10
-output = 30
-
-[[price]]
-provider = "openai"
-model = "gpt-4o-mini"
-input = 1
-output = 2
-
-[[price]]
-provider = "anthropic"
-model = "claude-sonnet-4"
-input = 3
-output = 15
-"""
-CONFIG = """\
-[models]
-prices = "prices.toml"
-
-[models.dimensions]
-team = "team"
-user = "user"
-agent = "agent"
-interactive = "interactive"
-
-[whatif]
-batch_key = "interactive"
-batch_values = ["false"]
-"""
-BUDGETS = """\
-[channels.outbox]
-type = "outbox"
-folder = "outbox"
-
-[[budget]]
-name = "agent-daily"
-amount_usd = 0.015
-period = "daily"
-split_by = "agent"
-channels = ["outbox"]
-"""
+from tests.conftest import run_aigw
 
 
-def record(
-    minute: int, agent: str, tokens_in: int, tokens_out: int, **fields: Any
-) -> dict[str, Any]:
-    interactive = "false" if agent == "summarizer" else "true"
-    return logpush_record(
-        Timestamp=(AT + 60 * minute) * 1_000_000_000,
-        Model=fields.pop("Model", "gpt-4o"),
-        Metrics={"durationMs": 100, "tokensIn": tokens_in, "tokensOut": tokens_out},
-        Metadata={"team": "search", "user": "ana", "agent": agent, "interactive": interactive},
-        **fields,
-    )
-
-
-RECORDS = [
-    record(0, "summarizer", 1_000, 100, CacheKeyHash="h1"),
-    record(2, "summarizer", 1_000, 100, CacheKeyHash="h1"),
-    record(3, "summarizer", 1_000, 100, CacheKeyHash="h1", Cached=True),
-    record(30, "chat", 2_000, 0, CacheKeyHash="h2"),
-    record(60, "chat", 1_000, 100, Provider="anthropic", Model="claude-sonnet-4"),
-]
-
-
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("whatif")
-    (root / "prices.toml").write_text(PRICES)
-    (root / "aigw.toml").write_text(CONFIG)
-    (root / "budgets.toml").write_text(BUDGETS)
-    write_ndjson(root / "logs" / "a.log.gz", RECORDS)
-    db = root / "aigw.duckdb"
-    loaded = run_aigw(
-        "ingest", str(root / "logs"), "--db", str(db), "--config", str(root / "aigw.toml")
-    )
-    assert loaded.returncode == 0, loaded.stderr
-    return db, root / "aigw.toml"
+@pytest.fixture
+def warehouse(whatif_warehouse: tuple[Path, Path]) -> tuple[Path, Path]:
+    return whatif_warehouse
 
 
 def whatif(warehouse: tuple[Path, Path], *args: str) -> dict[str, Any]:
@@ -227,7 +148,8 @@ def test_one_change_must_be_named(warehouse: tuple[Path, Path]) -> None:
         result = run_aigw("whatif", *args, "--db", str(db), "--config", str(config))
         assert result.returncode == 2
         assert (
-            result.stderr == "error: name one change: --model, --cache-ttl, --batch or --budgets\n"
+            result.stderr
+            == "error: name one change: --model, --cache-ttl, --batch, --budgets or --limits\n"
         )
 
 
@@ -254,3 +176,78 @@ def test_the_savings_report_lists_each_change_with_its_monthly_saving(
     table = run_aigw("report", "savings", "--db", str(db), "--config", str(config))
     assert table.returncode == 0, table.stderr
     assert "1. change: model name: request gpt-4o-mini instead of gpt-4o" in table.stdout
+
+
+GATEWAY = """\
+[auth]
+required = false
+
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:9"
+api_key_env = "AIGW_TEST_NO_KEY"
+
+[routes.claude]
+match = ["claude-*"]
+rate_limits = [{ name = "per-ip", per = "ip", limit = 1 }]
+
+[routes.chat]
+match = ["*"]
+provider = "openai"
+rate_limits = [
+    { name = "per-agent", per = "metadata:agent", unit = "requests", limit = 1, window_s = 3600 },
+]
+"""
+
+
+def test_limits_replay_refuses_past_the_limit_per_window_and_user(
+    warehouse: tuple[Path, Path],
+) -> None:
+    """One request an hour per agent on the chat route: the summarizer's 10:02 request
+    ($0.013) and its 10:03 cache hit are refused; chat's 10:30 request passes; the
+    claude-sonnet-4 request is on the claude route, whose only limit is per ip (not in
+    the logs)."""
+    _, config = warehouse
+    gateway = config.parent / "gateway.toml"
+    gateway.write_text(GATEWAY)
+    answer = whatif(warehouse, "--limits", str(gateway))
+    assert answer["change"] == "rate limits: chat.per-agent"
+    assert answer["rows"] == [
+        {"route": "chat", "requests": 4, "affected_requests": 2, "current_cost_usd": 0.046,
+         "projected_cost_usd": 0.033, "saving_usd": 0.013, "refused_users": 1,
+         "first_refused": "2026-04-18T10:02:00+00:00"},
+    ]  # fmt: skip
+    assert answer["users"] == [
+        {"route": "chat", "user": "ana", "refused_requests": 2, "avoided_usd": 0.013}
+    ]
+    assert answer["windows"] == [
+        {"route": "chat", "limit": "per-agent", "subject": "summarizer",
+         "window_start": "2026-04-18T10:00:00+00:00", "refused_requests": 2,
+         "avoided_usd": 0.013},
+    ]  # fmt: skip
+    assert (
+        "limits per ip are not replayed (no client address in the logs): claude.per-ip"
+        in (answer["notes"])
+    )
+    db, _ = warehouse
+    table = run_aigw("whatif", "--limits", str(gateway), "--db", str(db), "--config", str(config))
+    assert table.returncode == 0, table.stderr
+    assert "refused requests per user (the disruption):" in table.stdout
+    assert "refused requests per limit, subject and window:" in table.stdout
+
+
+def test_a_gateway_file_without_limits_or_missing_is_one_line(
+    warehouse: tuple[Path, Path],
+) -> None:
+    db, config = warehouse
+    bare = config.parent / "bare-gateway.toml"
+    bare.write_text(GATEWAY.split("[routes.claude]", maxsplit=1)[0])
+    for path, message in (
+        (bare, f"error: {bare}: no route has rate_limits per key, route or metadata to replay\n"),
+        (
+            config.parent / "nosuch.toml",
+            f"error: {config.parent / 'nosuch.toml'}: no such file; pass --config\n",
+        ),
+    ):
+        result = run_aigw("whatif", "--limits", str(path), "--db", str(db), "--config", str(config))
+        assert (result.returncode, result.stderr) == (2, message)
