@@ -23,6 +23,7 @@ from app.console import (
     write_json_document,
     write_rows,
 )
+from app.display import usd_fine
 from app.service import (
     anomaly_report,
     cache_report,
@@ -224,6 +225,16 @@ def report_cache(
         )
         return
     write_rows(report.summary.columns, report.summary.rows(), chosen)
+    saved, estimated = (
+        float(report.summary[name].sum() or 0.0) for name in ("saved_usd", "saved_estimated_usd")
+    )
+    if chosen == "table" and estimated:
+        out.print(
+            f"of which estimated: {usd_fine(estimated)} of {usd_fine(saved)} saved "
+            "(hits without token counts: the cost of the same request's miss, else "
+            "the model's median that day; docs/costs.md)",
+            markup=False,
+        )
     if chosen == "table" and candidates:
         if report.candidates.is_empty():
             out.print("cache candidates: none (no identical request was served twice)")
