@@ -228,9 +228,7 @@ def test_a_measure_the_stored_rollup_lacks_sums_to_zero_until_the_next_refresh()
         con.register("_sample", SAMPLE.collect().to_arrow())
         con.execute("CREATE TABLE rollup_hourly AS SELECT * FROM _sample")
         read = read_rollup(con, by=[], measures=("saved_usd", "saved_estimated_usd")).collect()
-        assert read.select(pl.col("saved_usd", "saved_estimated_usd").sum()).rows() == [
-            (0.4, 0.0)
-        ]
+        assert read.select(pl.col("saved_usd", "saved_estimated_usd").sum()).rows() == [(0.4, 0.0)]
     finally:
         con.close()
 
