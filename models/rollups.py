@@ -141,7 +141,15 @@ def _estimate_savings(warehouse: Warehouse, costed: pl.DataFrame) -> pl.DataFram
     hashes = request_hashes(con, hits["log_id"].to_list(), since=first, until=end)
     models = hits["model"].drop_nulls().unique().to_list()
     misses = cache_miss_costs(con, since=start, until=end, models=models)
-    return with_estimated_savings(costed.lazy(), hashes.lazy(), misses.lazy()).collect()
+    keys = hashes["request_hash"].drop_nulls().unique().to_list()
+    # bodies are read (hashed) only when a hit has a key (encrypted ones have none); the
+    # misses read for the medians have no key, so they match none
+    keyed = (
+        cache_miss_costs(con, since=start, until=end, models=models, hashes=keys).lazy()
+        if keys
+        else None
+    )
+    return with_estimated_savings(costed.lazy(), hashes.lazy(), misses.lazy(), keyed).collect()
 
 
 def repeated_requests(

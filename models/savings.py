@@ -7,7 +7,7 @@ null ``saved_usd``. ``with_estimated_savings`` gives such a hit what its answer 
 when a provider gave it, in this order:
 
 1. the logged cost of a miss with the same cache key (``request_hash``): the latest miss
-   at or before the hit, else the first one after it, among the ``misses`` given;
+   at or before the hit, else the first one after it, among the ``keyed`` misses given;
 2. else the median logged cost of the misses of the same provider and model on the
    hit's UTC day;
 3. else nothing: ``saved_usd`` stays null (unknown, never 0).
@@ -42,14 +42,20 @@ def needs_estimate() -> pl.Expr:
 
 
 def with_estimated_savings(
-    costed: pl.LazyFrame, hashes: pl.LazyFrame, misses: pl.LazyFrame
+    costed: pl.LazyFrame,
+    hashes: pl.LazyFrame,
+    misses: pl.LazyFrame,
+    keyed: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """``costed`` (``with_cost``'s columns with ``log_id``, ``ts``, ``provider``,
     ``model``, ``cached``) with ``saved_usd`` estimated where ``needs_estimate`` and a
     ``saved_estimated`` column; row order and count are kept.
 
     ``hashes`` gives the hits' cache keys (``log_id``, ``request_hash``; a hit without
-    one, or absent, can only get the median); ``misses`` has ``MISS_COLUMNS``.
+    one, or absent, can only get the median). ``misses`` (``MISS_COLUMNS``) give the
+    medians and, when ``keyed`` is None, the key matches too; ``keyed`` (the same
+    columns) are the misses to match keys against when they were read apart (only those
+    with the hits' keys: ``core.warehouse.cache_miss_costs``).
     """
     hits = (
         costed.filter(needs_estimate())
@@ -57,15 +63,14 @@ def with_estimated_savings(
         .join(hashes.select("log_id", "request_hash"), on="log_id", how="left")
     )
     answered = misses.select(
-        "request_hash",
-        pl.col("provider").fill_null(""),
-        "model",
-        pl.col("ts").alias("miss_ts"),
-        "cost",
+        pl.col("provider").fill_null(""), "model", pl.col("ts").alias("miss_ts"), "cost"
+    )
+    matches = (misses if keyed is None else keyed).select(
+        "request_hash", pl.col("ts").alias("miss_ts"), "cost"
     )
     by_key = (
         hits.filter(pl.col("request_hash").is_not_null())
-        .join(answered.select("request_hash", "miss_ts", "cost"), on="request_hash")
+        .join(matches, on="request_hash")
         .sort("log_id", "miss_ts", "cost")
         .group_by("log_id")
         .agg(

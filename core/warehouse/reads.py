@@ -190,18 +190,30 @@ def cache_miss_costs(
     since: datetime,
     until: datetime,
     models: Sequence[str],
+    hashes: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """The logged cost of each answer a provider gave (not a response-cache hit, not rate
     limited, status below 400, a logged cost) with ``since <= ts < until`` for one of
-    ``models``: ``request_hash``, ``provider``, ``model``, ``ts`` (UTC), ``cost`` (USD)."""
-    table = con.execute(
-        f"SELECT {_REQUEST_HASH}, provider, model, ts, cost FROM requests "
-        "WHERE ts >= $since AND ts < $until AND model IN (SELECT unnest($models::VARCHAR[])) "
+    ``models``: ``request_hash``, ``provider``, ``model``, ``ts`` (UTC), ``cost`` (USD).
+
+    Without ``hashes``, ``request_hash`` is null (not computed: no body is read); with
+    them, only the answers whose ``request_hash`` is one of ``hashes`` come back."""
+    params: dict[str, object] = {"since": since, "until": until, "models": list(models)}
+    answers = (
+        "FROM requests WHERE ts >= $since AND ts < $until "
+        "AND model IN (SELECT unnest($models::VARCHAR[])) "
         "AND NOT coalesce(cached, FALSE) AND NOT coalesce(rate_limited, FALSE) "
-        "AND coalesce(status_code, 200) < 400 AND cost IS NOT NULL",
-        {"since": since, "until": until, "models": list(models)},
-    ).to_arrow_table()
-    frame = pl.DataFrame(pl.from_arrow(table))
+        "AND coalesce(status_code, 200) < 400 AND cost IS NOT NULL"
+    )
+    if hashes is None:
+        sql = f"SELECT NULL::VARCHAR AS request_hash, provider, model, ts, cost {answers}"
+    else:
+        sql = (
+            f"SELECT * FROM (SELECT {_REQUEST_HASH}, provider, model, ts, cost {answers}) "
+            "WHERE request_hash IN (SELECT unnest($hashes::VARCHAR[]))"
+        )
+        params["hashes"] = list(hashes)
+    frame = pl.DataFrame(pl.from_arrow(con.execute(sql, params).to_arrow_table()))
     return frame.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
 
 

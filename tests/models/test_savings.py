@@ -30,12 +30,14 @@ def _estimate(
     costed: list[tuple[Any, ...]],
     hashes: list[tuple[str, str | None]],
     misses: list[tuple[Any, ...]],
+    keyed: list[tuple[Any, ...]] | None = None,
 ) -> list[tuple[str, float | None, bool]]:
     """``(log_id, saved_usd, saved_estimated)`` per row of ``costed``, in its order."""
     result = with_estimated_savings(
         pl.LazyFrame(costed, schema=COSTED, orient="row"),
         pl.LazyFrame(hashes, schema={"log_id": pl.String, "request_hash": pl.String}, orient="row"),
         pl.LazyFrame(misses, schema=MISS_COLUMNS, orient="row"),
+        None if keyed is None else pl.LazyFrame(keyed, schema=MISS_COLUMNS, orient="row"),
     ).collect()
     assert result.columns == [*COSTED, "saved_estimated"]
     return [
@@ -136,3 +138,23 @@ def test_a_hit_without_provider_takes_the_median_of_misses_without_one(
         [("x", None, "m", _at(20, 1), 0.004), ("y", "", "m", _at(20, 2), 0.006)],
     )
     assert rows == [("hit", 0.005, True)]
+
+
+def test_keys_match_the_keyed_misses_and_medians_come_from_all_misses() -> None:
+    """As the rollups read them: the misses without keys give the medians ($0.02 of
+    $0.01, $0.02, $0.03), the keyed ones the key matches ($0.0123)."""
+    misses = [
+        (None, "openai", "gpt-4o", _at(20, 1), 0.01),
+        (None, "openai", "gpt-4o", _at(20, 2), 0.02),
+        (None, "openai", "gpt-4o", _at(20, 3), 0.03),
+    ]
+    rows = _estimate(
+        [
+            ("keyed", _at(20, 9), "openai", "gpt-4o", True, None),
+            ("unkeyed", _at(20, 9), "openai", "gpt-4o", True, None),
+        ],
+        [("keyed", "k1"), ("unkeyed", "k2")],
+        misses,
+        keyed=[("k1", "openai", "gpt-4o", _at(20, 4), 0.0123)],
+    )
+    assert rows == [("keyed", 0.0123, True), ("unkeyed", 0.02, True)]
