@@ -11,7 +11,9 @@ from typing import Any
 
 import orjson
 import pytest
+from streamlit.testing.v1 import AppTest
 
+from tests.app.dashboard_fixtures import ENTRY
 from tests.conftest import run_aigw
 from tests.ingest.test_cloudflare_shapes import FIXTURE
 
@@ -83,3 +85,24 @@ def test_hits_without_tokens_save_an_estimate_shown_apart(warehouse: Path) -> No
     )
     assert table.returncode == 0, table.stderr
     assert "of which estimated: $0.0126 of $0.0126 saved" in table.stdout
+
+
+def test_the_dashboards_cache_page_says_how_much_of_the_savings_is_estimated(
+    warehouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Cache page's note under its figures names the estimated part ($0.012625: $0.01)."""
+    monkeypatch.setenv("AIGW_DB", str(warehouse))
+    monkeypatch.setenv("AIGW_CONFIG", str(warehouse.parent / "aigw.toml"))
+    monkeypatch.delenv("AIGW_BUDGETS", raising=False)
+    monkeypatch.delenv("AIGW_NOW", raising=False)
+    monkeypatch.chdir(warehouse.parent)
+    app = AppTest.from_file(ENTRY, default_timeout=60)
+    app.switch_page("views/cache.py").run()
+    assert not app.exception, [error.message for error in app.exception]
+    assert {metric.label: metric.value for metric in app.metric}["Savings"] == "$0.01"
+    notes = [caption.value for caption in app.caption if "estimated" in caption.value]
+    assert notes == [
+        "Of the savings, $0.01 is estimated: cache hits logged without token counts saved "
+        "what the same request cost when a provider answered it, else the median cost of "
+        "that model's answers that day (docs/costs.md)."
+    ]
