@@ -163,6 +163,12 @@ def report_cost(
             "add them to the price file",
             markup=False,
         )
+    if report.saved_estimated_usd:
+        err.print(
+            f"note: {usd_fine(report.saved_estimated_usd)} of saved_usd is estimated (cache "
+            "hits logged without token counts; docs/costs.md)",
+            markup=False,
+        )
     with user_errors(verbose):
         write_rows(report.table.columns, report.table.rows(), chosen, pick=_split(columns))
         if report.table.is_empty():
