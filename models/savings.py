@@ -6,8 +6,9 @@ hit's saving from its token counts; a hit without them (the documented Logpush
 null ``saved_usd``. ``with_estimated_savings`` gives such a hit what its answer cost
 when a provider gave it, in this order:
 
-1. the logged cost of a miss with the same cache key (``request_hash``): the latest miss
-   at or before the hit, else the first one after it, among the ``keyed`` misses given;
+1. the logged cost of a miss with the same cache key (``request_hash``) logged from the
+   start of the UTC day before the hit's to the end of its day: the latest at or before
+   the hit, else the first one after it;
 2. else the median logged cost of the misses of the same provider and model on the
    hit's UTC day;
 3. else nothing: ``saved_usd`` stays null (unknown, never 0).
@@ -20,6 +21,7 @@ hit, not rate limited, status below 400, with a logged cost
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Final
 
 import polars as pl
@@ -33,6 +35,9 @@ MISS_COLUMNS: Final = {
     "ts": pl.Datetime("us", "UTC"),
     "cost": pl.Float64(),
 }
+
+
+_DAY: Final = timedelta(days=1)
 
 
 def needs_estimate() -> pl.Expr:
@@ -68,9 +73,11 @@ def with_estimated_savings(
     matches = (misses if keyed is None else keyed).select(
         "request_hash", pl.col("ts").alias("miss_ts"), "cost"
     )
+    hit_day = pl.col("ts").dt.truncate("1d")
     by_key = (
         hits.filter(pl.col("request_hash").is_not_null())
         .join(matches, on="request_hash")
+        .filter((pl.col("miss_ts") >= hit_day - _DAY) & (pl.col("miss_ts") < hit_day + _DAY))
         .sort("log_id", "miss_ts", "cost")
         .group_by("log_id")
         .agg(

@@ -83,8 +83,9 @@ def test_a_hit_without_a_matching_miss_saves_the_median_of_its_models_misses() -
 
 def test_the_latest_miss_before_the_hit_wins_and_a_later_one_stands_in() -> None:
     """Of the key's misses, the latest at or before the hit; with none before, the first
-    after it (a miss logged the day before counts)."""
+    after it (a miss logged the day before counts, one two days before does not)."""
     misses = [
+        ("late", "openai", "gpt-4o", _at(18, 23, 59), 0.7),  # two days before: too old
         ("k", "openai", "gpt-4o", _at(19, 22), 0.001),
         ("k", "openai", "gpt-4o", _at(20, 9), 0.002),
         ("k", "openai", "gpt-4o", _at(20, 11), 0.004),
