@@ -35,6 +35,7 @@ _LABELS: Final[dict[str, str]] = {
     "effective_cost_usd": "Effective cost",
     "logged_cost_usd": "Logged cost",
     "saved_usd": "Saved",
+    "saved_estimated_usd": "Saved (estimated)",
     "api_key": "API key",
     "api_key_id": "API key",
     "log_id": "Log id",

@@ -23,6 +23,7 @@ from app.console import (
     write_json_document,
     write_rows,
 )
+from app.display import usd_fine
 from app.service import (
     anomaly_report,
     cache_report,
@@ -162,6 +163,12 @@ def report_cost(
             "add them to the price file",
             markup=False,
         )
+    if report.saved_estimated_usd:
+        err.print(
+            f"note: {usd_fine(report.saved_estimated_usd)} of saved_usd is estimated (cache "
+            "hits logged without token counts; docs/costs.md)",
+            markup=False,
+        )
     with user_errors(verbose):
         write_rows(report.table.columns, report.table.rows(), chosen, pick=_split(columns))
         if report.table.is_empty():
@@ -224,6 +231,16 @@ def report_cache(
         )
         return
     write_rows(report.summary.columns, report.summary.rows(), chosen)
+    saved, estimated = (
+        float(report.summary[name].sum() or 0.0) for name in ("saved_usd", "saved_estimated_usd")
+    )
+    if chosen == "table" and estimated:
+        out.print(
+            f"of which estimated: {usd_fine(estimated)} of {usd_fine(saved)} saved "
+            "(hits without token counts: the cost of the same request's miss, else "
+            "the model's median that day; docs/costs.md)",
+            markup=False,
+        )
     if chosen == "table" and candidates:
         if report.candidates.is_empty():
             out.print("cache candidates: none (no identical request was served twice)")

@@ -7,9 +7,11 @@ Contract (USD, UTC; pure functions, nothing read or written):
   period. ``request_hit_ratio`` is ``cached_requests / requests``;
   ``cost_hit_ratio`` is ``saved_usd / (saved_usd + cost_usd)``, the share of
   the would-be cost (what was paid plus what cache hits would have cost) that
-  the cache saved. A ratio whose denominator is 0 is null, never NaN. Savings
-  exist only for hits on priced models (``models.cost``), so for hits on
-  models without a price the cost ratio is an underestimate;
+  the cache saved. A ratio whose denominator is 0 is null, never NaN. A hit's
+  saving is priced from its tokens (``models.cost``), else estimated from the
+  cost of the misses (``models.savings``): ``saved_estimated_usd`` is that
+  estimated part of ``saved_usd`` (0 from a rollup without the column). A hit
+  with neither saves nothing here, so the cost ratio is then an underestimate;
   ``unknown_cost_requests`` says how many requests have no cost at all.
 * ``cache_candidates(requests)`` finds identical requests (equal
   ``request_hash``, same gateway and model) that were answered more than once
@@ -40,6 +42,7 @@ _SUMMED: Final = {
     "cached_requests": pl.Int64(),
     "cost_usd": pl.Float64(),
     "saved_usd": pl.Float64(),
+    "saved_estimated_usd": pl.Float64(),
     "unknown_cost_requests": pl.Int64(),
 }
 _CANDIDATE_INPUT: Final = {
@@ -61,7 +64,8 @@ def cache_summary(
 
     Columns: ``period`` (UTC, only with ``grain``: one of ``models.reports.GRAINS``),
     the ``by`` columns, ``requests``, ``cached_requests``, ``request_hit_ratio``,
-    ``cost_usd``, ``saved_usd``, ``cost_hit_ratio``, ``unknown_cost_requests``.
+    ``cost_usd``, ``saved_usd``, ``saved_estimated_usd``, ``cost_hit_ratio``,
+    ``unknown_cost_requests``.
     Sorted by period, then biggest ``saved_usd`` first. ``rollup`` is as
     ``models.reports.read_rollup`` returns it; a frame without columns gives an
     empty result. Raises ``ModelsError`` for an unknown grain or column.
@@ -72,6 +76,9 @@ def cache_summary(
     needed = {**_SUMMED, **dict.fromkeys(keys, pl.String())}
     if grain is not None:
         needed["hour"] = _UTC
+    schema = rollup.collect_schema()
+    if schema.names() and "saved_estimated_usd" not in schema:
+        rollup = rollup.with_columns(pl.lit(0.0).alias("saved_estimated_usd"))
     frame = _checked(rollup, needed, what="cache summary")
     group = list(keys)
     if grain is not None:
@@ -88,6 +95,7 @@ def cache_summary(
         _ratio(pl.col("cached_requests"), pl.col("requests")).alias("request_hit_ratio"),
         "cost_usd",
         "saved_usd",
+        "saved_estimated_usd",
         _ratio(pl.col("saved_usd"), would_be).alias("cost_hit_ratio"),
         "unknown_cost_requests",
     )

@@ -31,13 +31,24 @@ __all__ = [
     "BUILTIN_DIMENSIONS",
     "COST_RULES_VERSION",
     "DEFAULT_DIMENSIONS",
+    "KIND_DIMENSIONS",
     "ModelsSettings",
     "load_models_settings",
     "models_settings_from",
 ]
 
-# Columns of `requests` that are dimensions by themselves.
-BUILTIN_DIMENSIONS: Final = ("gateway", "provider", "model", "endpoint", "api_key")
+# The kinds of a request (chat, embeddings, images, audio…): as logged (REST), else the
+# kind of its endpoint (``core.warehouse.reads.DERIVED_DIMENSIONS``). FOCUS Tags carry them.
+KIND_DIMENSIONS: Final = ("request_type", "model_type")
+# Columns of `requests` (or derived from them) that are dimensions by themselves.
+BUILTIN_DIMENSIONS: Final = (
+    "gateway",
+    "provider",
+    "model",
+    "endpoint",
+    "api_key",
+    *KIND_DIMENSIONS,
+)
 DEFAULT_DIMENSIONS: Final = {"team": "team", "user": "user", "agent": "agent", "feature": "feature"}
 _NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -63,8 +74,8 @@ class ModelsSettings:
             prices = f"{self.prices.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         dims = ",".join(f"{name}={key}" for name, key in self.dimensions.items())
         return (
-            f"dims[{dims}] prices[{prices}] rules[{COST_RULES_VERSION}] "
-            f"catalogue[{catalogue_version()}]"
+            f"builtin[{','.join(BUILTIN_DIMENSIONS)}] dims[{dims}] prices[{prices}] "
+            f"rules[{COST_RULES_VERSION}] catalogue[{catalogue_version()}]"
         )
 
 
@@ -72,7 +83,9 @@ class ModelsSettings:
 # price_key): raised when a rule changes what a stored request costs, so that the first
 # refresh after an upgrade rebuilds every warehouse's rollups at the new rules.
 # 2: a custom cost wins; provider-prefixed model names are priced (schema v7).
-COST_RULES_VERSION: Final = 2
+# 3: a cache hit that tokens cannot price saves an estimate (models.savings); the request
+#    and model types are dimensions.
+COST_RULES_VERSION: Final = 3
 
 
 @cache

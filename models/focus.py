@@ -31,7 +31,8 @@ Choices, made once here so that every export agrees:
   is ``Cloudflare`` for Workers AI and Unified Billing (``unified``) requests, else the
   provider (with your own keys each provider invoices its usage). ``InvoiceId`` is
   null (unknown). ``SubAccountId``/``SubAccountName`` are the gateway. ``Tags`` is a
-  JSON object of the attribution dimensions (``ModelsSettings.dimensions``).
+  JSON object of the attribution dimensions: the request and model types
+  (``KIND_DIMENSIONS``), then the metadata ones (``ModelsSettings.dimensions``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Final
 import polars as pl
 
 from core.warehouse import Warehouse, read_requests, request_days
-from models.config import ModelsSettings
+from models.config import KIND_DIMENSIONS, ModelsSettings
 from models.cost import with_cost
 from models.errors import ModelsError
 from models.pricing import catalog_prices, load_price_file, price_table
@@ -168,9 +169,9 @@ def focus_table(
     until: datetime | None = None,
 ) -> pl.DataFrame:
     """``focus_rows`` for the requests in ``[since, until)``, by attribution dimensions
-    (``settings.dimensions``), worked one UTC day at a time: rows are per day, so this is
-    exact and bounds memory by the busiest day, not the range."""
-    dimensions = tuple(settings.dimensions)
+    (``KIND_DIMENSIONS`` and ``settings.dimensions``), worked one UTC day at a time: rows
+    are per day, so this is exact and bounds memory by the busiest day, not the range."""
+    dimensions = (*KIND_DIMENSIONS, *settings.dimensions)
     parts = []
     for day in request_days(warehouse.con):
         start, end = day, day + timedelta(days=1)

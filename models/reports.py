@@ -32,6 +32,7 @@ _SQL_TYPES: Final = {
     "cost_usd": "DOUBLE",
     "cost_logged": "DOUBLE",
     "saved_usd": "DOUBLE",
+    "saved_estimated_usd": "DOUBLE",
     "duration_ms_sum": "DOUBLE",
 }
 GRAINS: Final = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
@@ -74,8 +75,12 @@ def read_rollup(
     where, params = time_range("hour", since, until)
     columns, group = "*", ""
     if by is not None:
+        # a measure added since the table was built (it is until the next refresh) sums 0
+        stored = {column[0] for column in con.execute(f"FROM {table_name} LIMIT 0").description}
         sums = ", ".join(
-            f"sum({name})::{_SQL_TYPES.get(name, 'BIGINT')} AS {name}" for name in measures
+            f"{f'sum({name})' if name in stored else '0'}::{_SQL_TYPES.get(name, 'BIGINT')} "
+            f"AS {name}"
+            for name in measures
         )
         columns = ", ".join(["hour", *by, sums])
         group = " GROUP BY ALL"

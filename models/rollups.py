@@ -20,10 +20,19 @@ import duckdb
 import polars as pl
 
 from core.schema import DAILY_TABLE, ROLLUP_TABLE
-from core.warehouse import Warehouse, newest_ingest, read_requests, request_days, touched_hours
+from core.warehouse import (
+    Warehouse,
+    cache_miss_costs,
+    newest_ingest,
+    read_requests,
+    request_days,
+    request_hashes,
+    touched_hours,
+)
 from models.config import ModelsSettings
 from models.cost import with_cost
 from models.pricing import load_price_file, price_table
+from models.savings import needs_estimate, with_estimated_savings
 
 __all__ = [
     "DAILY_TABLE",
@@ -39,7 +48,9 @@ __all__ = [
 # ROLLUP_TABLE (per hour) and DAILY_TABLE (the same sums by UTC day, its ``hour`` column
 # holding the day's start: long-range reports read about 24 times fewer rows) are named
 # in core.schema.
-_FLOAT_MEASURES: Final = frozenset({"cost_usd", "cost_logged", "saved_usd", "duration_ms_sum"})
+_FLOAT_MEASURES: Final = frozenset(
+    {"cost_usd", "cost_logged", "saved_usd", "saved_estimated_usd", "duration_ms_sum"}
+)
 MEASURES: Final = (
     "requests",
     "errors",
@@ -53,6 +64,7 @@ MEASURES: Final = (
     "cost_usd",
     "cost_logged",
     "saved_usd",
+    "saved_estimated_usd",
     "duration_ms_sum",
 )
 
@@ -80,7 +92,8 @@ def costed_requests(
     repeated_in: Literal["hour", "range"] = "hour",
 ) -> pl.LazyFrame:
     """Requests (in ``[since, until)``, and ``hours`` and ``models`` when given) with their
-    cost columns.
+    cost columns, savings estimated where tokens cannot price them
+    (``models.savings``: ``saved_estimated``).
 
     ``overrides`` are the user price rows; when None they are read from
     ``settings.prices``. ``with_request_hash``, ``repeated_at_least`` and ``repeated_in``
@@ -106,7 +119,37 @@ def costed_requests(
     )
     if overrides is None and settings.prices is not None:
         overrides = load_price_file(settings.prices)
-    return with_cost(requests, price_table(pairs, overrides))
+    costed = with_cost(requests, price_table(pairs, overrides)).collect()
+    return _estimate_savings(warehouse, costed).lazy()
+
+
+_DAY: Final = timedelta(days=1)
+
+
+def _estimate_savings(warehouse: Warehouse, costed: pl.DataFrame) -> pl.DataFrame:
+    """``costed`` through ``with_estimated_savings``, with the hits' cache keys and the
+    misses that may have filled them: those of the hits' models from the start of the UTC
+    day before the first hit's to the end of the last hit's day (whole days, whatever
+    hours ``costed`` holds, so that a day's median does not depend on the batch)."""
+    hits = costed.filter(needs_estimate())
+    if hits.is_empty():
+        return costed.with_columns(pl.lit(False).alias("saved_estimated"))
+    first, last = hits.select(pl.col("ts").min(), pl.col("ts").max().alias("last")).row(0)
+    start = first.replace(hour=0, minute=0, second=0, microsecond=0) - _DAY
+    end = last.replace(hour=0, minute=0, second=0, microsecond=0) + _DAY
+    con = warehouse.con
+    hashes = request_hashes(con, hits["log_id"].to_list(), since=first, until=end)
+    models = hits["model"].drop_nulls().unique().to_list()
+    misses = cache_miss_costs(con, since=start, until=end, models=models)
+    keys = hashes["request_hash"].drop_nulls().unique().to_list()
+    # bodies are read (hashed) only when a hit has a key (encrypted ones have none); the
+    # misses read for the medians have no key, so they match none
+    keyed = (
+        cache_miss_costs(con, since=start, until=end, models=models, hashes=keys).lazy()
+        if keys
+        else None
+    )
+    return with_estimated_savings(costed.lazy(), hashes.lazy(), misses.lazy(), keyed).collect()
 
 
 def repeated_requests(
@@ -206,8 +249,15 @@ def _rollup_by_day(
 
 
 def hourly_rollup(costed: pl.LazyFrame, dimensions: Sequence[str]) -> pl.LazyFrame:
-    """Sum a costed request frame by hour, ``dimensions`` and ``cost_source``."""
+    """Sum a costed request frame by hour, ``dimensions`` and ``cost_source``;
+    ``saved_estimated_usd`` is the part of ``saved_usd`` that was estimated (0 without a
+    ``saved_estimated`` column)."""
     status = pl.col("status_code").fill_null(200)
+    estimated = (
+        pl.col("saved_estimated").fill_null(False)
+        if "saved_estimated" in costed.collect_schema()
+        else pl.lit(False)
+    )
     return costed.group_by(
         pl.col("ts").dt.truncate("1h").alias("hour"), *dimensions, "cost_source"
     ).agg(
@@ -223,6 +273,7 @@ def hourly_rollup(costed: pl.LazyFrame, dimensions: Sequence[str]) -> pl.LazyFra
         pl.col("cost_usd").sum(),
         pl.col("cost_logged").sum(),
         pl.col("saved_usd").sum(),
+        pl.col("saved_usd").filter(estimated).sum().alias("saved_estimated_usd"),
         pl.col("duration_ms").sum().alias("duration_ms_sum"),
     )
 

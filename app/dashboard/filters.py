@@ -2,11 +2,12 @@
 
 A shared link reproduces the view: ``?from=2026-11-12&to=2026-11-20&provider=openai&team=search``.
 ``from`` and ``to`` are UTC days (``to`` included); each other parameter is a report
-dimension (``gateway``, ``provider``, ``model``, ``api_key`` or a named metadata key)
-and holds one value. The URL seeds the widgets when a session starts; from then on
-the widgets win and every run writes them back to the URL. A link value that cannot
-apply (a day that is not a date, a value the warehouse never saw, an unknown
-parameter) is ignored and the page says so (``ignored_notice``), never silently $0.
+dimension (``gateway``, ``provider``, ``model``, ``api_key``, ``request_type``,
+``model_type`` or a named metadata key) and holds one value. The URL seeds the widgets
+when a session starts; from then on the widgets win and every run writes them back to
+the URL. A link value that cannot apply (a day that is not a date, a value the warehouse
+never saw, an unknown parameter) is ignored and the page says so (``ignored_notice``),
+never silently $0.
 The default range is the last ``DEFAULT_DAYS`` days of data. Every active filter is
 a chip at the top of the page; clicking it removes that filter (``filter_chips``).
 """

@@ -21,6 +21,7 @@ _COST_PARTS: Final = (
     "cache_write_usd",
     "cost_usd",
     "saved_usd",
+    "saved_estimated",
     "cost_logged",
     "cost_source",
 )
@@ -33,8 +34,9 @@ class RequestDetail:
     ``fields`` holds the request's columns (no bodies); ``metadata`` its custom
     metadata (an encrypted object stays as it is); ``cost`` one row with
     ``input_usd``, ``output_usd``, ``cache_read_usd``, ``cache_write_usd``,
-    ``cost_usd``, ``saved_usd``, ``cost_logged`` and ``cost_source`` as
-    ``models.cost`` computes them; ``attempts`` every request sharing its
+    ``cost_usd``, ``saved_usd``, ``saved_estimated`` (a hit's saving estimated:
+    ``models.savings``), ``cost_logged`` and ``cost_source`` as ``models.cost``
+    computes them; ``attempts`` every request sharing its
     ``event_id`` (the failover steps), by ``step``.
     """
 

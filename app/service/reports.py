@@ -26,6 +26,7 @@ from models import (
     daily_bounds,
     detect_anomalies,
     explain_flags,
+    filter_rollup,
     focus_table,
     forecast_month,
     newest_rollup_hour,
@@ -61,6 +62,7 @@ class SpendReport:
     table: pl.DataFrame
     unpriced: list[tuple[str, str, int]]  # (provider, model, requests) with unknown cost
     stale: bool
+    saved_estimated_usd: float = 0.0  # the estimated part of the table's saved_usd
 
 
 def data_span(db_path: WarehouseTarget) -> tuple[datetime, datetime] | None:
@@ -129,7 +131,11 @@ def cost_report(
             .rows()
         )
         table = _dated(spend_by(rollup, by, grain=grain, top=top, filters=filters), grain)
-    return SpendReport(table, unpriced, stale)
+        estimated = 0.0
+        if "saved_estimated_usd" in rollup.collect_schema():
+            kept = filter_rollup(rollup, filters).select(pl.col("saved_estimated_usd").sum())
+            estimated = float(kept.collect().item() or 0.0)
+    return SpendReport(table, unpriced, stale, saved_estimated_usd=estimated)
 
 
 def reconcile_report(

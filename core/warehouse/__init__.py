@@ -28,9 +28,11 @@ from core.warehouse.lake import attach_snapshot
 from core.warehouse.migrations import MIGRATIONS, SCHEMA_VERSION, table_exists
 from core.warehouse.reads import (
     Dimensions,
+    cache_miss_costs,
     newest_ingest,
     read_requests,
     request_days,
+    request_hashes,
     time_range,
     touched_hours,
 )
@@ -49,6 +51,7 @@ __all__ = [
     "Warehouse",
     "alert_history",
     "attach_snapshot",
+    "cache_miss_costs",
     "data_health",
     "find_requests",
     "latency_p95",
@@ -60,6 +63,7 @@ __all__ = [
     "read_requests",
     "recent_policy_events",
     "request_days",
+    "request_hashes",
     "request_row",
     "rollup_span",
     "run_sql",

@@ -25,7 +25,7 @@ from core.errors import ConfigError
 from core.schema import ROLLUP_TABLE
 from core.warehouse.connection import Warehouse
 from core.warehouse.migrations import table_exists
-from core.warehouse.reads import Dimensions, time_range
+from core.warehouse.reads import DERIVED_DIMENSIONS, Dimensions, time_range
 
 __all__ = [
     "EXPLORER_STATUSES",
@@ -62,13 +62,13 @@ EXPLORER_STATUSES: Final = {
     "policy": f"({_POLICY_SQL['guardrail']} OR {_POLICY_SQL['dlp']})",
     "failover": _POLICY_SQL["failover"],
 }
-_API_KEY: Final = "coalesce(api_key_id, json_extract_string(extra, '$.ApiKeyId'))"
+_API_KEY: Final = DERIVED_DIMENSIONS["api_key"]
 _BUILTIN_SQL: Final = {
     "gateway": "gateway",
     "provider": "provider",
     "model": "model",
     "endpoint": "endpoint",
-    "api_key": _API_KEY,
+    **DERIVED_DIMENSIONS,
 }
 # Periods of raw-request queries are fixed-length UTC buckets computed on epoch
 # microseconds: date_trunc on TIMESTAMPTZ goes through the ICU calendar and was 4x

@@ -19,11 +19,14 @@ import polars as pl
 from core.schema import MODEL_COLUMNS
 
 __all__ = [
+    "DERIVED_DIMENSIONS",
     "REQUEST_COLUMNS",
     "Dimensions",
+    "cache_miss_costs",
     "newest_ingest",
     "read_requests",
     "request_days",
+    "request_hashes",
     "time_range",
     "touched_hours",
 ]
@@ -41,6 +44,26 @@ class Dimensions(Protocol):
 
 
 REQUEST_COLUMNS: Final = MODEL_COLUMNS  # the projection, from core.schema
+
+# The kind of request a row's endpoint names, for rows that logged none (aigw's gateway,
+# Logpush): chat for chat/completions, completions, messages and responses, embeddings,
+# images and audio for those paths (an optional provider or version prefix allowed); NULL
+# for any other endpoint (e.g. Workers AI's model paths).
+_KIND_OF_ENDPOINT: Final = (
+    "CASE WHEN regexp_matches(endpoint, '(^|/)(chat/completions|completions|messages|"
+    "responses)$') THEN 'chat' "
+    "WHEN regexp_matches(endpoint, '(^|/)embeddings$') THEN 'embeddings' "
+    "WHEN regexp_matches(endpoint, '(^|/)images/') THEN 'images' "
+    "WHEN regexp_matches(endpoint, '(^|/)audio/') THEN 'audio' END"
+)
+# Report dimensions computed from ``requests`` columns (name -> SQL expression):
+# ``api_key`` (aigw's gateway key, also in ``extra`` before schema v3) and the request
+# and model types as logged (REST), else the kind of the endpoint.
+DERIVED_DIMENSIONS: Final = {
+    "api_key": "coalesce(api_key_id, json_extract_string(extra, '$.ApiKeyId'))",
+    "request_type": f"coalesce(request_type, {_KIND_OF_ENDPOINT})",
+    "model_type": f"coalesce(model_type, {_KIND_OF_ENDPOINT})",
+}
 
 
 _REQUEST_HASH: Final = (
@@ -125,7 +148,7 @@ def read_requests(
         params["models"] = list(models)
     sql = (
         f"SELECT {', '.join(REQUEST_COLUMNS)}, "
-        "coalesce(api_key_id, json_extract_string(extra, '$.ApiKeyId')) AS api_key"
+        f"{', '.join(f'{sql} AS {name}' for name, sql in DERIVED_DIMENSIONS.items())}"
         f"{', requested_model, event_id, route' if with_routing else ''}"
         f"{''.join(', ' + dim for dim in dims)}"
         f"{', ' + _REQUEST_HASH if with_request_hash else ''} "
@@ -146,6 +169,56 @@ def read_requests(
     table = con.execute(sql, params).to_arrow_table()
     frame = pl.DataFrame(pl.from_arrow(table))
     return frame.lazy().with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
+
+
+def request_hashes(
+    con: duckdb.DuckDBPyConnection,
+    log_ids: Sequence[str],
+    *,
+    since: datetime,
+    until: datetime,
+) -> pl.DataFrame:
+    """``log_id`` and ``request_hash`` (as ``read_requests``' ``with_request_hash``) of the
+    requests named by ``log_ids`` with ``since <= ts < until``."""
+    table = con.execute(
+        f"SELECT log_id, {_REQUEST_HASH} FROM requests WHERE ts >= $since AND ts < $until "
+        "AND log_id IN (SELECT unnest($ids::VARCHAR[]))",
+        {"since": since, "until": until, "ids": list(log_ids)},
+    ).to_arrow_table()
+    return pl.DataFrame(pl.from_arrow(table))
+
+
+def cache_miss_costs(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    since: datetime,
+    until: datetime,
+    models: Sequence[str],
+    hashes: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """The logged cost of each answer a provider gave (not a response-cache hit, not rate
+    limited, status below 400, a logged cost) with ``since <= ts < until`` for one of
+    ``models``: ``request_hash``, ``provider``, ``model``, ``ts`` (UTC), ``cost`` (USD).
+
+    Without ``hashes``, ``request_hash`` is null (not computed: no body is read); with
+    them, only the answers whose ``request_hash`` is one of ``hashes`` come back."""
+    params: dict[str, object] = {"since": since, "until": until, "models": list(models)}
+    answers = (
+        "FROM requests WHERE ts >= $since AND ts < $until "
+        "AND model IN (SELECT unnest($models::VARCHAR[])) "
+        "AND NOT coalesce(cached, FALSE) AND NOT coalesce(rate_limited, FALSE) "
+        "AND coalesce(status_code, 200) < 400 AND cost IS NOT NULL"
+    )
+    if hashes is None:
+        sql = f"SELECT NULL::VARCHAR AS request_hash, provider, model, ts, cost {answers}"
+    else:
+        sql = (
+            f"SELECT * FROM (SELECT {_REQUEST_HASH}, provider, model, ts, cost {answers}) "
+            "WHERE request_hash IN (SELECT unnest($hashes::VARCHAR[]))"
+        )
+        params["hashes"] = list(hashes)
+    frame = pl.DataFrame(pl.from_arrow(con.execute(sql, params).to_arrow_table()))
+    return frame.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
 
 
 def newest_ingest(con: duckdb.DuckDBPyConnection) -> datetime | None:

@@ -208,12 +208,12 @@ def test_where_reports_one_team_only(warehouse: tuple[Path, Path]) -> None:
         (
             ("--by", "colour"),
             "error: unknown dimension 'colour'; use one of gateway, provider, model, endpoint, "
-            "api_key, team, user, agent, feature",
+            "api_key, request_type, model_type, team, user, agent, feature",
         ),
         (
             ("--where", "colour=red"),
             "error: unknown dimension 'colour'; use one of gateway, provider, model, endpoint, "
-            "api_key, team, user, agent, feature",
+            "api_key, request_type, model_type, team, user, agent, feature",
         ),
         (
             ("--grain", "fortnight"),

@@ -70,19 +70,19 @@ def test_both_paths_give_the_same_rows_for_the_fixture() -> None:
     python = _rows(list(parse_object(io.BytesIO(data), "obj")))
     engine = _rows(list(read_object(io.BytesIO(data), "obj", SqlEngine(min_lines=0))))
     assert engine == python
-    assert len(python) == 8
+    assert len(python) == 10
 
 
 def test_the_fixture_loads_with_the_rest_fields_in_columns(
     tmp_path: Path, db_path: Path, query: Query
 ) -> None:
-    """8 records, 8 rows: REST fields in columns, not in extra; one repeated key named;
+    """10 records, 10 rows: REST fields in columns, not in extra; one repeated key named;
     one encrypted Metadata counted in the summary and in a quality warning."""
     logs = tmp_path / "logs"
     logs.mkdir()
     shutil.copy(FIXTURE, logs / "cloudflare_shapes.jsonl")
     summary = run_ingest(IngestSettings(source=str(logs), db_path=db_path))
-    assert (summary.rows_loaded, summary.rejected, summary.locked_metadata) == (8, 0, 1)
+    assert (summary.rows_loaded, summary.rejected, summary.locked_metadata) == (10, 0, 1)
     rows = query(
         "SELECT log_id, custom_cost, model_type, request_type, request_content_type, "
         "response_content_type, duplicate_keys, extra FROM requests "

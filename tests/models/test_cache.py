@@ -39,6 +39,7 @@ SUMMARY_SCHEMA: dict[str, Any] = {
     "request_hit_ratio": pl.Float64,
     "cost_usd": pl.Float64,
     "saved_usd": pl.Float64,
+    "saved_estimated_usd": pl.Float64,
     "cost_hit_ratio": pl.Float64,
     "unknown_cost_requests": pl.Int64,
 }
@@ -69,7 +70,8 @@ def _at(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def _rollup() -> pl.LazyFrame:
-    """Two routes over two days: prod/chat has hits, staging/embed has none."""
+    """Two routes over two days: prod/chat has hits ($0.005 of the first day's savings
+    estimated), staging/embed has none."""
     rows = [
         # hour, gateway, endpoint, model, source, requests, cached, unknown, cost, saved
         (_at(18, 9), "prod", "chat", "gpt-4o", "catalog", 6, 0, 0, 0.06, None),
@@ -78,7 +80,10 @@ def _rollup() -> pl.LazyFrame:
         (_at(19, 3), "prod", "chat", "gpt-4o-mini", "free", 1, 1, 0, 0.0, 0.001),
         (_at(19, 4), "staging", "embed", "bge", "unknown", 4, 0, 4, None, None),
     ]
-    return pl.LazyFrame(rows, schema=ROLLUP_SCHEMA, orient="row")
+    first_hits = (pl.col("hour") == _at(18, 9)) & (pl.col("cost_source") == "free")
+    return pl.LazyFrame(rows, schema=ROLLUP_SCHEMA, orient="row").with_columns(
+        pl.when(first_hits).then(0.005).otherwise(None).alias("saved_estimated_usd")
+    )
 
 
 def test_summary_by_route_gives_hand_computed_ratios_and_savings() -> None:
@@ -94,6 +99,7 @@ def test_summary_by_route_gives_hand_computed_ratios_and_savings() -> None:
             "request_hit_ratio": [0.25, 0.0],
             "cost_usd": [0.063, 0.0],
             "saved_usd": [0.021, 0.0],
+            "saved_estimated_usd": [0.005, 0.0],
             # staging: nothing paid or saved is known, so no cost ratio
             "cost_hit_ratio": [0.25, None],
             "unknown_cost_requests": [0, 4],
@@ -115,6 +121,7 @@ def test_summary_by_model_per_day_has_one_row_per_period_and_model() -> None:
             "request_hit_ratio": [0.25, 0.25, 0.0],
             "cost_usd": [0.06, 0.003, 0.0],
             "saved_usd": [0.02, 0.001, 0.0],
+            "saved_estimated_usd": [0.005, 0.0, 0.0],
             # 0.02 / 0.08 and 0.001 / 0.004
             "cost_hit_ratio": [0.25, 0.25, None],
             "unknown_cost_requests": [0, 0, 4],
@@ -133,6 +140,8 @@ def test_zero_requests_and_zero_would_be_cost_give_null_ratios_not_nan() -> None
     )
     summary = cache_summary(empty_group, ["model"])
     assert summary.select("request_hit_ratio", "cost_hit_ratio").rows() == [(None, None)]
+    # a rollup built before estimated savings existed has none
+    assert summary["saved_estimated_usd"].to_list() == [0.0]
 
 
 def test_a_rollup_without_columns_gives_an_empty_summary() -> None:

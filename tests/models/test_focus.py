@@ -372,6 +372,11 @@ def test_ingested_logs_export_per_meter_and_add_up_to_the_rollups(
     ]
     assert round(rows["EffectiveCost"].sum(), 12) == round(rollup_total, 12) == 0.00108
     assert_frame_equal(later, rows.tail(2))
+    # the kinds of a chat/completions call lead the Tags, then the metadata dimensions
+    assert rows["Tags"][0] == (
+        '{"request_type":"chat","model_type":"chat","team":"search","user":"ana",'
+        '"agent":null,"feature":null}'
+    )
 
 
 def test_with_rates_keeps_each_parts_rate_and_nulls_where_unpriced() -> None:

@@ -220,6 +220,19 @@ def test_read_rollup_keeps_hours_in_the_half_open_range_in_utc() -> None:
         con.close()
 
 
+def test_a_measure_the_stored_rollup_lacks_sums_to_zero_until_the_next_refresh() -> None:
+    """A rollup built before ``saved_estimated_usd`` existed reads as 0 there, not an error
+    (readers do not refresh; the next refresh rebuilds the table with it)."""
+    con = duckdb.connect()
+    try:
+        con.register("_sample", SAMPLE.collect().to_arrow())
+        con.execute("CREATE TABLE rollup_hourly AS SELECT * FROM _sample")
+        read = read_rollup(con, by=[], measures=("saved_usd", "saved_estimated_usd")).collect()
+        assert read.select(pl.col("saved_usd", "saved_estimated_usd").sum()).rows() == [(0.4, 0.0)]
+    finally:
+        con.close()
+
+
 # --- properties ------------------------------------------------------------------------------
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -31,6 +31,13 @@ columns[2].metric(
     help="Savings over savings plus spend: the share of the would-be cost the cache absorbed.",
 )
 columns[3].metric("Cached requests", count(row.get("cached_requests") or 0))
+estimated = row.get("saved_estimated_usd") or 0.0
+if estimated:
+    st.caption(
+        f"Of the savings, {usd(estimated)} is estimated: cache hits logged without token "
+        "counts saved what the same request cost when a provider answered it, else the "
+        "median cost of that model's answers that day (docs/costs.md)."
+    )
 
 over_time = fetch(ctx.settings, "cache", by=(), grain=grain, **common)
 st.subheader(f"Hit ratio per {grain}")

@@ -77,12 +77,14 @@ else:
         columns[2].metric("Duration", ms(record["duration_ms"]))
         columns[3].metric("Effective cost", usd_exact(cost.get("cost_usd")))
         st.markdown("**Cost breakdown** (recomputed from tokens; USD)")
+        estimated = bool(cost.get("saved_estimated"))
+        saved_label = "saved (cache hit, estimated)" if estimated else "saved (cache hit)"
         parts = {
             "input": cost.get("input_usd"),
             "output": cost.get("output_usd"),
             "cache read": cost.get("cache_read_usd"),
             "cache write": cost.get("cache_write_usd"),
-            "saved (cache hit)": cost.get("saved_usd"),
+            saved_label: cost.get("saved_usd"),
             "logged by the gateway": cost.get("cost_logged"),
         }
         st.table({name: [usd_exact(value) for value in [v]] for name, v in parts.items()})
