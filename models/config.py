@@ -72,7 +72,8 @@ class ModelsSettings:
 # price_key): raised when a rule changes what a stored request costs, so that the first
 # refresh after an upgrade rebuilds every warehouse's rollups at the new rules.
 # 2: a custom cost wins; provider-prefixed model names are priced (schema v7).
-COST_RULES_VERSION: Final = 2
+# 3: 1-hour cache writes at their own rate (schema v9).
+COST_RULES_VERSION: Final = 3
 
 
 @cache

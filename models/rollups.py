@@ -50,6 +50,7 @@ MEASURES: Final = (
     "tokens_out",
     "cache_read_tokens",
     "cache_write_tokens",
+    "cache_write_1h_tokens",
     "cost_usd",
     "cost_logged",
     "saved_usd",
@@ -206,8 +207,11 @@ def _rollup_by_day(
 
 
 def hourly_rollup(costed: pl.LazyFrame, dimensions: Sequence[str]) -> pl.LazyFrame:
-    """Sum a costed request frame by hour, ``dimensions`` and ``cost_source``."""
+    """Sum a costed request frame by hour, ``dimensions`` and ``cost_source`` (a frame
+    without ``cache_write_1h_tokens`` has only 5-minute writes: 0)."""
     status = pl.col("status_code").fill_null(200)
+    if "cache_write_1h_tokens" not in costed.collect_schema():
+        costed = costed.with_columns(pl.lit(0, pl.Int64).alias("cache_write_1h_tokens"))
     return costed.group_by(
         pl.col("ts").dt.truncate("1h").alias("hour"), *dimensions, "cost_source"
     ).agg(
@@ -218,7 +222,13 @@ def hourly_rollup(costed: pl.LazyFrame, dimensions: Sequence[str]) -> pl.LazyFra
         (pl.col("cost_source") == "unknown").sum().cast(pl.Int64).alias("unknown_cost_requests"),
         *(
             pl.col(name).sum().cast(pl.Int64)
-            for name in ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
+            for name in (
+                "tokens_in",
+                "tokens_out",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "cache_write_1h_tokens",
+            )
         ),
         pl.col("cost_usd").sum(),
         pl.col("cost_logged").sum(),
