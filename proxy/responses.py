@@ -360,6 +360,7 @@ def _usage_dict(usage: Usage | None) -> dict[str, int]:
         "tokens_out": usage.tokens_out,
         "cache_read": usage.cache_read,
         "cache_write": usage.cache_write,
+        "cache_write_1h": usage.cache_write_1h,
     }
 
 
