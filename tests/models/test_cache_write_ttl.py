@@ -20,7 +20,7 @@ from core.warehouse import MIGRATIONS, open_warehouse
 from models import ModelsSettings, load_price_file, price_table, with_cost
 from models.focus import focus_rows, priced_requests
 from models.pricing import catalog_prices
-from models.reports import REPORT_MEASURES, spend_by
+from models.reports import REPORT_MEASURES, read_rollup, spend_by
 from models.request_pricing import RequestPricer, Usage
 from models.rollups import hourly_rollup
 
@@ -203,3 +203,19 @@ def test_the_v9_migration_keeps_rows_as_5_minute_writes_and_reprices(tmp_path: P
     with open_warehouse(path) as warehouse:
         cost = warehouse.con.execute("SELECT effective_cost_usd FROM request_costs").fetchone()
         assert cost is not None and cost[0] == pytest.approx(0.009, abs=1e-15)
+
+
+def test_a_rollup_built_before_v9_reads_0_one_hour_writes_until_rebuilt() -> None:
+    """A rollup table without ``cache_write_1h_tokens`` (not yet refreshed after the
+    upgrade) reads 0 of them, whole or summed by model: reports do not fail."""
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE rollup_hourly AS SELECT TIMESTAMPTZ '2026-04-18 12:00:00+00' AS hour, "
+        "'m' AS model, 1::BIGINT AS requests, 500::BIGINT AS cache_write_tokens"
+    )
+    whole = read_rollup(con).collect()
+    assert whole.select("cache_write_tokens", "cache_write_1h_tokens").row(0) == (500, 0)
+    summed = read_rollup(
+        con, by=["model"], measures=("cache_write_tokens", "cache_write_1h_tokens")
+    )
+    assert summed.collect().select("cache_write_tokens", "cache_write_1h_tokens").row(0) == (500, 0)
