@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -353,15 +353,8 @@ def _logged(exchange: Exchange, body: Any) -> Any:
 
 
 def _usage_dict(usage: Usage | None) -> dict[str, int]:
-    if usage is None:
-        return {}
-    return {
-        "tokens_in": usage.tokens_in,
-        "tokens_out": usage.tokens_out,
-        "cache_read": usage.cache_read,
-        "cache_write": usage.cache_write,
-        "cache_write_1h": usage.cache_write_1h,
-    }
+    """The counts a cached answer keeps (``Usage``'s fields; ``Usage(**it)`` reads them)."""
+    return {} if usage is None else asdict(usage)
 
 
 def _cost(
