@@ -259,7 +259,7 @@ def export_focus_command(
     verbose: VerboseOption = False,
 ) -> None:
     """FinOps FOCUS 1.2 rows: one per day x gateway x provider x model x key x dimensions x
-    priced meter (input, output, cache read, cache write; logged cost)."""
+    priced meter (input, output, cache read, cache write 5m and 1h; logged cost)."""
     with user_errors(verbose):
         rows = export_focus(
             warehouse(db, config),

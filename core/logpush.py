@@ -30,6 +30,7 @@ __all__ = [
     "METADATA",
     "METRICS",
     "METRIC_CACHE_READ_TOKENS",
+    "METRIC_CACHE_WRITE_1H_TOKENS",
     "METRIC_CACHE_WRITE_TOKENS",
     "METRIC_COST",
     "METRIC_DURATION_MS",
@@ -125,7 +126,8 @@ METRIC_DURATION_MS: Final = "durationMs"
 METRIC_TOKENS_IN: Final = "tokensIn"  # every input token, cache reads and writes included
 METRIC_TOKENS_OUT: Final = "tokensOut"
 METRIC_CACHE_READ_TOKENS: Final = "cacheReadTokens"
-METRIC_CACHE_WRITE_TOKENS: Final = "cacheWriteTokens"
+METRIC_CACHE_WRITE_TOKENS: Final = "cacheWriteTokens"  # all cache writes, 1-hour ones included
+METRIC_CACHE_WRITE_1H_TOKENS: Final = "cacheWrite1hTokens"  # of which 1-hour writes
 
 # -- object keys -----------------------------------------------------------------------------
 OBJECT_SUFFIX: Final = ".log.gz"

@@ -216,6 +216,14 @@ REQUEST_COLUMNS: Final[tuple[Column, ...]] = (
         "top-level keys a REST record had more than once (the first value was kept)",
         since=7,
     ),
+    Column(
+        "cache_write_1h_tokens", "BIGINT", _I64,
+        "how many of `cache_write_tokens` were 1-hour cache writes (Anthropic's "
+        "`cache_creation.ephemeral_1h_input_tokens`, billed at their own rate); the rest "
+        "are 5-minute writes; NULL: not reported (all 5-minute)",
+        since=9,
+        models=True,
+    ),
 )  # fmt: skip
 
 # The record's fields in the order ``normalize`` returns them (``ts`` travels as ``ts_us``).

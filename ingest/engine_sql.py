@@ -80,6 +80,7 @@ _KIND: Final = {
     f.TOK_OUT: "int",
     f.CACHE_READ: "int",
     f.CACHE_WRITE: "int",
+    f.CACHE_WRITE_1H: "int",
     f.ROUTE: "text",
     f.API_KEY_ID: "text",
     f.DLP_ACTION: "text",
@@ -125,6 +126,7 @@ _COLUMN_SLOTS: Final = {
     "request_type": f.REQUEST_TYPE,
     "request_content_type": f.REQUEST_CONTENT_TYPE,
     "response_content_type": f.RESPONSE_CONTENT_TYPE,
+    "cache_write_1h_tokens": f.CACHE_WRITE_1H,
 }
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "CACHE_KEY_HASH",
     "CACHE_READ",
     "CACHE_WRITE",
+    "CACHE_WRITE_1H",
     "COST",
     "CUSTOM_COST",
     "DLP_ACTION",
@@ -99,8 +100,9 @@ __all__ = [
     REQUEST_TYPE,
     REQUEST_CONTENT_TYPE,
     RESPONSE_CONTENT_TYPE,
-) = range(38)
-NSLOTS: Final = 38
+    CACHE_WRITE_1H,
+) = range(39)
+NSLOTS: Final = 39
 
 LOGPUSH_FIELDS: Final = {
     logpush.TIMESTAMP: TS,
@@ -180,6 +182,11 @@ METRIC_FIELDS: Final = {
             "cache_creation_tokens",
         ),
         CACHE_WRITE,
+    ),
+    # of the cache writes, those with a 1-hour TTL (aigw's gateway; Anthropic nests them
+    # in ``cache_creation``, read from decrypted response bodies)
+    **dict.fromkeys(
+        (logpush.METRIC_CACHE_WRITE_1H_TOKENS, "cache_write_1h_tokens"), CACHE_WRITE_1H
     ),
 }
 ANTHROPIC_CACHE_FIELDS: Final = {

@@ -133,6 +133,17 @@ CHECKS: Final[tuple[Check, ...]] = (
         },
     ),
     Check(
+        "1-hour cache writes within the writes",
+        "ExpectColumnPairValuesAToBeGreaterThanB",
+        {
+            "column_A": "cache_write_tokens",
+            "column_B": "cache_write_1h_tokens",
+            "or_equal": True,
+            "ignore_row_if": "either_value_is_missing",
+        },
+        severity="warning",  # priced capped at the writes (docs/costs.md)
+    ),
+    Check(
         "provider known",
         "ExpectColumnValuesToBeInSet",
         {"column": "provider", "value_set": list(KNOWN_PROVIDERS)},

@@ -10,6 +10,9 @@ cache reads and writes included. Sources that report cache tokens apart from
 input tokens (Anthropic's ``cache_read_input_tokens`` /
 ``cache_creation_input_tokens``) get them added; so does any record whose input
 count is smaller than its cache counts, which cannot be an inclusive count.
+``cache_write_tokens`` counts every cache write; ``cache_write_1h_tokens`` those of
+them with a 1-hour TTL, as reported (``cacheWrite1hTokens``, or Anthropic's
+``cache_creation.ephemeral_1h_input_tokens`` in a decrypted response body).
 """
 
 from __future__ import annotations
@@ -199,7 +202,8 @@ def normalize(record: object, raw: bytes, decryptor: Decryptor | None = None) ->
         raise InvalidRecord("unrecognised record: neither Logpush nor REST log fields")
     decrypt_error = _decrypt(slots, decryptor) if decryptor is not None else None
     row = _row(slots, extra, log_format, raw, decrypt_error)
-    return (*row, repeated) if log_format == "rest" else (*row, None)
+    write_1h = _integer(slots[_f.CACHE_WRITE_1H], "1-hour cache-write tokens")
+    return (*row, repeated if log_format == "rest" else None, write_1h)
 
 
 def _collect(
@@ -256,6 +260,9 @@ def _usage_from_body(slots: list[Any], body: Any) -> None:
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict) and details.get("cached_tokens") is not None:
             slots[_CACHE_READ] = details["cached_tokens"]
+        creation = usage.get("cache_creation")  # Anthropic: the writes by TTL
+        if isinstance(creation, dict):
+            slots[_f.CACHE_WRITE_1H] = creation.get("ephemeral_1h_input_tokens")
         return
     google = body.get("usageMetadata")
     if isinstance(google, dict):

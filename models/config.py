@@ -84,7 +84,7 @@ class ModelsSettings:
 # refresh after an upgrade rebuilds every warehouse's rollups at the new rules.
 # 2: a custom cost wins; provider-prefixed model names are priced (schema v7).
 # 3: a cache hit that tokens cannot price saves an estimate (models.savings); the request
-#    and model types are dimensions.
+#    and model types are dimensions; 1-hour cache writes at their own rate (schema v9).
 COST_RULES_VERSION: Final = 3
 
 

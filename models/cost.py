@@ -2,8 +2,10 @@
 
 ``with_cost(requests, prices)`` adds, per request:
 
-* ``input_usd``, ``cache_read_usd``, ``cache_write_usd``, ``output_usd``: the parts
-  of the recomputed price (null when the request was not priced from a table);
+* ``input_usd``, ``cache_read_usd``, ``cache_write_usd``, ``cache_write_1h_usd``,
+  ``output_usd``: the parts of the recomputed price (null when the request was not
+  priced from a table); ``cache_write_usd`` prices the 5-minute writes (every write a
+  source does not report apart), ``cache_write_1h_usd`` the 1-hour ones;
 * ``cost_usd``: the effective cost (USD), ``cost_logged``: what the gateway logged;
 * ``saved_usd``: for a response-cache hit, what the call would have cost;
 * ``cost_source``: where ``cost_usd`` comes from:
@@ -16,9 +18,11 @@
 
 Tokens follow the warehouse convention: ``tokens_in`` includes cache reads and
 writes, which are priced at their own rates (the input rate where the catalogue
-has none); the rest of ``tokens_in`` at the input rate. Provider prompt-cache
-reads (cheap tokens, still billed) and response-cache hits (not billed at all)
-are separate columns and never mixed.
+has none); the rest of ``tokens_in`` at the input rate. Of the writes
+(``cache_write_tokens``), ``cache_write_1h_tokens`` (at most all of them) are priced at
+the 1-hour rate (``cache_write_1h_mtok``; the 5-minute write rate where there is none).
+Provider prompt-cache reads (cheap tokens, still billed) and response-cache hits (not
+billed at all) are separate columns and never mixed.
 """
 
 from __future__ import annotations
@@ -27,14 +31,15 @@ from typing import Final
 
 import polars as pl
 
-from models.pricing import PRICE_SCHEMA
+from models.pricing import PRICE_SCHEMA, PRICE_UNITS
 
-__all__ = ["COST_COLUMNS", "with_cost"]
+__all__ = ["COST_COLUMNS", "cache_writes_by_ttl", "with_cost"]
 
 COST_COLUMNS: Final = (
     "input_usd",
     "cache_read_usd",
     "cache_write_usd",
+    "cache_write_1h_usd",
     "output_usd",
     "cost_usd",
     "cost_logged",
@@ -43,7 +48,17 @@ COST_COLUMNS: Final = (
     "price_ref",
 )
 _PER_MTOK: Final = 1_000_000.0
-_UNITS: Final = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+_UNITS: Final = PRICE_UNITS
+
+
+def cache_writes_by_ttl() -> tuple[pl.Expr, pl.Expr]:
+    """(5-minute, 1-hour) cache-write tokens of a request: the 1-hour count as reported,
+    within ``[0, cache_write_tokens]``; the 5-minute ones the rest of the writes."""
+    total = pl.col("cache_write_tokens").fill_null(0)
+    one_hour = pl.min_horizontal(
+        pl.col("cache_write_1h_tokens").fill_null(0).clip(lower_bound=0), total.clip(lower_bound=0)
+    )
+    return total - one_hour, one_hour
 
 
 def with_cost(
@@ -51,13 +66,16 @@ def with_cost(
 ) -> pl.LazyFrame:
     """``requests`` with the cost columns; needs ``ts, provider, model, status_code,
     cached, rate_limited, tokens_in, tokens_out, cache_read_tokens,
-    cache_write_tokens, cost``, and ``custom_cost`` when there is one. Row order and
-    count are kept. ``with_rates`` also keeps the rates applied to each part
-    (``input_rate``, ``cache_read_rate``, ``cache_write_rate``, ``output_rate``: USD per
-    million tokens, null where the part is null)."""
-    added = [] if "custom_cost" in requests.collect_schema() else ["custom_cost"]
+    cache_write_tokens, cost``, and ``custom_cost`` and ``cache_write_1h_tokens`` when
+    there are. Row order and count are kept. ``with_rates`` also keeps the rates applied
+    to each part (``input_rate``, ``cache_read_rate``, ``cache_write_rate``,
+    ``cache_write_1h_rate``, ``output_rate``: USD per million tokens, null where the part
+    is null)."""
+    optional = {"custom_cost": pl.Boolean, "cache_write_1h_tokens": pl.Int64}
+    names = requests.collect_schema().names()
+    added = [name for name in optional if name not in names]
     if added:
-        requests = requests.with_columns(pl.lit(None, pl.Boolean).alias("custom_cost"))
+        requests = requests.with_columns(pl.lit(None, optional[name]).alias(name) for name in added)
     indexed = requests.with_row_index("_row")
     chosen = _choose_prices(indexed, prices.lazy().select(PRICE_SCHEMA.keys()))
     joined = indexed.join(chosen, on="_row", how="left").sort("_row")
@@ -98,6 +116,7 @@ def _costs(frame: pl.LazyFrame, *, with_rates: bool = False) -> pl.LazyFrame:
     tokens_in = pl.col("tokens_in").fill_null(0)
     cache_read = pl.col("cache_read_tokens").fill_null(0)
     cache_write = pl.col("cache_write_tokens").fill_null(0)
+    write_5m, write_1h = cache_writes_by_ttl()
     uncached = (tokens_in - cache_read - cache_write).clip(lower_bound=0)
     input_price = pl.col("input_mtok")
     has_price = pl.col("source").is_not_null()
@@ -106,12 +125,14 @@ def _costs(frame: pl.LazyFrame, *, with_rates: bool = False) -> pl.LazyFrame:
         "input": input_price,
         "cache_read": pl.coalesce("cache_read_mtok", input_price),
         "cache_write": pl.coalesce("cache_write_mtok", input_price),
+        "cache_write_1h": pl.coalesce("cache_write_1h_mtok", "cache_write_mtok", input_price),
         "output": pl.col("output_mtok"),
     }
     parts = {
         "input_usd": uncached * rates["input"] / _PER_MTOK,
         "cache_read_usd": cache_read * rates["cache_read"] / _PER_MTOK,
-        "cache_write_usd": cache_write * rates["cache_write"] / _PER_MTOK,
+        "cache_write_usd": write_5m * rates["cache_write"] / _PER_MTOK,
+        "cache_write_1h_usd": write_1h * rates["cache_write_1h"] / _PER_MTOK,
         "output_usd": pl.col("tokens_out").fill_null(0) * rates["output"] / _PER_MTOK,
     }
     if not with_rates:

@@ -8,8 +8,9 @@ the rollups).
 
 Choices, made once here so that every export agrees:
 
-* **Meters** (``METERS``, one table: a ``cache write 1h`` meter is one entry to add):
-  input (uncached), output, cache read, cache write tokens. Each priced meter row has
+* **Meters** (``METERS``, one table): input (uncached), output, cache read, cache write
+  (5-minute writes, and every write a source does not report by TTL) and cache write 1h
+  tokens (1-hour writes, at their own rate). Each priced meter row has
   ``ConsumedQuantity`` in ``Tokens``, ``PricingQuantity`` in ``1000000 Tokens`` and its
   unit prices in USD per million tokens. ``ListUnitPrice``/``ListCost`` are the
   catalogue's (genai-prices) rate and cost; ``ContractedUnitPrice``/``ContractedCost``
@@ -46,7 +47,7 @@ import polars as pl
 
 from core.warehouse import Warehouse, read_requests, request_days
 from models.config import KIND_DIMENSIONS, ModelsSettings
-from models.cost import with_cost
+from models.cost import cache_writes_by_ttl, with_cost
 from models.errors import ModelsError
 from models.pricing import catalog_prices, load_price_file, price_table
 
@@ -97,6 +98,9 @@ class Meter:
                 - pl.col("cache_write_tokens").fill_null(0)
             )
             return rest.clip(lower_bound=0)
+        if self.part in {"cache_write", "cache_write_1h"}:
+            five_minutes, one_hour = cache_writes_by_ttl()
+            return one_hour if self.part == "cache_write_1h" else five_minutes
         column = {"output": "tokens_out"}.get(self.part, f"{self.part}_tokens")
         return pl.col(column).fill_null(0)
 
@@ -106,6 +110,7 @@ METERS: Final = (
     Meter("output", "output"),
     Meter("cache read", "cache_read"),
     Meter("cache write", "cache_write"),
+    Meter("cache write 1h", "cache_write_1h"),
 )
 
 _STRING = pl.String()
@@ -213,6 +218,8 @@ def priced_requests(
 ) -> pl.LazyFrame:
     """``requests`` with ``with_cost``'s columns and rates at ``prices``, plus each meter's
     ``list_<part>_usd``/``list_<part>_rate`` at the ``catalog`` rows alone."""
+    if "cache_write_1h_tokens" not in requests.collect_schema():  # all 5-minute writes
+        requests = requests.with_columns(pl.lit(None, pl.Int64).alias("cache_write_1h_tokens"))
     effective = with_cost(requests, prices, with_rates=True)
     listed = with_cost(requests, catalog, with_rates=True).select(
         *(

@@ -12,6 +12,9 @@ gateway logs them, with the conditions under which it applies:
 and ``rank``: among the rows whose conditions hold, the highest rank wins. User
 prices rank above the whole catalogue, so a negotiated rate always wins. Prices
 are USD per million tokens; a null cache price means "the input price".
+``cache_write_1h_mtok`` prices the cache writes with a 1-hour TTL: the catalogue's rate
+where it has one, else the provider's documented multiple of the input rate
+(``CACHE_WRITE_1H_MULTIPLIERS``), else null (the 5-minute write rate applies).
 
 The catalogue is only consulted for the (provider, model) pairs passed in, once
 per pair, never per request.
@@ -41,8 +44,10 @@ from genai_prices.data_snapshot import get_snapshot
 from models.errors import PriceFileError
 
 __all__ = [
+    "CACHE_WRITE_1H_MULTIPLIERS",
     "CATALOG_PROVIDERS",
     "PRICE_SCHEMA",
+    "PRICE_UNITS",
     "catalog_models",
     "catalog_prices",
     "load_price_file",
@@ -74,6 +79,13 @@ CATALOG_PROVIDERS: Final = {
     "fireworks": "fireworks",
     "together": "together",
 }
+
+# The 1-hour cache-write rate as a multiple of the input rate, for the providers that
+# document one, used where neither the catalogue nor a price file gives the rate.
+# Anthropic: 5-minute writes 1.25x, 1-hour writes 2x the base input rate (docs.anthropic.com,
+# prompt caching pricing); Vertex AI bills Claude as Anthropic documents. Other providers
+# report no 1-hour writes; theirs would be priced at the 5-minute write rate.
+CACHE_WRITE_1H_MULTIPLIERS: Final = {"anthropic": 2.0, "google-vertex-ai": 2.0}
 
 # Provider slugs that stand for "the provider is in the model name": Cloudflare's
 # OpenAI-compatible endpoint (``compat``) and its unified/universal request types.
@@ -119,9 +131,18 @@ PRICE_SCHEMA: Final = pl.Schema(
         "output_mtok": pl.Float64(),
         "cache_read_mtok": pl.Float64(),
         "cache_write_mtok": pl.Float64(),
+        "cache_write_1h_mtok": pl.Float64(),
     }
 )
-_UNITS: Final = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+# The priced units of a row (USD per million tokens), as genai-prices names them.
+PRICE_UNITS: Final = (
+    "input_mtok",
+    "output_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "cache_write_1h_mtok",
+)
+_UNITS: Final = PRICE_UNITS
 OVERRIDE_RANK: Final = 1_000_000
 # A price variant's rows rank above the standard rows of their position and below the
 # next position's (ranks are position * 100 + tier).
@@ -163,7 +184,7 @@ def catalog_prices(pairs: Iterable[tuple[str, str]]) -> pl.DataFrame:
     """
     rows: list[dict[str, Any]] = []
     for provider, model, info in _catalog_models(pairs):
-        rows.extend(_model_rows(provider, model, info))
+        rows.extend(map(_with_1h_rate, _model_rows(provider, model, info)))
     return pl.DataFrame(rows, schema=PRICE_SCHEMA, orient="row") if rows else _empty()
 
 
@@ -227,7 +248,7 @@ def variant_prices(pairs: Iterable[tuple[str, str]], when: Mapping[str, str]) ->
             None,
         )
         if variant is not None:
-            rows.extend(_variant_rows(provider, model, info, variant))
+            rows.extend(map(_with_1h_rate, _variant_rows(provider, model, info, variant)))
     return pl.DataFrame(rows, schema=PRICE_SCHEMA, orient="row") if rows else _empty()
 
 
@@ -291,6 +312,15 @@ def _model_rows(provider: str, model: str, info: gp_types.ModelInfo) -> list[dic
     return rows
 
 
+def _with_1h_rate(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its 1-hour cache-write rate: its own where set, else the documented
+    multiple of its input rate for its provider (``CACHE_WRITE_1H_MULTIPLIERS``)."""
+    multiplier = CACHE_WRITE_1H_MULTIPLIERS.get(price_key(row["provider"], row["model"])[0])
+    if row["cache_write_1h_mtok"] is None and multiplier and row["input_mtok"] is not None:
+        row["cache_write_1h_mtok"] = row["input_mtok"] * multiplier
+    return row
+
+
 def _thresholds(prices: gp_types.ModelPrice) -> list[int | None]:
     starts = sorted(
         {
@@ -328,8 +358,9 @@ def load_price_file(path: Path) -> pl.DataFrame:
 
     Each entry: ``provider`` and ``model`` as the gateway logs them, ``input`` and
     ``output`` (USD per million tokens, required), optional ``cache_read``,
-    ``cache_write`` and ``valid_from`` (ISO date or time, UTC). Errors name the
-    file, the entry and the key.
+    ``cache_write`` (5-minute writes), ``cache_write_1h`` (1-hour writes; default: the
+    provider's documented multiple of ``input``, else ``cache_write``) and
+    ``valid_from`` (ISO date or time, UTC). Errors name the file, the entry and the key.
     """
     try:
         if path.suffix.lower() == ".csv":
@@ -378,8 +409,10 @@ def _override_row(path: Path, index: int, entry: dict[str, Any]) -> dict[str, An
         ("output", "output_mtok", True),
         ("cache_read", "cache_read_mtok", False),
         ("cache_write", "cache_write_mtok", False),
+        ("cache_write_1h", "cache_write_1h_mtok", False),
     ):
         row[unit] = _usd(entry.get(key), path, where, key, required=required)
+    _with_1h_rate(row)
     row["valid_from"] = _valid_from(entry.get("valid_from"), path, where)
     # Later valid_from wins among overrides of one model, then later entries.
     stamp = row["valid_from"].timestamp() if row["valid_from"] else 0

@@ -44,11 +44,17 @@ REPORT_MEASURES: Final = (
     "tokens_in",
     "tokens_out",
     "cache_read_tokens",
-    "cache_write_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
     "cost_usd",
     "saved_usd",
     "unknown_cost_requests",
 )
+# Report measures derived from the rollup's sums: the 5-minute writes are the writes
+# that were not 1-hour ones (a rollup built before schema v9 has no 1-hour count: 0).
+_DERIVED: Final = {
+    "cache_write_5m_tokens": pl.col("cache_write_tokens") - pl.col("cache_write_1h_tokens")
+}
 
 
 def read_rollup(
@@ -67,13 +73,15 @@ def read_rollup(
     dimension names) sums the measures by ``hour`` and those dimensions inside
     DuckDB, which is how models that need few dimensions read few rows; with ``by``,
     only ``measures`` are summed. Empty (no
-    columns) when the rollups were never built.
+    columns) when the rollups were never built. A measure the table lacks (a rollup
+    built before it existed, until the next refresh) reads 0.
     """
     table_name = DAILY_TABLE if daily else ROLLUP_TABLE
     if not table_exists(con, table_name):
         return pl.LazyFrame()
     where, params = time_range("hour", since, until)
     columns, group = "*", ""
+    stored = _columns_of(con, table_name)
     if by is not None:
         # a measure added since the table was built (it is until the next refresh) sums 0
         stored = {column[0] for column in con.execute(f"FROM {table_name} LIMIT 0").description}
@@ -84,6 +92,11 @@ def read_rollup(
         )
         columns = ", ".join(["hour", *by, sums])
         group = " GROUP BY ALL"
+    else:
+        missing = [name for name in measures if name not in stored]
+        columns = ", ".join(
+            ["*", *(f"0::{_SQL_TYPES.get(name, 'BIGINT')} AS {name}" for name in missing)]
+        )
     table = con.execute(
         f"SELECT {columns} FROM {table_name} WHERE {' AND '.join(where)}{group}", params
     ).to_arrow_table()
@@ -92,6 +105,13 @@ def read_rollup(
         .lazy()
         .with_columns(pl.col("hour").dt.convert_time_zone("UTC"))
     )
+
+
+def _columns_of(con: duckdb.DuckDBPyConnection, table_name: str) -> set[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table_name]
+    ).fetchall()
+    return {name for (name,) in rows}
 
 
 def spend_by(
@@ -134,6 +154,10 @@ def spend_by(
     if grain is not None:
         frame = frame.with_columns(pl.col("hour").dt.truncate(GRAINS[grain]).alias("period"))
         group = ["period", *keys]
+    names = frame.collect_schema().names()
+    frame = frame.with_columns(
+        *(pl.lit(0, pl.Int64).alias(name) for name in MEASURES if name not in names)
+    ).with_columns(expr.alias(name) for name, expr in _DERIVED.items())
     result = frame.group_by(group).agg(pl.col(name).sum() for name in REPORT_MEASURES)
     # Biggest cost first within each period; the "other" row of a top-N last.
     is_other = pl.lit(False)

@@ -27,22 +27,26 @@ _PER_MTOK: Final = 1_000_000.0
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one call; ``tokens_in`` includes cache reads and writes."""
+    """Token counts of one call; ``tokens_in`` includes cache reads and writes, and
+    ``cache_write`` (every cache write) includes ``cache_write_1h`` (those with a 1-hour
+    TTL, billed at their own rate)."""
 
     tokens_in: int = 0
     tokens_out: int = 0
     cache_read: int = 0
     cache_write: int = 0
+    cache_write_1h: int = 0
 
 
 # (rank, valid_from, daily_start_min, daily_end_min, above_input_tokens,
-#  input, output, cache_read, cache_write); prices in USD per million tokens.
+#  input, output, cache_read, cache_write, cache_write_1h); USD per million tokens.
 _Row = tuple[
     int,
     datetime | None,
     int | None,
     int | None,
     int | None,
+    float | None,
     float | None,
     float | None,
     float | None,
@@ -62,15 +66,18 @@ class RequestPricer:
         row = self._choose(provider, model, at, usage.tokens_in)
         if row is None:
             return None
-        input_price, output_price, read_price, write_price = row[5:]
+        input_price, output_price, read_price, write_price, write_1h_price = row[5:]
         uncached = max(usage.tokens_in - usage.cache_read - usage.cache_write, 0)
         read = read_price if read_price is not None else input_price
         write = write_price if write_price is not None else input_price
+        write_1h = write_1h_price if write_1h_price is not None else write
+        one_hour = min(max(usage.cache_write_1h, 0), max(usage.cache_write, 0))
         # A missing price adds nothing, as in with_cost (embeddings have no output price).
         parts = (
             (uncached, input_price),
             (usage.cache_read, read),
-            (usage.cache_write, write),
+            (usage.cache_write - one_hour, write),
+            (one_hour, write_1h),
             (usage.tokens_out, output_price),
         )
         return sum(tokens * price / _PER_MTOK for tokens, price in parts if price is not None)

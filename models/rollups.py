@@ -61,6 +61,7 @@ MEASURES: Final = (
     "tokens_out",
     "cache_read_tokens",
     "cache_write_tokens",
+    "cache_write_1h_tokens",
     "cost_usd",
     "cost_logged",
     "saved_usd",
@@ -251,13 +252,16 @@ def _rollup_by_day(
 def hourly_rollup(costed: pl.LazyFrame, dimensions: Sequence[str]) -> pl.LazyFrame:
     """Sum a costed request frame by hour, ``dimensions`` and ``cost_source``;
     ``saved_estimated_usd`` is the part of ``saved_usd`` that was estimated (0 without a
-    ``saved_estimated`` column)."""
+    ``saved_estimated`` column); a frame without ``cache_write_1h_tokens`` has only
+    5-minute writes (0)."""
     status = pl.col("status_code").fill_null(200)
     estimated = (
         pl.col("saved_estimated").fill_null(False)
         if "saved_estimated" in costed.collect_schema()
         else pl.lit(False)
     )
+    if "cache_write_1h_tokens" not in costed.collect_schema():
+        costed = costed.with_columns(pl.lit(0, pl.Int64).alias("cache_write_1h_tokens"))
     return costed.group_by(
         pl.col("ts").dt.truncate("1h").alias("hour"), *dimensions, "cost_source"
     ).agg(
@@ -268,7 +272,13 @@ def hourly_rollup(costed: pl.LazyFrame, dimensions: Sequence[str]) -> pl.LazyFra
         (pl.col("cost_source") == "unknown").sum().cast(pl.Int64).alias("unknown_cost_requests"),
         *(
             pl.col(name).sum().cast(pl.Int64)
-            for name in ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
+            for name in (
+                "tokens_in",
+                "tokens_out",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "cache_write_1h_tokens",
+            )
         ),
         pl.col("cost_usd").sum(),
         pl.col("cost_logged").sum(),

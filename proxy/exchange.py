@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -168,14 +168,8 @@ async def store_answer(
 
 
 def usage_dict(usage: Usage | None) -> dict[str, int]:
-    if usage is None:
-        return {}
-    return {
-        "tokens_in": usage.tokens_in,
-        "tokens_out": usage.tokens_out,
-        "cache_read": usage.cache_read,
-        "cache_write": usage.cache_write,
-    }
+    """The counts a cached answer keeps (``Usage``'s fields; ``Usage(**it)`` reads them)."""
+    return {} if usage is None else asdict(usage)
 
 
 def cost_of(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from hashlib import blake2b
 from typing import Any, Final
 
@@ -42,7 +42,6 @@ from sim.shapes import (
 from sim.usage import (
     Prompt,
     PromptCache,
-    Usage,
     answer_text,
     anthropic_prompt,
     count_tokens,
@@ -172,7 +171,7 @@ class Handlers:
             cached = self._cache.anthropic(request.model, request.prompt)
         else:
             cached = self._cache.openai(request.model, request.prompt)
-        usage = Usage(cached.input_tokens, out, cached.cache_read_tokens, cached.cache_write_tokens)
+        usage = replace(cached, output_tokens=out)
         prefixes = {
             "chat": "chatcmpl-",
             "completion": "cmpl-",

@@ -131,12 +131,19 @@ def _openai_usage(usage: Usage) -> dict[str, Any]:
 
 
 def _anthropic_usage(usage: Usage) -> dict[str, Any]:
-    return {
+    """Anthropic's usage object; ``cache_creation`` (the writes by TTL) when it wrote any."""
+    shape: dict[str, Any] = {
         "input_tokens": usage.uncached_input_tokens,
         "cache_creation_input_tokens": usage.cache_write_tokens,
         "cache_read_input_tokens": usage.cache_read_tokens,
         "output_tokens": usage.output_tokens,
     }
+    if usage.cache_write_tokens:
+        shape["cache_creation"] = {
+            "ephemeral_5m_input_tokens": usage.cache_write_tokens - usage.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
+        }
+    return shape
 
 
 def _pieces(text: str) -> Iterable[str]:

@@ -25,8 +25,10 @@ The rules are simple on purpose, so that tests can compute the numbers by hand:
   prefixes under 1024 tokens are ignored (Anthropic's minimum). The longest prefix seen
   before is read (``cache_read_input_tokens`` = its tokens); when the last prefix is longer,
   the rest up to it is written (``cache_creation_input_tokens``); ``input_tokens`` is what
-  follows. Only answered requests (200) leave their prefixes behind: a refused one never
-  reached the model.
+  follows. Of the written tokens, those up to the last prefix marked ``"ttl": "1h"`` are
+  1-hour writes (``cache_creation.ephemeral_1h_input_tokens``; Anthropic wants 1-hour
+  prefixes before 5-minute ones), the rest 5-minute writes. Only answered requests (200)
+  leave their prefixes behind: a refused one never reached the model.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class Usage:
     output_tokens: int
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of the writes, those with a 1-hour TTL
 
     @property
     def uncached_input_tokens(self) -> int:
@@ -100,6 +103,7 @@ class Prompt:
 
     text: str
     breakpoints: tuple[int, ...] = ()
+    hour_breakpoints: tuple[int, ...] = ()  # those whose ``cache_control`` says ``"ttl": "1h"``
 
     @property
     def tokens(self) -> int:
@@ -129,12 +133,21 @@ def answer_text(digest: bytes, tokens: int) -> str:
 class _Flattener:
     """Appends prompt pieces and remembers where ``cache_control`` blocks end."""
 
-    __slots__ = ("length", "marks", "parts")
+    __slots__ = ("hour_marks", "length", "marks", "parts")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.length = 0
         self.marks: list[int] = []
+        self.hour_marks: list[int] = []
+
+    def mark(self, cache_control: Any) -> None:
+        """End a cache prefix here when ``cache_control`` is set (a 1-hour one for ``1h``)."""
+        if cache_control is None:
+            return
+        self.marks.append(self.length)
+        if isinstance(cache_control, dict) and cache_control.get("ttl") == "1h":
+            self.hour_marks.append(self.length)
 
     def add(self, text: str) -> None:
         self.parts.append(text)
@@ -172,8 +185,7 @@ class _Flattener:
             self.add(_json(part.get("input")))
         else:
             self.add(_json(part))
-        if part.get("cache_control") is not None:
-            self.marks.append(self.length)
+        self.mark(part.get("cache_control"))
 
     def message(self, message: Any) -> None:
         if not isinstance(message, dict):
@@ -187,7 +199,7 @@ class _Flattener:
             self.add(_json(tool_calls))
 
     def prompt(self) -> Prompt:
-        return Prompt("".join(self.parts), tuple(self.marks))
+        return Prompt("".join(self.parts), tuple(self.marks), tuple(self.hour_marks))
 
 
 def _json(value: Any) -> str:
@@ -212,8 +224,8 @@ def anthropic_prompt(body: dict[str, Any]) -> Prompt:
     if isinstance(tools, list):
         for tool in tools:
             flat.add(_json(tool))
-            if isinstance(tool, dict) and tool.get("cache_control") is not None:
-                flat.marks.append(flat.length)
+            if isinstance(tool, dict):
+                flat.mark(tool.get("cache_control"))
     flat.content(body.get("system"))
     for message in body.get("messages") or ():
         flat.message(message)
@@ -287,7 +299,9 @@ class PromptCache:
         read = count_tokens(hit)
         last = max(ends, default=0)
         written = count_tokens(last) - read if last > hit else 0
-        return Usage(prompt.tokens, 0, cache_read_tokens=read, cache_write_tokens=written)
+        hour = max((end for end in prompt.hour_breakpoints if end in ends), default=0)
+        hour_written = count_tokens(hour) - read if written and hour > hit else 0
+        return Usage(prompt.tokens, 0, read, written, hour_written)
 
     def _match(self, provider: bytes, model: str, text: str, ends: Any) -> int:
         """The longest prefix end in ``ends`` seen before (0: none); remembers all of them."""

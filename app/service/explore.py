@@ -19,6 +19,7 @@ _COST_PARTS: Final = (
     "output_usd",
     "cache_read_usd",
     "cache_write_usd",
+    "cache_write_1h_usd",
     "cost_usd",
     "saved_usd",
     "saved_estimated",
@@ -33,11 +34,11 @@ class RequestDetail:
 
     ``fields`` holds the request's columns (no bodies); ``metadata`` its custom
     metadata (an encrypted object stays as it is); ``cost`` one row with
-    ``input_usd``, ``output_usd``, ``cache_read_usd``, ``cache_write_usd``,
-    ``cost_usd``, ``saved_usd``, ``saved_estimated`` (a hit's saving estimated:
-    ``models.savings``), ``cost_logged`` and ``cost_source`` as ``models.cost``
-    computes them; ``attempts`` every request sharing its
-    ``event_id`` (the failover steps), by ``step``.
+    ``input_usd``, ``output_usd``, ``cache_read_usd``, ``cache_write_usd`` (5-minute
+    writes), ``cache_write_1h_usd`` (1-hour writes), ``cost_usd``, ``saved_usd``,
+    ``saved_estimated`` (a hit's saving estimated: ``models.savings``), ``cost_logged``
+    and ``cost_source`` as ``models.cost`` computes them; ``attempts`` every request
+    sharing its ``event_id`` (the failover steps), by ``step``.
     """
 
     fields: dict[str, Any]

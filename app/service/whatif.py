@@ -59,7 +59,13 @@ __all__ = [
 ]
 
 DEFAULT_DAYS: Final = 30
-_TOKENS: Final = ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
+_TOKENS: Final = (
+    "tokens_in",
+    "tokens_out",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+)
 _PRICED: Final = ("requests", *_TOKENS, "cost_usd")
 _CACHED: Final = ("requests", "cached_requests", "cost_usd", "saved_usd")
 _USAGE: Final = ("provider", "model", "endpoint", "cost_source")  # what the savings read

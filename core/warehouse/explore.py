@@ -329,7 +329,8 @@ class RequestRow:
 _DETAIL_COLUMNS: Final = (
     "log_id, ts, gateway, provider, model, requested_model, endpoint, route, status_code, "
     "success, cached, rate_limited, duration_ms, tokens_in, tokens_out, cache_read_tokens, "
-    "cache_write_tokens, cost, step, event_id, routing_decision_id, routing_reason, "
+    "cache_write_tokens, cache_write_1h_tokens, cost, step, event_id, routing_decision_id, "
+    "routing_reason, "
     f"{_API_KEY} AS api_key, guardrail_action, guardrail_categories, dlp_action, "
     "dlp_categories, cache_key_hash, decrypt_error, log_format, source_file, source_line, "
     "ingested_at, metadata"

@@ -181,7 +181,13 @@ CREATE TABLE provider_costs (
 """
 
 MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
+# v9: 1-hour prompt-cache writes apart from the 5-minute ones (Anthropic bills them at 2x
+# the input rate, 5-minute ones at 1.25x). Old rows read NULL (all 5-minute, as before);
+# costs change with the new rate, so the next refresh is a full one.
+_V9: Final = requests_ddl(9) + "DELETE FROM rollup_state;\n"  # noqa: S608 - constants
+
 MIGRATIONS[8] = _V8
+MIGRATIONS[9] = _V9
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import polars as pl
 
-from models.pricing import PRICE_SCHEMA, price_table, variant_prices
+from models.pricing import PRICE_SCHEMA, PRICE_UNITS, price_table, variant_prices
 from models.trends import filter_rollup
 from models.whatif.common import (
     RAW_NOTE,
@@ -38,7 +38,7 @@ from models.whatif.switch import RequestsOfModels
 __all__ = ["BATCH", "batch_price_table", "batch_savings"]
 
 BATCH = {"processing": "batch"}  # the catalogue's price-variant context of batch APIs
-_UNITS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+_UNITS = PRICE_UNITS
 
 
 def batch_price_table(

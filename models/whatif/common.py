@@ -39,7 +39,13 @@ __all__ = [
 # Response-cache hits and refused attempts ("free") stay free; "logged" and "unknown"
 # rows (no price for their model) keep their cost and are counted as not repriced.
 REPRICED: Final = ("catalog", "override")
-TOKENS: Final = ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
+TOKENS: Final = (
+    "tokens_in",
+    "tokens_out",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+)
 # The columns every what-if table ends with (counts, then USD).
 MEASURES: Final = (
     "requests",
@@ -131,7 +137,7 @@ def reprice(frame: pl.LazyFrame, prices: pl.DataFrame) -> pl.LazyFrame:
         pl.lit(200, pl.Int32).alias("status_code"),
         pl.lit(False).alias("cached"),
         pl.lit(False).alias("rate_limited"),
-        *(pl.col(name).fill_null(0).cast(pl.Float64) * ratio for name in TOKENS),
+        *(pl.col(name).fill_null(0).cast(pl.Float64) * ratio for name in TOKENS if name in names),
         pl.lit(None, pl.Float64).alias("cost"),
     )
     projected = with_cost(priceable, prices).select(

@@ -111,6 +111,8 @@ class RequestLog:
             metrics[logpush.METRIC_TOKENS_OUT] = usage.tokens_out
             metrics[logpush.METRIC_CACHE_READ_TOKENS] = usage.cache_read
             metrics[logpush.METRIC_CACHE_WRITE_TOKENS] = usage.cache_write
+            if usage.cache_write_1h:
+                metrics[logpush.METRIC_CACHE_WRITE_1H_TOKENS] = usage.cache_write_1h
         record: dict[str, Any] = {
             logpush.TIMESTAMP: self.ts_ns + max(started - self.t0, 0),
             logpush.LOG_ID: log_id or new_log_id(),

@@ -15,6 +15,7 @@ from typing import Any, Final
 import orjson
 
 from models.request_pricing import Usage
+from proxy.providers.usage import anthropic_usage, flat_anthropic_usage
 
 __all__ = [
     "AnthropicToOpenAIStream",
@@ -311,17 +312,10 @@ class AnthropicToOpenAIStream:
 
     def _take_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if isinstance(v, int)})
+            self._usage.update(flat_anthropic_usage(usage))
 
     def usage(self) -> Usage:
-        read = self._usage.get("cache_read_input_tokens", 0)
-        write = self._usage.get("cache_creation_input_tokens", 0)
-        return Usage(
-            tokens_in=self._usage.get("input_tokens", 0) + read + write,
-            tokens_out=self._usage.get("output_tokens", 0),
-            cache_read=read,
-            cache_write=write,
-        )
+        return anthropic_usage(self._usage)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None) -> bytes:
         return self._frame({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})

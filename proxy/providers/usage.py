@@ -2,8 +2,10 @@
 
 Counts follow the warehouse convention: ``tokens_in`` includes prompt-cache reads
 and writes. OpenAI's ``prompt_tokens`` (Responses API: ``input_tokens``) already does;
-Anthropic's ``input_tokens`` does not, so its cache counts are added. OpenAI's output counts
-(``completion_tokens``, ``output_tokens``) include reasoning tokens: priced as output.
+Anthropic's ``input_tokens`` does not, so its cache counts are added; its cache writes by
+TTL (``cache_creation.ephemeral_1h_input_tokens``) give ``Usage.cache_write_1h``. OpenAI's
+output counts (``completion_tokens``, ``output_tokens``) include reasoning tokens: priced
+as output.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import orjson
 
 from models.request_pricing import Usage
 
-__all__ = ["SseUsage", "iter_sse_data", "iter_sse_events", "usage_from_body"]
+__all__ = [
+    "SseUsage",
+    "anthropic_usage",
+    "flat_anthropic_usage",
+    "iter_sse_data",
+    "iter_sse_events",
+    "usage_from_body",
+]
 
 
 def usage_from_body(kind: str, body: Any) -> Usage | None:
@@ -24,7 +33,7 @@ def usage_from_body(kind: str, body: Any) -> Usage | None:
     usage = body.get("usage")
     if not isinstance(usage, dict):
         return None
-    return _anthropic(usage) if kind == "anthropic" else _openai(usage)
+    return anthropic_usage(usage) if kind == "anthropic" else _openai(usage)
 
 
 def _openai(usage: dict[str, Any]) -> Usage:
@@ -38,15 +47,27 @@ def _openai(usage: dict[str, Any]) -> Usage:
     )
 
 
-def _anthropic(usage: dict[str, Any]) -> Usage:
+def anthropic_usage(usage: dict[str, Any]) -> Usage:
+    """``Usage`` of an Anthropic ``usage`` object, nested (``cache_creation``) or as
+    ``flat_anthropic_usage`` keeps it."""
     read = int(usage.get("cache_read_input_tokens") or 0)
     write = int(usage.get("cache_creation_input_tokens") or 0)
+    one_hour = flat_anthropic_usage(usage).get("ephemeral_1h_input_tokens", 0)
     return Usage(
         tokens_in=int(usage.get("input_tokens") or 0) + read + write,
         tokens_out=int(usage.get("output_tokens") or 0),
         cache_read=read,
         cache_write=write,
+        cache_write_1h=min(one_hour, write),
     )
+
+
+def flat_anthropic_usage(usage: dict[str, Any]) -> dict[str, int]:
+    """The integer counts of an Anthropic ``usage`` object, those of its ``cache_creation``
+    object (the writes by TTL) included: what a stream keeps between its events."""
+    creation = usage.get("cache_creation")
+    nested = creation.items() if isinstance(creation, dict) else ()
+    return {k: v for k, v in (*usage.items(), *nested) if type(v) is int}
 
 
 def iter_sse_data(buffer: bytearray) -> list[bytes]:
@@ -183,13 +204,11 @@ class SseUsage:
                 if isinstance(delta, dict) and isinstance(delta.get(field), str):
                     self._note_text(delta[field])
         if isinstance(usage, dict):
-            for name, value in usage.items():
-                if isinstance(value, int):
-                    self._anthropic[name] = value
+            self._anthropic.update(flat_anthropic_usage(usage))
 
     @property
     def usage(self) -> Usage | None:
         """The usage reported so far (None when the stream carried none)."""
         if self.kind == "anthropic":
-            return _anthropic(self._anthropic) if self._anthropic else None
+            return anthropic_usage(self._anthropic) if self._anthropic else None
         return self._openai

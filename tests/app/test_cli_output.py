@@ -57,8 +57,9 @@ def test_a_report_table_fits_the_terminal_and_formats_money_and_counts(
         "└──────────┴──────────┴────────┴─────────┴─────────┘",
     ]
     assert err == (
-        "note: 6 columns left out to fit 60 characters: cached_requests, tokens_in, "
-        "tokens_out, cache_read_tokens, cache_write_tokens, unknown_cost_requests "
+        "note: 7 columns left out to fit 60 characters: cached_requests, tokens_in, "
+        "tokens_out, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, "
+        "unknown_cost_requests "
         "(choose with --columns, or use --format csv)\n"
     )
     picked = ("--columns", "team,tokens_in")
@@ -157,8 +158,8 @@ def test_sql_prints_every_statement_in_order(warehouse: Warehouse) -> None:
         (
             ("report", "cost", "--columns", "cost_usd,nope", "--by", "team"),
             "error: --columns: no column 'nope'; the columns are team, requests, errors, "
-            "cached_requests, tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, "
-            "cost_usd, saved_usd, unknown_cost_requests",
+            "cached_requests, tokens_in, tokens_out, cache_read_tokens, cache_write_5m_tokens, "
+            "cache_write_1h_tokens, cost_usd, saved_usd, unknown_cost_requests",
         ),
         (
             ("ingest", "s3://bucket/logs", "--endpoint-url", "not-a-url"),

@@ -211,6 +211,25 @@ def test_usage_shapes_of_each_provider_are_read_from_the_response_body(
     ) == expected
 
 
+def test_anthropic_cache_writes_by_ttl_are_read_from_the_response_body() -> None:
+    """Anthropic's ``cache_creation`` splits the 50 writes: 20 with a 5-minute TTL, 30 with
+    a 1-hour one; the row keeps the total and the 1-hour part."""
+    usage = {
+        "input_tokens": 100,
+        "output_tokens": 20,
+        "cache_creation_input_tokens": 50,
+        "cache_creation": {"ephemeral_5m_input_tokens": 20, "ephemeral_1h_input_tokens": 30},
+    }
+    record = logpush_record(ResponseBody=encrypted({"usage": usage}), Metrics={"durationMs": 5})
+    decryptor = Decryptor(private_key("gateway"))
+    row = dict(zip(ROW_FIELDS, normalize(record, orjson.dumps(record), decryptor), strict=True))
+    assert (row["tokens_in"], row["cache_write_tokens"], row["cache_write_1h_tokens"]) == (
+        150,
+        50,
+        30,
+    )
+
+
 def test_a_version_1_warehouse_is_migrated_to_hold_decrypt_errors(db_path: Path) -> None:
     """A warehouse written before decryption existed gains the column on the next open."""
     db_path.parent.mkdir(parents=True)

@@ -65,6 +65,7 @@ def test_plain_logpush_and_gateway_records_take_the_sql_path() -> None:
         logpush_record(Timestamp=1_776_470_400),
         logpush_record(Timestamp="1776470400123456000"),
         logpush_record(Metrics={"input_tokens": 100, "cache_read_input_tokens": 900}),
+        logpush_record(Metrics={"tokensIn": 100, "cacheWriteTokens": 50, "cacheWrite1hTokens": 30}),
         logpush_record(LogId="a", Step=1, DlpCategories=["EMAIL"], GuardrailCategories="x, y"),
         {"id": "r1", "created_at": "2026-04-18T00:00:00Z", "provider": "openai", "cost": 0.5},
     ]

@@ -298,3 +298,26 @@ def test_a_requests_table_made_before_v7_gains_the_new_columns(tmp_path: Path) -
     write_ndjson(tmp_path / "b" / "b.log.gz", [rest])
     assert _ingest(str(tmp_path / "b"), spec).rows_loaded == 1
     assert read_all(spec, "SELECT log_id, custom_cost FROM requests") == [("new", True)]
+
+
+def test_a_requests_table_made_before_v9_gains_the_1h_cache_write_count(tmp_path: Path) -> None:
+    """An Iceberg ``requests`` table without ``cache_write_1h_tokens`` gets it at the next
+    ingest: a row without a 1-hour count reads NULL (all 5-minute writes), the other its
+    1,250."""
+    from core.lake.tables import FACT_SCHEMAS  # noqa: PLC0415 - the lake extra
+
+    spec = lake_spec(tmp_path)
+    full = FACT_SCHEMAS["requests"]
+    with Lake(spec) as lake:
+        old = lake.create(
+            "requests", pa.schema([f for f in full if f.name != "cache_write_1h_tokens"])
+        )
+        assert "cache_write_1h_tokens" not in {field.name for field in old.schema().fields}
+    before = logpush_record(LogId="old", Metrics={"tokensIn": 3000, "cacheWriteTokens": 2000})
+    write_ndjson(tmp_path / "a" / "a.log.gz", [before])
+    assert _ingest(str(tmp_path / "a"), spec).rows_loaded == 1
+    metrics = {"tokensIn": 3000, "cacheWriteTokens": 2250, "cacheWrite1hTokens": 1250}
+    write_ndjson(tmp_path / "b" / "b.log.gz", [logpush_record(LogId="new", Metrics=metrics)])
+    assert _ingest(str(tmp_path / "b"), spec).rows_loaded == 1
+    query = "SELECT log_id, cache_write_tokens, cache_write_1h_tokens FROM requests ORDER BY 1"
+    assert read_all(spec, query) == [("new", 2250, 1250), ("old", 2000, None)]

@@ -249,3 +249,21 @@ def test_the_gate_opens_no_connection_and_imports_gx_only_for_new_rows(
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.splitlines() == [f"{new_rows} {imported}", "[]"]
+
+
+def test_more_1_hour_writes_than_writes_is_a_warning(
+    tmp_path: Path, db_path: Path, query: Query
+) -> None:
+    """150 1-hour writes of 100 writes: one warning naming the row, the row still loaded."""
+    metrics = {"tokensIn": 1000, "cacheWriteTokens": 100, "cacheWrite1hTokens": 150}
+    write_ndjson(tmp_path / "logs" / "a.log.gz", [_record(0), _record(1, Metrics=metrics)])
+
+    summary = run_ingest(IngestSettings(source=str(tmp_path / "logs"), db_path=db_path))
+
+    assert summary.quality is not None
+    assert (summary.quality.critical_failures, summary.quality.warnings) == (0, 1)
+    assert summary.rows_loaded == 2
+    [(*_, results)] = _stored_runs(query)
+    [failed] = [item for item in orjson.loads(results) if not item["success"]]
+    assert failed["name"] == "1-hour cache writes within the writes"
+    assert [example["source_line"] for example in failed["examples"]] == [2]

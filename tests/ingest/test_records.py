@@ -134,6 +134,17 @@ def test_cache_tokens_without_input_count_become_tokens_in() -> None:
     assert input_counts(row) == (320, 300, 20)
 
 
+@pytest.mark.parametrize("name", ["cacheWrite1hTokens", "cache_write_1h_tokens"])
+def test_one_hour_cache_writes_are_kept_apart_inside_the_write_count(name: str) -> None:
+    """1-hour writes are a part of the cache writes, not more input: 100 + 900 + 50 in,
+    50 writes of which 30 with a 1-hour TTL."""
+    metrics = {"input_tokens": 100, "cache_read_input_tokens": 900}
+    row = row_of(logpush_record(Metrics={**metrics, "cache_creation_input_tokens": 50, name: 30}))
+    assert input_counts(row) == (1050, 900, 50)
+    assert row["cache_write_1h_tokens"] == 30
+    assert row["extra"] is None
+
+
 def test_unknown_fields_are_kept_in_extra() -> None:
     """Unknown top-level and Metrics keys go to extra as JSON text; known fields never do."""
     record = logpush_record(
@@ -195,6 +206,7 @@ def test_plain_record_has_no_extra() -> None:
         "request_content_type": None,
         "response_content_type": None,
         "duplicate_keys": None,
+        "cache_write_1h_tokens": None,
     }
 
 

@@ -78,6 +78,7 @@ def price(
     output_mtok: float,
     cache_read_mtok: float | None = None,
     cache_write_mtok: float | None = None,
+    cache_write_1h_mtok: float | None = None,
     source: str = "override",
     ref: str = "prices.toml:1",
     rank: int | None = None,
@@ -99,6 +100,7 @@ def price(
         "output_mtok": output_mtok,
         "cache_read_mtok": cache_read_mtok,
         "cache_write_mtok": cache_write_mtok,
+        "cache_write_1h_mtok": cache_write_1h_mtok,
     }
 
 

@@ -101,7 +101,7 @@ def _price(
 ) -> tuple[Any, ...]:
     rank = OVERRIDE_RANK if source == "override" else 0
     ref = "prices.toml:1" if source == "override" else model
-    return (provider, model, rank, source, ref, None, None, None, None, *rates, None)
+    return (provider, model, rank, source, ref, None, None, None, None, *rates, None, None)
 
 
 # USD per 1M tokens: input, output, cache read (cache writes at the input rate).

@@ -70,6 +70,7 @@ def test_unknown_model_has_no_cost_and_override_wins() -> None:
                 "output_mtok": 4.0,
                 "cache_read_mtok": None,
                 "cache_write_mtok": None,
+                "cache_write_1h_mtok": None,
             }
         ],
         schema=PRICE_SCHEMA,

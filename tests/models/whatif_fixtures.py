@@ -81,6 +81,7 @@ def price(
         "output_mtok": output_mtok,
         "cache_read_mtok": cache_read_mtok,
         "cache_write_mtok": None,
+        "cache_write_1h_mtok": None,
     }
 
 

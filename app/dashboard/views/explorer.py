@@ -83,7 +83,8 @@ else:
             "input": cost.get("input_usd"),
             "output": cost.get("output_usd"),
             "cache read": cost.get("cache_read_usd"),
-            "cache write": cost.get("cache_write_usd"),
+            "cache write 5m": cost.get("cache_write_usd"),
+            "cache write 1h": cost.get("cache_write_1h_usd"),
             saved_label: cost.get("saved_usd"),
             "logged by the gateway": cost.get("cost_logged"),
         }
