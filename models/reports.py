@@ -44,17 +44,12 @@ REPORT_MEASURES: Final = (
     "tokens_in",
     "tokens_out",
     "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
+    "cache_write_tokens",  # every cache write, of which ...
+    "cache_write_1h_tokens",  # ... these with a 1-hour TTL (the rest: 5-minute)
     "cost_usd",
     "saved_usd",
     "unknown_cost_requests",
 )
-# Report measures derived from the rollup's sums: the 5-minute writes are the writes
-# that were not 1-hour ones (a rollup built before schema v9 has no 1-hour count: 0).
-_DERIVED: Final = {
-    "cache_write_5m_tokens": pl.col("cache_write_tokens") - pl.col("cache_write_1h_tokens")
-}
 
 
 def read_rollup(
@@ -157,7 +152,7 @@ def spend_by(
     names = frame.collect_schema().names()
     frame = frame.with_columns(
         *(pl.lit(0, pl.Int64).alias(name) for name in MEASURES if name not in names)
-    ).with_columns(expr.alias(name) for name, expr in _DERIVED.items())
+    )
     result = frame.group_by(group).agg(pl.col(name).sum() for name in REPORT_MEASURES)
     # Biggest cost first within each period; the "other" row of a top-N last.
     is_other = pl.lit(False)

@@ -58,7 +58,7 @@ def test_a_report_table_fits_the_terminal_and_formats_money_and_counts(
     ]
     assert err == (
         "note: 7 columns left out to fit 60 characters: cached_requests, tokens_in, "
-        "tokens_out, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, "
+        "tokens_out, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, "
         "unknown_cost_requests "
         "(choose with --columns, or use --format csv)\n"
     )
@@ -158,7 +158,7 @@ def test_sql_prints_every_statement_in_order(warehouse: Warehouse) -> None:
         (
             ("report", "cost", "--columns", "cost_usd,nope", "--by", "team"),
             "error: --columns: no column 'nope'; the columns are team, requests, errors, "
-            "cached_requests, tokens_in, tokens_out, cache_read_tokens, cache_write_5m_tokens, "
+            "cached_requests, tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, "
             "cache_write_1h_tokens, cost_usd, saved_usd, unknown_cost_requests",
         ),
         (

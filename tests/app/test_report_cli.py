@@ -34,7 +34,7 @@ REPORT_COLUMNS = [
     "tokens_in",
     "tokens_out",
     "cache_read_tokens",
-    "cache_write_5m_tokens",
+    "cache_write_tokens",
     "cache_write_1h_tokens",
     "cost_usd",
     "saved_usd",
