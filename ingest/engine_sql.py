@@ -92,6 +92,8 @@ _KIND: Final = {
     f.REQUEST_TYPE: "text",
     f.REQUEST_CONTENT_TYPE: "text",
     f.RESPONSE_CONTENT_TYPE: "text",
+    f.PROMPT_PREFIX_HASH: "text",
+    f.PROMPT_PREFIX_TOKENS: "int",
     f.TS: "ts",
 }
 _COLUMN_SLOTS: Final = {
@@ -125,6 +127,8 @@ _COLUMN_SLOTS: Final = {
     "request_type": f.REQUEST_TYPE,
     "request_content_type": f.REQUEST_CONTENT_TYPE,
     "response_content_type": f.RESPONSE_CONTENT_TYPE,
+    "prompt_prefix_hash": f.PROMPT_PREFIX_HASH,
+    "prompt_prefix_tokens": f.PROMPT_PREFIX_TOKENS,
 }
 
 

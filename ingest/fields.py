@@ -39,6 +39,8 @@ __all__ = [
     "MODEL",
     "MODEL_TYPE",
     "NSLOTS",
+    "PROMPT_PREFIX_HASH",
+    "PROMPT_PREFIX_TOKENS",
     "PROVIDER",
     "RATE_LIMITED",
     "REQUESTED_MODEL",
@@ -99,8 +101,10 @@ __all__ = [
     REQUEST_TYPE,
     REQUEST_CONTENT_TYPE,
     RESPONSE_CONTENT_TYPE,
-) = range(38)
-NSLOTS: Final = 38
+    PROMPT_PREFIX_HASH,
+    PROMPT_PREFIX_TOKENS,
+) = range(40)
+NSLOTS: Final = 40
 
 LOGPUSH_FIELDS: Final = {
     logpush.TIMESTAMP: TS,
@@ -129,6 +133,8 @@ LOGPUSH_FIELDS: Final = {
     logpush.GUARDRAIL_ACTION: GUARDRAIL_ACTION,
     logpush.GUARDRAIL_CATEGORIES: GUARDRAIL_CATEGORIES,
     logpush.CACHE_KEY_HASH: CACHE_KEY_HASH,
+    logpush.PROMPT_PREFIX_HASH: PROMPT_PREFIX_HASH,
+    logpush.PROMPT_PREFIX_TOKENS: PROMPT_PREFIX_TOKENS,
 }
 
 # Token, cost and duration spellings, inside Logpush ``Metrics`` and at the top

@@ -199,7 +199,11 @@ def normalize(record: object, raw: bytes, decryptor: Decryptor | None = None) ->
         raise InvalidRecord("unrecognised record: neither Logpush nor REST log fields")
     decrypt_error = _decrypt(slots, decryptor) if decryptor is not None else None
     row = _row(slots, extra, log_format, raw, decrypt_error)
-    return (*row, repeated) if log_format == "rest" else (*row, None)
+    prefix = (
+        _text(slots[_f.PROMPT_PREFIX_HASH], "prompt prefix hash"),
+        _integer(slots[_f.PROMPT_PREFIX_TOKENS], "prompt prefix tokens"),
+    )
+    return (*row, repeated if log_format == "rest" else None, *prefix)
 
 
 def _collect(

@@ -12,7 +12,7 @@ from typing import Final
 
 import duckdb
 
-from core.schema import requests_ddl
+from core.schema import PROMPT_PREFIX_VERSION, requests_ddl
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "table_exists"]
 
@@ -182,6 +182,10 @@ CREATE TABLE provider_costs (
 
 MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
 MIGRATIONS[8] = _V8
+# v9 (PROMPT_PREFIX_VERSION): the gateway's prompt-prefix hash and estimated tokens
+# (``PromptPrefixHash``, ``PromptPrefixTokens``), for `aigw whatif --prompt-cache`. Rows
+# loaded before keep them null (older records carry no such field).
+MIGRATIONS[PROMPT_PREFIX_VERSION] = requests_ddl(PROMPT_PREFIX_VERSION)
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 
