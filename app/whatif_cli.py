@@ -33,6 +33,7 @@ from app.service import (
     whatif_batch,
     whatif_budgets,
     whatif_cache,
+    whatif_prompt_cache,
     whatif_switch,
 )
 from app.settings import Settings, load_settings
@@ -86,6 +87,14 @@ def whatif_command(
             "--batch", help="Price non-interactive traffic ([whatif] batch_key) at batch prices."
         ),
     ] = False,
+    prompt_cache: Annotated[
+        bool,
+        typer.Option(
+            "--prompt-cache",
+            help="Price requests that repeat a large prompt prefix (system prompt, tools) "
+            "without cache reads as if the provider had cached it (aigw gateway logs only).",
+        ),
+    ] = False,
     budgets: Annotated[
         Path | None,
         typer.Option(help="Replay this budgets.toml's budgets as spend caps (refuse when spent)."),
@@ -100,7 +109,8 @@ def whatif_command(
         str | None,
         typer.Option(
             help="Dimensions of the rows, comma-separated (default: provider,model for "
-            "--model, gateway,endpoint for --cache-ttl, the batch dimension for --batch)."
+            "--model and --prompt-cache, gateway,endpoint for --cache-ttl, the batch "
+            "dimension for --batch)."
         ),
     ] = None,
     db: DbOption = DEFAULT_DB_PATH,
@@ -113,9 +123,11 @@ def whatif_command(
     cost, saving and the requests affected."""
     chosen = check_format(output_format)
     with user_errors(verbose):
-        changes = [bool(model), cache_ttl is not None, batch, budgets is not None]
+        changes = [bool(model), cache_ttl is not None, batch, prompt_cache, budgets is not None]
         if sum(changes) != 1:
-            raise ConfigError("name one change: --model, --cache-ttl, --batch or --budgets")
+            raise ConfigError(
+                "name one change: --model, --cache-ttl, --batch, --prompt-cache or --budgets"
+            )
         settings = _settings(config)
         target = settings.warehouse_for(db)
         first, end = parse_time(since, "--since"), parse_time(until, "--until")
@@ -151,6 +163,16 @@ def whatif_command(
                 target,
                 settings.models,
                 settings.whatif,
+                since=first,
+                until=end,
+                days=days,
+                filters=filters,
+                by=keys,
+            )
+        elif prompt_cache:
+            answer = whatif_prompt_cache(
+                target,
+                settings.models,
                 since=first,
                 until=end,
                 days=days,

@@ -37,6 +37,7 @@ from app.service.whatif import (
     whatif_batch,
     whatif_budgets,
     whatif_cache,
+    whatif_prompt_cache,
     whatif_switch,
 )
 
@@ -71,5 +72,6 @@ __all__ = [
     "whatif_batch",
     "whatif_budgets",
     "whatif_cache",
+    "whatif_prompt_cache",
     "whatif_switch",
 ]

@@ -20,6 +20,7 @@ from typing import Final
 import polars as pl
 
 from alerts import load_alerts_config, period_bounds
+from app.service.prompt_cache import prompt_cache_replay
 from app.service.reports import _check_dimensions, _check_window
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
@@ -45,6 +46,7 @@ from models import (
     rollups_stale,
     switch_models,
 )
+from models.whatif import DEFAULT_PROMPT_CACHE_BY
 
 __all__ = [
     "DEFAULT_DAYS",
@@ -54,6 +56,7 @@ __all__ = [
     "whatif_batch",
     "whatif_budgets",
     "whatif_cache",
+    "whatif_prompt_cache",
     "whatif_switch",
 ]
 
@@ -247,6 +250,31 @@ def _cache_replays(
     return replay_cache_ttls(rollup, repeated, ttls, by=by, per_key=per_key)
 
 
+def whatif_prompt_cache(
+    db_path: WarehouseTarget,
+    settings: ModelsSettings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    days: int = DEFAULT_DAYS,
+    filters: dict[str, str] | None = None,
+    by: Sequence[str] | None = None,
+) -> WhatIf:
+    """The window's requests that repeat a large prompt prefix unread, priced with the
+    provider's prompt cache (``models.whatif.prompt_cache``), by ``by`` (default: provider
+    and model); reads the window's raw requests."""
+    by = list(by) if by else list(DEFAULT_PROMPT_CACHE_BY)
+    _check_dimensions(settings, [*by, *(filters or {})])
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        window = _window(warehouse, settings, since, until, days)
+        if window is None:
+            return _empty("provider prompt caching")
+        answer = prompt_cache_replay(
+            warehouse, settings, window.since, window.until, by=by, filters=filters
+        )
+    return window.stamp(answer)
+
+
 def batch_dimension(settings: ModelsSettings, whatif: WhatIfSettings) -> str:
     """The rollup dimension that carries ``[whatif] batch_key``; ``ConfigError`` when the
     key is not set or no ``[models.dimensions]`` entry reads it."""
@@ -402,8 +430,9 @@ def savings_report(
     top: int = 10,
 ) -> Savings:
     """The top opportunities of the ``days`` days up to ``until`` (default: the end of the
-    newest data): model switches, cache TTLs per route and batch APIs, each with its
-    saving per month, evidence and change (``models.whatif.savings``)."""
+    newest data): model switches, cache TTLs per route, batch APIs and provider prompt
+    caching, each with its saving per month, evidence and change
+    (``models.whatif.savings``)."""
     if top < 1:
         raise ConfigError(f"--top {top} must be 1 or more")
     notes: list[str] = []
@@ -434,6 +463,9 @@ def savings_report(
                 by=[dimension],
                 filters=None,
             )
+        prompt_cache = prompt_cache_replay(
+            warehouse, settings, window.since, window.until, by=DEFAULT_PROMPT_CACHE_BY
+        )
         table = opportunities(
             usage,
             days=window.days(warehouse),
@@ -443,6 +475,7 @@ def savings_report(
             batch_dimension=dimension,
             top=top,
             requests_of=_models_reader(warehouse, settings, window, overrides, _USAGE),
+            prompt_cache=prompt_cache,
         )
     if window.stale:
         notes.append(_STALE)

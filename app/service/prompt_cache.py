@@ -1,0 +1,45 @@
+"""The provider prompt-caching what-if over the warehouse: the window's costed requests
+in, ``models.whatif.replay_prompt_cache``'s answer out.
+
+It reads raw requests (one row a request, priced as ``aigw report cost`` prices them):
+the replay follows each prompt prefix request by request, which hourly rollups cannot.
+Only the columns it needs and the metadata dimensions named in ``by`` and ``filters``
+are read. The caller owns the warehouse (open, read-only) and resolves the window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import polars as pl
+
+from core.warehouse import Warehouse
+from models import ModelsSettings, costed_requests, load_price_file
+from models.whatif import PROMPT_CACHE_COLUMNS, WhatIf, replay_prompt_cache
+
+__all__ = ["prompt_cache_replay"]
+
+
+def prompt_cache_replay(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    since: datetime,
+    until: datetime,
+    *,
+    by: Sequence[str],
+    filters: Mapping[str, str] | None = None,
+) -> WhatIf:
+    """Requests in ``[since, until)`` (UTC) replayed with the provider's prompt cache, by
+    ``by`` (dimensions already checked)."""
+    names = [*by, *(filters or {})]
+    dimensions = {name: key for name, key in settings.dimensions.items() if name in names}
+    narrowed = dataclasses.replace(settings, dimensions=dimensions)
+    overrides = load_price_file(settings.prices) if settings.prices is not None else None
+    requests = costed_requests(
+        warehouse, narrowed, since=since, until=until, overrides=overrides
+    ).select(*dict.fromkeys([*PROMPT_CACHE_COLUMNS, *names]))
+    if requests.select(pl.len()).collect().item() == 0:
+        return WhatIf("provider prompt caching", pl.DataFrame(), ("no requests in the window",))
+    return replay_prompt_cache(requests, overrides=overrides, by=by, filters=filters)
