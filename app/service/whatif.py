@@ -464,7 +464,12 @@ def savings_report(
                 filters=None,
             )
         prompt_cache = prompt_cache_replay(
-            warehouse, settings, window.since, window.until, by=DEFAULT_PROMPT_CACHE_BY
+            warehouse,
+            settings,
+            window.since,
+            window.until,
+            by=DEFAULT_PROMPT_CACHE_BY,
+            prefixed_only=True,
         )
         table = opportunities(
             usage,

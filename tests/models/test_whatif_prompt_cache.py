@@ -74,8 +74,8 @@ def test_three_requests_a_minute_apart_write_once_and_read_twice() -> None:
 
 def test_a_gap_longer_than_the_ttl_starts_a_new_chain() -> None:
     """At 0, 4 and 10 minutes: the read at 4 refreshes the entry, 10 is 6 min after it:
-    2 writes + 1 read = 2 x 0.02925 + 0.012 = 0.0705, saving 0.006."""
-    answer = replay_prompt_cache(costed([request(0), request(4), request(10)]))
+    2 writes + 1 read = 2 x 0.02925 + 0.012 = 0.0705, saving 0.006 (rows out of order)."""
+    answer = replay_prompt_cache(costed([request(10), request(0), request(4)]))
     row = answer.table.row(0, named=True)
     assert (row["cache_write_requests"], row["cache_read_requests"]) == (2, 1)
     assert row["projected_cost_usd"] == pytest.approx(0.0705)
