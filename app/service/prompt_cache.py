@@ -18,8 +18,14 @@ from datetime import datetime
 import polars as pl
 
 from core.warehouse import Warehouse
-from models import ModelsSettings, costed_requests, load_price_file
-from models.whatif import PROMPT_CACHE_COLUMNS, WhatIf, replay_prompt_cache
+from models import (
+    PROMPT_CACHE_COLUMNS,
+    ModelsSettings,
+    WhatIf,
+    costed_requests,
+    load_price_file,
+    replay_prompt_cache,
+)
 
 __all__ = ["prompt_cache_replay"]
 

@@ -27,6 +27,7 @@ from core.lake import WarehouseTarget
 from core.warehouse import Warehouse, open_warehouse, read_requests, rollup_span
 from models import (
     DEFAULT_CACHE_BY,
+    DEFAULT_PROMPT_CACHE_BY,
     DEFAULT_SWITCH_BY,
     TTL_CHOICES,
     CapsReplay,
@@ -46,7 +47,6 @@ from models import (
     rollups_stale,
     switch_models,
 )
-from models.whatif import DEFAULT_PROMPT_CACHE_BY
 
 __all__ = [
     "DEFAULT_DAYS",
