@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from proxy.policy.dlp import redact
 from proxy.prompt_prefix import prompt_prefix
 from tests.proxy.gateway_fixtures import GATEWAY_KEYS, gateway, read_records
 
@@ -84,3 +85,22 @@ def test_gateway_records_carry_the_prefix_hash_and_tokens(tmp_path: Path) -> Non
         (None, None),
     ]
     assert "PromptPrefixHash" not in records[3]
+
+
+def test_the_prefix_is_hashed_after_dlp_redaction(tmp_path: Path) -> None:
+    """A route that redacts: the hash is of the system prompt as sent upstream, with
+    ``[REDACTED:EMAIL]`` in place of the address, and never of the original."""
+    system = "Escalate to ana@example.com. " + SYSTEM
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": "Hi"}],
+    }
+    routes = '\n[routes.chat]\nmatch = ["*"]\ndlp = "redact"\n'
+    with gateway(tmp_path, routes) as gw:
+        assert gw.post("/v1/chat/completions", body).status == 200
+    [record] = read_records(gw.logs)
+    sent = redact(system)
+    assert sent.startswith("Escalate to [REDACTED:EMAIL]. ")
+    message = {"role": "system", "content": sent}
+    assert record["PromptPrefixHash"] == digest({"messages": [message]})
+    assert record["PromptPrefixTokens"] == len(sent) // 4 + 1
