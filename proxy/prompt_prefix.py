@@ -1,8 +1,9 @@
 """The stable prefix of a request: what a provider's prompt cache could serve again.
 
 A chat, messages or Responses API request starts with the same instructions call after
-call: the leading ``system`` and ``developer`` messages (OpenAI chat), ``system``
-(Anthropic messages), ``instructions`` (Responses API), and the ``tools`` offered.
+call: the leading ``system`` and ``developer`` messages (OpenAI chat, and the items of a
+Responses API ``input`` list), ``system`` (Anthropic messages), ``instructions``
+(Responses API), and the ``tools`` offered.
 Providers cache such a prefix (Anthropic's ``cache_control``, OpenAI's automatic prompt
 caching), so requests that repeat it could be billed at the cache-read rate. The gateway
 logs a hash of the prefix and its estimated size, never the prefix itself, so that
@@ -32,9 +33,10 @@ def prompt_prefix(body: dict[str, Any]) -> tuple[str, int] | None:
     """(hash, estimated tokens) of ``body``'s stable prefix, as sent upstream (after DLP);
     None when it has none (no system prompt, instructions or tools)."""
     parts: dict[str, Any] = {}
-    leading = _leading_messages(body.get("messages"))
-    if leading:
-        parts["messages"] = leading
+    for name in ("messages", "input"):  # chat; Responses API input items
+        leading = _leading_messages(body.get(name))
+        if leading:
+            parts[name] = leading
     for name in ("system", "instructions", "tools"):
         value = body.get(name)
         if value not in (None, "", [], {}):
@@ -61,7 +63,7 @@ def _leading_messages(messages: Any) -> list[Any]:
 def _texts(parts: dict[str, Any]) -> list[str]:
     """What the provider turns into tokens: the prompt texts, and the tools' JSON."""
     texts: list[str] = []
-    for message in parts.get("messages", []):
+    for message in (*parts.get("messages", ()), *parts.get("input", ())):
         texts.extend(_text_of(message.get("content")))
     for name in ("system", "instructions"):
         texts.extend(_text_of(parts.get(name)))

@@ -42,10 +42,17 @@ def test_openai_leading_system_and_developer_messages_are_the_prefix() -> None:
 
 
 def test_responses_instructions_are_the_prefix_and_no_prefix_is_none() -> None:
-    """``instructions`` (Responses API) count; a body without any prefix gives None."""
+    """``instructions`` and leading developer items of ``input`` (Responses API) count
+    (80 characters: 21 tokens); a body without any prefix gives None."""
     assert prompt_prefix({"instructions": "x" * 40, "input": "hi"}) == (
         digest({"instructions": "x" * 40}),
         11,
+    )
+    developer = {"role": "developer", "content": "y" * 40}
+    items = {"instructions": "x" * 40, "input": [developer, {"role": "user", "content": "hi"}]}
+    assert prompt_prefix(items) == (
+        digest({"instructions": "x" * 40, "input": [developer]}),
+        21,
     )
     assert prompt_prefix({"messages": [{"role": "user", "content": "hi"}]}) is None
     assert prompt_prefix({"system": "", "tools": [], "input": "hi"}) is None
