@@ -34,6 +34,7 @@ from app.service import (
     whatif_budgets,
     whatif_cache,
     whatif_limits,
+    whatif_prompt_cache,
     whatif_switch,
 )
 from app.settings import Settings, load_settings
@@ -92,6 +93,14 @@ def whatif_command(
             "--batch", help="Price non-interactive traffic ([whatif] batch_key) at batch prices."
         ),
     ] = False,
+    prompt_cache: Annotated[
+        bool,
+        typer.Option(
+            "--prompt-cache",
+            help="Price requests that repeat a large prompt prefix (system prompt, tools) "
+            "without cache reads as if the provider had cached it (aigw gateway logs only).",
+        ),
+    ] = False,
     budgets: Annotated[
         Path | None,
         typer.Option(help="Replay this budgets.toml's budgets as spend caps (refuse when spent)."),
@@ -112,7 +121,8 @@ def whatif_command(
         str | None,
         typer.Option(
             help="Dimensions of the rows, comma-separated (default: provider,model for "
-            "--model, gateway,endpoint for --cache-ttl, the batch dimension for --batch)."
+            "--model and --prompt-cache, gateway,endpoint for --cache-ttl, the batch "
+            "dimension for --batch)."
         ),
     ] = None,
     db: DbOption = DEFAULT_DB_PATH,
@@ -129,12 +139,14 @@ def whatif_command(
             bool(model),
             cache_ttl is not None,
             batch,
+            prompt_cache,
             budgets is not None,
             limits is not None,
         ]
         if sum(changes) != 1:
             raise ConfigError(
-                "name one change: --model, --cache-ttl, --batch, --budgets or --limits"
+                "name one change: --model, --cache-ttl, --batch, --prompt-cache, --budgets "
+                "or --limits"
             )
         settings = _settings(config)
         target = settings.warehouse_for(db)
@@ -185,6 +197,16 @@ def whatif_command(
             )
             answer = limited.whatif
             extra = {"users": limited.users, "windows": limited.windows}
+        elif prompt_cache:
+            answer = whatif_prompt_cache(
+                target,
+                settings.models,
+                since=first,
+                until=end,
+                days=days,
+                filters=filters,
+                by=keys,
+            )
         elif budgets is not None:
             replay = whatif_budgets(
                 target, settings.models, budgets, since=first, until=end, days=days

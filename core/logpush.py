@@ -38,6 +38,8 @@ __all__ = [
     "METRIC_TOKENS_OUT",
     "MODEL",
     "OBJECT_SUFFIX",
+    "PROMPT_PREFIX_HASH",
+    "PROMPT_PREFIX_TOKENS",
     "PROVIDER",
     "RATE_LIMITED",
     "REQUESTED_MODEL",
@@ -103,6 +105,10 @@ GUARDRAIL_CATEGORIES: Final = "GuardrailCategories"
 CACHE_KEY_HASH: Final = "CacheKeyHash"
 REQUEST_SHA256: Final = "RequestSha256"  # instead of the body when bodies are not logged
 RESPONSE_SHA256: Final = "ResponseSha256"
+# the stable prompt prefix (system prompt, instructions, tools): its hash and estimated
+# tokens, never its text (``proxy.prompt_prefix``); absent when a request has none
+PROMPT_PREFIX_HASH: Final = "PromptPrefixHash"
+PROMPT_PREFIX_TOKENS: Final = "PromptPrefixTokens"
 
 EXTENSION_FIELDS: Final = (
     LOG_ID,
@@ -117,6 +123,8 @@ EXTENSION_FIELDS: Final = (
     CACHE_KEY_HASH,
     REQUEST_SHA256,
     RESPONSE_SHA256,
+    PROMPT_PREFIX_HASH,
+    PROMPT_PREFIX_TOKENS,
 )
 
 # -- inside ``Metrics`` ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pyarrow as pa
 __all__ = [
     "DAILY_TABLE",
     "MODEL_COLUMNS",
+    "PROMPT_PREFIX_VERSION",
     "RECORD_FIELDS",
     "REQUEST_COLUMNS",
     "ROLLUP_TABLE",
@@ -56,6 +57,10 @@ class Column:
         """The DuckDB type alone (no NOT NULL, no storage options)."""
         return self.ddl.split()[0]
 
+
+# The migration that adds the prompt-prefix columns (``core.warehouse.migrations``): the
+# one number to change should another migration take it first.
+PROMPT_PREFIX_VERSION: Final = 10
 
 _S: Final = pa.string()
 _I32: Final = pa.int32()
@@ -222,6 +227,20 @@ REQUEST_COLUMNS: Final[tuple[Column, ...]] = (
         "`cache_creation.ephemeral_1h_input_tokens`, billed at their own rate); the rest "
         "are 5-minute writes; NULL: not reported (all 5-minute)",
         since=9,
+        models=True,
+    ),
+    Column(
+        "prompt_prefix_hash", "VARCHAR", _S,
+        "aigw gateway only: hash of the request's stable prefix (system prompt, "
+        "instructions, tools) as sent upstream (`PromptPrefixHash`; null: none)",
+        since=PROMPT_PREFIX_VERSION,
+        models=True,
+    ),
+    Column(
+        "prompt_prefix_tokens", "BIGINT", _I64,
+        "aigw gateway only: that prefix's size, estimated at four characters a token "
+        "(`PromptPrefixTokens`)",
+        since=PROMPT_PREFIX_VERSION,
         models=True,
     ),
 )  # fmt: skip

@@ -93,6 +93,8 @@ _KIND: Final = {
     f.REQUEST_TYPE: "text",
     f.REQUEST_CONTENT_TYPE: "text",
     f.RESPONSE_CONTENT_TYPE: "text",
+    f.PROMPT_PREFIX_HASH: "text",
+    f.PROMPT_PREFIX_TOKENS: "int",
     f.TS: "ts",
 }
 _COLUMN_SLOTS: Final = {
@@ -127,6 +129,8 @@ _COLUMN_SLOTS: Final = {
     "request_content_type": f.REQUEST_CONTENT_TYPE,
     "response_content_type": f.RESPONSE_CONTENT_TYPE,
     "cache_write_1h_tokens": f.CACHE_WRITE_1H,
+    "prompt_prefix_hash": f.PROMPT_PREFIX_HASH,
+    "prompt_prefix_tokens": f.PROMPT_PREFIX_TOKENS,
 }
 
 

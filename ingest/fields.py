@@ -40,6 +40,8 @@ __all__ = [
     "MODEL",
     "MODEL_TYPE",
     "NSLOTS",
+    "PROMPT_PREFIX_HASH",
+    "PROMPT_PREFIX_TOKENS",
     "PROVIDER",
     "RATE_LIMITED",
     "REQUESTED_MODEL",
@@ -101,8 +103,10 @@ __all__ = [
     REQUEST_CONTENT_TYPE,
     RESPONSE_CONTENT_TYPE,
     CACHE_WRITE_1H,
-) = range(39)
-NSLOTS: Final = 39
+    PROMPT_PREFIX_HASH,
+    PROMPT_PREFIX_TOKENS,
+) = range(41)
+NSLOTS: Final = 41
 
 LOGPUSH_FIELDS: Final = {
     logpush.TIMESTAMP: TS,
@@ -131,6 +135,8 @@ LOGPUSH_FIELDS: Final = {
     logpush.GUARDRAIL_ACTION: GUARDRAIL_ACTION,
     logpush.GUARDRAIL_CATEGORIES: GUARDRAIL_CATEGORIES,
     logpush.CACHE_KEY_HASH: CACHE_KEY_HASH,
+    logpush.PROMPT_PREFIX_HASH: PROMPT_PREFIX_HASH,
+    logpush.PROMPT_PREFIX_TOKENS: PROMPT_PREFIX_TOKENS,
 }
 
 # Token, cost and duration spellings, inside Logpush ``Metrics`` and at the top

@@ -32,12 +32,6 @@ from ingest.fields import (
     ANTHROPIC_CACHE_FIELDS as _ANTHROPIC_CACHE_FIELDS,
 )
 from ingest.fields import (
-    API_KEY_ID as _API_KEY_ID,
-)
-from ingest.fields import (
-    CACHE_APART as _CACHE_APART,
-)
-from ingest.fields import (
     CACHE_KEY_HASH as _CACHE_KEY_HASH,
 )
 from ingest.fields import (
@@ -203,7 +197,11 @@ def normalize(record: object, raw: bytes, decryptor: Decryptor | None = None) ->
     decrypt_error = _decrypt(slots, decryptor) if decryptor is not None else None
     row = _row(slots, extra, log_format, raw, decrypt_error)
     write_1h = _integer(slots[_f.CACHE_WRITE_1H], "1-hour cache-write tokens")
-    return (*row, repeated if log_format == "rest" else None, write_1h)
+    prefix = (
+        _text(slots[_f.PROMPT_PREFIX_HASH], "prompt prefix hash"),
+        _integer(slots[_f.PROMPT_PREFIX_TOKENS], "prompt prefix tokens"),
+    )
+    return (*row, repeated if log_format == "rest" else None, write_1h, *prefix)
 
 
 def _collect(
@@ -219,7 +217,7 @@ def _collect(
                 if slot is None:
                     extra[key] = value
                     continue
-                slots[_CACHE_APART] = True
+                slots[_f.CACHE_APART] = True
         slots[slot] = value
 
 
@@ -290,7 +288,7 @@ def _row(
         cache_total = (cache_read or 0) + (cache_write or 0)
         if tokens_in is None:
             tokens_in = cache_total
-        elif slots[_CACHE_APART] or tokens_in < cache_total:
+        elif slots[_f.CACHE_APART] or tokens_in < cache_total:
             tokens_in += cache_total
     log_id = slots[_ID]
     if log_id is None:
@@ -326,7 +324,7 @@ def _row(
         log_format,
         decrypt_error,
         _text(slots[_ROUTE], "route"),
-        _text(slots[_API_KEY_ID], "api key id"),
+        _text(slots[_f.API_KEY_ID], "api key id"),
         _text(slots[_DLP_ACTION], "DLP action"),
         _names(slots[_DLP_CATEGORIES], "DLP categories"),
         _text(slots[_GUARDRAIL_ACTION], "guardrail action"),

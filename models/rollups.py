@@ -91,14 +91,15 @@ def costed_requests(
     with_request_hash: bool = False,
     repeated_at_least: int | None = None,
     repeated_in: Literal["hour", "range"] = "hour",
+    prompt_prefix_only: bool = False,
 ) -> pl.LazyFrame:
     """Requests (in ``[since, until)``, and ``hours`` and ``models`` when given) with their
     cost columns, savings estimated where tokens cannot price them
     (``models.savings``: ``saved_estimated``).
 
     ``overrides`` are the user price rows; when None they are read from
-    ``settings.prices``. ``with_request_hash``, ``repeated_at_least`` and ``repeated_in``
-    are as in ``read_requests``.
+    ``settings.prices``. ``with_request_hash``, ``repeated_at_least``, ``repeated_in`` and
+    ``prompt_prefix_only`` are as in ``read_requests``.
     """
     requests = read_requests(
         warehouse.con,
@@ -110,6 +111,7 @@ def costed_requests(
         with_request_hash=with_request_hash,
         repeated_at_least=repeated_at_least,
         repeated_in=repeated_in,
+        prompt_prefix_only=prompt_prefix_only,
     )
     pairs = (
         requests.select(pl.col("provider").fill_null(""), "model")

@@ -60,6 +60,7 @@ from proxy.policy import (
     redact,
     request_texts,
 )
+from proxy.prompt_prefix import prompt_prefix
 from proxy.responses import deliver, replay
 from proxy.services import Services
 from proxy.stores import cache_key, scoped_key
@@ -197,6 +198,7 @@ class Gateway:
             redacted = sent_body is not body
             log.request_body = sent_body if redacted else inspect_request(body, "redact").body
         log.request_bytes = request.body if sent_body is body else orjson.dumps(sent_body)
+        log.prompt_prefix = prompt_prefix(sent_body)  # hashed as sent: after DLP
         exchange = Exchange(
             endpoint=endpoint,
             route=route,

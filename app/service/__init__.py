@@ -36,10 +36,11 @@ from app.service.whatif import (
     savings_in,
     savings_report,
     whatif_batch,
-    whatif_budgets,
     whatif_cache,
+    whatif_prompt_cache,
     whatif_switch,
 )
+from app.service.whatif_budgets import whatif_budgets
 from app.service.whatif_limits import AnyEnvironment, whatif_limits
 
 __all__ = [
@@ -76,5 +77,6 @@ __all__ = [
     "whatif_budgets",
     "whatif_cache",
     "whatif_limits",
+    "whatif_prompt_cache",
     "whatif_switch",
 ]

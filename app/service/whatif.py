@@ -14,24 +14,22 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Final
 
 import polars as pl
 
-from alerts import load_alerts_config, period_bounds
+from app.service.prompt_cache import prompt_cache_replay
 from app.service.reports import _check_dimensions, _check_window
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
 from core.warehouse import Warehouse, open_warehouse, read_requests, rollup_span
 from models import (
     DEFAULT_CACHE_BY,
+    DEFAULT_PROMPT_CACHE_BY,
     DEFAULT_SWITCH_BY,
     TTL_CHOICES,
-    CapsReplay,
     ModelsSettings,
     ModelSwitch,
-    SpendCap,
     WhatIf,
     WhatIfSettings,
     batch_savings,
@@ -41,7 +39,6 @@ from models import (
     opportunities,
     read_rollup,
     replay_cache_ttls,
-    replay_caps,
     rollups_stale,
     switch_models,
 )
@@ -53,8 +50,8 @@ __all__ = [
     "savings_in",
     "savings_report",
     "whatif_batch",
-    "whatif_budgets",
     "whatif_cache",
+    "whatif_prompt_cache",
     "whatif_switch",
 ]
 
@@ -254,6 +251,31 @@ def _cache_replays(
     return replay_cache_ttls(rollup, repeated, ttls, by=by, per_key=per_key)
 
 
+def whatif_prompt_cache(
+    db_path: WarehouseTarget,
+    settings: ModelsSettings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    days: int = DEFAULT_DAYS,
+    filters: dict[str, str] | None = None,
+    by: Sequence[str] | None = None,
+) -> WhatIf:
+    """The window's requests that repeat a large prompt prefix unread, priced with the
+    provider's prompt cache (``models.whatif.prompt_cache``), by ``by`` (default: provider
+    and model); reads the window's raw requests."""
+    by = list(by) if by else list(DEFAULT_PROMPT_CACHE_BY)
+    _check_dimensions(settings, [*by, *(filters or {})])
+    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
+        window = _window(warehouse, settings, since, until, days)
+        if window is None:
+            return _empty("provider prompt caching")
+        answer = prompt_cache_replay(
+            warehouse, settings, window.since, window.until, by=by, filters=filters
+        )
+    return window.stamp(answer)
+
+
 def batch_dimension(settings: ModelsSettings, whatif: WhatIfSettings) -> str:
     """The rollup dimension that carries ``[whatif] batch_key``; ``ConfigError`` when the
     key is not set or no ``[models.dimensions]`` entry reads it."""
@@ -324,70 +346,6 @@ def _batch(
     )
 
 
-def whatif_budgets(
-    db_path: WarehouseTarget,
-    settings: ModelsSettings,
-    budgets: Path,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    days: int = DEFAULT_DAYS,
-    user: str = "user",
-) -> CapsReplay:
-    """The budgets of a ``budgets.toml`` enforced as spend caps over the window
-    (``models.whatif.caps``); rolling budgets are left out (a note says so)."""
-    config = load_alerts_config(budgets, dimensions=settings.all_dimensions)
-    _check_dimensions(settings, [user])
-    caps = [
-        SpendCap(
-            name=budget.name,
-            amount_usd=budget.amount_usd,
-            period=budget.period,
-            filters=dict(budget.filters),
-            split_by=budget.split_by,
-            timezone=config.timezone,
-        )
-        for budget in config.budgets
-        if budget.period != "rolling"
-    ]
-    rolling = [budget.name for budget in config.budgets if budget.period == "rolling"]
-    notes = [f"rolling budgets are not replayed: {', '.join(rolling)}"] if rolling else []
-    if not caps:
-        raise ConfigError(f"{budgets}: no daily, weekly or monthly [[budget]] to replay")
-    dims = [user, *(cap.split_by for cap in caps if cap.split_by)]
-    dims += [name for cap in caps for name in cap.filters]
-    with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
-        window = _window(warehouse, settings, since, until, days)
-        if window is None:
-            return CapsReplay(_empty("budgets as caps"), pl.DataFrame(), pl.DataFrame())
-        # the spend of the periods the window starts in, from their start
-        lead = min(
-            period_bounds(budget, window.since, config.timezone)[0]
-            for budget in config.budgets
-            if budget.period != "rolling"
-        )
-        rollup = _rollup(
-            warehouse,
-            _Window(min(lead, window.since), window.until),
-            dims,
-            ("requests", "cost_usd"),
-        )
-        if not rollup.collect_schema().names():
-            return CapsReplay(_empty("budgets as caps"), pl.DataFrame(), pl.DataFrame())
-        replay = replay_caps(
-            rollup,
-            caps,
-            lambda hours: read_requests(
-                warehouse.con, _narrowed(settings, dims), hours=hours, stored_costs=True
-            ),
-            user=user,
-            since=window.since,
-        )
-    answer = window.stamp(replay.whatif)
-    answer = dataclasses.replace(answer, notes=(*answer.notes, *notes))
-    return CapsReplay(answer, replay.users, replay.hours)
-
-
 @dataclass(frozen=True, slots=True)
 class Savings:
     """The savings report: ``table`` (``models.SAVINGS_COLUMNS``), its window, notes
@@ -412,8 +370,9 @@ def savings_report(
     top: int = 10,
 ) -> Savings:
     """The top opportunities of ``[since, until)`` (default: the ``days`` days up to the
-    end of the newest data): model switches, cache TTLs per route and batch APIs, each
-    with its saving per month, evidence and change (``models.whatif.savings``)."""
+    end of the newest data): model switches, cache TTLs per route, batch APIs and provider
+    prompt caching, each with its saving per month, evidence and change
+    (``models.whatif.savings``)."""
     if top < 1:
         raise ConfigError(f"--top {top} must be 1 or more")
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
@@ -451,6 +410,14 @@ def savings_in(
         batch = _batch(
             warehouse, settings, whatif, window, dimension=dimension, by=[dimension], filters=None
         )
+    prompt_cache = prompt_cache_replay(
+        warehouse,
+        settings,
+        window.since,
+        window.until,
+        by=DEFAULT_PROMPT_CACHE_BY,
+        prefixed_only=True,
+    )
     measured = window.days(warehouse)
     table = opportunities(
         usage,
@@ -461,6 +428,7 @@ def savings_in(
         batch_dimension=dimension,
         top=top,
         requests_of=_models_reader(warehouse, settings, window, overrides, _USAGE),
+        prompt_cache=prompt_cache,
     )
     if window.stale:
         notes.append(_STALE)

@@ -12,7 +12,7 @@ from typing import Final
 
 import duckdb
 
-from core.schema import requests_ddl
+from core.schema import PROMPT_PREFIX_VERSION, requests_ddl
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "table_exists"]
 
@@ -188,6 +188,10 @@ _V9: Final = requests_ddl(9) + "DELETE FROM rollup_state;\n"  # noqa: S608 - con
 
 MIGRATIONS[8] = _V8
 MIGRATIONS[9] = _V9
+# v10 (PROMPT_PREFIX_VERSION): the gateway's prompt-prefix hash and estimated tokens
+# (``PromptPrefixHash``, ``PromptPrefixTokens``), for `aigw whatif --prompt-cache`. Rows
+# loaded before keep them null (older records carry no such field).
+MIGRATIONS[PROMPT_PREFIX_VERSION] = requests_ddl(PROMPT_PREFIX_VERSION)
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 

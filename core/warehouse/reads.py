@@ -110,9 +110,10 @@ def read_requests(
     repeated_in: Literal["hour", "range"] = "hour",
     stored_costs: bool = False,
     with_routing: bool = False,
+    prompt_prefix_only: bool = False,
 ) -> pl.LazyFrame:
     """Requests with ``since <= ts < until`` (and, if given, in the listed hours and of
-    the listed ``models``).
+    the listed ``models``; with ``prompt_prefix_only``, that carry a prompt-prefix hash).
 
     ``with_request_hash`` adds ``request_hash``: the gateway's cache key hash
     (the ``cache_key_hash`` column, or ``extra.CacheKeyHash`` in rows loaded before schema
@@ -146,6 +147,8 @@ def read_requests(
     if models is not None:
         where.append("model IN (SELECT unnest($models::VARCHAR[]))")
         params["models"] = list(models)
+    if prompt_prefix_only:
+        where.append("prompt_prefix_hash IS NOT NULL")
     sql = (
         f"SELECT {', '.join(REQUEST_COLUMNS)}, "
         f"{', '.join(f'{sql} AS {name}' for name, sql in DERIVED_DIMENSIONS.items())}"

@@ -2,9 +2,9 @@
 
 Pure functions over rollup frames and costed requests (``models.whatif.common``): a
 model switch (``switch``), a response-cache TTL replay (``cache_ttl``), batch API prices
-(``batch``), budgets replayed as spend caps (``caps``), the gateway's rate limits
-replayed (``limits``), and the opportunities they find
-together (``savings``). The service layer (``app.service``) opens the warehouse and
+(``batch``), provider prompt caching (``prompt_cache``), budgets replayed as spend caps
+(``caps``), the gateway's rate limits replayed (``limits``), and the opportunities they
+find together (``savings``). The service layer (``app.service``) opens the warehouse and
 reads what each needs: rollups where they suffice, raw requests only where needed.
 """
 
@@ -25,6 +25,13 @@ from models.whatif.config import (
     whatif_settings_from,
 )
 from models.whatif.limits import LimitsReplay, RateLimitRule, replay_rate_limits
+from models.whatif.prompt_cache import (
+    DEFAULT_PROMPT_CACHE_BY,
+    MIN_PREFIX_TOKENS,
+    PROMPT_CACHE_COLUMNS,
+    PROMPT_CACHE_TTL,
+    replay_prompt_cache,
+)
 from models.whatif.savings import SAVINGS_COLUMNS, opportunities, scope_filters
 from models.whatif.switch import DEFAULT_SWITCH_BY, ModelSwitch, family, switch_models
 
@@ -33,7 +40,11 @@ __all__ = [
     "DEFAULT_BATCH_DISCOUNT",
     "DEFAULT_BATCH_VALUES",
     "DEFAULT_CACHE_BY",
+    "DEFAULT_PROMPT_CACHE_BY",
     "DEFAULT_SWITCH_BY",
+    "MIN_PREFIX_TOKENS",
+    "PROMPT_CACHE_COLUMNS",
+    "PROMPT_CACHE_TTL",
     "SAVINGS_COLUMNS",
     "TOKENS",
     "TTL_CHOICES",
@@ -52,6 +63,7 @@ __all__ = [
     "replay_cache_ttl",
     "replay_cache_ttls",
     "replay_caps",
+    "replay_prompt_cache",
     "replay_rate_limits",
     "scope_filters",
     "switch_models",

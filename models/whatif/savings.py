@@ -12,6 +12,9 @@ Each opportunity is one change with its saving per month, its evidence and its s
   that saves most (``models.whatif.cache_ttl``).
 * ``batch``: each value of the batch dimension whose traffic a batch API would have
   priced lower (``models.whatif.batch``).
+* ``prompt-cache``: each provider and model whose requests repeat a large prompt prefix
+  without cache reads, priced with the provider's prompt cache
+  (``models.whatif.prompt_cache``).
 
 Per month is the saving over the window scaled to 30 days. Opportunities that save
 nothing are left out; the biggest come first.
@@ -191,6 +194,45 @@ def _batch_opportunities(answer: WhatIf | None, dimension: str) -> list[_Found]:
     return rows
 
 
+def _prompt_cache_opportunities(answer: WhatIf | None) -> list[_Found]:
+    """Per provider and model, the saving of caching its repeated prompt prefixes."""
+    if answer is None or answer.table.is_empty():
+        return []
+    rows = []
+    for row in answer.table.iter_rows(named=True):
+        if not (row["saving_usd"] or 0) > _NOTHING:
+            continue
+        provider, model = row["provider"], row["model"]
+        rows.append(
+            _Found(
+                kind="prompt-cache",
+                scope=f"provider={provider}, model={model}",
+                totals=row,
+                change=_prompt_cache_change(provider, model),
+                evidence=(
+                    f"{row['affected_requests']:,} requests repeat a prompt prefix of "
+                    f"1,024+ tokens without cache reads: ${row['current_cost_usd']:,.2f} now; "
+                    f"{row['cache_write_requests']:,} cache writes and "
+                    f"{row['cache_read_requests']:,} reads (5-minute TTL): "
+                    f"${row['projected_cost_usd']:,.2f}"
+                ),
+            )
+        )
+    return rows
+
+
+def _prompt_cache_change(provider: str, model: str) -> str:
+    if family(provider) == "anthropic":
+        return (
+            f"mark the system prompt and tools of {model}'s requests cacheable (Anthropic "
+            'cache_control: {"type": "ephemeral"} on the last system block)'
+        )
+    return (
+        f"send {model}'s system prompt and tools first and byte-identical, with a "
+        "prompt_cache_key per prompt (the provider caches such prefixes automatically)"
+    )
+
+
 def opportunities(
     usage: pl.LazyFrame,
     *,
@@ -201,6 +243,7 @@ def opportunities(
     batch_dimension: str = "",
     top: int | None = 10,
     requests_of: RequestsOfModels | None = None,
+    prompt_cache: WhatIf | None = None,
 ) -> pl.DataFrame:
     """The ``top`` opportunities (``SAVINGS_COLUMNS``), biggest saving per month first.
 
@@ -209,7 +252,8 @@ def opportunities(
     window's length; ``cache_replays``: ``replay_cache_ttl`` answers by route, keyed by
     TTL label (``5m``, ``1h``, ``24h``); ``batch``: ``batch_savings`` by
     ``batch_dimension``; ``requests_of``: the raw requests of some models, for switches
-    that cannot be priced by the hour (as in ``switch_models``).
+    that cannot be priced by the hour (as in ``switch_models``); ``prompt_cache``:
+    ``replay_prompt_cache`` by provider and model.
     """
     if days <= 0:
         raise ModelsError(f"the window must be longer than 0 days, not {days:g}")
@@ -217,6 +261,7 @@ def opportunities(
         *_model_opportunities(usage, overrides, requests_of),
         *_cache_opportunities(cache_replays or {}),
         *_batch_opportunities(batch, batch_dimension),
+        *_prompt_cache_opportunities(prompt_cache),
     ]
     scale = _MONTH_DAYS / days
     rows = [

@@ -5,7 +5,8 @@ Cloudflare's fields (``Timestamp`` as unixnano, ``Gateway``, ``Provider``, ``Mod
 ``Metrics``, ``Metadata``, ``RequestBody``, ``ResponseBody``) plus this gateway's
 extension fields (``LogId``, ``EventId``, ``Step``, ``Route``, ``ApiKeyId``,
 ``DlpAction``, ``DlpCategories``, ``GuardrailAction``, ``GuardrailCategories``,
-``CacheKeyHash``, ``RequestSha256``, ``ResponseSha256``).
+``CacheKeyHash``, ``RequestSha256``, ``ResponseSha256``, ``PromptPrefixHash``,
+``PromptPrefixTokens``).
 
 Bodies: by default only SHA-256 hashes; with ``log_bodies`` the bodies as sent
 upstream and to the client, which are the DLP-redacted ones whenever DLP is on.
@@ -75,6 +76,7 @@ class RequestLog:
     guardrail_action: str | None = None
     guardrail_categories: tuple[str, ...] = ()
     cache_key_hash: str | None = None
+    prompt_prefix: tuple[str, int] | None = None  # hash and estimated tokens (prompt_prefix)
     request_body: Any = None  # what went upstream (redacted when DLP redacts)
     request_bytes: bytes = b""
     records: int = 0  # submitted so far
@@ -142,6 +144,10 @@ class RequestLog:
             record[logpush.GUARDRAIL_CATEGORIES] = list(self.guardrail_categories)
         if self.cache_key_hash is not None:
             record[logpush.CACHE_KEY_HASH] = self.cache_key_hash
+        if self.prompt_prefix is not None:
+            record[logpush.PROMPT_PREFIX_HASH], record[logpush.PROMPT_PREFIX_TOKENS] = (
+                self.prompt_prefix
+            )
         if self.log_bodies:
             record[logpush.REQUEST_BODY] = self.request_body
             record[logpush.RESPONSE_BODY] = response_body

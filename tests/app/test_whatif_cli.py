@@ -148,8 +148,8 @@ def test_one_change_must_be_named(warehouse: tuple[Path, Path]) -> None:
         result = run_aigw("whatif", *args, "--db", str(db), "--config", str(config))
         assert result.returncode == 2
         assert (
-            result.stderr
-            == "error: name one change: --model, --cache-ttl, --batch, --budgets or --limits\n"
+            result.stderr == "error: name one change: --model, --cache-ttl, --batch, "
+            "--prompt-cache, --budgets or --limits\n"
         )
 
 

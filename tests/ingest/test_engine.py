@@ -67,6 +67,7 @@ def test_plain_logpush_and_gateway_records_take_the_sql_path() -> None:
         logpush_record(Metrics={"input_tokens": 100, "cache_read_input_tokens": 900}),
         logpush_record(Metrics={"tokensIn": 100, "cacheWriteTokens": 50, "cacheWrite1hTokens": 30}),
         logpush_record(LogId="a", Step=1, DlpCategories=["EMAIL"], GuardrailCategories="x, y"),
+        logpush_record(PromptPrefixHash="5e1d", PromptPrefixTokens=5000),
         {"id": "r1", "created_at": "2026-04-18T00:00:00Z", "provider": "openai", "cost": 0.5},
     ]
     lines = [orjson.dumps(record) for record in records]

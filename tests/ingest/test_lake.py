@@ -321,3 +321,24 @@ def test_a_requests_table_made_before_v9_gains_the_1h_cache_write_count(tmp_path
     assert _ingest(str(tmp_path / "b"), spec).rows_loaded == 1
     query = "SELECT log_id, cache_write_tokens, cache_write_1h_tokens FROM requests ORDER BY 1"
     assert read_all(spec, query) == [("new", 2250, 1250), ("old", 2000, None)]
+
+
+def test_a_requests_table_made_before_the_prompt_prefix_columns_gains_them(
+    tmp_path: Path,
+) -> None:
+    """An Iceberg ``requests`` table without ``prompt_prefix_hash`` and
+    ``prompt_prefix_tokens`` gets them at the next ingest, which stores a gateway record's
+    ``PromptPrefixHash`` and ``PromptPrefixTokens``."""
+    from core.lake.tables import FACT_SCHEMAS  # noqa: PLC0415 - the lake extra
+
+    spec = lake_spec(tmp_path)
+    added = ["prompt_prefix_hash", "prompt_prefix_tokens"]
+    with Lake(spec) as lake:
+        lake.create(
+            "requests", pa.schema([f for f in FACT_SCHEMAS["requests"] if f.name not in added])
+        )
+    gateway = logpush_record(LogId="g1", PromptPrefixHash="5e1d", PromptPrefixTokens=5000)
+    write_ndjson(tmp_path / "b" / "b.log.gz", [gateway])
+    assert _ingest(str(tmp_path / "b"), spec).rows_loaded == 1
+    query = "SELECT log_id, prompt_prefix_hash, prompt_prefix_tokens FROM requests"
+    assert read_all(spec, query) == [("g1", "5e1d", 5000)]

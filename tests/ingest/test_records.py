@@ -207,6 +207,8 @@ def test_plain_record_has_no_extra() -> None:
         "response_content_type": None,
         "duplicate_keys": None,
         "cache_write_1h_tokens": None,
+        "prompt_prefix_hash": None,
+        "prompt_prefix_tokens": None,
     }
 
 
@@ -223,6 +225,8 @@ def test_gateway_extension_fields_fill_their_columns() -> None:
         GuardrailAction="monitor",
         GuardrailCategories="jailbreak, prompt_injection",
         CacheKeyHash="9f2c",
+        PromptPrefixHash="5e1d",
+        PromptPrefixTokens=5000,
     )
     row = row_of(record)
     assert (row["log_id"], row["event_id"], row["step"], row["route"], row["api_key_id"]) == (
@@ -238,6 +242,7 @@ def test_gateway_extension_fields_fill_their_columns() -> None:
         ["jailbreak", "prompt_injection"],
     )
     assert (row["cache_key_hash"], row["extra"]) == ("9f2c", None)
+    assert (row["prompt_prefix_hash"], row["prompt_prefix_tokens"]) == ("5e1d", 5000)
 
 
 def test_category_list_of_non_names_is_rejected() -> None:

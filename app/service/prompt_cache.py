@@ -1,0 +1,59 @@
+"""The provider prompt-caching what-if over the warehouse: the window's costed requests
+in, ``models.whatif.replay_prompt_cache``'s answer out.
+
+It reads raw requests (one row a request, priced as ``aigw report cost`` prices them):
+the replay follows each prompt prefix request by request, which hourly rollups cannot.
+Only the metadata dimensions named in ``by`` and ``filters`` are read, and with
+``prefixed_only`` only the requests that carry a prefix hash (the savings report: the
+scope's other requests and the note counting them are left out). The caller owns the
+warehouse (open, read-only) and resolves the window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import polars as pl
+
+from core.warehouse import Warehouse
+from models import (
+    PROMPT_CACHE_COLUMNS,
+    ModelsSettings,
+    WhatIf,
+    costed_requests,
+    load_price_file,
+    replay_prompt_cache,
+)
+
+__all__ = ["prompt_cache_replay"]
+
+
+def prompt_cache_replay(
+    warehouse: Warehouse,
+    settings: ModelsSettings,
+    since: datetime,
+    until: datetime,
+    *,
+    by: Sequence[str],
+    filters: Mapping[str, str] | None = None,
+    prefixed_only: bool = False,
+) -> WhatIf:
+    """Requests in ``[since, until)`` (UTC) replayed with the provider's prompt cache, by
+    ``by`` (dimensions already checked)."""
+    names = [*by, *(filters or {})]
+    dimensions = {name: key for name, key in settings.dimensions.items() if name in names}
+    narrowed = dataclasses.replace(settings, dimensions=dimensions)
+    overrides = load_price_file(settings.prices) if settings.prices is not None else None
+    requests = costed_requests(
+        warehouse,
+        narrowed,
+        since=since,
+        until=until,
+        overrides=overrides,
+        prompt_prefix_only=prefixed_only,
+    ).select(*dict.fromkeys([*PROMPT_CACHE_COLUMNS, *names]))
+    if requests.select(pl.len()).collect().item() == 0:
+        return WhatIf("provider prompt caching", pl.DataFrame(), ("no requests in the window",))
+    return replay_prompt_cache(requests, overrides=overrides, by=by, filters=filters)
