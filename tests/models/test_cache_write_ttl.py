@@ -16,7 +16,7 @@ from genai_prices import Usage as CatalogueUsage
 from genai_prices import calc_price
 
 from app.service import refresh
-from core.warehouse import MIGRATIONS, open_warehouse
+from core.warehouse import MIGRATIONS, SCHEMA_VERSION, open_warehouse
 from models import ModelsSettings, load_price_file, price_table, with_cost
 from models.focus import focus_rows, priced_requests
 from models.pricing import catalog_prices
@@ -188,7 +188,9 @@ def test_the_v9_migration_keeps_rows_as_5_minute_writes_and_reprices(tmp_path: P
     _v8_warehouse(path)
     with open_warehouse(path) as warehouse:
         con = warehouse.con
-        assert con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (9,)
+        assert con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (
+            SCHEMA_VERSION,
+        )
         assert con.execute("SELECT log_id, cache_write_1h_tokens FROM requests").fetchall() == [
             ("r1", None)
         ]
