@@ -79,7 +79,13 @@ def simulate_command(
     config: Annotated[
         Path, typer.Option("--config", "-c", help="gateway.toml whose routes and keys to use.")
     ] = Path("sample_data/gateway.toml"),
-    concurrency: Annotated[int, typer.Option(help="Connections to the gateway.")] = 8,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            help="Connections to the gateway (1: the same seed gives the same records; "
+            "more: faster, but which calls a rate limit refuses varies run to run)."
+        ),
+    ] = 1,
     verbose: VerboseOption = False,
 ) -> None:
     """Send realistic multi-team traffic through the gateway and simulated providers.

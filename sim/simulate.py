@@ -50,10 +50,15 @@ def simulate(
     *,
     requests: int,
     seed: int,
-    concurrency: int = 8,
+    concurrency: int = 1,
     environ: Mapping[str, str] | None = None,
 ) -> SimulationSummary:
-    """Run the simulation to the end; the gateway's logs are flushed into ``out``."""
+    """Run the simulation to the end; the gateway's logs are flushed into ``out``.
+
+    With one connection (the default) the same seed gives the same records, ids and
+    durations aside. With more, calls overlap: which ones a token rate limit refuses, and
+    which repeats find their answer cached yet, then depend on the order answers return.
+    """
     env = {**(environ or {}), MOCK_KEY_ENV: _MOCK_KEY}
     config = load_gateway_config(config_path, env)
     return asyncio.run(_run(config, out, requests=requests, seed=seed, concurrency=concurrency))
