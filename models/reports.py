@@ -187,7 +187,9 @@ def reconciliation(rollup: pl.LazyFrame) -> pl.DataFrame:
             pl.col("cost_logged").sum(),
             pl.col("cost_usd").sum(),
         )
-        .with_columns((pl.col("cost_usd") - pl.col("cost_logged")).alias("drift_usd"))
+        # to a 10-billionth of a dollar: sums of equal costs taken in another order differ
+        # by about 1e-17, which would reorder the rows and print as -0.0000
+        .with_columns((pl.col("cost_usd") - pl.col("cost_logged")).round(10).alias("drift_usd"))
         .with_columns(
             pl.when(pl.col("cost_logged") != 0)
             .then(pl.col("drift_usd") / pl.col("cost_logged") * 100)
