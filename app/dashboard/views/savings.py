@@ -86,7 +86,7 @@ cells[2].metric(
     _span(report.days or 0.0),
     help="The range's days that hold data: from the first rolled-up hour, if later.",
 )
-table(opportunities, key="savings_table", columns=list(SUMMARY), exact=("saving_usd",))
+table(opportunities, key="savings_table", columns=list(SUMMARY))
 
 filterable = filter_dimensions(ctx.models.all_dimensions)
 metadata = list(ctx.models.dimensions)
