@@ -230,10 +230,13 @@ def report_cache(
             {"summary": exact_dicts(report.summary), "candidates": exact_dicts(report.candidates)}
         )
         return
-    write_rows(report.summary.columns, report.summary.rows(), chosen)
     saved, estimated = (
         float(report.summary[name].sum() or 0.0) for name in ("saved_usd", "saved_estimated_usd")
     )
+    summary = report.summary
+    if chosen == "table" and not estimated:  # a column of $0.0000: left out so the table fits
+        summary = summary.drop("saved_estimated_usd", strict=False)
+    write_rows(summary.columns, summary.rows(), chosen)
     if chosen == "table" and estimated:
         out.print(
             f"of which estimated: {usd_fine(estimated)} of {usd_fine(saved)} saved "

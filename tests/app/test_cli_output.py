@@ -307,3 +307,19 @@ def test_a_reader_that_stops_early_is_not_an_error(warehouse: Warehouse) -> None
     assert process.stderr is not None
     assert (process.wait(timeout=120), process.stderr.read()) == (0, "")
     process.stderr.close()
+
+
+def test_the_cache_table_leaves_out_estimated_savings_when_there_are_none(
+    warehouse: Warehouse,
+) -> None:
+    """Every hit here was priced from its tokens: the table has no "Saved (estimated)"
+    column of $0.0000 (JSON keeps the field, 0) and no "of which estimated" line."""
+    code, out, _ = aigw(warehouse, "report", "cache", "--candidates", "0")
+    assert code == 0
+    header = out.splitlines()[1]
+    assert "Saved" in header and "estimated" not in header
+    assert "of which estimated" not in out
+    code, out, _ = aigw(warehouse, "report", "cache", "--candidates", "0", "--format", "json")
+    rows = orjson.loads(out)["summary"]
+    assert [row["saved_estimated_usd"] for row in rows] == [0.0] * len(rows)
+    assert sum(row["saved_usd"] for row in rows) == pytest.approx(0.0045, abs=1e-12)

@@ -51,11 +51,10 @@ line_chart(
     as_of=ctx.as_of,
 )
 st.subheader("By route (gateway, endpoint)")
-table(
-    fetch(ctx.settings, "cache", by=("gateway", "endpoint"), grain=None, **common),
-    key="routes",
-    share_of="saved_usd",
-)
+routes = fetch(ctx.settings, "cache", by=("gateway", "endpoint"), grain=None, **common)
+if not estimated:  # a column of $0.00 would push the table past the page's width
+    routes = routes.drop("saved_estimated_usd", strict=False)
+table(routes, key="routes", share_of="saved_usd")
 
 window_start = max(filters.since, min(filters.until, ctx.as_of) - CANDIDATE_WINDOW)
 window_end = min(filters.until, ctx.as_of)
