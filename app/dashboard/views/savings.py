@@ -14,19 +14,17 @@ from app.dashboard.data import context, fetch
 from app.dashboard.filters import filter_dimensions, shared_link
 from app.dashboard.ui import count, table, usd
 from app.display import usd_fine
-from models import scope_filters
+from models import SAVINGS_COLUMNS, scope_filters
 
 TOP: Final = 10
-SUMMARY: Final = (
-    "kind",
-    "scope",
-    "saving_per_month_usd",
-    "saving_usd",
-    "requests",
-    "current_cost_usd",
-    "projected_cost_usd",
-)
-KINDS: Final = {"model": "Model switch", "cache": "Response cache", "batch": "Batch API"}
+# the table's columns: the report's, less the change and evidence (each item shows them)
+SUMMARY: Final = tuple(name for name in SAVINGS_COLUMNS if name not in ("change", "evidence"))
+KINDS: Final = {
+    "model": "Model switch",
+    "cache": "Response cache",
+    "batch": "Batch API",
+    "prompt-cache": "Prompt caching",
+}
 # Markdown marks in free text (the evidence quotes dollars: "$" starts LaTeX).
 _MARKS: Final = str.maketrans({mark: "\\" + mark for mark in "\\`*_[]<>$#|~"})
 
