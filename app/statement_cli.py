@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,7 @@ import typer
 from alerts import load_alerts_config
 from app.console import ConfigOption, DbOption, VerboseOption, err, out, user_errors
 from app.display import count, usd
-from app.service import statements_report
+from app.service import AnyEnvironment, statements_report
 from app.settings import load_settings
 from app.statement_files import write_statement_files
 from ingest import DEFAULT_DB_PATH
@@ -55,7 +54,7 @@ def statement_command(
         )
         budget_list = (
             load_alerts_config(
-                edge.budgets_path, dimensions=edge.models.all_dimensions, environ=_AnyEnv()
+                edge.budgets_path, dimensions=edge.models.all_dimensions, environ=AnyEnvironment()
             ).budgets
             if edge.budgets_path is not None
             else ()
@@ -92,21 +91,3 @@ def statement_command(
         f"({'left unallocated' if statements.applied == 'none' else statements.rule})",
         markup=False,
     )
-
-
-class _AnyEnv(Mapping[str, str]):
-    """An environment in which every variable is set, to a placeholder: statements read
-    the budgets only, so channel secrets are neither needed nor read (as the dashboard's
-    budgets page does)."""
-
-    def __getitem__(self, key: str) -> str:
-        return "unset"
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    def __contains__(self, key: object) -> bool:
-        return True
