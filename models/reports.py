@@ -79,7 +79,6 @@ def read_rollup(
     stored = _columns_of(con, table_name)
     if by is not None:
         # a measure added since the table was built (it is until the next refresh) sums 0
-        stored = {column[0] for column in con.execute(f"FROM {table_name} LIMIT 0").description}
         sums = ", ".join(
             f"{f'sum({name})' if name in stored else '0'}::{_SQL_TYPES.get(name, 'BIGINT')} "
             f"AS {name}"
