@@ -348,7 +348,8 @@ def _store_request_costs(warehouse: Warehouse, hours: list[datetime] | None) -> 
         # the range lets DuckDB skip row groups by their min/max ts (no full scan)
         con.execute(
             "DELETE FROM request_costs WHERE ts >= ? AND ts < ? "
-            "AND date_trunc('hour', ts) IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+            "AND epoch_us(ts) // 3600000000 IN "
+            "(SELECT epoch_us(unnest(?::TIMESTAMPTZ[])) // 3600000000)",
             [min(hours), max(hours) + timedelta(hours=1), hours],
         )
     con.execute(f"INSERT INTO request_costs SELECT * FROM {_COSTS_TABLE}")

@@ -65,6 +65,8 @@ _TOKENS: Final = (
 )
 _PRICED: Final = ("requests", *_TOKENS, "cost_usd")
 _CACHED: Final = ("requests", "cached_requests", "cost_usd", "saved_usd")
+# What the cache replay reads of each repeated request besides its scope and rows.
+_REPLAY_COLUMNS: Final = ("gateway", "model", "status_code", "cached", "rate_limited", "api_key")
 _USAGE: Final = ("provider", "model", "endpoint", "cost_source")  # what the savings read
 _STALE: Final = "the rollups are behind the warehouse or the settings: run `aigw rollup`"
 
@@ -244,6 +246,7 @@ def _cache_replays(
         repeated_at_least=2,
         repeated_in="range",
         stored_costs=True,
+        columns=[*by, *(filters or {}), *_REPLAY_COLUMNS],
     )
     for name, value in (filters or {}).items():
         rollup = rollup.filter(pl.col(name) == value)

@@ -74,7 +74,11 @@ def whatif_budgets(
             rollup,
             caps,
             lambda hours: read_requests(
-                warehouse.con, _narrowed(settings, dims), hours=hours, stored_costs=True
+                warehouse.con,
+                _narrowed(settings, dims),
+                hours=hours,
+                stored_costs=True,
+                columns=[*dims, "log_id"],
             ),
             user=user,
             since=window.since,

@@ -308,8 +308,8 @@ def unit_cost_rows(
         f"SELECT r.ts, r.aigw_unit{', r.' + by if by else ''}, c.effective_cost_usd AS cost_usd "
         "FROM (SELECT log_id, ts, json_extract_string(metadata, $unit_path) AS aigw_unit"
         f"{dimension} FROM requests WHERE {where}) AS r "
-        "LEFT JOIN (SELECT log_id, effective_cost_usd FROM request_costs "
-        f"WHERE {' AND '.join(costs_where)}) AS c USING (log_id)",
+        "LEFT JOIN (SELECT log_id, ts, effective_cost_usd FROM request_costs "
+        f"WHERE {' AND '.join(costs_where)}) AS c USING (ts, log_id)",
         params,
     )
     return frame.rename({"aigw_unit": "unit"})

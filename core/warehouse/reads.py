@@ -66,15 +66,12 @@ DERIVED_DIMENSIONS: Final = {
 }
 
 
-_REQUEST_HASH: Final = (
+_REQUEST_HASH_SQL: Final = (
     "coalesce(cache_key_hash, json_extract_string(extra, '$.CacheKeyHash'), "
     "CASE WHEN json_extract_string(request_body, '$.type') = 'encrypted' THEN NULL "
-    "ELSE md5(request_body::VARCHAR) END) AS request_hash"
+    "ELSE md5(request_body::VARCHAR) END)"
 )
-_REPEAT_PARTITION: Final = {
-    "hour": "epoch_us(ts) // 3600000000, request_hash",
-    "range": "request_hash",
-}
+_REQUEST_HASH: Final = f"{_REQUEST_HASH_SQL} AS request_hash"
 
 
 def time_range(
@@ -111,6 +108,7 @@ def read_requests(
     stored_costs: bool = False,
     with_routing: bool = False,
     prompt_prefix_only: bool = False,
+    columns: Sequence[str] | None = None,
 ) -> pl.LazyFrame:
     """Requests with ``since <= ts < until`` (and, if given, in the listed hours and of
     the listed ``models``; with ``prompt_prefix_only``, that carry a prompt-prefix hash).
@@ -128,17 +126,27 @@ def read_requests(
     join, where pricing millions of requests again would take longer than reading them.
     ``with_routing`` adds ``requested_model``, ``event_id`` (the attempts of one request
     share it) and ``route`` (the gateway's route name): what a rate-limit replay needs.
+    ``columns`` keeps only the named request columns and dimensions (``ts`` always; the
+    flags' columns above come as asked): reading millions of rows, every column left out
+    (a derived dimension's pattern matches, a metadata key's JSON path) is time saved.
     """
-    dims = [
-        f"json_extract_string(metadata, ${name}_path) AS {name}" for name in settings.dimensions
-    ]
-    params: dict[str, object] = {
-        f"{name}_path": _json_path(key) for name, key in settings.dimensions.items()
-    }
+    wanted = None if columns is None else {"ts", *columns}
+
+    def kept(name: str) -> bool:
+        return wanted is None or name in wanted
+
+    metadata = {name: key for name, key in settings.dimensions.items() if kept(name)}
+    dims = [f"json_extract_string(metadata, ${name}_path) AS {name}" for name in metadata]
+    params: dict[str, object] = {f"{name}_path": _json_path(key) for name, key in metadata.items()}
     where, bounds = time_range("ts", since, until)
     params.update(bounds)
     if hours is not None:
-        where.append("date_trunc('hour', ts) IN (SELECT unnest($hours::TIMESTAMPTZ[]))")
+        # hours as integers: date_trunc on TIMESTAMPTZ goes through the time zone library
+        # for every row (7 s for 10 M rows; the integer division takes 0.1 s)
+        where.append(
+            "epoch_us(ts) // 3600000000 IN "
+            "(SELECT epoch_us(unnest($hours::TIMESTAMPTZ[])) // 3600000000)"
+        )
         where.append("ts >= $first_hour AND ts < $last_hour + INTERVAL 1 HOUR")
         params["hours"] = hours
         params["first_hour"] = min(hours) if hours else datetime.now()
@@ -149,25 +157,29 @@ def read_requests(
         params["models"] = list(models)
     if prompt_prefix_only:
         where.append("prompt_prefix_hash IS NOT NULL")
-    sql = (
-        f"SELECT {', '.join(REQUEST_COLUMNS)}, "
-        f"{', '.join(f'{sql} AS {name}' for name, sql in DERIVED_DIMENSIONS.items())}"
-        f"{', requested_model, event_id, route' if with_routing else ''}"
-        f"{''.join(', ' + dim for dim in dims)}"
-        f"{', ' + _REQUEST_HASH if with_request_hash else ''} "
-        f"FROM requests WHERE {' AND '.join(where)}"
-    )
+    selected = [
+        *(name for name in REQUEST_COLUMNS if kept(name) or (name == "log_id" and stored_costs)),
+        *(f"{sql} AS {name}" for name, sql in DERIVED_DIMENSIONS.items() if kept(name)),
+        *(("requested_model", "event_id", "route") if with_routing else ()),
+        *dims,
+        *((_REQUEST_HASH,) if with_request_hash else ()),
+    ]
+    sql = f"SELECT {', '.join(selected)} FROM requests WHERE {' AND '.join(where)}"
     if with_request_hash and repeated_at_least is not None:
-        sql = (
-            f"SELECT * FROM ({sql}) WHERE request_hash IS NOT NULL QUALIFY count(*) OVER "
-            f"(PARTITION BY {_REPEAT_PARTITION[repeated_in]}) >= $repeated_at_least"
+        # The repeated hashes first, from a scan of the hash alone; then the rows whose
+        # hash is one of them (a window over every row's projection took 3x as long).
+        hour = ", epoch_us(ts) // 3600000000" if repeated_in == "hour" else ""
+        sql += (
+            f" AND ({_REQUEST_HASH_SQL}{hour}) IN (SELECT (request_hash{hour}) FROM "
+            f"(SELECT {_REQUEST_HASH}, ts FROM requests WHERE {' AND '.join(where)}) "
+            "WHERE request_hash IS NOT NULL GROUP BY ALL HAVING count(*) >= $repeated_at_least)"
         )
         params["repeated_at_least"] = repeated_at_least
     if stored_costs:
         sql = (
             f"SELECT q.*, c.effective_cost_usd AS cost_usd, c.saved_usd FROM ({sql}) AS q "
-            "LEFT JOIN (SELECT log_id, effective_cost_usd, saved_usd FROM request_costs "
-            f"WHERE {in_time}) AS c USING (log_id)"
+            "LEFT JOIN (SELECT log_id, ts, effective_cost_usd, saved_usd FROM request_costs "
+            f"WHERE {in_time}) AS c USING (ts, log_id)"  # ts first: 1.8x faster than log_id
         )
     table = con.execute(sql, params).to_arrow_table()
     frame = pl.DataFrame(pl.from_arrow(table))

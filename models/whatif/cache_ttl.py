@@ -106,26 +106,40 @@ def _replayed(
     keys: list[str],
     per_key: bool,
 ) -> WhatIf:
-    """One TTL's replay of the grouped requests (``_answered``), summed by ``keys``."""
-    frame, starts = answered
-    ts = frame["ts"].dt.epoch("us").to_numpy()
-    hits = _replay(ts, starts, frame["cached"].to_numpy(), int(ttl / timedelta(microseconds=1)))
+    """One TTL's replay of the answered requests (``_answered``), summed by ``keys``."""
+    frame, order = answered
+    hits = np.zeros(len(order), dtype=bool)
+    if len(order):
+        ts = frame["ts"].dt.epoch("us").to_numpy()[order]
+        group = frame["_group"].to_numpy()[order]
+        starts = np.empty(len(order), dtype=bool)
+        starts[0] = True
+        np.not_equal(group[1:], group[:-1], out=starts[1:])
+        cached = frame["cached"].to_numpy()[order]
+        hits[order] = _replay(ts, starts, cached, int(ttl / timedelta(microseconds=1)))
     changed = frame.lazy().with_columns(pl.Series("replay_hit", hits))
     extra = (pl.col("replay_hit") & ~pl.col("cached")).alias("extra")
     lost = (~pl.col("replay_hit") & pl.col("cached")).alias("lost")
-    deltas = changed.select(
-        *keys,
-        pl.lit(0, pl.Int64).alias("requests"),
-        pl.lit(0, pl.Int64).alias("cached_requests"),
-        extra.cast(pl.Int64).alias("extra_hit_requests"),
-        lost.cast(pl.Int64).alias("lost_hit_requests"),
-        pl.lit(0.0).alias("current_cost_usd"),
-        pl.lit(0.0).alias("cache_saved_usd"),
-        # the saving: a paid request served from the cache, less a real hit paid again
-        (
-            pl.when(extra).then(pl.col("cost_usd").fill_null(0.0)).otherwise(0.0)
-            - pl.when(lost).then(pl.col("saved_usd").fill_null(0.0)).otherwise(0.0)
-        ).alias("_saving"),
+    deltas = (
+        changed.filter(extra | lost)
+        .group_by(keys)
+        .agg(
+            extra.sum().cast(pl.Int64).alias("extra_hit_requests"),
+            lost.sum().cast(pl.Int64).alias("lost_hit_requests"),
+            # the saving: a paid request served from the cache, less a real hit paid again
+            (
+                pl.when(extra).then(pl.col("cost_usd").fill_null(0.0)).otherwise(0.0)
+                - pl.when(lost).then(pl.col("saved_usd").fill_null(0.0)).otherwise(0.0)
+            )
+            .sum()
+            .alias("_saving"),
+        )
+        .with_columns(
+            pl.lit(0, pl.Int64).alias("requests"),
+            pl.lit(0, pl.Int64).alias("cached_requests"),
+            pl.lit(0.0).alias("current_cost_usd"),
+            pl.lit(0.0).alias("cache_saved_usd"),
+        )
     )
     scope = rollup.select(
         *keys,
@@ -137,7 +151,8 @@ def _replayed(
         pl.col("saved_usd").fill_null(0.0).alias("cache_saved_usd"),
         pl.lit(0.0).alias("_saving"),
     )
-    rows = pl.concat([scope, deltas], how="vertical_relaxed").with_columns(
+    rows = pl.concat([scope, deltas.select(scope.collect_schema().names())], how="vertical_relaxed")
+    rows = rows.with_columns(
         (pl.col("current_cost_usd") - pl.col("_saving")).alias("projected_cost_usd"),
         (pl.col("extra_hit_requests") + pl.col("lost_hit_requests")).alias("affected_requests"),
     )
@@ -160,41 +175,55 @@ def _replayed(
 
 
 def _answered(repeated: pl.LazyFrame, *, per_key: bool) -> tuple[pl.DataFrame, np.ndarray]:
-    """The answered repeated requests in group and time order, and where groups start."""
+    """The answered repeated requests with ``_group`` (their identity), and the order
+    that sorts them by group and time.
+
+    The identity is two 64-bit hashes (two seeds) of the group's columns, 128 bits: as
+    strong as the MD5 that makes two requests identical in the first place. Sorting by
+    the first hash and time (numpy) instead of by the strings, or gathering the strings to
+    check neighbours, takes 2.5 M requests in 0.5 s instead of 2 s (measured)."""
     group = [*_GROUP, "api_key"] if per_key else list(_GROUP)
+    identity = pl.struct(group)
     answered = (
         repeated.filter(
             pl.col("request_hash").is_not_null()
             & ~pl.col("rate_limited").fill_null(False)
             & (pl.col("status_code").fill_null(200) < 400)
         )
-        .with_columns(pl.col("cached").fill_null(False))
+        .with_columns(
+            pl.col("cached").fill_null(False),
+            identity.hash(seed=0).alias("_group"),
+            identity.hash(seed=1).alias("_group2"),
+        )
         .collect()
     )
     if answered.is_empty():
-        return answered, np.zeros(0, dtype=bool)
-    return _grouped(answered, group)
+        return answered, np.zeros(0, dtype=np.int64)
+    order, renumbered = _group_order(
+        answered["ts"].dt.epoch("us").to_numpy(),
+        answered["_group"].to_numpy(),
+        answered["_group2"].to_numpy(),
+    )
+    if renumbered is not None:
+        answered = answered.with_columns(pl.Series("_group", renumbered))
+    return answered, order
 
 
-def _grouped(frame: pl.DataFrame, group: list[str]) -> tuple[pl.DataFrame, np.ndarray]:
-    """``frame`` sorted by group and time, and where each group starts.
-
-    Sorted by a 64-bit hash of the group's columns (9x faster than by the strings on
-    2.5 M rows, measured), then checked: should two groups share a hash (about one chance
-    in 10^8 for a million groups), it sorts by the columns themselves."""
-    hashed = frame.with_columns(pl.struct(group).hash().alias("_group")).sort("_group", "ts")
-    new_hash = hashed["_group"].ne_missing(hashed["_group"].shift()).fill_null(True)
-    same = pl.all_horizontal(pl.col(name).eq_missing(pl.col(name).shift()) for name in group)
-    changed = hashed.select(same.fill_null(False).not_().alias("changed"))["changed"]
-    if not (changed & ~new_hash).any():
-        return hashed.drop("_group"), new_hash.to_numpy()
-    ordered = frame.sort([*group, "ts"], nulls_last=True)
-    starts = ordered.select(
-        pl.any_horizontal(pl.col(name).ne_missing(pl.col(name).shift()) for name in group)
-        .fill_null(True)
-        .alias("start")
-    )["start"]
-    return ordered, starts.to_numpy()
+def _group_order(
+    ts: np.ndarray, first: np.ndarray, second: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The order that sorts requests by group (hashes ``first``, ``second``) and time,
+    and new group numbers when two groups share ``first`` (else None)."""
+    order = np.lexsort((ts, first))
+    same_first = first[order][1:] == first[order][:-1]
+    if not (same_first & (second[order][1:] != second[order][:-1])).any():
+        return order, None
+    # two groups share the first hash (about 2^-64 a pair): both order and number them
+    order = np.lexsort((ts, second, first))
+    change = (first[order][1:] != first[order][:-1]) | (second[order][1:] != second[order][:-1])
+    renumbered = np.empty(len(order), dtype=np.uint64)
+    renumbered[order] = np.cumsum(np.concatenate(([True], change))).astype(np.uint64)
+    return order, renumbered
 
 
 def _replay(ts: np.ndarray, starts: np.ndarray, cached: np.ndarray, ttl_us: int) -> np.ndarray:

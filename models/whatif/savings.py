@@ -285,8 +285,11 @@ def opportunities(
         "current_cost_usd": pl.Float64(),
         "projected_cost_usd": pl.Float64(),
     }
+    # savings equal to a millionth of a dollar are ties (sums in another order differ
+    # in the last bits), ordered by kind and scope
     table = pl.DataFrame(rows, schema=schema).sort(
-        ["saving_per_month_usd", "kind", "scope"], descending=[True, False, False]
+        [pl.col("saving_per_month_usd").round(6), "kind", "scope"],
+        descending=[True, False, False],
     )
     return table.head(top) if top is not None else table
 

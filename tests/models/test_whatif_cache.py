@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import parse_ttl, replay_cache_ttl
-from models.whatif.cache_ttl import _replay
+from models.whatif.cache_ttl import _group_order, _replay
 from tests.models.whatif_fixtures import HOUR, requests, rollup
 
 MIN = timedelta(minutes=1)
@@ -151,3 +151,69 @@ def test_the_vectorised_replay_follows_the_rule_request_by_request(
         ttl,
     )
     assert hits.tolist() == reference_replay(ordered, ttl)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    groups=st.lists(
+        st.lists(
+            st.tuples(st.integers(0, 600), st.booleans()),
+            min_size=1,
+            max_size=10,
+            unique_by=lambda item: item[0],
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    ttl_minutes=st.integers(1, 120),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_replay_of_shuffled_requests_follows_the_rule_request_by_request(
+    groups: list[list[tuple[int, bool]]], ttl_minutes: int, seed: int
+) -> None:
+    """Requests of several identical-request groups, interleaved in any order (as a
+    warehouse returns them): the replay's extra and lost hits are the rule's, applied
+    group by group in time order. Times are minutes; each paid request costs $1, each
+    real hit saved $1."""
+    rows = [
+        {
+            "request_hash": f"h{index}",
+            "ts": HOUR + minute * MIN,
+            "cached": cached,
+            "cost_usd": 0.0 if cached else 1.0,
+            "saved_usd": 1.0 if cached else None,
+        }
+        for index, group in enumerate(groups)
+        for minute, cached in group
+    ]
+    np.random.default_rng(seed).shuffle(rows)  # type: ignore[arg-type]
+    ordered = [sorted(group) for group in groups]
+    expected = reference_replay(ordered, ttl_minutes)
+    was_hit = [cached for group in ordered for _, cached in group]
+    extra = sum(hit and not cached for hit, cached in zip(expected, was_hit, strict=True))
+    lost = sum(cached and not hit for hit, cached in zip(expected, was_hit, strict=True))
+    answer = replay_cache_ttl(ROUTE_TOTALS, requests(*rows), parse_ttl(f"{ttl_minutes}m"))
+    row = answer.table.row(0, named=True)
+    assert (row["extra_hit_requests"], row["lost_hit_requests"]) == (extra, lost)
+    assert row["saving_usd"] == pytest.approx(extra - lost)
+
+
+def test_two_groups_sharing_the_first_hash_are_kept_apart() -> None:
+    """Groups 7/1 and 7/2 share their first 64-bit hash: the second orders them, and the
+    rows get one group number per group (rows 0, 2 are one group; 1, 3 the other)."""
+    order, renumbered = _group_order(
+        np.array([10, 20, 30, 40, 5]),
+        np.array([7, 7, 7, 7, 3], dtype=np.uint64),
+        np.array([1, 2, 1, 2, 9], dtype=np.uint64),
+    )
+    assert order.tolist() == [4, 0, 2, 1, 3]
+    assert renumbered is not None
+    assert renumbered.tolist() == [2, 3, 2, 3, 1]
+
+
+def test_groups_with_distinct_first_hashes_keep_them() -> None:
+    order, renumbered = _group_order(
+        np.array([30, 10, 20]), np.array([5, 5, 4], dtype=np.uint64), np.zeros(3, np.uint64)
+    )
+    assert order.tolist() == [2, 1, 0]
+    assert renumbered is None
