@@ -124,8 +124,9 @@ def read_requests(
     whole range (``"range"``): what repeated-prompt detection and cache candidates need,
     selected in DuckDB so the other requests are never transferred. ``stored_costs`` adds
     each request's effective cost as the last rollup refresh stored it in
-    ``request_costs`` (``cost_usd``, ``saved_usd``; null for a request loaded since): one
-    join, where pricing millions of requests again would take longer than reading them.
+    ``request_costs`` (``cost_usd``, ``saved_usd``, ``cost_source``; null for a request
+    loaded since): one join, where pricing millions of requests again would take longer
+    than reading them.
     ``with_routing`` adds ``requested_model``, ``event_id`` (the attempts of one request
     share it) and ``route`` (the gateway's route name): what a rate-limit replay needs.
     """
@@ -165,8 +166,9 @@ def read_requests(
         params["repeated_at_least"] = repeated_at_least
     if stored_costs:
         sql = (
-            f"SELECT q.*, c.effective_cost_usd AS cost_usd, c.saved_usd FROM ({sql}) AS q "
-            "LEFT JOIN (SELECT log_id, effective_cost_usd, saved_usd FROM request_costs "
+            f"SELECT q.*, c.effective_cost_usd AS cost_usd, c.saved_usd, c.cost_source "
+            f"FROM ({sql}) AS q LEFT JOIN (SELECT log_id, effective_cost_usd, saved_usd, "
+            "cost_source FROM request_costs "
             f"WHERE {in_time}) AS c USING (log_id)"
         )
     table = con.execute(sql, params).to_arrow_table()

@@ -57,8 +57,7 @@ _TRUNCATE: Final = {"day": "1d", "month": "1mo"}
 BUDGET_NOTES: Final = (
     "budgets count the effective cost per UTC day or month, added at each request's time "
     "(the gateway adds it when the answer ends: requests in flight together are not modelled)",
-    "rerouted requests are priced at the reroute model from the same token counts; "
-    "response-cache hits and requests of a model without a price keep their logged cost",
+    "rerouted requests are priced at the reroute model from the same token counts",
 )
 
 
@@ -79,7 +78,7 @@ class RouteBudget:
 
     def __str__(self) -> str:
         then = f", then reroute to {self.reroute}" if self.action == "reroute" else ""
-        return f"{self.route} (${self.usd:,.2f} a {self.period} per {self.per}{then})"
+        return f"{self.route} (${self.usd:,g} a {self.period} per {self.per}{then})"
 
     @property
     def target(self) -> tuple[str, str]:
@@ -186,6 +185,8 @@ def priced_reroutes(
     requests: the others keep their cost), and how many kept their cost.
     ``ConfigError`` for a crossing without a ratio; ``ModelsError`` for a reroute model
     without a price."""
+    if cross_family_ratio is not None and cross_family_ratio <= 0:
+        raise ConfigError(f"--cross-family-ratio {cross_family_ratio:g} must be above 0")
     routes = pl.DataFrame(
         {
             "route": [budget.route for budget in budgets],

@@ -54,7 +54,7 @@ def test_a_reject_budget_refuses_the_rest_of_the_day_once_spent() -> None:
     )
     budget = RouteBudget("chat", 2.0, "day", "metadata:user")
     result = replay_rate_limits(frame, [], [budget])
-    assert result.whatif.change == "budgets: chat ($2.00 a day per metadata:user)"
+    assert result.whatif.change == "budgets: chat ($2 a day per metadata:user)"
     assert result.whatif.table.rows() == [
         ("chat", 6, 2, 8.0, 6.5, 1.5, 0, 2, HOUR + 30 * MIN),
     ]
@@ -134,7 +134,7 @@ def test_a_request_refused_by_the_budget_still_uses_up_the_rate_limit() -> None:
     budget = RouteBudget("chat", 1.0, "day", "metadata:user")
     result = replay_rate_limits(frame, [limit], [budget])
     assert result.whatif.change == (
-        "rate limits: chat.per-route; budgets: chat ($1.00 a day per metadata:user)"
+        "rate limits: chat.per-route; budgets: chat ($1 a day per metadata:user)"
     )
     assert result.windows.rows() == [
         ("chat", "budget", "ana", DAY_START, 2, 0, 2.0),
