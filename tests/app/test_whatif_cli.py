@@ -289,12 +289,13 @@ def test_limits_replay_reroutes_and_refuses_by_the_routes_budgets(
          "window_start": "2026-04-18T00:00:00+00:00", "refused_requests": 0,
          "rerouted_requests": 2, "avoided_usd": 0.0118},
     ]  # fmt: skip
+    # From 10:01: the 10:00 request ($0.013), before the window, spent the day's budget.
     later = whatif(warehouse, "--limits", str(gateway), "--since", "2026-04-18T10:01:00Z")
     assert later["rows"][0] == {
         "route": "chat", "requests": 3, "affected_requests": 2, "current_cost_usd": 0.033,
         "projected_cost_usd": 0.0212, "saving_usd": 0.0118, "rerouted_requests": 2,
         "refused_users": 0, "first_refused": None,
-    }  # fmt: skip  (10:00's $0.013, before the window, spent the day's budget)
+    }  # fmt: skip
     db, _ = warehouse
     table = run_aigw("whatif", "--limits", str(gateway), "--db", str(db), "--config", str(config))
     assert table.returncode == 0, table.stderr
