@@ -49,7 +49,7 @@ _USERS_SHOWN = 20  # rows of a disruption table in a terminal
 # The replays' extra tables shown in a terminal (all of them are in --format json).
 _TABLES_SHOWN = {
     "users": "refused requests per user (the disruption):",
-    "windows": "refused requests per limit, subject and window:",
+    "windows": "refused (and rerouted) requests per limit, subject and window:",
 }
 
 DaysOption = Annotated[
@@ -76,8 +76,9 @@ def whatif_command(
     cross_family_ratio: Annotated[
         float | None,
         typer.Option(
-            help="Allow a --model switch across provider families: target tokens per source "
-            "token (tokenizers differ; measure it on your prompts)."
+            help="Allow a --model switch (or a --limits budget's reroute) across provider "
+            "families: target tokens per source token (tokenizers differ; measure it on "
+            "your prompts)."
         ),
     ] = None,
     cache_ttl: Annotated[
@@ -108,7 +109,8 @@ def whatif_command(
     limits: Annotated[
         Path | None,
         typer.Option(
-            help="Replay this gateway.toml's routes' rate_limits (refuse past the limit)."
+            help="Replay this gateway.toml's routes' rate_limits and budgets (refuse past "
+            "the limit; refuse or reroute once a budget is spent)."
         ),
     ] = None,
     since: SinceOption = None,
@@ -193,7 +195,13 @@ def whatif_command(
             )
         elif limits is not None:
             limited = whatif_limits(
-                target, settings.models, limits, since=first, until=end, days=days
+                target,
+                settings.models,
+                limits,
+                since=first,
+                until=end,
+                days=days,
+                cross_family_ratio=cross_family_ratio,
             )
             answer = limited.whatif
             extra = {"users": limited.users, "windows": limited.windows}

@@ -99,6 +99,15 @@ limit = 40000
 window_s = 60
 """
 
+# The same route with the sample gateway's budget: $50 a day per agent, then gpt-4o-mini
+# (every agent crosses it most days; other families at 1 token per token).
+GATEWAY_BUDGET = GATEWAY.replace(
+    'provider = "openai"\n',
+    'provider = "openai"\nbudget = { usd = 50.0, period = "day", per = "metadata:agent", '
+    'action = "reroute", reroute = "openai/gpt-4o-mini" }\n',
+    1,
+)
+
 _FILL = fill_sql(
     "whatif",
     extra={
@@ -126,6 +135,8 @@ def main() -> None:
     budgets.write_text(BUDGETS)
     gateway = args.out / "whatif-gateway.toml"
     gateway.write_text(GATEWAY)
+    budgeted = args.out / "whatif-gateway-budget.toml"
+    budgeted.write_text(GATEWAY_BUDGET)
     first_day = (START, START + timedelta(days=1))
     whatif = WhatIfSettings(batch_key="interactive", batch_values=("false",))
     runs: dict[str, Callable[[], Any]] = {
@@ -150,6 +161,14 @@ def main() -> None:
         "savings report (30 days)": lambda: savings_report(db, settings, whatif),
         "rate limits (1 day, request by request)": lambda: whatif_limits(
             db, settings, gateway, since=first_day[0], until=first_day[1]
+        ),
+        "rate limits and a reroute budget (1 day)": lambda: whatif_limits(
+            db,
+            settings,
+            budgeted,
+            since=first_day[0],
+            until=first_day[1],
+            cross_family_ratio=1.0,
         ),
     }
     for name, run in runs.items():

@@ -1,29 +1,32 @@
-"""The gateway's rate limits (``gateway.toml``) replayed over the warehouse's requests.
+"""The gateway's rate limits and route budgets (``gateway.toml``) replayed over the
+warehouse's requests.
 
 Reads the ``gateway.toml`` as the gateway does (``proxy.load_gateway_config``), gives each
 request of the window its route (the route the gateway logged, else the first route whose
 ``match`` globs match the requested model, as the gateway routes), and replays the
-routes' ``rate_limits`` in time order (``models.whatif.limits``). Reads the window's raw
-requests with the costs the rollups were built with. Limits ``per = "ip"`` cannot be
-replayed (the logs carry no client address): a note names them.
+routes' ``rate_limits`` and ``budget`` in time order (``models.whatif.limits``). Reads the
+window's raw requests with the costs the rollups were built with, and, for the budgets,
+those of the budget periods the window starts in, from their start (their recorded
+spend counts). Limits ``per = "ip"`` cannot be replayed (the logs carry no client
+address): a note names them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
 from app.service.reports import _check_dimensions
-from app.service.whatif import DEFAULT_DAYS, _empty, _window
+from app.service.whatif import DEFAULT_DAYS, _empty, _overrides, _window
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
 from core.warehouse import open_warehouse, read_requests
-from models import LimitsReplay, ModelsSettings, RateLimitRule, replay_rate_limits
+from models import LimitsReplay, ModelsSettings, RateLimitRule, RouteBudget, replay_rate_limits
 
 if TYPE_CHECKING:
     from proxy import GatewayConfig
@@ -48,6 +51,40 @@ class AnyEnvironment(Mapping[str, str]):
 
     def __contains__(self, key: object) -> bool:
         return True
+
+
+def _budgets(config: GatewayConfig) -> list[RouteBudget]:
+    """The routes' budgets, a reroute priced as the gateway prices it (its provider's
+    ``catalog_name``, else the provider's name)."""
+    budgets = []
+    for route in config.routes:
+        budget = route.budget
+        if budget is None:
+            continue
+        price_as = None
+        if budget.reroute:
+            provider = config.providers[budget.reroute.split("/", 1)[0]]
+            price_as = provider.catalog_name or provider.name
+        budgets.append(
+            RouteBudget(
+                route=route.name,
+                usd=budget.usd,
+                period=budget.period,
+                per=budget.per,
+                action=budget.action,
+                reroute=budget.reroute,
+                price_as=price_as,
+            )
+        )
+    return budgets
+
+
+def _lead(budgets: list[RouteBudget], since: datetime) -> datetime:
+    """The start of the earliest budget period holding ``since`` (UTC); ``since`` without
+    budgets."""
+    day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = [day.replace(day=1) if budget.period == "month" else day for budget in budgets]
+    return min([since, *starts])
 
 
 def _rules(config: GatewayConfig) -> tuple[list[RateLimitRule], list[str]]:
@@ -112,44 +149,68 @@ def whatif_limits(
     until: datetime | None = None,
     days: int = DEFAULT_DAYS,
     user: str = "user",
+    cross_family_ratio: float | None = None,
 ) -> LimitsReplay:
-    """The rate limits of ``gateway`` (a ``gateway.toml``) replayed over the window: refused
-    requests per route, user and window, and the spend avoided. The replay needs none of
-    the file's secrets: the variables it names may be unset. ``ConfigError`` when the file
-    has no limit to replay."""
+    """The rate limits and budgets of ``gateway`` (a ``gateway.toml``) replayed over the
+    window: refused and rerouted requests per route, user and window, and the spend
+    avoided (a reroute priced at its model from the same tokens, at the price file's or
+    the catalogue's prices; ``cross_family_ratio`` as for ``--model``). The replay needs
+    none of the file's secrets: the variables it names may be unset. ``ConfigError``
+    when the file has nothing to replay."""
     # The gateway package (its server, stores and clients) loads in about a second: only
     # this command pays for it, not every command and dashboard page that uses the service.
     from proxy import load_gateway_config  # noqa: PLC0415 - on demand (see above)
 
     config = load_gateway_config(gateway, AnyEnvironment())
     rules, skipped = _rules(config)
-    if not rules:
+    budgets = _budgets(config)
+    if not rules and not budgets:
         raise ConfigError(
-            f"{gateway}: no route has rate_limits per key, route or metadata to replay"
+            f"{gateway}: no route has rate_limits per key, route or metadata, or a budget, "
+            "to replay"
         )
     _check_dimensions(settings, [user])
-    keys = sorted({rule.per.removeprefix(_META) for rule in rules if rule.per.startswith(_META)})
+    pers = [rule.per for rule in rules] + [budget.per for budget in budgets]
+    keys = sorted({per.removeprefix(_META) for per in pers if per.startswith(_META)})
     columns = {f"limit_key_{index}": key for index, key in enumerate(keys)}
     wanted = {name: key for name, key in settings.dimensions.items() if name == user}
     narrowed = dataclasses.replace(settings, dimensions={**wanted, **columns})
     notes = [
         f"limits per ip are not replayed (no client address in the logs): {', '.join(skipped)}"
     ]
+    routes = [budget.route for budget in budgets]
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         window = _window(warehouse, settings, since, until, days)
         if window is None:
-            empty = _empty("rate limits")
+            empty = _empty("rate limits and budgets")
             return LimitsReplay(empty, pl.DataFrame(), pl.DataFrame())
-        frame = read_requests(
-            warehouse.con,
-            narrowed,
-            since=window.since,
-            until=window.until,
-            stored_costs=True,
-            with_routing=True,
-        )
-    frame = _routed(frame.rename({name: _META + key for name, key in columns.items()}), config)
-    replay = replay_rate_limits(frame, rules, user=user)
+
+        def read(start: datetime, end: datetime) -> pl.LazyFrame:
+            frame = read_requests(
+                warehouse.con,
+                narrowed,
+                since=start,
+                until=end,
+                stored_costs=True,
+                with_routing=True,
+            )
+            renamed = frame.rename({name: _META + key for name, key in columns.items()})
+            return _routed(renamed, config)
+
+        frame = read(window.since, window.until)
+        lead = _lead(budgets, window.since)
+        earlier = None
+        if lead < window.since:  # the recorded spend of the budgets' first periods
+            earlier = read(lead, window.since).filter(pl.col("route").is_in(routes))
+    replay = replay_rate_limits(
+        frame,
+        rules,
+        budgets,
+        user=user,
+        earlier=earlier,
+        overrides=_overrides(settings),
+        cross_family_ratio=cross_family_ratio,
+    )
     answer = window.stamp(replay.whatif)
     answer = dataclasses.replace(answer, notes=(*answer.notes, *notes[: bool(skipped)]))
     return LimitsReplay(answer, replay.users, replay.windows)

@@ -122,8 +122,9 @@ def read_requests(
     whole range (``"range"``): what repeated-prompt detection and cache candidates need,
     selected in DuckDB so the other requests are never transferred. ``stored_costs`` adds
     each request's effective cost as the last rollup refresh stored it in
-    ``request_costs`` (``cost_usd``, ``saved_usd``; null for a request loaded since): one
-    join, where pricing millions of requests again would take longer than reading them.
+    ``request_costs`` (``cost_usd``, ``saved_usd``, ``cost_source`` unless ``columns`` leaves it out; null for a request
+    loaded since): one join, where pricing millions of requests again would take longer
+    than reading them.
     ``with_routing`` adds ``requested_model``, ``event_id`` (the attempts of one request
     share it) and ``route`` (the gateway's route name): what a rate-limit replay needs.
     ``columns`` keeps only the named request columns and dimensions (``ts`` always; the
@@ -176,10 +177,12 @@ def read_requests(
         )
         params["repeated_at_least"] = repeated_at_least
     if stored_costs:
+        source = ", c.cost_source" if kept("cost_source") else ""
         sql = (
-            f"SELECT q.*, c.effective_cost_usd AS cost_usd, c.saved_usd FROM ({sql}) AS q "
-            "LEFT JOIN (SELECT log_id, ts, effective_cost_usd, saved_usd FROM request_costs "
-            f"WHERE {in_time}) AS c USING (ts, log_id)"  # ts first: 1.8x faster than log_id
+            f"SELECT q.*, c.effective_cost_usd AS cost_usd, c.saved_usd{source} "
+            f"FROM ({sql}) AS q LEFT JOIN (SELECT log_id, ts, effective_cost_usd, saved_usd, "
+            f"cost_source FROM request_costs WHERE {in_time}) AS c "
+            "USING (ts, log_id)"  # ts first: 1.8x faster than log_id alone
         )
     table = con.execute(sql, params).to_arrow_table()
     frame = pl.DataFrame(pl.from_arrow(table))

@@ -3,9 +3,10 @@
 Pure functions over rollup frames and costed requests (``models.whatif.common``): a
 model switch (``switch``), a response-cache TTL replay (``cache_ttl``), batch API prices
 (``batch``), provider prompt caching (``prompt_cache``), budgets replayed as spend caps
-(``caps``), the gateway's rate limits replayed (``limits``), and the opportunities they
-find together (``savings``). The service layer (``app.service``) opens the warehouse and
-reads what each needs: rollups where they suffice, raw requests only where needed.
+(``caps``), the gateway's rate limits and route budgets replayed (``limits``,
+``route_budgets``), and the opportunities they find together (``savings``). The service
+layer (``app.service``) opens the warehouse and reads what each needs: rollups where they
+suffice, raw requests only where needed.
 """
 
 from models.whatif.batch import batch_price_table, batch_savings
@@ -24,7 +25,13 @@ from models.whatif.config import (
     WhatIfSettings,
     whatif_settings_from,
 )
-from models.whatif.limits import LimitsReplay, RateLimitRule, replay_rate_limits
+from models.whatif.limits import (
+    BUDGET_LIMIT,
+    LimitsReplay,
+    RateLimitRule,
+    limit_decisions,
+    replay_rate_limits,
+)
 from models.whatif.prompt_cache import (
     DEFAULT_PROMPT_CACHE_BY,
     MIN_PREFIX_TOKENS,
@@ -32,10 +39,12 @@ from models.whatif.prompt_cache import (
     PROMPT_CACHE_TTL,
     replay_prompt_cache,
 )
+from models.whatif.route_budgets import RouteBudget
 from models.whatif.savings import SAVINGS_COLUMNS, opportunities, scope_filters
 from models.whatif.switch import DEFAULT_SWITCH_BY, ModelSwitch, family, switch_models
 
 __all__ = [
+    "BUDGET_LIMIT",
     "CAP_PERIODS",
     "DEFAULT_BATCH_DISCOUNT",
     "DEFAULT_BATCH_VALUES",
@@ -52,12 +61,14 @@ __all__ = [
     "LimitsReplay",
     "ModelSwitch",
     "RateLimitRule",
+    "RouteBudget",
     "SpendCap",
     "WhatIf",
     "WhatIfSettings",
     "batch_price_table",
     "batch_savings",
     "family",
+    "limit_decisions",
     "opportunities",
     "parse_ttl",
     "replay_cache_ttl",

@@ -1,6 +1,7 @@
 """The gateway's rate limits (``gateway.toml`` routes' ``rate_limits``) replayed on the
-period's requests: which would have been refused, per window, per user, and the spend
-avoided.
+period's requests, with the routes' budgets (``models.whatif.route_budgets``) in the same
+time-ordered pass: which would have been refused or rerouted, per window, per user, and
+the spend avoided.
 
 The rule is the gateway's (``proxy/stores/ratelimit.py``, held to it by a parity test):
 every limit of a request's route is charged at once or none is, so a refused request uses
@@ -26,18 +27,33 @@ from typing import Final
 
 import polars as pl
 
-from models.whatif.common import WhatIf, summed
+from models.whatif.common import TOKENS, WhatIf, summed
+from models.whatif.route_budgets import (
+    BUDGET_NOTES,
+    PASS,
+    REFUSE,
+    REROUTE,
+    BudgetGate,
+    RouteBudget,
+    budget_gate,
+    priced_reroutes,
+    spent_before,
+)
 
 __all__ = [
+    "BUDGET_LIMIT",
     "LIMIT_NOTES",
     "LimitsReplay",
     "RateLimitRule",
+    "limit_decisions",
     "replay_rate_limits",
     "subject_column",
 ]
 
 _EPS: Final = 1e-9  # the gateway's slack for float rounding in the sliding estimate
 _NONE: Final = "-"  # the gateway's subject for a request without one
+BUDGET_LIMIT: Final = "budget"  # the ``limit`` of a request a route's budget refused or rerouted
+_SERVED: Final = ("provider", "model", "cost_source")  # of the attempt that answered
 LIMIT_NOTES: Final = (
     "token limits are charged the logged input tokens before the call (the gateway "
     "estimates characters / 4) and input plus output once allowed",
@@ -62,10 +78,12 @@ class RateLimitRule:
 
 @dataclass(frozen=True, slots=True)
 class LimitsReplay:
-    """The replay: ``whatif.table`` one row per route with limits (``affected_requests``
-    the refused ones, ``saving_usd`` the spend avoided, ``refused_users``,
-    ``first_refused``); ``users``: refused requests and avoided spend per route and user
-    (the disruption); ``windows``: the same per route, limit, subject and window start."""
+    """The replay: ``whatif.table`` one row per route with limits or a budget
+    (``affected_requests`` the refused and rerouted ones, ``saving_usd`` the spend avoided,
+    ``rerouted_requests``, ``refused_users``, ``first_refused``); ``users``: refused and
+    rerouted requests and avoided spend per route and user (the disruption); ``windows``:
+    the same per route, limit (``budget`` for a budget), subject and window start (a
+    budget's: its period's)."""
 
     whatif: WhatIf
     users: pl.DataFrame
@@ -80,33 +98,36 @@ def subject_column(per: str) -> str:
 
 def _one_per_request(requests: pl.LazyFrame, columns: list[str]) -> pl.DataFrame:
     """The attempts of one request (one ``event_id``) as one row at its first attempt:
-    the first attempt's subjects, the attempts' cost and tokens summed; in time order
-    (ties by the request's key)."""
+    the first attempt's subjects, the answering (last) attempt's provider, model and cost
+    source, the attempts' cost and tokens summed; in time order (ties by the request's
+    key)."""
     names = requests.collect_schema().names()
     key = pl.col("log_id")
     if "event_id" in names:
         key = pl.coalesce(pl.col("event_id"), pl.col("log_id"))
     order = ["ts", pl.col("step").fill_null(0)] if "step" in names else ["ts"]
+    tokens = [name for name in TOKENS if name in names]
     frame = (
         requests.with_columns(
             key.alias("_request"),
             pl.col("cost_usd").fill_null(0.0),
-            pl.col("tokens_in").fill_null(0),
-            pl.col("tokens_out").fill_null(0),
+            *(pl.col(name).fill_null(0) for name in tokens),
         )
         .sort([*order, "log_id"])
         .collect()
     )
     if frame["_request"].is_unique().all():  # no failover: nothing to fold (the usual case)
         return frame.sort("ts", "_request", maintain_order=True)
+    served = [name for name in _SERVED if name in names and name not in columns]
     return (
         frame.group_by("_request", maintain_order=True)
         .agg(
             pl.col("ts").first(),
+            pl.col("log_id").first(),
             *(pl.col(name).first() for name in columns),
+            *(pl.col(name).last() for name in served),
             pl.col("cost_usd").sum(),
-            pl.col("tokens_in").sum(),
-            pl.col("tokens_out").sum(),
+            *(pl.col(name).sum() for name in tokens),
         )
         .sort("ts", "_request")
     )
@@ -154,14 +175,18 @@ def _counts(frame: pl.DataFrame, rule: RateLimitRule) -> _Counts:
     )
 
 
-def _refusals(frame: pl.DataFrame, rules: Sequence[RateLimitRule]) -> pl.DataFrame:
-    """Per request of one route (in time order) with the route's ``rules``: ``limit`` that
-    refused it (the first of the route's that would pass), its ``subject`` and the
-    ``window_start``; nulls when allowed."""
+def _refusals(
+    frame: pl.DataFrame, rules: Sequence[RateLimitRule], gate: BudgetGate | None = None
+) -> pl.DataFrame:
+    """Per request of one route (in time order) with the route's ``rules`` and budget
+    ``gate``: ``limit`` that refused it (the first of the route's that would pass, else
+    ``BUDGET_LIMIT`` when the budget refused or rerouted it), its ``subject``, the
+    ``window_start`` and whether it was ``rerouted``; nulls (and false) when allowed."""
     limits = [_counts(frame, rule) for rule in rules]
-    which: list[int | None] = []  # the refusing limit's position
+    which: list[int | None] = []  # the refusing limit's position (the budget: len(rules))
     whom: list[str | None] = []
     start: list[float | None] = []  # the window's start, unix seconds
+    rerouted: list[bool] = []
     for at in range(frame.height):
         refusal = None
         for position, counts in enumerate(limits):
@@ -174,62 +199,126 @@ def _refusals(frame: pl.DataFrame, rules: Sequence[RateLimitRule]) -> pl.DataFra
             if used + counts.check[at] > counts.rule.limit + _EPS:
                 refusal = (position, counts.subjects[who], index * counts.rule.window_s)
                 break
+        outcome = PASS
         if refusal is None:
+            outcome = gate.decide(at) if gate is not None else PASS
+            # the gateway charged the limits before the budget: a refusal keeps the estimate
             for counts in limits:
-                counts.current[counts.code[at]] += counts.charge[at]
-            which.append(None)
-            whom.append(None)
-            start.append(None)
-        else:
-            which.append(refusal[0])
-            whom.append(refusal[1])
-            start.append(refusal[2])
-    names = pl.Series([rule.name for rule in rules], dtype=pl.String)
+                used = counts.check[at] if outcome == REFUSE else counts.charge[at]
+                counts.current[counts.code[at]] += used
+            if gate is not None and outcome == PASS:
+                gate.spend(at)
+            elif gate is not None:
+                code = gate.code[at]
+                refusal = (len(rules), gate.subjects[code], gate.starts[code])
+        rerouted.append(outcome == REROUTE)
+        which.append(None if refusal is None else refusal[0])
+        whom.append(None if refusal is None else refusal[1])
+        start.append(None if refusal is None else refusal[2])
+    names = pl.Series([*(rule.name for rule in rules), BUDGET_LIMIT], dtype=pl.String)
     return pl.DataFrame(
         {
             "limit": pl.Series(which, dtype=pl.Int64).replace_strict(
-                pl.int_range(len(rules), eager=True), names, default=None
+                pl.int_range(len(rules) + 1, eager=True), names, default=None
             ),
             "subject": pl.Series(whom, dtype=pl.String),
             "window_start": (pl.Series(start, dtype=pl.Float64) * 1e6)
             .cast(pl.Int64)
             .cast(pl.Datetime("us", "UTC")),
+            "rerouted": pl.Series(rerouted, dtype=pl.Boolean),
         }
     )
 
 
-def replay_rate_limits(
-    requests: pl.LazyFrame, rules: Sequence[RateLimitRule], *, user: str = "user"
-) -> LimitsReplay:
-    """Replay ``rules`` on ``requests`` (costed requests: ``log_id``, ``ts``, ``route``,
-    ``cost_usd``, ``tokens_in``, ``tokens_out``, the ``user`` column and each rule's
-    ``subject_column``; ``event_id`` and ``step`` when known) of the routes that have
-    rules, in time order (ties by log id)."""
-    if not rules:
-        raise ValueError("no rate limit to replay")
-    routes = sorted({rule.route for rule in rules})
-    subjects = sorted({subject_column(rule.per) for rule in rules} | {"route", user})
+def limit_decisions(
+    requests: pl.LazyFrame,
+    rules: Sequence[RateLimitRule],
+    budgets: Sequence[RouteBudget] = (),
+    *,
+    user: str = "user",
+    earlier: pl.LazyFrame | None = None,
+) -> pl.DataFrame:
+    """One row per request of the routes with ``rules`` or ``budgets`` (attempts folded,
+    ``_request`` its key), in time order (ties by log id), with ``limit`` (the rate limit
+    that refused it, or ``BUDGET_LIMIT``: the budget refused or rerouted it; null:
+    allowed as is), ``subject``, ``window_start`` and ``rerouted``.
+
+    ``requests``: costed requests (``log_id``, ``ts``, ``route``, ``cost_usd``, the token
+    columns, the ``user`` column and each rule's and budget's ``subject_column``;
+    ``event_id`` and ``step`` when known; ``provider``, ``model`` and ``cost_source`` to
+    price reroutes). ``earlier``: the requests of the budgets' periods before the window
+    (the same columns), whose recorded spend counts."""
+    if len({budget.route for budget in budgets}) != len(budgets):
+        raise ValueError("one budget a route")
+    routes = sorted({rule.route for rule in rules} | {budget.route for budget in budgets})
+    pers = [rule.per for rule in rules] + [budget.per for budget in budgets]
+    subjects = sorted({subject_column(per) for per in pers} | {"route", user})
     frame = _one_per_request(requests.filter(pl.col("route").is_in(routes)), subjects)
-    # Routes count apart (a limit's counters are per route): each is replayed alone.
+    spent = None
+    if earlier is not None and budgets:
+        spent = spent_before(earlier, budgets, {per: subject_column(per) for per in pers})
+    by_route = {budget.route: budget for budget in budgets}
+    # Routes count apart (a limit's counters and a budget are per route): each alone.
     parts = []
     for route in routes:
         own = frame.filter(pl.col("route") == route)
-        decided = _refusals(own, [rule for rule in rules if rule.route == route])
+        budget = by_route.get(route)
+        gate = None
+        if budget is not None:
+            who = own[subject_column(budget.per)].cast(pl.String).fill_null(_NONE)
+            gate = budget_gate(own, who, budget, spent)
+        decided = _refusals(own, [rule for rule in rules if rule.route == route], gate)
         parts.append(pl.concat([own, decided], how="horizontal"))
-    marked = pl.concat(parts).with_columns(
-        pl.col("limit").is_not_null().alias("_refused"),
+    return pl.concat(parts, how="diagonal_relaxed")
+
+
+def replay_rate_limits(
+    requests: pl.LazyFrame,
+    rules: Sequence[RateLimitRule],
+    budgets: Sequence[RouteBudget] = (),
+    *,
+    user: str = "user",
+    earlier: pl.LazyFrame | None = None,
+    overrides: pl.DataFrame | None = None,
+    cross_family_ratio: float | None = None,
+) -> LimitsReplay:
+    """Replay ``rules`` and ``budgets`` on ``requests`` (see ``limit_decisions``): refused
+    requests save their cost; rerouted ones cost what the reroute model charges for their
+    tokens (``route_budgets.priced_reroutes``, at ``overrides``' prices or the
+    catalogue's; ``cross_family_ratio`` as for a model switch)."""
+    if not rules and not budgets:
+        raise ValueError("no rate limit or budget to replay")
+    decided = limit_decisions(requests, rules, budgets, user=user, earlier=earlier)
+    kept = 0
+    if budgets:
+        moved, kept = priced_reroutes(
+            decided.filter(pl.col("rerouted")),
+            [budget for budget in budgets if budget.action == "reroute"],
+            overrides=overrides,
+            cross_family_ratio=cross_family_ratio,
+        )
+        rerouted = moved.select("_request", "projected_cost_usd")
+        decided = decided.join(rerouted, on="_request", how="left", maintain_order="left")
+    else:
+        decided = decided.with_columns(pl.lit(None, pl.Float64).alias("projected_cost_usd"))
+    refused = pl.col("limit").is_not_null() & ~pl.col("rerouted")
+    marked = decided.with_columns(
+        refused.alias("_refused"),
         pl.lit(1, pl.Int64).alias("requests"),
         pl.col("limit").is_not_null().cast(pl.Int64).alias("affected_requests"),
         pl.col("cost_usd").alias("current_cost_usd"),
-        pl.when(pl.col("limit").is_null())
-        .then(pl.col("cost_usd"))
-        .otherwise(0.0)
+        pl.when(refused)
+        .then(0.0)
+        .otherwise(pl.coalesce("projected_cost_usd", "cost_usd"))
         .alias("projected_cost_usd"),
+    ).with_columns(
+        (pl.col("current_cost_usd") - pl.col("projected_cost_usd")).alias("_avoided"),
     )
     table = summed(
         marked.lazy(),
         ["route"],
         extra=[
+            pl.col("rerouted").sum().cast(pl.Int64).alias("rerouted_requests"),
             pl.col(user)
             .filter(pl.col("_refused"))
             .n_unique()
@@ -238,22 +327,46 @@ def replay_rate_limits(
             pl.col("ts").filter(pl.col("_refused")).min().alias("first_refused"),
         ],
     )
-    refused = marked.filter(pl.col("_refused"))
+    affected = marked.filter(pl.col("affected_requests") == 1)
+    counted = [
+        pl.col("_refused").sum().cast(pl.Int64).alias("refused_requests"),
+        pl.col("rerouted").sum().cast(pl.Int64).alias("rerouted_requests"),
+        pl.col("_avoided").sum().alias("avoided_usd"),
+    ]
     users = (
-        refused.group_by("route", user)
-        .agg(
-            pl.len().cast(pl.Int64).alias("refused_requests"),
-            pl.col("cost_usd").sum().alias("avoided_usd"),
-        )
-        .sort(["route", "refused_requests", user], descending=[False, True, False], nulls_last=True)
-    )
+        affected.group_by("route", user)
+        .agg(counted)
+        .sort(["route", "refused_requests", "rerouted_requests", user],
+              descending=[False, True, True, False], nulls_last=True)
+    )  # fmt: skip
     windows = (
-        refused.group_by("route", "limit", "subject", "window_start")
-        .agg(
-            pl.len().cast(pl.Int64).alias("refused_requests"),
-            pl.col("cost_usd").sum().alias("avoided_usd"),
-        )
+        affected.group_by("route", "limit", "subject", "window_start")
+        .agg(counted)
         .sort("route", "limit", "subject", "window_start")
     )
-    names = ", ".join(f"{rule.route}.{rule.name}" for rule in rules)
-    return LimitsReplay(WhatIf(f"rate limits: {names}", table, LIMIT_NOTES), users, windows)
+    return LimitsReplay(
+        WhatIf(_change(rules, budgets), table, _notes(rules, budgets, kept)), users, windows
+    )
+
+
+def _change(rules: Sequence[RateLimitRule], budgets: Sequence[RouteBudget]) -> str:
+    parts = []
+    if rules:
+        parts.append("rate limits: " + ", ".join(f"{rule.route}.{rule.name}" for rule in rules))
+    if budgets:
+        parts.append("budgets: " + "; ".join(str(budget) for budget in budgets))
+    return "; ".join(parts)
+
+
+def _notes(
+    rules: Sequence[RateLimitRule], budgets: Sequence[RouteBudget], kept: int
+) -> tuple[str, ...]:
+    notes = list(LIMIT_NOTES if rules else LIMIT_NOTES[1:])
+    if budgets:
+        notes.extend(BUDGET_NOTES)
+    if kept:
+        notes.append(
+            f"rerouted requests not priced from tokens (response-cache hits, models without "
+            f"a price) keep their logged cost: {kept:,}"
+        )
+    return tuple(notes)

@@ -214,16 +214,17 @@ def test_limits_replay_refuses_past_the_limit_per_window_and_user(
     assert answer["change"] == "rate limits: chat.per-agent"
     assert answer["rows"] == [
         {"route": "chat", "requests": 4, "affected_requests": 2, "current_cost_usd": 0.046,
-         "projected_cost_usd": 0.033, "saving_usd": 0.013, "refused_users": 1,
-         "first_refused": "2026-04-18T10:02:00+00:00"},
+         "projected_cost_usd": 0.033, "saving_usd": 0.013, "rerouted_requests": 0,
+         "refused_users": 1, "first_refused": "2026-04-18T10:02:00+00:00"},
     ]  # fmt: skip
     assert answer["users"] == [
-        {"route": "chat", "user": "ana", "refused_requests": 2, "avoided_usd": 0.013}
-    ]
+        {"route": "chat", "user": "ana", "refused_requests": 2, "rerouted_requests": 0,
+         "avoided_usd": 0.013}
+    ]  # fmt: skip
     assert answer["windows"] == [
         {"route": "chat", "limit": "per-agent", "subject": "summarizer",
          "window_start": "2026-04-18T10:00:00+00:00", "refused_requests": 2,
-         "avoided_usd": 0.013},
+         "rerouted_requests": 0, "avoided_usd": 0.013},
     ]  # fmt: skip
     assert (
         "limits per ip are not replayed (no client address in the logs): claude.per-ip"
@@ -233,7 +234,73 @@ def test_limits_replay_refuses_past_the_limit_per_window_and_user(
     table = run_aigw("whatif", "--limits", str(gateway), "--db", str(db), "--config", str(config))
     assert table.returncode == 0, table.stderr
     assert "refused requests per user (the disruption):" in table.stdout
-    assert "refused requests per limit, subject and window:" in table.stdout
+    assert "refused (and rerouted) requests per limit, subject and window:" in table.stdout
+
+
+BUDGETS_GATEWAY = """\
+[auth]
+required = false
+
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:9"
+
+[routes.claude]
+match = ["claude-*"]
+provider = "openai"
+budget = { usd = 0.001, period = "day", per = "route" }
+
+[routes.chat]
+match = ["*"]
+provider = "openai"
+budget = { usd = 0.01, period = "day", per = "metadata:agent", action = "reroute", reroute = "openai/gpt-4o-mini" }
+"""  # noqa: E501 - a TOML inline table is one line
+
+
+def test_limits_replay_reroutes_and_refuses_by_the_routes_budgets(
+    warehouse: tuple[Path, Path],
+) -> None:
+    """$0.01 a day per agent on chat, then gpt-4o-mini: the summarizer's 10:00 request
+    ($0.013) passes and spends it; its 10:02 request costs 1,000 x $1 + 100 x $2 per
+    million = $0.0012 rerouted, and its cache hit is rerouted free; the chat agent's $0.02
+    passes. The claude route's $0.001 a day: its one request passes (nothing spent yet)."""
+    _, config = warehouse
+    gateway = config.parent / "budgets-gateway.toml"
+    gateway.write_text(BUDGETS_GATEWAY)
+    answer = whatif(warehouse, "--limits", str(gateway))
+    assert answer["change"] == (
+        "budgets: claude ($0.001 a day per route); chat ($0.01 a day per metadata:agent, "
+        "then reroute to openai/gpt-4o-mini)"
+    )
+    assert answer["rows"] == [
+        {"route": "chat", "requests": 4, "affected_requests": 2, "current_cost_usd": 0.046,
+         "projected_cost_usd": 0.0342, "saving_usd": 0.0118, "rerouted_requests": 2,
+         "refused_users": 0, "first_refused": None},
+        {"route": "claude", "requests": 1, "affected_requests": 0, "current_cost_usd": 0.0045,
+         "projected_cost_usd": 0.0045, "saving_usd": 0.0, "rerouted_requests": 0,
+         "refused_users": 0, "first_refused": None},
+    ]  # fmt: skip
+    assert answer["users"] == [
+        {"route": "chat", "user": "ana", "refused_requests": 0, "rerouted_requests": 2,
+         "avoided_usd": 0.0118}
+    ]  # fmt: skip
+    assert answer["windows"] == [
+        {"route": "chat", "limit": "budget", "subject": "summarizer",
+         "window_start": "2026-04-18T00:00:00+00:00", "refused_requests": 0,
+         "rerouted_requests": 2, "avoided_usd": 0.0118},
+    ]  # fmt: skip
+    # From 10:01: the 10:00 request ($0.013), before the window, spent the day's budget.
+    later = whatif(warehouse, "--limits", str(gateway), "--since", "2026-04-18T10:01:00Z")
+    assert later["rows"][0] == {
+        "route": "chat", "requests": 3, "affected_requests": 2, "current_cost_usd": 0.033,
+        "projected_cost_usd": 0.0212, "saving_usd": 0.0118, "rerouted_requests": 2,
+        "refused_users": 0, "first_refused": None,
+    }  # fmt: skip
+    db, _ = warehouse
+    table = run_aigw("whatif", "--limits", str(gateway), "--db", str(db), "--config", str(config))
+    assert table.returncode == 0, table.stderr
+    assert "Rerouted requests" in table.stdout
+    assert "refused (and rerouted) requests per limit, subject and window:" in table.stdout
 
 
 def test_a_gateway_file_without_limits_or_missing_is_one_line(
@@ -243,7 +310,11 @@ def test_a_gateway_file_without_limits_or_missing_is_one_line(
     bare = config.parent / "bare-gateway.toml"
     bare.write_text(GATEWAY.split("[routes.claude]", maxsplit=1)[0])
     for path, message in (
-        (bare, f"error: {bare}: no route has rate_limits per key, route or metadata to replay\n"),
+        (
+            bare,
+            f"error: {bare}: no route has rate_limits per key, route or metadata, or a "
+            "budget, to replay\n",
+        ),
         (
             config.parent / "nosuch.toml",
             f"error: {config.parent / 'nosuch.toml'}: no such file; pass --config\n",

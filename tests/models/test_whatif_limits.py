@@ -45,10 +45,10 @@ def test_a_fixed_window_refuses_past_the_limit_until_the_next_window() -> None:
         )
     )
     result = replay_rate_limits(frame, [per_user(2)])
-    assert result.whatif.table.rows() == [("chat", 6, 2, 7.0, 5.0, 2.0, 1, HOUR + 20 * S)]
+    assert result.whatif.table.rows() == [("chat", 6, 2, 7.0, 5.0, 2.0, 0, 1, HOUR + 20 * S)]
     assert result.whatif.totals()["saving_usd"] == 2.0
-    assert result.users.rows() == [("chat", "ana", 2, 2.0)]
-    assert result.windows.rows() == [("chat", "per-user", "ana", HOUR, 2, 2.0)]
+    assert result.users.rows() == [("chat", "ana", 2, 0, 2.0)]
+    assert result.windows.rows() == [("chat", "per-user", "ana", HOUR, 2, 0, 2.0)]
 
 
 def test_a_sliding_window_weighs_the_previous_window() -> None:
@@ -64,7 +64,7 @@ def test_a_sliding_window_weighs_the_previous_window() -> None:
         )
     )
     sliding = replay_rate_limits(frame, [per_user(2, sliding=True)])
-    assert sliding.windows.rows() == [("chat", "per-user", "ana", HOUR + 60 * S, 1, 1.0)]
+    assert sliding.windows.rows() == [("chat", "per-user", "ana", HOUR + 60 * S, 1, 0, 1.0)]
     fixed = replay_rate_limits(frame, [per_user(2)])
     assert fixed.whatif.table["affected_requests"].to_list() == [0]
     assert fixed.windows.is_empty()
@@ -86,10 +86,10 @@ def test_limits_are_charged_all_or_nothing_and_tokens_after_the_call() -> None:
     key_tokens = RateLimitRule("chat", "key-tokens", "key", "tokens", 1000, 60)
     result = replay_rate_limits(frame, [per_user(1), key_tokens])
     assert result.windows.rows() == [
-        ("chat", "key-tokens", "k1", HOUR, 1, 0.25),
-        ("chat", "per-user", "ana", HOUR, 1, 0.5),
+        ("chat", "key-tokens", "k1", HOUR, 1, 0, 0.25),
+        ("chat", "per-user", "ana", HOUR, 1, 0, 0.5),
     ]
-    assert result.users.rows() == [("chat", "ana", 1, 0.5), ("chat", "cy", 1, 0.25)]
+    assert result.users.rows() == [("chat", "ana", 1, 0, 0.5), ("chat", "cy", 1, 0, 0.25)]
 
 
 def test_failover_attempts_are_one_request_and_other_routes_are_out_of_scope() -> None:
@@ -108,7 +108,7 @@ def test_failover_attempts_are_one_request_and_other_routes_are_out_of_scope() -
         )
     )
     result = replay_rate_limits(frame, [per_user(1)])
-    assert result.whatif.table.rows() == [("chat", 2, 1, 2.0, 1.0, 1.0, 1, HOUR + S)]
+    assert result.whatif.table.rows() == [("chat", 2, 1, 2.0, 1.0, 1.0, 0, 1, HOUR + S)]
 
 
 async def _gateway(rows: list[dict[str, Any]], rules: list[RateLimitRule]) -> list[bool]:
