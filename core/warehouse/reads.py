@@ -122,9 +122,9 @@ def read_requests(
     whole range (``"range"``): what repeated-prompt detection and cache candidates need,
     selected in DuckDB so the other requests are never transferred. ``stored_costs`` adds
     each request's effective cost as the last rollup refresh stored it in
-    ``request_costs`` (``cost_usd``, ``saved_usd``, ``cost_source`` unless ``columns`` leaves it out; null for a request
-    loaded since): one join, where pricing millions of requests again would take longer
-    than reading them.
+    ``request_costs`` (``cost_usd``, ``saved_usd``, and ``cost_source`` unless ``columns``
+    leaves it out; null for a request loaded since): one join, where pricing millions of
+    requests again would take longer than reading them.
     ``with_routing`` adds ``requested_model``, ``event_id`` (the attempts of one request
     share it) and ``route`` (the gateway's route name): what a rate-limit replay needs.
     ``columns`` keeps only the named request columns and dimensions (``ts`` always; the
