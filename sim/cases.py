@@ -7,8 +7,8 @@
   the chat route's 1-hour cache TTL: every repeat is paid; a 24-hour TTL would serve all
   but the first (``aigw whatif --cache-ttl 24h``).
 * ``handbook-qa`` (search): claude-sonnet-4-5 on ``/v1/messages`` with the same
-  5,000-token system prompt (the handbook, no ``cache_control``) in sessions of calls 40 s
-  to 4 minutes apart (``aigw whatif --prompt-cache``).
+  5,000-token system prompt (the handbook, no ``cache_control``) in sessions of 3 or 4
+  calls 40 s to 4 minutes apart, 2 to 3 hours apart (``aigw whatif --prompt-cache``).
 * ``crm-enricher`` (support, on the ``support-jobs`` key): a background worker, day and
   night, its metadata marked ``interactive: false`` (``aigw whatif --batch``).
 * the runaway: ``summarizer`` started by ``support-user-1`` as a job on the
@@ -34,12 +34,15 @@ __all__ = ["CASE_SHARES", "CaseWindow", "case_calls"]
 CASE_SHARES: Final = {
     "ticket-tagger": 0.025,
     "status-digest": 0.0125,
-    "handbook-qa": 0.025,
+    "handbook-qa": 0.02,
     "crm-enricher": 0.03,
 }
 JOBS_KEY: Final = "support-jobs"
 _DIGEST_GAP_S: Final = (65 * 60, 75 * 60)  # just past the chat route's cache_ttl_s = 3600
 _SESSION_GAP_S: Final = (40, 240)  # within the providers' 5-minute prompt-cache TTL
+# Sessions 2 to 3 hours apart, each of 3 or 4 calls within its hour: at most $0.08 an hour,
+# so the anomaly detector (a MAD floor of $0.01) never scores one as a runaway.
+_SESSION_EVERY_H: Final = (2, 3)
 _LOOP_SHARE: Final = 0.9  # of the runaway's calls, those that resend its one request
 
 
@@ -122,22 +125,25 @@ def _digests(rng: random.Random, window: CaseWindow, count: int) -> list[Planned
 
 
 def _handbook_sessions(rng: random.Random, window: CaseWindow, count: int) -> list[PlannedCall]:
-    """Sessions of 3 to 7 questions on the same large system prompt, a few minutes apart."""
+    """Sessions of 3 or 4 questions on the same large system prompt, a few minutes apart,
+    each within one hour (from a minute 0 to 40), sessions 2 to 3 hours apart."""
     handbook = "Company handbook. " + _words(rng, 2800, 2800)  # about 5,000 tokens
     calls: list[PlannedCall] = []
+    hour = window.start
     while len(calls) < count:
-        moment = busy_moment(rng, window.start, window.days)
+        moment = hour + timedelta(seconds=rng.uniform(0, 40 * 60))
         user = f"search-user-{rng.randint(1, 6)}"
-        for _ in range(min(rng.randint(3, 7), count - len(calls))):
+        for _ in range(min(rng.randint(3, 4), count - len(calls))):
             body: dict[str, Any] = {
                 "model": "claude-sonnet-4-5",
-                "max_tokens": 400,
+                "max_tokens": 200,
                 "system": handbook,
                 "messages": [{"role": "user", "content": "Question: " + _words(rng, 10, 30)}],
             }
             metadata = {"team": "search", "user": user, "agent": "handbook-qa", "env": "prod"}
             calls.append(PlannedCall(ns(moment), "search", "/v1/messages", body, metadata))
             moment += timedelta(seconds=rng.uniform(*_SESSION_GAP_S))
+        hour += timedelta(hours=rng.randint(*_SESSION_EVERY_H))
     return calls
 
 
@@ -194,7 +200,7 @@ def _summary_request(rng: random.Random) -> dict[str, Any]:
         "model": "gpt-4o",
         "messages": [
             {"role": "system", "content": "Summarise the document, then summarise it again."},
-            {"role": "user", "content": _words(rng, 1500, 2500)},
+            {"role": "user", "content": _words(rng, 800, 1200)},
         ],
         "max_tokens": 800,
     }
