@@ -117,7 +117,7 @@ def _digests(rng: random.Random, window: CaseWindow, count: int) -> list[Planned
     }
     end = window.start + timedelta(days=window.days)
     moment = window.start + timedelta(seconds=rng.uniform(0, 600))
-    calls = []
+    calls: list[PlannedCall] = []
     while len(calls) < count and moment < end:
         calls.append(PlannedCall(ns(moment), "platform", "/v1/chat/completions", body, metadata))
         moment += timedelta(seconds=rng.uniform(*_DIGEST_GAP_S))
@@ -176,7 +176,7 @@ def _runaway(rng: random.Random, window: CaseWindow) -> list[PlannedCall]:
         "env": "prod",
     }
     loop = _summary_request(rng)
-    calls = []
+    calls: list[PlannedCall] = []
     for _ in range(window.runaway):
         moment = window.runaway_start + timedelta(seconds=rng.uniform(0, 3600))
         body = loop if rng.random() < _LOOP_SHARE else _summary_request(rng)

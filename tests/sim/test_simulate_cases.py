@@ -50,7 +50,8 @@ def test_the_savings_report_lists_an_opportunity_for_each_case(
 ) -> None:
     """ticket-tagger's 37 calls are claude-opus-4-1's only ones (switch to claude-haiku-4-5);
     the batch agent's 45 calls (3% of 1,500) are the only interactive=false ones; the
-    prompt-cache opportunity is handbook-qa's 37 calls (2.5%) on claude-sonnet-4-5; the
+    prompt-cache opportunity is handbook-qa's 30 calls (2%) in 9 sessions on
+    claude-sonnet-4-5 (the other requests of the model send no large prefix); the
     chat route's 24-hour TTL counts status-digest's repeats among its extra hits."""
     db, settings = warehouse
     rows = _rows(savings_report(db, settings.models, settings.whatif, top=20).table)
@@ -70,7 +71,10 @@ def test_the_savings_report_lists_an_opportunity_for_each_case(
     )
 
     prompt = rows[("prompt-cache", "provider=anthropic, model=claude-sonnet-4-5")]
-    assert prompt["evidence"].startswith("37 requests repeat a prompt prefix of 1,024+ tokens")
+    assert prompt["evidence"] == (
+        "30 requests repeat a prompt prefix of 1,024+ tokens without cache reads: $0.90 now; "
+        "9 cache writes and 21 reads (5-minute TTL): $0.64"
+    )
 
     chat = rows[("cache", "gateway=prod, endpoint=chat/completions")]
     assert "cache_ttl_s = 86400" in chat["change"]
@@ -92,14 +96,14 @@ def test_status_digest_repeats_just_past_the_one_hour_ttl(
 
 
 def test_handbook_qa_reads_its_prefix_within_sessions(warehouse: tuple[Path, Settings]) -> None:
-    """handbook-qa's 37 calls come in 7 sessions (of 3 to 7 calls, the last cut to make 37),
-    40 s to 4 minutes apart and hours apart from each other: each session's first call
-    writes the 5,000-token prefix, the 30 others read it."""
+    """handbook-qa's 30 calls (2% of 1,500) come in 9 sessions of 3 or 4 calls (the last cut),
+    40 s to 4 minutes apart, sessions 2 to 3 hours apart: each session's first call
+    writes the 5,000-token prefix, the 21 others read it."""
     db, settings = warehouse
     answer = whatif_prompt_cache(db, settings.models, filters={"agent": "handbook-qa"})
     totals = answer.totals()
-    assert (totals["affected_requests"], totals["cache_write_requests"]) == (37, 7)
-    assert totals["cache_read_requests"] == 30
+    assert (totals["affected_requests"], totals["cache_write_requests"]) == (30, 9)
+    assert totals["cache_read_requests"] == 21
     assert totals["saving_usd"] > 0
 
 
@@ -107,7 +111,7 @@ def test_the_runaway_root_cause_names_the_key_and_the_repeated_request(
     warehouse: tuple[Path, Settings],
 ) -> None:
     """The runaway job sends 90 calls (6% of 1,500) on the support-jobs key in the hour
-    from 2026-11-19 10:00, 83 of them one identical request with cf-aig-skip-cache: all
+    from 2026-11-19 10:00, 82 of them one identical request with cf-aig-skip-cache: all
     reach the provider, and the root cause says so."""
     db, settings = warehouse
     flags = anomaly_report(
@@ -119,6 +123,6 @@ def test_the_runaway_root_cause_names_the_key_and_the_repeated_request(
     assert set(flags["value"]) == {"summarizer"}
     (summary,) = explain_anomalies(db, settings.models, flags).summary.iter_rows(named=True)
     assert summary["headline"] == (
-        "100% of +$0.72: agent=summarizer × api_key=support-jobs; "
-        "83 of its 90 requests repeat one request"
+        "100% of +$0.80: agent=summarizer \u00d7 api_key=support-jobs; "
+        "82 of its 90 requests repeat one request"
     )
