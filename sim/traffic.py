@@ -34,6 +34,7 @@ _CHAT_MODELS: Final = (
     ("anthropic/claude-sonnet-4-5", 0.10),
     ("gpt-4.1", 0.12),  # the strict route: guardrails and DLP block
 )
+_FAQ_MODEL: Final = "gpt-4o-mini"  # the help widget's: FAQs asked in chat
 _FAQ: Final = tuple(
     f"What is our policy on {topic}? Answer in two sentences."
     for topic in (
@@ -139,15 +140,19 @@ def _steady_call(rng: random.Random, start: datetime, days: float) -> PlannedCal
         path = "/v1/messages"
     else:
         model = rng.choices([m for m, _ in _CHAT_MODELS], [w for _, w in _CHAT_MODELS])[0]
+        max_tokens = rng.choice((200, 400, 800))
+        stream = rng.random() < 0.25
+        if prompt in _FAQ:  # the help widget's one request shape: a repeat is a cache hit
+            model, max_tokens, stream = _FAQ_MODEL, 200, False
         body = {
             "model": model,
             "messages": [
                 {"role": "system", "content": "You are a helpful company assistant."},
                 {"role": "user", "content": prompt},
             ],
-            "max_tokens": rng.choice((200, 400, 800)),
+            "max_tokens": max_tokens,
         }
-        if rng.random() < 0.25:
+        if stream:
             body["stream"] = True
         path = "/v1/chat/completions"
     return PlannedCall(ns(moment), team, path, body, metadata)
