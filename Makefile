@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DB     := data/aigw.duckdb
 PORT   ?= 8501
+# The demo's aigw.toml: its batch dimension (metadata key `interactive`) for the savings.
+DEMO_CONFIG := sample_data/aigw.toml
 
 .DEFAULT_GOAL := help
 .PHONY: help demo test system-deps lint typecheck pytest bench bench-models bench-whatif bench-proxy bench-dashboard sample-data clean
@@ -28,43 +30,43 @@ demo: $(BIN)/.installed ## Simulated providers + gateway + 8 days of traffic -> 
 	@$(BIN)/python -m app.dashboard_cli 127.0.0.1 $(PORT)
 	@rm -rf $(DB) $(DB).wal data/gateway-logs data/outbox data/focus.parquet  # the demo starts afresh
 	@echo "== aigw ingest sample_data/logs (Cloudflare Logpush and REST samples)"
-	@$(BIN)/aigw ingest sample_data/logs --db $(DB)
-	@echo "== aigw simulate: simulated providers, the gateway, 12,000 calls over 8 days (runaway agent, outage)"
+	@$(BIN)/aigw ingest sample_data/logs --db $(DB) --config $(DEMO_CONFIG)
+	@echo "== aigw simulate: simulated providers, the gateway, 12,000 calls over 8 days (the savings cases, a runaway agent, an outage)"
 	@$(BIN)/aigw simulate --requests 12000 --seed 7 --out data/gateway-logs
 	@echo "== aigw ingest data/gateway-logs (the gateway's own Logpush files)"
-	@$(BIN)/aigw ingest data/gateway-logs --db $(DB)
+	@$(BIN)/aigw ingest data/gateway-logs --db $(DB) --config $(DEMO_CONFIG)
 	@echo "== effective spend by provider and model (aigw report cost)"
-	@$(BIN)/aigw report cost --db $(DB) --by provider,model
+	@$(BIN)/aigw report cost --db $(DB) --config $(DEMO_CONFIG) --by provider,model
 	@echo "== spend per team and day, top 3 (aigw report cost --by team --grain day --top 3)"
-	@$(BIN)/aigw report cost --db $(DB) --by team --grain day --top 3 --since 2026-11-17 --until 2026-11-21
+	@$(BIN)/aigw report cost --db $(DB) --config $(DEMO_CONFIG) --by team --grain day --top 3 --since 2026-11-17 --until 2026-11-21
 	@echo "== logged vs recomputed cost (aigw report reconcile)"
-	@$(BIN)/aigw report reconcile --db $(DB)
+	@$(BIN)/aigw report reconcile --db $(DB) --config $(DEMO_CONFIG)
 	@echo "== runaway agents (aigw report anomalies)"
-	@$(BIN)/aigw report anomalies --db $(DB) --now 2026-11-20T00:00:00 --hours 48
+	@$(BIN)/aigw report anomalies --db $(DB) --config $(DEMO_CONFIG) --now 2026-11-20T00:00:00 --hours 48
 	@echo "== month-end forecast (aigw report forecast)"
-	@$(BIN)/aigw report forecast --db $(DB) --now 2026-11-20T13:00:00
+	@$(BIN)/aigw report forecast --db $(DB) --config $(DEMO_CONFIG) --now 2026-11-20T13:00:00
 	@echo "== cache (aigw report cache)"
-	@$(BIN)/aigw report cache --db $(DB) --candidates 3
+	@$(BIN)/aigw report cache --db $(DB) --config $(DEMO_CONFIG) --candidates 3
 	@echo "== what would have saved the most (aigw report savings)"
-	@$(BIN)/aigw report savings --db $(DB) --top 5
+	@$(BIN)/aigw report savings --db $(DB) --config $(DEMO_CONFIG) --top 10
 	@echo "== FinOps FOCUS export (aigw export focus)"
-	@$(BIN)/aigw export focus data/focus.parquet --db $(DB)
+	@$(BIN)/aigw export focus data/focus.parquet --db $(DB) --config $(DEMO_CONFIG)
 	@echo "== budget and anomaly alerts to data/outbox (aigw alerts run)"
-	@$(BIN)/aigw alerts run --budgets sample_data/budgets.toml --db $(DB) --now 2026-11-19T23:00:00
+	@$(BIN)/aigw alerts run --budgets sample_data/budgets.toml --db $(DB) --config $(DEMO_CONFIG) --now 2026-11-19T23:00:00
 	@echo "== November showback statements per team to data/statements (aigw statement)"
-	@$(BIN)/aigw statement --month 2026-11 --out data/statements --budgets sample_data/budgets.toml --db $(DB)
+	@$(BIN)/aigw statement --month 2026-11 --out data/statements --budgets sample_data/budgets.toml --db $(DB) --config $(DEMO_CONFIG)
 	@echo "== a November bill for OpenAI and Anthropic (the gateway's priced traffic, plus \$$1.25 that bypassed it) checked against the gateway (aigw reconcile invoice)"
-	@$(BIN)/aigw sql --db $(DB) --format csv "SELECT strftime(hour, '%Y-%m-%d') AS date, provider, model, \
+	@$(BIN)/aigw sql --db $(DB) --config $(DEMO_CONFIG) --format csv "SELECT strftime(hour, '%Y-%m-%d') AS date, provider, model, \
 	    round(sum(cost_usd), 2) AS amount_usd FROM rollup_daily WHERE provider IN ('openai', 'anthropic') \
 	    AND cost_source IN ('catalog', 'override') GROUP BY ALL \
 	    UNION ALL SELECT '2026-11-18', 'openai', 'gpt-4o-realtime-preview', 1.25 ORDER BY 1, 2, 3" \
 	    > data/invoice-2026-11.csv
-	@$(BIN)/aigw reconcile invoice data/invoice-2026-11.csv --db $(DB)
+	@$(BIN)/aigw reconcile invoice data/invoice-2026-11.csv --db $(DB) --config $(DEMO_CONFIG)
 	@echo "== what ingest kept aside (aigw sql)"
-	@$(BIN)/aigw sql --db $(DB) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
+	@$(BIN)/aigw sql --db $(DB) --config $(DEMO_CONFIG) "SELECT status, count(*) AS objects, sum(rows_loaded) AS rows, \
 	    sum(rows_duplicate) AS duplicates, sum(rows_rejected) AS rejected FROM ingest_files GROUP BY ALL"
 	@echo "== the dashboards on http://127.0.0.1:$(PORT) (aigw dashboard; Ctrl-C to stop)"
-	@$(BIN)/aigw dashboard --db $(DB) --budgets sample_data/budgets.toml --host 127.0.0.1 --port $(PORT)
+	@$(BIN)/aigw dashboard --db $(DB) --config $(DEMO_CONFIG) --budgets sample_data/budgets.toml --host 127.0.0.1 --port $(PORT)
 
 test: system-deps lint typecheck pytest ## Lint, type-check and run the whole test suite
 

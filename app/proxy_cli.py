@@ -91,8 +91,10 @@ def simulate_command(
     """Send realistic multi-team traffic through the gateway and simulated providers.
 
     Eight days (2026-11-12 to 2026-11-20 UTC) on a simulated clock: repeated prompts,
-    PII and secrets, jailbreaks, an OpenAI outage (failover), and the agent `summarizer`
-    running away on 2026-11-19 10:00-11:00. Everything stays on 127.0.0.1.
+    PII and secrets, jailbreaks, an OpenAI outage (failover), one agent per savings
+    opportunity (a model switch, a longer cache TTL, prompt caching, a batch API), and
+    the agent `summarizer` running away on 2026-11-19 10:00-11:00 (one request resent in
+    a loop). Everything stays on 127.0.0.1.
     """
     with user_errors(verbose):
         from sim import simulate  # noqa: PLC0415 - keeps other commands' start-up light

@@ -31,7 +31,7 @@ from proxy.inbound import authenticate
 from proxy.logs import LogSink, LogWriter, WriterSettings, open_sink
 from proxy.pipeline import Gateway
 from proxy.providers import Upstream, forwarded_headers
-from proxy.services import Services
+from proxy.services import CacheClock, Services
 from proxy.serving import gateway_server, raise_open_file_limit, serve_until_signal
 from proxy.stores import open_cache, open_counter, open_rate_limiter
 from proxy.telemetry import (
@@ -212,16 +212,20 @@ class GatewayApp:
         overrides = load_price_file(Path(config.price_file)) if config.price_file else None
         otlp = open_otlp(config, self.metrics.labels)
         observers = [self.metrics.record] + ([otlp.record] if otlp is not None else [])
+        cache_clock = CacheClock()
         services = Services(
             config=config,
             upstream=upstream,
             logs=ObservedSink(writer, *observers),
-            cache=open_cache(config.cache_url, default_path=Path(config.cache_path)),
+            cache=open_cache(
+                config.cache_url, default_path=Path(config.cache_path), clock=cache_clock
+            ),
             limiter=open_rate_limiter(config.state_url),
             spend=open_counter(config.state_url),
             pricer=RequestPricer(overrides),
             metrics=self.metrics,
             simulated_time=self._simulated_time,
+            cache_clock=cache_clock,
         )
         writer.start()
         self.writer = writer

@@ -7,7 +7,6 @@ price. Used by :mod:`proxy.responses` (whole answers) and :mod:`proxy.streaming`
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -158,7 +157,7 @@ async def store_answer(
         usage=usage_dict(usage),
         model=model,
         provider=target.provider.name,
-        stored_at=time.time(),
+        stored_at=services.cache_clock(),
         policy=exchange.cache_policy,
     )
     try:

@@ -172,6 +172,7 @@ class Gateway:
         log.route = route.name
         if self.s.simulated_time and SIM_TIME_HEADER in request.headers:
             log.ts_ns = _simulated_time(request.headers[SIM_TIME_HEADER])
+            self.s.cache_clock.simulated_ns = log.ts_ns
         ts_ns = log.ts_ns
         estimate = estimate_tokens(request_texts(body))
         targets = plan_targets(primary, route, endpoint, config)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models.request_pricing import RequestPricer
 from proxy.config import GatewayConfig
@@ -19,7 +19,21 @@ from proxy.providers import Upstream
 from proxy.stores import RateLimiter, ResponseCache, SpendCounter
 from proxy.telemetry import GatewayMetrics
 
-__all__ = ["Services"]
+__all__ = ["CacheClock", "Services"]
+
+
+class CacheClock:
+    """The response cache's clock, unix seconds: the wall clock, or under ``aigw simulate``
+    the simulated time of the latest request, so that TTLs run on the simulated days (eight
+    days pass in a minute: on the wall clock no entry would ever expire)."""
+
+    __slots__ = ("simulated_ns",)
+
+    def __init__(self) -> None:
+        self.simulated_ns: int | None = None  # set by the pipeline, simulated requests only
+
+    def __call__(self) -> float:
+        return time.time() if self.simulated_ns is None else self.simulated_ns / 1e9
 
 
 @dataclass(slots=True)
@@ -37,3 +51,4 @@ class Services:
     clock: Callable[[], int] = time.time_ns  # unixnano
     # `aigw simulate` only (never from config): the request's time comes from SIM_TIME_HEADER.
     simulated_time: bool = False
+    cache_clock: CacheClock = field(default_factory=CacheClock)  # the cache store's too

@@ -25,7 +25,7 @@ import uvicorn
 
 from proxy import SIM_TIME_HEADER, GatewayApp, GatewayConfig, load_gateway_config
 from sim.provider import MockSettings, create_mock_app
-from sim.traffic import DEMO_KEYS, PlannedCall, plan_traffic
+from sim.traffic import PlannedCall, plan_traffic
 
 __all__ = ["SimulationSummary", "simulate"]
 
@@ -162,10 +162,11 @@ async def _send(
     session: aiohttp.ClientSession, url: str, call: PlannedCall, summary: SimulationSummary
 ) -> None:
     headers = {
-        "authorization": f"Bearer {DEMO_KEYS[call.team]}",
+        "authorization": f"Bearer {call.gateway_key}",
         "cf-aig-metadata": orjson.dumps(call.metadata).decode(),
         SIM_TIME_HEADER: str(call.ts_ns),
         "content-type": "application/json",
+        **dict(call.headers),
     }
     async with session.post(
         url + call.path, data=orjson.dumps(call.body), headers=headers

@@ -443,22 +443,24 @@ class RedisResponseCache:
         await self._redis.aclose()
 
 
-def open_cache(url: str | None, *, default_path: Path) -> ResponseCache:
-    """The store that ``cache.url`` names.
+def open_cache(
+    url: str | None, *, default_path: Path, clock: Callable[[], float] = time.time
+) -> ResponseCache:
+    """The store that ``cache.url`` names, its entries expiring by ``clock`` (unix seconds).
 
     ``None`` -> SQLite at ``default_path``; a plain path or ``sqlite:///abs/path`` -> SQLite
     there; ``redis://``, ``rediss://`` or ``unix://`` -> Redis. Anything else raises
     ``GatewayConfigError`` naming the value without its credentials.
     """
     if url is None:
-        return SqliteResponseCache(default_path)
+        return SqliteResponseCache(default_path, clock=clock)
     if "://" not in url:
-        return SqliteResponseCache(Path(url))
+        return SqliteResponseCache(Path(url), clock=clock)
     if is_redis_url(url):
-        return RedisResponseCache(url)
+        return RedisResponseCache(url, clock=clock)
     parts = urlsplit(url)
     if parts.scheme == "sqlite" and not parts.netloc and parts.path:
-        return SqliteResponseCache(Path(parts.path))
+        return SqliteResponseCache(Path(parts.path), clock=clock)
     raise GatewayConfigError(
         f"cache.url = {redacted(url)!r} is not supported: use a file path,"
         " sqlite:///absolute/path or redis://host:port/db"

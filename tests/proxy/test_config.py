@@ -45,6 +45,7 @@ def test_the_sample_config_loads_with_its_routes() -> None:
         "support-app",
         "platform-tools",
         "research-lab",
+        "support-jobs",
     }
     assert "sk-sample-9f3e" not in repr(config)  # provider keys never in a repr
     assert config.server == ServerSettings(  # every [server] limit, at its default

@@ -28,12 +28,12 @@ def _calls(out: Path) -> list[tuple[Any, ...]]:
 def test_the_same_seed_gives_the_same_records_over_one_connection(tmp_path: Path) -> None:
     """Two runs of 400 calls (seed 11) write the same records: statuses, refusals, cache
     hits, failovers, tokens and costs, call for call. The per-agent token limit is cut to
-    2,000 a minute so that rate-limit refusals (24 here) are part of what is compared."""
+    2,000 a minute so that rate-limit refusals (32 here) are part of what is compared."""
     config = tmp_path / "gateway.toml"
     config.write_text(CONFIG.read_text().replace("limit = 40000", "limit = 2000"))
     first = simulate(config, tmp_path / "a", requests=400, seed=11)
     second = simulate(config, tmp_path / "b", requests=400, seed=11)
-    assert first.statuses[429] == 24
+    assert first.statuses[429] == 32
     assert first.statuses == second.statuses
     assert (first.cache_hits, first.failovers) == (second.cache_hits, second.failovers)
     calls = _calls(tmp_path / "a")
