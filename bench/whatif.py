@@ -4,7 +4,8 @@
 
 1. Builds a warehouse of N synthetic requests in SQL (30 days; the models benchmark's
    6 models, 4 teams, 200 users, 5 agents, of which 2 are non-interactive; a quarter of
-   the requests repeat one of 200,000 identical requests, about 12 times each), and its
+   the requests repeat one of 200,000 identical requests, about 12 times each; 2% send
+   one of 50 large prompt prefixes without reading the prompt cache), and its
    rollups, once (reused later).
 2. Times each what-if as ``aigw whatif`` runs it (the rate-limit replay, which goes
    request by request, over the first day only) (``app.service``: open the warehouse,
@@ -38,6 +39,7 @@ from app.service import (  # noqa: E402 - after the sys.path fix above
     whatif_budgets,
     whatif_cache,
     whatif_limits,
+    whatif_prompt_cache,
     whatif_switch,
 )
 from ingest import open_warehouse  # noqa: E402
@@ -115,6 +117,16 @@ _FILL = fill_sql(
         "cache_key_hash": (
             "CASE WHEN i % 4 = 0 THEN md5((((i + $offset) // 4) % 200000)::VARCHAR) END"
         ),
+        # 2% of the requests (on claude-sonnet-4) send one of 50 large prompt prefixes and
+        # read nothing from the prompt cache
+        "prompt_prefix_hash": (
+            "CASE WHEN i % 50 = 2 THEN md5('prefix-' || (((i + $offset) // 50) % 50)) END"
+        ),
+        "prompt_prefix_tokens": "CASE WHEN i % 50 = 2 THEN 1500 + (i % 7) * 300 END",
+        "cache_read_tokens": (
+            "CASE WHEN i % 50 = 2 THEN 0 "
+            "WHEN models.provider = 'anthropic' THEN (i * 31) % 2000 END"
+        ),
     },
     metadata=("'interactive', CASE WHEN i % 5 >= 3 THEN 'false' ELSE 'true' END",),
 )
@@ -157,6 +169,9 @@ def main() -> None:
         "cache TTL 5m": lambda: whatif_cache(db, settings, parse_ttl("5m")),
         "cache TTL 24h": lambda: whatif_cache(db, settings, parse_ttl("24h")),
         "batch API (2 non-interactive agents)": lambda: whatif_batch(db, settings, whatif),
+        "provider prompt caching (200,000 prefixed requests)": lambda: whatif_prompt_cache(
+            db, settings
+        ),
         "budgets as caps (daily per agent, monthly)": lambda: whatif_budgets(db, settings, budgets),
         "savings report (30 days)": lambda: savings_report(db, settings, whatif),
         "rate limits (1 day, request by request)": lambda: whatif_limits(

@@ -2,7 +2,8 @@
 in, ``models.whatif.replay_prompt_cache``'s answer out.
 
 It reads raw requests (one row a request, priced as ``aigw report cost`` prices them):
-the replay follows each prompt prefix request by request, which hourly rollups cannot.
+the replay follows each prompt prefix request by request, which hourly rollups cannot;
+given the rollups' totals, only the requests that carry a prefix hash.
 Only the metadata dimensions named in ``by`` and ``filters`` are read, and with
 ``prefixed_only`` only the requests that carry a prefix hash (the savings report: the
 scope's other requests and the note counting them are left out). The caller owns the
@@ -39,9 +40,12 @@ def prompt_cache_replay(
     by: Sequence[str],
     filters: Mapping[str, str] | None = None,
     prefixed_only: bool = False,
+    scope: pl.LazyFrame | None = None,
 ) -> WhatIf:
     """Requests in ``[since, until)`` (UTC) replayed with the provider's prompt cache, by
-    ``by`` (dimensions already checked)."""
+    ``by`` (dimensions already checked). With ``scope`` (the window's rollup rows by
+    ``by`` and the filters' dimensions, with ``requests`` and ``cost_usd``) only the
+    requests with a prefix hash are read and priced; the totals come from ``scope``."""
     names = [*by, *(filters or {})]
     dimensions = {name: key for name, key in settings.dimensions.items() if name in names}
     narrowed = dataclasses.replace(settings, dimensions=dimensions)
@@ -52,8 +56,9 @@ def prompt_cache_replay(
         since=since,
         until=until,
         overrides=overrides,
-        prompt_prefix_only=prefixed_only,
+        prompt_prefix_only=prefixed_only or scope is not None,
     ).select(*dict.fromkeys([*PROMPT_CACHE_COLUMNS, *names]))
-    if requests.select(pl.len()).collect().item() == 0:
+    empty = scope if scope is not None else requests
+    if empty.select(pl.len()).collect().item() == 0:
         return WhatIf("provider prompt caching", pl.DataFrame(), ("no requests in the window",))
-    return replay_prompt_cache(requests, overrides=overrides, by=by, filters=filters)
+    return replay_prompt_cache(requests, overrides=overrides, by=by, filters=filters, scope=scope)

@@ -266,15 +266,19 @@ def whatif_prompt_cache(
 ) -> WhatIf:
     """The window's requests that repeat a large prompt prefix unread, priced with the
     provider's prompt cache (``models.whatif.prompt_cache``), by ``by`` (default: provider
-    and model); reads the window's raw requests."""
+    and model); reads the rollups for the totals and the raw requests that carry a
+    prompt-prefix hash."""
     by = list(by) if by else list(DEFAULT_PROMPT_CACHE_BY)
     _check_dimensions(settings, [*by, *(filters or {})])
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         window = _window(warehouse, settings, since, until, days)
         if window is None:
             return _empty("provider prompt caching")
+        scope = _rollup(warehouse, window, [*by, *(filters or {})], ("requests", "cost_usd"))
+        if not scope.collect_schema().names():
+            return _empty("provider prompt caching")
         answer = prompt_cache_replay(
-            warehouse, settings, window.since, window.until, by=by, filters=filters
+            warehouse, settings, window.since, window.until, by=by, filters=filters, scope=scope
         )
     return window.stamp(answer)
 

@@ -67,6 +67,7 @@ PROMPT_CACHE_COLUMNS: Final = (
     "prompt_prefix_tokens",
 )
 _GROUP: Final = ("provider", "model", "prompt_prefix_hash")
+_COUNTS: Final = ("affected_requests", "cache_write_requests", "cache_read_requests")
 
 
 def replay_prompt_cache(
@@ -77,6 +78,7 @@ def replay_prompt_cache(
     filters: Mapping[str, str] | None = None,
     ttl: timedelta = PROMPT_CACHE_TTL,
     min_prefix_tokens: int = MIN_PREFIX_TOKENS,
+    scope: pl.LazyFrame | None = None,
 ) -> WhatIf:
     """The requests in scope by ``by``, their eligible ones priced with the prefix cached.
 
@@ -84,12 +86,19 @@ def replay_prompt_cache(
     with ``PROMPT_CACHE_COLUMNS`` and the ``by`` and ``filters`` dimensions;
     ``overrides``: the user's price rows. The table adds ``cache_write_requests`` and
     ``cache_read_requests`` (their sum is ``affected_requests``).
+
+    With ``scope`` (rollup rows with ``requests``, ``cost_usd`` and the same dimensions:
+    every request of the window), ``requests`` need only hold those with a prefix hash:
+    the totals come from ``scope``, and its other requests are counted as not estimated.
     """
     if ttl <= timedelta(0):
         raise ValueError("the TTL must be above 0")
     keys = list(by)
-    scope = filter_rollup(as_units(requests), filters).collect()
-    pairs = scope.select(pl.col("provider").fill_null(""), "model").unique().drop_nulls()
+    totals = None if scope is None else filter_rollup(scope, filters).collect()
+    if totals is not None:
+        requests = requests.filter(pl.col("prompt_prefix_hash").is_not_null())
+    in_scope = filter_rollup(as_units(requests), filters).collect()
+    pairs = in_scope.select(pl.col("provider").fill_null(""), "model").unique().drop_nulls()
     prices = price_table(pairs.rows(), overrides)
     readable = (
         prices.group_by("provider", "model")
@@ -97,7 +106,7 @@ def replay_prompt_cache(
         .filter("_readable")
         .select("provider", "model", "_readable")
     )
-    marked = scope.with_columns(pl.col("provider").fill_null("").alias("_provider")).join(
+    marked = in_scope.with_columns(pl.col("provider").fill_null("").alias("_provider")).join(
         readable.rename({"provider": "_provider"}), on=["_provider", "model"], how="left"
     )
     hashed = pl.col("prompt_prefix_hash").is_not_null()
@@ -134,13 +143,33 @@ def replay_prompt_cache(
         pl.col("cost_usd").fill_null(0.0).alias("current_cost_usd"),
         "projected_cost_usd",
     )
-    rows = pl.concat([kept, changed], how="vertical_relaxed").lazy()
+    parts = [kept, changed]
+    unhashed = None
+    if totals is not None:  # the window's totals, and the prefixed requests' changes
+        parts = [
+            totals.select(
+                *keys,
+                pl.col("requests").cast(pl.Int64),
+                *(pl.lit(0, pl.Int64).alias(name) for name in _COUNTS),
+                pl.col("cost_usd").fill_null(0.0).alias("current_cost_usd"),
+                pl.col("cost_usd").fill_null(0.0).alias("projected_cost_usd"),
+            ),
+            changed.with_columns(
+                pl.lit(0, pl.Int64).alias("requests"),
+                pl.lit(0.0).alias("current_cost_usd"),
+                (pl.col("projected_cost_usd") - pl.col("current_cost_usd")).alias(
+                    "projected_cost_usd"
+                ),
+            ),
+        ]
+        unhashed = int(totals["requests"].sum()) - marked.height
+    rows = pl.concat(parts, how="vertical_relaxed").lazy()
     table = summed(
         rows,
         keys,
         extra=[pl.col("cache_write_requests").sum(), pl.col("cache_read_requests").sum()],
     )
-    notes = _notes(marked, answered, hashed, ttl, min_prefix_tokens)
+    notes = _notes(marked, answered, hashed, ttl, min_prefix_tokens, unhashed=unhashed)
     return WhatIf(f"provider prompt caching ({_minutes(ttl)} TTL)", table, notes)
 
 
@@ -169,7 +198,12 @@ def _notes(
     hashed: pl.Expr,
     ttl: timedelta,
     min_prefix_tokens: int,
+    *,
+    unhashed: int | None = None,
 ) -> tuple[str, ...]:
+    """The replay's rule and what it left out; ``unhashed``: the requests without a prefix
+    hash when ``marked`` holds only the others (counted from the rollups, so refused and
+    cache-hit requests too)."""
     counts = marked.select(
         (answered & ~hashed).sum().alias("unhashed"),
         (answered & hashed & (pl.col("cache_read_tokens").fill_null(0) > 0)).sum().alias("read"),
@@ -183,6 +217,8 @@ def _notes(
         f"prefix sizes are the gateway's estimate (four characters a token); prefixes under "
         f"{min_prefix_tokens:,} tokens are not cached (some models need 2,048 or 4,096)",
     ]
+    if unhashed is not None:
+        counts["unhashed"] = unhashed
     if counts["unhashed"]:
         notes.append(
             f"{counts['unhashed']:,} requests carry no prefix hash (logged by another gateway, "

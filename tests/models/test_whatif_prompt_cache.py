@@ -121,3 +121,36 @@ def test_a_model_without_a_cache_read_rate_is_not_estimated() -> None:
     row = answer.table.row(0, named=True)
     assert (row["affected_requests"], row["saving_usd"]) == (0, 0.0)
     assert "2 requests are on models without a cache-read price: not estimated" in answer.notes
+
+
+def test_with_the_rollups_totals_only_the_prefixed_requests_are_needed() -> None:
+    """The same requests as above, by agent, with the totals from rollup rows: support's 6
+    requests cost 4 x 0.0255 + 0.012 (the cache read) + 0 (refused) = 0.114, search's 1
+    0.0255. Given only the 6 requests with a
+    prefix hash, the table equals the one from all 7, and the request without a hash is
+    counted from the totals."""
+    rows = [
+        request(0),
+        request(1),
+        request(2, prompt_prefix_hash=None, prompt_prefix_tokens=None),
+        request(3, prompt_prefix_tokens=1000),
+        request(4, cache_read_tokens=5000),
+        request(5, status_code=429, rate_limited=True),
+        request(6, agent="search", prompt_prefix_hash="other"),
+    ]
+    whole = replay_prompt_cache(costed(rows), by=["agent"])
+    totals = (
+        costed(rows).group_by("agent").agg(pl.len().alias("requests"), pl.col("cost_usd").sum())
+    )
+    prefixed = [row for row in rows if row["prompt_prefix_hash"] is not None]
+    answer = replay_prompt_cache(costed(prefixed), by=["agent"], scope=totals)
+    assert answer.table.sort("agent").to_dicts() == [
+        {name: pytest.approx(value) if isinstance(value, float) else value
+         for name, value in row.items()}
+        for row in whole.table.sort("agent").to_dicts()
+    ]  # fmt: skip
+    assert answer.table.sort("agent")["current_cost_usd"].to_list() == [
+        pytest.approx(0.0255),
+        pytest.approx(0.114),
+    ]
+    assert answer.notes == whole.notes
