@@ -52,6 +52,7 @@ async def replay(hit: CachedResponse, exchange: Exchange, out: Responder) -> Ans
         cached=True,
         response_bytes=hit.body or b"".join(hit.chunks or ()),
         log_id=log_id,
+        reason=exchange.reason,  # a hit served under a budget's reroute says so too
     )
     return Answer(usage=Usage(), cost=0.0)
 

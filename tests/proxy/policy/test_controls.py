@@ -117,6 +117,29 @@ def test_budget_reroutes_to_the_cheaper_model(tmp_path: Path) -> None:
     assert records[1]["RoutingReason"] == "budget spent: rerouted to backup/gpt-4o-mini"
 
 
+def test_a_cache_hit_served_under_a_reroute_logs_the_reroute(tmp_path: Path) -> None:
+    """Past the budget, the same request twice: the provider answers the first, the
+    cache the second; both records say why they went to the cheaper model."""
+    budget = (
+        '{ usd = 0.000001, period = "month", per = "route", action = "reroute", '
+        'reroute = "backup/gpt-4o-mini" }'
+    )
+    with gateway(tmp_path, route(budget=budget, cache="true")) as gw:
+        gw.post("/v1/chat/completions", {**CHAT, "model": "gpt-4o"})
+        statuses = [
+            gw.post("/v1/chat/completions", {**CHAT, "model": "gpt-4o"}).status for _ in range(2)
+        ]
+        backup_calls = mock_calls(gw.backup)
+    assert statuses == [200, 200]
+    assert len(backup_calls) == 1
+    records = read_records(gw.logs)
+    assert [(r["Model"], r["Cached"], r.get("RoutingReason")) for r in records] == [
+        ("gpt-4o", False, None),
+        ("gpt-4o-mini", False, "budget spent: rerouted to backup/gpt-4o-mini"),
+        ("gpt-4o-mini", True, "budget spent: rerouted to backup/gpt-4o-mini"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("mode", "status", "provider_calls"), [("monitor", 200, 1), ("block", 400, 0)]
 )
