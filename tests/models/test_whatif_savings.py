@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import polars as pl
 import pytest
 
@@ -93,3 +95,17 @@ def test_a_scope_reads_back_as_the_filters_of_its_link() -> None:
 def test_an_empty_window_is_refused() -> None:
     with pytest.raises(Exception, match="longer than 0 days"):
         opportunities(pl.LazyFrame(), days=0)
+
+
+def test_of_ttls_that_save_the_same_the_shortest_is_proposed() -> None:
+    """1h and 24h serve the same repeats ($5.00); the 24h sum carries float noise of
+    1e-12 above it: 1h is proposed, its answers fresher for the same saving."""
+    one_hour = replay_cache_ttl(ROUTE_TOTALS, REPEATED, parse_ttl("1h"))
+    noisy = one_hour.table.with_columns(pl.col("saving_usd") + 1e-12)
+    replays = {"1h": one_hour, "24h": dataclasses.replace(one_hour, table=noisy)}
+    table = opportunities(USAGE, days=10, overrides=PRICES, cache_replays=replays)
+    cache = table.filter(pl.col("kind") == "cache")
+    assert cache["change"].to_list() == [
+        "gateway.toml: cache = true, cache_ttl_s = 3600 on the route of chat/completions "
+        "(Cloudflare: header cf-aig-cache-ttl: 3600)"
+    ]
