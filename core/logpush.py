@@ -17,6 +17,7 @@ __all__ = [
     "API_KEY_ID",
     "CACHED",
     "CACHE_KEY_HASH",
+    "CACHE_SKIPPED",
     "CLOUDFLARE_FIELDS",
     "DLP_ACTION",
     "DLP_CATEGORIES",
@@ -109,6 +110,9 @@ RESPONSE_SHA256: Final = "ResponseSha256"
 # tokens, never its text (``proxy.prompt_prefix``); absent when a request has none
 PROMPT_PREFIX_HASH: Final = "PromptPrefixHash"
 PROMPT_PREFIX_TOKENS: Final = "PromptPrefixTokens"
+# true when the client asked not to use the response cache (``cf-aig-skip-cache``): the
+# request neither read nor filled it; absent otherwise (kept in ``extra`` by ingest)
+CACHE_SKIPPED: Final = "CacheSkipped"
 
 EXTENSION_FIELDS: Final = (
     LOG_ID,
@@ -125,6 +129,7 @@ EXTENSION_FIELDS: Final = (
     RESPONSE_SHA256,
     PROMPT_PREFIX_HASH,
     PROMPT_PREFIX_TOKENS,
+    CACHE_SKIPPED,
 )
 
 # -- inside ``Metrics`` ----------------------------------------------------------------------

@@ -264,6 +264,7 @@ class Gateway:
             )
             # Logged even when skipped, and the same for every tenant: same request, same hash.
             exchange.log.cache_key_hash = key[:32]
+            exchange.log.cache_skipped = skip  # what-ifs must not replay it as cacheable
             if not skip:
                 stored = scoped_key(key, cache_namespace(route, identity))
                 policy = answer_policy(route, exchange.endpoint.api)

@@ -66,6 +66,12 @@ DERIVED_DIMENSIONS: Final = {
 }
 
 
+# Columns a read gives only when ``columns`` names them (name -> SQL expression):
+# ``cache_skipped``, the request was sent with ``cf-aig-skip-cache`` (aigw's gateway logs
+# ``CacheSkipped``, which ingest keeps in ``extra``).
+_ON_REQUEST: Final = {
+    "cache_skipped": "coalesce(json_extract_string(extra, '$.CacheSkipped') = 'true', FALSE)",
+}
 _REQUEST_HASH_SQL: Final = (
     "coalesce(cache_key_hash, json_extract_string(extra, '$.CacheKeyHash'), "
     "CASE WHEN json_extract_string(request_body, '$.type') = 'encrypted' THEN NULL "
@@ -130,6 +136,7 @@ def read_requests(
     ``columns`` keeps only the named request columns and dimensions (``ts`` always; the
     flags' columns above come as asked): reading millions of rows, every column left out
     (a derived dimension's pattern matches, a metadata key's JSON path) is time saved.
+    Named there, ``cache_skipped`` is true for a request sent with ``cf-aig-skip-cache``.
     """
     wanted = None if columns is None else {"ts", *columns}
 
@@ -161,6 +168,7 @@ def read_requests(
     selected = [
         *(name for name in REQUEST_COLUMNS if kept(name) or (name == "log_id" and stored_costs)),
         *(f"{sql} AS {name}" for name, sql in DERIVED_DIMENSIONS.items() if kept(name)),
+        *(f"{sql} AS {name}" for name, sql in _ON_REQUEST.items() if wanted and name in wanted),
         *(("requested_model", "event_id", "route") if with_routing else ()),
         *dims,
         *((_REQUEST_HASH,) if with_request_hash else ()),

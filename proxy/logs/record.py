@@ -5,8 +5,8 @@ Cloudflare's fields (``Timestamp`` as unixnano, ``Gateway``, ``Provider``, ``Mod
 ``Metrics``, ``Metadata``, ``RequestBody``, ``ResponseBody``) plus this gateway's
 extension fields (``LogId``, ``EventId``, ``Step``, ``Route``, ``ApiKeyId``,
 ``DlpAction``, ``DlpCategories``, ``GuardrailAction``, ``GuardrailCategories``,
-``CacheKeyHash``, ``RequestSha256``, ``ResponseSha256``, ``PromptPrefixHash``,
-``PromptPrefixTokens``).
+``CacheKeyHash``, ``CacheSkipped``, ``RequestSha256``, ``ResponseSha256``,
+``PromptPrefixHash``, ``PromptPrefixTokens``).
 
 Bodies: by default only SHA-256 hashes; with ``log_bodies`` the bodies as sent
 upstream and to the client, which are the DLP-redacted ones whenever DLP is on.
@@ -76,6 +76,7 @@ class RequestLog:
     guardrail_action: str | None = None
     guardrail_categories: tuple[str, ...] = ()
     cache_key_hash: str | None = None
+    cache_skipped: bool = False  # the client sent cf-aig-skip-cache
     prompt_prefix: tuple[str, int] | None = None  # hash and estimated tokens (prompt_prefix)
     request_body: Any = None  # what went upstream (redacted when DLP redacts)
     request_bytes: bytes = b""
@@ -144,6 +145,8 @@ class RequestLog:
             record[logpush.GUARDRAIL_CATEGORIES] = list(self.guardrail_categories)
         if self.cache_key_hash is not None:
             record[logpush.CACHE_KEY_HASH] = self.cache_key_hash
+        if self.cache_skipped:
+            record[logpush.CACHE_SKIPPED] = True
         if self.prompt_prefix is not None:
             record[logpush.PROMPT_PREFIX_HASH], record[logpush.PROMPT_PREFIX_TOKENS] = (
                 self.prompt_prefix

@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import run_aigw
+from tests.app.whatif_fixtures import CONFIG, PRICES, record
+from tests.conftest import run_aigw, write_ndjson
 
 
 @pytest.fixture
@@ -322,3 +323,30 @@ def test_a_gateway_file_without_limits_or_missing_is_one_line(
     ):
         result = run_aigw("whatif", "--limits", str(path), "--db", str(db), "--config", str(config))
         assert (result.returncode, result.stderr) == (2, message)
+
+
+def test_a_request_the_client_sent_past_the_cache_is_not_replayed_as_cacheable(
+    tmp_path: Path,
+) -> None:
+    """The same gpt-4o request ($0.013) at 10:00 and 10:02; the first sent with
+    cf-aig-skip-cache (the gateway logs CacheSkipped): it fills nothing, so a 5-minute
+    TTL saves nothing. Without the flag the 10:02 request would be a hit ($0.013)."""
+    (tmp_path / "prices.toml").write_text(PRICES)
+    (tmp_path / "aigw.toml").write_text(CONFIG)
+    records = [
+        record(0, "summarizer", 1_000, 100, CacheKeyHash="h9", CacheSkipped=True),
+        record(2, "summarizer", 1_000, 100, CacheKeyHash="h9"),
+    ]
+    write_ndjson(tmp_path / "logs" / "a.log.gz", records)
+    db, config = tmp_path / "aigw.duckdb", tmp_path / "aigw.toml"
+    loaded = run_aigw("ingest", str(tmp_path / "logs"), "--db", str(db), "--config", str(config))
+    assert loaded.returncode == 0, loaded.stderr
+    totals = whatif((db, config), "--cache-ttl", "5m")["totals"]
+    assert (totals["requests"], totals["extra_hit_requests"], totals["saving_usd"]) == (2, 0, 0.0)
+    without_flag = [record(0, "summarizer", 1_000, 100, CacheKeyHash="h9"), records[1]]
+    write_ndjson(tmp_path / "logs" / "a.log.gz", without_flag)
+    db.unlink()
+    loaded = run_aigw("ingest", str(tmp_path / "logs"), "--db", str(db), "--config", str(config))
+    assert loaded.returncode == 0, loaded.stderr
+    totals = whatif((db, config), "--cache-ttl", "5m")["totals"]
+    assert (totals["extra_hit_requests"], totals["saving_usd"]) == (1, 0.013)

@@ -84,6 +84,20 @@ def test_refused_and_failed_requests_neither_hit_nor_fill() -> None:
     assert replay("5m", frame)["saving_usd"] == pytest.approx(1.0)
 
 
+def test_a_request_sent_with_skip_cache_neither_hits_nor_fills() -> None:
+    """A paid request of a at 09:59 would fill the cache and make 10:00 a hit (+$1.00 with
+    5m: $2.00); sent with cf-aig-skip-cache it does not: $1.00 as without it."""
+    early = {"request_hash": "a", "ts": HOUR - MIN, "cost_usd": 1.0}
+    fills = pl.concat([REPEATED, requests(early)])
+    assert replay("5m", fills)["saving_usd"] == pytest.approx(2.0)
+    skipped = pl.concat(
+        [REPEATED, requests(early).with_columns(pl.lit(True).alias("cache_skipped"))],
+        how="diagonal_relaxed",
+    )
+    row = replay("5m", skipped)
+    assert (row["saving_usd"], row["extra_hit_requests"]) == (pytest.approx(1.0), 1)
+
+
 def test_per_key_caches_share_nothing_across_gateway_keys() -> None:
     """With a second key sending a at 10:01, a shared cache serves it (+$1 more); one cache
     per key does not: the 10:02 request of k1 still hits."""

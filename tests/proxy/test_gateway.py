@@ -258,6 +258,8 @@ def test_cache_hit_miss_skip_and_stream_replay(tmp_path: Path) -> None:
     assert records[1]["Metrics"]["tokensIn"] == records[0]["Metrics"]["tokensIn"]
     assert records[1]["Metrics"]["cost"] == 0.0
     assert records[0]["CacheKeyHash"] == records[1]["CacheKeyHash"] == records[2]["CacheKeyHash"]
+    # the skipped request says so (what-ifs must not replay it as cacheable); no other does
+    assert [r.get("CacheSkipped") for r in records] == [None, None, True, None, None]
 
 
 def test_failover_on_outage_logs_every_attempt(tmp_path: Path) -> None:
