@@ -126,11 +126,13 @@ def _digests(rng: random.Random, window: CaseWindow, count: int) -> list[Planned
 
 def _handbook_sessions(rng: random.Random, window: CaseWindow, count: int) -> list[PlannedCall]:
     """Sessions of 3 or 4 questions on the same large system prompt, a few minutes apart,
-    each within one hour (from a minute 0 to 40), sessions 2 to 3 hours apart."""
+    each within one hour (from a minute 0 to 40), sessions 2 to 3 hours apart, all in the
+    window (so at most ``count``: the steady traffic makes up the rest)."""
     handbook = "Company handbook. " + _words(rng, 2800, 2800)  # about 5,000 tokens
     calls: list[PlannedCall] = []
     hour = window.start
-    while len(calls) < count:
+    end = window.start + timedelta(days=window.days)
+    while len(calls) < count and hour < end:  # more calls than sessions fit: fewer sessions
         moment = hour + timedelta(seconds=rng.uniform(0, 40 * 60))
         user = f"search-user-{rng.randint(1, 6)}"
         for _ in range(min(rng.randint(3, 4), count - len(calls))):

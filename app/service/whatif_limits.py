@@ -210,6 +210,9 @@ def whatif_limits(
         earlier=earlier,
         overrides=_overrides(settings),
         cross_family_ratio=cross_family_ratio,
+        priced_as={
+            name: provider.catalog_name or name for name, provider in config.providers.items()
+        },
     )
     answer = window.stamp(replay.whatif)
     answer = dataclasses.replace(answer, notes=(*answer.notes, *notes[: bool(skipped)]))

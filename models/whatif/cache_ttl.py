@@ -180,8 +180,9 @@ def _answered(repeated: pl.LazyFrame, *, per_key: bool) -> tuple[pl.DataFrame, n
     """The answered repeated requests with ``_group`` (their identity), and the order
     that sorts them by group and time.
 
-    The identity is two 64-bit hashes (two seeds) of the group's columns, 128 bits: as
-    strong as the MD5 that makes two requests identical in the first place. Sorting by
+    The identity is two 64-bit hashes (Polars', two seeds) of the group's columns: two
+    groups are merged only if both collide (about 2^-128 a pair for independent hashes;
+    neighbours sharing the first are told apart by the second). Sorting by
     the first hash and time (numpy) instead of by the strings, or gathering the strings to
     check neighbours, takes 2.5 M requests in 0.5 s instead of 2 s (measured)."""
     group = [*_GROUP, "api_key"] if per_key else list(_GROUP)

@@ -21,7 +21,7 @@ modelled (each logged request is replayed once). Money is USD, times UTC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -281,11 +281,13 @@ def replay_rate_limits(
     earlier: pl.LazyFrame | None = None,
     overrides: pl.DataFrame | None = None,
     cross_family_ratio: float | None = None,
+    priced_as: Mapping[str, str] | None = None,
 ) -> LimitsReplay:
     """Replay ``rules`` and ``budgets`` on ``requests`` (see ``limit_decisions``): refused
     requests save their cost; rerouted ones cost what the reroute model charges for their
     tokens (``route_budgets.priced_reroutes``, at ``overrides``' prices or the
-    catalogue's; ``cross_family_ratio`` as for a model switch)."""
+    catalogue's; ``cross_family_ratio`` as for a model switch; ``priced_as``: the
+    gateway's provider names -> the catalogue providers they are priced as)."""
     if not rules and not budgets:
         raise ValueError("no rate limit or budget to replay")
     decided = limit_decisions(requests, rules, budgets, user=user, earlier=earlier)
@@ -296,6 +298,7 @@ def replay_rate_limits(
             [budget for budget in budgets if budget.action == "reroute"],
             overrides=overrides,
             cross_family_ratio=cross_family_ratio,
+            priced_as=priced_as,
         )
         rerouted = moved.select("_request", "projected_cost_usd")
         decided = decided.join(rerouted, on="_request", how="left", maintain_order="left")

@@ -26,7 +26,7 @@ in it since its start. Money is USD, times UTC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -57,7 +57,11 @@ _TRUNCATE: Final = {"day": "1d", "month": "1mo"}
 BUDGET_NOTES: Final = (
     "budgets count the effective cost per UTC day or month, added at each request's time "
     "(the gateway adds it when the answer ends: requests in flight together are not modelled)",
-    "rerouted requests are priced at the reroute model from the same token counts",
+    "rerouted requests are priced at the reroute model from the same token counts; a "
+    "response-cache hit rerouted stays free (the gateway would look up the reroute model's "
+    "entry, which the logs cannot show)",
+    "spend is the warehouse's effective cost (aigw's prices): if the gateway's price_file "
+    "differs, it crosses the budget at another request",
 )
 
 
@@ -177,14 +181,17 @@ def priced_reroutes(
     *,
     overrides: pl.DataFrame | None = None,
     cross_family_ratio: float | None = None,
+    priced_as: Mapping[str, str] | None = None,
 ) -> tuple[pl.DataFrame, int]:
     """``rerouted`` (requests: ``ts``, ``route``, ``provider``, ``cost_source``, the token
     columns, ``cost_usd``) with ``projected_cost_usd``: priced at their route's reroute
     model as the model switch prices (``models.whatif.switch``: the same token counts,
     refused across provider families without ``cross_family_ratio``; only ``REPRICED``
     requests: the others keep their cost), and how many kept their cost.
-    ``ConfigError`` for a crossing without a ratio; ``ModelsError`` for a reroute model
-    without a price."""
+    ``priced_as``: the gateway's provider names -> the catalogue provider each is priced
+    as (its ``catalog_name``), so that a logged ``backup`` priced as ``openai`` is in
+    OpenAI's family. ``ConfigError`` for a crossing without a ratio; ``ModelsError`` for a
+    reroute model without a price."""
     if cross_family_ratio is not None and cross_family_ratio <= 0:
         raise ConfigError(f"--cross-family-ratio {cross_family_ratio:g} must be above 0")
     routes = pl.DataFrame(
@@ -192,14 +199,21 @@ def priced_reroutes(
             "route": [budget.route for budget in budgets],
             "target_provider": [budget.target[0] for budget in budgets],
             "target_model": [budget.target[1] for budget in budgets],
+            "reroute": [str(budget.reroute) for budget in budgets],
         },
-        schema={"route": pl.String, "target_provider": pl.String, "target_model": pl.String},
+        schema={
+            "route": pl.String,
+            "target_provider": pl.String,
+            "target_model": pl.String,
+            "reroute": pl.String,
+        },
     )
     frame = rerouted.with_row_index("_at").join(
         routes, on="route", how="left", maintain_order="left"
     )
     families = {slug: family(slug) for slug in CATALOG_PROVIDERS}
-    other = pl.col("provider").replace(families) != pl.col("target_provider").replace(families)
+    source = pl.col("provider").replace(dict(priced_as or {}))
+    other = source.replace(families) != pl.col("target_provider").replace(families)
     frame = frame.with_columns(other.fill_null(True).alias("_crossing"))
     priced = frame.filter(pl.col("cost_source").is_in(REPRICED))
     crossings = priced.filter(pl.col("_crossing"))
@@ -207,7 +221,7 @@ def priced_reroutes(
         first = crossings.row(0, named=True)
         raise ConfigError(
             f"route {first['route']}'s budget reroutes {first['provider']}/{first['model']} "
-            f"to {first['target_provider']}/{first['target_model']}, across provider "
+            f"to {first['reroute']}, across provider "
             "families: their tokenizers differ, so the same prompts are other token counts; "
             "pass --cross-family-ratio R (target tokens per source token, measured on your "
             "prompts) to price it anyway"
@@ -229,12 +243,13 @@ def priced_reroutes(
     missing = repriced.filter(pl.col("projected_cost_usd").is_null())
     if not missing.is_empty():
         first = priced.filter(pl.col("_at") == missing["_at"][0]).row(0, named=True)
+        target = f"{first['target_provider']}/{first['target_model']}"
         raise ModelsError(
-            f"no price for {first['target_provider']}/{first['target_model']} (route "
-            f"{first['route']}'s reroute): add it to the price file ([models] prices)"
+            f"no price for {target} (route {first['route']}'s reroute to {first['reroute']}): "
+            "add it to the price file ([models] prices)"
         )
     answer = frame.join(repriced, on="_at", how="left", maintain_order="left").with_columns(
         pl.coalesce("projected_cost_usd", "cost_usd").alias("projected_cost_usd")
     )
     kept = rerouted.height - repriced.height
-    return answer.drop("_at", "target_provider", "target_model", "_crossing"), kept
+    return answer.drop("_at", "target_provider", "target_model", "reroute", "_crossing"), kept

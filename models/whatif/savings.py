@@ -137,14 +137,15 @@ def _model_opportunities(
 
 def _cache_opportunities(replays: Mapping[str, WhatIf]) -> list[_Found]:
     """Per route, the TTL whose replay saves most; of TTLs that save the same (to a
-    billionth of a dollar: sums in another order differ in their last bits), the shortest
-    (``replays`` come shortest first): answers stay fresher for the same saving."""
+    millionth of a dollar, as the list ranks them: sums in another order differ in their
+    last bits), the shortest (``replays`` come shortest first): answers stay fresher for
+    the same saving."""
     best: dict[tuple[str, str], tuple[float, str, dict[str, Any]]] = {}
     for label, answer in replays.items():
         for row in answer.table.iter_rows(named=True):
             key = (str(row["gateway"]), str(row["endpoint"]))
             saving = float(row["saving_usd"] or 0.0)
-            if saving > _NOTHING and (key not in best or saving > best[key][0] + _NOTHING):
+            if saving > _NOTHING and (key not in best or round(saving - best[key][0], 6) > 0):
                 best[key] = (saving, label, row)
     rows = []
     for (gateway, endpoint), (_, label, row) in best.items():

@@ -118,6 +118,25 @@ def test_a_reroute_across_provider_families_needs_a_token_ratio() -> None:
     assert result.whatif.table.rows() == [("chat", 2, 1, 4.0, 2.0, 2.0, 1, 0, None)]
 
 
+def test_a_provider_priced_as_another_is_in_that_providers_family() -> None:
+    """Requests logged on the gateway's provider ``backup`` (priced as openai, its
+    catalog_name), rerouted to backup/small: the same family, no ratio needed; the second
+    request's 250,000 in and 125,000 out cost $0.25 + $0.25 at small's prices. Unmapped,
+    ``backup`` is a family of its own: the error names the configured reroute."""
+    frame = routed(
+        {"provider": "backup", "model": "big", "cost_usd": 1.0},
+        {"ts": HOUR + MIN, "provider": "backup", "model": "big", "cost_usd": 3.0,
+         "tokens_in": M // 4, "tokens_out": M // 8},
+    )  # fmt: skip
+    budget = RouteBudget("chat", 1.0, "day", "route", "reroute", "backup/small", "openai")
+    result = replay_rate_limits(
+        frame, [], [budget], overrides=SMALL, priced_as={"backup": "openai"}
+    )
+    assert result.whatif.table.rows() == [("chat", 2, 1, 4.0, 1.5, 2.5, 1, 0, None)]
+    with pytest.raises(ConfigError, match="reroutes backup/big to backup/small, across"):
+        replay_rate_limits(frame, [], [budget], overrides=SMALL)
+
+
 def test_a_request_refused_by_the_budget_still_uses_up_the_rate_limit() -> None:
     """3 requests a minute on the route and $1 a day per user: ana's first request spends
     her budget; her next two pass the limit and are refused by the budget, but the gateway

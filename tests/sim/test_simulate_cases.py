@@ -22,6 +22,7 @@ from app.service import (
 from app.settings import Settings, load_settings
 from ingest import IngestSettings
 from sim.simulate import simulate
+from sim.traffic import plan_traffic
 from tests.conftest import REPO
 
 GATEWAY = REPO / "sample_data" / "gateway.toml"
@@ -138,3 +139,14 @@ def test_the_runaway_root_cause_names_the_key_and_the_repeated_request(
         "100% of +$0.80: agent=summarizer \u00d7 api_key=support-jobs; "
         "82 of its 90 requests repeat one request"
     )
+
+
+def test_every_planned_call_falls_in_the_simulated_days() -> None:
+    """50,000 calls over 8 days: the handbook sessions (2 to 3 hours apart) cannot all fit,
+    so fewer are planned: none starts after the window (a session begun in its last hour
+    may end in the next), and the plan keeps 50,000 calls (it was 2026-12-11 here)."""
+    plan = plan_traffic(50_000, seed=7)
+    start, end = datetime(2026, 11, 12, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC)
+    times = [datetime.fromtimestamp(call.ts_ns / 1e9, UTC) for call in plan.calls]
+    assert len(times) == 50_000
+    assert start <= min(times) and max(times) < end + timedelta(hours=1)
