@@ -82,12 +82,10 @@ def test_a_gap_longer_than_the_ttl_starts_a_new_chain() -> None:
     assert row["saving_usd"] == pytest.approx(0.006)
 
 
-def test_requests_without_a_hash_or_ineligible_are_kept_and_counted() -> None:
-    """A Cloudflare-logged request (no hash) is counted in a note and costs the same; so
-    does a small prefix, a request that read the cache, a refused one; a prefix on
-    another hash is its own chain. By agent: support's write and read save
-    2 x 0.0255 - (0.02925 + 0.012) = 0.00975; search's lone write costs 0.00375 more."""
-    rows = [
+def mixed_requests() -> list[dict[str, Any]]:
+    """Two eligible requests of support's prefix, then one without a hash (Cloudflare's),
+    a small prefix, a cache read, a refusal, and search's request on another prefix."""
+    return [
         request(0),
         request(1),
         request(2, prompt_prefix_hash=None, prompt_prefix_tokens=None),
@@ -96,6 +94,14 @@ def test_requests_without_a_hash_or_ineligible_are_kept_and_counted() -> None:
         request(5, status_code=429, rate_limited=True),
         request(6, agent="search", prompt_prefix_hash="other"),
     ]
+
+
+def test_requests_without_a_hash_or_ineligible_are_kept_and_counted() -> None:
+    """A Cloudflare-logged request (no hash) is counted in a note and costs the same; so
+    does a small prefix, a request that read the cache, a refused one; a prefix on
+    another hash is its own chain. By agent: support's write and read save
+    2 x 0.0255 - (0.02925 + 0.012) = 0.00975; search's lone write costs 0.00375 more."""
+    rows = mixed_requests()
     answer = replay_prompt_cache(costed(rows), by=["agent"])
     table = answer.table.select(
         "agent", "requests", "cache_write_requests", "cache_read_requests", "saving_usd"
@@ -129,15 +135,7 @@ def test_with_the_rollups_totals_only_the_prefixed_requests_are_needed() -> None
     0.0255. Given only the 6 requests with a
     prefix hash, the table equals the one from all 7, and the request without a hash is
     counted from the totals."""
-    rows = [
-        request(0),
-        request(1),
-        request(2, prompt_prefix_hash=None, prompt_prefix_tokens=None),
-        request(3, prompt_prefix_tokens=1000),
-        request(4, cache_read_tokens=5000),
-        request(5, status_code=429, rate_limited=True),
-        request(6, agent="search", prompt_prefix_hash="other"),
-    ]
+    rows = mixed_requests()
     whole = replay_prompt_cache(costed(rows), by=["agent"])
     totals = (
         costed(rows).group_by("agent").agg(pl.len().alias("requests"), pl.col("cost_usd").sum())
