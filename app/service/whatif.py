@@ -67,7 +67,13 @@ _PRICED: Final = ("requests", *_TOKENS, "cost_usd")
 _CACHED: Final = ("requests", "cached_requests", "cost_usd", "saved_usd")
 # What the cache replay reads of each repeated request besides its scope and rows.
 _REPLAY_COLUMNS: Final = (
-    *("gateway", "model", "status_code", "cached", "rate_limited", "api_key", "cache_skipped"),
+    "gateway",
+    "model",
+    "status_code",
+    "cached",
+    "rate_limited",
+    "api_key",
+    "cache_skipped",
 )
 _USAGE: Final = ("provider", "model", "endpoint", "cost_source")  # what the savings read
 _STALE: Final = "the rollups are behind the warehouse or the settings: run `aigw rollup`"

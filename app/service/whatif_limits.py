@@ -53,18 +53,21 @@ class AnyEnvironment(Mapping[str, str]):
         return True
 
 
-def _budgets(config: GatewayConfig) -> list[RouteBudget]:
-    """The routes' budgets, a reroute priced as the gateway prices it (its provider's
-    ``catalog_name``, else the provider's name)."""
+def _priced_as(config: GatewayConfig) -> dict[str, str]:
+    """Each provider's name -> the catalogue provider the gateway prices it as (its
+    ``catalog_name``, else its name)."""
+    return {name: provider.catalog_name or name for name, provider in config.providers.items()}
+
+
+def _budgets(config: GatewayConfig, priced_as: Mapping[str, str]) -> list[RouteBudget]:
+    """The routes' budgets, a reroute priced as the gateway prices its provider
+    (``priced_as``)."""
     budgets = []
     for route in config.routes:
         budget = route.budget
         if budget is None:
             continue
-        price_as = None
-        if budget.reroute:
-            provider = config.providers[budget.reroute.split("/", 1)[0]]
-            price_as = provider.catalog_name or provider.name
+        price_as = priced_as[budget.reroute.split("/", 1)[0]] if budget.reroute else None
         budgets.append(
             RouteBudget(
                 route=route.name,
@@ -163,7 +166,8 @@ def whatif_limits(
 
     config = load_gateway_config(gateway, AnyEnvironment())
     rules, skipped = _rules(config)
-    budgets = _budgets(config)
+    priced_as = _priced_as(config)
+    budgets = _budgets(config, priced_as)
     if not rules and not budgets:
         raise ConfigError(
             f"{gateway}: no route has rate_limits per key, route or metadata, or a budget, "
@@ -210,9 +214,7 @@ def whatif_limits(
         earlier=earlier,
         overrides=_overrides(settings),
         cross_family_ratio=cross_family_ratio,
-        priced_as={
-            name: provider.catalog_name or name for name, provider in config.providers.items()
-        },
+        priced_as=priced_as,
     )
     answer = window.stamp(replay.whatif)
     answer = dataclasses.replace(answer, notes=(*answer.notes, *notes[: bool(skipped)]))

@@ -33,9 +33,9 @@ from typing import Final
 import polars as pl
 
 from core.errors import ConfigError, ModelsError
-from models.pricing import CATALOG_PROVIDERS, price_table
+from models.pricing import price_table
 from models.whatif.common import REPRICED, TOKENS, reprice
-from models.whatif.switch import family
+from models.whatif.switch import check_ratio, family_of
 
 __all__ = [
     "BUDGET_NOTES",
@@ -192,8 +192,7 @@ def priced_reroutes(
     as (its ``catalog_name``), so that a logged ``backup`` priced as ``openai`` is in
     OpenAI's family. ``ConfigError`` for a crossing without a ratio; ``ModelsError`` for a
     reroute model without a price."""
-    if cross_family_ratio is not None and cross_family_ratio <= 0:
-        raise ConfigError(f"--cross-family-ratio {cross_family_ratio:g} must be above 0")
+    check_ratio(cross_family_ratio)
     routes = pl.DataFrame(
         {
             "route": [budget.route for budget in budgets],
@@ -211,9 +210,8 @@ def priced_reroutes(
     frame = rerouted.with_row_index("_at").join(
         routes, on="route", how="left", maintain_order="left"
     )
-    families = {slug: family(slug) for slug in CATALOG_PROVIDERS}
     source = pl.col("provider").replace(dict(priced_as or {}))
-    other = source.replace(families) != pl.col("target_provider").replace(families)
+    other = family_of(source) != family_of(pl.col("target_provider"))
     frame = frame.with_columns(other.fill_null(True).alias("_crossing"))
     priced = frame.filter(pl.col("cost_source").is_in(REPRICED))
     crossings = priced.filter(pl.col("_crossing"))

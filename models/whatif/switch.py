@@ -39,7 +39,15 @@ from models.whatif.common import (
     summed,
 )
 
-__all__ = ["DEFAULT_SWITCH_BY", "ModelSwitch", "RequestsOfModels", "family", "switch_models"]
+__all__ = [
+    "DEFAULT_SWITCH_BY",
+    "ModelSwitch",
+    "RequestsOfModels",
+    "check_ratio",
+    "family",
+    "family_of",
+    "switch_models",
+]
 
 DEFAULT_SWITCH_BY: Final = ("provider", "model")
 
@@ -92,6 +100,17 @@ def family(provider: str) -> str:
     return CATALOG_PROVIDERS.get(provider, provider)
 
 
+def family_of(providers: pl.Expr) -> pl.Expr:
+    """``family`` of each provider slug in ``providers``."""
+    return providers.replace(CATALOG_PROVIDERS)
+
+
+def check_ratio(cross_family_ratio: float | None) -> None:
+    """``ConfigError`` unless ``cross_family_ratio`` is None or above 0."""
+    if cross_family_ratio is not None and cross_family_ratio <= 0:
+        raise ConfigError(f"--cross-family-ratio {cross_family_ratio:g} must be above 0")
+
+
 def switch_models(
     frame: pl.LazyFrame,
     switches: Sequence[ModelSwitch],
@@ -114,8 +133,7 @@ def switch_models(
     """
     if not switches:
         raise ConfigError("name a model switch: --model FROM=TO")
-    if cross_family_ratio is not None and cross_family_ratio <= 0:
-        raise ConfigError(f"--cross-family-ratio {cross_family_ratio:g} must be above 0")
+    check_ratio(cross_family_ratio)
     units = _targeted(filter_rollup(as_units(frame), filters), switches).collect().lazy()
     crossings = _crossings(units)
     if crossings and cross_family_ratio is None:
@@ -197,13 +215,12 @@ def _targeted(units: pl.LazyFrame, switches: Sequence[ModelSwitch]) -> pl.LazyFr
         target = pl.lit(switch.target_provider) if switch.target_provider else pl.col("provider")
         provider = pl.when(matches).then(target).otherwise(provider)
         model = pl.when(matches).then(pl.lit(switch.target_model)).otherwise(model)
-    families = {slug: family(slug) for slug in CATALOG_PROVIDERS}
     return (
         units.with_columns(provider.alias("target_provider"), model.alias("target_model"))
         .filter(pl.col("target_model").is_not_null())
         .with_columns(
-            pl.col("provider").replace(families).alias("_family"),
-            pl.col("target_provider").replace(families).alias("_target_family"),
+            family_of(pl.col("provider")).alias("_family"),
+            family_of(pl.col("target_provider")).alias("_target_family"),
         )
     )
 
