@@ -12,6 +12,7 @@ from tests.proxy.gateway_fixtures import (
     PROVIDER_KEY,
     Running,
     providers,
+    read_records,
     write_config,
 )
 from tests.proxy.servers import serve_asgi
@@ -26,7 +27,7 @@ def test_the_simulated_gateway_expires_cache_entries_on_the_simulated_clock(
     tmp_path: Path,
 ) -> None:
     """Miss at T (fills), hit at T + 59 min, miss at T + 61 min (expired: fills again), hit
-    at T + 62 min."""
+    at T + 62 min; one record each, at its simulated minute."""
     with providers() as urls:
         path = write_config(tmp_path, urls, ROUTES)
         config = load_gateway_config(path, {"TEST_PROVIDER_KEY": PROVIDER_KEY})
@@ -42,3 +43,11 @@ def test_the_simulated_gateway_expires_cache_entries_on_the_simulated_clock(
                 for minutes in (0, 59, 61, 62)
             ]
     assert statuses == ["MISS", "HIT", "MISS", "HIT"]
+    # a record's Timestamp is its request's time plus when its attempt started (ms later)
+    records = read_records(tmp_path / "logs")
+    assert [((record["Timestamp"] - T0) // MINUTE, record["Cached"]) for record in records] == [
+        (0, False),
+        (59, True),
+        (61, False),
+        (62, True),
+    ]
