@@ -27,6 +27,7 @@ from core.warehouse import (
     read_requests,
     request_days,
     request_hashes,
+    store_cacheable,
     touched_hours,
 )
 from models.config import ModelsSettings
@@ -79,6 +80,25 @@ class RefreshResult:
     rows: int
 
 
+# What ``with_cost`` and the savings estimate read of each request.
+PRICED_COLUMNS: Final = (
+    "log_id",
+    "ts",
+    "provider",
+    "model",
+    "status_code",
+    "cached",
+    "rate_limited",
+    "tokens_in",
+    "tokens_out",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "cost",
+    "custom_cost",
+)
+
+
 def costed_requests(
     warehouse: Warehouse,
     settings: ModelsSettings,
@@ -92,6 +112,7 @@ def costed_requests(
     repeated_at_least: int | None = None,
     repeated_in: Literal["hour", "range"] = "hour",
     prompt_prefix_only: bool = False,
+    columns: Sequence[str] | None = None,
 ) -> pl.LazyFrame:
     """Requests (in ``[since, until)``, and ``hours`` and ``models`` when given) with their
     cost columns, savings estimated where tokens cannot price them
@@ -99,7 +120,8 @@ def costed_requests(
 
     ``overrides`` are the user price rows; when None they are read from
     ``settings.prices``. ``with_request_hash``, ``repeated_at_least``, ``repeated_in`` and
-    ``prompt_prefix_only`` are as in ``read_requests``.
+    ``prompt_prefix_only`` are as in ``read_requests``; ``columns`` too, with the columns
+    pricing reads (``PRICED_COLUMNS``) always read.
     """
     requests = read_requests(
         warehouse.con,
@@ -112,6 +134,7 @@ def costed_requests(
         repeated_at_least=repeated_at_least,
         repeated_in=repeated_in,
         prompt_prefix_only=prompt_prefix_only,
+        columns=None if columns is None else [*PRICED_COLUMNS, *columns],
     )
     pairs = (
         requests.select(pl.col("provider").fill_null(""), "model")
@@ -324,6 +347,7 @@ def refresh_rollups(
                 con.execute(f"INSERT INTO {ROLLUP_TABLE} BY NAME SELECT * FROM _aigw_rollup")
             _refresh_daily(warehouse, settings, None if rebuild else hours)
             _store_request_costs(warehouse, None if rebuild else hours)
+            store_cacheable(con, _COSTS_TABLE, None if rebuild else hours)
             con.execute(
                 "INSERT OR REPLACE INTO rollup_state VALUES (?, ?, ?, now())",
                 [ROLLUP_TABLE, fingerprint, watermark],

@@ -57,6 +57,7 @@ def prompt_cache_replay(
         until=until,
         overrides=overrides,
         prompt_prefix_only=prefixed_only or scope is not None,
+        columns=[*PROMPT_CACHE_COLUMNS, *names],
     ).select(*dict.fromkeys([*PROMPT_CACHE_COLUMNS, *names]))
     empty = scope if scope is not None else requests
     if empty.select(pl.len()).collect().item() == 0:

@@ -18,11 +18,21 @@ from typing import Final
 
 import polars as pl
 
+from app.service.beside import beside
 from app.service.prompt_cache import prompt_cache_replay
 from app.service.reports import _check_dimensions, _check_window
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
-from core.warehouse import Warehouse, open_warehouse, read_requests, rollup_span
+from core.warehouse import (
+    CACHEABLE_TABLE,
+    STORED_COLUMNS,
+    Warehouse,
+    open_warehouse,
+    read_cacheable,
+    read_requests,
+    rollup_span,
+    table_exists,
+)
 from models import (
     DEFAULT_CACHE_BY,
     DEFAULT_PROMPT_CACHE_BY,
@@ -39,6 +49,7 @@ from models import (
     opportunities,
     read_rollup,
     replay_cache_ttls,
+    replay_identified,
     rollups_stale,
     switch_models,
 )
@@ -245,6 +256,18 @@ def _cache_replays(
     rollup = _rollup(warehouse, window, [*by, *(filters or {})], _CACHED)
     if not rollup.collect_schema().names():
         return [_empty("response cache TTL") for _ in ttls]
+    if _kept_replay(warehouse, window, [*by, *(filters or {})]):
+        for name, value in (filters or {}).items():
+            rollup = rollup.filter(pl.col(name) == value)
+        kept = read_cacheable(
+            warehouse.con,
+            since=window.since,
+            until=window.until,
+            columns=by,
+            filters=filters,
+            per_key=per_key,
+        )
+        return replay_identified(rollup, kept, ttls, by=by, per_key=per_key)
     repeated = read_requests(
         warehouse.con,
         _narrowed(settings, [*by, *(filters or {})]),
@@ -260,6 +283,18 @@ def _cache_replays(
         rollup = rollup.filter(pl.col(name) == value)
         repeated = repeated.filter(pl.col(name) == value)
     return replay_cache_ttls(rollup, repeated, ttls, by=by, per_key=per_key)
+
+
+def _kept_replay(warehouse: Warehouse, window: _Window, names: Sequence[str]) -> bool:
+    """Whether the refresh's ``cacheable_requests`` can feed the replay: a DuckDB file
+    (an Iceberg warehouse does not keep it) whose rollups are current, summed and
+    narrowed only by columns the table keeps."""
+    return (
+        warehouse.lake is None
+        and not window.stale
+        and set(names) <= set(STORED_COLUMNS)
+        and table_exists(warehouse.con, CACHEABLE_TABLE)
+    )
 
 
 def whatif_prompt_cache(
@@ -415,36 +450,47 @@ def savings_in(
         return Savings(pl.DataFrame(), window.since, window.until, ("no data in the window",))
     overrides = _overrides(settings)
     ttls = list(TTL_CHOICES.values())
-    replays = _cache_replays(warehouse, settings, window, ttls, filters=None, by=DEFAULT_CACHE_BY)
-    batch, dimension = None, ""
-    try:
-        dimension = batch_dimension(settings, whatif)
-    except ConfigError as err:
-        notes.append(f"batch: {err}")
-    else:
-        batch = _batch(
-            warehouse, settings, whatif, window, dimension=dimension, by=[dimension], filters=None
+
+    def cache_replays(opened: Warehouse) -> list[WhatIf]:
+        return _cache_replays(opened, settings, window, ttls, filters=None, by=DEFAULT_CACHE_BY)
+
+    # the cache replays (the longest part: every repeated request) beside the rest
+    with beside(warehouse, cache_replays) as replays:
+        batch, dimension = None, ""
+        try:
+            dimension = batch_dimension(settings, whatif)
+        except ConfigError as err:
+            notes.append(f"batch: {err}")
+        else:
+            batch = _batch(
+                warehouse,
+                settings,
+                whatif,
+                window,
+                dimension=dimension,
+                by=[dimension],
+                filters=None,
+            )
+        prompt_cache = prompt_cache_replay(
+            warehouse,
+            settings,
+            window.since,
+            window.until,
+            by=DEFAULT_PROMPT_CACHE_BY,
+            prefixed_only=True,
         )
-    prompt_cache = prompt_cache_replay(
-        warehouse,
-        settings,
-        window.since,
-        window.until,
-        by=DEFAULT_PROMPT_CACHE_BY,
-        prefixed_only=True,
-    )
-    measured = window.days(warehouse)
-    table = opportunities(
-        usage,
-        days=measured,
-        overrides=overrides,
-        cache_replays=dict(zip(TTL_CHOICES, replays, strict=True)),
-        batch=batch,
-        batch_dimension=dimension,
-        top=top,
-        requests_of=_models_reader(warehouse, settings, window, overrides, _USAGE),
-        prompt_cache=prompt_cache,
-    )
+        measured = window.days(warehouse)
+        table = opportunities(
+            usage,
+            days=measured,
+            overrides=overrides,
+            cache_replays=dict(zip(TTL_CHOICES, replays.result(), strict=True)),
+            batch=batch,
+            batch_dimension=dimension,
+            top=top,
+            requests_of=_models_reader(warehouse, settings, window, overrides, _USAGE),
+            prompt_cache=prompt_cache,
+        )
     if window.stale:
         notes.append(_STALE)
     return Savings(table, window.since, window.until, tuple(notes), measured)

@@ -5,6 +5,14 @@ views; ``sql`` for SQL typed by a person). ``connection`` is the one place where
 ``duckdb.Error`` becomes an aigw error.
 """
 
+from core.warehouse.cacheable import (
+    CACHEABLE_TABLE,
+    GROUP_CHECK,
+    GROUP_HASH,
+    STORED_COLUMNS,
+    read_cacheable,
+    store_cacheable,
+)
 from core.warehouse.connection import Warehouse, lock_holder, open_warehouse, warehouse_errors
 from core.warehouse.explore import (
     EXPLORER_STATUSES,
@@ -39,11 +47,15 @@ from core.warehouse.reads import (
 from core.warehouse.sql import StatementResult, run_sql
 
 __all__ = [
+    "CACHEABLE_TABLE",
     "EXPLORER_STATUSES",
+    "GROUP_CHECK",
+    "GROUP_HASH",
     "MIGRATIONS",
     "PERIOD_GRAINS",
     "POLICY_KINDS",
     "SCHEMA_VERSION",
+    "STORED_COLUMNS",
     "DataHealth",
     "Dimensions",
     "RequestRow",
@@ -60,6 +72,7 @@ __all__ = [
     "open_warehouse",
     "policy_categories",
     "policy_counts",
+    "read_cacheable",
     "read_requests",
     "recent_policy_events",
     "request_days",
@@ -67,6 +80,7 @@ __all__ = [
     "request_row",
     "rollup_span",
     "run_sql",
+    "store_cacheable",
     "table_exists",
     "time_range",
     "touched_hours",

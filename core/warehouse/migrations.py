@@ -13,6 +13,7 @@ from typing import Final
 import duckdb
 
 from core.schema import PROMPT_PREFIX_VERSION, requests_ddl
+from core.warehouse.cacheable import CACHEABLE_DDL
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "table_exists"]
 
@@ -192,6 +193,9 @@ MIGRATIONS[9] = _V9
 # (``PromptPrefixHash``, ``PromptPrefixTokens``), for `aigw whatif --prompt-cache`. Rows
 # loaded before keep them null (older records carry no such field).
 MIGRATIONS[PROMPT_PREFIX_VERSION] = requests_ddl(PROMPT_PREFIX_VERSION)
+# v11: the response-cache replay's inputs (``core.warehouse.cacheable``), written by every
+# rollup refresh: the next refresh is a full one, which fills the table.
+MIGRATIONS[11] = CACHEABLE_DDL + "DELETE FROM rollup_state;\n"  # noqa: S608 - constants
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 

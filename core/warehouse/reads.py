@@ -21,6 +21,7 @@ from core.schema import MODEL_COLUMNS
 __all__ = [
     "DERIVED_DIMENSIONS",
     "REQUEST_COLUMNS",
+    "REQUEST_HASH_SQL",
     "Dimensions",
     "cache_miss_costs",
     "newest_ingest",
@@ -72,12 +73,12 @@ DERIVED_DIMENSIONS: Final = {
 _ON_REQUEST: Final = {
     "cache_skipped": "coalesce(json_extract_string(extra, '$.CacheSkipped') = 'true', FALSE)",
 }
-_REQUEST_HASH_SQL: Final = (
+REQUEST_HASH_SQL: Final = (
     "coalesce(cache_key_hash, json_extract_string(extra, '$.CacheKeyHash'), "
     "CASE WHEN json_extract_string(request_body, '$.type') = 'encrypted' THEN NULL "
     "ELSE md5(request_body::VARCHAR) END)"
 )
-_REQUEST_HASH: Final = f"{_REQUEST_HASH_SQL} AS request_hash"
+_REQUEST_HASH: Final = f"{REQUEST_HASH_SQL} AS request_hash"
 
 
 def time_range(
@@ -179,7 +180,7 @@ def read_requests(
         # hash is one of them (a window over every row's projection took 3x as long).
         hour = ", epoch_us(ts) // 3600000000" if repeated_in == "hour" else ""
         sql += (
-            f" AND ({_REQUEST_HASH_SQL}{hour}) IN (SELECT (request_hash{hour}) FROM "
+            f" AND ({REQUEST_HASH_SQL}{hour}) IN (SELECT (request_hash{hour}) FROM "
             f"(SELECT {_REQUEST_HASH}, ts FROM requests WHERE {' AND '.join(where)}) "
             "WHERE request_hash IS NOT NULL GROUP BY ALL HAVING count(*) >= $repeated_at_least)"
         )

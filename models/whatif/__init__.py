@@ -16,6 +16,7 @@ from models.whatif.cache_ttl import (
     parse_ttl,
     replay_cache_ttl,
     replay_cache_ttls,
+    replay_identified,
 )
 from models.whatif.caps import CAP_PERIODS, CapsReplay, SpendCap, replay_caps
 from models.whatif.common import TOKENS, WhatIf
@@ -74,6 +75,7 @@ __all__ = [
     "replay_cache_ttl",
     "replay_cache_ttls",
     "replay_caps",
+    "replay_identified",
     "replay_prompt_cache",
     "replay_rate_limits",
     "scope_filters",
