@@ -281,6 +281,7 @@ class _Watcher:
             return False
         prefix = self.source.uri.rstrip("/") + "/"
         with warehouse, warehouse.errors():
+            warehouse.load_manifest()
             row = warehouse.con.execute(
                 "SELECT max(regexp_extract(object_key[length($p) + 1:], '^(\\d{8})/', 1)) "
                 "FROM ingest_files WHERE starts_with(object_key, $p)",

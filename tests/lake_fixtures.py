@@ -45,6 +45,8 @@ def lake_config(root: Path, *, engine: str = "") -> Path:
 
 
 def read_all(target: Path | LakeSpec, sql: str) -> list[tuple[Any, ...]]:
-    """The rows of ``sql`` on the warehouse ``target`` (read-only)."""
+    """The rows of ``sql`` on the warehouse ``target`` (read-only; the manifest loaded,
+    which an Iceberg warehouse's readers copy only when asked)."""
     with open_warehouse(target, read_only=True) as warehouse:
+        warehouse.load_manifest()
         return warehouse.con.execute(sql).fetchall()

@@ -383,6 +383,7 @@ def detail(warehouse: Warehouse, settings: ModelsSettings, *, log_id: str) -> An
 
 def health(warehouse: Warehouse, settings: ModelsSettings, *, limit: int) -> Any:
     del settings
+    warehouse.load_manifest()
     return data_health(warehouse.con, limit=limit)
 
 

@@ -69,6 +69,15 @@ class Warehouse:
         """``warehouse_errors`` for this file."""
         return warehouse_errors(self.path)
 
+    def load_manifest(self) -> None:
+        """Make ``ingest_files`` readable on ``con``: an Iceberg warehouse's readers copy
+        the manifest from the state database only when asked (``core.warehouse.lake``);
+        a DuckDB file has it already."""
+        if self.lake is not None:
+            from core.warehouse.lake import attach_manifest  # noqa: PLC0415 - lake extra
+
+            attach_manifest(self.con, self.lake)
+
     def close(self) -> None:
         self.con.close()
         if self.lake is not None:

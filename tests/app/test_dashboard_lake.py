@@ -74,3 +74,17 @@ def test_a_page_shows_the_same_numbers_on_both_warehouse_kinds(
     on_iceberg = _shown(page, {"AIGW_CONFIG": str(lake_toml)}, monkeypatch)
     assert len(on_duckdb) >= 2  # the page shows numbers to compare (metrics, tables)
     assert on_iceberg == on_duckdb
+
+
+@pytest.mark.usefixtures("budgets")
+def test_the_data_health_page_counts_the_objects_of_the_manifest(
+    lake_toml: Path, dashboard_warehouse: DashboardWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers of an Iceberg warehouse copy the manifest only when a page shows it: the
+    data-health page does, and counts the same objects as on the DuckDB warehouse."""
+    metrics = ("Objects loaded", "Objects failed", "Rejected records")
+    on_duckdb = _shown("health", {"AIGW_DB": str(dashboard_warehouse.db)}, monkeypatch)
+    on_iceberg = _shown("health", {"AIGW_CONFIG": str(lake_toml)}, monkeypatch)
+    assert [on_iceberg[name] for name in metrics] == [on_duckdb[name] for name in metrics]
+    assert on_iceberg["Objects failed"] == "1"  # the broken object
+    assert on_iceberg["Objects loaded"] != "0"

@@ -342,3 +342,22 @@ def test_a_requests_table_made_before_the_prompt_prefix_columns_gains_them(
     assert _ingest(str(tmp_path / "b"), spec).rows_loaded == 1
     query = "SELECT log_id, prompt_prefix_hash, prompt_prefix_tokens FROM requests"
     assert read_all(spec, query) == [("g1", "5e1d", 5000)]
+
+
+def test_readers_copy_the_manifest_only_when_asked(tmp_path: Path) -> None:
+    """A report opens the lake without copying the object manifest (a row per object,
+    slow to copy at scale); the data-health page (``load_manifest``) and ``aigw sql``
+    (which shows every table) see all of it."""
+    spec = lake_spec(tmp_path)
+    _ingest(str(SAMPLES), spec)
+    count = "SELECT count(*) FROM ingest_files"
+    with open_warehouse(spec, read_only=True) as warehouse:
+        assert warehouse.con.execute(count).fetchall() == [(0,)]
+        warehouse.load_manifest()
+        assert warehouse.con.execute(count).fetchall() == [(9,)]
+    (tmp_path / "cli").mkdir()
+    config = lake_config(tmp_path / "cli")
+    run_aigw("ingest", str(SAMPLES), "--quality", "off", env={"AIGW_CONFIG": str(config)})
+    shown = run_aigw("sql", count, env={"AIGW_CONFIG": str(config)})
+    assert shown.returncode == 0, shown.stderr
+    assert "9" in shown.stdout.split()

@@ -222,6 +222,7 @@ def test_an_object_a_dead_driver_committed_during_this_run_is_recorded_not_reloa
     # b is counted as the dead driver loaded it: 4 rows, not 4 duplicates of its own rows
     assert (summary.loaded, summary.rows_loaded, summary.duplicates) == (2, 7, 0)
     with open_warehouse(spec, read_only=True) as warehouse:
+        warehouse.load_manifest()
         con = warehouse.con
         assert con.execute("SELECT count(*), count(DISTINCT log_id) FROM requests").fetchall() == [
             (7, 7)
@@ -290,6 +291,7 @@ def test_an_append_that_lost_the_commit_race_is_deduplicated_against_the_winner(
         load_b.obj.key: (6, 0),
     }
     with open_warehouse(spec, read_only=True) as warehouse:
+        warehouse.load_manifest()
         stored = warehouse.con.execute("SELECT count(*), count(DISTINCT log_id) FROM requests")
         assert stored.fetchall() == [(9, 9)]
     assert loser.attempts == 2  # the conflict reached our retry, which read b's rows
@@ -313,6 +315,7 @@ def test_two_drivers_started_together_load_each_object_once(server: str, tmp_pat
     assert (rerun.unchanged, rerun.loaded, rerun.records) == (9, 0, 0)
 
     with open_warehouse(spec, read_only=True) as warehouse:
+        warehouse.load_manifest()
         con = warehouse.con
         assert con.execute("SELECT count(*), count(DISTINCT log_id) FROM requests").fetchall() == [
             (960, 960)
