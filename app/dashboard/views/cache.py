@@ -1,4 +1,4 @@
-"""Cache: the response cache's hit ratio over time, what it saved, and the requests
+"""Cache: the response cache's hit rate over time, what it saved, and the requests
 worth caching (identical requests a provider answered more than once)."""
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ grain = grain_for(filters.since, filters.until)
 total = fetch(ctx.settings, "cache", by=(), grain=None, **common)
 row = total.row(0, named=True) if total.height else {}
 columns = st.columns(4)
-columns[0].metric("Hit ratio (requests)", pct(row.get("request_hit_ratio")))
+columns[0].metric("Hit rate (requests)", pct(row.get("request_hit_ratio")))
 columns[1].metric("Savings", usd(row.get("saved_usd")))
 columns[2].metric(
-    "Hit ratio (would-be cost)",
+    "Hit rate (would-be cost)",
     pct(row.get("cost_hit_ratio")),
     help="Savings over savings plus spend: the share of the would-be cost the cache absorbed.",
 )
@@ -40,7 +40,7 @@ if estimated:
     )
 
 over_time = fetch(ctx.settings, "cache", by=(), grain=grain, **common)
-st.subheader(f"Hit ratio per {grain}")
+st.subheader(f"Hit rate per {grain}")
 line_chart(
     over_time.sort("period") if over_time.height else over_time,
     x="period",
