@@ -79,6 +79,21 @@ _SERIES_COLORS: Final[dict[str, str]] = {
     "cost_hit_ratio": "#1f77b4",
 }
 _OTHER_COLORS: Final = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+# Teams, agents, models...: colours that carry no verdict. Vega's default puts red
+# (bad) and green (good) on the 4th and 3rd names; these skip both, as far as 10 names
+# (then they repeat).
+CATEGORY_COLORS: Final = (
+    "#4c78a8",  # blue
+    "#72b7b2",  # teal
+    "#b279a2",  # purple
+    "#9d755d",  # brown
+    "#eeca3b",  # yellow
+    "#f58518",  # orange
+    "#79706e",  # grey
+    "#d4a6c8",  # mauve
+    "#86bcb6",  # sea green
+    "#bab0ac",  # light grey
+)
 # Long identifiers and messages get a fixed width (cut, whole in the cell's tooltip) so
 # that a table fits a 1400 px window.
 _WIDTHS: Final[dict[str, int]] = {
@@ -181,7 +196,9 @@ def bar_chart(
     }
     if color:
         data = data.with_columns(pl.col(color).fill_null(NONE))
-        encoding["color"] = alt.Color(f"{color}:N", title=column_label(color))
+        encoding["color"] = alt.Color(
+            f"{color}:N", title=column_label(color), scale=alt.Scale(range=list(CATEGORY_COLORS))
+        )
         tooltip.insert(0, alt.Tooltip(f"{color}:N", title=column_label(color)))
     render(alt.Chart(data.to_arrow()).mark_bar().encode(**encoding, tooltip=tooltip))
     _partial_note(partial, grain, as_of)
@@ -199,7 +216,11 @@ def area_chart(
         .encode(
             x=time_axis(x, grain),
             y=alt.Y(f"{y}:Q", title=title, stack=True),
-            color=alt.Color(f"{color}:N", title=column_label(color)),
+            color=alt.Color(
+                f"{color}:N",
+                title=column_label(color),
+                scale=alt.Scale(range=list(CATEGORY_COLORS)),
+            ),
             tooltip=[f"{color}:N", time_tooltip(x, grain), alt.Tooltip(f"{y}:Q", format=",.2f")],
         )
     )

@@ -3,6 +3,7 @@ the numbers a user reads equal what the models (and ``aigw report``) compute."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from alerts import load_alerts_config
 from alerts.evaluate import budget_alerts
-from app.dashboard.ui import count, ms, pct, usd, usd_exact
+from app.dashboard.ui import CATEGORY_COLORS, count, ms, pct, usd, usd_exact
 from app.service import anomaly_report, cache_report, cost_report, forecast_report
 from ingest import open_warehouse
 from models import ModelsSettings, read_rollup
@@ -310,3 +311,13 @@ def test_anomalies_page_draws_every_flagged_value_including_traffic_without_one(
     )
     assert None in flags["value"].to_list()  # the series of requests without an agent
     assert _metrics(app)["Flags"] == f"{flags.height:,}"
+
+
+def test_spend_stacked_by_team_wears_no_verdict_colours(app: AppTest) -> None:
+    """Teams are names, not good or bad: the stacked spend draws them from colours with no
+    red or green (Vega's default gave the fourth team red)."""
+    _open(app, "attribution")
+    spec = json.loads(app.get("vega_lite_chart")[0].proto.spec)
+    scale = spec["encoding"]["color"]["scale"]
+    assert scale == {"range": list(CATEGORY_COLORS)}
+    assert not {"#d62728", "#e45756", "#2ca02c", "#54a24b"} & set(scale["range"])
