@@ -280,8 +280,11 @@ class _Watcher:
         if warehouse is None:
             return False
         prefix = self.source.uri.rstrip("/") + "/"
+        if warehouse.lake is not None:  # the state database answers; no manifest copy
+            with warehouse, warehouse.errors():
+                self.newest_day = warehouse.lake.state.newest_day_folder(prefix)
+            return True
         with warehouse, warehouse.errors():
-            warehouse.load_manifest()
             row = warehouse.con.execute(
                 "SELECT max(regexp_extract(object_key[length($p) + 1:], '^(\\d{8})/', 1)) "
                 "FROM ingest_files WHERE starts_with(object_key, $p)",

@@ -36,6 +36,7 @@ from app.display import (
 )
 
 __all__ = [
+    "CATEGORY_COLORS",
     "HOURLY_UP_TO",
     "NONE",
     "Grain",
@@ -91,8 +92,8 @@ CATEGORY_COLORS: Final = (
     "#f58518",  # orange
     "#79706e",  # grey
     "#d4a6c8",  # mauve
-    "#86bcb6",  # sea green
-    "#bab0ac",  # light grey
+    "#9ecae9",  # light blue
+    "#3b4a6b",  # slate
 )
 # Long identifiers and messages get a fixed width (cut, whole in the cell's tooltip) so
 # that a table fits a 1400 px window.

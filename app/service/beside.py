@@ -36,7 +36,13 @@ def beside(warehouse: Warehouse, work: Callable[[Warehouse], T]) -> Iterator[Fut
         return
     cursor = warehouse.con.cursor()
     try:
+        cursor.execute("SET TimeZone = 'UTC'")  # a cursor has its own session settings
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigw-beside") as pool:
-            yield pool.submit(work, dataclasses.replace(warehouse, con=cursor))
+            future = pool.submit(work, dataclasses.replace(warehouse, con=cursor))
+            try:
+                yield future
+            except BaseException:
+                cursor.interrupt()  # the caller failed: stop the work's query, then wait
+                raise
     finally:
         cursor.close()

@@ -200,6 +200,23 @@ class StateDB:
                     rows += con.execute(query.where(_FILES.c.object_key.in_(part))).all()
         return {k: (e, s) for k, e, s in rows}
 
+    def newest_day_folder(self, prefix: str) -> str | None:
+        """The newest ``YYYYMMDD`` folder right under ``prefix`` among the manifest's keys
+        (Logpush's layout), or None: keys read newest first along the primary key, up to
+        the first in a day folder, so a manifest of millions is not read whole."""
+        query = (
+            sa.select(_FILES.c.object_key)
+            .where(_FILES.c.object_key.startswith(prefix, autoescape=True))
+            .order_by(_FILES.c.object_key.desc())
+            .execution_options(yield_per=1000)
+        )
+        with self.errors(), self.engine.connect() as con:
+            for (key,) in con.execute(query):
+                folder, slash, _ = str(key)[len(prefix) :].partition("/")
+                if slash and len(folder) == 8 and folder.isascii() and folder.isdigit():
+                    return folder
+        return None
+
     def claim(self, entries: Sequence[FileEntry], owner: str, *, now: datetime) -> list[str]:
         """Claim the objects of ``entries`` nobody else holds and nobody has finished with
         the same etag (listing them if new); return the keys this ``owner`` now holds.

@@ -149,7 +149,7 @@ def test_cache_page_shows_the_cache_reports_ratios_savings_and_candidates(
     row = summary.summary.row(0, named=True)
     assert shown["Hit rate (requests)"] == pct(row["request_hit_ratio"])
     assert shown["Savings"] == usd(row["saved_usd"])
-    assert shown["Hit rate (would-be cost)"] == pct(row["cost_hit_ratio"])
+    assert shown["Hit rate (cost)"] == pct(row["cost_hit_ratio"])
     window = cache_report(
         dashboard_warehouse.db,
         SETTINGS,

@@ -125,3 +125,23 @@ def test_warehouse_and_engine_tables_as_documented() -> None:
     assert (engine.kind, engine.address, engine.batch_objects) == ("ray", "auto", 8)
     with pytest.raises(ConfigError, match=r"\[engine\] batch_objects must be"):
         engine_spec_from(Path("aigw.toml"), {"batch_objects": 0})
+
+
+def test_the_newest_day_folder_under_a_prefix(state: StateDB) -> None:
+    """Watch mode's starting point: the newest YYYYMMDD folder right under the prefix;
+    other names (sorting after digits), deeper or shorter folders and other prefixes do
+    not count."""
+    keys = [
+        "s3://b/logs/20261203/a.log.gz",
+        "s3://b/logs/20261205/b.log.gz",
+        "s3://b/logs/20261204/c.log.gz",
+        "s3://b/logs/2026120/short.log.gz",
+        "s3://b/logs/202612099/long.log.gz",
+        "s3://b/logs/zz/20261231/deep.log.gz",
+        "s3://b/logs/readme.txt",
+        "s3://b/logs-old/20261230/x.log.gz",
+    ]
+    state.claim([_entry(key) for key in keys], "h:1:x", now=NOW)
+    assert state.newest_day_folder("s3://b/logs/") == "20261205"
+    assert state.newest_day_folder("s3://b/logs-old/") == "20261230"
+    assert state.newest_day_folder("s3://b/none/") is None

@@ -245,12 +245,23 @@ def test_the_one_sort_order_is_the_two_key_order() -> None:
     assert order.tolist() == np.lexsort((ts, first)).tolist()
 
 
-def test_two_groups_in_one_bucket_take_the_long_way() -> None:
-    """Hashes equal but for their low bits share a bucket: the one sort would interleave
-    their requests, so it declines and the two-key sort orders them."""
-    first = np.array([2**63 + 1, 2**63 + 2, 2**63 + 1, 2**63 + 2], dtype=np.uint64)
-    ts = np.array([1, 2, 3, 4])
-    assert _bucket_order(ts, first) is None
-    order, renumbered = _group_order(ts, first, np.zeros(4, np.uint64))
-    assert order.tolist() == [0, 2, 1, 3]
-    assert renumbered is None
+def test_two_groups_in_one_bucket_are_told_apart() -> None:
+    """Hashes equal but for their low bits share a bucket, so the one sort interleaves
+    their requests by time; the order still groups them, each in time order."""
+    first = np.array([2**63 + 2, 2**63 + 1, 2**63 + 2, 2**63 + 1, 5], dtype=np.uint64)
+    ts = np.array([1, 2, 3, 4, 9])
+    order = _bucket_order(ts, first)
+    assert order is not None
+    assert order.tolist() == [4, 1, 3, 0, 2] == np.lexsort((ts, first)).tolist()
+
+
+def test_a_group_per_request_sorts_as_lexsort() -> None:
+    """1,000,000 requests, nearly each its own group (random 64-bit hashes, times
+    unordered): the order is lexsort's."""
+    rng = np.random.default_rng(11)
+    first = rng.integers(0, 2**64, size=1_000_000, dtype=np.uint64)
+    first[:300_000:3] = first[1:300_000:3]  # and 100,000 groups of two
+    ts = rng.integers(0, 10**9, size=1_000_000)
+    order = _bucket_order(ts, first)
+    assert order is not None
+    assert np.array_equal(order, np.lexsort((ts, first)))

@@ -26,7 +26,7 @@ columns = st.columns(4)
 columns[0].metric("Hit rate (requests)", pct(row.get("request_hit_ratio")))
 columns[1].metric("Savings", usd(row.get("saved_usd")))
 columns[2].metric(
-    "Hit rate (would-be cost)",
+    "Hit rate (cost)",
     pct(row.get("cost_hit_ratio")),
     help="Savings over savings plus spend: the share of the would-be cost the cache absorbed.",
 )
