@@ -73,10 +73,12 @@ def whatif_budgets(
         replay = replay_caps(
             rollup,
             caps,
-            lambda hours: read_requests(
+            # each split cap's crossing scopes only, not every request of their hours
+            lambda by, pairs: read_requests(
                 warehouse.con,
                 _narrowed(settings, dims),
-                hours=hours,
+                scopes=pairs,
+                scope_by=by,
                 stored_costs=True,
                 columns=[*dims, "log_id"],
             ),

@@ -10,7 +10,8 @@ Spend is the effective cost (``cost_usd``; unknown costs count 0).
 The replay reads hourly rollups and the raw requests of one hour per refused scope and
 period only: hours whose cumulative spend stays under the amount are allowed whole, hours
 after the crossing hour are refused whole, and the crossing hour's requests are replayed
-one by one in time order. Each cap is replayed alone, as if it were the only one.
+one by one in time order. Each cap is replayed alone, as if it were the only one, and
+asks for the raw requests of its own crossing (hour, scope) pairs only.
 A period that began before the replayed window counts the spend since its start (the
 caller reads the rollup from there).
 """
@@ -26,11 +27,15 @@ import polars as pl
 
 from models.whatif.common import WhatIf
 
-__all__ = ["CAP_PERIODS", "CapsReplay", "RequestsOfHours", "SpendCap", "replay_caps"]
+__all__ = ["CAP_PERIODS", "CapsReplay", "RequestsOfScopes", "SpendCap", "replay_caps"]
 
 CAP_PERIODS: Final = {"daily": "1d", "weekly": "1w", "monthly": "1mo"}
-RequestsOfHours = Callable[[list[datetime]], pl.LazyFrame]
-"""The costed requests of these UTC hours (raw rows, the caps' dimensions included)."""
+RequestsOfScopes = Callable[[str | None, list[tuple[datetime, str | None]]], pl.LazyFrame]
+"""``requests_of(dimension, pairs)``: the costed requests (raw rows, the caps' dimensions
+included) of some UTC hours. With a dimension, each (hour, value) pair stands for the
+requests of that hour whose dimension's value, as text, is the pair's (None: a null
+value); without one, the values are None and every request of the pairs' hours is
+wanted. Rows beyond those are allowed (the replay keeps its own)."""
 _NONE: Final = "(none)"
 
 
@@ -62,7 +67,7 @@ class CapsReplay:
 def replay_caps(
     rollup: pl.LazyFrame,
     caps: Sequence[SpendCap],
-    requests_of: RequestsOfHours,
+    requests_of: RequestsOfScopes,
     *,
     user: str = "user",
     since: datetime | None = None,
@@ -70,18 +75,20 @@ def replay_caps(
     """Replay ``caps`` on ``rollup`` (hourly rows with ``hour``, ``requests``,
     ``cost_usd``, ``user`` and the caps' filter and split dimensions); ``requests_of``
     reads the raw requests of the crossing hours (``ts``, ``log_id``, ``cost_usd``, the
-    same dimensions). With ``since``, the rollup's earlier hours (from the start of each
-    cap's period that holds ``since``) count towards the spend and only the requests
-    from ``since`` on are replayed and reported."""
+    same dimensions), once per cap that crosses: the pairs of the cap's ``split_by`` (else
+    of its first filter's dimension, else whole hours), sorted. With ``since``, the
+    rollup's earlier hours (from the start of each cap's period that holds ``since``)
+    count towards the spend and only the requests from ``since`` on are replayed and
+    reported."""
     if not caps:
         raise ValueError("no cap to replay")
     marked = [_refusals_by_hour(rollup, cap) for cap in caps]
     if since is not None:
         marked = [frame.filter(pl.col("hour") >= since) for frame in marked]
-    crossing = pl.concat([frame.filter(pl.col("_crossing")) for frame in marked])
-    hours = sorted(set(crossing["hour"].to_list()))
-    raw = requests_of(hours).collect() if hours else pl.DataFrame()
-    parts = [_refused(frame, raw, cap, user) for frame, cap in zip(marked, caps, strict=True)]
+    parts = [
+        _refused(frame, _crossing_requests(frame, cap, requests_of), cap, user)
+        for frame, cap in zip(marked, caps, strict=True)
+    ]
     detail = pl.concat(parts, how="vertical_relaxed")
     table = (
         detail.group_by("budget", "scope", maintain_order=True)
@@ -151,6 +158,30 @@ def _refusals_by_hour(rollup: pl.LazyFrame, cap: SpendCap) -> pl.DataFrame:
         .with_columns(pl.lit(cap.name).alias("budget"))
         .collect()
     )
+
+
+def _crossing_requests(
+    marked: pl.DataFrame, cap: SpendCap, requests_of: RequestsOfScopes
+) -> pl.DataFrame:
+    """The raw requests of the cap's crossing hours, asked per (hour, value) of the
+    dimension that tells its scopes apart (``split_by``; a filter's for an unsplit cap,
+    whose crossing hours' rows all have the filter's value); none without a crossing."""
+    crossing = marked.filter(pl.col("_crossing"))
+    if crossing.is_empty():
+        return pl.DataFrame()
+    by = cap.split_by or next(iter(cap.filters), None)
+    if by is None:
+        pairs: list[tuple[datetime, str | None]] = [
+            (hour, None) for hour in sorted(set(crossing["hour"].to_list()))
+        ]
+    else:
+        values = (
+            crossing.select("hour", pl.col(by).cast(pl.String))
+            .unique()
+            .sort("hour", by, nulls_last=False)
+        )
+        pairs = list(values.iter_rows())
+    return requests_of(by, pairs).collect()
 
 
 def _scope(cap: SpendCap) -> pl.Expr:
