@@ -1,7 +1,9 @@
 """``core.lake.maintain`` on an Iceberg warehouse in a temporary folder: compaction moves
-rows without changing one and leaves the expected number of data files; snapshot expiry
-keeps the current snapshot, records in the manifest the objects a crashed ingest committed
-before their snapshots go, and keeps the snapshots of objects a live ingest holds."""
+rows without changing one, packs only small files in groups under the bound and leaves
+the expected number of data files; a group's replace keeps another writer's appends;
+snapshot expiry keeps the current snapshot, records in the manifest the objects a crashed
+ingest committed before their snapshots go, and keeps the snapshots of objects a live
+ingest holds; deletion leaves only the files the current metadata references."""
 
 from __future__ import annotations
 
@@ -272,9 +274,11 @@ def test_compaction_packs_small_files_in_bounded_groups_and_leaves_large_files(
             1,
         )
         table = lake.table("requests")
-        files = [t.file for t in table.scan().plan_files()]
-        assert big in {f.file_path for f in files}
-        assert sorted(f.record_count for f in files) == [9, 9, 9, 9, 400]
+        files = {t.file.file_path: t.file for t in table.scan().plan_files()}
+        new = set(files) - {big}
+        assert big in files and len(new) == 4 and not new & set(sizes)  # the rest is new
+        assert sorted(f.record_count for f in files.values()) == [9, 9, 9, 9, 400]
+        assert files[big].file_size_in_bytes == sizes[big]
         assert _sorted_rows(table).equals(rows)
         assert table.current_snapshot().summary["aigw.compacted"] == "2026-04-18"
         # the groups are what was replaced: one snapshot each
