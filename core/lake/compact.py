@@ -40,6 +40,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
+from core.errors import WarehouseError
 from core.lake.extra import require
 from core.lake.lake import Lake
 
@@ -79,7 +80,8 @@ def compact_table(
     for task in table.scan().plan_files():
         before += 1
         if task.file.file_size_in_bytes < small_bytes and not task.delete_files:
-            small.setdefault(task.file.partition[0], []).append(task.file)
+            key = (task.file.spec_id, task.file.partition[0])  # a group shares a partition
+            small.setdefault(key, []).append(task.file)
     days = 0
     ts_id = table.schema().find_field("ts").field_id
     for key in sorted(small):
@@ -87,7 +89,7 @@ def compact_table(
         if len(files) <= max_small_files:
             continue
         files.sort(key=lambda f: (_lower_micros(f, ts_id), f.file_path))
-        day = _day_start(key)
+        day = _day_start(key[1])
         committed = [
             _compact_group(lake, name, table, group, day)
             for group in plan_groups(files, target_bytes)
@@ -118,7 +120,15 @@ def plan_groups(files: Sequence[Any], target_bytes: int) -> list[list[Any]]:
 
 def _compact_group(lake: Lake, name: str, table: Any, sources: list[Any], day: datetime) -> bool:
     """Write ``sources`` as one file and commit the replace; whether it was committed."""
-    output = _write_group(table, sources)
+    try:
+        output = _write_group(table, sources)
+    except Exception as err:  # PyIceberg and the object store raise many kinds
+        raise WarehouseError(
+            f"{lake.spec.describe()}: cannot write a compacted file of table {name} "
+            f"({type(err).__name__})",
+            path=lake.spec.location,
+            detail=str(err),
+        ) from err
     done = lake.commit(name, partial(_replace_files, sources=sources, outputs=[output], day=day))
     if not done:  # never committed: nothing references it
         table.io.delete(output.file_path)
