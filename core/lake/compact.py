@@ -8,8 +8,9 @@ order of their first ``ts``, into groups of at most ``target_bytes`` of Parquet
 
 - **Memory.** A group is read one source file at a time (a file is smaller than
   ``small_bytes``), its rows sorted by ``ts``, ``log_id`` and appended to the group's
-  output file as they come: peak memory is about one small file's Arrow table plus the
-  Parquet writer's row group, never the day, whatever the size of the day.
+  output file (a row group per source): peak memory is about three times one source
+  file's Arrow table (the rows read, their sorted copy, the writer's buffers), never the
+  group nor the day, whatever their size (docs/scale.md has the measurements).
 - **Rows.** The output holds exactly the rows of its sources (same multiset); sources
   ordered by first ``ts``, each sorted, so files written from time-ordered batches come out
   sorted. Files with delete files attached are left alone (aigw writes none).
@@ -157,8 +158,8 @@ def _write_group(table: Any, sources: Sequence[Any]) -> Any:
     model = fileformat.FileFormatFactory.get(manifest.FileFormat.PARQUET)
     with model.create_writer(output, schema, metadata.properties) as writer:
         for source in sources:
-            rows = scan.to_table([_task(source)]).sort_by(_ORDER)
-            writer.write(rows.cast(file_schema))
+            writer.write(scan.to_table([_task(source)]).sort_by(_ORDER).cast(file_schema))
+            # (no name holds the file's rows: they are freed before the next file is read)
     return manifest.DataFile.from_args(
         content=manifest.DataFileContent.DATA,
         file_path=path,
