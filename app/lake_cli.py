@@ -41,7 +41,8 @@ def maintain_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Compact each day's small data files into large ones, expire old snapshots and delete
-    the data files they alone read (Iceberg warehouses; R2 Data Catalog can do this itself)."""
+    the data and metadata files they alone referenced (Iceberg warehouses; R2 Data Catalog
+    can do this itself)."""
     with user_errors(verbose):
         age = parse_age(older_than)
         target = load_settings(config, os.environ).warehouse
@@ -72,6 +73,12 @@ def maintain_command(
     if result.deleted:
         out.print(
             f"data files deleted: {result.deleted} (no remaining snapshot reads them)",
+            markup=False,
+        )
+    if result.metadata_deleted:
+        out.print(
+            f"metadata files deleted: {result.metadata_deleted} (manifests, manifest lists "
+            "and metadata.json files the current metadata no longer references)",
             markup=False,
         )
 

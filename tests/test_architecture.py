@@ -31,6 +31,7 @@ PUBLIC = {
         "core.lake.ray_session",
         "core.lake.state",
         "core.lake.tables",
+        "core.lake.compact",
         "core.lake.maintain",
         "core.lake.writes",
     },

@@ -1,16 +1,17 @@
-"""Maintenance of an Iceberg warehouse: compact small data files, expire old snapshots.
+"""Maintenance of an Iceberg warehouse: compact small data files, expire old snapshots,
+delete the files nothing references any more.
 
 Ingest (above all ``aigw ingest --watch``) commits a data file per day partition per
 batch, so a day of ``requests`` and ``request_costs`` collects many small files, and every
-commit leaves a snapshot in the table's metadata. ``maintain`` does what a scheduler runs
-nightly:
+commit leaves a snapshot, a manifest list, a manifest and a ``metadata.json``. ``maintain``
+does what a scheduler runs nightly:
 
-- **Compaction.** A day partition with more than ``max_small_files`` data files smaller
-  than ``small_bytes`` is rewritten as one or a few large files: an overwrite of that day
-  by its own rows (sorted by ``ts``, ``log_id``) in one commit. Rows are never changed, only
-  moved. PyIceberg 0.12 has no rewrite-data-files action, so this is it; the commit retries
-  on conflict with the table reloaded and the day read again (``Lake.commit``), so rows
-  another writer appended meanwhile are kept.
+- **Compaction** (``core.lake.compact``). A day partition with more than
+  ``max_small_files`` data files smaller than ``small_bytes`` has those files rewritten
+  in groups of at most ``target_bytes``, a group read one file at a time (bounded memory,
+  whatever the size of the day), each group one commit replacing exactly its files, so
+  rows another writer appended meanwhile stay. Rows are never changed, only moved; large
+  files are never rewritten.
 - **Snapshot expiry.** Snapshots older than the retention are removed from each table's
   metadata (the current one always stays). The snapshot summaries of ``requests`` are how
   a crashed ingest is repaired (``OBJECTS_SUMMARY``), so before a snapshot is expired
@@ -18,30 +19,36 @@ nightly:
   not say it is loaded with that etag is claimed and recorded as loaded with the counts
   of the summary; a snapshot naming an object that cannot be recorded (another driver
   holds it, or the manifest has another version of it) is kept for a later run.
-- **Unreferenced data files.** PyIceberg 0.12 removes expired snapshots from the metadata
-  only, so after expiry ``maintain`` deletes the data files under the table's ``data/``
-  folder that no remaining snapshot references and that are older than the retention
-  (a file younger than that may belong to a commit in flight: never touched).
+- **Unreferenced files.** PyIceberg 0.12 removes expired snapshots from the metadata
+  only, so after expiry ``maintain`` deletes, among the files last modified before the
+  retention's cutoff (a younger file may belong to a commit in flight: never touched):
+  the data files under the table's ``data/`` folder that no remaining snapshot
+  references, and under its ``metadata/`` folder the manifest lists and manifests
+  (``*.avro``) of no remaining snapshot and the ``*.metadata.json`` files that are
+  neither the current one nor in the current metadata's log. The log's files are kept,
+  as Iceberg's own orphan-file removal keeps them: a reader that resolved the catalog's
+  pointer just before a commit still opens its file, and the log is bounded by the table
+  property ``write.metadata.previous-versions-max`` (100 by default; PyIceberg honours it,
+  and deletes what falls out of the log itself when
+  ``write.metadata.delete-after-commit.enabled`` is set). Other files (statistics) are
+  left alone.
 
-R2 Data Catalog can do both itself (its compaction and snapshot-expiration settings);
-``maintain`` is for the SQL catalog and for REST catalogs that do not.
+R2 Data Catalog can do all of it itself (its compaction and snapshot-expiration
+settings); ``maintain`` is for the SQL catalog and for REST catalogs that do not.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from functools import partial
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import pyarrow.fs as pafs
 import sqlalchemy as sa
 
 from core.errors import WarehouseError
-from core.lake.extra import require
-from core.lake.filters import in_ranges
+from core.lake.compact import MAX_SMALL_FILES, SMALL_BYTES, TARGET_BYTES, compact_table
 from core.lake.lake import Lake
 from core.lake.state import STATE_TABLES, FileEntry, owner_id
 from core.lake.tables import DAY_PARTITIONED, file_system, snapshot_objects
@@ -49,27 +56,26 @@ from core.lake.tables import DAY_PARTITIONED, file_system, snapshot_objects
 __all__ = [
     "MAX_SMALL_FILES",
     "SMALL_BYTES",
+    "TARGET_BYTES",
     "MaintainResult",
     "TableMaintenance",
     "compact_table",
     "delete_unreferenced",
+    "delete_unreferenced_metadata",
     "expire_snapshots",
     "maintain",
 ]
 
-MAX_SMALL_FILES: Final = 4
-SMALL_BYTES: Final = 64 * 1024 * 1024
-COMPACTED: Final = "aigw.compacted"  # the snapshot property of a compaction: the day
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_DAY: Final = timedelta(days=1)
 _DONE: Final = frozenset({"loaded", "skipped"})
 _KEYS_PER_QUERY: Final = 500
+_METADATA_SUFFIXES: Final = (".avro", ".metadata.json")  # manifests, lists, versions
 
 
 @dataclass(frozen=True, slots=True)
 class TableMaintenance:
     """What ``maintain`` did to one table: data files of its current snapshot before and
-    after compaction, days rewritten, snapshots expired and old snapshots kept."""
+    after compaction, days compacted, snapshots expired and old snapshots kept, data files
+    and metadata files (manifests, manifest lists, ``metadata.json``) deleted."""
 
     name: str
     files_before: int
@@ -78,6 +84,7 @@ class TableMaintenance:
     expired: int = 0
     kept: int = 0
     deleted: int = 0
+    metadata_deleted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,10 @@ class MaintainResult:
     def deleted(self) -> int:
         return sum(table.deleted for table in self.tables)
 
+    @property
+    def metadata_deleted(self) -> int:
+        return sum(table.metadata_deleted for table in self.tables)
+
 
 def maintain(
     lake: Lake,
@@ -104,10 +115,11 @@ def maintain(
     now: datetime | None = None,
     max_small_files: int = MAX_SMALL_FILES,
     small_bytes: int = SMALL_BYTES,
+    target_bytes: int = TARGET_BYTES,
 ) -> MaintainResult:
     """Compact the day partitions of ``requests`` and ``request_costs``, then expire every
-    table's snapshots older than ``now - older_than`` and delete the data files no snapshot
-    references any more (see module)."""
+    table's snapshots older than ``now - older_than`` and delete the data and metadata
+    files older than that which nothing references any more (see module)."""
     now = now or datetime.now(tz=UTC)
     cutoff = now - older_than
     results: list[TableMaintenance] = []
@@ -120,39 +132,20 @@ def maintain(
         days = 0
         if name in DAY_PARTITIONED:
             before, after, days = compact_table(
-                lake, name, max_small_files=max_small_files, small_bytes=small_bytes
+                lake,
+                name,
+                max_small_files=max_small_files,
+                small_bytes=small_bytes,
+                target_bytes=target_bytes,
             )
         expired, kept, fixed = expire_snapshots(lake, name, cutoff=cutoff, now=now)
         deleted = delete_unreferenced(lake, name, cutoff=cutoff)
+        metadata = delete_unreferenced_metadata(lake, name, cutoff=cutoff)
         recorded += fixed
-        results.append(TableMaintenance(name, before, after, days, expired, kept, deleted))
+        results.append(
+            TableMaintenance(name, before, after, days, expired, kept, deleted, metadata)
+        )
     return MaintainResult(tuple(results), recorded)
-
-
-def compact_table(
-    lake: Lake,
-    name: str,
-    *,
-    max_small_files: int = MAX_SMALL_FILES,
-    small_bytes: int = SMALL_BYTES,
-) -> tuple[int, int, int]:
-    """Rewrite each day of ``name`` that has more than ``max_small_files`` data files
-    under ``small_bytes`` as one or a few files, one commit per day; ``(files before,
-    files after, days rewritten)``."""
-    table = lake.table(name)
-    if table is None:
-        return 0, 0, 0
-    small: dict[datetime, int] = {}
-    for task in table.scan().plan_files():
-        if task.file.file_size_in_bytes < small_bytes:
-            day = _day_start(task.file.partition[0])
-            small[day] = small.get(day, 0) + 1
-    before = _file_count(table)
-    days = sorted(day for day, count in small.items() if count > max_small_files)
-    for day in days:
-        lake.commit(name, partial(_rewrite_day, day=day))
-    after = _file_count(lake.table(name)) if days else before
-    return before, after, len(days)
 
 
 def expire_snapshots(
@@ -189,14 +182,46 @@ def delete_unreferenced(lake: Lake, name: str, *, cutoff: datetime) -> int:
         if table.snapshots()
         else set()
     )
+    return _delete_old(lake, f"{table.location().rstrip('/')}/data", referenced, cutoff)
+
+
+def delete_unreferenced_metadata(lake: Lake, name: str, *, cutoff: datetime) -> int:
+    """Delete the manifest lists, manifests and ``metadata.json`` files under ``name``'s
+    ``metadata/`` folder that the current metadata does not reference (see module) and
+    that were last modified before ``cutoff``; how many were deleted."""
+    table = lake.table(name)
+    if table is None:
+        return 0
+    metadata = table.metadata
+    referenced = {table.metadata_location}
+    referenced |= {entry.metadata_file for entry in metadata.metadata_log}
+    referenced |= {s.statistics_path for s in metadata.statistics}
+    referenced |= {s.statistics_path for s in metadata.partition_statistics}
+    for snapshot in metadata.snapshots:
+        referenced.add(snapshot.manifest_list)
+        referenced |= {m.manifest_path for m in snapshot.manifests(table.io)}
+    folder = f"{table.location().rstrip('/')}/metadata"
+    return _delete_old(lake, folder, referenced, cutoff, suffixes=_METADATA_SUFFIXES)
+
+
+def _delete_old(
+    lake: Lake,
+    folder: str,
+    referenced: Collection[str],
+    cutoff: datetime,
+    *,
+    suffixes: tuple[str, ...] = ("",),
+) -> int:
+    """Delete the files under ``folder`` (a URI) whose name ends with one of ``suffixes``,
+    last modified before ``cutoff`` and not in ``referenced`` (URIs); how many."""
     fs, prefix = file_system(lake.spec)
-    folder = f"{table.location().rstrip('/')}/data".removeprefix(prefix)
-    selector = pafs.FileSelector(folder, allow_not_found=True, recursive=True)
+    selector = pafs.FileSelector(folder.removeprefix(prefix), allow_not_found=True, recursive=True)
     limit = cutoff.timestamp()
     doomed = [
         info.path
         for info in fs.get_file_info(selector)
         if info.type == pafs.FileType.File
+        and info.path.endswith(suffixes)
         and info.mtime is not None
         and info.mtime.timestamp() < limit
         and prefix + info.path not in referenced
@@ -204,27 +229,6 @@ def delete_unreferenced(lake: Lake, name: str, *, cutoff: datetime) -> int:
     for path in doomed:
         fs.delete_file(path)
     return len(doomed)
-
-
-def _rewrite_day(table: Any, day: datetime) -> None:
-    """One commit: the rows of ``day`` replace the day's data files (no row changes);
-    ``CommitFailedException`` when the table moved on since ``table`` was loaded."""
-    predicate = in_ranges("ts", [(day, day + _DAY)])
-    rows = table.scan(row_filter=predicate).to_arrow()
-    rows = rows.sort_by([("ts", "ascending"), ("log_id", "ascending")])
-    exceptions = require("pyiceberg.exceptions", extra="lake", feature="iceberg tables")
-    try:
-        with warnings.catch_warnings():  # a day emptied meanwhile has nothing to delete
-            warnings.filterwarnings("ignore", "Delete operation did not match any records")
-            table.overwrite(
-                rows,
-                overwrite_filter=predicate,
-                snapshot_properties={COMPACTED: day.date().isoformat()},
-            )
-    except exceptions.ValidationException as err:
-        # PyIceberg found files another writer added to the day since ``rows`` were read:
-        # a conflict like any other, so that ``Lake.commit`` reads the day again
-        raise exceptions.CommitFailedException(str(err)) from err
 
 
 def _expire(table: Any, ids: Sequence[int]) -> None:
@@ -330,10 +334,3 @@ def _table_names(lake: Lake) -> list[str]:
 
 def _file_count(table: Any) -> int:
     return sum(1 for _ in table.scan().plan_files()) if table.current_snapshot() else 0
-
-
-def _day_start(value: Any) -> datetime:
-    """The UTC start of a ``day(ts)`` partition value (days since 1970, or a date)."""
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return _EPOCH + timedelta(days=int(value))

@@ -1,4 +1,4 @@
-"""``aigw maintain`` as a user runs it: what it did in two lines on an Iceberg warehouse,
+"""``aigw maintain`` as a user runs it: what it did in a few lines on an Iceberg warehouse,
 one line and exit 2 on the DuckDB file or a retention it cannot read."""
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def test_maintain_compacts_a_day_and_expires_the_old_snapshots(tmp_path: Path) -
         "data files: requests 5 → 1 (1 day compacted)",
         "snapshots expired: 5 (older than 0m)",
         "data files deleted: 5 (no remaining snapshot reads them)",
+        # the expired snapshots' 5 manifest lists and 5 manifests
+        "metadata files deleted: 10 (manifests, manifest lists and metadata.json files the "
+        "current metadata no longer references)",
     ]
     assert read_all(lake_spec(tmp_path), ROW_QUERY) == rows
 

@@ -1,24 +1,31 @@
 """``core.lake.maintain`` on an Iceberg warehouse in a temporary folder: compaction moves
-rows without changing one and leaves the expected number of data files; snapshot expiry
-keeps the current snapshot, records in the manifest the objects a crashed ingest committed
-before their snapshots go, and keeps the snapshots of objects a live ingest holds."""
+rows without changing one, packs only small files in groups under the bound and leaves
+the expected number of data files; a group's replace keeps another writer's appends;
+snapshot expiry keeps the current snapshot, records in the manifest the objects a crashed
+ingest committed before their snapshots go, and keeps the snapshots of objects a live
+ingest holds; deletion leaves only the files the current metadata references."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from pyiceberg.exceptions import CommitFailedException
 
 from app.service import refresh
 from core.lake import EngineSpec, LakeSpec
-from core.lake.lake import Lake
-from core.lake.maintain import TableMaintenance, _rewrite_day, compact_table, maintain
+from core.lake.compact import _replace_files, _write_group, plan_groups
+from core.lake.lake import Lake, _without_library_retries
+from core.lake.maintain import TableMaintenance, compact_table, maintain
 from core.lake.state import STATE_TABLES, owner_id
 from ingest import IngestSettings, IngestSummary, run_ingest
 from ingest.lake_commit import committed_objects
@@ -210,22 +217,93 @@ def test_the_snapshot_of_an_object_a_live_ingest_holds_is_kept(tmp_path: Path) -
 def test_a_compaction_on_a_stale_snapshot_is_refused_not_dropping_newer_rows(
     tmp_path: Path,
 ) -> None:
-    """The day rewrite of a table another writer appended to since it was loaded fails to
-    commit (``Lake.commit`` then retries on the reloaded table): the rows stay."""
+    """The replace of a group planned on a table another writer appended to since it was
+    loaded fails to commit; ``Lake.commit`` applies it to the reloaded table: the other
+    writer's file and rows stay, only the group's files are replaced."""
     spec = lake_spec(tmp_path)
     logs = tmp_path / "logs"
     for index in range(5):
         _write(logs, f"o{index}.log.gz", index)
     _ingest(logs, spec)
+    day = datetime(2026, 4, 18, tzinfo=UTC)
     with Lake(spec) as lake:
-        stale = lake.table("requests")
+        stale = _without_library_retries(lake.table("requests"))  # as Lake.commit loads it
+        sources = [task.file for task in stale.scan().plan_files()]
+        output = _write_group(stale, sources)
         _write(logs, "late.log.gz", 6)
         assert _ingest(logs, spec).rows_loaded == 3
+        late = {t.file.file_path for t in lake.table("requests").scan().plan_files()}
+        late -= {f.file_path for f in sources}
         with pytest.raises(CommitFailedException):
-            _rewrite_day(stale, datetime(2026, 4, 18, tzinfo=UTC))
-        before, after, days = compact_table(lake, "requests")
-    assert (before, after, days) == (6, 1, 1)
+            _replace_files(stale, sources, [output], day)
+        replace = partial(_replace_files, sources=sources, outputs=[output], day=day)
+        assert lake.commit("requests", replace) is True
+        assert _paths(lake, "requests") == sorted(late | {output.file_path})
+        assert lake.commit("requests", replace) is False  # the sources are gone: no commit
+        assert _paths(lake, "requests") == sorted(late | {output.file_path})
+        assert compact_table(lake, "requests") == (2, 2, 0)  # 2 small files: not over 4
     assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [(18, 18)]
+
+
+def test_compaction_packs_small_files_in_bounded_groups_and_leaves_large_files(
+    tmp_path: Path,
+) -> None:
+    """Twelve commits to one day and a file over ``small_bytes``: the small files are
+    packed in order into groups of at most ``target_bytes``, a file each; the large file
+    is not rewritten; the rows are exactly the same."""
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    _write(logs, "big.log.gz", 0, count=400)
+    _ingest(logs, spec)
+    for index in range(12):
+        _write(logs, f"o{index:02d}.log.gz", index + 1)
+        _ingest(logs, spec)
+    with Lake(spec) as lake:
+        table = lake.table("requests")
+        sizes = {t.file.file_path: t.file.file_size_in_bytes for t in table.scan().plan_files()}
+        big = max(sizes, key=lambda path: sizes[path])
+        small_bytes = sizes[big]  # the 400-row file is not small, the 3-row ones are
+        small = sorted(size for path, size in sizes.items() if path != big)
+        target = 3 * small[-1]  # room for exactly 3 small files a group
+        rows = _sorted_rows(table)
+        assert (len(sizes), sum(rows.column("log_id").is_valid().to_pylist())) == (13, 436)
+
+        assert compact_table(lake, "requests", small_bytes=small_bytes, target_bytes=target) == (
+            13,
+            5,
+            1,
+        )
+        table = lake.table("requests")
+        files = {t.file.file_path: t.file for t in table.scan().plan_files()}
+        new = set(files) - {big}
+        assert big in files and len(new) == 4 and not new & set(sizes)  # the rest is new
+        assert sorted(f.record_count for f in files.values()) == [9, 9, 9, 9, 400]
+        assert files[big].file_size_in_bytes == sizes[big]
+        assert _sorted_rows(table).equals(rows)
+        assert table.current_snapshot().summary["aigw.compacted"] == "2026-04-18"
+        # the groups are what was replaced: one snapshot each
+        assert len(table.snapshots()) == 13 + 4
+
+
+def test_plan_groups_never_exceed_the_bound() -> None:
+    files = [_Sized(size) for size in (5, 5, 5, 9, 2, 2, 20, 3, 3, 3)]
+    groups = plan_groups(files, 10)
+    assert [[f.file_size_in_bytes for f in g] for g in groups] == [[5, 5], [2, 2], [3, 3, 3]]
+    assert plan_groups(files, 100) == [files]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sized:
+    file_size_in_bytes: int
+
+
+def _sorted_rows(table: Any) -> pa.Table:
+    rows = table.scan().to_arrow().drop_columns(["ingested_at"])
+    return rows.sort_by([(name, "ascending") for name in ("log_id", "ts")])
+
+
+def _paths(lake: Lake, name: str) -> list[str]:
+    return sorted(task.file.file_path for task in lake.table(name).scan().plan_files())
 
 
 def test_expiry_deletes_the_data_files_no_snapshot_references(tmp_path: Path) -> None:
@@ -245,6 +323,58 @@ def test_expiry_deletes_the_data_files_no_snapshot_references(tmp_path: Path) ->
         for name in tables:
             assert len(_data_files(lake, name)) == _file_count(lake, name)
     assert read_all(spec, ROW_QUERY) == rows
+
+
+def test_maintain_leaves_in_metadata_only_what_the_current_metadata_references(
+    tmp_path: Path,
+) -> None:
+    """After compaction, expiry and deletion, each table's ``metadata/`` folder holds the
+    current ``metadata.json``, those of its log (2 for ``requests`` here), and the manifest
+    lists and manifests of its snapshots; an unreferenced file newer than the cutoff stays,
+    an old one goes."""
+    spec = _watched(tmp_path)
+    with Lake(spec) as lake:
+        with lake.table("requests").transaction() as tx:
+            tx.set_properties({"write.metadata.previous-versions-max": "2"})
+        folder = Path(lake.table("requests").location().removeprefix("file://")) / "metadata"
+        old_stray, new_stray = folder / "old-stray-m0.avro", folder / "new-stray-m0.avro"
+        old_stray.write_bytes(b"x")
+        os.utime(old_stray, (1_000_000_000, 1_000_000_000))
+        before = len(_metadata_files(lake, "requests"))
+        now = datetime.now(tz=UTC)
+        new_stray.write_bytes(b"x")
+        os.utime(new_stray, (now.timestamp() + 60, now.timestamp() + 60))
+        result = maintain(lake, older_than=timedelta(0), now=now)
+
+        tables = {t.name: t for t in result.tables}
+        kept = _metadata_files(lake, "requests")
+        # 1 snapshot (the compaction): its list, its manifests (the new file, the six
+        # deleted ones, the two files of 04-19), 1 + 2 metadata.json and the new stray
+        assert len(kept) == 1 + 4 + 3 + 1
+        # 27 before (the old stray among them), + 5 maintain wrote (the compaction's list,
+        # 2 manifests and metadata.json; the expiry's metadata.json), + the new stray
+        assert before == 27
+        assert tables["requests"].metadata_deleted == 27 + 5 + 1 - len(kept) == 24
+        assert not old_stray.exists()
+        assert kept == _referenced_metadata(lake, "requests") | {new_stray}
+        for name in tables:
+            if name != "requests":
+                assert _metadata_files(lake, name) == _referenced_metadata(lake, name)
+        assert result.metadata_deleted > tables["requests"].metadata_deleted
+
+
+def _metadata_files(lake: Lake, name: str) -> set[Path]:
+    folder = Path(lake.table(name).location().removeprefix("file://")) / "metadata"
+    return {path for path in folder.rglob("*") if path.is_file()}
+
+
+def _referenced_metadata(lake: Lake, name: str) -> set[Path]:
+    table = lake.table(name)
+    uris = {table.metadata_location} | {e.metadata_file for e in table.metadata.metadata_log}
+    for snapshot in table.snapshots():
+        uris.add(snapshot.manifest_list)
+        uris |= {m.manifest_path for m in snapshot.manifests(table.io)}
+    return {Path(uri.removeprefix("file://")) for uri in uris}
 
 
 def _data_files(lake: Lake, name: str) -> list[Path]:
