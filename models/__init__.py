@@ -41,6 +41,7 @@ from models.reports import (
 )
 from models.rollups import (
     MEASURES,
+    PRICED_COLUMNS,
     RefreshResult,
     costed_requests,
     hourly_rollup,
@@ -116,6 +117,7 @@ __all__ = [
     "INVOICE_SCHEMA",
     "MEASURES",
     "MIN_REPEATS",
+    "PRICED_COLUMNS",
     "PROMPT_CACHE_COLUMNS",
     "SAVINGS_COLUMNS",
     "TTL_CHOICES",

@@ -26,7 +26,14 @@ from app.service.whatif import DEFAULT_DAYS, _empty, _overrides, _window
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
 from core.warehouse import open_warehouse, read_requests
-from models import LimitsReplay, ModelsSettings, RateLimitRule, RouteBudget, replay_rate_limits
+from models import (
+    PRICED_COLUMNS,
+    LimitsReplay,
+    ModelsSettings,
+    RateLimitRule,
+    RouteBudget,
+    replay_rate_limits,
+)
 
 if TYPE_CHECKING:
     from proxy import GatewayConfig
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["AnyEnvironment", "whatif_limits"]
 
 _META: Final = "metadata:"
+_REPLAYED: Final = (*PRICED_COLUMNS, "step", "cost_source", "api_key")  # tokens priced too
 
 
 class AnyEnvironment(Mapping[str, str]):
@@ -132,7 +140,13 @@ def _routed(frame: pl.LazyFrame, config: GatewayConfig) -> pl.LazyFrame:
     )
     logged = pl.col("route")
     return (
-        frame.join(chosen.lazy(), on=["provider", "_asked"], how="left", nulls_equal=True)
+        frame.join(
+            chosen.lazy(),
+            on=["provider", "_asked"],
+            how="left",
+            nulls_equal=True,
+            maintain_order="left",  # the read's request order
+        )
         .with_columns(
             pl.when(logged.is_in(list(names)))
             .then(logged)
@@ -197,6 +211,10 @@ def whatif_limits(
                 until=end,
                 stored_costs=True,
                 with_routing=True,
+                # what the replay and a reroute's pricing read: every other column of 10 M
+                # requests took 16.5 GB at the replay's first sort and 8 s more to read
+                columns=[*_REPLAYED, *narrowed.dimensions],
+                in_request_order=True,
             )
             renamed = frame.rename({name: _META + key for name, key in columns.items()})
             return _routed(renamed, config)

@@ -9,8 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 import polars as pl
+import pytest
 
 from models import RateLimitRule, replay_rate_limits
+from models.whatif import limits
 from proxy.stores import Limit
 from proxy.stores.ratelimit import MemoryRateLimiter
 from tests.models.whatif_fixtures import HOUR, requests
@@ -132,9 +134,15 @@ async def _gateway(rows: list[dict[str, Any]], rules: list[RateLimitRule]) -> li
     return allowed
 
 
-def test_the_replay_decides_as_the_gateways_limiter() -> None:
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_the_replay_decides_as_the_gateways_limiter(
+    chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """400 requests of 3 users over 10 minutes under a sliding request limit and a fixed
-    token limit: the same requests are refused as by proxy.stores' MemoryRateLimiter."""
+    token limit: the same requests are refused as by proxy.stores' MemoryRateLimiter;
+    also when the loop reads its columns 7 requests at a time (counters carried over)."""
+    if chunk is not None:
+        monkeypatch.setattr(limits, "_CHUNK", chunk)
     pick = random.Random(7)  # noqa: S311 - reproducible traffic, not key material
     rows = [
         {
