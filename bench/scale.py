@@ -178,9 +178,8 @@ def report(args: argparse.Namespace, logs: Path, config: Path, spec: LakeSpec, r
         loaded = run_ingest(
             IngestSettings(
                 source=str(root),
-                db_path=spec,
+                db_path=replace(spec, engine=EngineSpec(batch_objects=args.batch_objects)),
                 quality="off",
-                engine=EngineSpec(batch_objects=args.batch_objects),
             )
         )
         refreshed = aigw(["rollup", "--config", str(config)])
