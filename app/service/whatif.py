@@ -24,14 +24,12 @@ from app.service.reports import _check_dimensions, _check_window
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
 from core.warehouse import (
-    CACHEABLE_TABLE,
     STORED_COLUMNS,
     Warehouse,
     open_warehouse,
     read_cacheable,
     read_requests,
     rollup_span,
-    table_exists,
 )
 from models import (
     DEFAULT_CACHE_BY,
@@ -253,12 +251,15 @@ def _cache_replays(
 ) -> list[WhatIf]:
     """One replay per TTL of the same requests (read once, with the costs the rollups were
     built with)."""
-    rollup = _rollup(warehouse, window, [*by, *(filters or {})], _CACHED)
+    names = [*by, *(filters or {})]
+    rollup = _rollup(warehouse, window, names, _CACHED)
     if not rollup.collect_schema().names():
         return [_empty("response cache TTL") for _ in ttls]
-    if _kept_replay(warehouse, window, [*by, *(filters or {})]):
-        for name, value in (filters or {}).items():
-            rollup = rollup.filter(pl.col(name) == value)
+    for name, value in (filters or {}).items():
+        rollup = rollup.filter(pl.col(name) == value)
+    # the refresh's copy of the replay's inputs: kept in a DuckDB file (an Iceberg
+    # warehouse does not keep it), current with the rollups, by the columns it holds
+    if warehouse.lake is None and not window.stale and set(names) <= set(STORED_COLUMNS):
         kept = read_cacheable(
             warehouse.con,
             since=window.since,
@@ -270,31 +271,18 @@ def _cache_replays(
         return replay_identified(rollup, kept, ttls, by=by, per_key=per_key)
     repeated = read_requests(
         warehouse.con,
-        _narrowed(settings, [*by, *(filters or {})]),
+        _narrowed(settings, names),
         since=window.since,
         until=window.until,
         with_request_hash=True,
         repeated_at_least=2,
         repeated_in="range",
         stored_costs=True,
-        columns=[*by, *(filters or {}), *_REPLAY_COLUMNS],
+        columns=[*names, *_REPLAY_COLUMNS],
     )
     for name, value in (filters or {}).items():
-        rollup = rollup.filter(pl.col(name) == value)
         repeated = repeated.filter(pl.col(name) == value)
     return replay_cache_ttls(rollup, repeated, ttls, by=by, per_key=per_key)
-
-
-def _kept_replay(warehouse: Warehouse, window: _Window, names: Sequence[str]) -> bool:
-    """Whether the refresh's ``cacheable_requests`` can feed the replay: a DuckDB file
-    (an Iceberg warehouse does not keep it) whose rollups are current, summed and
-    narrowed only by columns the table keeps."""
-    return (
-        warehouse.lake is None
-        and not window.stale
-        and set(names) <= set(STORED_COLUMNS)
-        and table_exists(warehouse.con, CACHEABLE_TABLE)
-    )
 
 
 def whatif_prompt_cache(

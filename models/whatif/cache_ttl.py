@@ -236,19 +236,17 @@ def _ordered(answered: pl.DataFrame) -> _Sorted:
     """``answered`` sorted by group and time, once for every TTL.
 
     Two groups are merged only if both identity hashes collide (about 2^-128 a pair);
-    neighbours sharing the first are told apart by the second. Sorting by the first hash
-    and time (numpy) instead of by the strings, or gathering the strings to check
-    neighbours, takes 2.5 M requests in 0.5 s instead of 2 s (measured)."""
+    neighbours sharing the first are told apart by the second. Sorting the hashes and
+    times (numpy, ``_group_order``) instead of the strings takes 2.5 M requests in
+    0.12-0.25 s; sorting or gathering the strings took 2 s (measured)."""
     empty = np.zeros(0, dtype=bool)
     if answered.is_empty():
         none = np.zeros(0, dtype=np.int64)
         return _Sorted(answered, none, none, empty, empty)
     ts = answered["ts"].dt.epoch("us").to_numpy()
-    order, renumbered = _group_order(
-        ts, answered[GROUP_HASH].to_numpy(), answered[GROUP_CHECK].to_numpy()
-    )
-    group = answered[GROUP_HASH].to_numpy() if renumbered is None else renumbered
-    group = group[order]
+    first = answered[GROUP_HASH].to_numpy()
+    order, renumbered = _group_order(ts, first, answered[GROUP_CHECK].to_numpy())
+    group = (first if renumbered is None else renumbered)[order]
     starts = np.empty(len(order), dtype=bool)
     starts[0] = True
     np.not_equal(group[1:], group[:-1], out=starts[1:])
