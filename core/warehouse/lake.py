@@ -96,7 +96,7 @@ def attach_snapshot(con: duckdb.DuckDBPyConnection, lake: Lake, *, manifest: boo
 
 def attach_manifest(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """Fill ``con``'s ``MANIFEST`` with the state database's rows as of now (the data
-    health page, ``aigw sql``, watch mode's start)."""
+    health page and ``aigw sql``)."""
     _copy_state(con, lake, MANIFEST)
 
 
