@@ -16,6 +16,7 @@ from typing import Final, Literal, Protocol
 import duckdb
 import polars as pl
 
+from core.errors import ConfigError
 from core.schema import MODEL_COLUMNS
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "REQUEST_HASH_SQL",
     "Dimensions",
     "cache_miss_costs",
+    "dimension_sql",
     "newest_ingest",
     "read_requests",
     "request_days",
@@ -99,6 +101,29 @@ def time_range(
 def _json_path(key: str) -> str:
     """A JSONPath for one top-level key, quoted so that any key name works."""
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# Report dimensions that are ``requests`` columns or computed from them (name -> SQL).
+_BUILTIN_SQL: Final = {
+    "gateway": "gateway",
+    "provider": "provider",
+    "model": "model",
+    "endpoint": "endpoint",
+    **DERIVED_DIMENSIONS,
+}
+
+
+def dimension_sql(settings: Dimensions, name: str, params: dict[str, object]) -> str:
+    """The SQL expression of a report dimension over ``requests``; a metadata key goes
+    into ``params`` (names are validated identifiers, keys are parameters)."""
+    if name in _BUILTIN_SQL:
+        return _BUILTIN_SQL[name]
+    if name in settings.dimensions:
+        params[f"path_{name}"] = _json_path(settings.dimensions[name])
+        return f"json_extract_string(metadata, $path_{name})"
+    raise ConfigError(
+        f"unknown dimension {name!r}; use one of {', '.join(settings.all_dimensions)}"
+    )
 
 
 def read_requests(
@@ -232,15 +257,7 @@ def _scoped(settings: Dimensions, scope_by: str, where: str, params: dict[str, o
     to ``params`` for a metadata dimension. The time conditions stay on the scan (zone maps
     prune row groups) and the hour filter runs before the dimension is computed: a join on
     the pairs alone would compute it for every row of the range."""
-    if scope_by in settings.dimensions:
-        params[f"{scope_by}_path"] = _json_path(settings.dimensions[scope_by])
-        value = f"json_extract_string(metadata, ${scope_by}_path)"
-    elif scope_by in DERIVED_DIMENSIONS:
-        value = DERIVED_DIMENSIONS[scope_by]
-    elif scope_by in REQUEST_COLUMNS:
-        value = f"{scope_by}::VARCHAR"
-    else:
-        raise ValueError(f"{scope_by!r} is not a dimension of the requests")
+    value = dimension_sql(settings, scope_by, params)
     return (
         f"(SELECT *, {value} AS _scope_value, epoch_us(ts) // 3600000000 AS _scope_hour "
         f"FROM requests WHERE {where}) AS requests SEMI JOIN "
