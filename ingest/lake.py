@@ -6,7 +6,9 @@ what is new or changed is claimed there (a lease: see ``core.lake.state``) in ch
 or on Ray workers: ``ingest.lake_ray``) and committed to Iceberg in two commits
 (``ingest.lake_commit``), then recorded in the manifest. Objects another driver holds are
 left to it. An object committed by a run that died before its manifest update is
-recognised by its snapshot summary and recorded, not loaded again.
+recognised by its snapshot summary and recorded, not loaded again. On Ray
+(``AheadRunner``) a chunk is claimed and its loads started before the previous chunk's
+commit, so that the workers parse while the driver deduplicates, writes and commits.
 
 Guarantees are those of the DuckDB path: exact counts per object (``loaded + duplicates +
 rejected == records``), an object's rows all stored or none (its rows are in one
@@ -18,8 +20,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.lake import EngineSpec
 from core.lake.lake import Lake
@@ -30,7 +33,7 @@ from ingest.loader import BATCH_ROWS, ObjectCounts
 from ingest.run import IngestSummary, ObjectResult
 from ingest.sources import Source, StoredObject
 
-__all__ = ["LocalRunner", "ObjectRunner", "ingest_lake"]
+__all__ = ["AheadRunner", "LocalRunner", "ObjectRunner", "ingest_lake"]
 
 
 class ObjectRunner(Protocol):
@@ -39,6 +42,16 @@ class ObjectRunner(Protocol):
     def map(self, objects: Sequence[StoredObject], **options: object) -> list[ObjectLoad]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AheadRunner(ObjectRunner, Protocol):
+    """A runner whose loads run elsewhere (Ray): ``submit`` starts them and returns a
+    call that waits for them, so that the driver commits one chunk while the next loads."""
+
+    def submit(
+        self, objects: Sequence[StoredObject], **options: object
+    ) -> Callable[[], list[ObjectLoad]]: ...
 
 
 class LocalRunner:
@@ -106,46 +119,90 @@ def ingest_lake(
     }
     if private_key_pem is not None:
         options["private_key_pem"] = private_key_pem
+    driver = _Driver(lake, source.uri, owner, runner, options, manifest, summary, on_object)
+    ahead = isinstance(runner, AheadRunner)
+    pending: _Chunk | None = None
     try:
         for chunk in _chunks(fresh, engine.batch_objects):
             if stop is not None and stop.is_set():
                 summary.stopped = True
                 break
-            entries = {obj.key: _entry(source.uri, obj, "pending") for obj in chunk}
-            mine = set(lake.state.claim(list(entries.values()), owner, now=datetime.now(tz=UTC)))
-            held = [obj for obj in chunk if obj.key in mine]
-            # read after the claim: a driver that died since this run started may have
-            # committed an object it held, which this driver now holds
-            committed = committed_objects(lake) if held else {}
-            repaired = [obj for obj in held if (obj.key, obj.etag) in committed]
-            todo = [obj for obj in held if (obj.key, obj.etag) not in committed]
-            loads = runner.map(todo, **options) if todo else []
-            parsed = [load for load in loads if load.status == "parsed"]
-            counts = (
-                commit_objects(
-                    lake,
-                    parsed,
-                    started=started,
-                    reloaded=any(o.obj.key in manifest for o in parsed),
-                )
-                if parsed
-                else {}
-            )
-            counts |= {obj.key: committed[(obj.key, obj.etag)] for obj in repaired}
-            results = [ObjectResult(obj.key, "loaded", counts[obj.key]) for obj in repaired]
-            results += [_result(load, counts) for load in loads]
-            lake.state.finish(
-                [_finished(source.uri, entries, result) for result in results],
-                owner,
-                started=started,
-            )
-            for result in results:
-                _report(summary, result, on_object)
+            claimed = driver.start(chunk)
+            if pending is not None:
+                driver.finish(pending)
+            pending = claimed
+            if not ahead:  # in this process: one chunk claimed at a time
+                driver.finish(pending)
+                pending = None
+        if pending is not None:
+            driver.finish(pending)
     finally:
         lake.state.release(owner)
         runner.close()
     summary.seconds = time.monotonic() - clock
     return summary
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A claimed chunk: its manifest entries, the objects a dead driver already committed
+    (with their counts) and its loads (``loads()`` waits for them)."""
+
+    entries: dict[str, FileEntry]
+    repaired: list[tuple[StoredObject, ObjectCounts]]
+    loads: Callable[[], list[ObjectLoad]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Driver:
+    """One run's claims, loads and commits, a chunk at a time."""
+
+    lake: Lake
+    source_uri: str
+    owner: str
+    runner: ObjectRunner
+    options: dict[str, object]
+    manifest: dict[str, tuple[str | None, str]]
+    summary: IngestSummary
+    on_object: Callable[[ObjectResult], None] | None
+
+    def start(self, chunk: Sequence[StoredObject]) -> _Chunk:
+        """Claim ``chunk`` and start loading what this driver holds of it (on an
+        ``AheadRunner`` the loads run while the caller commits the previous chunk)."""
+        entries = {obj.key: _entry(self.source_uri, obj, "pending") for obj in chunk}
+        now = datetime.now(tz=UTC)
+        mine = set(self.lake.state.claim(list(entries.values()), self.owner, now=now))
+        held = [obj for obj in chunk if obj.key in mine]
+        # read after the claim: a driver that died since this run started may have
+        # committed an object it held, which this driver now holds
+        committed = committed_objects(self.lake) if held else {}
+        repaired = [
+            (obj, committed[obj.key, obj.etag]) for obj in held if (obj.key, obj.etag) in committed
+        ]
+        todo = [obj for obj in held if (obj.key, obj.etag) not in committed]
+        runner, options = self.runner, self.options
+        if not todo:
+            return _Chunk(entries, repaired, list)
+        if isinstance(runner, AheadRunner):
+            return _Chunk(entries, repaired, runner.submit(todo, **options))
+        return _Chunk(entries, repaired, lambda: runner.map(todo, **options))
+
+    def finish(self, chunk: _Chunk) -> None:
+        """Wait for ``chunk``'s loads, commit its rows and record every object of it."""
+        loads = chunk.loads()
+        parsed = [load for load in loads if load.status == "parsed"]
+        started = self.summary.started_at
+        reloaded = any(load.obj.key in self.manifest for load in parsed)
+        counts = (
+            commit_objects(self.lake, parsed, started=started, reloaded=reloaded) if parsed else {}
+        )
+        counts |= {obj.key: repaired for obj, repaired in chunk.repaired}
+        results = [ObjectResult(obj.key, "loaded", counts[obj.key]) for obj, _ in chunk.repaired]
+        results += [_result(load, counts) for load in loads]
+        entries = [_finished(self.source_uri, chunk.entries, result) for result in results]
+        self.lake.state.finish(entries, self.owner, started=started)
+        for result in results:
+            _report(self.summary, result, self.on_object)
 
 
 def _runner(engine: EngineSpec, source_uri: str) -> ObjectRunner:

@@ -1,5 +1,8 @@
 """The per-object engine on Ray: each object is a Ray task running ``load_object``.
 
+The driver submits a chunk's tasks before it commits the previous chunk (``submit``), so
+that the workers parse while the driver deduplicates, writes and commits.
+
 The driver keeps the commits (Iceberg) and the manifest (state database); workers only
 read objects and return Arrow tables, which Ray moves without copying through its object
 store. ``[engine] address``: ``local`` starts Ray on this machine for the run (stopped at
@@ -17,7 +20,7 @@ directory first on their ``sys.path``, then the installed packages.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -52,8 +55,18 @@ class RayRunner:
         Raises ``EngineError`` when a load is lost through its three retries; an error
         ``load_object`` raises comes as the local engine raises it (Ray's copy is also
         an instance of its type)."""
-        exceptions = self._ray.exceptions
+        return self.submit(objects, **options)()
+
+    def submit(
+        self, objects: Sequence[StoredObject], **options: object
+    ) -> Callable[[], list[ObjectLoad]]:
+        """Start the objects' loads on the cluster now; the call returned waits for them
+        and gives what ``map`` gives (the driver commits the previous chunk meanwhile)."""
         refs = [self._task.remote(self.source_uri, obj, **options) for obj in objects]
+        return lambda: self._collect(refs)
+
+    def _collect(self, refs: list[Any]) -> list[ObjectLoad]:
+        exceptions = self._ray.exceptions
         try:
             results = self._ray.get(refs)
         except exceptions.RayTaskError:

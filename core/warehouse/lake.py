@@ -11,6 +11,10 @@ is the warehouse at the moment it opened; open again to see newer commits.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
@@ -19,6 +23,7 @@ import pyarrow as pa
 from core.schema import DAILY_TABLE, REQUEST_COLUMNS, ROLLUP_TABLE
 from core.warehouse.cacheable import CACHEABLE_TABLE
 from core.warehouse.migrations import SCHEMA_VERSION, create_schema
+from core.warehouse.reads import NEWEST_INGEST_VARIABLE
 
 if TYPE_CHECKING:
     from core.lake.lake import Lake
@@ -34,6 +39,11 @@ LAKE_TABLES: Final = (
     DAILY_TABLE,
 )
 MANIFEST: Final = "ingest_files"  # the state table readers copy only on demand
+_SNAPSHOTS_KEPT: Final = 64  # planned table snapshots kept per process (a few KB each)
+_SNAPSHOTS: OrderedDict[tuple[str, str], _Snapshot] = OrderedDict()  # (metadata file, prefix)
+_SNAPSHOTS_LOCK: Final = threading.Lock()  # the dashboard opens from several threads
+_INGESTED_AT: Final = "ingested_at"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _JSON_COLUMNS: Final = {
     "requests": tuple(c.name for c in REQUEST_COLUMNS if c.duckdb_type == "JSON"),
     "quality_runs": ("results",),
@@ -80,7 +90,10 @@ def attach_snapshot(con: duckdb.DuckDBPyConnection, lake: Lake, *, manifest: boo
         if table is None:
             continue
         casts = ", ".join(f"{c}::JSON AS {c}" for c in _JSON_COLUMNS.get(name, ()))
-        relation = con.from_arrow(_snapshot_data(table, fs, prefix))
+        snapshot = _snapshot(table, fs, prefix)
+        if name == "requests":
+            _set_newest_ingest(con, snapshot.newest_ingest)
+        relation = con.from_arrow(snapshot.data)
         if casts:
             relation = relation.project(f"* REPLACE ({casts})")
         con.execute(f"DROP {_kind(con, name)} IF EXISTS {name}")
@@ -124,17 +137,79 @@ def _kind(con: duckdb.DuckDBPyConnection, name: str) -> str:
     return "VIEW" if row and row[0] else "TABLE"
 
 
-def _snapshot_data(table: Any, fs: Any, prefix: str) -> Any:
-    """The table's current snapshot as a PyArrow dataset of its data files; materialised
-    with PyIceberg instead when a file has deletes to apply (a dataset would miss them)."""
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """A table's current snapshot: its data (a dataset of its files, or the rows) and, for
+    a table with ``ingested_at``, the newest value its files' statistics give (None when
+    a file has none or deletes apply: readers then scan the column)."""
+
+    data: Any
+    newest_ingest: datetime | None
+    keep: bool  # not the rows themselves (a materialised table), so kept for next opens
+
+
+def _snapshot(table: Any, fs: Any, prefix: str) -> _Snapshot:
+    """``table``'s current snapshot (see ``_Snapshot``).
+
+    A metadata file never changes once written, so the snapshot of a table's metadata
+    file is kept for the process's next opens (``_SNAPSHOTS``): a reader that opens again
+    (each dashboard rerun, each report of a long-running process) plans only the tables
+    that changed since. Planning reads the snapshot's manifests, and listing the files
+    statted each one (an object-store request each on S3)."""
+    key = (table.metadata_location, prefix)
+    with _SNAPSHOTS_LOCK:
+        kept = _SNAPSHOTS.get(key)
+        if kept is not None:
+            _SNAPSHOTS.move_to_end(key)
+            return kept
+    snapshot = _plan(table, fs, prefix)
+    if snapshot.keep:
+        with _SNAPSHOTS_LOCK:
+            _SNAPSHOTS[key] = snapshot
+            while len(_SNAPSHOTS) > _SNAPSHOTS_KEPT:
+                _SNAPSHOTS.popitem(last=False)
+    return snapshot
+
+
+def _plan(table: Any, fs: Any, prefix: str) -> _Snapshot:
+    """Plan ``table``'s current snapshot: a PyArrow dataset of its data files, or the rows
+    materialised with PyIceberg when a file has deletes to apply (a dataset would miss
+    them)."""
     import pyarrow.dataset as pads  # noqa: PLC0415 - readers only
 
     scan = table.scan()
     tasks = list(scan.plan_files())
-    schema = table.schema().as_arrow()
+    schema = table.schema()
     if any(task.delete_files for task in tasks):
-        return scan.to_arrow()
+        return _Snapshot(scan.to_arrow(), None, keep=False)
+    newest = _newest_ingest([task.file for task in tasks], schema)
     paths = [task.file.file_path.removeprefix(prefix) for task in tasks]
     if not paths:
-        return pa.Table.from_batches([], schema=schema)
-    return pads.dataset(paths, schema=schema, format="parquet", filesystem=fs)
+        return _Snapshot(pa.Table.from_batches([], schema=schema.as_arrow()), None, keep=True)
+    data = pads.dataset(paths, schema=schema.as_arrow(), format="parquet", filesystem=fs)
+    return _Snapshot(data, newest, keep=True)
+
+
+def _newest_ingest(files: list[Any], schema: Any) -> datetime | None:
+    """The largest ``ingested_at`` upper bound of ``files`` (Iceberg keeps timestamps'
+    bounds whole); None without the column, without files, or when a file has none."""
+    from pyiceberg.conversions import from_bytes  # noqa: PLC0415 - readers only
+
+    try:
+        field = schema.find_field(_INGESTED_AT)
+    except ValueError:
+        return None
+    bounds: list[bytes | None] = [(f.upper_bounds or {}).get(field.field_id) for f in files]
+    known = [bound for bound in bounds if bound is not None]
+    if not known or len(known) < len(bounds):
+        return None
+    micros = max(int(from_bytes(field.field_type, bound)) for bound in known)
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _set_newest_ingest(con: duckdb.DuckDBPyConnection, newest: datetime | None) -> None:
+    """Tell ``newest_ingest`` on ``con`` the snapshot's newest load time (or to scan)."""
+    if newest is None:
+        con.execute(f"RESET VARIABLE {NEWEST_INGEST_VARIABLE}")
+    else:
+        con.execute(f"SET VARIABLE {NEWEST_INGEST_VARIABLE} = ?::TIMESTAMPTZ", [newest])

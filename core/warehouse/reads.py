@@ -19,8 +19,10 @@ import polars as pl
 from core.errors import ConfigError
 from core.schema import MODEL_COLUMNS
 
+NEWEST_INGEST_VARIABLE: Final = "aigw_newest_ingest"  # see newest_ingest
 __all__ = [
     "DERIVED_DIMENSIONS",
+    "NEWEST_INGEST_VARIABLE",
     "REQUEST_COLUMNS",
     "REQUEST_HASH_SQL",
     "Dimensions",
@@ -319,7 +321,13 @@ def cache_miss_costs(
 
 
 def newest_ingest(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    """When the newest row was loaded (``max(ingested_at)``); None for an empty table."""
+    """When the newest row was loaded (``max(ingested_at)``); None for an empty table.
+    An Iceberg snapshot's connection knows it from its files' statistics
+    (``NEWEST_INGEST_VARIABLE``, set by ``core.warehouse.lake``) and scans nothing: the
+    scan took 30 ms on 3 M rows, twice in every report."""
+    known = con.execute(f"SELECT getvariable('{NEWEST_INGEST_VARIABLE}')").fetchone()
+    if known is not None and isinstance(known[0], datetime):
+        return known[0]
     row = con.execute("SELECT max(ingested_at) FROM requests").fetchone()
     return row[0] if row else None
 

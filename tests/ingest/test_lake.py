@@ -22,7 +22,7 @@ import pytest
 from app.service import cost_report, export_focus, refresh
 from core.lake import EngineSpec, LakeSpec
 from core.lake.lake import Lake
-from core.warehouse import open_warehouse
+from core.warehouse import newest_ingest, open_warehouse
 from ingest import IngestSettings, IngestSummary, run_ingest
 from ingest.lake import ingest_lake
 from ingest.sources import open_source
@@ -361,3 +361,51 @@ def test_readers_copy_the_manifest_only_when_asked(tmp_path: Path) -> None:
     shown = run_aigw("sql", count, env={"AIGW_CONFIG": str(config)})
     assert shown.returncode == 0, shown.stderr
     assert "9" in shown.stdout.split()
+
+
+def test_a_reader_opening_again_in_the_same_process_sees_new_commits(tmp_path: Path) -> None:
+    """Readers keep each table snapshot's planned files for the process's next opens
+    (keyed by the table's metadata file, which a commit replaces): a new commit is seen
+    at the next open, and a table no commit changed is read from the kept plan."""
+    from core.warehouse import lake as lake_reader  # noqa: PLC0415 - the kept plans
+
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    write_ndjson(logs / "20260418" / "a.log.gz", [logpush_record(), "{not json"])
+    _ingest(str(logs), spec)
+    assert read_all(spec, "SELECT count(*) FROM requests") == [(1,)]
+    assert read_all(spec, "SELECT count(*) FROM rejects") == [(1,)]
+    with Lake(spec) as lake:
+        first, rejects = (lake.table(name).metadata_location for name in ("requests", "rejects"))
+    assert {first, rejects} <= {location for location, _ in lake_reader._SNAPSHOTS}
+    write_ndjson(
+        logs / "20260418" / "b.log.gz", [logpush_record(Timestamp=1_776_470_500_000_000_000)]
+    )
+    _ingest(str(logs), spec)
+    assert read_all(spec, "SELECT count(*) FROM requests") == [(2,)]
+    assert read_all(spec, "SELECT count(*) FROM rejects") == [(1,)]
+    with Lake(spec) as lake:
+        second, still = (lake.table(name).metadata_location for name in ("requests", "rejects"))
+    assert second != first
+    assert still == rejects
+    assert second in {location for location, _ in lake_reader._SNAPSHOTS}
+
+
+def test_a_reader_knows_the_newest_load_time_from_the_files_statistics(tmp_path: Path) -> None:
+    """Whether the rollups are stale compares the newest ``ingested_at`` with the refresh's
+    watermark: a lake reader takes it from the data files' upper bounds, and it equals
+    the column's maximum after each of two loads (two files, the newer in the second)."""
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    newest = []
+    for name, ts in (("a", 1_776_470_400_000_000_000), ("b", 1_776_470_500_000_000_000)):
+        write_ndjson(logs / "20260418" / f"{name}.log.gz", [logpush_record(Timestamp=ts)])
+        _ingest(str(logs), spec)
+        with open_warehouse(spec, read_only=True) as warehouse:
+            con = warehouse.con
+            known = con.execute("SELECT getvariable('aigw_newest_ingest')").fetchone()
+            scanned = con.execute("SELECT max(ingested_at) FROM requests").fetchone()
+            assert known is not None and scanned is not None
+            assert known[0] == scanned[0] == newest_ingest(con)
+            newest.append(known[0])
+    assert newest[0] < newest[1]

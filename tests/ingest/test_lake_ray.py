@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,27 @@ class _KillLoads:
         return found
 
 
+class _ManifestAtSubmit(RayRunner):
+    """The Ray runner, noting at each ``submit`` how many objects the manifest holds as
+    claimed (``pending``) and as recorded (loaded or skipped)."""
+
+    def __init__(self, spec: LakeSpec, source_uri: str) -> None:
+        super().__init__(EngineSpec(kind="ray"), source_uri)
+        self.spec = spec
+        self.seen: list[tuple[int, int]] = []
+
+    def submit(
+        self, objects: Sequence[StoredObject], **options: object
+    ) -> Callable[[], list[ObjectLoad]]:
+        with Lake(self.spec) as lake:
+            statuses = [
+                status for _, status in lake.state.manifest(prefix=self.source_uri).values()
+            ]
+        recorded = sum(status in {"loaded", "skipped"} for status in statuses)
+        self.seen.append((statuses.count("pending"), recorded))
+        return super().submit(objects, **options)
+
+
 @ray.remote
 def _ingest_module_file() -> str:
     return str(ingest.__file__)
@@ -156,6 +177,23 @@ class TestRayStartedHere:
             == read_all(local, MANIFEST)
             == [("loaded", 8, 1111, 960, 150, 1), ("skipped", 1, 0, 0, 0, 0)]
         )
+
+    def test_the_next_chunk_loads_while_the_driver_commits_the_previous_one(
+        self, tmp_path: Path
+    ) -> None:
+        """Each chunk's loads start on Ray before the previous chunk is committed and
+        recorded (the driver's commit overlaps the workers' parse), one chunk ahead only;
+        every object is still loaded once, with the local engine's counts."""
+        spec = lake_spec(tmp_path)
+        runner = _ManifestAtSubmit(spec, str(SAMPLES))
+        summary = _ingest(SAMPLES, spec, runner, batch=3)
+
+        assert _counts(summary) == (8, 1, 0, 0, 960, 150, 1)
+        # (claimed, recorded) objects when chunks 1, 2 and 3 were submitted
+        assert runner.seen == [(3, 0), (6, 0), (6, 3)]
+        assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [
+            (960, 960)
+        ]
 
     def test_rollups_on_ray_equal_the_duckdb_warehouse_s(self, tmp_path: Path) -> None:
         """One Ray task per day prices and rolls up what the DuckDB file does."""
