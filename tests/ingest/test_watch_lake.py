@@ -4,6 +4,7 @@ runs reads without waiting (the DuckDB file would refuse it)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,43 @@ def test_watch_commits_each_batch_and_readers_read_while_it_runs(
     assert read_all(spec, "SELECT count(*), sum(rows_checked) FROM quality_runs WHERE success") == [
         (2, 5)
     ]
+
+
+def test_watch_on_ray_keeps_one_ray_session_for_every_batch(tmp_path: Path) -> None:
+    """With ``[engine] kind = "ray"`` the watcher starts Ray once: it is still running
+    when each batch is reported (a batch no longer starts and stops its own, 7-9 s
+    each), and stopped when the watch returns, as it was not running before."""
+    import threading  # noqa: PLC0415
+
+    import ray  # noqa: PLC0415 - this test only
+
+    from core.lake import EngineSpec  # noqa: PLC0415
+    from ingest import IngestSummary, watch  # noqa: PLC0415
+    from tests.conftest import logpush_record, write_ndjson  # noqa: PLC0415
+
+    assert not ray.is_initialized()
+    logs = tmp_path / "logs"
+    spec = dataclasses.replace(lake_spec(tmp_path), engine=EngineSpec(kind="ray", num_cpus=1))
+    write_ndjson(logs / "20260418" / "a.log.gz", [logpush_record(Timestamp=1_776_470_400 * 10**9)])
+    stop = threading.Event()
+    running: list[tuple[int, bool]] = []
+
+    def on_batch(summary: IngestSummary) -> None:
+        running.append((summary.rows_loaded, ray.is_initialized()))
+        if len(running) == 1:
+            write_ndjson(
+                logs / "20260418" / "b.log.gz",
+                [
+                    logpush_record(Timestamp=1_776_470_500 * 10**9),
+                    logpush_record(Timestamp=1_776_470_600 * 10**9),
+                ],
+            )
+        else:
+            stop.set()
+
+    settings = IngestSettings(source=str(logs), db_path=spec, quality="off")
+    watch(settings, WatchSettings(interval=0.2), stop=stop, on_batch=on_batch)
+
+    assert running == [(1, True), (2, True)]
+    assert not ray.is_initialized()
+    assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [(3, 3)]
