@@ -3,7 +3,7 @@ two CPUs), what ``aigw maintain`` does to commits and files, the rollups' and a 
 cost as the Iceberg warehouse grows.
 
     python bench/scale.py [--records N] [--per-file N] [--batch-objects N]
-                          [--report-records N] [--out DIR] [--skip-ray]
+                          [--report-records N] [--out DIR] [--skip-ray] [--warm-ray]
 
 1. Generates ``--records`` records once into ``--out``: ``--profile small`` (the default:
    about 550 bytes, 55 gzip, aigw's gateway fields, no bodies) or ``large`` (about 1.8 KB,
@@ -14,6 +14,8 @@ cost as the Iceberg warehouse grows.
    with Ray on one CPU and on two (``[engine] kind = "ray"``, ``num_cpus``); rows/s of the
    load step (the line ``aigw ingest`` prints), wall and CPU seconds of the process and
    what it waited for, its peak RSS; the scaling efficiency of two CPUs over one.
+   With ``--warm-ray`` (2b), the same loads in this process with Ray started beforehand
+   and its workers warm: the engines without Ray's start.
 3. On the Iceberg warehouse of the local engine: commits and data files of ``requests``
    per million rows, before and after ``aigw maintain --older-than 0m`` (timed).
 4. Grows that warehouse to ``--report-records`` rows with newer records (an ingest and a
@@ -80,8 +82,8 @@ class Run:
         return float(match.group(1)) if match else float("nan")
 
 
-def main() -> None:
-    """Run the benchmark and print its numbers."""
+def _arguments() -> argparse.Namespace:
+    """The command line (see the module)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--per-file", type=int, default=10_000)
@@ -90,8 +92,18 @@ def main() -> None:
     parser.add_argument("--step-records", type=int, default=400_000)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="small")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument(
+        "--warm-ray",
+        action="store_true",
+        help="also time the engines in this process with Ray already started (step 2b)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "scale")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Run the benchmark and print its numbers."""
+    args = _arguments()
     args.shape = PROFILES[args.profile]
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} CPUs, {_mem_gib():.0f} GiB; {_load()}")
@@ -132,6 +144,8 @@ def main() -> None:
         one, two = runs["iceberg ray 1 cpu"], runs["iceberg ray 2 cpus"]
         speedup = one.load_seconds / two.load_seconds
         print(f"  ray 2 cpus over 1: {speedup:.2f}x, scaling efficiency {speedup / 2:.0%}")
+    if args.warm_ray:
+        warm_engines(args, logs)
 
     lake_root = args.out / "iceberg-local"
     spec = lake_spec(lake_root)
@@ -199,6 +213,49 @@ def report(args: argparse.Namespace, logs: Path, config: Path, spec: LakeSpec, r
     timings.append((rows, time_report(config)))
     for count, timing in timings:
         print(f"report cost --by provider,model on {count:,} Iceberg rows: {timing}")
+
+
+def warm_engines(args: argparse.Namespace, logs: Path) -> None:
+    """Step 2b: the load in this process, Ray started beforehand and its workers warmed
+    on a scratch warehouse (as a long-running cluster or ``aigw ingest --watch`` has
+    them): the engines' throughput without Ray's start (7 s here) and the workers'
+    imports. The local engine runs in this process too, for the same footing."""
+    import ray  # noqa: PLC0415 - the lake extra; this step only
+
+    objects = sorted(logs.rglob("*.log.gz"))
+    warmup = args.out / "warmup-logs"
+    shutil.rmtree(warmup, ignore_errors=True)
+    for obj in objects[:4]:
+        target = warmup / obj.relative_to(logs)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(obj, target)
+    seconds = {}
+    for name, cpus in (("local", 0), ("ray 1 cpu", 1), ("ray 2 cpus", 2)):
+        engine = EngineSpec(batch_objects=args.batch_objects)
+        if cpus:
+            engine = EngineSpec(kind="ray", num_cpus=cpus, batch_objects=args.batch_objects)
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        try:
+            for source, label in ((warmup, "warm-up"), (logs, name)):
+                root = args.out / f"warm-{label.replace(' ', '-')}"
+                shutil.rmtree(root, ignore_errors=True)
+                root.mkdir()
+                spec = replace(lake_spec(root), engine=engine)
+                settings = IngestSettings(source=str(source), db_path=spec, quality="off")
+                summary = run_ingest(settings)
+            seconds[name] = summary.seconds
+        finally:
+            if cpus:
+                ray.shutdown()
+        print(
+            f"  warm, in process: {name:10s} load {summary.seconds:6.1f} s "
+            f"{summary.rows_loaded / summary.seconds:8,.0f} rows/s  ({_load()})"
+        )
+    one, two, local = seconds["ray 1 cpu"], seconds["ray 2 cpus"], seconds["local"]
+    print(
+        f"  warm: ray 1 cpu / local {one / local:.2f}x; ray 2 cpus over 1: {one / two:.2f}x "
+        f"(scaling efficiency {one / two / 2:.0%})"
+    )
 
 
 def time_report(config: Path) -> str:
