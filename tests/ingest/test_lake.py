@@ -130,14 +130,18 @@ def die(self, *args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)  # after the Iceberg commit, before the manifest
 
 StateDB.finish = die
-root, source = Path(sys.argv[1]), sys.argv[2]
-run_ingest(IngestSettings(source=source, quality="off",
-                          db_path=lake_spec(root, engine=EngineSpec(batch_objects=5))))
+root, source, kind, batch = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+engine = EngineSpec(kind=kind, num_cpus=1, batch_objects=batch)
+run_ingest(IngestSettings(source=source, quality="off", db_path=lake_spec(root, engine=engine)))
 """
 
 
+@pytest.mark.parametrize(
+    ("kind", "batch", "claimed"),
+    [("local", 5, 5), ("ray", 3, 6)],  # on Ray the next chunk is claimed before the commit
+)
 def test_sigkill_between_the_commit_and_the_manifest_loses_and_doubles_nothing(
-    tmp_path: Path,
+    tmp_path: Path, kind: str, batch: int, claimed: int
 ) -> None:
     spec = lake_spec(tmp_path)
     killed = subprocess.run(
@@ -147,6 +151,8 @@ def test_sigkill_between_the_commit_and_the_manifest_loses_and_doubles_nothing(
             textwrap.dedent(_KILL_AFTER_FIRST_COMMIT),
             str(tmp_path),
             str(SAMPLES),
+            kind,
+            str(batch),
         ],
         cwd=REPO,
         capture_output=True,
@@ -154,10 +160,13 @@ def test_sigkill_between_the_commit_and_the_manifest_loses_and_doubles_nothing(
         check=False,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
-    # the first five objects' rows are committed, the manifest does not know it yet
+    # the first chunk's rows are committed, the manifest does not know it yet: it holds
+    # the claims of the chunks in hand
     committed = read_all(spec, "SELECT count(*) FROM requests")[0][0]
     assert committed > 0
-    assert read_all(spec, "SELECT count(*) FROM ingest_files WHERE status = 'loaded'") == [(0,)]
+    assert read_all(spec, "SELECT status, count(*) FROM ingest_files GROUP BY ALL") == [
+        ("pending", claimed)
+    ]
 
     rerun = _ingest(str(SAMPLES), spec)
     assert (rerun.loaded, rerun.rows_loaded, rerun.duplicates, rerun.rejected) == (8, 960, 150, 1)
