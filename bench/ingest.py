@@ -56,6 +56,7 @@ from sim.synthetic import (  # noqa: E402 - after the sys.path fix above
 
 REPO = Path(__file__).resolve().parent.parent
 FLOOR_SQL = "CREATE TABLE raw AS SELECT * FROM read_json('{glob}', format = 'newline_delimited')"
+CPU: list[float] = []  # CPU seconds of each timed child process, in order
 PROFILES = {  # records, per object, shape
     "large": (1_000_000, 20_000, TrafficShape()),
     "small": (300_000, 25_000, TrafficShape(encrypted_bodies=False, gateway_fields=True)),
@@ -97,15 +98,23 @@ def main() -> None:
         f"import duckdb; con = duckdb.connect({str(floor_db)!r}); "
         f"con.execute({floor_sql!r}); con.close()"
     )
+    ours_cpu = CPU[-1]
     floor, _, _ = timed_process([sys.executable, "-c", floor_script])
+    floor_cpu = CPU[-1]
     remove_db(floor_db)
     print(
         f"(a) aigw ingest:       {ours:6.1f} s  {args.records / ours:9,.0f} rows/s  "
-        f"(peak RSS {peak_mb:,.0f} MB, the largest child so far)"
+        f"CPU {ours_cpu:.1f} s (peak RSS {peak_mb:,.0f} MB, the largest child so far)"
     )
     print(f"    of which the load:  {load:6.1f} s")
-    print(f"(b) duckdb read_json:  {floor:6.1f} s  {args.records / floor:9,.0f} rows/s")
-    print(f"ratio (a)/(b): {ours / floor:.2f}x; load/(b): {load / floor:.2f}x")
+    print(
+        f"(b) duckdb read_json:  {floor:6.1f} s  {args.records / floor:9,.0f} rows/s  "
+        f"CPU {floor_cpu:.1f} s"
+    )
+    print(
+        f"ratio (a)/(b): {ours / floor:.2f}x (CPU {ours_cpu / floor_cpu:.2f}x); "
+        f"load/(b): {load / floor:.2f}x"
+    )
     stages(logs, args.out / "stages.duckdb")
     if args.no_growth:
         return
@@ -161,13 +170,17 @@ def generate(root: Path, records: int, per_file: int, shape: TrafficShape) -> Pa
 
 
 def timed_process(command: list[str]) -> tuple[float, float, str]:
-    """Wall seconds of a child process, the peak RSS (MB) of children so far, its output."""
+    """Wall seconds of a child process, the peak RSS (MB) of children so far, its output;
+    its CPU seconds (user + system) are kept in ``CPU[-1]``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(
         command, check=True, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     seconds = time.monotonic() - started
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, done.stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return seconds, after.ru_maxrss / 1024, done.stdout
 
 
 def per_object_seconds(db: Path, args: argparse.Namespace, *, after: int, tag: str) -> float:

@@ -119,7 +119,7 @@ def parse_object(
     """Read, parse and normalise an object into Arrow batches in Python (no database work).
 
     The per-record path: ``ingest.engine`` uses it for decryption and for the lines its
-    SQL cannot vouch for. Safe to run in another thread than ``store_object``. Raises
+    fast paths cannot vouch for. Safe to run in another thread than ``store_object``. Raises
     ``ObjectReadError`` when the bytes cannot be read to their end.
     """
     return parse_records(iter_records(stream, key), batch_rows, decryptor)

@@ -2,9 +2,10 @@
 
 Each parser thread reads its share of the objects through ``ingest.engine`` while the
 writer stores earlier batches (DuckDB releases the GIL while it inserts). By default one
-parser runs the Python path. With ``sql``, the engine normalises in DuckDB SQL, which
-releases the GIL too, so two parsers run (one with a ``Decryptor``: decryption is
-Python). At most ``depth`` parsed batches per parser wait in memory.
+parser runs the typed path (``ingest.engine_typed``, which holds the GIL). With ``sql``,
+the engine normalises in DuckDB SQL, which releases the GIL too, so two parsers run (one
+with a ``Decryptor``: decryption is Python). At most ``depth`` parsed batches per parser
+wait in memory.
 
 Contract: the writer calls ``batches(obj)`` for the objects in the order they
 were given, each one to its end or to its error; ``close()`` stops the threads.

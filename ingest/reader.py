@@ -97,10 +97,15 @@ def text_blocks(stream: Readable, key: str) -> Iterator[bytes]:
 def is_document(block: bytes) -> bool:
     """Whether an object whose first block is ``block`` is a JSON document (not NDJSON):
     its first non-empty line starts with ``[`` or is a lone ``{``."""
-    for line in block.split(b"\n"):
+    start = 0
+    while start < len(block):  # line by line: a block holds a whole object's lines
+        end = block.find(b"\n", start)
+        end = len(block) if end < 0 else end
+        line = block[start:end]
         if line and not line.isspace():
             head = line.strip()
             return head.startswith(b"[") or head == b"{"
+        start = end + 1
     return False
 
 
