@@ -28,6 +28,7 @@ from core.warehouse import (
     request_days,
     request_hashes,
     store_cacheable,
+    store_prompt_prefixed,
     touched_hours,
 )
 from models.config import ModelsSettings
@@ -348,6 +349,7 @@ def refresh_rollups(
             _refresh_daily(warehouse, settings, None if rebuild else hours)
             _store_request_costs(warehouse, None if rebuild else hours)
             store_cacheable(con, _COSTS_TABLE, None if rebuild else hours)
+            store_prompt_prefixed(con, _COSTS_TABLE, None if rebuild else hours)
             con.execute(
                 "INSERT OR REPLACE INTO rollup_state VALUES (?, ?, ?, now())",
                 [ROLLUP_TABLE, fingerprint, watermark],
