@@ -2,8 +2,9 @@
 
 ``rollup_hourly`` has one row per hour x dimensions (built-in and named metadata
 ones) x ``cost_source``, with counts, token sums and USD sums; ``request_costs`` keeps
-each request's effective cost for analysts' SQL (same refresh, same transaction). It is
-derived data:
+each request's effective cost for analysts' SQL, and ``cacheable_requests`` and
+``prompt_prefixed_requests`` the inputs of the cache and prompt-cache what-ifs (same
+refresh, same transaction; DuckDB files only). It is derived data:
 ``refresh_rollups`` rebuilds only the hours touched by rows ingested since the
 last refresh (late records for old hours included), and rebuilds everything when
 the dimensions or the price file change. State lives in ``rollup_state``.
@@ -28,6 +29,7 @@ from core.warehouse import (
     request_days,
     request_hashes,
     store_cacheable,
+    store_prompt_prefixed,
     touched_hours,
 )
 from models.config import ModelsSettings
@@ -348,6 +350,7 @@ def refresh_rollups(
             _refresh_daily(warehouse, settings, None if rebuild else hours)
             _store_request_costs(warehouse, None if rebuild else hours)
             store_cacheable(con, _COSTS_TABLE, None if rebuild else hours)
+            store_prompt_prefixed(con, _COSTS_TABLE, None if rebuild else hours)
             con.execute(
                 "INSERT OR REPLACE INTO rollup_state VALUES (?, ?, ?, now())",
                 [ROLLUP_TABLE, fingerprint, watermark],

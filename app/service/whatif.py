@@ -298,7 +298,7 @@ def whatif_prompt_cache(
     """The window's requests that repeat a large prompt prefix unread, priced with the
     provider's prompt cache (``models.whatif.prompt_cache``), by ``by`` (default: provider
     and model); reads the rollups for the totals and the raw requests that carry a
-    prompt-prefix hash."""
+    prompt-prefix hash (``prompt_prefixed_requests`` while the rollups are current)."""
     by = list(by) if by else list(DEFAULT_PROMPT_CACHE_BY)
     _check_dimensions(settings, [*by, *(filters or {})])
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
@@ -309,7 +309,14 @@ def whatif_prompt_cache(
         if not scope.collect_schema().names():
             return _empty("provider prompt caching")
         answer = prompt_cache_replay(
-            warehouse, settings, window.since, window.until, by=by, filters=filters, scope=scope
+            warehouse,
+            settings,
+            window.since,
+            window.until,
+            by=by,
+            filters=filters,
+            scope=scope,
+            current=not window.stale,
         )
     return window.stamp(answer)
 
@@ -466,6 +473,7 @@ def savings_in(
             window.until,
             by=DEFAULT_PROMPT_CACHE_BY,
             prefixed_only=True,
+            current=not window.stale,
         )
         measured = window.days(warehouse)
         table = opportunities(

@@ -34,6 +34,13 @@ from core.warehouse.explore import (
 )
 from core.warehouse.lake import attach_snapshot
 from core.warehouse.migrations import MIGRATIONS, SCHEMA_VERSION, table_exists
+from core.warehouse.prompt_prefixed import (
+    PREFIXED_COLUMNS,
+    PREFIXED_DIMENSIONS,
+    PREFIXED_TABLE,
+    read_prompt_prefixed,
+    store_prompt_prefixed,
+)
 from core.warehouse.reads import (
     Dimensions,
     cache_miss_costs,
@@ -54,6 +61,9 @@ __all__ = [
     "MIGRATIONS",
     "PERIOD_GRAINS",
     "POLICY_KINDS",
+    "PREFIXED_COLUMNS",
+    "PREFIXED_DIMENSIONS",
+    "PREFIXED_TABLE",
     "SCHEMA_VERSION",
     "STORED_COLUMNS",
     "DataHealth",
@@ -73,6 +83,7 @@ __all__ = [
     "policy_categories",
     "policy_counts",
     "read_cacheable",
+    "read_prompt_prefixed",
     "read_requests",
     "recent_policy_events",
     "request_days",
@@ -81,6 +92,7 @@ __all__ = [
     "rollup_span",
     "run_sql",
     "store_cacheable",
+    "store_prompt_prefixed",
     "table_exists",
     "time_range",
     "touched_hours",

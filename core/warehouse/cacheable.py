@@ -18,13 +18,13 @@ the long way (``reads.read_requests``): both give the same replay (a test holds 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import duckdb
 import polars as pl
 
-from core.warehouse.reads import DERIVED_DIMENSIONS, REQUEST_HASH_SQL
+from core.warehouse.reads import DERIVED_DIMENSIONS, REQUEST_HASH_SQL, in_hours
 
 __all__ = [
     "CACHEABLE_DDL",
@@ -61,7 +61,6 @@ _CACHEABLE_ROWS: Final = (
     "request_hash IS NOT NULL AND NOT coalesce(rate_limited, FALSE) "
     "AND coalesce(status_code, 200) < 400 AND NOT cache_skipped"
 )
-_HOUR_US: Final = 3_600_000_000
 
 
 def store_cacheable(
@@ -77,12 +76,7 @@ def store_cacheable(
     else:
         if not hours:
             return
-        # the range lets DuckDB skip row groups by their min/max ts (no full scan)
-        where = (
-            f"ts >= ? AND ts < ? AND epoch_us(ts) // {_HOUR_US} IN "
-            f"(SELECT epoch_us(unnest(?::TIMESTAMPTZ[])) // {_HOUR_US})"
-        )
-        params = [min(hours), max(hours) + timedelta(hours=1), hours]
+        where, params = in_hours(hours)
         con.execute(f"DELETE FROM {CACHEABLE_TABLE} WHERE {where}", params)  # noqa: S608
     con.execute(
         f"INSERT INTO {CACHEABLE_TABLE} "  # noqa: S608 - constant names

@@ -23,6 +23,7 @@ import pyarrow as pa
 from core.schema import DAILY_TABLE, REQUEST_COLUMNS, ROLLUP_TABLE
 from core.warehouse.cacheable import CACHEABLE_TABLE
 from core.warehouse.migrations import SCHEMA_VERSION, create_schema
+from core.warehouse.prompt_prefixed import PREFIXED_TABLE
 from core.warehouse.reads import NEWEST_INGEST_VARIABLE
 
 if TYPE_CHECKING:
@@ -57,9 +58,11 @@ def connect_snapshot(lake: Lake, *, sandbox: bool = False) -> duckdb.DuckDBPyCon
     try:
         con.execute("SET TimeZone = 'UTC'")
         create_schema(con)
-        # the refresh's copy for the cache replay is kept in DuckDB files only: an empty
-        # table here would read as "nothing cacheable" (the what-if reads the requests)
+        # the refresh's copies for the cache and prompt-cache replays are kept in DuckDB
+        # files only: an empty table here would read as "nothing cacheable" (the what-ifs
+        # read the requests)
         con.execute(f"DROP TABLE {CACHEABLE_TABLE}")
+        con.execute(f"DROP TABLE {PREFIXED_TABLE}")
         attach_snapshot(con, lake, manifest=sandbox)
         if sandbox:
             con.execute("SET enable_external_access = false")

@@ -14,6 +14,7 @@ import duckdb
 
 from core.schema import PROMPT_PREFIX_VERSION, requests_ddl
 from core.warehouse.cacheable import CACHEABLE_DDL
+from core.warehouse.prompt_prefixed import PREFIXED_DDL
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "table_exists"]
 
@@ -196,6 +197,9 @@ MIGRATIONS[PROMPT_PREFIX_VERSION] = requests_ddl(PROMPT_PREFIX_VERSION)
 # v11: the response-cache replay's inputs (``core.warehouse.cacheable``), written by every
 # rollup refresh: the next refresh is a full one, which fills the table.
 MIGRATIONS[11] = CACHEABLE_DDL + "DELETE FROM rollup_state;\n"  # noqa: S608 - constants
+# v12: the prompt-caching replay's inputs (``core.warehouse.prompt_prefixed``), written by
+# every rollup refresh: the next refresh is a full one, which fills the table.
+MIGRATIONS[12] = PREFIXED_DDL + "DELETE FROM rollup_state;\n"  # noqa: S608 - constants
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 

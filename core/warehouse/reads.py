@@ -10,7 +10,7 @@ dimensions. The caller owns the connection (one thread).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Literal, Protocol
 
 import duckdb
@@ -28,6 +28,7 @@ __all__ = [
     "Dimensions",
     "cache_miss_costs",
     "dimension_sql",
+    "in_hours",
     "newest_ingest",
     "read_requests",
     "request_days",
@@ -98,6 +99,18 @@ def time_range(
         where.append(f"{column} < $until")
         params["until"] = until
     return where, params
+
+
+def in_hours(hours: Sequence[datetime]) -> tuple[str, list[object]]:
+    """An SQL condition on ``ts``: in one of the UTC ``hours`` (not empty), and its
+    positional parameters. The range lets DuckDB skip row groups by their min/max ``ts``;
+    hours as integers, because ``date_trunc`` on TIMESTAMPTZ goes through the time zone
+    library for every row."""
+    condition = (
+        "ts >= ? AND ts < ? AND epoch_us(ts) // 3600000000 IN "
+        "(SELECT epoch_us(unnest(?::TIMESTAMPTZ[])) // 3600000000)"
+    )
+    return condition, [min(hours), max(hours) + timedelta(hours=1), list(hours)]
 
 
 def _json_path(key: str) -> str:

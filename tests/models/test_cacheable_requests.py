@@ -208,15 +208,17 @@ def test_a_stale_warehouse_is_replayed_from_its_requests(warehouse: Path, tmp_pa
 def test_a_v10_warehouse_gains_the_table_and_its_next_refresh_fills_it(
     warehouse: Path, tmp_path: Path
 ) -> None:
-    """A warehouse from before v11 (the table dropped, the version set back, the rollups
-    current): opening it adds the empty table and forgets the rollup state, so the cache
-    what-if reads the requests (stale) until the next refresh, a full one, fills it."""
+    """A warehouse from before v11 (the tables of v11 and v12 dropped, the version set
+    back, the rollups current): opening it adds the empty table and forgets the rollup
+    state, so the cache what-if reads the requests (stale) until the next refresh, a full
+    one, fills it."""
     copy = tmp_path / "v10.duckdb"
     copy.write_bytes(warehouse.read_bytes())
     before = whatif_cache(copy, SETTINGS, parse_ttl("5m"), since=SINCE, until=UNTIL).table
     with open_warehouse(copy) as opened:
         opened.con.execute("DROP TABLE cacheable_requests")
-        opened.con.execute("DELETE FROM schema_migrations WHERE version = 11")
+        opened.con.execute("DROP TABLE prompt_prefixed_requests")  # v12's, after
+        opened.con.execute("DELETE FROM schema_migrations WHERE version >= 11")
     with open_warehouse(copy) as opened:
         assert opened.con.execute("SELECT count(*) FROM cacheable_requests").fetchone() == (0,)
         assert opened.con.execute("SELECT count(*) FROM rollup_state").fetchone() == (0,)
