@@ -290,6 +290,8 @@ def _row(
             tokens_in = cache_total
         elif slots[_f.CACHE_APART] or tokens_in < cache_total:
             tokens_in += cache_total
+        if not -_MAX_STORED <= tokens_in < _MAX_STORED:  # three counts near 2**62 each
+            raise InvalidRecord(f"input tokens with cache tokens out of range: {tokens_in}")
     log_id = slots[_ID]
     if log_id is None:
         log_id = record_key(raw)
@@ -317,10 +319,10 @@ def _row(
         _text(slots[_EVENT_ID], "event id"),
         _text(slots[_ROUTING_ID], "routing decision id"),
         _text(slots[_ROUTING_REASON], "routing reason"),
-        _json_text(_metadata(slots[_METADATA])),
-        _json_text(slots[_REQUEST_BODY]),
-        _json_text(slots[_RESPONSE_BODY]),
-        _json_text(extra) if extra else None,
+        _json_text(_metadata(slots[_METADATA]), "metadata"),
+        _json_text(slots[_REQUEST_BODY], "request body"),
+        _json_text(slots[_RESPONSE_BODY], "response body"),
+        _json_text(extra, "unknown fields") if extra else None,
         log_format,
         decrypt_error,
         _text(slots[_ROUTE], "route"),
@@ -352,6 +354,8 @@ def _timestamp_us(value: Any) -> int:
     if kind is str:
         text = value.strip()
         if text.isascii() and text.isdigit():
+            if len(text) > _MAX_DIGITS:  # Python refuses to read past 4,300 digits
+                raise InvalidRecord(f"bad timestamp {_show(value)}")
             return _timestamp_us(int(text))
         try:
             parsed = datetime.fromisoformat(text)
@@ -385,6 +389,8 @@ _ONE_US: Final = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
 # Integers past these cannot be stored (BIGINT; INTEGER for status and step); token
 # counts stay under 2**62 so that input plus cache tokens still fit.
 _MAX_COUNT: Final = 2**62
+_MAX_STORED: Final = 2**63  # BIGINT
+_MAX_DIGITS: Final = 40  # digits of a timestamp given as text (a real one has at most 19)
 _MAX_SMALL: Final = 2**31
 _SMALL_INTEGERS: Final = frozenset({"status code", "step"})
 
@@ -471,8 +477,16 @@ def _metadata(value: Any) -> Any:
     return value
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+def _json_text(value: Any, name: str = "a JSON value") -> str | None:
+    """``value`` as JSON text; ``InvalidRecord`` when it cannot be written back (nested
+    deeper than orjson writes, 255 levels, though it parsed)."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InvalidRecord(f"{name} cannot be stored as JSON: {reason}") from None
 
 
 def _json_kind(value: object) -> str:

@@ -11,6 +11,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import msgspec
 import orjson
 import pyarrow as pa
@@ -19,13 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import logpush
+from ingest import IngestSettings, run_ingest
 from ingest import fields as f
 from ingest.engine import read_object
 from ingest.engine_typed import Metrics, Record, Spellings, normalise_lines
 from ingest.fields import ANTHROPIC_CACHE_FIELDS, LOGPUSH_FIELDS, METRIC_FIELDS, REST_FIELDS
 from ingest.loader import ParsedBatch, parse_object
 from sim.synthetic import TrafficShape, synthetic_records, write_logpush_files
-from tests.conftest import logpush_record
+from tests.conftest import logpush_record, write_ndjson
 
 
 def _collect(batches: list[ParsedBatch]) -> tuple[Any, Any, int]:
@@ -392,3 +394,36 @@ def test_timestamps_in_text_agree(texts: list[str]) -> None:
     lines = [orjson.dumps(logpush_record(LogId=str(i), Timestamp=t)) for i, t in enumerate(texts)]
     python, typed = both_paths(b"\n".join(lines))
     assert typed == python
+
+
+def test_lines_that_crashed_the_run_are_rejects(tmp_path: Path) -> None:
+    """Three lines that parsed but aborted ``aigw ingest`` on both paths (and on every
+    rerun) are rejects with one-line reasons; the good line beside them loads."""
+
+    def nested(depth: int) -> object:
+        value: object = []
+        for _ in range(depth - 1):
+            value = [value]
+        return value
+
+    big = 2**62 - 1
+    lines = [
+        json.dumps(logpush_record()),
+        json.dumps(
+            logpush_record(
+                Metrics={"tokensIn": big, "cacheReadTokens": big, "cacheWriteTokens": big}
+            )
+        ),
+        json.dumps(logpush_record(Metadata=nested(300))),
+        json.dumps(logpush_record(Timestamp="1" * 5000)),
+    ]
+    write_ndjson(tmp_path / "logs" / "20260418" / "a.log.gz", lines)
+    db = tmp_path / "aigw.duckdb"
+    summary = run_ingest(IngestSettings(source=str(tmp_path / "logs"), db_path=db, quality="off"))
+    assert (summary.failed, summary.rows_loaded, summary.rejected) == (0, 1, 3)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT line_number, reason FROM rejects ORDER BY 1").fetchall() == [
+            (2, "input tokens with cache tokens out of range: 13835058055282163709"),
+            (3, "metadata cannot be stored as JSON: Recursion limit reached"),
+            (4, "bad timestamp '" + "1" * 36 + "..."),
+        ]

@@ -29,6 +29,14 @@ def input_counts(row: dict[str, Any]) -> tuple[Any, Any, Any]:
     return row["tokens_in"], row["cache_read_tokens"], row["cache_write_tokens"]
 
 
+def _nested(depth: int) -> object:
+    """A list nested ``depth`` levels deep."""
+    value: object = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 def reject_reason(record: object) -> str:
     """The reject reason ``normalize`` gives for ``record``."""
     raw = json.dumps(record).encode()  # orjson cannot write integers past 64 bits
@@ -377,6 +385,28 @@ def test_rejections_give_exact_reasons(record: object, reason: str) -> None:
         ),
         (logpush_record(StatusCode=2**31), "status code out of range: 2147483648"),
         (logpush_record(Step="-2147483649"), "step out of range: '-2147483649'"),
+        (
+            logpush_record(
+                Metrics={
+                    "tokensIn": 2**62 - 1,
+                    "cacheReadTokens": 2**62 - 1,
+                    "cacheWriteTokens": 2**62 - 1,
+                }
+            ),
+            "input tokens with cache tokens out of range: 13835058055282163709",
+        ),
+        (
+            logpush_record(Timestamp="1" * 5000),
+            "bad timestamp '" + "1" * 36 + "...",
+        ),
+        (
+            logpush_record(Metadata=_nested(300)),
+            "metadata cannot be stored as JSON: Recursion limit reached",
+        ),
+        (
+            logpush_record(RequestBody=_nested(256)),
+            "request body cannot be stored as JSON: Recursion limit reached",
+        ),
     ],
     ids=[
         "double-minus-tokens",
@@ -385,6 +415,10 @@ def test_rejections_give_exact_reasons(record: object, reason: str) -> None:
         "tokens-past-64-bits",
         "status-past-32-bits",
         "step-past-32-bits",
+        "three-token-counts-past-64-bits",
+        "timestamp-of-5000-digits",
+        "metadata-300-deep",
+        "body-256-deep",
     ],
 )
 def test_digit_like_strings_are_rejected_not_crashing(record: object, reason: str) -> None:
