@@ -8,7 +8,7 @@ from core.lake import LakeSpec, require_lake
 from core.warehouse import Warehouse, open_warehouse
 from ingest.config import IngestSettings
 from ingest.decrypt import Decryptor, load_private_key, read_private_key
-from ingest.quality import QualityGate, check_batch, preload_gx
+from ingest.quality import QualityGate, check_batch
 from ingest.run import IngestSummary, ObjectResult, ingest
 from ingest.sources import Source, open_source
 
@@ -27,15 +27,8 @@ def run_ingest(
     decryptor = make_decryptor(settings)
     source = open_source(settings.source, endpoint_url=settings.endpoint_url)
 
-    def stored(result: ObjectResult) -> None:
-        # The gate will run: start importing Great Expectations while the load goes on.
-        if settings.quality != "off" and result.counts.loaded:
-            preload_gx()
-        if on_object is not None:
-            on_object(result)
-
     if isinstance(settings.db_path, LakeSpec):
-        return _run_lake_ingest(settings, source, on_listed=on_listed, on_object=stored)
+        return _run_lake_ingest(settings, source, on_listed=on_listed, on_object=on_object)
     with open_warehouse(settings.db_path) as warehouse:
         warehouse.con.execute("SET threads = 1")
         summary = ingest(
@@ -43,7 +36,7 @@ def run_ingest(
             warehouse,
             batch_rows=settings.batch_rows,
             on_listed=on_listed,
-            on_object=stored,
+            on_object=on_object,
             decryptor=decryptor,
             sql=settings.sql_engine,
         )
@@ -56,7 +49,7 @@ def _run_lake_ingest(
     source: Source,
     *,
     on_listed: Callable[[int], None] | None,
-    on_object: Callable[[ObjectResult], None],
+    on_object: Callable[[ObjectResult], None] | None,
 ) -> IngestSummary:
     """``run_ingest`` into an Iceberg warehouse (``ingest.lake``), then the quality gate
     over the run's new rows, read from the snapshot after the commits."""
