@@ -6,7 +6,10 @@ its current snapshot's data files (a PyArrow dataset: filters and projections ar
 into the Parquet scan, nothing is copied up front) and each state table a copy of the
 state database's rows. Opening never waits for a writer: a snapshot is immutable, and
 SQLite's WAL (or PostgreSQL) lets readers read while a writer writes. What a reader sees
-is the warehouse at the moment it opened; open again to see newer commits.
+is the warehouse at the moment it opened; open again to see newer commits. A process
+keeps each table snapshot it planned (``_snapshot``), so opening again plans only what a
+commit changed, and tells ``reads.newest_ingest`` the newest load time from the
+``requests`` files' statistics, so that no report scans ``requests`` for it.
 """
 
 from __future__ import annotations
