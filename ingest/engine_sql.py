@@ -34,6 +34,7 @@ import orjson
 from core.logpush import METRICS, TIMESTAMP
 from ingest import fields as f
 from ingest.records import ROW_FIELDS
+from ingest.values import MAX_US
 
 __all__ = ["NORMALISE_SQL"]
 
@@ -51,7 +52,6 @@ _OPENS: Final = (
     f"CASE WHEN left(raw, 1) = '{{' THEN true ELSE left(ltrim(raw, {_WS}), 1) = '{{' END"
 )
 _ISO: Final = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?"
-_MAX_US: Final = 9_000_000_000_000_000
 _I32: Final = (-(2**31), 2**31 - 1)
 _I_TOKENS: Final = (-(2**53), 2**53)
 
@@ -239,7 +239,7 @@ def _typed(slot: int) -> tuple[str, str]:
         f"CASE WHEN {number} >= 0 AND (i{slot} IS NOT NULL OR {plain_text}) THEN {by_size} "
         f"WHEN {plain_text} AND regexp_full_match({u}, {_quote(_ISO)}) THEN {iso} END"
     )
-    return value, f"(NOT {z} AND coalesce(ts_us BETWEEN 0 AND {_MAX_US - 1}, false))"
+    return value, f"(NOT {z} AND coalesce(ts_us BETWEEN 0 AND {MAX_US - 1}, false))"
 
 
 def _build() -> str:

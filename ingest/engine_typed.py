@@ -46,12 +46,9 @@ from core import logpush
 from ingest import fields as f
 from ingest.fields import ANTHROPIC_CACHE_FIELDS, METRIC_FIELDS
 from ingest.loader import ROW_SCHEMA
-from ingest.records import _MAX_US as MAX_US
 from ingest.records import InvalidRecord, record_key
-from ingest.records import _json_text as json_text  # the same conversions: the same rows
-from ingest.records import _metadata as metadata_value
-from ingest.records import _names as category_names
-from ingest.records import _timestamp_us as timestamp_us
+from ingest.values import MAX_US, json_text, metadata_value, timestamp_us  # the same conversions
+from ingest.values import names as category_names
 
 __all__ = ["normalise_lines"]
 

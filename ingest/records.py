@@ -18,11 +18,7 @@ them with a 1-hour TTL, as reported (``cacheWrite1hTokens``, or Anthropic's
 from __future__ import annotations
 
 import hashlib
-import math
-from datetime import UTC, datetime
 from typing import Any, Final
-
-import orjson
 
 from core.schema import RECORD_FIELDS
 from ingest import fields as _f
@@ -137,16 +133,24 @@ from ingest.fields import (
     TS as _TS,
 )
 from ingest.rest import endpoint_of, first_wins
+from ingest.values import (
+    MAX_STORED,
+    boolean,
+    integer,
+    json_kind,
+    json_text,
+    metadata_value,
+    names,
+    number,
+    text,
+    timestamp_us,
+)
 
 __all__ = ["ROW_FIELDS", "InvalidRecord", "normalize", "record_key"]
 
 # Order of the tuple ``normalize`` returns (the ``requests`` columns a record gives, from
 # ``core.schema``); the loader adds source_file, source_line and ingested_at.
 ROW_FIELDS: Final = RECORD_FIELDS
-
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_US: Final = 9_000_000_000_000_000  # ~ year 2255; keeps int64 nanoseconds valid
 
 
 def record_key(raw: bytes) -> str:
@@ -168,7 +172,7 @@ def normalize(record: object, raw: bytes, decryptor: Decryptor | None = None) ->
     still loaded).
     """
     if not isinstance(record, dict):
-        raise InvalidRecord(f"not a JSON object but {_json_kind(record)}")
+        raise InvalidRecord(f"not a JSON object but {json_kind(record)}")
     slots: list[Any] = [None] * _NSLOTS
     extra: dict[str, Any] = {}
     if "Timestamp" in record or (
@@ -179,7 +183,7 @@ def normalize(record: object, raw: bytes, decryptor: Decryptor | None = None) ->
         metrics = slots[_METRICS]
         if metrics is not None:
             if not isinstance(metrics, dict):
-                raise InvalidRecord(f"Metrics is not an object but {_json_kind(metrics)}")
+                raise InvalidRecord(f"Metrics is not an object but {json_kind(metrics)}")
             unknown: dict[str, Any] = {}
             _collect(metrics, _METRIC_FIELDS, slots, unknown)
             if unknown:
@@ -196,10 +200,10 @@ def normalize(record: object, raw: bytes, decryptor: Decryptor | None = None) ->
         raise InvalidRecord("unrecognised record: neither Logpush nor REST log fields")
     decrypt_error = _decrypt(slots, decryptor) if decryptor is not None else None
     row = _row(slots, extra, log_format, raw, decrypt_error)
-    write_1h = _integer(slots[_f.CACHE_WRITE_1H], "1-hour cache-write tokens")
+    write_1h = integer(slots[_f.CACHE_WRITE_1H], "1-hour cache-write tokens")
     prefix = (
-        _text(slots[_f.PROMPT_PREFIX_HASH], "prompt prefix hash"),
-        _integer(slots[_f.PROMPT_PREFIX_TOKENS], "prompt prefix tokens"),
+        text(slots[_f.PROMPT_PREFIX_HASH], "prompt prefix hash"),
+        integer(slots[_f.PROMPT_PREFIX_TOKENS], "prompt prefix tokens"),
     )
     return (*row, repeated if log_format == "rest" else None, write_1h, *prefix)
 
@@ -277,233 +281,72 @@ def _row(
     raw: bytes,
     decrypt_error: str | None,
 ) -> tuple[Any, ...]:
-    status = _integer(slots[_STATUS], "status code")
-    success = _boolean(slots[_SUCCESS], "success")
+    status = integer(slots[_STATUS], "status code")
+    success = boolean(slots[_SUCCESS], "success")
     if success is None and status is not None:
         success = 200 <= status < 400
-    tokens_in = _integer(slots[_TOK_IN], "input tokens")
-    cache_read = _integer(slots[_CACHE_READ], "cache-read tokens")
-    cache_write = _integer(slots[_CACHE_WRITE], "cache-write tokens")
+    tokens_in = integer(slots[_TOK_IN], "input tokens")
+    cache_read = integer(slots[_CACHE_READ], "cache-read tokens")
+    cache_write = integer(slots[_CACHE_WRITE], "cache-write tokens")
     if cache_read is not None or cache_write is not None:
         cache_total = (cache_read or 0) + (cache_write or 0)
         if tokens_in is None:
             tokens_in = cache_total
         elif slots[_f.CACHE_APART] or tokens_in < cache_total:
             tokens_in += cache_total
-        if not -_MAX_STORED <= tokens_in < _MAX_STORED:  # three counts near 2**62 each
+        if not -MAX_STORED <= tokens_in < MAX_STORED:  # three counts near 2**62 each
             raise InvalidRecord(f"input tokens with cache tokens out of range: {tokens_in}")
     log_id = slots[_ID]
     if log_id is None:
         log_id = record_key(raw)
     elif not isinstance(log_id, str):
-        log_id = _text(log_id, "id")
+        log_id = text(log_id, "id")
     return (
         log_id,
-        _timestamp_us(slots[_TS]),
-        _text(slots[_GATEWAY], "gateway"),
-        _text(slots[_PROVIDER], "provider"),
-        _text(slots[_MODEL], "model"),
-        _text(slots[_REQUESTED_MODEL], "requested model"),
+        timestamp_us(slots[_TS]),
+        text(slots[_GATEWAY], "gateway"),
+        text(slots[_PROVIDER], "provider"),
+        text(slots[_MODEL], "model"),
+        text(slots[_REQUESTED_MODEL], "requested model"),
         _endpoint(slots, log_format),
         status,
         success,
-        _boolean(slots[_CACHED], "cached"),
-        _boolean(slots[_RATE_LIMITED], "rate limited"),
-        _number(slots[_DURATION], "duration"),
+        boolean(slots[_CACHED], "cached"),
+        boolean(slots[_RATE_LIMITED], "rate limited"),
+        number(slots[_DURATION], "duration"),
         tokens_in,
-        _integer(slots[_TOK_OUT], "output tokens"),
+        integer(slots[_TOK_OUT], "output tokens"),
         cache_read,
         cache_write,
-        _number(slots[_COST], "cost"),
-        _integer(slots[_STEP], "step"),
-        _text(slots[_EVENT_ID], "event id"),
-        _text(slots[_ROUTING_ID], "routing decision id"),
-        _text(slots[_ROUTING_REASON], "routing reason"),
-        _json_text(_metadata(slots[_METADATA]), "metadata"),
-        _json_text(slots[_REQUEST_BODY], "request body"),
-        _json_text(slots[_RESPONSE_BODY], "response body"),
-        _json_text(extra, "unknown fields") if extra else None,
+        number(slots[_COST], "cost"),
+        integer(slots[_STEP], "step"),
+        text(slots[_EVENT_ID], "event id"),
+        text(slots[_ROUTING_ID], "routing decision id"),
+        text(slots[_ROUTING_REASON], "routing reason"),
+        json_text(metadata_value(slots[_METADATA]), "metadata"),
+        json_text(slots[_REQUEST_BODY], "request body"),
+        json_text(slots[_RESPONSE_BODY], "response body"),
+        json_text(extra, "unknown fields") if extra else None,
         log_format,
         decrypt_error,
-        _text(slots[_ROUTE], "route"),
-        _text(slots[_f.API_KEY_ID], "api key id"),
-        _text(slots[_DLP_ACTION], "DLP action"),
-        _names(slots[_DLP_CATEGORIES], "DLP categories"),
-        _text(slots[_GUARDRAIL_ACTION], "guardrail action"),
-        _names(slots[_GUARDRAIL_CATEGORIES], "guardrail categories"),
-        _text(slots[_CACHE_KEY_HASH], "cache key hash"),
-        _boolean(slots[_f.CUSTOM_COST], "custom cost"),
-        _text(slots[_f.MODEL_TYPE], "model type"),
-        _text(slots[_f.REQUEST_TYPE], "request type"),
-        _text(slots[_f.REQUEST_CONTENT_TYPE], "request content type"),
-        _text(slots[_f.RESPONSE_CONTENT_TYPE], "response content type"),
+        text(slots[_ROUTE], "route"),
+        text(slots[_f.API_KEY_ID], "api key id"),
+        text(slots[_DLP_ACTION], "DLP action"),
+        names(slots[_DLP_CATEGORIES], "DLP categories"),
+        text(slots[_GUARDRAIL_ACTION], "guardrail action"),
+        names(slots[_GUARDRAIL_CATEGORIES], "guardrail categories"),
+        text(slots[_CACHE_KEY_HASH], "cache key hash"),
+        boolean(slots[_f.CUSTOM_COST], "custom cost"),
+        text(slots[_f.MODEL_TYPE], "model type"),
+        text(slots[_f.REQUEST_TYPE], "request type"),
+        text(slots[_f.REQUEST_CONTENT_TYPE], "request content type"),
+        text(slots[_f.RESPONSE_CONTENT_TYPE], "response content type"),
     )
 
 
 def _endpoint(slots: list[Any], log_format: str) -> str | None:
     """The logged endpoint; for a REST record without one, what its request type names."""
-    endpoint = _text(slots[_ENDPOINT], "endpoint")
+    endpoint = text(slots[_ENDPOINT], "endpoint")
     if endpoint is None and log_format == "rest":
-        return endpoint_of(_text(slots[_f.REQUEST_TYPE], "request type"))
+        return endpoint_of(text(slots[_f.REQUEST_TYPE], "request type"))
     return endpoint
-
-
-def _timestamp_us(value: Any) -> int:
-    """Microseconds since the epoch (UTC) from unixnano, unix, millis or RFC 3339."""
-    kind = type(value)
-    if kind is str:
-        text = value.strip()
-        if text.isascii() and text.isdigit():
-            if len(text) > _MAX_DIGITS:  # Python refuses to read past 4,300 digits
-                raise InvalidRecord(f"bad timestamp {_show(value)}")
-            return _timestamp_us(int(text))
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidRecord(f"bad timestamp {_show(value)}") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        micros = (parsed - _EPOCH) // _ONE_US
-    elif kind is int:
-        magnitude = abs(value)
-        if magnitude >= 10**17:
-            micros = value // 1000
-        elif magnitude >= 10**14:
-            micros = value
-        elif magnitude >= 10**11:
-            micros = value * 1000
-        else:
-            micros = value * 1_000_000
-    elif kind is float:
-        return _timestamp_us(round(value * 1_000_000) if abs(value) < 10**11 else int(value))
-    else:
-        raise InvalidRecord(f"bad timestamp {_show(value)}")
-    if not 0 <= micros < _MAX_US:
-        raise InvalidRecord(f"timestamp out of range {_show(value)}")
-    return int(micros)
-
-
-_ONE_US: Final = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
-
-
-# Integers past these cannot be stored (BIGINT; INTEGER for status and step); token
-# counts stay under 2**62 so that input plus cache tokens still fit.
-_MAX_COUNT: Final = 2**62
-_MAX_STORED: Final = 2**63  # BIGINT
-_MAX_DIGITS: Final = 40  # digits of a timestamp given as text (a real one has at most 19)
-_MAX_SMALL: Final = 2**31
-_SMALL_INTEGERS: Final = frozenset({"status code", "step"})
-
-
-def _integer(value: Any, name: str) -> int | None:
-    kind = type(value)
-    if value is None:
-        return None
-    number: int | None = None
-    if kind is int:
-        number = value
-    elif kind is float and value.is_integer():
-        number = int(value)
-    elif kind is str:
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-    if number is None:
-        raise InvalidRecord(f"{name} is not an integer: {_show(value)}")
-    limit = _MAX_SMALL if name in _SMALL_INTEGERS else _MAX_COUNT
-    if not -limit <= number < limit:
-        raise InvalidRecord(f"{name} out of range: {_show(value)}")
-    return number
-
-
-def _number(value: Any, name: str) -> float | None:
-    kind = type(value)
-    if kind is float or value is None:
-        return value  # type: ignore[no-any-return]
-    if kind is int:
-        return float(value)
-    if kind is str:
-        try:
-            number = float(value)
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(number):
-                return number
-    raise InvalidRecord(f"{name} is not a number: {_show(value)}")
-
-
-# True and False also match 1 and 0 (equal keys), which some writers use for booleans.
-_TRUE: Final = {True: True, False: False, "true": True, "false": False}
-
-
-def _boolean(value: Any, name: str) -> bool | None:
-    if value is None:
-        return None
-    try:
-        return _TRUE[value.lower() if type(value) is str else value]
-    except (KeyError, TypeError):
-        raise InvalidRecord(f"{name} is not a boolean: {_show(value)}") from None
-
-
-def _text(value: Any, name: str) -> str | None:
-    kind = type(value)
-    if kind is str or value is None:
-        return value  # type: ignore[no-any-return]
-    if kind is int or kind is float or kind is bool:
-        return str(value)
-    raise InvalidRecord(f"{name} is not a string: {_show(value)}")
-
-
-def _names(value: Any, name: str) -> list[str] | None:
-    """A list of category names; a comma-separated string is accepted too."""
-    if value is None:
-        return None
-    if type(value) is str:
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list) and all(type(item) is str for item in value):
-        return value
-    raise InvalidRecord(f"{name} is not a list of names: {_show(value)}")
-
-
-def _metadata(value: Any) -> Any:
-    """Metadata as an object where it is JSON text (REST); other values as they are."""
-    if type(value) is str and value[:1] in ("{", "["):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
-    return value
-
-
-def _json_text(value: Any, name: str = "a JSON value") -> str | None:
-    """``value`` as JSON text; ``InvalidRecord`` when it cannot be written back (nested
-    deeper than orjson writes, 255 levels, though it parsed)."""
-    if value is None:
-        return None
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InvalidRecord(f"{name} cannot be stored as JSON: {reason}") from None
-
-
-def _json_kind(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if value is None:
-        return "null"
-    return (
-        "a number"
-        if isinstance(value, int | float) and not isinstance(value, bool)
-        else "a boolean"
-    )
-
-
-def _show(value: Any) -> str:
-    """A short, safe rendering of a bad value for a reject reason."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -37,8 +37,8 @@ __all__ = [
 ]
 
 PREFIXED_TABLE: Final = "prompt_prefixed_requests"
-# What the replay reads of each request (``models.whatif.PROMPT_CACHE_COLUMNS``; a test
-# holds the two equal), in the table's order.
+# What the replay reads of each request, in the table's order (the models' what-if names
+# this list ``PROMPT_CACHE_COLUMNS``).
 PREFIXED_COLUMNS: Final = (
     "ts",
     "provider",

@@ -29,6 +29,7 @@ from typing import Final
 
 import polars as pl
 
+from core.warehouse import PREFIXED_COLUMNS
 from models.pricing import price_table
 from models.trends import filter_rollup
 from models.whatif.common import REPRICED, WhatIf, as_units, reprice, summed
@@ -49,23 +50,9 @@ PROMPT_CACHE_TTL: Final = timedelta(minutes=5)
 # Rows by provider and model: the caching switch is per provider (Anthropic's
 # cache_control, OpenAI's automatic caching) and the saving depends on the model's rates.
 DEFAULT_PROMPT_CACHE_BY: Final = ("provider", "model")
-# The request columns the replay reads (besides the ``by`` and filter dimensions).
-PROMPT_CACHE_COLUMNS: Final = (
-    "ts",
-    "provider",
-    "model",
-    "status_code",
-    "cached",
-    "rate_limited",
-    "tokens_in",
-    "tokens_out",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_usd",
-    "cost_source",
-    "prompt_prefix_hash",
-    "prompt_prefix_tokens",
-)
+# The request columns the replay reads (besides the ``by`` and filter dimensions): the
+# columns the rollup refresh keeps of each prefixed request (one list, defined there).
+PROMPT_CACHE_COLUMNS: Final = PREFIXED_COLUMNS
 _GROUP: Final = ("provider", "model", "prompt_prefix_hash")
 _COUNTS: Final = ("affected_requests", "cache_write_requests", "cache_read_requests")
 

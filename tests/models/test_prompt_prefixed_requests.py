@@ -21,9 +21,9 @@ from polars.testing import assert_frame_equal
 from app.service import refresh, savings_report, whatif_prompt_cache
 from app.service.prompt_cache import prompt_cache_replay
 from core.lake import LakeSpec
-from core.warehouse import PREFIXED_COLUMNS, open_warehouse
+from core.warehouse import open_warehouse
 from ingest import IngestSettings, run_ingest
-from models import PROMPT_CACHE_COLUMNS, ModelsSettings, WhatIf, WhatIfSettings, read_rollup
+from models import ModelsSettings, WhatIf, WhatIfSettings, read_rollup
 from tests.conftest import logpush_record, write_ndjson
 from tests.lake_fixtures import lake_spec
 
@@ -167,10 +167,6 @@ def test_the_kept_requests_replay_as_the_requests_read_again(
     counts = fast.table.select(pl.col("cache_write_requests", "cache_read_requests").sum())
     assert all(count > 0 for count in counts.row(0))  # writes and reads both happen here
     assert any("already read the prompt cache" in note for note in fast.notes)
-
-
-def test_the_kept_columns_are_those_the_replay_reads() -> None:
-    assert PREFIXED_COLUMNS == PROMPT_CACHE_COLUMNS
 
 
 def test_the_table_holds_each_prefixed_request_at_the_refresh_cost(warehouse: Path) -> None:
