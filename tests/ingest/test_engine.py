@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +14,21 @@ from hypothesis import strategies as st
 
 from core import logpush
 from core.warehouse import open_warehouse
-from ingest.engine import SqlEngine, read_object
+from ingest.engine import SqlEngine
 from ingest.fields import ANTHROPIC_CACHE_FIELDS, LOGPUSH_FIELDS, METRIC_FIELDS, REST_FIELDS
-from ingest.loader import ParsedBatch, parse_object
 from ingest.run import ingest
 from ingest.sources import LocalFolder
 from sim.synthetic import TrafficShape, synthetic_records, write_logpush_files
 from tests.conftest import logpush_record
+from tests.ingest import parity
+from tests.ingest.parity import Outcome, assert_same
 
 _ENGINE = SqlEngine(min_lines=0)  # every block through SQL, however small
 
 
-def _collect(batches: list[ParsedBatch]) -> tuple[Any, Any, int]:
-    rows = [b.rows for b in batches if b.rows is not None]
-    rejects = [b.rejects for b in batches if b.rejects is not None]
-    return (
-        pa.concat_tables(rows).to_pylist() if rows else [],
-        pa.concat_tables(rejects).to_pylist() if rejects else [],
-        sum(b.repeats for b in batches),
-    )
-
-
-def _outcome(batches: Callable[[], Iterator[ParsedBatch]]) -> Any:
-    """What a path gives: its rows, rejects and repeats (no input may raise)."""
-    return _collect(list(batches()))
-
-
-def both_paths(data: bytes) -> tuple[Any, Any]:
-    """(Python path, engine) results of one object's bytes."""
-    python = _outcome(lambda: parse_object(io.BytesIO(data), "obj"))
-    engine = _outcome(lambda: read_object(io.BytesIO(data), "obj", _ENGINE))
-    return python, engine
+def both_paths(data: bytes) -> tuple[Outcome, Outcome]:
+    """(Python path, engine) outcomes of one object's bytes."""
+    return parity.both_paths(data, _ENGINE)
 
 
 def fast_rows(lines: list[bytes]) -> int:
@@ -73,7 +55,7 @@ def test_plain_logpush_and_gateway_records_take_the_sql_path() -> None:
     lines = [orjson.dumps(record) for record in records]
     assert fast_rows(lines) == len(lines)
     python, engine = both_paths(b"\n".join(lines))
-    assert engine == python
+    assert_same(engine, python)
 
 
 def test_lines_sql_cannot_vouch_for_get_the_python_reasons() -> None:
@@ -92,7 +74,7 @@ def test_lines_sql_cannot_vouch_for_get_the_python_reasons() -> None:
         orjson.dumps({"foo": 1}),
     ]
     python, engine = both_paths(b"\n".join(lines))
-    assert engine == python
+    assert_same(engine, python)
     assert [reject["line_number"] for reject in python[1]] == [1, 2, 3, 5, 6, 7, 8, 10]
 
 
@@ -101,7 +83,7 @@ def test_repeats_inside_an_object_are_dropped_once_first_wins() -> None:
     first = orjson.dumps(logpush_record(LogId="same", Model="first"))
     second = orjson.dumps(logpush_record(LogId="same", Model="second"))
     python, engine = both_paths(b"\n".join([first, b"{bad", second]))
-    assert engine == python
+    assert_same(engine, python)
     assert [row["model"] for row in engine[0]] == ["first"]
     assert engine[2] == 1
 
@@ -178,7 +160,7 @@ def test_sql_and_python_paths_agree_on_random_records(lines: list[tuple[Any, int
     """Random valid and broken records: same rows, same rejects and reasons, same repeats."""
     data = b"\n".join(_line(record, style) for record, style in lines)
     python, engine = both_paths(data)
-    assert engine == python
+    assert_same(engine, python)
 
 
 @pytest.mark.parametrize("size", [1, 3])
@@ -189,7 +171,7 @@ def test_an_object_larger_than_one_block_keeps_line_numbers(size: int) -> None:
     ]
     data = b"\n\n".join(lines) * size
     python, engine = both_paths(data)
-    assert engine == python
+    assert_same(engine, python)
 
 
 def test_ingest_with_the_sql_engine_stores_what_the_python_path_stores(tmp_path: Path) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
-from collections.abc import Callable, Iterator
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -14,7 +12,6 @@ from typing import Any
 import duckdb
 import msgspec
 import orjson
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,34 +19,17 @@ from hypothesis import strategies as st
 from core import logpush
 from ingest import IngestSettings, run_ingest
 from ingest import fields as f
-from ingest.engine import read_object
 from ingest.engine_typed import Metrics, Record, Spellings, normalise_lines
 from ingest.fields import ANTHROPIC_CACHE_FIELDS, LOGPUSH_FIELDS, METRIC_FIELDS, REST_FIELDS
-from ingest.loader import ParsedBatch, parse_object
 from sim.synthetic import TrafficShape, synthetic_records, write_logpush_files
 from tests.conftest import logpush_record, write_ndjson
+from tests.ingest import parity
+from tests.ingest.parity import Outcome, assert_same
 
 
-def _collect(batches: list[ParsedBatch]) -> tuple[Any, Any, int]:
-    rows = [b.rows for b in batches if b.rows is not None]
-    rejects = [b.rejects for b in batches if b.rejects is not None]
-    return (
-        pa.concat_tables(rows).to_pylist() if rows else [],
-        pa.concat_tables(rejects).to_pylist() if rejects else [],
-        sum(b.repeats for b in batches),
-    )
-
-
-def _outcome(batches: Callable[[], Iterator[ParsedBatch]]) -> Any:
-    """What a path gives: its rows, rejects and repeats (no input may raise)."""
-    return _collect(list(batches()))
-
-
-def both_paths(data: bytes) -> tuple[Any, Any]:
-    """(Python path, typed path) results of one object's bytes."""
-    python = _outcome(lambda: parse_object(io.BytesIO(data), "obj"))
-    typed = _outcome(lambda: read_object(io.BytesIO(data), "obj", None))
-    return python, typed
+def both_paths(data: bytes) -> tuple[Outcome, Outcome]:
+    """(Python path, typed path) outcomes of one object's bytes."""
+    return parity.both_paths(data)
 
 
 def slow_lines(lines: list[bytes]) -> list[int]:
@@ -103,7 +83,7 @@ def test_common_logpush_shapes_take_the_typed_path() -> None:
     lines.append(b'{"Timestamp":1776470400,"Metrics":{"durationMs":-9223372036854775809}}')
     assert slow_lines(lines) == []
     python, typed = both_paths(b"\n".join(lines))
-    assert typed == python
+    assert_same(typed, python)
     tokens_in = [row["tokens_in"] for row in typed[0][6:10]]
     assert tokens_in == [1000, 100, 1000, 900]
 
@@ -115,7 +95,7 @@ def test_synthetic_objects_take_the_typed_path_whole() -> None:
         lines = [orjson.dumps(r) for r in islice(synthetic_records(300, seed=5, shape=shape), 300)]
         assert slow_lines(lines) == []
         python, typed = both_paths(b"\n".join(lines))
-        assert typed == python
+        assert_same(typed, python)
         assert len(typed[0]) == 300
 
 
@@ -160,7 +140,7 @@ def test_lines_the_typed_path_cannot_vouch_for_get_the_python_reasons() -> None:
     ]
     assert slow_lines(lines) == list(range(1, 18))
     python, typed = both_paths(b"\n".join(lines))
-    assert typed == python
+    assert_same(typed, python)
     assert [reject["line_number"] for reject in python[1]] == [1, 2, 3, 5, 6, 7, 8, 10, 15, 17]
     assert [row["source_line"] for row in python[0]] == [11, 12, 13, 14, 16]
 
@@ -170,7 +150,7 @@ def test_repeats_across_both_paths_keep_the_first_line() -> None:
     first = orjson.dumps(logpush_record(LogId="same", Model="first", Other=1))
     second = orjson.dumps(logpush_record(LogId="same", Model="second"))
     python, typed = both_paths(b"\n".join([first, b"{bad", second]))
-    assert typed == python
+    assert_same(typed, python)
     assert [row["model"] for row in typed[0]] == ["first"]
     assert typed[2] == 1
 
@@ -345,7 +325,7 @@ def test_typed_and_python_paths_agree_on_random_records(lines: list[tuple[Any, i
     """Random valid and broken records: same rows, same rejects and reasons, same repeats."""
     data = b"\n".join(_line(record, style) for record, style in lines)
     python, typed = both_paths(data)
-    assert typed == python
+    assert_same(typed, python)
 
 
 @pytest.mark.parametrize("size", [1, 3])
@@ -356,7 +336,7 @@ def test_blank_lines_and_repeats_keep_line_numbers(size: int) -> None:
     ]
     data = (b"\n\n".join(lines) + b"\n") * size
     python, typed = both_paths(data)
-    assert typed == python
+    assert_same(typed, python)
     assert len(typed[0]) == 4
     assert typed[2] == 8 * size - 4
 
@@ -393,7 +373,7 @@ def test_timestamps_in_text_agree(texts: list[str]) -> None:
     and by Python otherwise: the Python path's microseconds and reasons either way."""
     lines = [orjson.dumps(logpush_record(LogId=str(i), Timestamp=t)) for i, t in enumerate(texts)]
     python, typed = both_paths(b"\n".join(lines))
-    assert typed == python
+    assert_same(typed, python)
 
 
 def test_lines_that_crashed_the_run_are_rejects(tmp_path: Path) -> None:
