@@ -24,6 +24,7 @@ from core.schema import DAILY_TABLE, ROLLUP_TABLE
 from core.warehouse import (
     Warehouse,
     cache_miss_costs,
+    clear_hours,
     newest_ingest,
     read_requests,
     request_days,
@@ -369,16 +370,7 @@ def _store_request_costs(warehouse: Warehouse, hours: list[datetime] | None) -> 
     """Replace ``request_costs`` (all of it, or the rows of ``hours``) with the costs the
     refresh computed: each request's effective cost, for analysts' SQL (migration v6)."""
     con = warehouse.con
-    if hours is None:
-        con.execute("DELETE FROM request_costs")
-    else:
-        # the range lets DuckDB skip row groups by their min/max ts (no full scan)
-        con.execute(
-            "DELETE FROM request_costs WHERE ts >= ? AND ts < ? "
-            "AND epoch_us(ts) // 3600000000 IN "
-            "(SELECT epoch_us(unnest(?::TIMESTAMPTZ[])) // 3600000000)",
-            [min(hours), max(hours) + timedelta(hours=1), hours],
-        )
+    clear_hours(con, "request_costs", hours)
     con.execute(f"INSERT INTO request_costs SELECT * FROM {_COSTS_TABLE}")
 
 

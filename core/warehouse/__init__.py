@@ -44,6 +44,7 @@ from core.warehouse.prompt_prefixed import (
 from core.warehouse.reads import (
     Dimensions,
     cache_miss_costs,
+    clear_hours,
     newest_ingest,
     read_requests,
     request_days,
@@ -74,6 +75,7 @@ __all__ = [
     "alert_history",
     "attach_snapshot",
     "cache_miss_costs",
+    "clear_hours",
     "data_health",
     "find_requests",
     "latency_p95",

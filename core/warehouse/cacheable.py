@@ -24,7 +24,7 @@ from typing import Final
 import duckdb
 import polars as pl
 
-from core.warehouse.reads import DERIVED_DIMENSIONS, REQUEST_HASH_SQL, in_hours
+from core.warehouse.reads import DERIVED_DIMENSIONS, REQUEST_HASH_SQL, clear_hours, window_where
 
 __all__ = [
     "CACHEABLE_DDL",
@@ -69,15 +69,10 @@ def store_cacheable(
     """Replace the rows of ``hours`` (None: every row) with the cacheable requests among
     those whose costs ``costs_table`` holds (``log_id``, ``ts``, ``effective_cost_usd``,
     ``saved_usd``: the refresh's temporary table). The caller holds the transaction."""
-    where = "TRUE"
-    params: list[object] = []
-    if hours is None:
-        con.execute(f"DELETE FROM {CACHEABLE_TABLE}")  # noqa: S608 - constant names
-    else:
-        if not hours:
-            return
-        where, params = in_hours(hours)
-        con.execute(f"DELETE FROM {CACHEABLE_TABLE} WHERE {where}", params)  # noqa: S608
+    cleared = clear_hours(con, CACHEABLE_TABLE, hours)
+    if cleared is None:
+        return
+    where, params = cleared
     con.execute(
         f"INSERT INTO {CACHEABLE_TABLE} "  # noqa: S608 - constant names
         f"SELECT log_id, ts, md5_number_lower({_IDENTITY}), md5_number_upper({_IDENTITY}), "
@@ -120,12 +115,8 @@ def read_cacheable(
         if per_key
         else f"{GROUP_HASH}, {GROUP_CHECK}"
     )
-    where = ["ts >= $since", "ts < $until"]
-    params: dict[str, object] = {"since": since, "until": until}
-    for position, (name, value) in enumerate((filters or {}).items()):
-        where.append(f"{name} = $value{position}")
-        params[f"value{position}"] = value
+    where, params = window_where(since, until, filters)
     selected = ", ".join(["ts", identity, "cached", "cost_usd", "saved_usd", *wanted])
-    sql = f"SELECT {selected} FROM {CACHEABLE_TABLE} WHERE {' AND '.join(where)}"  # noqa: S608
+    sql = f"SELECT {selected} FROM {CACHEABLE_TABLE} WHERE {where}"  # noqa: S608
     frame = pl.DataFrame(pl.from_arrow(con.execute(sql, params).to_arrow_table()))
     return frame.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))

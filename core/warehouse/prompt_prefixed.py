@@ -25,7 +25,7 @@ from typing import Final
 import duckdb
 import polars as pl
 
-from core.warehouse.reads import DERIVED_DIMENSIONS, in_hours
+from core.warehouse.reads import DERIVED_DIMENSIONS, clear_hours, window_where
 
 __all__ = [
     "PREFIXED_COLUMNS",
@@ -88,15 +88,10 @@ def store_prompt_prefixed(
     """Replace the rows of ``hours`` (None: every row) with the prefixed requests among
     those whose costs ``costs_table`` holds (``log_id``, ``ts``, ``effective_cost_usd``,
     ``cost_source``: the refresh's temporary table). The caller holds the transaction."""
-    where = "TRUE"
-    params: list[object] = []
-    if hours is None:
-        con.execute(f"DELETE FROM {PREFIXED_TABLE}")  # noqa: S608 - constant names
-    else:
-        if not hours:
-            return
-        where, params = in_hours(hours)
-        con.execute(f"DELETE FROM {PREFIXED_TABLE} WHERE {where}", params)  # noqa: S608
+    cleared = clear_hours(con, PREFIXED_TABLE, hours)
+    if cleared is None:
+        return
+    where, params = cleared
     con.execute(
         f"INSERT INTO {PREFIXED_TABLE} BY NAME "  # noqa: S608 - constant names
         "SELECT r.* EXCLUDE (log_id), c.effective_cost_usd AS cost_usd, c.cost_source FROM ("
@@ -122,12 +117,8 @@ def read_prompt_prefixed(
     if not set(columns) | set(filters or {}) <= set(PREFIXED_DIMENSIONS):
         raise ValueError(f"the prompt-prefixed requests keep only {', '.join(PREFIXED_DIMENSIONS)}")
     wanted = [name for name in dict.fromkeys(columns) if name not in PREFIXED_COLUMNS]
-    where = ["ts >= $since", "ts < $until"]
-    params: dict[str, object] = {"since": since, "until": until}
-    for position, (name, value) in enumerate((filters or {}).items()):
-        where.append(f"{name} = $value{position}")
-        params[f"value{position}"] = value
+    where, params = window_where(since, until, filters)
     selected = ", ".join([*PREFIXED_COLUMNS, *wanted])
-    sql = f"SELECT {selected} FROM {PREFIXED_TABLE} WHERE {' AND '.join(where)}"  # noqa: S608
+    sql = f"SELECT {selected} FROM {PREFIXED_TABLE} WHERE {where}"  # noqa: S608
     frame = pl.DataFrame(pl.from_arrow(con.execute(sql, params).to_arrow_table()))
     return frame.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))

@@ -27,6 +27,7 @@ __all__ = [
     "REQUEST_HASH_SQL",
     "Dimensions",
     "cache_miss_costs",
+    "clear_hours",
     "dimension_sql",
     "in_hours",
     "newest_ingest",
@@ -35,6 +36,7 @@ __all__ = [
     "request_hashes",
     "time_range",
     "touched_hours",
+    "window_where",
 ]
 
 
@@ -98,6 +100,35 @@ def time_range(
     if until is not None:
         where.append(f"{column} < $until")
         params["until"] = until
+    return where, params
+
+
+def window_where(
+    since: datetime, until: datetime, filters: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, object]]:
+    """An SQL condition ``since <= ts < until`` with each of ``filters``' column (trusted
+    names) equal to its value, and its named parameters (the kept tables' reads)."""
+    where, params = time_range("ts", since, until)
+    for position, (name, value) in enumerate((filters or {}).items()):
+        where.append(f"{name} = $value{position}")
+        params[f"value{position}"] = value
+    return " AND ".join(where), params
+
+
+def clear_hours(
+    con: duckdb.DuckDBPyConnection, table: str, hours: Sequence[datetime] | None
+) -> tuple[str, list[object]] | None:
+    """Delete ``table``'s rows (a trusted name, with ``ts``) of the UTC ``hours``, or all
+    of them for None, before a refresh writes them again; the condition and parameters
+    that select those hours' requests (``TRUE`` for all), or None when ``hours`` is empty
+    (nothing deleted, nothing to write). The caller holds the transaction."""
+    if hours is None:
+        con.execute(f"DELETE FROM {table}")
+        return "TRUE", []
+    if not hours:
+        return None
+    where, params = in_hours(hours)
+    con.execute(f"DELETE FROM {table} WHERE {where}", params)
     return where, params
 
 
