@@ -22,6 +22,7 @@ import pytest
 from app.service import cost_report, export_focus, refresh
 from core.lake import EngineSpec, LakeSpec
 from core.lake.lake import Lake
+from core.warehouse import lake as lake_reader
 from core.warehouse import newest_ingest, open_warehouse
 from ingest import IngestSettings, IngestSummary, run_ingest
 from ingest.lake import ingest_lake
@@ -376,8 +377,6 @@ def test_a_reader_opening_again_in_the_same_process_sees_new_commits(tmp_path: P
     """Readers keep each table snapshot's planned files for the process's next opens
     (keyed by the table's metadata file, which a commit replaces): a new commit is seen
     at the next open, and a table no commit changed is read from the kept plan."""
-    from core.warehouse import lake as lake_reader  # noqa: PLC0415 - the kept plans
-
     spec = lake_spec(tmp_path)
     logs = tmp_path / "logs"
     write_ndjson(logs / "20260418" / "a.log.gz", [logpush_record(), "{not json"])

@@ -5,11 +5,15 @@ runs reads without waiting (the DuckDB file would refuse it)."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 
 import pytest
+import ray
 
-from ingest import IngestSettings, WatchSettings
+from core.lake import EngineSpec
+from ingest import IngestSettings, IngestSummary, WatchSettings, watch
+from tests.conftest import logpush_record, write_ndjson
 from tests.ingest.conftest import Bucket
 from tests.ingest.test_watch import _gz, _key, _records, _start
 from tests.lake_fixtures import lake_spec, read_all
@@ -49,14 +53,6 @@ def test_watch_on_ray_keeps_one_ray_session_for_every_batch(tmp_path: Path) -> N
     """With ``[engine] kind = "ray"`` the watcher starts Ray once: it is still running
     when each batch is reported (a batch no longer starts and stops its own, 7-9 s
     each), and stopped when the watch returns, as it was not running before."""
-    import threading  # noqa: PLC0415
-
-    import ray  # noqa: PLC0415 - this test only
-
-    from core.lake import EngineSpec  # noqa: PLC0415
-    from ingest import IngestSummary, watch  # noqa: PLC0415
-    from tests.conftest import logpush_record, write_ndjson  # noqa: PLC0415
-
     assert not ray.is_initialized()
     logs = tmp_path / "logs"
     spec = dataclasses.replace(lake_spec(tmp_path), engine=EngineSpec(kind="ray", num_cpus=1))
