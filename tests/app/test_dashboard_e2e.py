@@ -117,13 +117,16 @@ def _wait_rendered(page: Page) -> None:
     page.wait_for_timeout(300)
 
 
-def _metric_value(page: Page, label: str) -> Locator:
-    card = page.locator('[data-testid="stMetric"]').filter(
+def _metric_cards(page: Page, label: str) -> Locator:
+    return page.locator('[data-testid="stMetric"]').filter(
         has=page.locator(
             '[data-testid="stMetricLabel"]', has_text=re.compile(f"^{re.escape(label)}$")
         )
     )
-    value = card.locator('[data-testid="stMetricValue"]')
+
+
+def _metric_value(page: Page, label: str) -> Locator:
+    value = _metric_cards(page, label).locator('[data-testid="stMetricValue"]')
     expect(value).to_have_count(1, timeout=30_000)  # a re-run's stale card goes first
     return value
 
@@ -198,9 +201,15 @@ def test_every_page_renders_in_chromium_and_a_filter_lands_in_url_and_numbers(
                 until=first + timedelta(days=9),
                 filters={"provider": "anthropic"},
             ).table
-            # the filtered re-run may not have begun when the URL changed: wait for its card
+            # the filtered re-run may not have begun when the URL changed, and while it runs
+            # the stale card shows beside the new one: wait for one card, with the value
             expected = f"${report['cost_usd'][0]:,.2f}"
-            expect(_metric_value(page, "Spend")).to_have_text(expected, timeout=30_000)
+            spend = _metric_cards(page, "Spend")
+            showing = page.locator(
+                '[data-testid="stMetricValue"]', has_text=re.compile(f"^{re.escape(expected)}$")
+            )
+            expect(spend.filter(has=showing)).to_have_count(1, timeout=30_000)
+            expect(spend).to_have_count(1, timeout=30_000)
             page.screenshot(path=str(shots / "overview-anthropic.png"), full_page=True)
             assert not errors, errors
             assert hosts == {urlsplit(dashboard_url).netloc}, hosts  # nothing leaves the machine
