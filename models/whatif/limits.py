@@ -21,19 +21,18 @@ modelled (each logged request is replayed once). Money is USD, times UTC.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import polars as pl
 
 from models.whatif.common import TOKENS, WhatIf, summed
+from models.whatif.limits_kernel import GateArrays, LimitArrays, decide
 from models.whatif.route_budgets import (
     BUDGET_NOTES,
-    PASS,
-    REFUSE,
-    REROUTE,
     BudgetGate,
     RouteBudget,
     budget_gate,
@@ -51,7 +50,6 @@ __all__ = [
     "subject_column",
 ]
 
-_EPS: Final = 1e-9  # the gateway's slack for float rounding in the sliding estimate
 _NONE: Final = "-"  # the gateway's subject for a request without one
 BUDGET_LIMIT: Final = "budget"  # the ``limit`` of a request a route's budget refused or rerouted
 _SERVED: Final = ("provider", "model", "cost_source")  # of the attempt that answered
@@ -97,11 +95,17 @@ def subject_column(per: str) -> str:
     return {"key": "api_key", "route": "route"}.get(per, per)
 
 
-def _one_per_request(requests: pl.LazyFrame, columns: list[str]) -> pl.DataFrame:
+def _one_per_request(
+    requests: pl.LazyFrame,
+    columns: list[str],
+    *,
+    unique_log_ids: bool = False,
+) -> pl.DataFrame:
     """The attempts of one request (one ``event_id``) as one row at its first attempt:
     the first attempt's subjects, the answering (last) attempt's provider, model and cost
     source, the attempts' cost and tokens summed; in time order (ties by the request's
-    key)."""
+    key). ``unique_log_ids``: no two rows share a log id (the warehouse's key), so
+    without event ids there is nothing to fold, unchecked."""
     names = requests.collect_schema().names()
     key = pl.col("log_id")
     if "event_id" in names:
@@ -113,7 +117,10 @@ def _one_per_request(requests: pl.LazyFrame, columns: list[str]) -> pl.DataFrame
         pl.col("cost_usd").fill_null(0.0),
         *(pl.col(name).fill_null(0) for name in tokens),
     ).collect()
-    if _unique(frame["_request"]):  # no failover: nothing to fold (the usual case)
+    alone = unique_log_ids and (
+        "event_id" not in names or frame["event_id"].null_count() == frame.height
+    )
+    if alone or _unique(frame["_request"]):  # no failover: nothing to fold (the usual case)
         if _in_request_order(frame):  # as the warehouse read sorts them: nothing to move
             return frame
         # one sort of the two keys, then one gather of the rows: sorting the whole frame
@@ -148,59 +155,57 @@ def _unique(keys: pl.Series) -> bool:
     return bool(keys.hash().is_unique().all() or keys.is_unique().all())
 
 
-@dataclass(slots=True)
-class _Counts:
-    """One limit's columns over one route's requests (``arrays``: codes of the subject,
-    window index, previous window's weight, charge before the call and once allowed), the
-    loop's current chunk of them as lists (``load``), and its counters per subject code
-    (window index, current and previous counts)."""
-
-    rule: RateLimitRule
-    subjects: list[str]
-    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-    window: list[int]
-    current: list[float]
-    previous: list[float]
-    code: list[int] = field(default_factory=list)
-    index: list[int] = field(default_factory=list)
-    weight: list[float] = field(default_factory=list)
-    check: list[int] = field(default_factory=list)
-    charge: list[int] = field(default_factory=list)
-
-    def load(self, begin: int, end: int) -> None:
-        """Make requests ``begin`` to ``end`` the lists the loop reads (Python lists read
-        fastest; the whole window's would hold five objects a request: 3 GB for 10 M)."""
-        parts = [part[begin:end].tolist() for part in self.arrays]
-        self.code, self.index, self.weight, self.check, self.charge = parts
-
-
-_CHUNK: Final = 1 << 16  # requests a ``_Counts.load``
-
-
-def _counts(frame: pl.DataFrame, rule: RateLimitRule) -> _Counts:
-    """The columns the loop reads, computed once in Polars."""
-    who = frame[subject_column(rule.per)].cast(pl.String).fill_null(_NONE)
-    subjects = who.unique(maintain_order=True)
-    code = who.replace_strict(subjects, pl.int_range(subjects.len(), eager=True))
+def _limit_arrays(
+    frame: pl.DataFrame, rules: Sequence[RateLimitRule]
+) -> tuple[LimitArrays, list[pl.Series]]:
+    """The loop's arrays of ``rules`` over one route's requests (``frame``, in time order),
+    computed in Polars, and each rule's subjects (by code)."""
+    n = frame.height
     seconds = frame["ts"].dt.epoch("us").cast(pl.Float64) / 1e6
-    index = (seconds / rule.window_s).floor()
-    weight = 1.0 - (seconds - index * rule.window_s) / rule.window_s
-    requests = rule.unit == "requests"
-    ones = pl.repeat(1, frame.height, eager=True, dtype=pl.Int64)
-    return _Counts(
-        rule=rule,
-        subjects=subjects.to_list(),
-        arrays=(
-            code.cast(pl.Int64).to_numpy(),
-            index.cast(pl.Int64).to_numpy(),
-            weight.to_numpy() if rule.sliding else np.zeros(frame.height),
-            (ones if requests else frame["tokens_in"]).to_numpy(),
-            (ones if requests else frame["tokens_in"] + frame["tokens_out"]).to_numpy(),
-        ),
-        window=[-(2**62)] * subjects.len(),
-        current=[0.0] * subjects.len(),
-        previous=[0.0] * subjects.len(),
+    ones = pl.repeat(1, n, eager=True, dtype=pl.Int64)
+    rows: list[tuple[pl.Series, ...]] = []
+    names = []
+    for rule in rules:
+        who = frame[subject_column(rule.per)].cast(pl.String).fill_null(_NONE)
+        subjects = who.unique(maintain_order=True)
+        code = who.replace_strict(subjects, pl.int_range(subjects.len(), eager=True))
+        index = (seconds / rule.window_s).floor()
+        weight = 1.0 - (seconds - index * rule.window_s) / rule.window_s
+        requests = rule.unit == "requests"
+        rows.append(
+            (
+                code.cast(pl.Int64),
+                index.cast(pl.Int64),
+                weight if rule.sliding else pl.repeat(0.0, n, eager=True, dtype=pl.Float64),
+                ones if requests else frame["tokens_in"].cast(pl.Int64),
+                ones if requests else (frame["tokens_in"] + frame["tokens_out"]).cast(pl.Int64),
+            )
+        )
+        names.append(subjects)
+
+    def stacked(field: int, dtype: type) -> np.ndarray:
+        if not rows:
+            return np.empty((0, n), dtype=dtype)
+        return np.ascontiguousarray(np.stack([row[field].to_numpy() for row in rows]), dtype)
+
+    arrays = LimitArrays(
+        code=stacked(0, np.int64),
+        window=stacked(1, np.int64),
+        weight=stacked(2, np.float64),
+        check=stacked(3, np.int64),
+        charge=stacked(4, np.int64),
+        limit=np.array([rule.limit for rule in rules], dtype=np.float64),
+        subjects=np.array([names_.len() for names_ in names], dtype=np.int64),
     )
+    return arrays, names
+
+
+def _gate_arrays(gate: BudgetGate | None) -> GateArrays:
+    if gate is None:
+        none = np.empty(0, dtype=np.int64)
+        return GateArrays(none, none.astype(np.float64), none.astype(np.float64), math.inf, False)
+    reroute = gate.budget.action == "reroute"
+    return GateArrays(gate.code, gate.cost, gate.spent, gate.budget.usd, reroute)
 
 
 def _refusals(
@@ -210,54 +215,35 @@ def _refusals(
     ``gate``: ``limit`` that refused it (the first of the route's that would pass, else
     ``BUDGET_LIMIT`` when the budget refused or rerouted it), its ``subject``, the
     ``window_start`` and whether it was ``rerouted``; nulls (and false) when allowed."""
-    limits = [_counts(frame, rule) for rule in rules]
-    which: list[int | None] = []  # the refusing limit's position (the budget: len(rules))
-    whom: list[str | None] = []
-    start: list[float | None] = []  # the window's start, unix seconds
-    rerouted: list[bool] = []
-    for at in range(frame.height):
-        i = at % _CHUNK  # the request in its chunk
-        if i == 0:
-            for counts in limits:
-                counts.load(at, at + _CHUNK)
-        refusal = None
-        for position, counts in enumerate(limits):
-            who, index = counts.code[i], counts.index[i]
-            if counts.window[who] != index:  # a new window: current becomes previous
-                last = counts.window[who] == index - 1
-                counts.previous[who] = counts.current[who] if last else 0.0
-                counts.current[who], counts.window[who] = 0.0, index
-            used = counts.previous[who] * counts.weight[i] + counts.current[who]
-            if used + counts.check[i] > counts.rule.limit + _EPS:
-                refusal = (position, counts.subjects[who], index * counts.rule.window_s)
-                break
-        outcome = PASS
-        if refusal is None:
-            outcome = gate.decide(at) if gate is not None else PASS
-            # the gateway charged the limits before the budget: a refusal keeps the estimate
-            for counts in limits:
-                used = counts.check[i] if outcome == REFUSE else counts.charge[i]
-                counts.current[counts.code[i]] += used
-            if gate is not None and outcome == PASS:
-                gate.spend(at)
-            elif gate is not None:
-                code = gate.code[at]
-                refusal = (len(rules), gate.subjects[code], gate.starts[code])
-        rerouted.append(outcome == REROUTE)
-        which.append(None if refusal is None else refusal[0])
-        whom.append(None if refusal is None else refusal[1])
-        start.append(None if refusal is None else refusal[2])
+    limits, subjects = _limit_arrays(frame, rules)
+    decided = decide(frame.height, limits, _gate_arrays(gate))
+    which = decided.which
+    whom = pl.Series([None] * frame.height, dtype=pl.String)
+    start = np.full(frame.height, np.nan)
+    refusers = [(subjects[row], np.float64(rule.window_s)) for row, rule in enumerate(rules)]
+    for row, (names_, window_s) in enumerate(refusers):
+        mine = which == row
+        # each row's code is only its refuser's: others read code 0 (and are masked)
+        named = names_.gather(pl.Series(np.where(mine, decided.code, 0)))
+        whom = named.zip_with(pl.Series(mine), whom)
+        start = np.where(mine, decided.window * window_s, start)
+    if gate is not None:
+        mine = which == len(rules)
+        at = pl.Series(np.where(mine, decided.code, 0))
+        whom = pl.Series(gate.subjects, dtype=pl.String).gather(at).zip_with(pl.Series(mine), whom)
+        start = np.where(mine, gate.starts[np.where(mine, decided.code, 0)], start)
     names = pl.Series([*(rule.name for rule in rules), BUDGET_LIMIT], dtype=pl.String)
+    refused = which >= 0
     return pl.DataFrame(
         {
-            "limit": pl.Series(which, dtype=pl.Int64).replace_strict(
-                pl.int_range(len(rules) + 1, eager=True), names, default=None
+            "limit": names.gather(pl.Series(np.where(refused, which, 0))).zip_with(
+                pl.Series(refused), pl.Series([None] * frame.height, dtype=pl.String)
             ),
-            "subject": pl.Series(whom, dtype=pl.String),
-            "window_start": (pl.Series(start, dtype=pl.Float64) * 1e6)
+            "subject": whom.alias("subject"),
+            "window_start": (pl.Series(start, nan_to_null=True) * 1e6)
             .cast(pl.Int64)
             .cast(pl.Datetime("us", "UTC")),
-            "rerouted": pl.Series(rerouted, dtype=pl.Boolean),
+            "rerouted": pl.Series(decided.rerouted, dtype=pl.Boolean),
         }
     )
 
@@ -269,6 +255,7 @@ def limit_decisions(
     *,
     user: str = "user",
     earlier: pl.LazyFrame | None = None,
+    unique_log_ids: bool = False,
 ) -> pl.DataFrame:
     """One row per request of the routes with ``rules`` or ``budgets`` (attempts folded,
     ``_request`` its key), in time order (ties by log id), with ``limit`` (the rate limit
@@ -285,7 +272,9 @@ def limit_decisions(
     routes = sorted({rule.route for rule in rules} | {budget.route for budget in budgets})
     pers = [rule.per for rule in rules] + [budget.per for budget in budgets]
     subjects = sorted({subject_column(per) for per in pers} | {"route", user})
-    frame = _one_per_request(requests.filter(pl.col("route").is_in(routes)), subjects)
+    frame = _one_per_request(
+        requests.filter(pl.col("route").is_in(routes)), subjects, unique_log_ids=unique_log_ids
+    )
     spent = None
     if earlier is not None and budgets:
         spent = spent_before(earlier, budgets, {per: subject_column(per) for per in pers})
@@ -314,15 +303,19 @@ def replay_rate_limits(
     overrides: pl.DataFrame | None = None,
     cross_family_ratio: float | None = None,
     priced_as: Mapping[str, str] | None = None,
+    unique_log_ids: bool = False,
 ) -> LimitsReplay:
     """Replay ``rules`` and ``budgets`` on ``requests`` (see ``limit_decisions``): refused
     requests save their cost; rerouted ones cost what the reroute model charges for their
     tokens (``route_budgets.priced_reroutes``, at ``overrides``' prices or the
     catalogue's; ``cross_family_ratio`` as for a model switch; ``priced_as``: the
-    gateway's provider names -> the catalogue providers they are priced as)."""
+    gateway's provider names -> the catalogue providers they are priced as;
+    ``unique_log_ids`` as for ``limit_decisions``)."""
     if not rules and not budgets:
         raise ValueError("no rate limit or budget to replay")
-    decided = limit_decisions(requests, rules, budgets, user=user, earlier=earlier)
+    decided = limit_decisions(
+        requests, rules, budgets, user=user, earlier=earlier, unique_log_ids=unique_log_ids
+    )
     kept = 0
     if budgets:
         moved, kept = priced_reroutes(

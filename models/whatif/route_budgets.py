@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import polars as pl
 
 from core.errors import ConfigError, ModelsError
@@ -39,9 +40,6 @@ from models.whatif.switch import check_ratio, family_of
 
 __all__ = [
     "BUDGET_NOTES",
-    "PASS",
-    "REFUSE",
-    "REROUTE",
     "BudgetGate",
     "RouteBudget",
     "budget_gate",
@@ -50,9 +48,6 @@ __all__ = [
     "spent_before",
 ]
 
-PASS: Final = 0
-REFUSE: Final = 1
-REROUTE: Final = 2
 _TRUNCATE: Final = {"day": "1d", "month": "1mo"}
 BUDGET_NOTES: Final = (
     "budgets count the effective cost per UTC day or month, added at each request's time "
@@ -96,28 +91,19 @@ def period_start(period: str) -> pl.Expr:
     return pl.col("ts").dt.convert_time_zone("UTC").dt.truncate(_TRUNCATE[period])
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class BudgetGate:
     """One route's budget over its requests in time order: per request the code of its
-    (subject, period), per code the spend so far (USD), the subject and the period start
-    (unix seconds)."""
+    (subject, period) and its cost; per code the spend before the first request (USD),
+    the subject and the period start (unix seconds). The replay's loop
+    (``models.whatif.limits_kernel``) decides and spends."""
 
     budget: RouteBudget
-    code: list[int]
-    cost: list[float]
-    spent: list[float]
+    code: np.ndarray
+    cost: np.ndarray
+    spent: np.ndarray
     subjects: list[str]
-    starts: list[float]
-
-    def decide(self, at: int) -> int:
-        """``PASS``, ``REFUSE`` or ``REROUTE`` for request ``at`` (past its rate limits)."""
-        if self.spent[self.code[at]] < self.budget.usd:
-            return PASS
-        return REROUTE if self.budget.action == "reroute" else REFUSE
-
-    def spend(self, at: int) -> None:
-        """Request ``at`` was answered as it was: its cost counts."""
-        self.spent[self.code[at]] += self.cost[at]
+    starts: np.ndarray
 
 
 def budget_gate(
@@ -140,11 +126,11 @@ def budget_gate(
     distinct = distinct.sort("code")
     return BudgetGate(
         budget=budget,
-        code=codes["code"].cast(pl.Int64).to_list(),
-        cost=frame["cost_usd"].to_list(),
-        spent=distinct["spent_usd"].fill_null(0.0).to_list(),
+        code=codes["code"].cast(pl.Int64).to_numpy(),
+        cost=frame["cost_usd"].cast(pl.Float64).to_numpy(),
+        spent=distinct["spent_usd"].fill_null(0.0).to_numpy(),
         subjects=distinct["subject"].to_list(),
-        starts=(distinct["period"].dt.epoch("us").cast(pl.Float64) / 1e6).to_list(),
+        starts=(distinct["period"].dt.epoch("us").cast(pl.Float64) / 1e6).to_numpy(),
     )
 
 

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from models import RateLimitRule, replay_rate_limits
-from models.whatif import limits
+from models.whatif import limits_kernel
 from proxy.stores import Limit
 from proxy.stores.ratelimit import MemoryRateLimiter
 from tests.models.whatif_fixtures import HOUR, requests
@@ -134,15 +134,16 @@ async def _gateway(rows: list[dict[str, Any]], rules: list[RateLimitRule]) -> li
     return allowed
 
 
-@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize("compiled", [True, False])
 def test_the_replay_decides_as_the_gateways_limiter(
-    chunk: int | None, monkeypatch: pytest.MonkeyPatch
+    compiled: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """400 requests of 3 users over 10 minutes under a sliding request limit and a fixed
-    token limit: the same requests are refused as by proxy.stores' MemoryRateLimiter;
-    also when the loop reads its columns 7 requests at a time (counters carried over)."""
-    if chunk is not None:
-        monkeypatch.setattr(limits, "_CHUNK", chunk)
+    token limit: the same requests are refused as by proxy.stores' MemoryRateLimiter,
+    by the compiled loop and by its Python source run as is."""
+    if not compiled:
+        monkeypatch.setattr(limits_kernel, "_compiled", limits_kernel._loop)
     pick = random.Random(7)  # noqa: S311 - reproducible traffic, not key material
     rows = [
         {

@@ -17,6 +17,7 @@ import pytest
 from core.errors import ConfigError
 from models import RateLimitRule, RouteBudget, limit_decisions, replay_rate_limits
 from models.request_pricing import Usage
+from models.whatif import limits_kernel
 from proxy.config import load_gateway_config
 from proxy.errors import RequestRefused
 from proxy.exchange import Answer
@@ -223,11 +224,20 @@ async def _gateway(tmp_path: Path, action: str, rows: list[dict[str, Any]]) -> l
     return outcomes
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("action", ["reject", "reroute"])
-def test_the_replay_decides_as_the_gateways_pipeline(tmp_path: Path, action: str) -> None:
+def test_the_replay_decides_as_the_gateways_pipeline(
+    tmp_path: Path,
+    action: str,
+    compiled: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """400 requests of 3 users over 20 minutes across midnight UTC, under a sliding request
     limit, a fixed token limit and a $3 daily budget per user: the same requests are
-    allowed, rate limited, refused by the budget or rerouted as by the gateway's pipeline."""
+    allowed, rate limited, refused by the budget or rerouted as by the gateway's pipeline,
+    by the compiled loop and by its Python source run as is."""
+    if not compiled:
+        monkeypatch.setattr(limits_kernel, "_compiled", limits_kernel._loop)
     pick = random.Random(11)  # noqa: S311 - reproducible traffic, not key material
     midnight = datetime(2026, 4, 19, tzinfo=UTC)
     rows = sorted(
