@@ -9,7 +9,6 @@ import typer
 
 from app.console import VerboseOption, err, user_errors
 from core.errors import ConfigError
-from sim import MockSettings, run_mock_provider
 
 __all__ = ["mock_provider_command", "parse_outage_option"]
 
@@ -37,6 +36,9 @@ def mock_provider_command(
 ) -> None:
     """Run a fake OpenAI and Anthropic API (deterministic answers, no real key needed)."""
     with user_errors(verbose):
+        # the simulated provider (aiohttp, the gateway's shapes): only this command loads it
+        from sim import MockSettings, run_mock_provider  # noqa: PLC0415 - keeps start-up light
+
         settings = MockSettings(
             seed=seed,
             latency_ms=latency_ms,
