@@ -129,8 +129,12 @@ def _kernel() -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     if _compiled is None:
         import numba  # noqa: PLC0415 - on demand (see above)
 
-        jit: Any = numba.njit(cache=True, nogil=True)
-        _compiled = jit(_loop)
+        try:
+            jit: Any = numba.njit(cache=True, nogil=True)
+            _compiled = jit(_loop)
+        except RuntimeError:  # no writable cache folder: compiled in each process (about 1 s)
+            jit = numba.njit(nogil=True)
+            _compiled = jit(_loop)
     return _compiled
 
 
