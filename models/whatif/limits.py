@@ -217,31 +217,27 @@ def _refusals(
     ``window_start`` and whether it was ``rerouted``; nulls (and false) when allowed."""
     limits, subjects = _limit_arrays(frame, rules)
     decided = decide(frame.height, limits, _gate_arrays(gate))
-    which = decided.which
-    whom = pl.Series([None] * frame.height, dtype=pl.String)
-    start = np.full(frame.height, np.nan)
-    refusers = [(subjects[row], np.float64(rule.window_s)) for row, rule in enumerate(rules)]
-    for row, (names_, window_s) in enumerate(refusers):
-        mine = which == row
-        # each row's code is only its refuser's: others read code 0 (and are masked)
-        named = names_.gather(pl.Series(np.where(mine, decided.code, 0)))
-        whom = named.zip_with(pl.Series(mine), whom)
-        start = np.where(mine, decided.window * window_s, start)
+    refused = np.flatnonzero(decided.which >= 0)  # only these rows get a limit and subject
+    by = decided.which[refused]  # a limit's row, or len(rules) for the budget
+    code = decided.code[refused]
+    # every refuser's subjects in one list: the limits' in order, then the budget's
+    lists = [*subjects, *([pl.Series(gate.subjects, dtype=pl.String)] if gate else [])]
+    offsets = np.cumsum([0, *(names_.len() for names_ in lists)], dtype=np.int64)
+    everyone = pl.concat(lists) if lists else pl.Series([], dtype=pl.String)
+    windows_s = np.array([*(rule.window_s for rule in rules), 0.0], dtype=np.float64)
+    start = decided.window[refused] * windows_s[by]
     if gate is not None:
-        mine = which == len(rules)
-        at = pl.Series(np.where(mine, decided.code, 0))
-        whom = pl.Series(gate.subjects, dtype=pl.String).gather(at).zip_with(pl.Series(mine), whom)
-        start = np.where(mine, gate.starts[np.where(mine, decided.code, 0)], start)
+        budget = by == len(rules)
+        start[budget] = gate.starts[code[budget]]
     names = pl.Series([*(rule.name for rule in rules), BUDGET_LIMIT], dtype=pl.String)
-    refused = which >= 0
+    nothing = pl.repeat(None, frame.height, dtype=pl.String, eager=True)
+    at = pl.Series(refused)
     return pl.DataFrame(
         {
-            "limit": names.gather(pl.Series(np.where(refused, which, 0))).zip_with(
-                pl.Series(refused), pl.Series([None] * frame.height, dtype=pl.String)
-            ),
-            "subject": whom.alias("subject"),
-            "window_start": (pl.Series(start, nan_to_null=True) * 1e6)
-            .cast(pl.Int64)
+            "limit": nothing.clone().scatter(at, names.gather(pl.Series(by))),
+            "subject": nothing.scatter(at, everyone.gather(pl.Series(offsets[by] + code))),
+            "window_start": pl.repeat(None, frame.height, dtype=pl.Int64, eager=True)
+            .scatter(at, pl.Series((start * 1e6).astype(np.int64)))
             .cast(pl.Datetime("us", "UTC")),
             "rerouted": pl.Series(decided.rerouted, dtype=pl.Boolean),
         }
