@@ -11,6 +11,7 @@ cache beside the module, so later processes load it).
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import numpy as np
@@ -127,15 +128,26 @@ def _kernel() -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     """``_loop`` compiled (once a process; Numba imported on demand: 0.3 s)."""
     global _compiled  # noqa: PLW0603 - one compiled loop a process
     if _compiled is None:
-        import numba  # noqa: PLC0415 - on demand (see above)
-
+        numba: Any = importlib.import_module("numba")  # on demand (see above); untyped
+        # one signature, compiled once (``decide`` hands over exactly these types)
+        ints, floats = numba.int64[:, ::1], numba.float64[:, ::1]
+        vector, real = numba.int64[::1], numba.float64[::1]
+        signature = numba.types.Tuple((vector, vector, vector, numba.boolean[::1]))(
+            numba.int64, ints, ints, floats, ints, ints, real, vector,
+            vector, real, real, numba.float64, numba.boolean,
+        )  # fmt: skip
         try:
-            jit: Any = numba.njit(cache=True, nogil=True)
-            _compiled = jit(_loop)
+            _compiled = numba.njit(signature, cache=True, nogil=True)(_loop)
         except RuntimeError:  # no writable cache folder: compiled in each process (about 1 s)
-            jit = numba.njit(nogil=True)
-            _compiled = jit(_loop)
+            _compiled = numba.njit(signature, nogil=True)(_loop)
     return _compiled
+
+
+def _owned(array: np.ndarray, dtype: type) -> np.ndarray:
+    """``array`` as a C-ordered, writable array of ``dtype`` (copied only if it is not):
+    the one type the compiled loop takes (a read-only view, as Polars hands out, would be
+    another type to compile)."""
+    return np.require(array, dtype=dtype, requirements=["C", "W"])
 
 
 def decide(n: int, limits: LimitArrays, gate: GateArrays) -> Decisions:
@@ -145,18 +157,18 @@ def decide(n: int, limits: LimitArrays, gate: GateArrays) -> Decisions:
     every limit is charged ``charge``), then its budget (under it: allowed, its cost
     spent; over it: rerouted, or refused with the limits charged ``check`` only)."""
     which, whom, index, rerouted = _kernel()(
-        n,
-        limits.code,
-        limits.window,
-        limits.weight,
-        limits.check,
-        limits.charge,
-        limits.limit,
-        limits.subjects,
-        gate.code,
-        gate.cost,
-        gate.spent.copy(),
-        gate.usd,
-        gate.reroute,
+        int(n),
+        _owned(limits.code, np.int64),
+        _owned(limits.window, np.int64),
+        _owned(limits.weight, np.float64),
+        _owned(limits.check, np.int64),
+        _owned(limits.charge, np.int64),
+        _owned(limits.limit, np.float64),
+        _owned(limits.subjects, np.int64),
+        _owned(gate.code, np.int64),
+        _owned(gate.cost, np.float64),
+        np.array(gate.spent, dtype=np.float64),  # a copy: the loop spends it
+        float(gate.usd),
+        bool(gate.reroute),
     )
     return Decisions(which, whom, index, rerouted)
