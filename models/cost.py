@@ -106,9 +106,11 @@ def _choose_prices(requests: pl.LazyFrame, prices: pl.LazyFrame) -> pl.LazyFrame
                 | (pl.col("tokens_in").fill_null(0) > pl.col("above_input_tokens"))
             )
         )
-        .sort("rank")
-        .group_by("_row")
-        .agg(pl.col(*_UNITS, "source", "price_ref").last())
+        # the last of each request's rows by rank: sorted, a comparison with the next row
+        # (a group by on the row index took twice as long: 0.12 s for 300,000 requests)
+        .sort("_row", "rank")
+        .filter(pl.col("_row").ne_missing(pl.col("_row").shift(-1)))
+        .select("_row", *_UNITS, "source", "price_ref")
     )
 
 

@@ -56,7 +56,13 @@ CREATE TABLE {CACHEABLE_TABLE} (
 );
 """
 # the identity's text: a JSON list tells a null apart from any string
-_IDENTITY: Final = "to_json([gateway, model, request_hash])::VARCHAR"
+_IDENTITY: Final = "md5_number(to_json([gateway, model, request_hash])::VARCHAR)"
+# Its two halves, as DuckDB's md5_number_lower and md5_number_upper give them (the high and
+# the low 64 bits of md5_number), by integer arithmetic: those macros go through a
+# 128-character bit string per row (measured: 0.3 s of a 0.5 s store of 300,000 rows).
+_HALVES: Final = (
+    f"({_IDENTITY} >> 64)::UBIGINT, ({_IDENTITY} & 18446744073709551615::UHUGEINT)::UBIGINT"
+)
 _CACHEABLE_ROWS: Final = (
     "request_hash IS NOT NULL AND NOT coalesce(rate_limited, FALSE) "
     "AND coalesce(status_code, 200) < 400 AND NOT cache_skipped"
@@ -75,7 +81,7 @@ def store_cacheable(
     where, params = cleared
     con.execute(
         f"INSERT INTO {CACHEABLE_TABLE} "  # noqa: S608 - constant names
-        f"SELECT log_id, ts, md5_number_lower({_IDENTITY}), md5_number_upper({_IDENTITY}), "
+        f"SELECT log_id, ts, {_HALVES}, "
         "coalesce(cached, FALSE), c.effective_cost_usd, c.saved_usd, gateway, endpoint, "
         "model, api_key FROM ("
         f"SELECT log_id, ts, gateway, endpoint, model, cached, rate_limited, status_code, "

@@ -232,7 +232,14 @@ def read_requests(
         return wanted is None or name in wanted
 
     metadata = {name: key for name, key in settings.dimensions.items() if kept(name)}
-    dims = [f"json_extract_string(metadata, ${name}_path) AS {name}" for name in metadata]
+    # every key from one parse of ``metadata`` (a list of paths; DuckDB computes the list
+    # once for all of them): a key at a time parsed it once per key (measured: four keys of
+    # 300,000 requests, 0.3 s against 0.6 s)
+    paths = ", ".join(f"${name}_path" for name in metadata)
+    dims = [
+        f"json_extract_string(metadata, [{paths}])[{position}] AS {name}"
+        for position, name in enumerate(metadata, start=1)
+    ]
     params: dict[str, object] = {f"{name}_path": _json_path(key) for name, key in metadata.items()}
     where, bounds = time_range("ts", since, until)
     params.update(bounds)
@@ -388,6 +395,12 @@ def touched_hours(con: duckdb.DuckDBPyConnection, *, since: datetime) -> list[da
 
 
 def request_days(con: duckdb.DuckDBPyConnection) -> list[datetime]:
-    """The UTC days holding requests, in order."""
-    rows = con.execute("SELECT DISTINCT date_trunc('day', ts) FROM requests ORDER BY 1")
+    """The UTC days holding requests, in order. Days as integers (floor division of the
+    epoch): ``date_trunc`` on TIMESTAMPTZ goes through the time zone library for every
+    row (measured: 50 ms of a 300,000-row first rollup build, 7 ms this way)."""
+    day = "epoch_us(ts) // 86400000000 - (epoch_us(ts) % 86400000000 < 0)::BIGINT"
+    rows = con.execute(
+        f"SELECT to_timestamp(day * 86400) FROM (SELECT DISTINCT {day} AS day FROM requests) "
+        "ORDER BY 1"
+    )
     return [row[0] for row in rows.fetchall()]

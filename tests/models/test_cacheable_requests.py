@@ -228,3 +228,21 @@ def test_a_v10_warehouse_gains_the_table_and_its_next_refresh_fills_it(
     assert refresh(copy, SETTINGS).full
     with open_warehouse(copy, read_only=True) as opened:
         assert opened.con.execute("SELECT count(*) FROM cacheable_requests").fetchone() == (533,)
+
+
+def test_a_request_identity_is_the_md5_of_its_gateway_model_and_hash(tmp_path: Path) -> None:
+    """``group_hash`` and ``group_check`` halve the MD5 of the JSON list
+    ``["prod","gpt-4o-mini","h1"]`` as DuckDB's md5_number_lower and md5_number_upper do
+    (the digest's bytes 8-15 and 0-7, little-endian), in a full and an incremental refresh."""
+    db, source = tmp_path / "w.duckdb", tmp_path / "logs"
+    load(db, source, [logpush_record(LogId="first", CacheKeyHash="h1")], "a")
+    assert refresh(db, SETTINGS).full
+    later = logpush_record(Timestamp=(H0 + 3600) * 1_000_000_000, LogId="later", CacheKeyHash="h1")
+    load(db, source, [later], "b")
+    assert not refresh(db, SETTINGS).full
+    with open_warehouse(db, read_only=True) as opened:
+        rows = opened.con.execute(
+            "SELECT log_id, group_hash, group_check FROM cacheable_requests ORDER BY 1"
+        ).fetchall()
+    identity = (7_839_308_898_083_389_915, 15_446_214_445_307_550_065)
+    assert rows == [("first", *identity), ("later", *identity)]
