@@ -132,9 +132,10 @@ def _new_rows(iceberg: Any, loads: Sequence[ObjectLoad]) -> tuple[pa.Table, dict
         )
     finally:
         con.close()
-    per_object: dict[int, int] = {}
-    for index in kept["_obj"].to_pylist():
-        per_object[index] = per_object.get(index, 0) + 1
+    # counted in Arrow: a Python loop over the kept rows took 1 s a million rows (the
+    # driver's largest share on Ray, where the workers parse)
+    counted = pa.compute.value_counts(kept["_obj"]) if kept.num_rows else []
+    per_object = {item["values"].as_py(): item["counts"].as_py() for item in counted}
     return kept.drop_columns(["_obj"]), per_object
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -229,8 +230,16 @@ class TestRayStartedHere:
         assert read_all(spec, MANIFEST) == [("loaded", 1, 10_000, 10_000, 0, 0)]
 
 
+def _wait_until_dead(node_id: str, seconds: float = 60.0) -> None:
+    """Wait until Ray reports node ``node_id`` dead; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while node_id in {node["NodeID"] for node in ray.nodes() if node["Alive"]}:
+        assert time.monotonic() < deadline, f"node {node_id} still alive after {seconds:.0f} s"
+        time.sleep(0.2)
+
+
 class _RemoveNodeDuringMap:
-    """The Ray runner, with ``node`` removed from ``cluster`` 0.1 s into its
+    """The Ray runner, with ``node`` removed from ``cluster`` 0.02 s into its
     ``at``-th ``map``; ``per_map`` is each map's objects by node id."""
 
     def __init__(self, runner: RayRunner, cluster: Cluster, node: Any, *, at: int) -> None:
@@ -246,7 +255,7 @@ class _RemoveNodeDuringMap:
 
     def map(self, objects: Sequence[StoredObject], **options: object) -> list[ObjectLoad]:
         self.calls += 1
-        timer = threading.Timer(0.1, self._remove) if self.calls == self.at else None
+        timer = threading.Timer(0.02, self._remove) if self.calls == self.at else None
         before = self.runner.nodes.copy()
         if timer is not None:
             timer.start()
@@ -303,27 +312,27 @@ class TestTwoNodes:
     ) -> None:
         head, worker = cluster[0].head_node.node_id, cluster[1].node_id
         logs, spec = tmp_path / "logs", lake_spec(tmp_path)
-        _slow_objects(logs, objects=6, records=10_000)
-        # chunks of two objects, one per node; the worker goes 0.1 s into the second (a load takes
-        # over half a second)
+        _slow_objects(logs, objects=6, records=30_000)
+        # chunks of two objects, one per node; the worker goes 0.02 s into the second (a load of
+        # 30,000 records takes a warm worker about 0.2 s here: it cannot have ended)
         faulty = _RemoveNodeDuringMap(
             RayRunner(EngineSpec(kind="ray"), str(logs)), cluster[0], cluster[1], at=2
         )
         summary = _ingest(logs, spec, faulty, batch=2)
 
         assert faulty.removal_began_in_map
-        assert worker not in {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        _wait_until_dead(worker)  # Ray marks a killed node dead at its next health check
         assert faulty.per_map[0] == Counter({head: 1, worker: 1})
         assert faulty.per_map[1] == Counter({head: 2})  # the worker's object, run again
         assert faulty.per_map[2] == Counter({head: 2})
-        assert _counts(summary) == (6, 0, 0, 0, 60_000, 0, 0)
+        assert _counts(summary) == (6, 0, 0, 0, 180_000, 0, 0)
 
         rerun = _ingest(logs, spec, RayRunner(EngineSpec(kind="ray"), str(logs)), batch=2)
         assert _counts(rerun) == (0, 0, 0, 6, 0, 0, 0)
         assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [
-            (60_000, 60_000)
+            (180_000, 180_000)
         ]
-        assert read_all(spec, MANIFEST) == [("loaded", 6, 60_000, 60_000, 0, 0)]
+        assert read_all(spec, MANIFEST) == [("loaded", 6, 180_000, 180_000, 0, 0)]
         assert read_all(
             spec, "SELECT source_file, count(*) FROM requests GROUP BY ALL ORDER BY 1"
-        ) == [(str(logs / "20260418" / f"part-{i:02}.log.gz"), 10_000) for i in range(6)]
+        ) == [(str(logs / "20260418" / f"part-{i:02}.log.gz"), 30_000) for i in range(6)]
