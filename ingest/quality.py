@@ -12,13 +12,14 @@ stay loaded whatever the outcome: the gate marks the batch, it does not undo it.
 only) or ``off`` (no check, no row). Warnings never fail anything.
 
 Great Expectations takes 2-5 s of CPU to import, so it is imported only once a run has
-new rows, never at module import. It is imported when the check starts, not in a thread
-during the load: that import is Python bytecode holding the GIL, and with the typed
-parser it slowed the load of 300,000 small records from 5.1-5.4 s to 8.6-9.1 s, the run
-from 14.1-15.3 s to 15.6-17.3 s (measured on the quiet 2-core machine). Its analytics are
-switched off (``GX_ANALYTICS_ENABLED=false``) before
-that import, so checking opens no connection. Examples of failing rows in the results
-carry ids and numbers only.
+new rows, never at module import. Not in a thread during the load: that import is Python
+bytecode holding the GIL, and with the typed parser it slowed the load of 300,000 small
+records from 5.1-5.4 s to 8.6-9.1 s (measured on the quiet 2-core machine). ``aigw
+ingest`` runs it in a second process instead (``ingest.quality_process``: any
+``Checker`` may be passed as ``gate``); a ``QualityGate`` imports it in this process when
+its first check starts. Its analytics are switched off (``GX_ANALYTICS_ENABLED=false``)
+before that import, so checking opens no connection. Examples of failing rows in the
+results carry ids and numbers only.
 
 Thread-safety: a ``QualityGate`` is used by one thread at a time.
 """
@@ -30,10 +31,11 @@ import math
 import os
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 import pyarrow as pa
@@ -51,6 +53,7 @@ from ingest.quality_suite import (
 
 __all__ = [
     "QUALITY_MODES",
+    "Checker",
     "ExpectationOutcome",
     "QualityGate",
     "QualityReport",
@@ -143,6 +146,15 @@ class QualityReport:
         return sorted(failed, key=lambda o: o.severity != "critical")
 
 
+class Checker(Protocol):
+    """What runs the suite over a batch's new rows: a ``QualityGate`` here, or
+    ``ingest.quality_process.GateProcess`` in a second process (same outcomes)."""
+
+    def check_table(self, table: pa.Table, *, now: datetime) -> tuple[ExpectationOutcome, ...]:
+        """The suite's outcomes over ``table`` (``CHECKED_COLUMNS`` as read from ``requests``)."""
+        ...
+
+
 class QualityGate:
     """The suite, built once in an ephemeral GX context on first use, then reused for
     every batch of the process (a watcher checks many)."""
@@ -150,9 +162,22 @@ class QualityGate:
     def __init__(self) -> None:
         self._definition: Any = None
 
+    def prepare(self) -> None:
+        """Import GX and build the suite now rather than at the first check (the second
+        process does this while the load runs). Raises ``QualityGateError``."""
+        with _suite_errors():
+            self._definition = self._definition or self._build()
+
+    def check_table(self, table: pa.Table, *, now: datetime) -> tuple[ExpectationOutcome, ...]:
+        """Run the suite over ``table`` (``CHECKED_COLUMNS`` as read from ``requests``)."""
+        frame = table.to_pandas()
+        # GX compares only int64 and float64 columns vectorised; int32 goes value by value.
+        int32 = {name: "int64" for name in frame.columns if frame[name].dtype == "int32"}
+        return self.validate(frame.astype(int32), now=now)
+
     def validate(self, frame: Any, *, now: datetime) -> tuple[ExpectationOutcome, ...]:
         """Run the suite over a pandas frame of ``CHECKED_COLUMNS``."""
-        try:
+        with _suite_errors():
             definition = self._definition or self._build()
             result = definition.run(
                 batch_parameters={"dataframe": frame},
@@ -163,14 +188,6 @@ class QualityGate:
                     "unexpected_index_column_names": list(INDEX_COLUMNS),
                 },
             )
-        except QualityGateError:
-            raise
-        except Exception as err:  # GX raises many kinds; none may escape as a traceback
-            raise QualityGateError(
-                f"the data-quality suite could not run ({type(err).__name__}); the rows are "
-                "loaded; pass --quality off to skip the check",
-                detail=str(err),
-            ) from err
         ordered = _in_suite_order(result.results)
         return tuple(_outcome(check, item) for check, item in zip(CHECKS, ordered, strict=True))
 
@@ -191,6 +208,21 @@ class QualityGate:
         return self._definition
 
 
+@contextmanager
+def _suite_errors() -> Iterator[None]:
+    """Whatever GX raises becomes ``QualityGateError``: none may escape as a traceback."""
+    try:
+        yield
+    except QualityGateError:
+        raise
+    except Exception as err:  # GX raises many kinds
+        raise QualityGateError(
+            f"the data-quality suite could not run ({type(err).__name__}); the rows are "
+            "loaded; pass --quality off to skip the check",
+            detail=str(err),
+        ) from err
+
+
 def check_batch(
     warehouse: Warehouse,
     *,
@@ -198,12 +230,13 @@ def check_batch(
     started_at: datetime,
     object_keys: Sequence[str],
     on_failure: str,
-    gate: QualityGate | None = None,
+    gate: Checker | None = None,
     now: datetime | None = None,
 ) -> QualityReport | None:
     """Check the rows the run that started at ``started_at`` loaded from ``object_keys``
-    and record the result in ``quality_runs`` (its own transaction; on an Iceberg
-    warehouse, opened after the run's commits, an append to its ``quality_runs``).
+    with ``gate`` (a ``QualityGate`` of its own if None) and record the result in
+    ``quality_runs`` (its own transaction; on an Iceberg warehouse, opened after the
+    run's commits, an append to its ``quality_runs``).
 
     Returns None, recording nothing, when ``on_failure`` is ``off`` or the batch
     added no rows. Raises ``QualityGateError`` if the suite cannot run and
@@ -221,31 +254,28 @@ def _check(  # noqa: PLR0917 - private: the two public checks pass their argumen
     started_at: datetime,
     object_keys: Sequence[str],
     on_failure: str,
-    gate: QualityGate | None,
+    gate: Checker | None,
     now: datetime | None,
 ) -> QualityReport | None:
     if on_failure == "off" or not object_keys:
         return None
     clock = datetime.now(tz=UTC)
     with warehouse.errors():
-        frame = (
+        table = (
             warehouse.con.execute(_SELECT, {"started": started_at, "keys": list(object_keys)})
             .arrow()
             .read_all()
-            .to_pandas()
         )
-    if frame.empty:
+    if table.num_rows == 0:
         return None
-    # GX compares only int64 and float64 columns vectorised; int32 goes value by value.
-    frame = frame.astype({name: "int64" for name in frame.columns if frame[name].dtype == "int32"})
-    outcomes = (gate or QualityGate()).validate(frame, now=now or clock)
+    outcomes = (gate or QualityGate()).check_table(table, now=now or clock)
     return QualityReport(
         run_id=str(uuid.uuid4()),
         started_at=clock,
         finished_at=datetime.now(tz=UTC),
         source=source,
         object_keys=tuple(object_keys),
-        rows_checked=len(frame),
+        rows_checked=table.num_rows,
         on_failure=on_failure,
         outcomes=outcomes,
     )

@@ -8,7 +8,8 @@ from core.lake import LakeSpec, require_lake
 from core.warehouse import Warehouse, open_warehouse
 from ingest.config import IngestSettings
 from ingest.decrypt import Decryptor, load_private_key, read_private_key
-from ingest.quality import QualityGate, check_batch
+from ingest.quality import Checker, check_batch
+from ingest.quality_process import GateProcess
 from ingest.run import IngestSummary, ObjectResult, ingest
 from ingest.sources import Source, open_source
 
@@ -23,25 +24,40 @@ def run_ingest(
 ) -> IngestSummary:
     """Open the source and the warehouse named in ``settings``, ingest once, then run
     the data-quality gate over the new rows (``summary.quality``; None when off or
-    nothing was loaded)."""
+    nothing was loaded). Into a DuckDB file, the gate runs in a second process started
+    once the first object with new rows is stored (``ingest.quality_process``)."""
     decryptor = make_decryptor(settings)
     source = open_source(settings.source, endpoint_url=settings.endpoint_url)
 
     if isinstance(settings.db_path, LakeSpec):
         return _run_lake_ingest(settings, source, on_listed=on_listed, on_object=on_object)
-    with open_warehouse(settings.db_path) as warehouse:
+    with open_warehouse(settings.db_path) as warehouse, GateProcess() as gate:
         warehouse.con.execute("SET threads = 1")
         summary = ingest(
             source,
             warehouse,
             batch_rows=settings.batch_rows,
             on_listed=on_listed,
-            on_object=on_object,
+            on_object=_starting(gate, on_object) if settings.quality != "off" else on_object,
             decryptor=decryptor,
             sql=settings.sql_engine,
         )
-        check_summary(warehouse, summary, source=source.uri, on_failure=settings.quality)
+        check_summary(warehouse, summary, source=source.uri, on_failure=settings.quality, gate=gate)
     return summary
+
+
+def _starting(
+    gate: GateProcess, on_object: Callable[[ObjectResult], None] | None
+) -> Callable[[ObjectResult], None]:
+    """``on_object`` that first starts ``gate``'s process once an object's rows are stored."""
+
+    def stored(result: ObjectResult) -> None:
+        if result.counts.loaded:
+            gate.start()
+        if on_object is not None:
+            on_object(result)
+
+    return stored
 
 
 def _run_lake_ingest(
@@ -95,7 +111,7 @@ def check_summary(
     *,
     source: str,
     on_failure: str,
-    gate: QualityGate | None = None,
+    gate: Checker | None = None,
 ) -> None:
     """Run the quality gate over the rows ``summary``'s run loaded; sets ``summary.quality``
     (on an Iceberg warehouse, ``warehouse`` must see the run's commits)."""
