@@ -57,7 +57,10 @@ class GateProcess:
     checks in this process when there is no child to ask. Close it (or use it as a
     context manager): that kills the child."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: str | None = None) -> None:
+        """``folder``: where the rows are handed over (default: the system's temporary
+        folder)."""
+        self._folder = folder
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._started = False
@@ -127,16 +130,24 @@ class GateProcess:
         process, conn = self._process, self._conn
         assert process is not None and conn is not None  # noqa: S101 - the caller checked
         timeout = _TIMEOUT_SECONDS + table.num_rows / _ROWS_PER_SECOND
-        with tempfile.TemporaryDirectory(prefix="aigw-quality-") as folder:
-            path = str(Path(folder) / "rows.arrow")
-            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                writer.write_table(table)
-            try:
-                conn.send((path, now))
-                ready = wait([conn, process.sentinel], timeout)
-                reply: Reply | None = conn.recv() if conn in ready else None
-            except (OSError, EOFError):  # the child is gone: a broken pipe, an end of file
-                ready, reply = [process.sentinel], None
+        try:
+            with tempfile.TemporaryDirectory(prefix="aigw-quality-", dir=self._folder) as folder:
+                path = str(Path(folder) / "rows.arrow")
+                with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                    out.write_table(table)
+                try:
+                    conn.send((path, now))
+                    ready = wait([conn, process.sentinel], timeout)
+                    reply: Reply | None = conn.recv() if conn in ready else None
+                except (OSError, EOFError):  # the child is gone: a broken pipe, an end of file
+                    ready, reply = [process.sentinel], None
+        except (OSError, pa.ArrowException) as err:  # no temporary folder, a full disk
+            self.fallback = (
+                f"the rows could not be handed to the quality check's process "
+                f"({type(err).__name__})"
+            )
+            self.close()
+            return None
         if reply is not None and reply[0] == "ok":
             return tuple(reply[1])
         if reply is not None and reply[0] == "error":
@@ -159,7 +170,8 @@ def _serve(conn: Connection) -> None:
     # Locks that libraries make in this process (tqdm's, made by each GX validation) are
     # then unlinked at once rather than registered with the parent's resource tracker,
     # which would warn of a leak on stderr when this process is killed. It starts none.
-    multiprocessing.set_start_method("fork", force=True)
+    if "fork" in multiprocessing.get_all_start_methods():  # not on Windows
+        multiprocessing.set_start_method("fork", force=True)
     threading.Thread(target=_exit_with_parent, name="aigw-parent", daemon=True).start()
     gate = QualityGate()
     failure: QualityGateError | None = None

@@ -205,6 +205,8 @@ def whatif_limits(
     ]
     routes = [budget.route for budget in budgets]
     replayed = [*_REPLAYED, *(("api_key",) if "key" in pers else ())]
+    if user not in wanted:  # a request column or derived dimension, not a metadata key
+        replayed.append(user)
     if any(budget.action == "reroute" for budget in budgets):
         replayed.extend(_REPRICED)
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
@@ -244,7 +246,6 @@ def whatif_limits(
         overrides=_overrides(settings),
         cross_family_ratio=cross_family_ratio,
         priced_as=priced_as,
-        unique_log_ids=True,  # the warehouse keeps one row a log id
     )
     answer = window.stamp(replay.whatif)
     answer = dataclasses.replace(answer, notes=(*answer.notes, *notes[: bool(skipped)]))

@@ -95,17 +95,11 @@ def subject_column(per: str) -> str:
     return {"key": "api_key", "route": "route"}.get(per, per)
 
 
-def _one_per_request(
-    requests: pl.LazyFrame,
-    columns: list[str],
-    *,
-    unique_log_ids: bool = False,
-) -> pl.DataFrame:
+def _one_per_request(requests: pl.LazyFrame, columns: list[str]) -> pl.DataFrame:
     """The attempts of one request (one ``event_id``) as one row at its first attempt:
     the first attempt's subjects, the answering (last) attempt's provider, model and cost
     source, the attempts' cost and tokens summed; in time order (ties by the request's
-    key). ``unique_log_ids``: no two rows share a log id (the warehouse's key), so
-    without event ids there is nothing to fold, unchecked."""
+    key)."""
     names = requests.collect_schema().names()
     key = pl.col("log_id")
     if "event_id" in names:
@@ -117,10 +111,7 @@ def _one_per_request(
         pl.col("cost_usd").fill_null(0.0),
         *(pl.col(name).fill_null(0) for name in tokens),
     ).collect()
-    alone = unique_log_ids and (
-        "event_id" not in names or frame["event_id"].null_count() == frame.height
-    )
-    if alone or _unique(frame["_request"]):  # no failover: nothing to fold (the usual case)
+    if _unique(frame["_request"]):  # no failover: nothing to fold (the usual case)
         if _in_request_order(frame):  # as the warehouse read sorts them: nothing to move
             return frame
         # one sort of the two keys, then one gather of the rows: sorting the whole frame
@@ -251,7 +242,6 @@ def limit_decisions(
     *,
     user: str = "user",
     earlier: pl.LazyFrame | None = None,
-    unique_log_ids: bool = False,
 ) -> pl.DataFrame:
     """One row per request of the routes with ``rules`` or ``budgets`` (attempts folded,
     ``_request`` its key), in time order (ties by log id), with ``limit`` (the rate limit
@@ -268,9 +258,7 @@ def limit_decisions(
     routes = sorted({rule.route for rule in rules} | {budget.route for budget in budgets})
     pers = [rule.per for rule in rules] + [budget.per for budget in budgets]
     subjects = sorted({subject_column(per) for per in pers} | {"route", user})
-    frame = _one_per_request(
-        requests.filter(pl.col("route").is_in(routes)), subjects, unique_log_ids=unique_log_ids
-    )
+    frame = _one_per_request(requests.filter(pl.col("route").is_in(routes)), subjects)
     spent = None
     if earlier is not None and budgets:
         spent = spent_before(earlier, budgets, {per: subject_column(per) for per in pers})
@@ -301,24 +289,21 @@ def replay_rate_limits(
     overrides: pl.DataFrame | None = None,
     cross_family_ratio: float | None = None,
     priced_as: Mapping[str, str] | None = None,
-    unique_log_ids: bool = False,
 ) -> LimitsReplay:
     """Replay ``rules`` and ``budgets`` on ``requests`` (see ``limit_decisions``): refused
     requests save their cost; rerouted ones cost what the reroute model charges for their
     tokens (``route_budgets.priced_reroutes``, at ``overrides``' prices or the
     catalogue's; ``cross_family_ratio`` as for a model switch; ``priced_as``: the
-    gateway's provider names -> the catalogue providers they are priced as;
-    ``unique_log_ids`` as for ``limit_decisions``)."""
+    gateway's provider names -> the catalogue providers they are priced as)."""
     if not rules and not budgets:
         raise ValueError("no rate limit or budget to replay")
-    decided = limit_decisions(
-        requests, rules, budgets, user=user, earlier=earlier, unique_log_ids=unique_log_ids
-    )
+    decided = limit_decisions(requests, rules, budgets, user=user, earlier=earlier)
     kept = 0
-    if budgets:
+    reroutes = [budget for budget in budgets if budget.action == "reroute"]
+    if reroutes:  # (the pricing columns are read only then)
         moved, kept = priced_reroutes(
             decided.filter(pl.col("rerouted")),
-            [budget for budget in budgets if budget.action == "reroute"],
+            reroutes,
             overrides=overrides,
             cross_family_ratio=cross_family_ratio,
             priced_as=priced_as,

@@ -106,7 +106,7 @@ def _loop(  # noqa: PLR0917 - the kernel takes plain arrays (Numba compiles no o
             which[at], whom[at] = refused, code[refused, at]
             index[at] = window[refused, at]
             continue
-        over = gated and spent[gate_code[at]] >= usd
+        over = gated and not spent[gate_code[at]] < usd  # a NaN spend is over, as before
         # the gateway charged the limits before the budget: a refusal keeps the estimate
         for row in range(limits):
             used = check[row, at] if over and not reroute else charge[row, at]

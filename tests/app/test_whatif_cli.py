@@ -304,6 +304,24 @@ def test_limits_replay_reroutes_and_refuses_by_the_routes_budgets(
     assert "refused (and rerouted) requests per limit, subject and window:" in table.stdout
 
 
+def test_limits_replay_with_budgets_that_only_refuse(warehouse: tuple[Path, Path]) -> None:
+    """One route for every model, $0.01 a day for the route, refusing over it (no reroute,
+    so no pricing columns are read): the 10:00 request ($0.013) passes with nothing spent
+    yet and spends the day's budget; the other four are refused: $0.013 + the free cache
+    hit + $0.020 + $0.0045 = $0.0375 avoided."""
+    _, config = warehouse
+    gateway = config.parent / "refuse-gateway.toml"
+    gateway.write_text(
+        '[auth]\nrequired = false\n\n[providers.openai]\nkind = "openai"\n'
+        'base_url = "http://127.0.0.1:9"\n\n[routes.chat]\nmatch = ["*"]\n'
+        'provider = "openai"\nbudget = { usd = 0.01, period = "day", per = "route" }\n'
+    )
+    answer = whatif(warehouse, "--limits", str(gateway))
+    [row] = answer["rows"]
+    assert (row["route"], row["requests"], row["affected_requests"]) == ("chat", 5, 4)
+    assert (row["saving_usd"], row["rerouted_requests"]) == (0.0375, 0)
+
+
 def test_a_gateway_file_without_limits_or_missing_is_one_line(
     warehouse: tuple[Path, Path],
 ) -> None:

@@ -108,6 +108,25 @@ def test_a_child_killed_before_the_check_falls_back_to_this_process(
     assert (report.rows_checked, report.critical_failures, report.warnings) == (6, 3, 1)
 
 
+def test_rows_that_cannot_be_handed_over_are_checked_in_this_process(
+    db_path: Path, loaded: IngestSummary, tmp_path: Path
+) -> None:
+    """No folder to hand the rows over in (a missing or full temporary disk): the check
+    runs here, says why, same outcomes; the child is stopped."""
+    with GateProcess(folder=str(tmp_path / "missing")) as gate:
+        gate.start()
+        pid = gate.pid
+        assert pid is not None
+        report = _check(db_path, loaded, gate)
+        assert gate.fallback == (
+            "the rows could not be handed to the quality check's process (FileNotFoundError)"
+        )
+        assert gate.pid is None
+        assert not _alive(pid)
+    assert report.outcomes == _check(db_path, loaded, QualityGate()).outcomes
+    assert (report.rows_checked, report.critical_failures, report.warnings) == (6, 3, 1)
+
+
 _RUN = """
 import multiprocessing, os, signal, sys
 from ingest import IngestSettings, run_ingest

@@ -269,3 +269,16 @@ def test_the_replay_decides_as_the_gateways_pipeline(
     counts = {outcome: expected.count(outcome) for outcome in set(expected)}
     spent = "rerouted" if action == "reroute" else "budget_exceeded"
     assert counts == {"allowed": 165, "rate_limited": 133, spent: 102}
+
+
+def test_a_spend_that_is_not_a_number_is_over_the_budget() -> None:
+    """A request whose cost is NaN (a broken price) leaves the route's spend unknown: a
+    request passes only while the spend is below the budget, so the next ones are refused
+    (not let through for ever)."""
+    frame = routed(
+        {"cost_usd": float("nan")},
+        {"ts": HOUR + timedelta(seconds=1), "cost_usd": 1.0},
+        {"ts": HOUR + timedelta(seconds=2), "cost_usd": 1.0},
+    )
+    decided = limit_decisions(frame, [], [RouteBudget("chat", 0.5, per="route")])
+    assert decided["limit"].to_list() == [None, "budget", "budget"]
