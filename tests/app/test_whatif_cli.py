@@ -322,6 +322,42 @@ def test_limits_replay_with_budgets_that_only_refuse(warehouse: tuple[Path, Path
     assert (row["saving_usd"], row["rerouted_requests"]) == (0.0375, 0)
 
 
+def test_limits_replay_folds_the_records_of_one_log_id_at_two_times(tmp_path: Path) -> None:
+    """The warehouse keeps one row a (log id, time): log id "same" at 10:00 (object a) and
+    at 10:05 (object b) are two rows, replayed as one request at 10:00 ($0.026), which
+    passes and spends the route's $0.000001; "other" at 10:07 ($0.013) is rerouted to
+    gpt-4o-mini ($0.0012): 2 requests, $0.0118 avoided, the same in every table."""
+    (tmp_path / "prices.toml").write_text(PRICES)
+    (tmp_path / "aigw.toml").write_text(CONFIG)
+    same = [
+        record(0, "chat", 1_000, 100, LogId="same"),
+        record(5, "chat", 1_000, 100, LogId="same"),
+    ]
+    write_ndjson(
+        tmp_path / "logs" / "a.log.gz", [same[0], record(7, "chat", 1_000, 100, LogId="other")]
+    )
+    write_ndjson(tmp_path / "logs" / "b.log.gz", [same[1]])
+    db = tmp_path / "aigw.duckdb"
+    config = str(tmp_path / "aigw.toml")
+    # the gate flags the log id seen twice (the rows stay loaded): not this test's subject
+    loaded = run_aigw(
+        "ingest", str(tmp_path / "logs"), "--db", str(db), "--config", config, "--quality", "off"
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    gateway = tmp_path / "gateway.toml"
+    gateway.write_text(
+        BUDGETS_GATEWAY.split("[routes.claude]", maxsplit=1)[0] + '[routes.chat]\nmatch = ["*"]\n'
+        'provider = "openai"\nbudget = { usd = 0.000001, period = "day", per = "route", '
+        'action = "reroute", reroute = "openai/gpt-4o-mini" }\n'
+    )
+    answer = whatif((db, tmp_path / "aigw.toml"), "--limits", str(gateway))
+    [row] = answer["rows"]
+    assert (row["requests"], row["affected_requests"], row["rerouted_requests"]) == (2, 1, 1)
+    assert (row["current_cost_usd"], row["projected_cost_usd"]) == (0.039, 0.0272)
+    assert row["saving_usd"] == 0.0118
+    assert [window["avoided_usd"] for window in answer["windows"]] == [0.0118]
+
+
 def test_a_gateway_file_without_limits_or_missing_is_one_line(
     warehouse: tuple[Path, Path],
 ) -> None:
