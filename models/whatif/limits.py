@@ -175,9 +175,10 @@ def _limit_arrays(
         names.append(subjects)
 
     def stacked(field: int, dtype: type) -> np.ndarray:
+        # (``decide`` hands the kernel exactly its types: no conversion here)
         if not rows:
             return np.empty((0, n), dtype=dtype)
-        return np.ascontiguousarray(np.stack([row[field].to_numpy() for row in rows]), dtype)
+        return np.stack([row[field].to_numpy() for row in rows])
 
     arrays = LimitArrays(
         code=stacked(0, np.int64),
