@@ -103,6 +103,7 @@ from models.whatif import (
     replay_rate_limits,
     scope_filters,
     switch_models,
+    unique_keys,
     whatif_settings_from,
 )
 
@@ -194,6 +195,7 @@ __all__ = [
     "switch_models",
     "totals",
     "trend",
+    "unique_keys",
     "unit_costs",
     "unit_requests",
     "whatif_settings_from",

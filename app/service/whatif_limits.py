@@ -25,7 +25,14 @@ from app.service.reports import _check_dimensions
 from app.service.whatif import DEFAULT_DAYS, _empty, _overrides, _window
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
-from core.warehouse import open_warehouse, read_requests
+from core.warehouse import (
+    KEY_HASH,
+    Warehouse,
+    asked_pairs,
+    open_warehouse,
+    read_requests,
+    read_routed,
+)
 from models import (
     PRICED_COLUMNS,
     LimitsReplay,
@@ -41,8 +48,11 @@ if TYPE_CHECKING:
 __all__ = ["AnyEnvironment", "whatif_limits"]
 
 _META: Final = "metadata:"
-# what the replay reads of each request (its route from provider and model, tokens)...
-_REPLAYED: Final = ("log_id", "ts", "provider", "model", "step", "tokens_in", "tokens_out")
+# what the replay reads of each request (its time and tokens)...
+_REPLAYED: Final = ("ts", "tokens_in", "tokens_out")
+# ... and, when a request's key repeats (attempts of one request to fold), its key and
+# attempt, and what its route is chosen from
+_FOLDED: Final = ("log_id", "step", "provider", "model")
 # ... and what pricing a reroute reads too
 _REPRICED: Final = (*PRICED_COLUMNS, "cost_source")
 
@@ -160,6 +170,61 @@ def _routed(frame: pl.LazyFrame, config: GatewayConfig) -> pl.LazyFrame:
     )
 
 
+@dataclasses.dataclass
+class _Reader:
+    """The window's requests of some routes as the replay reads them: routed and sorted
+    by DuckDB, the request's key as a 64-bit hash (``read_routed``); read again with the
+    keys' text (``read_requests``) when a key repeats: the attempts of one request to
+    fold, or (rarely) two keys of one hash. ``renamed``: the metadata keys' columns ->
+    their ``metadata:`` names; ``copied``: ``metadata:`` names copied from a column."""
+
+    warehouse: Warehouse
+    settings: ModelsSettings
+    config: GatewayConfig
+    columns: list[str]
+    renamed: dict[str, str]
+    copied: dict[str, str]
+
+    def read(
+        self, since: datetime, until: datetime, routes: list[str], *, keyed: bool = True
+    ) -> pl.DataFrame:
+        """The requests with ``since <= ts < until`` of ``routes``, in request order;
+        ``keyed``: with keys that tell requests apart (not needed to sum spend)."""
+        con, config = self.warehouse.con, self.config
+        chosen = {
+            (provider, asked): config.route_for(provider or "", asked or "").name
+            for provider, asked in asked_pairs(con, since, until)
+        }
+        names = {route.name for route in config.routes}
+        frame = read_routed(
+            con,
+            self.settings,
+            since=since,
+            until=until,
+            routes=routes,
+            logged=names,
+            chosen=chosen,
+            columns=self.columns,
+        )
+        if keyed and not frame[KEY_HASH].is_unique().all():
+            frame = self._with_keys(since, until).filter(pl.col("route").is_in(routes))
+        copies = [pl.col(name).alias(column) for column, name in self.copied.items()]
+        return frame.rename(self.renamed).with_columns(copies)
+
+    def _with_keys(self, since: datetime, until: datetime) -> pl.DataFrame:
+        frame = read_requests(
+            self.warehouse.con,
+            self.settings,
+            since=since,
+            until=until,
+            stored_costs=True,
+            with_routing=True,
+            columns=[*_FOLDED, *self.columns],
+            in_request_order=True,
+        )
+        return _routed(frame, self.config).collect()
+
+
 def whatif_limits(
     db_path: WarehouseTarget,
     settings: ModelsSettings,
@@ -214,31 +279,22 @@ def whatif_limits(
         if window is None:
             empty = _empty("rate limits and budgets")
             return LimitsReplay(empty, pl.DataFrame(), pl.DataFrame())
-
-        def read(start: datetime, end: datetime) -> pl.LazyFrame:
-            frame = read_requests(
-                warehouse.con,
-                narrowed,
-                since=start,
-                until=end,
-                stored_costs=True,
-                with_routing=True,
-                # what the replay and a reroute's pricing read: every other column of 10 M
-                # requests took 16.5 GB at the replay's first sort and 8 s more to read
-                columns=[*replayed, *narrowed.dimensions],
-                in_request_order=True,
-            )
-            renamed = frame.rename({name: _META + key for name, key in columns.items()})
-            copies = [pl.col(name).alias(column) for column, name in copied.items()]
-            return _routed(renamed.with_columns(copies), config)
-
-        frame = read(window.since, window.until)
+        reader = _Reader(
+            warehouse,
+            narrowed,
+            config,
+            columns=[*replayed, *narrowed.dimensions],
+            renamed={name: _META + key for name, key in columns.items()},
+            copied=copied,
+        )
+        replayed_routes = sorted({rule.route for rule in rules} | set(routes))
+        frame = reader.read(window.since, window.until, replayed_routes)
         lead = _lead(budgets, window.since)
         earlier = None
         if lead < window.since:  # the recorded spend of the budgets' first periods
-            earlier = read(lead, window.since).filter(pl.col("route").is_in(routes))
+            earlier = reader.read(lead, window.since, routes, keyed=False).lazy()
     replay = replay_rate_limits(
-        frame,
+        frame.lazy(),
         rules,
         budgets,
         user=user,

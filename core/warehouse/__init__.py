@@ -52,6 +52,7 @@ from core.warehouse.reads import (
     time_range,
     touched_hours,
 )
+from core.warehouse.replay_read import KEY_HASH, asked_pairs, read_routed
 from core.warehouse.sql import StatementResult, run_sql
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "EXPLORER_STATUSES",
     "GROUP_CHECK",
     "GROUP_HASH",
+    "KEY_HASH",
     "MIGRATIONS",
     "PERIOD_GRAINS",
     "POLICY_KINDS",
@@ -73,6 +75,7 @@ __all__ = [
     "StatementResult",
     "Warehouse",
     "alert_history",
+    "asked_pairs",
     "attach_snapshot",
     "cache_miss_costs",
     "clear_hours",
@@ -87,6 +90,7 @@ __all__ = [
     "read_cacheable",
     "read_prompt_prefixed",
     "read_requests",
+    "read_routed",
     "recent_policy_events",
     "request_days",
     "request_hashes",

@@ -231,16 +231,7 @@ def read_requests(
     def kept(name: str) -> bool:
         return wanted is None or name in wanted
 
-    metadata = {name: key for name, key in settings.dimensions.items() if kept(name)}
-    # every key from one parse of ``metadata`` (a list of paths; DuckDB computes the list
-    # once for all of them): a key at a time parsed it once per key (measured: four keys of
-    # 300,000 requests, 0.3 s against 0.6 s)
-    paths = ", ".join(f"${name}_path" for name in metadata)
-    dims = [
-        f"json_extract_string(metadata, [{paths}])[{position}] AS {name}"
-        for position, name in enumerate(metadata, start=1)
-    ]
-    params: dict[str, object] = {f"{name}_path": _json_path(key) for name, key in metadata.items()}
+    dims, params = metadata_items(settings, wanted)
     where, bounds = time_range("ts", since, until)
     params.update(bounds)
     if scopes is not None:
@@ -265,9 +256,7 @@ def read_requests(
     if prompt_prefix_only:
         where.append("prompt_prefix_hash IS NOT NULL")
     selected = [
-        *(name for name in REQUEST_COLUMNS if kept(name) or (name == "log_id" and stored_costs)),
-        *(f"{sql} AS {name}" for name, sql in DERIVED_DIMENSIONS.items() if kept(name)),
-        *(f"{sql} AS {name}" for name, sql in _ON_REQUEST.items() if wanted and name in wanted),
+        *column_items(wanted, with_log_id=stored_costs),
         *(("requested_model", "event_id", "route") if with_routing else ()),
         *dims,
         *((_REQUEST_HASH,) if with_request_hash else ()),
@@ -302,6 +291,41 @@ def read_requests(
     table = con.execute(sql, params).to_arrow_table()
     frame = pl.DataFrame(pl.from_arrow(table))
     return frame.lazy().with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
+
+
+def column_items(wanted: set[str] | None, *, with_log_id: bool = False) -> list[str]:
+    """SELECT items of ``requests`` for the request columns, derived dimensions and
+    on-request columns in ``wanted`` (every request column and derived dimension for
+    None); ``log_id`` too with ``with_log_id``."""
+
+    def kept(name: str) -> bool:
+        return wanted is None or name in wanted
+
+    return [
+        *(name for name in REQUEST_COLUMNS if kept(name) or (name == "log_id" and with_log_id)),
+        *(f"{sql} AS {name}" for name, sql in DERIVED_DIMENSIONS.items() if kept(name)),
+        *(f"{sql} AS {name}" for name, sql in _ON_REQUEST.items() if wanted and name in wanted),
+    ]
+
+
+def metadata_items(
+    settings: Dimensions, wanted: set[str] | None
+) -> tuple[list[str], dict[str, object]]:
+    """SELECT items of ``requests`` for the metadata dimensions of ``settings`` in
+    ``wanted`` (all for None), and their parameters. Every key comes from one parse of
+    ``metadata`` (a list of paths; DuckDB computes the list once for all of them): a key
+    at a time parsed it once per key (measured: four keys of 300,000 requests, 0.3 s
+    against 0.6 s)."""
+    metadata = {
+        name: key for name, key in settings.dimensions.items() if wanted is None or name in wanted
+    }
+    paths = ", ".join(f"${name}_path" for name in metadata)
+    dims = [
+        f"json_extract_string(metadata, [{paths}])[{position}] AS {name}"
+        for position, name in enumerate(metadata, start=1)
+    ]
+    params: dict[str, object] = {f"{name}_path": _json_path(key) for name, key in metadata.items()}
+    return dims, params
 
 
 def _scoped(settings: Dimensions, scope_by: str, where: str, params: dict[str, object]) -> str:

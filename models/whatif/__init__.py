@@ -32,6 +32,7 @@ from models.whatif.limits import (
     RateLimitRule,
     limit_decisions,
     replay_rate_limits,
+    unique_keys,
 )
 from models.whatif.prompt_cache import (
     DEFAULT_PROMPT_CACHE_BY,
@@ -80,5 +81,6 @@ __all__ = [
     "replay_rate_limits",
     "scope_filters",
     "switch_models",
+    "unique_keys",
     "whatif_settings_from",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from models import RateLimitRule, replay_rate_limits
+from models import RateLimitRule, replay_rate_limits, unique_keys
 from models.whatif import limits_kernel
 from proxy.stores import Limit
 from proxy.stores.ratelimit import MemoryRateLimiter
@@ -174,3 +174,33 @@ def test_the_replay_decides_as_the_gateways_limiter(
     refused = result.whatif.table["affected_requests"][0]
     assert refused == expected.count(False) == 106
     assert result.windows["refused_requests"].sum() == refused
+
+
+def test_callers_keys_replace_log_ids_and_must_not_repeat() -> None:
+    """Keys given as ``_request`` (a warehouse read's 64-bit hashes) and no log ids: the
+    same decisions as by log id, the rows' tie order as given (10:00:00 "r1" before "r0"
+    in the rows: "r1" is the allowed one); a key given twice is refused, not folded."""
+    frame = with_user_column(
+        routed(
+            {"cost_usd": 1.0},
+            {"cost_usd": 2.0},
+            {"ts": HOUR + 10 * S, "cost_usd": 4.0},
+        )
+    ).collect()
+    swapped = pl.concat([frame[1:2], frame[0:1], frame[2:]])
+    keyed = swapped.with_columns(pl.Series("_request", [7, 3, 11], dtype=pl.UInt64))
+    result = replay_rate_limits(keyed.drop("log_id").lazy(), [per_user(1)])
+    assert result.whatif.table.rows() == [("chat", 3, 2, 7.0, 2.0, 5.0, 0, 1, HOUR)]
+    by_log_id = replay_rate_limits(frame.lazy(), [per_user(1)])
+    assert by_log_id.whatif.table.rows() == [("chat", 3, 2, 7.0, 1.0, 6.0, 0, 1, HOUR)]
+    repeated = keyed.with_columns(pl.Series("_request", [7, 3, 7], dtype=pl.UInt64))
+    with pytest.raises(ValueError, match="_request repeats"):
+        replay_rate_limits(repeated.drop("log_id").lazy(), [per_user(1)])
+
+
+def test_unique_keys_compares_hashes_then_the_keys() -> None:
+    assert unique_keys(pl.Series([5, 1, 9], dtype=pl.UInt64))
+    assert not unique_keys(pl.Series([5, 1, 5], dtype=pl.UInt64))
+    assert unique_keys(pl.Series(["a", "b", "c"]))
+    assert not unique_keys(pl.Series(["a", "b", "a"]))
+    assert unique_keys(pl.Series([], dtype=pl.String))

@@ -1,0 +1,133 @@
+"""The replay's read (``core.warehouse.replay_read``): routed and ordered in DuckDB as
+``read_requests(in_request_order=True)`` orders them, with the stored costs, and the
+request's key as a 64-bit hash."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from core.warehouse import (
+    KEY_HASH,
+    asked_pairs,
+    open_warehouse,
+    read_requests,
+    read_routed,
+)
+from models import ModelsSettings
+from tests.app.whatif_fixtures import CONFIG, PRICES, record
+from tests.conftest import run_aigw, write_ndjson
+
+SINCE = datetime(2026, 4, 18, tzinfo=UTC)
+UNTIL = datetime(2026, 4, 19, tzinfo=UTC)
+SETTINGS = ModelsSettings(dimensions={"user": "user", "agent": "agent"})
+
+
+def _at(minute: int, log_id: str, asked: str | None = None, **fields: Any) -> dict[str, Any]:
+    row = record(minute, "chat", 1_000, 100, LogId=log_id, **fields)
+    return row if asked is None else {**row, "RequestedModel": asked}
+
+
+# Two requests at 10:00 (ties: "b" before "c", bytewise), "b" logged route "batch"; a
+# claude request (route "claude" by its pair); two attempts of event "e" (steps 0 and 1,
+# both 10:05, gpt-4o asked, gpt-4o-mini served the second); "x" logged a route not
+# configured ("gone"), routed by its asked model (gpt-4o-mini; gpt-4o served).
+RECORDS = [
+    _at(0, "c"),
+    _at(0, "b", Route="batch"),
+    _at(1, "a", Provider="anthropic", Model="claude-sonnet-4"),
+    _at(5, "e1", EventId="e", Step=0),
+    _at(5, "e2", "gpt-4o", EventId="e", Step=1, Model="gpt-4o-mini"),
+    _at(9, "x", "gpt-4o-mini", Route="gone"),
+]
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("replay_read")
+    (root / "prices.toml").write_text(PRICES)
+    (root / "aigw.toml").write_text(CONFIG)
+    write_ndjson(root / "logs" / "a.log.gz", RECORDS)
+    db = root / "aigw.duckdb"
+    config = str(root / "aigw.toml")
+    loaded = run_aigw("ingest", str(root / "logs"), "--db", str(db), "--config", config)
+    assert loaded.returncode == 0, loaded.stderr
+    return db
+
+
+def _read(db: Path, routes: list[str]) -> pl.DataFrame:
+    chosen = {
+        ("openai", "gpt-4o"): "chat",
+        ("openai", "gpt-4o-mini"): "mini",
+        ("anthropic", "claude-sonnet-4"): "claude",
+    }
+    with open_warehouse(db, read_only=True) as opened:
+        assert asked_pairs(opened.con, SINCE, UNTIL) == [
+            ("anthropic", "claude-sonnet-4"),
+            ("openai", "gpt-4o"),
+            ("openai", "gpt-4o-mini"),
+        ]
+        return read_routed(
+            opened.con,
+            SETTINGS,
+            since=SINCE,
+            until=UNTIL,
+            routes=routes,
+            logged={"chat", "batch", "claude", "mini"},
+            chosen=chosen,
+            columns=["log_id", "tokens_in", "user"],
+        )
+
+
+def test_requests_come_routed_in_request_order_with_their_stored_costs(warehouse: Path) -> None:
+    frame = _read(warehouse, ["batch", "chat", "claude", "mini"])
+    rows = frame.select("log_id", "route").rows()
+    # event "e"'s attempts share key "e": their order is not defined (a replay folds them)
+    assert sorted(rows[3:5]) == [("e1", "chat"), ("e2", "chat")]  # routed by gpt-4o, asked
+    assert rows[:3] + rows[5:] == [
+        ("b", "batch"),  # logged a configured route: kept
+        ("c", "chat"),
+        ("a", "claude"),
+        ("x", "mini"),  # logged a route not configured: by its asked model, gpt-4o-mini
+    ]
+    assert frame["user"].to_list() == ["ana"] * 6
+    with open_warehouse(warehouse, read_only=True) as opened:
+        expected = read_requests(
+            opened.con,
+            SETTINGS,
+            since=SINCE,
+            until=UNTIL,
+            stored_costs=True,
+            with_routing=True,
+            columns=["log_id", "tokens_in", "user"],
+            in_request_order=True,
+        ).collect()
+    # the same rows in the same order, with the same stored costs: 1,000 tokens in and 100
+    # out at gpt-4o's $10/$30 a million are $0.013, at gpt-4o-mini's $1/$2 $0.0012, at
+    # claude-sonnet-4's $3/$15 $0.0045
+    by_id = {row["log_id"]: row for row in expected.iter_rows(named=True)}
+    assert [by_id[log_id]["route"] for log_id in ["b", "x"]] == ["batch", "gone"]  # as logged
+    # the order read_requests gives the same rows (its rows' routes as logged)
+    assert [log_id for log_id in expected["log_id"] if log_id not in {"e1", "e2"}] == [
+        "b", "c", "a", "x"
+    ]  # fmt: skip
+    assert set(expected["log_id"]) == set(frame["log_id"])
+    costs = {log_id: round(cost, 10) for log_id, cost in frame.select("log_id", "cost_usd").rows()}
+    assert costs == {"b": 0.013, "c": 0.013, "a": 0.0045, "e1": 0.013, "e2": 0.0012, "x": 0.013}
+    assert costs == {log_id: round(row["cost_usd"], 10) for log_id, row in by_id.items()}
+    # the key's hash: one per request key, the attempts of "e" sharing theirs
+    keys = frame[KEY_HASH].to_list()
+    assert len(set(keys)) == 5
+    assert keys[3] == keys[4]
+    assert frame[KEY_HASH].dtype == pl.UInt64
+    assert "event_id" not in frame.columns
+
+
+def test_only_the_named_routes_come_back(warehouse: Path) -> None:
+    frame = _read(warehouse, ["mini", "claude"])
+    assert frame.select("log_id", "route").rows() == [("a", "claude"), ("x", "mini")]
+    assert _read(warehouse, ["nowhere"]).height == 0
