@@ -40,6 +40,7 @@ from models import (
     RateLimitRule,
     RouteBudget,
     replay_rate_limits,
+    unique_keys,
 )
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ class _Reader:
             chosen=chosen,
             columns=self.columns,
         )
-        if keyed and not frame[KEY_HASH].is_unique().all():
+        if keyed and not unique_keys(frame[KEY_HASH]):
             frame = self._with_keys(since, until).filter(pl.col("route").is_in(routes))
         copies = [pl.col(name).alias(column) for column, name in self.copied.items()]
         return frame.rename(self.renamed).with_columns(copies)

@@ -352,7 +352,10 @@ def replay_rate_limits(
             pl.col("ts").filter(pl.col("_refused")).min().alias("first_refused"),
         ],
     )
-    affected = marked.filter(pl.col("affected_requests") == 1)
+    # (the columns the tables use, before the filter: copying every column of 10 M
+    # requests took twice as long)
+    used = ["route", user, "limit", "subject", "window_start", "_refused", "rerouted", "_avoided"]
+    affected = marked.select(list(dict.fromkeys(used))).filter(pl.col("limit").is_not_null())
     counted = [
         pl.col("_refused").sum().cast(pl.Int64).alias("refused_requests"),
         pl.col("rerouted").sum().cast(pl.Int64).alias("rerouted_requests"),
