@@ -170,7 +170,9 @@ def _limit_arrays(
     for rule in rules:
         who = frame[subject_column(rule.per)].cast(pl.String).fill_null(_NONE)
         subjects = who.unique(maintain_order=True)
-        code = who.replace_strict(subjects, pl.int_range(subjects.len(), eager=True))
+        # each subject's position in ``subjects``: an enum's codes (0.15 s for 10 M
+        # requests, where ``replace_strict`` took 0.45 s)
+        code = who.cast(pl.Enum(subjects)).to_physical()
         index = (seconds / rule.window_s).floor()
         weight = 1.0 - (seconds - index * rule.window_s) / rule.window_s
         requests = rule.unit == "requests"
