@@ -90,8 +90,9 @@ def _dated(table: pl.DataFrame, grain: str | None) -> pl.DataFrame:
 def refresh(
     db_path: WarehouseTarget, settings: ModelsSettings, *, full: bool = False
 ) -> RefreshResult:
-    """Bring the rollups of the warehouse at ``db_path`` up to date."""
-    with open_warehouse(db_path) as warehouse:
+    """Bring the rollups of the warehouse at ``db_path`` up to date; a missing DuckDB
+    file is refused (``WarehouseError``), not created."""
+    with open_warehouse(db_path, create=False) as warehouse:
         return refresh_rollups(warehouse, settings, full=full)
 
 
