@@ -209,6 +209,13 @@ def _channel(where: _Where, name: str, spec: object, env: Mapping[str, str]) -> 
     for key in required:
         if not settings.get(key):
             raise where.error(owner, key, "is missing")
+    if kind == "email" and settings.get("username") and not bool(settings.get("starttls", True)):
+        raise where.error(
+            owner,
+            "starttls",
+            "is false but `username` is set: the password would travel in clear; "
+            "set starttls = true or remove username",
+        )
     return ChannelSpec(name=name, type=str(kind), settings=settings)
 
 
