@@ -1,9 +1,10 @@
 """``budgets.toml``: budgets, anomaly rules and channels, validated before anything runs.
 
-Every error names the file, the budget (or rule, or channel) and the key, and
-nothing is sent when the file is invalid. Secrets are never written in the file:
-a channel names the environment variable that holds them (``*_env`` keys), read
-once at the edge by ``load_alerts_config``. See ``sample_data/budgets.toml``.
+Every error names the file, the budget (or rule, or channel) and the key, never a
+value, and nothing is sent when the file is invalid. A channel's secrets (webhook
+URLs, signing keys, passwords) may be written in the file; to keep one out of it,
+a ``<key>_env`` key names the environment variable that holds it, read once at the
+edge by ``load_alerts_config``. See ``sample_data/budgets.toml``.
 """
 
 from __future__ import annotations
