@@ -116,6 +116,12 @@ def test_help_texts_keep_their_square_brackets() -> None:
     text = " ".join(result.stdout.split())
     assert "(default: [ingest] quality in aigw.toml, else fail)" in text
     assert "aigw.toml with [models] settings" in text
+    proxy = run_aigw("proxy", "--help")
+    assert proxy.returncode == 0
+    text = " ".join(proxy.stdout.split())
+    assert "Bind address (default: host under [server] in the config)." in text
+    assert "Port (default: port under [server] in the config)." in text
+    assert "\\" not in text
 
 
 def test_sql_prints_every_statement_in_order(warehouse: Warehouse) -> None:
