@@ -240,6 +240,8 @@ def anomaly_report(
     _check_dimensions(settings, [scope])
     if window <= timedelta(0):
         raise ConfigError(f"--hours {window / timedelta(hours=1):g} must be 1 or more")
+    if min_repeats < 2:
+        raise ConfigError(f"--min-repeats {min_repeats} must be 2 or more")
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         end = now or newest_rollup_hour(warehouse.con)
         if end is None:

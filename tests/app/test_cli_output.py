@@ -157,6 +157,10 @@ def test_sql_prints_every_statement_in_order(warehouse: Warehouse) -> None:
         (("report", "cost", "--top", "-1"), "error: --top -1 must be 1 or more"),
         (("report", "cache", "--candidates", "-3"), "error: --candidates -3 must be 0 or more"),
         (
+            ("report", "anomalies", "--min-repeats", "1"),
+            "error: --min-repeats 1 must be 2 or more",
+        ),
+        (
             ("report", "cost", "--since", "2026-04-19", "--until", "2026-04-18"),
             "error: --since 2026-04-19 00:00 is not before --until 2026-04-18 00:00: "
             "the window is empty (--until is exclusive)",
