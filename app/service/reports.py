@@ -242,6 +242,10 @@ def anomaly_report(
         raise ConfigError(f"--hours {window / timedelta(hours=1):g} must be 1 or more")
     if min_repeats < 2:
         raise ConfigError(f"--min-repeats {min_repeats} must be 2 or more")
+    if min_score < 0:
+        raise ConfigError(f"--min-score {min_score:g} must be 0 or more")
+    if min_impact_usd < 0:
+        raise ConfigError(f"--min-impact {min_impact_usd:g} must be 0 or more")
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         end = now or newest_rollup_hour(warehouse.con)
         if end is None:

@@ -160,6 +160,11 @@ def test_sql_prints_every_statement_in_order(warehouse: Warehouse) -> None:
             ("report", "anomalies", "--min-repeats", "1"),
             "error: --min-repeats 1 must be 2 or more",
         ),
+        (("report", "anomalies", "--min-score", "-1"), "error: --min-score -1 must be 0 or more"),
+        (
+            ("report", "anomalies", "--min-impact", "-0.5"),
+            "error: --min-impact -0.5 must be 0 or more",
+        ),
         (
             ("report", "cost", "--since", "2026-04-19", "--until", "2026-04-18"),
             "error: --since 2026-04-19 00:00 is not before --until 2026-04-18 00:00: "
