@@ -124,6 +124,27 @@ def test_help_texts_keep_their_square_brackets() -> None:
     assert "\\" not in text
 
 
+def test_report_help_lists_every_report_and_every_kind_of_saving() -> None:
+    """The group's help names each report command (a new one fails here until the help
+    names it too); the savings command's help names each kind of opportunity."""
+    group = run_aigw("report", "--help")
+    assert group.returncode == 0
+    text = " ".join(group.stdout.split())
+    assert (
+        "Spend, cost drift (reconcile), cache, anomaly, forecast, unit-cost and savings reports."
+        in text
+    )
+    listed = group.stdout.split("Commands:")[1].splitlines()
+    assert [line.split()[0] for line in listed if line.strip()] == [
+        "cost", "reconcile", "cache", "anomalies", "forecast", "unit-cost", "savings",
+    ]  # fmt: skip
+    savings = run_aigw("report", "savings", "--help")
+    assert savings.returncode == 0
+    assert "model switches, cache TTLs, batch APIs and provider prompt caching" in " ".join(
+        savings.stdout.split()
+    )
+
+
 def test_sql_prints_every_statement_in_order(warehouse: Warehouse) -> None:
     code, out, err = aigw(warehouse, "sql", "SELECT 1 AS a; SELECT 'two' AS b")
     assert (code, err) == (0, "")
