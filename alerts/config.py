@@ -1,9 +1,10 @@
 """``budgets.toml``: budgets, anomaly rules and channels, validated before anything runs.
 
-Every error names the file, the budget (or rule, or channel) and the key, and
-nothing is sent when the file is invalid. Secrets are never written in the file:
-a channel names the environment variable that holds them (``*_env`` keys), read
-once at the edge by ``load_alerts_config``. See ``sample_data/budgets.toml``.
+Every error names the file, the budget (or rule, or channel) and the key, never a
+value, and nothing is sent when the file is invalid. A channel's secrets (webhook
+URLs, signing keys, passwords) may be written in the file; to keep one out of it,
+a ``<key>_env`` key names the environment variable that holds it, read once at the
+edge by ``load_alerts_config``. See ``sample_data/budgets.toml``.
 """
 
 from __future__ import annotations
@@ -209,6 +210,13 @@ def _channel(where: _Where, name: str, spec: object, env: Mapping[str, str]) -> 
     for key in required:
         if not settings.get(key):
             raise where.error(owner, key, "is missing")
+    if kind == "email" and settings.get("username") and not bool(settings.get("starttls", True)):
+        raise where.error(
+            owner,
+            "starttls",
+            "is false but `username` is set: the password would travel in clear; "
+            "set starttls = true or remove username",
+        )
     return ChannelSpec(name=name, type=str(kind), settings=settings)
 
 

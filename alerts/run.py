@@ -203,11 +203,12 @@ def _known_ids(warehouse: Warehouse) -> set[str]:
 
 
 def _open(db_path: WarehouseTarget, *, read_only: bool, wait_seconds: float) -> Warehouse:
-    """Open the warehouse, waiting up to ``wait_seconds`` for another writer to finish."""
+    """Open the warehouse (never creating one: nothing to evaluate), waiting up to
+    ``wait_seconds`` for another writer to finish."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return open_warehouse(db_path, read_only=read_only)
+            return open_warehouse(db_path, read_only=read_only, create=False)
         except WarehouseLocked:
             if time.monotonic() >= deadline:
                 raise

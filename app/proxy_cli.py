@@ -21,10 +21,10 @@ def proxy_command(
     ] = Path("gateway.toml"),
     host: Annotated[
         str | None,
-        typer.Option(help="Bind address (default: host under \\[server] in the config)."),
+        typer.Option(help="Bind address (default: host under [server] in the config)."),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port (default: port under \\[server] in the config).")
+        int | None, typer.Option(help="Port (default: port under [server] in the config).")
     ] = None,
     workers: Annotated[
         int | None,

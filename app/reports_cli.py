@@ -44,7 +44,7 @@ from models import ModelsSettings, RootCauses
 __all__ = ["export_app", "report_app", "resolve_settings"]
 
 report_app = typer.Typer(
-    help="Spend, cache, anomaly and forecast reports.",
+    help="Spend, cost drift (reconcile), cache, anomaly, forecast, unit-cost and savings reports.",
     no_args_is_help=True,
     rich_markup_mode=None,  # help texts say [models]: never read them as markup
 )

@@ -301,8 +301,8 @@ def savings_command(
     verbose: VerboseOption = False,
 ) -> None:
     """The top savings opportunities of the last 30 days (or --since to --until): model
-    switches, cache TTLs and batch APIs, each with its saving per month, evidence and the
-    one change to make."""
+    switches, cache TTLs, batch APIs and provider prompt caching, each with its saving per
+    month, evidence and the one change to make."""
     chosen = check_format(output_format)
     with user_errors(verbose):
         settings = _settings(config)

@@ -41,6 +41,7 @@ import polars as pl
 from genai_prices import types as gp_types
 from genai_prices.data_snapshot import get_snapshot
 
+from core.settings import check_keys, unknown_key
 from models.errors import PriceFileError
 
 __all__ = [
@@ -144,6 +145,12 @@ PRICE_UNITS: Final = (
 )
 _UNITS: Final = PRICE_UNITS
 OVERRIDE_RANK: Final = 1_000_000
+# The keys of a [[price]] entry and the columns of a CSV price file: any other is refused,
+# so that a misspelt `cache_reed` does not silently mean the input price.
+_PRICE_KEYS: Final = (
+    "provider", "model", "input", "output", "cache_read", "cache_write", "cache_write_1h",
+    "valid_from",
+)  # fmt: skip
 # A price variant's rows rank above the standard rows of their position and below the
 # next position's (ranks are position * 100 + tier).
 _VARIANT_RANK: Final = 50
@@ -360,16 +367,26 @@ def load_price_file(path: Path) -> pl.DataFrame:
     ``output`` (USD per million tokens, required), optional ``cache_read``,
     ``cache_write`` (5-minute writes), ``cache_write_1h`` (1-hour writes; default: the
     provider's documented multiple of ``input``, else ``cache_write``) and
-    ``valid_from`` (ISO date or time, UTC). Errors name the file, the entry and the key.
+    ``valid_from`` (ISO date or time, UTC). Errors name the file, the entry and the key;
+    an unknown key (or CSV column) is one.
     """
+    error = functools.partial(PriceFileError, path=str(path))
     try:
         if path.suffix.lower() == ".csv":
             # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark.
             with path.open(newline="", encoding="utf-8-sig") as handle:
-                entries: Sequence[dict[str, Any]] = list(csv.DictReader(handle))
+                reader = csv.DictReader(handle)
+                entries: Sequence[dict[str, Any]] = list(reader)
+            # an unnamed column (a trailing comma in the header) holds nothing: allowed
+            column = unknown_key(dict.fromkeys(reader.fieldnames or ()), (*_PRICE_KEYS, ""))
+            if column is not None:
+                raise error(
+                    f"{path}: unknown column {column!r} (known: {', '.join(sorted(_PRICE_KEYS))})"
+                )
         else:
             with path.open("rb") as handle:
                 document = tomllib.load(handle)
+            check_keys(path, document, ("price",), error=error)
             entries = document.get("price", [])
             if not isinstance(entries, list):
                 raise PriceFileError(
@@ -386,6 +403,8 @@ def load_price_file(path: Path) -> pl.DataFrame:
             raise PriceFileError(
                 f"{path} entry {index}: expected a table ([[price]])", path=str(path)
             )
+        if path.suffix.lower() != ".csv":
+            check_keys(f"{path} entry {index}", entry, _PRICE_KEYS, error=error)
     rows = [_override_row(path, index, entry) for index, entry in enumerate(entries, start=1)]
     return pl.DataFrame(rows, schema=PRICE_SCHEMA, orient="row") if rows else _empty()
 

@@ -90,8 +90,9 @@ def _dated(table: pl.DataFrame, grain: str | None) -> pl.DataFrame:
 def refresh(
     db_path: WarehouseTarget, settings: ModelsSettings, *, full: bool = False
 ) -> RefreshResult:
-    """Bring the rollups of the warehouse at ``db_path`` up to date."""
-    with open_warehouse(db_path) as warehouse:
+    """Bring the rollups of the warehouse at ``db_path`` up to date; a missing DuckDB
+    file is refused (``WarehouseError``), not created."""
+    with open_warehouse(db_path, create=False) as warehouse:
         return refresh_rollups(warehouse, settings, full=full)
 
 
@@ -239,6 +240,12 @@ def anomaly_report(
     _check_dimensions(settings, [scope])
     if window <= timedelta(0):
         raise ConfigError(f"--hours {window / timedelta(hours=1):g} must be 1 or more")
+    if min_repeats < 2:
+        raise ConfigError(f"--min-repeats {min_repeats} must be 2 or more")
+    if min_score < 0:
+        raise ConfigError(f"--min-score {min_score:g} must be 0 or more")
+    if min_impact_usd < 0:
+        raise ConfigError(f"--min-impact {min_impact_usd:g} must be 0 or more")
     with open_warehouse(db_path, read_only=True) as warehouse, warehouse.errors():
         end = now or newest_rollup_hour(warehouse.con)
         if end is None:

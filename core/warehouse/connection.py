@@ -93,13 +93,19 @@ class Warehouse:
 
 
 def open_warehouse(
-    path: WarehouseTarget | str, *, read_only: bool = False, sandbox: bool = False
+    path: WarehouseTarget | str,
+    *,
+    read_only: bool = False,
+    sandbox: bool = False,
+    create: bool = True,
 ) -> Warehouse:
     """Open (creating and migrating when writable) the warehouse at ``path``: a DuckDB
     file, or an Iceberg warehouse (a ``LakeSpec``: ``core.warehouse.lake``).
 
     Read-only opens never create or migrate; they fail if the file is missing
-    or its schema is older or newer than this aigw's. ``sandbox`` (for SQL typed by
+    or its schema is older or newer than this aigw's. ``create=False`` refuses a
+    missing file for a writable open too (commands that update a warehouse but do
+    not load one: ``aigw rollup``, ``aigw alerts run``). ``sandbox`` (for SQL typed by
     a person) also turns off every file-system and network access but the warehouse
     itself (no ``COPY … TO``, ``ATTACH``, ``read_csv``, ``INSTALL``) and locks the
     configuration so that the query cannot turn it back on.
@@ -107,7 +113,7 @@ def open_warehouse(
     if isinstance(path, LakeSpec):
         return _open_lake(path, sandbox=sandbox)
     path = Path(path)
-    if read_only and not path.exists():
+    if (read_only or not create) and not path.exists():
         raise WarehouseError(
             f"no warehouse at {path}; run `aigw ingest` first or pass --db", path=str(path)
         )

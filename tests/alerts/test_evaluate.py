@@ -231,6 +231,42 @@ def test_channel_secrets_come_from_named_environment_variables(tmp_path: Path) -
         load_alerts_config(path, dimensions=DIMENSIONS, environ={})
 
 
+def test_literal_secrets_in_the_file_are_accepted_and_never_printed(tmp_path: Path) -> None:
+    """A webhook URL and a secret written in the file load; an error in the same channel
+    names the key, not the values."""
+    url = "https://hooks.example.com/services/T0/B0/t0ken"
+    text = f'[channels.hook]\ntype = "webhook"\nurl = "{url}"\nsecret = "s3cr3t"\n'
+    path = _write(tmp_path, text)
+    config = load_alerts_config(path, dimensions=DIMENSIONS, environ={})
+    assert dict(config.channels["hook"].settings) == {"url": url, "secret": "s3cr3t"}
+    path.write_text(text + "retries = 3\n")
+    with pytest.raises(BudgetConfigError) as caught:
+        load_alerts_config(path, dimensions=DIMENSIONS, environ={})
+    assert str(caught.value) == (
+        f"{path}: channel hook: `retries` is not a known key "
+        "(known: secret, secret_env, type, url, url_env)"
+    )
+
+
+def test_an_email_login_without_starttls_is_refused_when_the_file_loads(tmp_path: Path) -> None:
+    """`username` with `starttls = false` would fail every delivery: refused up front."""
+    text = (
+        '[channels.mail]\ntype = "email"\nhost = "127.0.0.1"\nsender = "a@example.com"\n'
+        'recipients = ["b@example.com"]\nusername = "alerts"\npassword_env = "SMTP_PASSWORD"\n'
+        "starttls = false\n"
+    )
+    path = _write(tmp_path, text)
+    with pytest.raises(BudgetConfigError) as caught:
+        load_alerts_config(path, dimensions=DIMENSIONS, environ={"SMTP_PASSWORD": "s3cr3t"})
+    assert str(caught.value) == (
+        f"{path}: channel mail: `starttls` is false but `username` is set: the password "
+        "would travel in clear; set starttls = true or remove username"
+    )
+    path.write_text(text.replace('username = "alerts"\n', ""))
+    config = load_alerts_config(path, dimensions=DIMENSIONS, environ={"SMTP_PASSWORD": "s3cr3t"})
+    assert config.channels["mail"].settings["starttls"] is False
+
+
 def test_the_sample_budgets_file_is_valid() -> None:
     """sample_data/budgets.toml, the demo's configuration, loads."""
     sample = Path(__file__).resolve().parents[2] / "sample_data" / "budgets.toml"

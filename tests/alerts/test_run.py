@@ -253,6 +253,19 @@ def test_an_invalid_budgets_file_sends_nothing(
     assert receiver.bodies == []
 
 
+def test_a_missing_warehouse_is_refused_and_not_created(tmp_path: Path, receiver: Receiver) -> None:
+    """--db naming no file: one line with the fix, exit 2, no file or folder created."""
+    budgets = _budgets(tmp_path, receiver.url, tmp_path / "outbox")
+    missing = tmp_path / "none" / "aigw.duckdb"
+    result = _run(budgets, missing, "2026-11-10T12:00:00")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"error: no warehouse at {missing}; run `aigw ingest` first or pass --db"
+    ]
+    assert not missing.parent.exists()
+    assert receiver.bodies == []
+
+
 def test_every_loops_until_sigterm_without_sending_twice(
     tmp_path: Path, warehouse: Path, receiver: Receiver
 ) -> None:

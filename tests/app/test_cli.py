@@ -109,6 +109,17 @@ def test_sql_on_a_missing_warehouse_says_what_to_do(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
+def test_rollup_on_a_missing_warehouse_creates_nothing(tmp_path: Path) -> None:
+    """`aigw rollup` refuses a warehouse that does not exist like the read commands do."""
+    missing = tmp_path / "none" / "aigw.duckdb"
+    result = run_aigw("rollup", "--db", str(missing))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"error: no warehouse at {missing}; run `aigw ingest` first or pass --db"
+    ]
+    assert not missing.parent.exists()
+
+
 def test_unknown_format_is_refused(loaded_db: Path) -> None:
     """An unknown --format is a one-line error, exit 2."""
     result = run_aigw("sql", "SELECT 1", "--db", str(loaded_db), "--format", "xml")

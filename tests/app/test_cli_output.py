@@ -116,6 +116,33 @@ def test_help_texts_keep_their_square_brackets() -> None:
     text = " ".join(result.stdout.split())
     assert "(default: [ingest] quality in aigw.toml, else fail)" in text
     assert "aigw.toml with [models] settings" in text
+    proxy = run_aigw("proxy", "--help")
+    assert proxy.returncode == 0
+    text = " ".join(proxy.stdout.split())
+    assert "Bind address (default: host under [server] in the config)." in text
+    assert "Port (default: port under [server] in the config)." in text
+    assert "\\" not in text
+
+
+def test_report_help_lists_every_report_and_every_kind_of_saving() -> None:
+    """The group's help names each report command (a new one fails here until the help
+    names it too); the savings command's help names each kind of opportunity."""
+    group = run_aigw("report", "--help")
+    assert group.returncode == 0
+    text = " ".join(group.stdout.split())
+    assert (
+        "Spend, cost drift (reconcile), cache, anomaly, forecast, unit-cost and savings reports."
+        in text
+    )
+    listed = group.stdout.split("Commands:")[1].splitlines()
+    assert [line.split()[0] for line in listed if line.strip()] == [
+        "cost", "reconcile", "cache", "anomalies", "forecast", "unit-cost", "savings",
+    ]  # fmt: skip
+    savings = run_aigw("report", "savings", "--help")
+    assert savings.returncode == 0
+    assert "model switches, cache TTLs, batch APIs and provider prompt caching" in " ".join(
+        savings.stdout.split()
+    )
 
 
 def test_sql_prints_every_statement_in_order(warehouse: Warehouse) -> None:
@@ -150,6 +177,15 @@ def test_sql_prints_every_statement_in_order(warehouse: Warehouse) -> None:
         ),
         (("report", "cost", "--top", "-1"), "error: --top -1 must be 1 or more"),
         (("report", "cache", "--candidates", "-3"), "error: --candidates -3 must be 0 or more"),
+        (
+            ("report", "anomalies", "--min-repeats", "1"),
+            "error: --min-repeats 1 must be 2 or more",
+        ),
+        (("report", "anomalies", "--min-score", "-1"), "error: --min-score -1 must be 0 or more"),
+        (
+            ("report", "anomalies", "--min-impact", "-0.5"),
+            "error: --min-impact -0.5 must be 0 or more",
+        ),
         (
             ("report", "cost", "--since", "2026-04-19", "--until", "2026-04-18"),
             "error: --since 2026-04-19 00:00 is not before --until 2026-04-18 00:00: "

@@ -278,6 +278,54 @@ def test_price_file_errors_carry_the_file_path(tmp_path: Path, name: str, text: 
     assert caught.value.path == str(path)
 
 
+KNOWN = "cache_read, cache_write, cache_write_1h, input, model, output, provider, valid_from"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        pytest.param(
+            "prices.toml",
+            f"[[price]]\n{ENTRY}input = 2\noutput = 8\n[[price]]\n{ENTRY}input = 2\noutput = 8\n"
+            "cache_reed = 1\n",
+            "{path} entry 2: unknown key 'cache_reed' (known: " + KNOWN + ")",
+            id="entry",
+        ),
+        pytest.param(
+            "prices.toml",
+            f"[[prices]]\n{ENTRY}input = 2\noutput = 8\n",
+            "{path}: unknown key 'prices' (known: price)",
+            id="top-level",
+        ),
+        pytest.param(
+            "prices.csv",
+            "provider,model,input,output,cache_reed\nopenai,gpt-4o,2,8,1\n",
+            "{path}: unknown column 'cache_reed' (known: " + KNOWN + ")",
+            id="csv-column",
+        ),
+    ],
+)
+def test_an_unknown_key_in_a_price_file_is_refused(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    """A misspelt key must not silently fall back (`cache_reed` would mean the input price)."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(PriceFileError) as caught:
+        load_price_file(path)
+    assert str(caught.value) == message.format(path=path)
+    assert caught.value.path == str(path)
+
+
+def test_an_unnamed_csv_column_is_ignored(tmp_path: Path) -> None:
+    """A trailing comma in a spreadsheet's header names no column: the file still loads."""
+    path = tmp_path / "prices.csv"
+    path.write_text("provider,model,input,output,\nopenai,gpt-4o,2,8,\n")
+    assert load_price_file(path).select("model", "input_mtok", "output_mtok").rows() == [
+        ("gpt-4o", 2.0, 8.0)
+    ]
+
+
 def test_a_price_file_that_is_not_toml_is_a_price_file_error(tmp_path: Path) -> None:
     """Broken TOML is one PriceFileError naming the file and where the syntax breaks."""
     path = tmp_path / "prices.toml"
