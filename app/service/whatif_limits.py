@@ -54,8 +54,9 @@ _REPLAYED: Final = ("ts", "tokens_in", "tokens_out")
 # ... and, when a request's key repeats (attempts of one request to fold), its key and
 # attempt, and what its route is chosen from
 _FOLDED: Final = ("log_id", "step", "provider", "model")
-# ... and what pricing a reroute reads too
-_REPRICED: Final = (*PRICED_COLUMNS, "cost_source")
+# ... and what pricing a reroute reads too (not the log id: a read with a ``log_id``
+# column is keyed by it, and the ties of a time by it rather than by the request's key)
+_REPRICED: Final = (*(name for name in PRICED_COLUMNS if name != "log_id"), "cost_source")
 
 
 class AnyEnvironment(Mapping[str, str]):

@@ -404,3 +404,37 @@ def test_a_request_the_client_sent_past_the_cache_is_not_replayed_as_cacheable(
     assert loaded.returncode == 0, loaded.stderr
     totals = whatif((db, config), "--cache-ttl", "5m")["totals"]
     assert (totals["extra_hit_requests"], totals["saving_usd"]) == (1, 0.013)
+
+
+def test_limits_replay_with_a_reroute_budget_orders_ties_by_event_id(tmp_path: Path) -> None:
+    """Two gpt-4o requests at 10:00 ($0.013 each), one a route an hour: the tie goes by
+    the request's key, its event id ("y" before "z"), not its log id ("a" before "b"),
+    also with a reroute budget (whose pricing columns hold the log id): bob's "y"
+    passes, ana's "z" is refused."""
+    (tmp_path / "prices.toml").write_text(PRICES)
+    (tmp_path / "aigw.toml").write_text(CONFIG)
+    records = [
+        {**record(0, "chat", 1_000, 100, LogId=log_id, EventId=event), "Metadata": {"user": user}}
+        for log_id, event, user in (("a", "z", "ana"), ("b", "y", "bob"))
+    ]
+    write_ndjson(tmp_path / "logs" / "a.log.gz", records)
+    db, config = tmp_path / "aigw.duckdb", tmp_path / "aigw.toml"
+    loaded = run_aigw("ingest", str(tmp_path / "logs"), "--db", str(db), "--config", str(config))
+    assert loaded.returncode == 0, loaded.stderr
+    gateway = tmp_path / "gateway.toml"
+    limited = (
+        BUDGETS_GATEWAY.split("[routes.claude]", maxsplit=1)[0] + '[routes.chat]\nmatch = ["*"]\n'
+        'provider = "openai"\nrate_limits = [{ name = "one", per = "route", limit = 1, '
+        "window_s = 3600 }]\n"
+    )
+    reroute = (
+        'budget = { usd = 1, period = "day", per = "route", action = "reroute", '
+        'reroute = "openai/gpt-4o-mini" }\n'
+    )
+    for text in (limited, limited + reroute):
+        gateway.write_text(text)
+        answer = whatif((db, config), "--limits", str(gateway))
+        assert answer["users"] == [
+            {"route": "chat", "user": "ana", "refused_requests": 1, "rerouted_requests": 0,
+             "avoided_usd": 0.013}
+        ]  # fmt: skip

@@ -131,3 +131,33 @@ def test_only_the_named_routes_come_back(warehouse: Path) -> None:
     frame = _read(warehouse, ["mini", "claude"])
     assert frame.select("log_id", "route").rows() == [("a", "claude"), ("x", "mini")]
     assert _read(warehouse, ["nowhere"]).height == 0
+
+
+def test_many_pairs_are_routed_by_a_join_as_by_the_case(warehouse: Path) -> None:
+    """Past _CASE_PAIRS pairs the route comes from a join with a table of the pairs (a
+    CASE of thousands of pairs took seconds a million requests): the same rows, routes
+    and order; a pair of a route not read and a pair not chosen go nowhere."""
+    few = _read(warehouse, ["batch", "chat", "mini"])
+    padding = {("openai", f"gpt-4o-{number}"): "chat" for number in range(100)}
+    chosen = {
+        ("openai", "gpt-4o"): "chat",
+        ("openai", "gpt-4o-mini"): "mini",
+        ("anthropic", "claude-sonnet-4"): "claude",  # not read: "a" goes nowhere
+        **padding,
+        (None, None): "chat",
+    }
+    with open_warehouse(warehouse, read_only=True) as opened:
+        many = read_routed(
+            opened.con,
+            SETTINGS,
+            since=SINCE,
+            until=UNTIL,
+            routes=["batch", "chat", "mini"],
+            logged={"chat", "batch", "claude", "mini"},
+            chosen=chosen,
+            columns=["log_id", "tokens_in", "user"],
+        )
+    assert many.select("log_id", "route").rows()[:2] == [("b", "batch"), ("c", "chat")]
+    # (event "e"'s two attempts share a key: their order is not defined)
+    assert many.sort("ts", "log_id").equals(few.sort("ts", "log_id"))
+    assert many.height == 5  # "a" (claude) is not read
