@@ -30,7 +30,6 @@ from core.warehouse import (
     Warehouse,
     asked_pairs,
     open_warehouse,
-    read_requests,
     read_routed,
 )
 from models import (
@@ -51,9 +50,9 @@ __all__ = ["AnyEnvironment", "whatif_limits"]
 _META: Final = "metadata:"
 # what the replay reads of each request (its time and tokens)...
 _REPLAYED: Final = ("ts", "tokens_in", "tokens_out")
-# ... and, when a request's key repeats (attempts of one request to fold), its key and
-# attempt, and what its route is chosen from
-_FOLDED: Final = ("log_id", "step", "provider", "model")
+# ... and, when a request's key repeats (attempts of one request to fold), its keys and
+# attempt, and the answering attempt's provider and model
+_FOLDED: Final = ("log_id", "event_id", "step", "provider", "model")
 # ... and what pricing a reroute reads too (not the log id: a read with a ``log_id``
 # column is keyed by it, and the ties of a time by it rather than by the request's key)
 _REPRICED: Final = (*(name for name in PRICED_COLUMNS if name != "log_id"), "cost_source")
@@ -135,49 +134,12 @@ def _rules(config: GatewayConfig) -> tuple[list[RateLimitRule], list[str]]:
     return rules, skipped
 
 
-def _routed(frame: pl.LazyFrame, config: GatewayConfig) -> pl.LazyFrame:
-    """``frame`` with ``route``: the logged route when the file names it, else the route
-    the gateway would pick for the requested (else the served) model."""
-    names = {route.name for route in config.routes}
-    asked = pl.coalesce(pl.col("requested_model"), pl.col("model")).alias("_asked")
-    frame = frame.with_columns(asked)
-    pairs = frame.select("provider", "_asked").unique().collect()
-    chosen = pl.DataFrame(
-        {
-            "provider": pairs["provider"],
-            "_asked": pairs["_asked"],
-            "_route": [
-                config.route_for(provider or "", model or "").name
-                for provider, model in pairs.iter_rows()
-            ],
-        },
-        schema={"provider": pl.String, "_asked": pl.String, "_route": pl.String},
-    )
-    logged = pl.col("route")
-    return (
-        frame.join(
-            chosen.lazy(),
-            on=["provider", "_asked"],
-            how="left",
-            nulls_equal=True,
-            maintain_order="left",  # the read's request order
-        )
-        .with_columns(
-            pl.when(logged.is_in(list(names)))
-            .then(logged)
-            .otherwise(pl.col("_route"))
-            .alias("route")
-        )
-        .drop("_asked", "_route")
-    )
-
-
 @dataclasses.dataclass
 class _Reader:
     """The window's requests of some routes as the replay reads them: routed and sorted
     by DuckDB, the request's key as a 64-bit hash (``read_routed``); read again with the
-    keys' text (``read_requests``) when a key repeats: the attempts of one request to
-    fold, or (rarely) two keys of one hash. ``renamed``: the metadata keys' columns ->
+    keys' text when a key repeats: the attempts of one request to fold, or (rarely) two
+    keys of one hash. ``renamed``: the metadata keys' columns ->
     their ``metadata:`` names; ``copied``: ``metadata:`` names copied from a column."""
 
     warehouse: Warehouse
@@ -198,33 +160,24 @@ class _Reader:
             for provider, asked in asked_pairs(con, since, until)
         }
         names = {route.name for route in config.routes}
-        frame = read_routed(
-            con,
-            self.settings,
-            since=since,
-            until=until,
-            routes=routes,
-            logged=names,
-            chosen=chosen,
-            columns=self.columns,
-        )
-        if keyed and not unique_keys(frame[KEY_HASH]):
-            frame = self._with_keys(since, until).filter(pl.col("route").is_in(routes))
+
+        def routed(columns: list[str]) -> pl.DataFrame:
+            return read_routed(
+                con,
+                self.settings,
+                since=since,
+                until=until,
+                routes=routes,
+                logged=names,
+                chosen=chosen,
+                columns=columns,
+            )
+
+        frame = routed(self.columns)
+        if keyed and not unique_keys(frame[KEY_HASH]):  # attempts to fold: with their keys
+            frame = routed([*self.columns, *_FOLDED]).drop(KEY_HASH)
         copies = [pl.col(name).alias(column) for column, name in self.copied.items()]
         return frame.rename(self.renamed).with_columns(copies)
-
-    def _with_keys(self, since: datetime, until: datetime) -> pl.DataFrame:
-        frame = read_requests(
-            self.warehouse.con,
-            self.settings,
-            since=since,
-            until=until,
-            stored_costs=True,
-            with_routing=True,
-            columns=[*_FOLDED, *self.columns],
-            in_request_order=True,
-        )
-        return _routed(frame, self.config).collect()
 
 
 def whatif_limits(

@@ -59,7 +59,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def _read(db: Path, routes: list[str]) -> pl.DataFrame:
+def _read(db: Path, routes: list[str], extra: tuple[str, ...] = ()) -> pl.DataFrame:
     chosen = {
         ("openai", "gpt-4o"): "chat",
         ("openai", "gpt-4o-mini"): "mini",
@@ -79,7 +79,7 @@ def _read(db: Path, routes: list[str]) -> pl.DataFrame:
             routes=routes,
             logged={"chat", "batch", "claude", "mini"},
             chosen=chosen,
-            columns=["log_id", "tokens_in", "user"],
+            columns=["log_id", "tokens_in", "user", *extra],
         )
 
 
@@ -125,6 +125,14 @@ def test_requests_come_routed_in_request_order_with_their_stored_costs(warehouse
     assert keys[3] == keys[4]
     assert frame[KEY_HASH].dtype == pl.UInt64
     assert "event_id" not in frame.columns
+    assert "step" not in frame.columns
+
+
+def test_the_keys_text_and_attempts_come_when_named(warehouse: Path) -> None:
+    """What a replay reads again when a key repeats: the event ids and steps."""
+    frame = _read(warehouse, ["chat"], ("event_id", "step"))
+    rows = sorted(frame.select("log_id", "event_id", "step").rows())
+    assert rows == [("c", None, None), ("e1", "e", 0), ("e2", "e", 1)]
 
 
 def test_only_the_named_routes_come_back(warehouse: Path) -> None:
