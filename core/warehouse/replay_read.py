@@ -61,7 +61,8 @@ def read_routed(
     ``asked_pairs``; a pair not in ``chosen`` goes nowhere).
 
     One row per stored row, by ``ts``, ties by the request's key (``event_id``, else
-    ``log_id``; bytewise), as ``read_requests(in_request_order=True)`` orders them; with
+    ``log_id``; bytewise: sorted by DuckDB while it reads, where Polars' sort and gather
+    of 10 M requests afterwards took 7 s and 3 GB); with
     ``route`` (text), ``KEY_HASH``: the request's key as a 64-bit hash (equal keys, equal
     hashes; two keys may share a hash: a caller that needs the keys apart checks that
     none repeats), ``cost_usd`` (and
