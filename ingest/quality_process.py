@@ -144,8 +144,12 @@ class GateProcess:
 
     def _hand_over(self, table: pa.Table, now: datetime) -> bool:
         """Write ``table`` for the child and send it the job; False (the child killed,
-        ``fallback`` set) if the rows could not be written."""
-        assert self._conn is not None and self._pending is None  # noqa: S101 - one at a time
+        ``fallback`` set) if the rows could not be written or a check was abandoned."""
+        assert self._conn is not None  # noqa: S101 - the caller checked
+        if self._pending is not None:  # its answer would be read as this one's
+            self.fallback = "a check handed to the quality check's process was not collected"
+            self.close()
+            return False
         timeout = _TIMEOUT_SECONDS + table.num_rows / _ROWS_PER_SECOND
         try:
             folder = tempfile.TemporaryDirectory(

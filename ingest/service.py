@@ -73,7 +73,8 @@ def _with_threads(warehouse: Warehouse, work: Callable[[], None]) -> Callable[[]
     of the database that this process's other connections to it share)."""
 
     def run() -> None:
-        warehouse.con.execute("RESET threads")
+        with warehouse.errors():
+            warehouse.con.execute("RESET threads")
         work()
 
     return run

@@ -20,6 +20,7 @@ from core.warehouse import Warehouse, open_warehouse
 from ingest import IngestSettings, IngestSummary, QualityReport, run_ingest
 from ingest.quality import Checker, QualityGate, check_batch
 from ingest.quality_process import GateProcess
+from ingest.quality_suite import CHECKED_COLUMNS, DERIVED_COLUMNS
 from models import ModelsSettings, PriceFileError, refresh_rollups
 from tests.conftest import write_ndjson
 from tests.ingest.quality_fixtures import bad_records
@@ -175,3 +176,28 @@ def test_a_refresh_that_fails_abandons_the_check(tmp_path: Path, logs: Path, db_
     assert list(handover.iterdir()) == []
     with open_warehouse(db_path, read_only=True) as warehouse:
         assert warehouse.con.execute(_STORED).fetchall() == []
+
+
+def test_a_check_handed_over_twice_without_collecting_runs_here(logs: Path, db_path: Path) -> None:
+    """A second ``submit`` before the first one's outcomes are collected: the child's
+    answer to the first would be read as the second's, so the child is stopped and both
+    are checked in this process, with the outcomes of the check in process."""
+    _load(logs, db_path)
+    columns = ", ".join(
+        f"{DERIVED_COLUMNS[name]} AS {name}" if name in DERIVED_COLUMNS else name
+        for name in CHECKED_COLUMNS
+    )
+    with open_warehouse(db_path, read_only=True) as warehouse:
+        table = warehouse.con.execute(f"SELECT {columns} FROM requests").arrow().read_all()  # noqa: S608 - constant names
+    expected = QualityGate().check_table(table, now=_NOW)
+    with GateProcess() as gate:
+        gate.start()
+        pid = gate.pid
+        assert pid is not None
+        first = gate.submit(table, now=_NOW)
+        second = gate.submit(table, now=_NOW)
+        assert gate.fallback == "a check handed to the quality check's process was not collected"
+        assert gate.pid is None
+        assert not _alive(pid)
+        assert (second(), first()) == (expected, expected)
+    assert sum(1 for outcome in expected if not outcome.success) == 4
