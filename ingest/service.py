@@ -28,13 +28,13 @@ def run_ingest(
     nothing was loaded). Into a DuckDB file, the gate runs in a second process started
     once the first object with new rows is stored (``ingest.quality_process``).
 
-    ``while_checking``, if given, runs once in this thread after the load: into a DuckDB
-    file, while the second process validates the new rows (their ``quality_runs`` row is
-    stored after it), or as soon as it is known that nothing is to be checked; into an
-    Iceberg warehouse, after the check. The warehouse's connection is open then but idle
-    (DuckDB's threads back to its default), so it may open the warehouse again. An error
-    it raises propagates as is, the check abandoned (no ``quality_runs`` row, the child
-    killed)."""
+    ``while_checking``, if given, runs once in this thread after the load. Into a DuckDB
+    file: while the check is pending (the new rows handed to the second process, which
+    validates them meanwhile; their ``quality_runs`` row is stored after it), or as soon
+    as it is known that nothing is to be checked; this run's connection is open then but
+    idle, DuckDB's threads back to their default, so it may open the warehouse again.
+    Into an Iceberg warehouse: after the check. An error it raises propagates as is, the
+    check abandoned (no ``quality_runs`` row, the child killed)."""
     decryptor = make_decryptor(settings)
     source = open_source(settings.source, endpoint_url=settings.endpoint_url)
 
