@@ -284,7 +284,8 @@ def _progress(verbose: bool, *, bar: bool = True) -> Iterator[_ObjectCallbacks]:
 
 
 def _print_loaded(summary: IngestSummary) -> None:
-    """What the load and its quality gate did (printed before the rollups refresh)."""
+    """What the load and its quality gate did (printed before the rollups' line; the
+    refresh overlaps the gate's check, so both are done by then)."""
     _print_summary(summary)
     print_quality(summary.quality)
 

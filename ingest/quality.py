@@ -26,12 +26,13 @@ Thread-safety: a ``QualityGate`` is used by one thread at a time.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -146,12 +147,17 @@ class QualityReport:
         return sorted(failed, key=lambda o: o.severity != "critical")
 
 
+Outcomes = Callable[[], tuple[ExpectationOutcome, ...]]  # a pending check's answer
+
+
 class Checker(Protocol):
     """What runs the suite over a batch's new rows: a ``QualityGate`` here, or
     ``ingest.quality_process.GateProcess`` in a second process (same outcomes)."""
 
-    def check_table(self, table: pa.Table, *, now: datetime) -> tuple[ExpectationOutcome, ...]:
-        """The suite's outcomes over ``table`` (``CHECKED_COLUMNS`` as read from ``requests``)."""
+    def submit(self, table: pa.Table, *, now: datetime) -> Outcomes:
+        """Start checking ``table`` (``CHECKED_COLUMNS`` as read from ``requests``); the
+        function returned waits for the suite's outcomes (raising ``QualityGateError`` if
+        the suite cannot run). Call it once, before the next ``submit``."""
         ...
 
 
@@ -167,6 +173,10 @@ class QualityGate:
         process does this while the load runs). Raises ``QualityGateError``."""
         with _suite_errors():
             self._definition = self._definition or self._build()
+
+    def submit(self, table: pa.Table, *, now: datetime) -> Outcomes:
+        """``check_table`` deferred: the suite runs when the function returned is called."""
+        return functools.partial(self.check_table, table, now=now)
 
     def check_table(self, table: pa.Table, *, now: datetime) -> tuple[ExpectationOutcome, ...]:
         """Run the suite over ``table`` (``CHECKED_COLUMNS`` as read from ``requests``)."""
@@ -232,17 +242,24 @@ def check_batch(
     on_failure: str,
     gate: Checker | None = None,
     now: datetime | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> QualityReport | None:
     """Check the rows the run that started at ``started_at`` loaded from ``object_keys``
     with ``gate`` (a ``QualityGate`` of its own if None) and record the result in
     ``quality_runs`` (its own transaction; on an Iceberg warehouse, opened after the
     run's commits, an append to its ``quality_runs``).
 
+    ``meanwhile``, if given, runs once in this thread before the check's outcomes are
+    awaited: after the rows are read and handed to ``gate`` (with a ``GateProcess``, while
+    its child validates them), or as soon as it is known that nothing is to be checked
+    (it does not run if reading the rows raises). If it raises, the error propagates and
+    nothing is recorded (the check is abandoned: close the gate).
+
     Returns None, recording nothing, when ``on_failure`` is ``off`` or the batch
     added no rows. Raises ``QualityGateError`` if the suite cannot run and
     ``WarehouseError`` if the warehouse cannot be read or written.
     """
-    report = _check(warehouse, source, started_at, object_keys, on_failure, gate, now)
+    report = _check(warehouse, source, started_at, object_keys, on_failure, gate, now, meanwhile)
     if report is not None:
         _store(warehouse, report)
     return report
@@ -256,8 +273,11 @@ def _check(  # noqa: PLR0917 - private: the two public checks pass their argumen
     on_failure: str,
     gate: Checker | None,
     now: datetime | None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> QualityReport | None:
+    meanwhile = meanwhile or _nothing
     if on_failure == "off" or not object_keys:
+        meanwhile()
         return None
     clock = datetime.now(tz=UTC)
     with warehouse.errors():
@@ -267,8 +287,11 @@ def _check(  # noqa: PLR0917 - private: the two public checks pass their argumen
             .read_all()
         )
     if table.num_rows == 0:
+        meanwhile()
         return None
-    outcomes = (gate or QualityGate()).check_table(table, now=now or clock)
+    pending = (gate or QualityGate()).submit(table, now=now or clock)
+    meanwhile()
+    outcomes = pending()
     return QualityReport(
         run_id=str(uuid.uuid4()),
         started_at=clock,
@@ -279,6 +302,10 @@ def _check(  # noqa: PLR0917 - private: the two public checks pass their argumen
         on_failure=on_failure,
         outcomes=outcomes,
     )
+
+
+def _nothing() -> None:
+    """No work to overlap with the check."""
 
 
 def _store(warehouse: Warehouse, report: QualityReport) -> None:

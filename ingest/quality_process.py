@@ -5,17 +5,21 @@ parses, instead of after the load or in a thread that takes the parser's GIL.
 ``GateProcess.start`` spawns the child with multiprocessing's ``spawn`` context (never a
 fork of a process that holds a DuckDB connection); ``ingest.service`` calls it once the
 first object with new rows is stored, so a run with nothing new starts nothing. The
-child imports GX, builds the suite, then waits. ``check_table`` writes the new rows (the
-suite's columns only) to an Arrow IPC file in a temporary folder, the child runs
-``QualityGate.check_table`` over them (the same code as the check in this process) and
-sends the outcomes back, and the folder is removed.
+child imports GX, builds the suite, then waits. ``submit`` writes the new rows (the
+suite's columns only) to an Arrow IPC file in a temporary folder and returns at once; the
+child runs ``QualityGate.check_table`` over them (the same code as the check in this
+process) and sends the outcomes back, which the function ``submit`` returned waits for;
+then the folder is removed. Between the two the loading process does other work (``aigw
+ingest`` refreshes the rollups: ``check_batch``'s ``meanwhile``).
 
 Fallback: if the child cannot start, dies, or has not answered within 60 s plus 1 s per
-10,000 rows, it is killed and the rows are checked in this process (the same outcomes;
-``fallback`` says why). A ``QualityGateError`` the child reports (GX missing, the suite
-could not run) is raised here, as the check in this process would raise it.
+10,000 rows of the hand-over, it is killed and the rows are checked in this process when
+the outcomes are asked for (the same outcomes; ``fallback`` says why). A
+``QualityGateError`` the child reports (GX missing, the suite could not run) is raised
+there, as the check in this process would raise it.
 
-Lifetime: ``close`` (the ``with`` block's exit, on every path) kills the child. A child
+Lifetime: ``close`` (the ``with`` block's exit, on every path) kills the child and
+removes the folder of a check submitted but not collected (abandoned). A child
 whose parent dies without closing it (SIGKILL) exits on its own: a thread in it waits on
 the parent's sentinel. It ignores SIGINT: Ctrl-C reaches the whole process group, and
 the parent's exit kills it.
@@ -25,11 +29,14 @@ Thread-safety: a ``GateProcess`` is used by one thread at a time.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
 import tempfile
 import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -40,7 +47,7 @@ from typing import Any, Final
 import pyarrow as pa
 
 from ingest.errors import QualityGateError
-from ingest.quality import ExpectationOutcome, QualityGate
+from ingest.quality import ExpectationOutcome, Outcomes, QualityGate
 
 __all__ = ["GateProcess"]
 
@@ -65,6 +72,7 @@ class GateProcess:
         self._conn: Connection | None = None
         self._started = False
         self._local: QualityGate | None = None
+        self._pending: _Pending | None = None  # a check handed over, not yet collected
         self.fallback: str | None = None  # why the last check ran in this process
 
     @property
@@ -93,19 +101,26 @@ class GateProcess:
     def check_table(self, table: pa.Table, *, now: datetime) -> tuple[ExpectationOutcome, ...]:
         """The suite's outcomes over ``table``, from the child if it answers, otherwise
         from this process. Raises ``QualityGateError`` if the suite cannot run."""
-        if self._process is not None:
-            outcomes = self._ask(table, now)
-            if outcomes is not None:
-                self.fallback = None
-                return outcomes
+        return self.submit(table, now=now)()
+
+    def submit(self, table: pa.Table, *, now: datetime) -> Outcomes:
+        """Hand ``table`` to the child, if there is one, and return at once; the function
+        returned waits for the child's outcomes (those of this process if it gives none)
+        and raises ``QualityGateError`` if the suite cannot run. Call it once, before the
+        next ``submit``; ``close`` abandons a check not collected."""
+        if self._process is not None and self._hand_over(table, now):
+            return functools.partial(self._collect, table, now)
+        return functools.partial(self._check_here, table, now)
+
+    def _check_here(self, table: pa.Table, now: datetime) -> tuple[ExpectationOutcome, ...]:
         self._local = self._local or QualityGate()
         return self._local.check_table(table, now=now)
 
     def close(self) -> None:
         """Kill the child, if there is one, and wait for it to end (idempotent)."""
         self._started = True  # a closed gate starts nothing
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
+        process, conn, pending = self._process, self._conn, self._pending
+        self._process = self._conn = self._pending = None
         if conn is not None:
             conn.close()
         if process is not None:
@@ -113,6 +128,8 @@ class GateProcess:
             process.join(_JOIN_SECONDS)
             if process.exitcode is not None:
                 process.close()
+        if pending is not None:
+            pending.folder.cleanup()
 
     def __enter__(self) -> GateProcess:
         return self
@@ -125,42 +142,85 @@ class GateProcess:
     ) -> None:
         self.close()
 
-    def _ask(self, table: pa.Table, now: datetime) -> tuple[ExpectationOutcome, ...] | None:
-        """The child's outcomes, None (the child killed, ``fallback`` set) if it gave none."""
-        process, conn = self._process, self._conn
-        assert process is not None and conn is not None  # noqa: S101 - the caller checked
+    def _hand_over(self, table: pa.Table, now: datetime) -> bool:
+        """Write ``table`` for the child and send it the job; False (the child killed,
+        ``fallback`` set) if the rows could not be written or a check was abandoned."""
+        assert self._conn is not None  # noqa: S101 - the caller checked
+        if self._pending is not None:  # its answer would be read as this one's
+            self.fallback = "a check handed to the quality check's process was not collected"
+            self.close()
+            return False
         timeout = _TIMEOUT_SECONDS + table.num_rows / _ROWS_PER_SECOND
         try:
-            with tempfile.TemporaryDirectory(prefix="aigw-quality-", dir=self._folder) as folder:
-                path = str(Path(folder) / "rows.arrow")
-                with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
-                    out.write_table(table)
-                try:
-                    conn.send((path, now))
-                    ready = wait([conn, process.sentinel], timeout)
-                    reply: Reply | None = conn.recv() if conn in ready else None
-                except (OSError, EOFError):  # the child is gone: a broken pipe, an end of file
-                    ready, reply = [process.sentinel], None
-        except (OSError, pa.ArrowException) as err:  # no temporary folder, a full disk
-            self.fallback = (
-                f"the rows could not be handed to the quality check's process "
-                f"({type(err).__name__})"
+            folder = tempfile.TemporaryDirectory(
+                prefix="aigw-quality-", dir=self._folder, ignore_cleanup_errors=True
             )
-            self.close()
-            return None
+        except OSError as err:  # no temporary folder
+            return self._handed_nothing(err)
+        pending = _Pending(folder, time.monotonic() + timeout, timeout)
+        path = str(Path(folder.name) / "rows.arrow")
+        try:
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                out.write_table(table)
+        except (OSError, pa.ArrowException) as err:  # a full disk
+            folder.cleanup()
+            return self._handed_nothing(err)
+        self._pending = pending
+        try:
+            self._conn.send((path, now))
+        except OSError:  # the child is gone: a broken pipe
+            pending.sent = False
+        return True
+
+    def _handed_nothing(self, err: Exception) -> bool:
+        self.fallback = (
+            f"the rows could not be handed to the quality check's process ({type(err).__name__})"
+        )
+        self.close()
+        return False
+
+    def _collect(self, table: pa.Table, now: datetime) -> tuple[ExpectationOutcome, ...]:
+        """The child's outcomes for the job ``_hand_over`` sent, else (the child killed,
+        ``fallback`` set) this process's."""
+        process, conn, pending = self._process, self._conn, self._pending
+        if process is None or conn is None or pending is None:  # closed meanwhile
+            return self._check_here(table, now)
+        self._pending = None
+        ready: list[Any] = [process.sentinel]
+        reply: Reply | None = None
+        try:
+            if pending.sent:
+                left = max(0.0, pending.deadline - time.monotonic())
+                ready = wait([conn, process.sentinel], left)
+                reply = conn.recv() if conn in ready else None
+        except (OSError, EOFError):  # the child is gone: a broken pipe, an end of file
+            ready, reply = [process.sentinel], None
+        finally:
+            pending.folder.cleanup()
         if reply is not None and reply[0] == "ok":
+            self.fallback = None
             return tuple(reply[1])
         if reply is not None and reply[0] == "error":
             raise QualityGateError(reply[1], detail=reply[2])
         if reply is not None:
             self.fallback = f"the quality check's process failed ({reply[1]})"
         elif not ready:
-            self.fallback = f"the quality check's process gave no answer in {timeout:.0f} s"
+            self.fallback = f"the quality check's process gave no answer in {pending.timeout:.0f} s"
         else:
             process.join(_JOIN_SECONDS)
             self.fallback = f"the quality check's process ended (exit code {process.exitcode})"
         self.close()
-        return None
+        return self._check_here(table, now)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A job sent to the child and not yet answered: its folder, when to give up on it."""
+
+    folder: tempfile.TemporaryDirectory[str]
+    deadline: float  # time.monotonic()
+    timeout: float  # seconds from the hand-over
+    sent: bool = True
 
 
 def _serve(conn: Connection) -> None:

@@ -21,16 +21,28 @@ def run_ingest(
     *,
     on_listed: Callable[[int], None] | None = None,
     on_object: Callable[[ObjectResult], None] | None = None,
+    while_checking: Callable[[], None] | None = None,
 ) -> IngestSummary:
     """Open the source and the warehouse named in ``settings``, ingest once, then run
     the data-quality gate over the new rows (``summary.quality``; None when off or
     nothing was loaded). Into a DuckDB file, the gate runs in a second process started
-    once the first object with new rows is stored (``ingest.quality_process``)."""
+    once the first object with new rows is stored (``ingest.quality_process``).
+
+    ``while_checking``, if given, runs once in this thread after the load. Into a DuckDB
+    file: while the check is pending (the new rows handed to the second process, which
+    validates them meanwhile; their ``quality_runs`` row is stored after it), or as soon
+    as it is known that nothing is to be checked; this run's connection is open then but
+    idle, DuckDB's threads back to their default, so it may open the warehouse again.
+    Into an Iceberg warehouse: after the check. An error it raises propagates as is, the
+    check abandoned (no ``quality_runs`` row, the child killed)."""
     decryptor = make_decryptor(settings)
     source = open_source(settings.source, endpoint_url=settings.endpoint_url)
 
     if isinstance(settings.db_path, LakeSpec):
-        return _run_lake_ingest(settings, source, on_listed=on_listed, on_object=on_object)
+        summary = _run_lake_ingest(settings, source, on_listed=on_listed, on_object=on_object)
+        if while_checking is not None:
+            while_checking()
+        return summary
     with open_warehouse(settings.db_path) as warehouse, GateProcess() as gate:
         warehouse.con.execute("SET threads = 1")
         summary = ingest(
@@ -42,8 +54,30 @@ def run_ingest(
             decryptor=decryptor,
             sql=settings.sql_engine,
         )
-        check_summary(warehouse, summary, source=source.uri, on_failure=settings.quality, gate=gate)
+        meanwhile = None
+        if while_checking is not None:
+            meanwhile = _with_threads(warehouse, while_checking)
+        check_summary(
+            warehouse,
+            summary,
+            source=source.uri,
+            on_failure=settings.quality,
+            gate=gate,
+            meanwhile=meanwhile,
+        )
     return summary
+
+
+def _with_threads(warehouse: Warehouse, work: Callable[[], None]) -> Callable[[], None]:
+    """``work`` with the warehouse's DuckDB threads back to the default (a global setting
+    of the database that this process's other connections to it share)."""
+
+    def run() -> None:
+        with warehouse.errors():
+            warehouse.con.execute("RESET threads")
+        work()
+
+    return run
 
 
 def _starting(
@@ -112,9 +146,12 @@ def check_summary(
     source: str,
     on_failure: str,
     gate: Checker | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> None:
     """Run the quality gate over the rows ``summary``'s run loaded; sets ``summary.quality``
-    (on an Iceberg warehouse, ``warehouse`` must see the run's commits)."""
+    (on an Iceberg warehouse, ``warehouse`` must see the run's commits). ``meanwhile``
+    runs once while the check is pending, or at once when there is nothing to check
+    (``check_batch``)."""
     if summary.rows_loaded:
         summary.quality = check_batch(
             warehouse,
@@ -123,7 +160,10 @@ def check_summary(
             object_keys=summary.loaded_keys,
             on_failure=on_failure,
             gate=gate,
+            meanwhile=meanwhile,
         )
+    elif meanwhile is not None:
+        meanwhile()
 
 
 def make_decryptor(settings: IngestSettings) -> Decryptor | None:

@@ -64,16 +64,38 @@ def ingest_and_refresh(
     on_loaded: Callable[[IngestSummary], None] | None = None,
 ) -> IngestOutcome:
     """Load the new objects of ``settings.source``, run the quality gate over the new
-    rows (``summary.quality``; ``on_loaded`` sees it), then bring the rollups up to date.
+    rows (``summary.quality``) and bring the rollups up to date; ``on_loaded`` sees the
+    summary and its quality once all three are done.
 
-    A run that fails (raises) leaves no new warehouse behind: the file, its WAL and the
-    folders this run created for it are removed; an existing warehouse is kept.
+    Into a DuckDB file the refresh runs while the gate's second process validates the
+    rows (``run_ingest``'s ``while_checking``), so the two overlap; the results are those
+    of the load, the check, then the refresh. The refresh runs whatever the gate says.
+    An error of the refresh is raised after the check's ``quality_runs`` row is stored
+    and ``on_loaded`` has run, as when the refresh came last; an error of the load or
+    the check (``QualityGateError``) is raised as is.
+
+    A run whose load or check fails (raises) leaves no new warehouse behind: the file,
+    its WAL and the folders this run created for it are removed; an existing warehouse
+    is kept (its rollups may then be refreshed already).
     """
+    refreshed: list[RefreshResult] = []
+    failed: list[Exception] = []
+
+    def refresh_now() -> None:
+        try:
+            refreshed.append(refresh(settings.db_path, models_settings))
+        except Exception as err:  # noqa: BLE001 - raised below, once the check is stored
+            failed.append(err)
+
     with _removed_on_error(settings.db_path):
-        summary = run_ingest(settings, on_listed=on_listed, on_object=on_object)
+        summary = run_ingest(
+            settings, on_listed=on_listed, on_object=on_object, while_checking=refresh_now
+        )
     if on_loaded is not None:
         on_loaded(summary)
-    return IngestOutcome(summary, refresh(settings.db_path, models_settings))
+    if failed:
+        raise failed[0]
+    return IngestOutcome(summary, refreshed[0])
 
 
 @contextmanager

@@ -54,6 +54,20 @@ def test_ingest_prints_the_final_summary(tmp_path: Path, db_path: Path) -> None:
     assert lines[1].endswith(" rows/s)")
 
 
+def test_ingest_prints_the_load_the_quality_check_then_the_rollups(db_path: Path) -> None:
+    """The refresh overlaps the quality check; the lines keep their order: what was
+    loaded, what the check found, what the refresh did."""
+    result = run_aigw("ingest", str(REPO / "sample_data" / "logs"), "--db", str(db_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "objects: 9 seen, 8 loaded, 0 unchanged, 1 skipped, 0 failed"
+    assert lines[1].startswith("rows: 960 loaded, 150 duplicates, 1 rejected of 1,111 records")
+    assert lines[2:] == [
+        "quality: 960 rows checked, 0 critical failures, 0 warnings",
+        "rollups: rebuilt (551 rows)",
+    ]
+
+
 def test_sql_csv_output(loaded_db: Path) -> None:
     """--format csv prints a header and one line per row."""
     result = run_aigw("sql", SPEND, "--db", str(loaded_db), "--format", "csv")

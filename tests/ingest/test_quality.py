@@ -139,7 +139,8 @@ def test_cli_exits_3_when_a_critical_expectation_fails_and_0_with_warn(
     tmp_path: Path, db_path: Path
 ) -> None:
     """aigw ingest: exit 3 and one line per failed expectation (critical first, in suite
-    order); --quality warn exits 0."""
+    order), the rollups refreshed all the same (their line after the quality line);
+    --quality warn exits 0."""
     write_ndjson(tmp_path / "logs" / "bad.log.gz", bad_records())
 
     failed = run_aigw("ingest", str(tmp_path / "logs"), "--db", str(db_path))
@@ -149,7 +150,10 @@ def test_cli_exits_3_when_a_critical_expectation_fails_and_0_with_warn(
 
     assert failed.returncode == 3, failed.stderr
     assert warned.returncode == 0, warned.stderr
-    assert "quality: 6 rows checked, 3 critical failures, 1 warning" in failed.stdout
+    assert failed.stdout.splitlines()[2:] == [
+        "quality: 6 rows checked, 3 critical failures, 1 warning",
+        "rollups: rebuilt (2 rows)",
+    ]
     assert failed.stderr.splitlines() == [
         "quality failed: status_code 100-599 (1 row)",
         "quality failed: tokens_in 0-10M (1 row)",
