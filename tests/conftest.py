@@ -42,6 +42,15 @@ def logpush_record(**overrides: Any) -> dict[str, Any]:
     return record
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def write_ndjson(
     path: Path, lines: Iterable[dict[str, Any] | bytes | str], *, gz: bool = True
 ) -> Path:

@@ -16,7 +16,7 @@ from app.service import ingest_and_refresh, refresh
 from core.warehouse import open_warehouse
 from ingest import IngestSettings, IngestSummary, ObjectResult, run_ingest
 from models import ModelsSettings, PriceFileError
-from tests.conftest import REPO, run_aigw
+from tests.conftest import REPO, process_alive, run_aigw
 
 
 def test_ingest_and_refresh_loads_checks_and_rolls_up_once(tmp_path: Path) -> None:
@@ -119,22 +119,13 @@ def test_a_refresh_that_fails_is_raised_once_the_check_is_stored(tmp_path: Path)
 
     assert seen == [(960, 960)]
     assert len(children) == 1
-    assert not _alive(children.pop())
+    assert not process_alive(children.pop())
     with open_warehouse(db_path, read_only=True) as warehouse:
         counts = warehouse.con.execute(
             "SELECT (SELECT count(*) FROM requests), (SELECT count(*) FROM quality_runs), "
             "(SELECT count(*) FROM rollup_state)"
         ).fetchall()
     assert counts == [(960, 1, 0)]
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 # Installed through PYTHONPATH in the aigw process and the gate's child: Great

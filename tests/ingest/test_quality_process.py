@@ -22,7 +22,7 @@ from core.warehouse import open_warehouse
 from ingest import IngestSettings, IngestSummary, ObjectResult, QualityReport, run_ingest
 from ingest.quality import Checker, QualityGate, check_batch
 from ingest.quality_process import GateProcess
-from tests.conftest import REPO, write_ndjson
+from tests.conftest import REPO, process_alive, write_ndjson
 from tests.ingest.quality_fixtures import bad_records, probe_events, record
 
 Query = Callable[..., list[tuple[Any, ...]]]
@@ -57,15 +57,6 @@ def _check(db_path: Path, summary: IngestSummary, gate: Checker) -> QualityRepor
     return report
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
 def test_the_child_checks_the_rows_as_this_process_does(
     db_path: Path, loaded: IngestSummary, query: Query
 ) -> None:
@@ -79,7 +70,7 @@ def test_the_child_checks_the_rows_as_this_process_does(
         assert (gate.fallback, gate.pid) == (None, pid)  # the child answered
     in_process = _check(db_path, loaded, QualityGate())
 
-    assert not _alive(pid)
+    assert not process_alive(pid)
     assert through_child.outcomes == in_process.outcomes
     assert (through_child.rows_checked, through_child.critical_failures) == (6, 3)
     assert (through_child.warnings, through_child.gate_failed) == (1, True)
@@ -122,7 +113,7 @@ def test_rows_that_cannot_be_handed_over_are_checked_in_this_process(
             "the rows could not be handed to the quality check's process (FileNotFoundError)"
         )
         assert gate.pid is None
-        assert not _alive(pid)
+        assert not process_alive(pid)
     assert report.outcomes == _check(db_path, loaded, QualityGate()).outcomes
     assert (report.rows_checked, report.critical_failures, report.warnings) == (6, 3, 1)
 
@@ -180,7 +171,7 @@ def test_a_run_that_raises_leaves_no_child(tmp_path: Path, db_path: Path) -> Non
         run_ingest(IngestSettings(source=str(tmp_path / "logs"), db_path=db_path), on_object=fail)
 
     assert len(children) == 1
-    assert not _alive(children[0])
+    assert not process_alive(children[0])
 
 
 _ORPHAN = """
@@ -202,10 +193,10 @@ def test_the_child_ends_when_its_parent_is_killed() -> None:
         try:
             assert parent.stdout is not None
             child = int(parent.stdout.readline())
-            assert _alive(child)
+            assert process_alive(child)
         finally:
             parent.kill()
     deadline = time.monotonic() + 60  # a bound on the wait, not a timing assertion
-    while _alive(child) and time.monotonic() < deadline:
+    while process_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child)
+    assert not process_alive(child)

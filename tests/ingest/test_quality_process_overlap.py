@@ -22,7 +22,7 @@ from ingest.quality import Checker, QualityGate, check_batch
 from ingest.quality_process import GateProcess
 from ingest.quality_suite import CHECKED_COLUMNS, DERIVED_COLUMNS
 from models import ModelsSettings, PriceFileError, refresh_rollups
-from tests.conftest import write_ndjson
+from tests.conftest import process_alive, write_ndjson
 from tests.ingest.quality_fixtures import bad_records
 
 _NOW = datetime(2026, 4, 20, tzinfo=UTC)
@@ -86,15 +86,6 @@ def _results(db_path: Path) -> dict[str, Any]:
         return {"quality_runs": warehouse.con.execute(_STORED).fetchall(), **tables}
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
 def test_the_rollups_refresh_while_the_child_holds_the_rows(
     tmp_path: Path, logs: Path, db_path: Path
 ) -> None:
@@ -114,7 +105,7 @@ def test_the_rollups_refresh_while_the_child_holds_the_rows(
             handed = [path.name for path in handover.rglob("*") if path.is_file()]
             stored = warehouse.con.execute("SELECT count(*) FROM quality_runs").fetchall()
             refreshed = refresh_rollups(warehouse, ModelsSettings())
-            seen.append((handed, stored, _alive(pid), refreshed.full, refreshed.rows))
+            seen.append((handed, stored, process_alive(pid), refreshed.full, refreshed.rows))
 
         report = _check(db_path, summary, gate, refresh)
         assert (gate.fallback, gate.pid) == (None, pid)  # the child answered
@@ -150,7 +141,7 @@ def test_a_child_killed_during_the_refresh_leaves_the_check_to_this_process(
         assert gate.pid is None
     before, before_results = _sequential(logs, tmp_path / "before.duckdb")
 
-    assert not _alive(pid)
+    assert not process_alive(pid)
     assert report.outcomes == before.outcomes
     assert (report.rows_checked, report.critical_failures, report.warnings) == (6, 3, 1)
     assert _results(db_path) == before_results
@@ -172,7 +163,7 @@ def test_a_refresh_that_fails_abandons_the_check(tmp_path: Path, logs: Path, db_
             _check(db_path, summary, gate, lambda warehouse: refresh_rollups(warehouse, missing))
         assert [path.name for path in handover.rglob("*") if path.is_file()] == ["rows.arrow"]
 
-    assert not _alive(pid)
+    assert not process_alive(pid)
     assert list(handover.iterdir()) == []
     with open_warehouse(db_path, read_only=True) as warehouse:
         assert warehouse.con.execute(_STORED).fetchall() == []
@@ -198,6 +189,6 @@ def test_a_check_handed_over_twice_without_collecting_runs_here(logs: Path, db_p
         second = gate.submit(table, now=_NOW)
         assert gate.fallback == "a check handed to the quality check's process was not collected"
         assert gate.pid is None
-        assert not _alive(pid)
+        assert not process_alive(pid)
         assert (second(), first()) == (expected, expected)
     assert sum(1 for outcome in expected if not outcome.success) == 4
