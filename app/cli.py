@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -170,6 +172,10 @@ def ingest_command(
             raise typer.Exit(code)
         if interval or sqs_queue_url:
             raise ConfigError("--interval and --sqs-queue-url need --watch")
+        # SIGTERM (a supervisor, a container's stop) stops as Ctrl-C does: the object in
+        # hand is not committed, the quality gate's process and its handed-over rows are
+        # removed, a warehouse this run created is removed; exit 130
+        signal.signal(signal.SIGTERM, _interrupt)
         with _progress(verbose) as (on_listed, on_object):
             outcome = ingest_and_refresh(
                 settings,
@@ -189,6 +195,11 @@ def ingest_command(
         raise typer.Exit(EXIT_QUALITY)
     if summary.failures:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """A signal handler that stops the command as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 @cli.command("rollup")
