@@ -62,19 +62,18 @@ def read_routed(
 
     One row per stored row, by ``ts``, ties by the request's key (``event_id``, else
     ``log_id``; bytewise: sorted by DuckDB while it reads, where Polars' sort and gather
-    of 10 M requests afterwards took 7 s and 3 GB); with
-    ``route`` (text), ``KEY_HASH``: the request's key as a 64-bit hash (equal keys, equal
-    hashes; two keys may share a hash: a caller that needs the keys apart checks that
-    none repeats), ``cost_usd`` (and
-    ``cost_source`` when ``columns`` names it) as the last rollup refresh stored them
-    (null for a request loaded since), and the request columns and dimensions named in
-    ``columns`` (as ``read_requests``'s ``columns``, and ``event_id``). No ``log_id``,
-    ``event_id`` or ``step`` comes back unless named: a caller that finds a hash
-    repeated reads again with them (the text through the sort: about 1.5 s more for 10 M
-    requests)."""
+    of 10 M requests afterwards took 7 s and 3 GB); with ``route`` (text), ``KEY_HASH``:
+    the request's key as a 64-bit hash (equal keys, equal hashes; two keys may share a
+    hash: a caller that needs the keys apart checks that none repeats), ``cost_usd``
+    (and ``cost_source`` when ``columns`` names it) as the last rollup refresh stored
+    them (null for a request loaded since), and the request columns and dimensions
+    named in ``columns`` (as ``read_requests``'s ``columns``, and ``event_id``). No
+    ``log_id``, ``event_id`` or ``step`` comes back unless named: a caller that finds a
+    hash repeated reads again with them (the text through the sort: about 1.5 s more for
+    10 M requests)."""
     wanted = {"ts", *columns}
     dims, params = metadata_items(settings, wanted)
-    items = [*column_items(wanted - {"route", "cost_source"}), *dims]
+    items = [*column_items(wanted), *dims]
     if "event_id" in wanted:
         items.append("event_id")
     where, bounds = time_range("ts", since, until)

@@ -29,6 +29,7 @@ from typing import Final
 import numpy as np
 import polars as pl
 
+from core.warehouse import KEY_HASH
 from models.whatif.common import TOKENS, WhatIf, summed
 from models.whatif.limits_kernel import GateArrays, LimitArrays, decide
 from models.whatif.route_budgets import (
@@ -52,7 +53,8 @@ __all__ = [
 ]
 
 _NONE: Final = "-"  # the gateway's subject for a request without one
-_KEY: Final = "_request"  # a request's key: its event id, else its log id (or the caller's)
+# a request's key: its event id, else its log id, or the caller's (a warehouse read's hash)
+_KEY: Final = KEY_HASH
 BUDGET_LIMIT: Final = "budget"  # the ``limit`` of a request a route's budget refused or rerouted
 _SERVED: Final = ("provider", "model", "cost_source")  # of the attempt that answered
 LIMIT_NOTES: Final = (
@@ -105,7 +107,7 @@ def _one_per_request(requests: pl.LazyFrame, columns: list[str]) -> pl.DataFrame
     names = requests.collect_schema().names()
     tokens = [name for name in TOKENS if name in names]
     filled = [pl.col("cost_usd").fill_null(0.0), *(pl.col(name).fill_null(0) for name in tokens)]
-    if "log_id" not in names and _KEY in names:  # the caller's keys, one a request
+    if _KEY in names:  # the caller's keys, one a request
         frame = requests.with_columns(filled).collect()
         if not unique_keys(frame[_KEY]):
             raise ValueError(f"requests' {_KEY} repeats: give log_id (and event_id) to fold")
@@ -265,9 +267,9 @@ def limit_decisions(
     ``requests``: costed requests (``log_id``, ``ts``, ``route``, ``cost_usd``, the token
     columns, the ``user`` column and each rule's and budget's ``subject_column``;
     ``event_id`` and ``step`` when known; ``provider``, ``model`` and ``cost_source`` to
-    price reroutes). Instead of ``log_id``, a ``_request`` column of keys (any type) says
-    the rows are one a request, in time order with ties as given (``ValueError`` if a
-    key repeats). ``earlier``: the requests of the budgets' periods before the window
+    price reroutes). A ``_request`` column of keys (any type; ``log_id`` then unused)
+    says the rows are one a request, in time order with ties as given (``ValueError`` if
+    a key repeats). ``earlier``: the requests of the budgets' periods before the window
     (the same columns), whose recorded spend counts."""
     if len({budget.route for budget in budgets}) != len(budgets):
         raise ValueError("one budget a route")
