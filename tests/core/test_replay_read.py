@@ -59,12 +59,19 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def _read(db: Path, routes: list[str], extra: tuple[str, ...] = ()) -> pl.DataFrame:
-    chosen = {
-        ("openai", "gpt-4o"): "chat",
-        ("openai", "gpt-4o-mini"): "mini",
-        ("anthropic", "claude-sonnet-4"): "claude",
-    }
+CHOSEN = {  # the window's pairs, routed
+    ("openai", "gpt-4o"): "chat",
+    ("openai", "gpt-4o-mini"): "mini",
+    ("anthropic", "claude-sonnet-4"): "claude",
+}
+
+
+def _read(
+    db: Path,
+    routes: list[str],
+    extra: tuple[str, ...] = (),
+    chosen: dict[tuple[str | None, str | None], str] = CHOSEN,
+) -> pl.DataFrame:
     with open_warehouse(db, read_only=True) as opened:
         assert asked_pairs(opened.con, SINCE, UNTIL) == [
             ("anthropic", "claude-sonnet-4"),
@@ -143,23 +150,11 @@ def test_many_pairs_are_routed_by_a_join_as_by_the_case(warehouse: Path) -> None
     few = _read(warehouse, ["batch", "chat", "mini"])
     padding = {("openai", f"gpt-4o-{number}"): "chat" for number in range(100)}
     chosen = {
-        ("openai", "gpt-4o"): "chat",
-        ("openai", "gpt-4o-mini"): "mini",
-        ("anthropic", "claude-sonnet-4"): "claude",  # not read: "a" goes nowhere
+        **CHOSEN,  # "a" (claude) goes nowhere: its route is not read
         **padding,
         (None, None): "chat",
     }
-    with open_warehouse(warehouse, read_only=True) as opened:
-        many = read_routed(
-            opened.con,
-            SETTINGS,
-            since=SINCE,
-            until=UNTIL,
-            routes=["batch", "chat", "mini"],
-            logged={"chat", "batch", "claude", "mini"},
-            chosen=chosen,
-            columns=["log_id", "tokens_in", "user"],
-        )
+    many = _read(warehouse, ["batch", "chat", "mini"], chosen=chosen)
     assert many.select("log_id", "route").rows()[:2] == [("b", "batch"), ("c", "chat")]
     # (event "e"'s two attempts share a key: their order is not defined)
     assert many.sort("ts", "log_id").equals(few.sort("ts", "log_id"))

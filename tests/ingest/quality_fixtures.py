@@ -7,10 +7,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.warehouse import Warehouse, open_warehouse
+from ingest import IngestSummary, QualityReport
+from ingest.quality import Checker, check_batch
 from tests.conftest import REPO, logpush_record
+
+CHECKED_AT = datetime(2026, 4, 20, tzinfo=UTC)  # the check's "now"
 
 BASE_NS = 1_776_470_400_000_000_000  # 2026-04-18T00:00:00Z in unixnano
 SECRET = "sk-live-4f9a8b7c6d5e4f3a2b1c"  # noqa: S105 - a fake key that must never reach quality_runs
@@ -92,3 +99,26 @@ def probe_events(tmp_path: Path, script: str, *args: str) -> tuple[str, list[tup
     assert probe.returncode == 0, probe.stderr
     noted = [line.split(" ", 1) for line in events.read_text().splitlines()]
     return probe.stdout, [(pid, event) for pid, event in noted]
+
+
+def check_loaded(
+    db_path: Path,
+    summary: IngestSummary,
+    gate: Checker,
+    meanwhile: Callable[[Warehouse], None] | None = None,
+) -> QualityReport:
+    """``check_batch`` (mode fail, at ``CHECKED_AT``) of the rows ``summary``'s run
+    loaded into ``db_path``, by ``gate``; ``meanwhile`` gets the open warehouse."""
+    with open_warehouse(db_path) as warehouse:
+        report = check_batch(
+            warehouse,
+            source="logs",
+            started_at=summary.started_at,
+            object_keys=summary.loaded_keys,
+            on_failure="fail",
+            gate=gate,
+            now=CHECKED_AT,
+            meanwhile=(lambda: meanwhile(warehouse)) if meanwhile is not None else None,
+        )
+    assert report is not None
+    return report

@@ -12,22 +12,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.warehouse import open_warehouse
-from ingest import IngestSettings, IngestSummary, ObjectResult, QualityReport, run_ingest
-from ingest.quality import Checker, QualityGate, check_batch
+from ingest import IngestSettings, IngestSummary, ObjectResult, run_ingest
+from ingest.quality import QualityGate
 from ingest.quality_process import GateProcess
 from tests.conftest import REPO, process_alive, write_ndjson
-from tests.ingest.quality_fixtures import bad_records, probe_events, record
+from tests.ingest.quality_fixtures import (
+    bad_records,
+    check_loaded,
+    probe_events,
+    record,
+)
 
 Query = Callable[..., list[tuple[Any, ...]]]
 
-_NOW = datetime(2026, 4, 20, tzinfo=UTC)
 _STORED = (  # a quality_runs row but its id and times
     "SELECT source, object_keys, rows_checked, on_failure, success, critical_failures, "
     "warnings, results FROM quality_runs ORDER BY started_at"
@@ -42,21 +45,6 @@ def loaded(tmp_path: Path, db_path: Path) -> IngestSummary:
     return run_ingest(IngestSettings(source=str(tmp_path / "logs"), db_path=db_path, quality="off"))
 
 
-def _check(db_path: Path, summary: IngestSummary, gate: Checker) -> QualityReport:
-    with open_warehouse(db_path) as warehouse:
-        report = check_batch(
-            warehouse,
-            source="logs",
-            started_at=summary.started_at,
-            object_keys=summary.loaded_keys,
-            on_failure="fail",
-            gate=gate,
-            now=_NOW,
-        )
-    assert report is not None
-    return report
-
-
 def test_the_child_checks_the_rows_as_this_process_does(
     db_path: Path, loaded: IngestSummary, query: Query
 ) -> None:
@@ -66,9 +54,9 @@ def test_the_child_checks_the_rows_as_this_process_does(
         gate.start()
         pid = gate.pid
         assert pid is not None
-        through_child = _check(db_path, loaded, gate)
+        through_child = check_loaded(db_path, loaded, gate)
         assert (gate.fallback, gate.pid) == (None, pid)  # the child answered
-    in_process = _check(db_path, loaded, QualityGate())
+    in_process = check_loaded(db_path, loaded, QualityGate())
 
     assert not process_alive(pid)
     assert through_child.outcomes == in_process.outcomes
@@ -92,10 +80,10 @@ def test_a_child_killed_before_the_check_falls_back_to_this_process(
         gate.start()
         assert gate.pid is not None
         os.kill(gate.pid, signal.SIGKILL)
-        report = _check(db_path, loaded, gate)
+        report = check_loaded(db_path, loaded, gate)
         assert gate.fallback == "the quality check's process ended (exit code -9)"
         assert gate.pid is None
-    assert report.outcomes == _check(db_path, loaded, QualityGate()).outcomes
+    assert report.outcomes == check_loaded(db_path, loaded, QualityGate()).outcomes
     assert (report.rows_checked, report.critical_failures, report.warnings) == (6, 3, 1)
 
 
@@ -108,13 +96,13 @@ def test_rows_that_cannot_be_handed_over_are_checked_in_this_process(
         gate.start()
         pid = gate.pid
         assert pid is not None
-        report = _check(db_path, loaded, gate)
+        report = check_loaded(db_path, loaded, gate)
         assert gate.fallback == (
             "the rows could not be handed to the quality check's process (FileNotFoundError)"
         )
         assert gate.pid is None
         assert not process_alive(pid)
-    assert report.outcomes == _check(db_path, loaded, QualityGate()).outcomes
+    assert report.outcomes == check_loaded(db_path, loaded, QualityGate()).outcomes
     assert (report.rows_checked, report.critical_failures, report.warnings) == (6, 3, 1)
 
 

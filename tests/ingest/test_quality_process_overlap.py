@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +16,13 @@ import pytest
 
 from core.warehouse import Warehouse, open_warehouse
 from ingest import IngestSettings, IngestSummary, QualityReport, run_ingest
-from ingest.quality import Checker, QualityGate, check_batch
+from ingest.quality import QualityGate
 from ingest.quality_process import GateProcess
 from ingest.quality_suite import CHECKED_COLUMNS, DERIVED_COLUMNS
 from models import ModelsSettings, PriceFileError, refresh_rollups
 from tests.conftest import process_alive, write_ndjson
-from tests.ingest.quality_fixtures import bad_records
+from tests.ingest.quality_fixtures import CHECKED_AT, bad_records, check_loaded
 
-_NOW = datetime(2026, 4, 20, tzinfo=UTC)
 _STORED = (  # the quality_runs rows but their ids and times
     "SELECT source, object_keys, rows_checked, on_failure, success, critical_failures, "
     "warnings, results FROM quality_runs ORDER BY started_at"
@@ -45,32 +42,11 @@ def logs(tmp_path: Path) -> Path:
     return tmp_path / "logs"
 
 
-def _check(
-    db_path: Path,
-    summary: IngestSummary,
-    gate: Checker,
-    meanwhile: Callable[[Warehouse], None] | None = None,
-) -> QualityReport:
-    with open_warehouse(db_path) as warehouse:
-        report = check_batch(
-            warehouse,
-            source="logs",
-            started_at=summary.started_at,
-            object_keys=summary.loaded_keys,
-            on_failure="fail",
-            gate=gate,
-            now=_NOW,
-            meanwhile=(lambda: meanwhile(warehouse)) if meanwhile is not None else None,
-        )
-    assert report is not None
-    return report
-
-
 def _sequential(logs: Path, db_path: Path) -> tuple[QualityReport, dict[str, Any]]:
     """The same rows loaded into another warehouse, checked in this process, then
     refreshed: what the overlapped run must equal."""
     summary = _load(logs, db_path)
-    report = _check(db_path, summary, QualityGate())
+    report = check_loaded(db_path, summary, QualityGate())
     with open_warehouse(db_path) as warehouse:
         refresh_rollups(warehouse, ModelsSettings())
     return report, _results(db_path)
@@ -107,7 +83,7 @@ def test_the_rollups_refresh_while_the_child_holds_the_rows(
             refreshed = refresh_rollups(warehouse, ModelsSettings())
             seen.append((handed, stored, process_alive(pid), refreshed.full, refreshed.rows))
 
-        report = _check(db_path, summary, gate, refresh)
+        report = check_loaded(db_path, summary, gate, refresh)
         assert (gate.fallback, gate.pid) == (None, pid)  # the child answered
         assert list(handover.iterdir()) == []  # the rows' folder is gone once answered
     before, before_results = _sequential(logs, tmp_path / "before.duckdb")
@@ -136,7 +112,7 @@ def test_a_child_killed_during_the_refresh_leaves_the_check_to_this_process(
             os.kill(pid, signal.SIGKILL)
             refresh_rollups(warehouse, ModelsSettings())
 
-        report = _check(db_path, summary, gate, kill_then_refresh)
+        report = check_loaded(db_path, summary, gate, kill_then_refresh)
         assert gate.fallback == "the quality check's process ended (exit code -9)"
         assert gate.pid is None
     before, before_results = _sequential(logs, tmp_path / "before.duckdb")
@@ -160,7 +136,9 @@ def test_a_refresh_that_fails_abandons_the_check(tmp_path: Path, logs: Path, db_
         pid = gate.pid
         assert pid is not None
         with pytest.raises(PriceFileError, match="cannot read price file"):
-            _check(db_path, summary, gate, lambda warehouse: refresh_rollups(warehouse, missing))
+            check_loaded(
+                db_path, summary, gate, lambda warehouse: refresh_rollups(warehouse, missing)
+            )
         assert [path.name for path in handover.rglob("*") if path.is_file()] == ["rows.arrow"]
 
     assert not process_alive(pid)
@@ -180,13 +158,13 @@ def test_a_check_handed_over_twice_without_collecting_runs_here(logs: Path, db_p
     )
     with open_warehouse(db_path, read_only=True) as warehouse:
         table = warehouse.con.execute(f"SELECT {columns} FROM requests").arrow().read_all()  # noqa: S608 - constant names
-    expected = QualityGate().check_table(table, now=_NOW)
+    expected = QualityGate().check_table(table, now=CHECKED_AT)
     with GateProcess() as gate:
         gate.start()
         pid = gate.pid
         assert pid is not None
-        first = gate.submit(table, now=_NOW)
-        second = gate.submit(table, now=_NOW)
+        first = gate.submit(table, now=CHECKED_AT)
+        second = gate.submit(table, now=CHECKED_AT)
         assert gate.fallback == "a check handed to the quality check's process was not collected"
         assert gate.pid is None
         assert not process_alive(pid)
