@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from core.lake import EngineSpec
+from core.lake.datafiles import DataFileTarget
 from core.lake.lake import Lake
 from core.lake.state import FileEntry, owner_id
 from ingest.lake_commit import commit_objects, committed_objects
@@ -184,7 +185,9 @@ class _Driver:
         if not todo:
             return _Chunk(entries, repaired, list)
         if isinstance(runner, AheadRunner):
-            return _Chunk(entries, repaired, runner.submit(todo, **options))
+            # the workers write the rows' data files: the rows never come to this process
+            target = DataFileTarget.of(self.lake.fact("requests"), self.lake.spec)
+            return _Chunk(entries, repaired, runner.submit(todo, **options, files=target))
         return _Chunk(entries, repaired, lambda: runner.map(todo, **options))
 
     def finish(self, chunk: _Chunk) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -23,6 +24,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from core.lake.datafiles import data_files, delete_files, read_rows
 from core.lake.filters import in_ranges, is_in
 from core.lake.lake import Lake
 from core.lake.tables import FACT_SCHEMAS, OBJECTS_SUMMARY, conform, snapshot_objects
@@ -48,13 +50,14 @@ def commit_objects(
     if rejects or (reloaded and _has_rows(lake, "rejects")):
         lake.commit("rejects", lambda t: _replace_rejects(t, conform(table, _REJECTS), keys))
     counts: dict[str, ObjectCounts] = {}
+    unused: list[Any] = []
 
     def append(iceberg: Any) -> None:
-        kept, per_object = _new_rows(iceberg, loads)
+        batch = _new_rows(iceberg, loads)
         counts.clear()
         for index, load in enumerate(loads):
             rejected = load.rejects.num_rows if load.rejects is not None else 0
-            loaded = per_object.get(index, 0)
+            loaded = batch.per_object.get(index, 0)
             counts[load.obj.key] = ObjectCounts(
                 records=load.records,
                 loaded=loaded,
@@ -64,9 +67,12 @@ def commit_objects(
                 locked_metadata=load.locked_metadata,
             )
         summary = _summary(loads, counts, started)
-        iceberg.append(conform(kept, _REQUESTS), snapshot_properties={SUMMARY_KEY: summary})
+        _append(iceberg, batch, {SUMMARY_KEY: summary})
+        unused[:] = batch.unused
 
     lake.commit("requests", append)
+    if unused:  # the workers' files whose kept rows the commit wrote again
+        delete_files(lake.fact("requests").io, unused)
     return counts
 
 
@@ -102,42 +108,104 @@ def _summary(
     return orjson.dumps({"started": started.isoformat(), "objects": objects}).decode()
 
 
-def _new_rows(iceberg: Any, loads: Sequence[ObjectLoad]) -> tuple[pa.Table, dict[int, int]]:
+@dataclass(frozen=True, slots=True)
+class _NewRows:
+    """What one commit of a batch stores: ``rows`` the driver writes, the workers' data
+    ``files`` committed as they are, and ``unused`` workers' files, some of whose rows
+    are repeats (their kept rows are in ``rows``); ``per_object`` counts the kept rows
+    of each object (by index)."""
+
+    rows: pa.Table
+    files: list[Any]
+    unused: list[Any]
+    per_object: dict[int, int]
+
+
+def _new_rows(iceberg: Any, loads: Sequence[ObjectLoad]) -> _NewRows:
     """The rows of ``loads`` not stored yet and not repeated by an earlier object of the
-    batch, and how many each object (by index) keeps."""
-    parts = [
-        load.rows.append_column("_obj", pa.array([i] * load.rows.num_rows, pa.int32()))
-        for i, load in enumerate(loads)
-        if load.rows is not None and load.rows.num_rows
-    ]
-    if not parts:
-        return _REQUESTS.empty_table(), {}
-    batch = pa.concat_tables(parts, promote_options="permissive")
-    low = pa.compute.min(batch["ts"]).as_py()
-    high = pa.compute.max(batch["ts"]).as_py()
+    batch. Deduplication reads the rows' keys only: an object whose rows are all new
+    keeps its data files (written by a worker) or its rows whole."""
+    keyed = [(i, keys) for i, load in enumerate(loads) if (keys := load.row_keys()) is not None]
+    if not keyed:
+        return _NewRows(_REQUESTS.empty_table(), [], [], {})
+    keys = pa.concat_tables(
+        [part.append_column("_obj", pa.array([i] * part.num_rows, pa.int32())) for i, part in keyed]
+    )
+    low = pa.compute.min(keys["ts"]).as_py()
+    high = pa.compute.max(keys["ts"]).as_py()
     seen = _stored_keys(iceberg, low, high)
-    if seen.num_rows == 0 and pa.compute.count_distinct(batch["log_id"]).as_py() == batch.num_rows:
-        kept = batch  # nothing stored in its time range, no log id twice: every row is new
-    else:
-        kept = _without_repeats(batch, seen)
+    kept: pa.Table | None = None  # the kept rows' (object, line); None when all are kept
+    if seen.num_rows or pa.compute.count_distinct(keys["log_id"]).as_py() != keys.num_rows:
+        kept = _kept_lines(keys, seen)
     # counted in Arrow: a Python loop over the kept rows took 1 s a million rows (the
     # driver's largest share on Ray, where the workers parse)
-    counted = pa.compute.value_counts(kept["_obj"]) if kept.num_rows else []
-    per_object = {item["values"].as_py(): item["counts"].as_py() for item in counted}
-    return kept.drop_columns(["_obj"]), per_object
+    if kept is None:
+        per_object = {i: part.num_rows for i, part in keyed}
+    else:
+        counted = pa.compute.value_counts(kept["_obj"]) if kept.num_rows else []
+        per_object = {item["values"].as_py(): item["counts"].as_py() for item in counted}
+    whole = {i for i, part in keyed if per_object.get(i, 0) == part.num_rows}
+    # pieces: the rows of one object (the local engine) or the data files one worker
+    # wrote for several
+    pieces: dict[object, list[int]] = {}
+    for i, _ in keyed:
+        load = loads[i]
+        piece = i if load.rows is not None else tuple(f.file_path for f in load.files)
+        pieces.setdefault(piece, []).append(i)
+    rows: list[pa.Table] = []
+    files: list[Any] = []
+    unused: list[Any] = []
+    for members in pieces.values():
+        first = loads[members[0]]
+        if whole.issuperset(members):  # every row new: stored whole
+            files.extend(first.files)
+            if first.rows is not None:
+                rows.append(conform(first.rows, _REQUESTS))
+            continue
+        unused.extend(first.files)  # its kept rows are written again
+        if any(per_object.get(i, 0) for i in members):
+            table = first.rows if first.rows is not None else read_rows(iceberg.io, first.files)
+            found = kept if kept is not None else keys  # (set: some rows were dropped)
+            rows.append(conform(_kept_rows(table, loads, members, found), _REQUESTS))
+    data = pa.concat_tables(rows) if rows else _REQUESTS.empty_table()
+    return _NewRows(data, files, unused, per_object)
 
 
-def _without_repeats(batch: pa.Table, seen: pa.Table) -> pa.Table:
-    """``batch``'s rows whose (log id, time) is not in ``seen``, each once (the first by
-    object, then by line)."""
+def _kept_rows(
+    table: pa.Table, loads: Sequence[ObjectLoad], members: list[int], kept: pa.Table
+) -> pa.Table:
+    """The rows of ``table`` (rows of the objects ``members`` index) whose object and
+    line ``kept`` (``_obj``, ``source_line``) names."""
+    codes = pa.array(members, pa.int32())
+    position = pa.compute.index_in(
+        table["source_file"], value_set=pa.array([loads[i].obj.key for i in members])
+    )
+    index = pa.table(
+        {
+            "_obj": pa.compute.take(codes, position),
+            "source_line": table["source_line"],
+            "_row": pa.array(range(table.num_rows), pa.int64()),
+        }
+    )
+    wanted = kept.select(["_obj", "source_line"]).filter(
+        pa.compute.is_in(kept["_obj"], value_set=codes)
+    )
+    # joined on the keys alone (Arrow's join carries no list columns), rows taken in order
+    rows = index.join(wanted, keys=["_obj", "source_line"], join_type="left semi")["_row"]
+    return table.take(rows.sort())
+
+
+def _kept_lines(keys: pa.Table, seen: pa.Table) -> pa.Table:
+    """``_obj`` and ``source_line`` of the rows of ``keys`` whose (log id, time) is not in
+    ``seen``, each (log id, time) once (the first by object, then by line)."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.register("batch", batch)
+        con.register("batch", keys)
         con.register("seen", seen)
         return (
             con.execute(
-                "SELECT * FROM batch AS b WHERE NOT EXISTS "
+                "SELECT _obj, source_line FROM batch AS b WHERE NOT EXISTS "
                 "(SELECT 1 FROM seen AS s WHERE s.log_id = b.log_id AND s.ts = b.ts) "
                 "QUALIFY row_number() OVER (PARTITION BY log_id, ts ORDER BY _obj, source_line) = 1"
             )
@@ -146,6 +214,21 @@ def _without_repeats(batch: pa.Table, seen: pa.Table) -> pa.Table:
         )
     finally:
         con.close()
+
+
+def _append(iceberg: Any, batch: _NewRows, properties: dict[str, str]) -> None:
+    """One snapshot of ``requests`` adding the batch's data files and rows (the rows
+    written here), with ``properties`` in its summary."""
+    if not batch.files:
+        iceberg.append(batch.rows, snapshot_properties=properties)
+        return
+    written = data_files(iceberg.metadata, batch.rows, iceberg.io)
+    with (
+        iceberg.transaction() as tx,
+        tx.update_snapshot(snapshot_properties=properties).fast_append() as files,
+    ):
+        for data_file in (*batch.files, *written):
+            files.append_data_file(data_file)
 
 
 def _stored_keys(iceberg: Any, low: datetime, high: datetime) -> pa.Table:

@@ -2,44 +2,63 @@
 
 ``load_object`` opens the object, runs ``ingest.engine.read_object`` and returns an
 ``ObjectLoad``: its rows as one Arrow table (``ts``, ``source_file``, ``source_line`` and
-``ingested_at`` added), its rejects, and its counts. It touches no warehouse, and all its
-arguments are plain values (the source by URI, the private key as PEM), so a Ray worker on
-another machine runs it as the driver would.
+``ingested_at`` added), its rejects, and its counts. ``load_objects`` loads several and,
+given a ``DataFileTarget`` (on Ray), writes their rows as one set of the table's data
+files itself, returning the files' descriptions and the rows' keys instead of the rows
+(``core.lake.datafiles``). Nothing is committed, and all arguments are plain values (the
+source by URI, the private key as PEM, the target without secrets), so a Ray worker on
+another machine runs them as the driver would.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 
+from core.lake.datafiles import DataFileTarget, write_rows
 from ingest.decrypt import Decryptor, load_private_key
 from ingest.engine import read_object
 from ingest.errors import ObjectReadError
 from ingest.loader import BATCH_ROWS, locked_metadata
 from ingest.sources import StoredObject, is_log_object, open_source
 
-__all__ = ["ObjectLoad", "load_object"]
+__all__ = ["KEY_COLUMNS", "ObjectLoad", "load_object", "load_objects"]
 
 _TS: Final = pa.timestamp("us", tz="UTC")
+KEY_COLUMNS: Final = ("log_id", "ts", "source_line")  # what deduplication reads of a row
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectLoad:
     """What the engine made of one object: ``status`` is ``parsed`` (rows and rejects
-    below), ``skipped`` (not a log file) or ``failed`` (``error``, ``detail``)."""
+    below), ``skipped`` (not a log file) or ``failed`` (``error``, ``detail``).
+
+    The rows are either in ``rows``, or, written by a worker, in the data ``files`` with
+    their ``KEY_COLUMNS`` in ``keys``; ``files`` may also hold the rows of the other
+    objects ``load_objects`` loaded with this one (their ``source_file`` tells them
+    apart)."""
 
     obj: StoredObject
     status: str
     rows: pa.Table | None = None
     rejects: pa.Table | None = None
+    files: tuple[Any, ...] = ()
+    keys: pa.Table | None = None
     records: int = 0
     decrypt_errors: int = 0
     locked_metadata: int = 0
     error: str | None = None
     detail: str | None = None
+
+    def row_keys(self) -> pa.Table | None:
+        """``KEY_COLUMNS`` of the object's rows; None when it has none."""
+        if self.rows is not None and self.rows.num_rows:
+            return self.rows.select(KEY_COLUMNS)
+        return self.keys if self.keys is not None and self.keys.num_rows else None
 
 
 def load_object(
@@ -91,6 +110,29 @@ def load_object(
         decrypt_errors=undecrypted,
         locked_metadata=locked,
     )
+
+
+def load_objects(
+    source_uri: str,
+    objects: Sequence[StoredObject],
+    *,
+    files: DataFileTarget | None = None,
+    **options: Any,
+) -> list[ObjectLoad]:
+    """``load_object`` of each of ``objects``, in order; with ``files``, the rows of all
+    of them written as one set of data files (one per day partition), each load then
+    carrying the set in ``files`` and its own rows' keys in ``keys``."""
+    loads = [load_object(source_uri, obj, **options) for obj in objects]
+    tables = [load.rows for load in loads if load.rows is not None]
+    if files is None or not tables:
+        return loads
+    written = write_rows(files, pa.concat_tables(tables))
+    return [
+        replace(load, rows=None, keys=load.rows.select(KEY_COLUMNS), files=written)
+        if load.rows is not None
+        else load
+        for load in loads
+    ]
 
 
 def _rows(parts: list[pa.Table], key: str, started: datetime) -> pa.Table | None:

@@ -4,13 +4,17 @@ warehouse."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.lake import EngineSpec, LakeSpec
+from core.lake.lake import Lake
 from core.warehouse import open_warehouse
 
-__all__ = ["ROW_QUERY", "lake_config", "lake_spec", "read_all"]
+__all__ = ["ROW_QUERY", "LosesTheRace", "lake_config", "lake_spec", "read_all"]
+
+T = TypeVar("T")
 
 # Every stored column but the run time, in a stable order.
 ROW_QUERY = "SELECT * EXCLUDE (ingested_at) FROM requests ORDER BY log_id, ts"
@@ -50,3 +54,23 @@ def read_all(target: Path | LakeSpec, sql: str) -> list[tuple[Any, ...]]:
     with open_warehouse(target, read_only=True) as warehouse:
         warehouse.load_manifest()
         return warehouse.con.execute(sql).fetchall()
+
+
+class LosesTheRace(Lake):
+    """A lake whose first ``requests`` commit loses a race: ``rival`` (another driver's
+    commit) runs after the table is loaded and before the change is computed."""
+
+    def __init__(self, spec: LakeSpec, rival: Callable[[], object]) -> None:
+        super().__init__(spec)
+        self._rival: Callable[[], object] | None = rival
+        self.attempts = 0
+
+    def commit(self, name: str, change: Callable[[Any], T]) -> T:
+        def late(table: Any) -> T:
+            self.attempts += 1
+            if self._rival is not None:
+                rival, self._rival = self._rival, None
+                rival()
+            return change(table)
+
+        return super().commit(name, late if name == "requests" else change)

@@ -38,6 +38,7 @@ __all__ = [
     "load_catalog",
     "location_uri",
     "snapshot_objects",
+    "storage_properties",
 ]
 
 _TS: Final = pa.timestamp("us", tz="UTC")
@@ -134,7 +135,7 @@ def catalog_properties(spec: LakeSpec, environ: Mapping[str, str]) -> dict[str, 
     if props.get("type") == "sql":
         props.setdefault("warehouse", location_uri(spec.location))
         make_sqlite_folder(props["uri"])
-    props.update(_s3_properties(spec, environ))
+    props.update(storage_properties(spec, environ))
     return props
 
 
@@ -192,7 +193,7 @@ def file_system(
     if uri.startswith("file://"):
         return pafs.LocalFileSystem(), "file://"
     if uri.startswith(("s3://", "s3a://")):
-        props = _s3_properties(spec, environ)
+        props = storage_properties(spec, environ)
         endpoint = props.get("s3.endpoint")
         options: dict[str, Any] = {"region": props.get("s3.region", "us-east-1")}
         if "s3.access-key-id" in props:
@@ -208,7 +209,9 @@ def file_system(
     )
 
 
-def _s3_properties(spec: LakeSpec, environ: Mapping[str, str]) -> dict[str, str]:
+def storage_properties(spec: LakeSpec, environ: Mapping[str, str]) -> dict[str, str]:
+    """PyIceberg file IO properties of ``spec``'s object store: endpoint, region, and the
+    keys read from the variables ``[warehouse] s3`` names (none for a folder)."""
     props: dict[str, str] = {}
     if "endpoint" in spec.s3:
         props["s3.endpoint"] = spec.s3["endpoint"]

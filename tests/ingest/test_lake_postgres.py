@@ -32,6 +32,7 @@ from ingest.lake_object import ObjectLoad, load_object
 from ingest.sources import StoredObject, open_source
 from tests.conftest import REPO, logpush_record, write_ndjson
 from tests.ingest.lake_workers import claim_keys, entry, ingest_once, run_together
+from tests.lake_fixtures import LosesTheRace
 from tests.postgres_server import create_database, run_postgres_server
 
 SAMPLES = REPO / "sample_data" / "logs"
@@ -247,26 +248,6 @@ def _two_objects(logs: Path) -> tuple[ObjectLoad, ObjectLoad]:
     return a, b
 
 
-class _LosesTheRace(Lake):
-    """A lake whose first ``requests`` commit loses a race: ``rival`` (another driver's
-    commit) runs after the table is loaded and before the change is computed."""
-
-    def __init__(self, spec: LakeSpec, rival: Callable[[], object]) -> None:
-        super().__init__(spec)
-        self._rival: Callable[[], object] | None = rival
-        self.attempts = 0
-
-    def commit(self, name: str, change: Callable[[Any], T]) -> T:
-        def late(table: Any) -> T:
-            self.attempts += 1
-            if self._rival is not None:
-                rival, self._rival = self._rival, None
-                rival()
-            return change(table)
-
-        return super().commit(name, late if name == "requests" else change)
-
-
 @pytest.mark.parametrize("table", ["created by the loser", "created before"])
 def test_an_append_that_lost_the_commit_race_is_deduplicated_against_the_winner(
     server: str, tmp_path: Path, table: str
@@ -281,7 +262,7 @@ def test_an_append_that_lost_the_commit_race_is_deduplicated_against_the_winner(
         def rival() -> object:
             return commit_objects(winner, [load_b], started=started, reloaded=False)
 
-        with _LosesTheRace(spec, rival) as loser:
+        with LosesTheRace(spec, rival) as loser:
             counts = commit_objects(loser, [load_a], started=started, reloaded=False)
         summaries = committed_objects(winner)
     a = counts[load_a.obj.key]

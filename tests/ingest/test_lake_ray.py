@@ -140,6 +140,26 @@ class _ManifestAtSubmit(RayRunner):
         return super().submit(objects, **options)
 
 
+class _KeepsLoads(RayRunner):
+    """The Ray runner, keeping every load it returns in ``loads``."""
+
+    def __init__(self, source_uri: str) -> None:
+        super().__init__(EngineSpec(kind="ray"), source_uri)
+        self.loads: list[ObjectLoad] = []
+
+    def submit(
+        self, objects: Sequence[StoredObject], **options: object
+    ) -> Callable[[], list[ObjectLoad]]:
+        wait = super().submit(objects, **options)
+
+        def kept() -> list[ObjectLoad]:
+            loads = wait()
+            self.loads.extend(loads)
+            return loads
+
+        return kept
+
+
 @ray.remote
 def _ingest_module_file() -> str:
     return str(ingest.__file__)
@@ -178,6 +198,26 @@ class TestRayStartedHere:
             == read_all(local, MANIFEST)
             == [("loaded", 8, 1111, 960, 150, 1), ("skipped", 1, 0, 0, 0, 0)]
         )
+
+    def test_the_workers_write_the_data_files_the_driver_commits(self, tmp_path: Path) -> None:
+        """Two CPUs: a chunk of four objects runs as two tasks, each writing its two
+        objects' rows as one file; the rows never come to the driver, the commit adds
+        exactly those two files."""
+        logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+        _slow_objects(logs, objects=4, records=1_000)
+        runner = _KeepsLoads(str(logs))
+        summary = _ingest(logs, spec, runner, batch=4)
+
+        assert _counts(summary) == (4, 0, 0, 0, 4_000, 0, 0)
+        assert [(load.rows, load.keys.num_rows) for load in runner.loads] == [(None, 1_000)] * 4
+        written = {data_file.file_path for load in runner.loads for data_file in load.files}
+        assert len(written) == 2
+        with Lake(spec) as lake:
+            plan = lake.table("requests").scan().plan_files()
+            assert {task.file.file_path for task in plan} == written
+        assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [
+            (4_000, 4_000)
+        ]
 
     def test_the_next_chunk_loads_while_the_driver_commits_the_previous_one(
         self, tmp_path: Path

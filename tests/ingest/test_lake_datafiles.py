@@ -1,0 +1,159 @@
+"""Data files written where the rows are parsed (``load_objects`` with a
+``DataFileTarget``, what each Ray task runs) and committed by the driver: committed as
+they are when every row is new; read back, their kept rows written again and deleted
+when some rows repeat stored ones, each other's, or a rival driver's commit; on a
+folder and on moto's S3 server. Without Ray: the worker's function runs here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.lake import LakeSpec
+from core.lake.datafiles import DataFileTarget
+from core.lake.lake import Lake
+from ingest.lake import ingest_lake
+from ingest.lake_commit import commit_objects
+from ingest.lake_object import ObjectLoad, load_object, load_objects
+from ingest.lake_ray import spread
+from ingest.sources import StoredObject, open_source
+from tests.conftest import logpush_record, write_ndjson
+from tests.ingest.conftest import Bucket
+from tests.lake_fixtures import ROW_QUERY, LosesTheRace, lake_spec, read_all
+
+BASE_NS = 1_776_470_400_000_000_000  # 2026-04-18T00:00:00Z
+STORED = "SELECT count(*), count(DISTINCT log_id) FROM requests"
+
+
+def _objects(logs: Path, spans: dict[str, range]) -> list[StoredObject]:
+    """One object per name, holding the records numbered by its span (a number is the
+    same record in every object that has it)."""
+    for name, span in spans.items():
+        write_ndjson(
+            logs / "20260418" / f"{name}.log.gz",
+            [logpush_record(Metadata={"n": n}, Timestamp=BASE_NS + n * 1000) for n in span],
+        )
+    return sorted(open_source(str(logs)).list_objects(), key=lambda obj: obj.key)
+
+
+def _written_by_worker(
+    lake: Lake, spec: LakeSpec, logs: Path, objects: list[StoredObject]
+) -> list[ObjectLoad]:
+    target = DataFileTarget.of(lake.fact("requests"), spec)
+    return load_objects(str(logs), objects, files=target, started=datetime.now(tz=UTC))
+
+
+def _committed_files(lake: Lake) -> set[str]:
+    return {task.file.file_path for task in lake.table("requests").scan().plan_files()}
+
+
+def _files_on_disk(root: Path) -> set[str]:
+    return {f"file://{path}" for path in root.rglob("*.parquet") if "requests" in path.parts}
+
+
+def _counts(counts: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
+    return {
+        Path(key).name.split(".")[0]: (c.records, c.loaded, c.duplicates)
+        for key, c in counts.items()
+    }
+
+
+def test_a_worker_s_files_are_committed_as_they_are(tmp_path: Path) -> None:
+    """Rows all new: the commit adds the files the worker wrote (one set for its two
+    objects, one file for their one day), and the stored rows are the in-process path's."""
+    logs, spec = tmp_path / "logs", lake_spec(tmp_path / "ray")
+    objects = _objects(logs, {"a": range(4), "b": range(4, 9)})
+    with Lake(spec) as lake:
+        loads = _written_by_worker(lake, spec, logs, objects)
+        assert [(load.rows, load.keys.num_rows) for load in loads] == [(None, 4), (None, 5)]
+        assert loads[0].files == loads[1].files and len(loads[0].files) == 1
+        counts = commit_objects(lake, loads, started=datetime.now(tz=UTC), reloaded=False)
+        assert _committed_files(lake) == {loads[0].files[0].file_path}
+    assert _counts(counts) == {"a": (4, 4, 0), "b": (5, 5, 0)}
+    local = lake_spec(tmp_path / "local")
+    with Lake(local) as lake:
+        ingest_lake(open_source(str(logs)), lake)
+    assert read_all(spec, ROW_QUERY) == read_all(local, ROW_QUERY)
+    assert len(read_all(spec, ROW_QUERY)) == 9
+
+
+def test_repeated_rows_are_dropped_and_the_worker_s_files_replaced(tmp_path: Path) -> None:
+    """c (records 0-2) stored first; then one worker's files for a (0-5) and b (3-8):
+    a repeats c three times, b repeats a three times. The kept rows are written again,
+    the worker's file deleted: what is on disk is what the table references."""
+    logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+    a, b, c = _objects(logs, {"a": range(6), "b": range(3, 9), "c": range(3)})
+    started = datetime.now(tz=UTC)
+    with Lake(spec) as lake:
+        first = commit_objects(lake, [load_object(str(logs), c, started=started)], started=started)
+        loads = _written_by_worker(lake, spec, logs, [a, b])
+        worker_file = loads[0].files[0].file_path
+        counts = commit_objects(lake, loads, started=started)
+        committed = _committed_files(lake)
+    assert _counts(first | counts) == {"c": (3, 3, 0), "a": (6, 3, 3), "b": (6, 3, 3)}
+    assert worker_file not in committed and len(committed) == 2
+    assert _files_on_disk(tmp_path / "lake") == committed
+    assert read_all(spec, STORED) == [(9, 9)]
+    assert read_all(spec, "SELECT source_file, count(*) FROM requests GROUP BY 1 ORDER BY 1") == [
+        (a.key, 3),
+        (b.key, 3),
+        (c.key, 3),
+    ]
+
+
+def test_a_commit_that_lost_the_race_drops_the_rival_s_rows_from_the_worker_s_files(
+    tmp_path: Path,
+) -> None:
+    """The first attempt adds the worker's files as they are and loses to a rival that
+    stored b (3-8); the retry finds a (0-5) repeats three of b's and writes a's other
+    three again: nothing doubled, the worker's file deleted."""
+    logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+    a, b = _objects(logs, {"a": range(6), "b": range(3, 9)})
+    started = datetime.now(tz=UTC)
+    with Lake(spec) as winner:
+        loads = _written_by_worker(winner, spec, logs, [a])
+
+        def rival() -> object:
+            rows = load_object(str(logs), b, started=started)
+            return commit_objects(winner, [rows], started=started, reloaded=False)
+
+        with LosesTheRace(spec, rival) as loser:
+            counts = commit_objects(loser, loads, started=started, reloaded=False)
+        committed = _committed_files(winner)
+    assert loser.attempts == 2
+    assert _counts(counts) == {"a": (6, 3, 3)}
+    assert loads[0].files[0].file_path not in committed
+    assert _files_on_disk(tmp_path / "lake") == committed
+    assert read_all(spec, STORED) == [(9, 9)]
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_workers_write_to_s3_with_the_keys_of_their_own_environment(
+    tmp_path: Path, bucket: Bucket
+) -> None:
+    """The target carries the endpoint and the names of the key variables; the worker
+    reads the keys from its environment (``aws_env``'s) and writes to the bucket."""
+    spec = lake_spec(tmp_path, location=f"s3://{bucket.name}/aigw", endpoint=bucket.endpoint)
+    logs = tmp_path / "logs"
+    objects = _objects(logs, {"a": range(4), "b": range(2, 7)})
+    with Lake(spec) as lake:
+        target = DataFileTarget.of(lake.fact("requests"), spec)
+        assert "testing" not in repr(target)  # names of variables travel, never keys
+        loads = load_objects(str(logs), objects, files=target, started=datetime.now(tz=UTC))
+        counts = commit_objects(lake, loads, started=datetime.now(tz=UTC), reloaded=False)
+        committed = _committed_files(lake)
+    listed = bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="aigw/")["Contents"]
+    on_s3 = {f"s3://{bucket.name}/{item['Key']}" for item in listed}
+    assert {key for key in on_s3 if key.endswith(".parquet")} == committed
+    assert _counts(counts) == {"a": (4, 4, 0), "b": (5, 3, 2)}
+    assert read_all(spec, STORED) == [(7, 7)]
+
+
+def test_a_chunk_is_split_in_as_many_tasks_as_the_cluster_has_cpus() -> None:
+    objects = ["a", "b", "c", "d", "e"]
+    assert [list(group) for group in spread(objects, 2)] == [["a", "b", "c"], ["d", "e"]]
+    assert [list(group) for group in spread(objects, 8)] == [[name] for name in objects]
+    assert [list(group) for group in spread(objects, 0)] == [objects]
