@@ -23,7 +23,9 @@ does what a scheduler runs nightly:
   only, so after expiry ``maintain`` deletes, among the files last modified before the
   retention's cutoff (a younger file may belong to a commit in flight: never touched):
   the data files under the table's ``data/`` folder that no remaining snapshot
-  references, and under its ``metadata/`` folder the manifest lists and manifests
+  references (one that no snapshot ever referenced only once it is a day old too,
+  ``ORPHAN_AGE``, whatever the retention: it may be a Ray worker's file waiting for its
+  driver's commit), and under its ``metadata/`` folder the manifest lists and manifests
   (``*.avro``) of no remaining snapshot and the ``*.metadata.json`` files that are
   neither the current one nor in the current metadata's log. The log's files are kept,
   as Iceberg's own orphan-file removal keeps them: a reader that resolved the catalog's
@@ -39,7 +41,7 @@ settings); ``maintain`` is for the SQL catalog and for REST catalogs that do not
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -55,6 +57,7 @@ from core.lake.tables import DAY_PARTITIONED, file_system, snapshot_objects
 
 __all__ = [
     "MAX_SMALL_FILES",
+    "ORPHAN_AGE",
     "SMALL_BYTES",
     "TARGET_BYTES",
     "MaintainResult",
@@ -67,6 +70,9 @@ __all__ = [
 ]
 
 _DONE: Final = frozenset({"loaded", "skipped"})
+# A data file no snapshot ever referenced is deleted only once this old: younger, it may
+# be a write whose commit is still to come (Iceberg's own orphan removal keeps 3 days).
+ORPHAN_AGE: Final = timedelta(days=1)
 _KEYS_PER_QUERY: Final = 500
 _METADATA_SUFFIXES: Final = (".avro", ".metadata.json")  # manifests, lists, versions
 
@@ -138,8 +144,9 @@ def maintain(
                 small_bytes=small_bytes,
                 target_bytes=target_bytes,
             )
+        known = _all_data_files(lake.table(name))  # before expiry forgets some
         expired, kept, fixed = expire_snapshots(lake, name, cutoff=cutoff, now=now)
-        deleted = delete_unreferenced(lake, name, cutoff=cutoff)
+        deleted = delete_unreferenced(lake, name, cutoff=cutoff, known=known)
         metadata = delete_unreferenced_metadata(lake, name, cutoff=cutoff)
         recorded += fixed
         results.append(
@@ -171,18 +178,32 @@ def expire_snapshots(
     return len(ids), len(held), recorded
 
 
-def delete_unreferenced(lake: Lake, name: str, *, cutoff: datetime) -> int:
+def delete_unreferenced(
+    lake: Lake, name: str, *, cutoff: datetime, known: Collection[str] = ()
+) -> int:
     """Delete the files under ``name``'s ``data/`` folder that no snapshot of the table
-    references and that were last modified before ``cutoff``; how many were deleted."""
+    references and that were last modified before ``cutoff``; how many were deleted.
+
+    A file no snapshot ever referenced (not in ``known``, the files of the snapshots
+    before expiry) may be a write not committed yet (a Ray worker's files wait for the
+    driver's commit; a crashed one's never come): it goes only once older than
+    ``ORPHAN_AGE`` too, whatever ``cutoff``."""
     table = lake.table(name)
     if table is None:
         return 0
-    referenced = (
-        set(table.inspect.all_files().column("file_path").to_pylist())
-        if table.snapshots()
-        else set()
+    referenced = _all_data_files(table)
+    orphans = min(cutoff, datetime.now(tz=UTC) - ORPHAN_AGE)
+    folder = f"{table.location().rstrip('/')}/data"
+    return _delete_old(
+        lake, folder, referenced, cutoff, later=lambda path: path not in known, orphans=orphans
     )
-    return _delete_old(lake, f"{table.location().rstrip('/')}/data", referenced, cutoff)
+
+
+def _all_data_files(table: Any) -> set[str]:
+    """The data files any snapshot of ``table`` references (URIs)."""
+    if table is None or not table.snapshots():
+        return set()
+    return set(table.inspect.all_files().column("file_path").to_pylist())
 
 
 def delete_unreferenced_metadata(lake: Lake, name: str, *, cutoff: datetime) -> int:
@@ -211,20 +232,27 @@ def _delete_old(
     cutoff: datetime,
     *,
     suffixes: tuple[str, ...] = ("",),
+    later: Callable[[str], bool] = lambda _: False,
+    orphans: datetime | None = None,
 ) -> int:
     """Delete the files under ``folder`` (a URI) whose name ends with one of ``suffixes``,
-    last modified before ``cutoff`` and not in ``referenced`` (URIs); how many."""
+    last modified before ``cutoff`` (before ``orphans`` for those ``later`` says) and not
+    in ``referenced`` (URIs); how many."""
     fs, prefix = file_system(lake.spec)
     selector = pafs.FileSelector(folder.removeprefix(prefix), allow_not_found=True, recursive=True)
-    limit = cutoff.timestamp()
+
+    def old_enough(uri: str, mtime: datetime) -> bool:
+        limit = orphans if orphans is not None and later(uri) else cutoff
+        return mtime.timestamp() < limit.timestamp()
+
     doomed = [
         info.path
         for info in fs.get_file_info(selector)
         if info.type == pafs.FileType.File
         and info.path.endswith(suffixes)
         and info.mtime is not None
-        and info.mtime.timestamp() < limit
         and prefix + info.path not in referenced
+        and old_enough(prefix + info.path, info.mtime)
     ]
     for path in doomed:
         fs.delete_file(path)

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -25,7 +26,7 @@ from app.service import refresh
 from core.lake import EngineSpec, LakeSpec
 from core.lake.compact import _replace_files, _write_group, plan_groups
 from core.lake.lake import Lake, _without_library_retries
-from core.lake.maintain import TableMaintenance, compact_table, maintain
+from core.lake.maintain import ORPHAN_AGE, TableMaintenance, compact_table, maintain
 from core.lake.state import STATE_TABLES, owner_id
 from ingest import IngestSettings, IngestSummary, run_ingest
 from ingest.lake_commit import committed_objects
@@ -322,6 +323,28 @@ def test_expiry_deletes_the_data_files_no_snapshot_references(tmp_path: Path) ->
         assert (tables["requests"].deleted, tables["request_costs"].deleted) == (6, 6)
         for name in tables:
             assert len(_data_files(lake, name)) == _file_count(lake, name)
+    assert read_all(spec, ROW_QUERY) == rows
+
+
+def test_a_data_file_no_snapshot_ever_referenced_waits_a_day_whatever_the_retention(
+    tmp_path: Path,
+) -> None:
+    """A stray Parquet file under ``data/`` (a write whose commit has not come, or never
+    will) survives ``--older-than 0m`` while younger than ``ORPHAN_AGE``; once older, it
+    goes. The table's own files stay either way."""
+    spec = _watched(tmp_path)
+    rows = read_all(spec, ROW_QUERY)
+    with Lake(spec) as lake:
+        folder = Path(lake.table("requests").location().removeprefix("file://")) / "data"
+        fresh, stale = folder / "fresh-stray.parquet", folder / "stale-stray.parquet"
+        for stray in (fresh, stale):
+            stray.write_bytes(b"PAR1")
+        aged = time.time() - ORPHAN_AGE.total_seconds() - 60
+        os.utime(stale, (aged, aged))
+        # no day over the small-file limit: nothing compacted, so only strays can go
+        result = maintain(lake, older_than=timedelta(0), max_small_files=100)
+        assert {t.name: t.deleted for t in result.tables}["requests"] == 1
+        assert (fresh.exists(), stale.exists()) == (True, False)
     assert read_all(spec, ROW_QUERY) == rows
 
 

@@ -6,7 +6,7 @@ folder and on moto's S3 server. Without Ray: the worker's function runs here."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 from core.lake import LakeSpec
 from core.lake.datafiles import DataFileTarget
 from core.lake.lake import Lake
+from core.lake.maintain import maintain
 from ingest.lake import ingest_lake
 from ingest.lake_commit import commit_objects
 from ingest.lake_object import ObjectLoad, load_object, load_objects
@@ -127,6 +128,22 @@ def test_a_commit_that_lost_the_race_drops_the_rival_s_rows_from_the_worker_s_fi
     assert _counts(counts) == {"a": (6, 3, 3)}
     assert loads[0].files[0].file_path not in committed
     assert _files_on_disk(tmp_path / "lake") == committed
+    assert read_all(spec, STORED) == [(9, 9)]
+
+
+def test_files_awaiting_their_commit_survive_maintenance(tmp_path: Path) -> None:
+    """``aigw maintain --older-than 0m`` between a worker's write and the driver's commit
+    leaves the files (no snapshot has referenced them yet): the commit then adds files
+    that exist, and every row reads back."""
+    logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+    first, second = _objects(logs, {"a": range(4), "b": range(4, 9)})
+    started = datetime.now(tz=UTC)
+    with Lake(spec) as lake:
+        commit_objects(lake, [load_object(str(logs), first, started=started)], started=started)
+        loads = _written_by_worker(lake, spec, logs, [second])
+        maintain(lake, older_than=timedelta(0))
+        commit_objects(lake, loads, started=started)
+        assert _files_on_disk(tmp_path / "lake") == _committed_files(lake)
     assert read_all(spec, STORED) == [(9, 9)]
 
 
