@@ -157,3 +157,39 @@ def test_a_chunk_is_split_in_as_many_tasks_as_the_cluster_has_cpus() -> None:
     assert [list(group) for group in spread(objects, 2)] == [["a", "b", "c"], ["d", "e"]]
     assert [list(group) for group in spread(objects, 8)] == [[name] for name in objects]
     assert [list(group) for group in spread(objects, 0)] == [objects]
+
+
+@pytest.mark.parametrize("where", ["worker", "in process"])
+def test_the_records_of_one_line_are_kept_or_dropped_each_on_its_own(
+    tmp_path: Path, where: str
+) -> None:
+    """b's first line is a REST API page of records 0 and 1 (one line number for both);
+    a (record 0) is stored first: b keeps 1 and 2, record 0 is not stored again, and the
+    rows are those one in-process run of both stores."""
+    logs, spec = tmp_path / "logs", lake_spec(tmp_path / "two")
+    day = logs / "20260418"
+    write_ndjson(day / "a.log.gz", [_record(0)])
+    write_ndjson(
+        day / "b.log.gz", [{"success": True, "result": [_record(0), _record(1)]}, _record(2)]
+    )
+    a, b = sorted(open_source(str(logs)).list_objects(), key=lambda obj: obj.key)
+    started = datetime.now(tz=UTC)
+    with Lake(spec) as lake:
+        commit_objects(lake, [load_object(str(logs), a, started=started)], started=started)
+        loads = (
+            _written_by_worker(lake, spec, logs, [b])
+            if where == "worker"
+            else [load_object(str(logs), b, started=started)]
+        )
+        assert loads[0].row_keys()["source_line"].to_pylist() == [1, 1, 2]
+        counts = commit_objects(lake, loads, started=started)
+    assert _counts(counts) == {"b": (3, 2, 1)}
+    assert read_all(spec, STORED) == [(3, 3)]
+    once = lake_spec(tmp_path / "one")
+    with Lake(once) as lake:
+        ingest_lake(open_source(str(logs)), lake)
+    assert read_all(spec, ROW_QUERY) == read_all(once, ROW_QUERY)
+
+
+def _record(n: int) -> dict[str, Any]:
+    return logpush_record(Metadata={"n": n}, Timestamp=BASE_NS + n * 1000)
