@@ -223,17 +223,23 @@ def _kept_lines(keys: pa.Table, seen: pa.Table) -> pa.Table:
 
 def _append(iceberg: Any, batch: _NewRows, properties: dict[str, str]) -> None:
     """One snapshot of ``requests`` adding the batch's data files and rows (the rows
-    written here), with ``properties`` in its summary."""
-    if not batch.files:
-        iceberg.append(batch.rows, snapshot_properties=properties)
-        return
+    written here; ``Table.append`` would leave them), with ``properties`` in its
+    summary. A commit that lost to another writer deletes the files written here (the
+    workers' are deleted once unused)."""
+    from pyiceberg.exceptions import CommitFailedException  # noqa: PLC0415 - the lake extra
+
     written = data_files(iceberg.metadata, batch.rows, iceberg.io)
-    with (
-        iceberg.transaction() as tx,
-        tx.update_snapshot(snapshot_properties=properties).fast_append() as files,
-    ):
-        for data_file in (*batch.files, *written):
-            files.append_data_file(data_file)
+    try:
+        with (
+            iceberg.transaction() as tx,
+            tx.update_snapshot(snapshot_properties=properties).fast_append() as files,
+        ):
+            for data_file in (*batch.files, *written):
+                files.append_data_file(data_file)
+    except CommitFailedException:
+        # not committed (another writer was first): the retry writes its own files
+        delete_files(iceberg.io, written)
+        raise
 
 
 def _stored_keys(iceberg: Any, low: datetime, high: datetime) -> pa.Table:

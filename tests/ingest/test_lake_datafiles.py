@@ -130,6 +130,31 @@ def test_a_commit_that_lost_the_race_drops_the_rival_s_rows_from_the_worker_s_fi
     assert read_all(spec, STORED) == [(9, 9)]
 
 
+def test_a_commit_that_lost_the_race_leaves_no_file_of_its_own(tmp_path: Path) -> None:
+    """c (records 0-1) stored; a (0-5) repeats two, so its first attempt writes a's new
+    rows again and loses to a rival storing b (4-8); the retry writes a's two new rows:
+    the first attempt's file is deleted, the worker's too."""
+    logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+    a, b, c = _objects(logs, {"a": range(6), "b": range(4, 9), "c": range(2)})
+    started = datetime.now(tz=UTC)
+    with Lake(spec) as winner:
+        commit_objects(winner, [load_object(str(logs), c, started=started)], started=started)
+        loads = _written_by_worker(winner, spec, logs, [a])
+
+        def rival() -> object:
+            rows = load_object(str(logs), b, started=started)
+            return commit_objects(winner, [rows], started=started, reloaded=False)
+
+        with LosesTheRace(spec, rival) as loser:
+            counts = commit_objects(loser, loads, started=started, reloaded=False)
+        committed = _committed_files(winner)
+    assert loser.attempts == 2
+    assert _counts(counts) == {"a": (6, 2, 4)}
+    assert len(committed) == 3  # c's, b's and a's two rows
+    assert _files_on_disk(tmp_path / "lake") == committed
+    assert read_all(spec, STORED) == [(9, 9)]
+
+
 @pytest.mark.usefixtures("aws_env")
 def test_workers_write_to_s3_with_the_keys_of_their_own_environment(
     tmp_path: Path, bucket: Bucket
