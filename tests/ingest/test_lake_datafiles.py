@@ -6,6 +6,8 @@ folder and on moto's S3 server. Without Ray: the worker's function runs here."""
 
 from __future__ import annotations
 
+import socket
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -155,6 +157,29 @@ def test_a_commit_that_lost_the_race_leaves_no_file_of_its_own(tmp_path: Path) -
     assert read_all(spec, STORED) == [(9, 9)]
 
 
+def test_a_task_on_another_machine_than_the_folder_s_returns_its_rows(tmp_path: Path) -> None:
+    """A folder warehouse is on the driver's machine: a task running elsewhere (its host
+    not the target's) writes nothing, where the table's readers would never see it, and
+    returns its rows; the driver writes them."""
+    logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+    objects = _objects(logs, {"a": range(4), "b": range(4, 9)})
+    started = datetime.now(tz=UTC)
+    with Lake(spec) as lake:
+        target = DataFileTarget.of(lake.fact("requests"), spec)
+        assert (target.host, target.reachable()) == (socket.gethostname(), True)
+        elsewhere = replace(target, host=f"not-{socket.gethostname()}")
+        loads = load_objects(str(logs), objects, files=elsewhere, started=started)
+        assert [(load.rows.num_rows, load.files) for load in loads if load.rows] == [
+            (4, ()),
+            (5, ()),
+        ]
+        assert not _files_on_disk(tmp_path / "lake")
+        counts = commit_objects(lake, loads, started=started, reloaded=False)
+        committed = _committed_files(lake)
+    assert _counts(counts) == {"a": (4, 4, 0), "b": (5, 5, 0)}
+    assert _files_on_disk(tmp_path / "lake") == committed and len(committed) == 1
+
+
 @pytest.mark.usefixtures("aws_env")
 def test_workers_write_to_s3_with_the_keys_of_their_own_environment(
     tmp_path: Path, bucket: Bucket
@@ -167,6 +192,7 @@ def test_workers_write_to_s3_with_the_keys_of_their_own_environment(
     with Lake(spec) as lake:
         target = DataFileTarget.of(lake.fact("requests"), spec)
         assert "testing" not in repr(target)  # names of variables travel, never keys
+        assert (target.host, target.reachable()) == ("", True)  # any machine writes S3
         loads = load_objects(str(logs), objects, files=target, started=datetime.now(tz=UTC))
         counts = commit_objects(lake, loads, started=datetime.now(tz=UTC), reloaded=False)
         committed = _committed_files(lake)
