@@ -36,6 +36,8 @@ __all__ = ["SUMMARY_KEY", "commit_objects", "committed_objects"]
 SUMMARY_KEY: Final = OBJECTS_SUMMARY
 _REQUESTS: Final = FACT_SCHEMAS["requests"]
 _REJECTS: Final = FACT_SCHEMAS["rejects"]
+# what names one row of a batch: its object (index), line and log id
+_ROW_KEY: Final = ("_obj", "source_line", "log_id")
 
 
 def commit_objects(
@@ -134,7 +136,7 @@ def _new_rows(iceberg: Any, loads: Sequence[ObjectLoad]) -> _NewRows:
     low = pa.compute.min(keys["ts"]).as_py()
     high = pa.compute.max(keys["ts"]).as_py()
     seen = _stored_keys(iceberg, low, high)
-    kept: pa.Table | None = None  # the kept rows' (object, line); None when all are kept
+    kept: pa.Table | None = None  # the kept rows' _ROW_KEY; None when all are kept
     if seen.num_rows or pa.compute.count_distinct(keys["log_id"]).as_py() != keys.num_rows:
         kept = _kept_lines(keys, seen)
     # counted in Arrow: a Python loop over the kept rows took 1 s a million rows (the
@@ -174,8 +176,10 @@ def _new_rows(iceberg: Any, loads: Sequence[ObjectLoad]) -> _NewRows:
 def _kept_rows(
     table: pa.Table, loads: Sequence[ObjectLoad], members: list[int], kept: pa.Table
 ) -> pa.Table:
-    """The rows of ``table`` (rows of the objects ``members`` index) whose object and
-    line ``kept`` (``_obj``, ``source_line``) names."""
+    """The rows of ``table`` (rows of the objects ``members`` index) whose object, line
+    and log id ``kept`` (``_obj``, ``source_line``, ``log_id``) names. The log id tells
+    apart the records of one line (a REST API page: its records share the line's
+    number); an object has each log id once (``ingest.engine`` drops its repeats)."""
     codes = pa.array(members, pa.int32())
     position = pa.compute.index_in(
         table["source_file"], value_set=pa.array([loads[i].obj.key for i in members])
@@ -184,20 +188,21 @@ def _kept_rows(
         {
             "_obj": pa.compute.take(codes, position),
             "source_line": table["source_line"],
+            # one type on both sides (a data file read back has large strings)
+            "log_id": table["log_id"].cast(pa.string()),
             "_row": pa.array(range(table.num_rows), pa.int64()),
         }
     )
-    wanted = kept.select(["_obj", "source_line"]).filter(
-        pa.compute.is_in(kept["_obj"], value_set=codes)
-    )
+    wanted = kept.select(_ROW_KEY).filter(pa.compute.is_in(kept["_obj"], value_set=codes))
+    wanted = wanted.set_column(2, "log_id", wanted["log_id"].cast(pa.string()))
     # joined on the keys alone (Arrow's join carries no list columns), rows taken in order
-    rows = index.join(wanted, keys=["_obj", "source_line"], join_type="left semi")["_row"]
+    rows = index.join(wanted, keys=list(_ROW_KEY), join_type="left semi")["_row"]
     return table.take(rows.sort())
 
 
 def _kept_lines(keys: pa.Table, seen: pa.Table) -> pa.Table:
-    """``_obj`` and ``source_line`` of the rows of ``keys`` whose (log id, time) is not in
-    ``seen``, each (log id, time) once (the first by object, then by line)."""
+    """``_ROW_KEY`` of the rows of ``keys`` whose (log id, time) is not in ``seen``, each
+    (log id, time) once (the first by object, then by line)."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -205,7 +210,7 @@ def _kept_lines(keys: pa.Table, seen: pa.Table) -> pa.Table:
         con.register("seen", seen)
         return (
             con.execute(
-                "SELECT _obj, source_line FROM batch AS b WHERE NOT EXISTS "
+                "SELECT _obj, source_line, log_id FROM batch AS b WHERE NOT EXISTS "
                 "(SELECT 1 FROM seen AS s WHERE s.log_id = b.log_id AND s.ts = b.ts) "
                 "QUALIFY row_number() OVER (PARTITION BY log_id, ts ORDER BY _obj, source_line) = 1"
             )
@@ -218,17 +223,23 @@ def _kept_lines(keys: pa.Table, seen: pa.Table) -> pa.Table:
 
 def _append(iceberg: Any, batch: _NewRows, properties: dict[str, str]) -> None:
     """One snapshot of ``requests`` adding the batch's data files and rows (the rows
-    written here), with ``properties`` in its summary."""
-    if not batch.files:
-        iceberg.append(batch.rows, snapshot_properties=properties)
-        return
+    written here; ``Table.append`` would leave them), with ``properties`` in its
+    summary. A commit that lost to another writer deletes the files written here (the
+    workers' are deleted once unused)."""
+    from pyiceberg.exceptions import CommitFailedException  # noqa: PLC0415 - the lake extra
+
     written = data_files(iceberg.metadata, batch.rows, iceberg.io)
-    with (
-        iceberg.transaction() as tx,
-        tx.update_snapshot(snapshot_properties=properties).fast_append() as files,
-    ):
-        for data_file in (*batch.files, *written):
-            files.append_data_file(data_file)
+    try:
+        with (
+            iceberg.transaction() as tx,
+            tx.update_snapshot(snapshot_properties=properties).fast_append() as files,
+        ):
+            for data_file in (*batch.files, *written):
+                files.append_data_file(data_file)
+    except CommitFailedException:
+        # not committed (another writer was first): the retry writes its own files
+        delete_files(iceberg.io, written)
+        raise
 
 
 def _stored_keys(iceberg: Any, low: datetime, high: datetime) -> pa.Table:

@@ -119,13 +119,14 @@ def load_objects(
     files: DataFileTarget | None = None,
     **options: Any,
 ) -> list[ObjectLoad]:
-    """``load_object`` of each of ``objects``, in order; with ``files``, the rows of all
-    of them written as one set of data files (one per day partition), each load then
-    carrying the set in ``files`` and its own rows' keys in ``keys``."""
+    """``load_object`` of each of ``objects``, in order; with ``files`` (``reachable``
+    here), the rows of all of them written as one set of data files (one per day
+    partition), each load then carrying the set in ``files`` and its own rows' keys in
+    ``keys``."""
     loads = [load_object(source_uri, obj, **options) for obj in objects]
     tables = [load.rows for load in loads if load.rows is not None]
-    if files is None or not tables:
-        return loads
+    if files is None or not tables or not files.reachable():
+        return loads  # the rows go to the driver, which writes them
     written = write_rows(files, pa.concat_tables(tables))
     return [
         replace(load, rows=None, keys=load.rows.select(KEY_COLUMNS), files=written)

@@ -16,12 +16,16 @@ dies after writing leaves files no snapshot references, which ``aigw maintain`` 
 ``DataFileTarget`` travels with each task: the table's metadata without its snapshots
 (the schema, partition spec, location and properties are all a writer reads) and the
 object store's settings as ``[warehouse] s3`` names them: the names of the key
-variables, never their values (each worker reads its own environment).
+variables, never their values (each worker reads its own environment). A folder is this
+machine's: the target names the driver's host, and a worker on another (``reachable``
+false) returns its rows instead, for the driver to write (its files would be on a disk
+the table's readers never see).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.lake.spec import LakeSpec
-from core.lake.tables import conform, storage_properties
+from core.lake.tables import conform, location_uri, storage_properties
 
 __all__ = ["DataFileTarget", "data_files", "delete_files", "read_rows", "write_rows"]
 
@@ -43,6 +47,7 @@ class DataFileTarget:
     metadata: Any  # PyIceberg TableMetadata, snapshots removed
     location: str
     s3: Mapping[str, str] = field(default_factory=dict)
+    host: str = ""  # a folder's machine (the driver's); "" for an object store
 
     @classmethod
     def of(cls, table: Any, spec: LakeSpec) -> DataFileTarget:
@@ -56,7 +61,14 @@ class DataFileTarget:
                 "current_snapshot_id": None,
             }
         )
-        return cls(metadata=metadata, location=spec.location, s3=dict(spec.s3))
+        folder = location_uri(spec.location).startswith("file://")
+        host = socket.gethostname() if folder else ""
+        return cls(metadata=metadata, location=spec.location, s3=dict(spec.s3), host=host)
+
+    def reachable(self) -> bool:
+        """Whether this process can write the table's files: an object store, or the
+        folder's own machine."""
+        return not self.host or self.host == socket.gethostname()
 
     def file_io(self, environ: Mapping[str, str] | None = None) -> Any:
         """PyIceberg's file IO for the table's location, keys from ``environ``."""

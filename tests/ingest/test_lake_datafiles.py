@@ -6,6 +6,8 @@ folder and on moto's S3 server. Without Ray: the worker's function runs here."""
 
 from __future__ import annotations
 
+import socket
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -147,6 +149,54 @@ def test_files_awaiting_their_commit_survive_maintenance(tmp_path: Path) -> None
     assert read_all(spec, STORED) == [(9, 9)]
 
 
+def test_a_commit_that_lost_the_race_leaves_no_file_of_its_own(tmp_path: Path) -> None:
+    """c (records 0-1) stored; a (0-5) repeats two, so its first attempt writes a's new
+    rows again and loses to a rival storing b (4-8); the retry writes a's two new rows:
+    the first attempt's file is deleted, the worker's too."""
+    logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+    a, b, c = _objects(logs, {"a": range(6), "b": range(4, 9), "c": range(2)})
+    started = datetime.now(tz=UTC)
+    with Lake(spec) as winner:
+        commit_objects(winner, [load_object(str(logs), c, started=started)], started=started)
+        loads = _written_by_worker(winner, spec, logs, [a])
+
+        def rival() -> object:
+            rows = load_object(str(logs), b, started=started)
+            return commit_objects(winner, [rows], started=started, reloaded=False)
+
+        with LosesTheRace(spec, rival) as loser:
+            counts = commit_objects(loser, loads, started=started, reloaded=False)
+        committed = _committed_files(winner)
+    assert loser.attempts == 2
+    assert _counts(counts) == {"a": (6, 2, 4)}
+    assert len(committed) == 3  # c's, b's and a's two rows
+    assert _files_on_disk(tmp_path / "lake") == committed
+    assert read_all(spec, STORED) == [(9, 9)]
+
+
+def test_a_task_on_another_machine_than_the_folder_s_returns_its_rows(tmp_path: Path) -> None:
+    """A folder warehouse is on the driver's machine: a task running elsewhere (its host
+    not the target's) writes nothing, where the table's readers would never see it, and
+    returns its rows; the driver writes them."""
+    logs, spec = tmp_path / "logs", lake_spec(tmp_path)
+    objects = _objects(logs, {"a": range(4), "b": range(4, 9)})
+    started = datetime.now(tz=UTC)
+    with Lake(spec) as lake:
+        target = DataFileTarget.of(lake.fact("requests"), spec)
+        assert (target.host, target.reachable()) == (socket.gethostname(), True)
+        elsewhere = replace(target, host=f"not-{socket.gethostname()}")
+        loads = load_objects(str(logs), objects, files=elsewhere, started=started)
+        assert [(load.rows.num_rows, load.files) for load in loads if load.rows] == [
+            (4, ()),
+            (5, ()),
+        ]
+        assert not _files_on_disk(tmp_path / "lake")
+        counts = commit_objects(lake, loads, started=started, reloaded=False)
+        committed = _committed_files(lake)
+    assert _counts(counts) == {"a": (4, 4, 0), "b": (5, 5, 0)}
+    assert _files_on_disk(tmp_path / "lake") == committed and len(committed) == 1
+
+
 @pytest.mark.usefixtures("aws_env")
 def test_workers_write_to_s3_with_the_keys_of_their_own_environment(
     tmp_path: Path, bucket: Bucket
@@ -159,6 +209,7 @@ def test_workers_write_to_s3_with_the_keys_of_their_own_environment(
     with Lake(spec) as lake:
         target = DataFileTarget.of(lake.fact("requests"), spec)
         assert "testing" not in repr(target)  # names of variables travel, never keys
+        assert (target.host, target.reachable()) == ("", True)  # any machine writes S3
         loads = load_objects(str(logs), objects, files=target, started=datetime.now(tz=UTC))
         counts = commit_objects(lake, loads, started=datetime.now(tz=UTC), reloaded=False)
         committed = _committed_files(lake)
@@ -174,3 +225,39 @@ def test_a_chunk_is_split_in_as_many_tasks_as_the_cluster_has_cpus() -> None:
     assert [list(group) for group in spread(objects, 2)] == [["a", "b", "c"], ["d", "e"]]
     assert [list(group) for group in spread(objects, 8)] == [[name] for name in objects]
     assert [list(group) for group in spread(objects, 0)] == [objects]
+
+
+@pytest.mark.parametrize("where", ["worker", "in process"])
+def test_the_records_of_one_line_are_kept_or_dropped_each_on_its_own(
+    tmp_path: Path, where: str
+) -> None:
+    """b's first line is a REST API page of records 0 and 1 (one line number for both);
+    a (record 0) is stored first: b keeps 1 and 2, record 0 is not stored again, and the
+    rows are those one in-process run of both stores."""
+    logs, spec = tmp_path / "logs", lake_spec(tmp_path / "two")
+    day = logs / "20260418"
+    write_ndjson(day / "a.log.gz", [_record(0)])
+    write_ndjson(
+        day / "b.log.gz", [{"success": True, "result": [_record(0), _record(1)]}, _record(2)]
+    )
+    a, b = sorted(open_source(str(logs)).list_objects(), key=lambda obj: obj.key)
+    started = datetime.now(tz=UTC)
+    with Lake(spec) as lake:
+        commit_objects(lake, [load_object(str(logs), a, started=started)], started=started)
+        loads = (
+            _written_by_worker(lake, spec, logs, [b])
+            if where == "worker"
+            else [load_object(str(logs), b, started=started)]
+        )
+        assert loads[0].row_keys()["source_line"].to_pylist() == [1, 1, 2]
+        counts = commit_objects(lake, loads, started=started)
+    assert _counts(counts) == {"b": (3, 2, 1)}
+    assert read_all(spec, STORED) == [(3, 3)]
+    once = lake_spec(tmp_path / "one")
+    with Lake(once) as lake:
+        ingest_lake(open_source(str(logs)), lake)
+    assert read_all(spec, ROW_QUERY) == read_all(once, ROW_QUERY)
+
+
+def _record(n: int) -> dict[str, Any]:
+    return logpush_record(Metadata={"n": n}, Timestamp=BASE_NS + n * 1000)
