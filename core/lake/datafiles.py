@@ -108,9 +108,11 @@ def read_rows(io: Any, files: Sequence[Any]) -> pa.Table:
 
 
 def delete_files(io: Any, files: Iterable[Any]) -> None:
-    """Delete data ``files`` no snapshot references (a missing one is not an error)."""
+    """Delete data ``files`` no snapshot references, as far as the store allows: what is
+    missing, or may not be deleted (an append-only role), stays for ``aigw maintain``;
+    the commit they were left out of stands either way."""
     for data_file in files:
         try:
             io.delete(data_file.file_path)
-        except FileNotFoundError:
+        except OSError:  # missing, refused, or the store unreachable (PyArrow's S3 errors)
             continue

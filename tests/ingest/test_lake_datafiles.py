@@ -10,12 +10,13 @@ import socket
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from core.lake import LakeSpec
-from core.lake.datafiles import DataFileTarget
+from core.lake.datafiles import DataFileTarget, delete_files
 from core.lake.lake import Lake
 from core.lake.maintain import maintain
 from ingest.lake import ingest_lake
@@ -261,3 +262,23 @@ def test_the_records_of_one_line_are_kept_or_dropped_each_on_its_own(
 
 def _record(n: int) -> dict[str, Any]:
     return logpush_record(Metadata={"n": n}, Timestamp=BASE_NS + n * 1000)
+
+
+class _RefusesDeletes:
+    """A store's file IO under an append-only role: every delete refused."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def delete(self, path: str) -> None:
+        self.asked.append(path)
+        raise PermissionError(f"{path}: AccessDenied")
+
+
+def test_a_file_the_store_will_not_delete_is_left_to_maintenance() -> None:
+    """Cleaning up after a commit is best effort: each file is tried, none raises (the
+    commit stands; ``aigw maintain`` deletes them later)."""
+    io = _RefusesDeletes()
+    files = [SimpleNamespace(file_path=f"s3://bucket/aigw/{name}.parquet") for name in "ab"]
+    delete_files(io, files)
+    assert io.asked == ["s3://bucket/aigw/a.parquet", "s3://bucket/aigw/b.parquet"]
