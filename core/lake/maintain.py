@@ -23,11 +23,15 @@ does what a scheduler runs nightly:
   only, so after expiry ``maintain`` deletes, among the files last modified before the
   retention's cutoff (a younger file may belong to a commit in flight: never touched):
   the data files under the table's ``data/`` folder that no remaining snapshot
-  references (one that no snapshot ever referenced only once it is a day old too,
-  ``ORPHAN_AGE``, whatever the retention: it may be a Ray worker's file waiting for its
-  driver's commit), and under its ``metadata/`` folder the manifest lists and manifests
+  references, and under its ``metadata/`` folder the manifest lists and manifests
   (``*.avro``) of no remaining snapshot and the ``*.metadata.json`` files that are
-  neither the current one nor in the current metadata's log. The log's files are kept,
+  neither the current one nor in the current metadata's log. A file that the table's
+  metadata did not name when this run began (nor after its compaction) goes only once
+  it is a day old too, ``ORPHAN_AGE``, whatever the retention: it may belong to a
+  commit still to come (a Ray worker's data file waiting for its driver's commit; the
+  manifests, manifest list and ``metadata.json`` a writer writes before the catalog
+  swaps its pointer), and deleting it would leave that commit naming a missing file.
+  The log's files are kept,
   as Iceberg's own orphan-file removal keeps them: a reader that resolved the catalog's
   pointer just before a commit still opens its file, and the log is bounded by the table
   property ``write.metadata.previous-versions-max`` (100 by default; PyIceberg honours it,
@@ -41,7 +45,7 @@ settings); ``maintain`` is for the SQL catalog and for REST catalogs that do not
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -70,7 +74,7 @@ __all__ = [
 ]
 
 _DONE: Final = frozenset({"loaded", "skipped"})
-# A data file no snapshot ever referenced is deleted only once this old: younger, it may
+# A file the table's metadata never named is deleted only once this old: younger, it may
 # be a write whose commit is still to come (Iceberg's own orphan removal keeps 3 days).
 ORPHAN_AGE: Final = timedelta(days=1)
 _KEYS_PER_QUERY: Final = 500
@@ -135,6 +139,7 @@ def maintain(
         if table is None:
             continue
         before = after = _file_count(table)
+        named = _versions(table)  # compaction's commits may drop some from the log
         days = 0
         if name in DAY_PARTITIONED:
             before, after, days = compact_table(
@@ -144,10 +149,12 @@ def maintain(
                 small_bytes=small_bytes,
                 target_bytes=target_bytes,
             )
-        known = _all_data_files(lake.table(name))  # before expiry forgets some
+        compacted = lake.table(name)  # before expiry forgets some
+        known = _all_data_files(compacted)
+        named |= _metadata_files(compacted)
         expired, kept, fixed = expire_snapshots(lake, name, cutoff=cutoff, now=now)
         deleted = delete_unreferenced(lake, name, cutoff=cutoff, known=known)
-        metadata = delete_unreferenced_metadata(lake, name, cutoff=cutoff)
+        metadata = delete_unreferenced_metadata(lake, name, cutoff=cutoff, known=named)
         recorded += fixed
         results.append(
             TableMaintenance(name, before, after, days, expired, kept, deleted, metadata)
@@ -191,12 +198,8 @@ def delete_unreferenced(
     table = lake.table(name)
     if table is None:
         return 0
-    referenced = _all_data_files(table)
-    orphans = min(cutoff, datetime.now(tz=UTC) - ORPHAN_AGE)
     folder = f"{table.location().rstrip('/')}/data"
-    return _delete_old(
-        lake, folder, referenced, cutoff, later=lambda path: path not in known, orphans=orphans
-    )
+    return _delete_old(lake, folder, _all_data_files(table), cutoff, known=known)
 
 
 def _all_data_files(table: Any) -> set[str]:
@@ -206,23 +209,42 @@ def _all_data_files(table: Any) -> set[str]:
     return set(table.inspect.all_files().column("file_path").to_pylist())
 
 
-def delete_unreferenced_metadata(lake: Lake, name: str, *, cutoff: datetime) -> int:
+def delete_unreferenced_metadata(
+    lake: Lake, name: str, *, cutoff: datetime, known: Collection[str] = ()
+) -> int:
     """Delete the manifest lists, manifests and ``metadata.json`` files under ``name``'s
     ``metadata/`` folder that the current metadata does not reference (see module) and
-    that were last modified before ``cutoff``; how many were deleted."""
+    that were last modified before ``cutoff``; how many were deleted.
+
+    A file not in ``known`` (what the metadata named before expiry) may be a commit in
+    flight's (its manifests and ``metadata.json`` are written before the catalog's
+    pointer moves): it goes only once older than ``ORPHAN_AGE`` too, whatever ``cutoff``."""
     table = lake.table(name)
     if table is None:
         return 0
-    metadata = table.metadata
-    referenced = {table.metadata_location}
-    referenced |= {entry.metadata_file for entry in metadata.metadata_log}
-    referenced |= {s.statistics_path for s in metadata.statistics}
-    referenced |= {s.statistics_path for s in metadata.partition_statistics}
-    for snapshot in metadata.snapshots:
-        referenced.add(snapshot.manifest_list)
-        referenced |= {m.manifest_path for m in snapshot.manifests(table.io)}
     folder = f"{table.location().rstrip('/')}/metadata"
-    return _delete_old(lake, folder, referenced, cutoff, suffixes=_METADATA_SUFFIXES)
+    referenced = _metadata_files(table)
+    return _delete_old(lake, folder, referenced, cutoff, known=known, suffixes=_METADATA_SUFFIXES)
+
+
+def _metadata_files(table: Any) -> set[str]:
+    """The metadata files ``table``'s current metadata names (URIs): itself, its log,
+    statistics, and every snapshot's manifest list and manifests."""
+    if table is None:
+        return set()
+    metadata = table.metadata
+    named = _versions(table)
+    named |= {s.statistics_path for s in metadata.statistics}
+    named |= {s.statistics_path for s in metadata.partition_statistics}
+    for snapshot in metadata.snapshots:
+        named.add(snapshot.manifest_list)
+        named |= {m.manifest_path for m in snapshot.manifests(table.io)}
+    return named
+
+
+def _versions(table: Any) -> set[str]:
+    """The ``metadata.json`` files of ``table``: the current one and its log's (URIs)."""
+    return {table.metadata_location} | {e.metadata_file for e in table.metadata.metadata_log}
 
 
 def _delete_old(
@@ -231,18 +253,18 @@ def _delete_old(
     referenced: Collection[str],
     cutoff: datetime,
     *,
+    known: Collection[str],
     suffixes: tuple[str, ...] = ("",),
-    later: Callable[[str], bool] = lambda _: False,
-    orphans: datetime | None = None,
 ) -> int:
     """Delete the files under ``folder`` (a URI) whose name ends with one of ``suffixes``,
-    last modified before ``cutoff`` (before ``orphans`` for those ``later`` says) and not
-    in ``referenced`` (URIs); how many."""
+    not in ``referenced`` (URIs) and last modified before ``cutoff``, and also more than
+    ``ORPHAN_AGE`` ago when not in ``known`` (URIs); how many."""
     fs, prefix = file_system(lake.spec)
     selector = pafs.FileSelector(folder.removeprefix(prefix), allow_not_found=True, recursive=True)
+    orphans = min(cutoff, datetime.now(tz=UTC) - ORPHAN_AGE)
 
     def old_enough(uri: str, mtime: datetime) -> bool:
-        limit = orphans if orphans is not None and later(uri) else cutoff
+        limit = cutoff if uri in known else orphans
         return mtime.timestamp() < limit.timestamp()
 
     doomed = [

@@ -348,18 +348,42 @@ def test_a_data_file_no_snapshot_ever_referenced_waits_a_day_whatever_the_retent
     assert read_all(spec, ROW_QUERY) == rows
 
 
+def test_the_metadata_files_of_a_commit_in_flight_survive_maintenance(tmp_path: Path) -> None:
+    """A writer writes its manifest and manifest list before the catalog's pointer moves
+    to its ``metadata.json``: ``maintain --older-than 0m`` meanwhile leaves them (no
+    metadata named them yet), so the commit that follows names files that exist and every
+    row reads back. (Deleted, the table's current snapshot would have no manifest list.)"""
+    spec = _watched(tmp_path)
+    with Lake(spec) as lake:
+        rows = lake.table("requests").scan(limit=2).to_arrow()
+        with lake.table("requests").transaction() as tx:
+            tx.append(rows)  # its data file, manifest and manifest list are written
+            result = maintain(lake, older_than=timedelta(0), max_small_files=100)
+            # the manifest lists of the 7 expired snapshots (their manifests are all current)
+            assert {t.name: t.metadata_deleted for t in result.tables}["requests"] == 7
+        table = lake.table("requests")
+        assert table.scan().to_arrow().num_rows == 24 + 2
+        assert _metadata_files(lake, "requests") == _referenced_metadata(lake, "requests")
+    assert len(read_all(spec, ROW_QUERY)) == 24 + 2
+
+
 def test_maintain_leaves_in_metadata_only_what_the_current_metadata_references(
     tmp_path: Path,
 ) -> None:
     """After compaction, expiry and deletion, each table's ``metadata/`` folder holds the
     current ``metadata.json``, those of its log (2 for ``requests`` here), and the manifest
     lists and manifests of its snapshots; an unreferenced file newer than the cutoff stays,
-    an old one goes."""
+    an old one goes. The files there are made a day old first (as for a nightly run): the
+    ``metadata.json`` files the new log limit drops were named by no metadata when
+    ``maintain`` began, so they wait ``ORPHAN_AGE``."""
     spec = _watched(tmp_path)
     with Lake(spec) as lake:
         with lake.table("requests").transaction() as tx:
             tx.set_properties({"write.metadata.previous-versions-max": "2"})
         folder = Path(lake.table("requests").location().removeprefix("file://")) / "metadata"
+        aged = time.time() - ORPHAN_AGE.total_seconds() - 60
+        for path in folder.iterdir():
+            os.utime(path, (aged, aged))
         old_stray, new_stray = folder / "old-stray-m0.avro", folder / "new-stray-m0.avro"
         old_stray.write_bytes(b"x")
         os.utime(old_stray, (1_000_000_000, 1_000_000_000))
