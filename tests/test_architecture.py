@@ -32,6 +32,7 @@ PUBLIC = {
         "core.lake.state",
         "core.lake.tables",
         "core.lake.compact",
+        "core.lake.datafiles",
         "core.lake.maintain",
         "core.lake.writes",
     },
