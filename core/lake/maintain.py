@@ -256,15 +256,19 @@ def _delete_old(
     known: Collection[str],
     suffixes: tuple[str, ...] = ("",),
 ) -> int:
-    """Delete the files under ``folder`` (a URI) whose name ends with one of ``suffixes``,
-    not in ``referenced`` (URIs) and last modified before ``cutoff``, and also more than
-    ``ORPHAN_AGE`` ago when not in ``known`` (URIs); how many."""
-    fs, prefix = file_system(lake.spec)
-    selector = pafs.FileSelector(folder.removeprefix(prefix), allow_not_found=True, recursive=True)
+    """Delete the files under ``folder`` (a URI or path) whose name ends with one of
+    ``suffixes``, not in ``referenced`` and last modified before ``cutoff``, and also more
+    than ``ORPHAN_AGE`` ago when not in ``known``; how many. Names are compared as the
+    file system lists them (``_listed``: a table's metadata may name a local file by a
+    URI or a plain path, an object by ``s3://`` or ``s3a://``)."""
+    fs, _ = file_system(lake.spec)
+    selector = pafs.FileSelector(_listed(folder), allow_not_found=True, recursive=True)
     orphans = min(cutoff, datetime.now(tz=UTC) - ORPHAN_AGE)
+    kept = {_listed(uri) for uri in referenced}
+    seen = {_listed(uri) for uri in known}
 
-    def old_enough(uri: str, mtime: datetime) -> bool:
-        limit = cutoff if uri in known else orphans
+    def old_enough(path: str, mtime: datetime) -> bool:
+        limit = cutoff if path in seen else orphans
         return mtime.timestamp() < limit.timestamp()
 
     doomed = [
@@ -273,12 +277,21 @@ def _delete_old(
         if info.type == pafs.FileType.File
         and info.path.endswith(suffixes)
         and info.mtime is not None
-        and prefix + info.path not in referenced
-        and old_enough(prefix + info.path, info.mtime)
+        and info.path not in kept
+        and old_enough(info.path, info.mtime)
     ]
     for path in doomed:
         fs.delete_file(path)
     return len(doomed)
+
+
+def _listed(uri: str) -> str:
+    """``uri`` as a PyArrow file system lists it: a local path (``file:///x``,
+    ``file:/x`` and ``/x`` all give ``/x``) or an object's ``bucket/key``."""
+    if uri.startswith("file:"):
+        path = uri.removeprefix("file:")
+        return path[2:] if path.startswith("///") else path
+    return uri.split("://", 1)[1] if "://" in uri else uri
 
 
 def _expire(table: Any, ids: Sequence[int]) -> None:

@@ -348,6 +348,33 @@ def test_a_data_file_no_snapshot_ever_referenced_waits_a_day_whatever_the_retent
     assert read_all(spec, ROW_QUERY) == rows
 
 
+def test_a_table_whose_files_are_named_by_plain_paths_loses_none(tmp_path: Path) -> None:
+    """A catalog whose ``warehouse`` is a folder without ``file://`` names its files by
+    plain paths, where the folder's listing gives URIs: the two are compared as paths,
+    so the table's files, a day old, stay under ``--older-than 1h`` (they were all
+    deleted, the current ``metadata.json`` too), and a stray as old goes."""
+    spec = lake_spec(tmp_path)
+    spec = dataclasses.replace(spec, catalog={**spec.catalog, "warehouse": spec.location})
+    logs = tmp_path / "logs"
+    _write(logs, "o0.log.gz", 1)
+    assert _ingest(logs, spec).rows_loaded == 3
+    lake_folder = Path(spec.location)
+    stray = lake_folder / "aigw" / "requests" / "data" / "stray.parquet"
+    stray.write_bytes(b"PAR1")
+    aged = time.time() - ORPHAN_AGE.total_seconds() - 60
+    for path in lake_folder.rglob("*"):
+        os.utime(path, (aged, aged))
+    with Lake(spec) as lake:
+        assert lake.table("requests").location().startswith("/")  # no scheme
+        result = maintain(lake, older_than=timedelta(hours=1))
+        assert {t.name: (t.deleted, t.metadata_deleted) for t in result.tables}["requests"] == (
+            1,
+            0,
+        )
+    assert not stray.exists()
+    assert len(read_all(spec, ROW_QUERY)) == 3
+
+
 def test_the_metadata_files_of_a_commit_in_flight_survive_maintenance(tmp_path: Path) -> None:
     """A writer writes its manifest and manifest list before the catalog's pointer moves
     to its ``metadata.json``: ``maintain --older-than 0m`` meanwhile leaves them (no

@@ -282,3 +282,31 @@ def test_a_file_the_store_will_not_delete_is_left_to_maintenance() -> None:
     files = [SimpleNamespace(file_path=f"s3://bucket/aigw/{name}.parquet") for name in "ab"]
     delete_files(io, files)
     assert io.asked == ["s3://bucket/aigw/a.parquet", "s3://bucket/aigw/b.parquet"]
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_maintenance_on_s3_deletes_the_replaced_files_and_keeps_those_awaiting_a_commit(
+    tmp_path: Path, bucket: Bucket
+) -> None:
+    """On S3 (under a key with a space and ``=``), ``aigw maintain --older-than 0m``
+    compacts the day's three files into one and deletes the three (the table's names and
+    the bucket's listing are compared right); the file a worker wrote for a commit still
+    to come stays, and after that commit every row reads back."""
+    spec = lake_spec(tmp_path, location=f"s3://{bucket.name}/a b=1/aigw", endpoint=bucket.endpoint)
+    logs = tmp_path / "logs"
+    spans = {"a": range(4), "b": range(4, 8), "c": range(8, 12), "d": range(12, 15)}
+    *stored, waiting = _objects(logs, spans)
+    with Lake(spec) as lake:
+        for obj in stored:
+            ingest_lake(open_source(str(logs)), lake, objects=[obj])
+        loads = _written_by_worker(lake, spec, logs, [waiting])
+        result = maintain(lake, older_than=timedelta(0), max_small_files=2)
+        requests = {t.name: t for t in result.tables}["requests"]
+        commit_objects(lake, loads, started=datetime.now(tz=UTC))
+        committed = _committed_files(lake)
+    assert (requests.files_before, requests.files_after, requests.deleted) == (3, 1, 3)
+    listed = bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="a b=1/aigw/")["Contents"]
+    on_s3 = {f"s3://{bucket.name}/{item['Key']}" for item in listed}
+    assert {key for key in on_s3 if key.endswith(".parquet")} == committed
+    assert len(committed) == 2  # the compacted file and the worker's
+    assert read_all(spec, STORED) == [(15, 15)]
