@@ -180,9 +180,8 @@ def expire_snapshots(
     ]
     held, recorded = _settle(lake, old, now or datetime.now(tz=UTC))
     ids = [s.snapshot_id for s in old if s.snapshot_id not in held]
-    if ids:
-        lake.commit(name, lambda current_table: _expire(current_table, ids))
-    return len(ids), len(held), recorded
+    expired = lake.commit(name, lambda current_table: _expire(current_table, ids)) if ids else 0
+    return expired, len(held), recorded
 
 
 def delete_unreferenced(
@@ -294,13 +293,15 @@ def _listed(uri: str) -> str:
     return uri.split("://", 1)[1] if "://" in uri else uri
 
 
-def _expire(table: Any, ids: Sequence[int]) -> None:
+def _expire(table: Any, ids: Sequence[int]) -> int:
     """Expire ``ids`` from the reloaded ``table``: those still there and not a branch or
-    tag head (another maintainer may have expired some, a writer moved the head)."""
+    tag head (another maintainer may have expired some, a writer moved the head); how
+    many were expired."""
     protected = {ref.snapshot_id for ref in table.metadata.refs.values()}
     present = [i for i in ids if i not in protected and table.snapshot_by_id(i) is not None]
     if present:
         table.maintenance.expire_snapshots().by_ids(present).commit()
+    return len(present)
 
 
 def _settle(lake: Lake, snapshots: Iterable[Any], now: datetime) -> tuple[set[int], int]:

@@ -167,6 +167,24 @@ def _dead_owner() -> str:
     return f"{host}:{child.stdout.strip()}:{rest.partition(':')[2]}"
 
 
+def test_a_tagged_snapshot_is_kept_and_not_counted_as_expired(tmp_path: Path) -> None:
+    """Four commits, the first tagged: expiry at 0m removes the two untagged old ones and
+    says two, not three; the tag still reads its three rows."""
+    spec = lake_spec(tmp_path)
+    logs = tmp_path / "logs"
+    for index in range(4):
+        _write(logs, f"o{index}.log.gz", index)
+    assert _ingest(logs, spec).loaded == 4
+    with Lake(spec) as lake:
+        first = min(lake.table("requests").snapshots(), key=lambda s: s.timestamp_ms)
+        lake.table("requests").manage_snapshots().create_tag(first.snapshot_id, "audit").commit()
+        result = maintain(lake, older_than=timedelta(0), now=datetime.now(tz=UTC))
+        tagged = lake.table("requests").scan(snapshot_id=first.snapshot_id).to_arrow()
+    requests = next(t for t in result.tables if t.name == "requests")
+    assert (requests.expired, _snapshots(spec, "requests")) == (2, 2)
+    assert tagged.num_rows == 3
+
+
 def test_a_crashed_ingest_is_recorded_before_its_snapshot_expires(tmp_path: Path) -> None:
     spec = lake_spec(tmp_path)
     logs = tmp_path / "logs"
