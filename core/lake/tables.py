@@ -113,10 +113,12 @@ def snapshot_objects(snapshot: Any) -> list[tuple[str, str, int, int, int, int, 
 
 
 def location_uri(location: str) -> str:
-    """``location`` as a URI PyIceberg understands: ``s3://…`` as is, a folder as ``file://``."""
+    """``location`` as a URI PyIceberg understands: ``s3://…`` as is, a folder as
+    ``file://`` and its path as written: PyIceberg does not decode a URI's path, so a
+    percent-encoded one (``Path.as_uri``) put a folder ``a b`` in a folder ``a%20b``."""
     if "://" in location:
         return location
-    return Path(location).resolve().as_uri()
+    return f"file://{Path(location).resolve()}"
 
 
 def catalog_properties(spec: LakeSpec, environ: Mapping[str, str]) -> dict[str, str]:

@@ -417,3 +417,16 @@ def test_a_reader_knows_the_newest_load_time_from_the_files_statistics(tmp_path:
             assert known[0] == scanned[0] == newest_ingest(con)
             newest.append(known[0])
     assert newest[0] < newest[1]
+
+
+def test_a_warehouse_folder_with_a_space_holds_its_own_files(tmp_path: Path) -> None:
+    """The data and metadata files go under the folder as written (PyIceberg does not
+    decode a URI's path: a percent-encoded location put them under ``my%20lake``)."""
+    root = tmp_path / "my lake"
+    root.mkdir()
+    spec = lake_spec(root)
+    with Lake(spec) as lake:
+        assert ingest_lake(open_source(str(SAMPLES)), lake).rows_loaded == 960
+    assert not (tmp_path / "my%20lake").exists()
+    assert len(list((root / "lake").rglob("*.parquet"))) > 0
+    assert read_all(spec, "SELECT count(*) FROM requests") == [(960,)]
