@@ -69,8 +69,12 @@ class RayRunner:
     ) -> Callable[[], list[ObjectLoad]]:
         """Start the objects' loads on the cluster now; the call returned waits for them
         and gives what ``map`` gives (the driver commits the previous chunk meanwhile)."""
-        # each argument stored once for all the chunk's tasks (the table's metadata)
-        shared = {name: self._ray.put(value) for name, value in options.items()}
+        # the table's metadata stored once for all the chunk's tasks; the other options
+        # stay inline in each task (a private key must not be an object Ray may spill)
+        shared = {
+            name: self._ray.put(value) if name == "files" else value
+            for name, value in options.items()
+        }
         cpus = int(self._ray.cluster_resources().get("CPU", 1))
         refs = [
             self._task.remote(self.source_uri, group, **shared) for group in spread(objects, cpus)

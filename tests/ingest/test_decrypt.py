@@ -55,8 +55,9 @@ def encrypted(
     }
 
 
-def _record(**fields: Any) -> dict[str, Any]:
-    """A Logpush record whose metadata and bodies are encrypted and Metrics has no tokens."""
+def sealed_record(key_name: str = "gateway", **fields: Any) -> dict[str, Any]:
+    """A Logpush record whose metadata and bodies are encrypted (for ``key_name``'s key)
+    and Metrics has no tokens."""
     aes_key = AESGCM.generate_key(bit_length=256)  # one fresh key per record, as Cloudflare does
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     response = {
@@ -67,9 +68,9 @@ def _record(**fields: Any) -> dict[str, Any]:
         }
     }
     record = logpush_record(
-        Metadata=encrypted({"team": "search", "user": "ana"}, aes_key=aes_key),
-        RequestBody=encrypted(body, aes_key=aes_key),
-        ResponseBody=encrypted(response, aes_key=aes_key),
+        Metadata=encrypted({"team": "search", "user": "ana"}, key_name, aes_key=aes_key),
+        RequestBody=encrypted(body, key_name, aes_key=aes_key),
+        ResponseBody=encrypted(response, key_name, aes_key=aes_key),
         Metrics={"cost": 0.0005, "durationMs": 700},
     )
     record.update(fields)
@@ -109,7 +110,7 @@ def test_the_right_key_opens_metadata_and_takes_usage_from_the_response(
     """With --private-key, metadata is queryable, tokens come from the body, bodies are dropped."""
     key_file = tmp_path / "gateway.pem"
     key_file.write_bytes(pem("gateway"))
-    out = _ingest(tmp_path, db_path, [_record()], "--private-key", str(key_file))
+    out = _ingest(tmp_path, db_path, [sealed_record()], "--private-key", str(key_file))
     assert "decryption" not in out
     assert _rows(db_path) == [("search", 1200, 80, 1000, None, None, None)]
     report = run_aigw("report", "cost", "--by", "team", "--db", str(db_path), "--format", "csv")
@@ -118,7 +119,7 @@ def test_the_right_key_opens_metadata_and_takes_usage_from_the_response(
 
 def test_the_key_can_come_from_the_environment(tmp_path: Path, db_path: Path) -> None:
     """AIGW_PRIVATE_KEY holding the PEM works like --private-key."""
-    _ingest(tmp_path, db_path, [_record()], env={"AIGW_PRIVATE_KEY": pem("gateway").decode()})
+    _ingest(tmp_path, db_path, [sealed_record()], env={"AIGW_PRIVATE_KEY": pem("gateway").decode()})
     assert _rows(db_path)[0][0] == "search"
 
 
@@ -126,7 +127,9 @@ def test_a_wrong_key_keeps_the_record_with_a_reason(tmp_path: Path, db_path: Pat
     """Another gateway's key opens nothing: the record is loaded, encrypted, with decrypt_error."""
     key_file = tmp_path / "other.pem"
     key_file.write_bytes(pem("other"))
-    out = _ingest(tmp_path, db_path, [_record(), _record()], "--private-key", str(key_file))
+    out = _ingest(
+        tmp_path, db_path, [sealed_record(), sealed_record()], "--private-key", str(key_file)
+    )
     assert "decryption: 2 rows kept with a field that did not open" in out
     rows = _rows(db_path)
     assert [row[6] for row in rows] == [
@@ -138,7 +141,7 @@ def test_a_wrong_key_keeps_the_record_with_a_reason(tmp_path: Path, db_path: Pat
 
 def test_a_tampered_value_fails_authentication(tmp_path: Path, db_path: Path) -> None:
     """One flipped byte in the ciphertext of the response body: that field stays encrypted."""
-    record = _record()
+    record = sealed_record()
     data = bytearray(base64.b64decode(record["ResponseBody"]["data"]))
     data[3] ^= 0x01
     record["ResponseBody"]["data"] = base64.b64encode(bytes(data)).decode()
@@ -153,7 +156,7 @@ def test_a_tampered_value_fails_authentication(tmp_path: Path, db_path: Path) ->
 
 def test_without_a_key_encrypted_fields_are_kept_as_they_are(tmp_path: Path, db_path: Path) -> None:
     """No key: nothing is decrypted and nothing is reported as an error."""
-    _ingest(tmp_path, db_path, [_record()])
+    _ingest(tmp_path, db_path, [sealed_record()])
     [row] = _rows(db_path)
     assert row[0] is None and row[6] is None
     assert orjson.loads(row[4])["type"] == "encrypted"

@@ -35,6 +35,7 @@ from ingest.lake_ray import RayRunner
 from ingest.sources import StoredObject, open_source
 from models import ModelsSettings, refresh_rollups
 from tests.conftest import REPO, logpush_record, write_ndjson
+from tests.ingest.test_decrypt import pem, sealed_record
 from tests.ingest.test_lake import MANIFEST
 from tests.lake_fixtures import ROW_QUERY, lake_spec, read_all
 from tests.models.test_rollups_lake import COSTS, DAILY, HOURLY
@@ -218,6 +219,34 @@ class TestRayStartedHere:
         assert read_all(spec, "SELECT count(*), count(DISTINCT log_id) FROM requests") == [
             (4_000, 4_000)
         ]
+
+    def test_encrypted_fields_are_opened_on_the_workers_with_the_driver_s_key(
+        self, tmp_path: Path
+    ) -> None:
+        """The private key reaches the workers with each task (never as a stored Ray
+        object): metadata and usage opened as the local engine opens them, a record
+        sealed for another key kept with its reason."""
+        logs = tmp_path / "logs"
+        write_ndjson(logs / "20260418" / "a.log.gz", [sealed_record(), sealed_record()])
+        write_ndjson(logs / "20260418" / "b.log.gz", [sealed_record("other")])
+        on_ray, local = lake_spec(tmp_path / "ray"), lake_spec(tmp_path / "local")
+        key = pem("gateway")
+        for spec, runner in (
+            (on_ray, RayRunner(EngineSpec(kind="ray"), str(logs))),
+            (local, LocalRunner(str(logs))),
+        ):
+            with Lake(spec) as lake:
+                summary = ingest_lake(
+                    open_source(str(logs)), lake, runner=runner, private_key_pem=key
+                )
+            assert (summary.rows_loaded, summary.decrypt_errors) == (3, 1)
+        opened = (
+            "SELECT metadata->>'team', tokens_in, tokens_out, cache_read_tokens, "
+            "decrypt_error IS NULL FROM requests ORDER BY source_file, source_line"
+        )
+        assert read_all(on_ray, opened) == read_all(local, opened)
+        assert read_all(on_ray, opened)[:2] == [("search", 1200, 80, 1000, True)] * 2
+        assert read_all(on_ray, ROW_QUERY) == read_all(local, ROW_QUERY)
 
     def test_the_next_chunk_loads_while_the_driver_commits_the_previous_one(
         self, tmp_path: Path
