@@ -65,6 +65,23 @@ def _counts(counts: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
     }
 
 
+def _lose_the_race_to(
+    winner: Lake, spec: LakeSpec, logs: Path, rival_object: StoredObject, loads: list[ObjectLoad]
+) -> dict[str, Any]:
+    """Commit ``loads`` through a lake whose first attempt loses to ``winner`` committing
+    ``rival_object`` (its rows, in process); the counts, after checking it took two."""
+    started = datetime.now(tz=UTC)
+
+    def rival() -> object:
+        rows = load_object(str(logs), rival_object, started=started)
+        return commit_objects(winner, [rows], started=started, reloaded=False)
+
+    with LosesTheRace(spec, rival) as loser:
+        counts = commit_objects(loser, loads, started=started, reloaded=False)
+    assert loser.attempts == 2
+    return dict(counts)
+
+
 def test_a_worker_s_files_are_committed_as_they_are(tmp_path: Path) -> None:
     """Rows all new: the commit adds the files the worker wrote (one set for its two
     objects, one file for their one day), and the stored rows are the in-process path's."""
@@ -116,18 +133,10 @@ def test_a_commit_that_lost_the_race_drops_the_rival_s_rows_from_the_worker_s_fi
     three again: nothing doubled, the worker's file deleted."""
     logs, spec = tmp_path / "logs", lake_spec(tmp_path)
     a, b = _objects(logs, {"a": range(6), "b": range(3, 9)})
-    started = datetime.now(tz=UTC)
     with Lake(spec) as winner:
         loads = _written_by_worker(winner, spec, logs, [a])
-
-        def rival() -> object:
-            rows = load_object(str(logs), b, started=started)
-            return commit_objects(winner, [rows], started=started, reloaded=False)
-
-        with LosesTheRace(spec, rival) as loser:
-            counts = commit_objects(loser, loads, started=started, reloaded=False)
+        counts = _lose_the_race_to(winner, spec, logs, b, loads)
         committed = _committed_files(winner)
-    assert loser.attempts == 2
     assert _counts(counts) == {"a": (6, 3, 3)}
     assert loads[0].files[0].file_path not in committed
     assert _files_on_disk(tmp_path / "lake") == committed
@@ -160,15 +169,8 @@ def test_a_commit_that_lost_the_race_leaves_no_file_of_its_own(tmp_path: Path) -
     with Lake(spec) as winner:
         commit_objects(winner, [load_object(str(logs), c, started=started)], started=started)
         loads = _written_by_worker(winner, spec, logs, [a])
-
-        def rival() -> object:
-            rows = load_object(str(logs), b, started=started)
-            return commit_objects(winner, [rows], started=started, reloaded=False)
-
-        with LosesTheRace(spec, rival) as loser:
-            counts = commit_objects(loser, loads, started=started, reloaded=False)
+        counts = _lose_the_race_to(winner, spec, logs, b, loads)
         committed = _committed_files(winner)
-    assert loser.attempts == 2
     assert _counts(counts) == {"a": (6, 2, 4)}
     assert len(committed) == 3  # c's, b's and a's two rows
     assert _files_on_disk(tmp_path / "lake") == committed
