@@ -34,7 +34,9 @@ _FINISH: Final = {
 
 
 def anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
-    """An Anthropic ``/v1/messages`` body equivalent to an OpenAI chat ``body``."""
+    """An Anthropic ``/v1/messages`` body equivalent to an OpenAI chat ``body``. Total:
+    a value of the wrong JSON type is dropped or passed on for the provider to refuse,
+    never an exception (a client's body must not make the gateway fail)."""
     system: list[str] = []
     messages: list[dict[str, Any]] = []
     listed_messages = body.get("messages")
@@ -72,7 +74,10 @@ def anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
             result[name] = body[name]
     stop = body.get("stop")
     if stop:
-        result["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        listed_stops = stop if isinstance(stop, list) else [stop]
+        stops = [item for item in listed_stops if isinstance(item, str)]
+        if stops:
+            result["stop_sequences"] = stops
     listed = body.get("tools")
     tools = [_tool(t) for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
     if tools:
@@ -146,7 +151,7 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     blocks: list[dict[str, Any]] = []
-    for part in content or ():
+    for part in content if isinstance(content, list) else ():  # a number, true: no parts
         if not isinstance(part, dict):
             continue
         if part.get("type") == "text":

@@ -3,10 +3,13 @@ answers and streams (the text cases are covered through the gateway in test_gate
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.providers.translate import AnthropicToOpenAIStream, anthropic_request, openai_response
 
@@ -290,3 +293,62 @@ def test_a_tool_input_given_whole_at_block_start_is_kept() -> None:
         call["function"]["arguments"] for d in deltas for call in d.get("tool_calls", [])
     )
     assert orjson.loads(arguments) == {"q": "x"}
+
+
+# what orjson, the gateway's parser, gives: integers within 64 bits (larger are floats)
+INTEGERS = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+JSON = st.recursive(
+    st.none() | st.booleans() | INTEGERS | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+MESSAGES = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "role": st.sampled_from(["system", "developer", "user", "assistant", "tool"]) | JSON,
+            "content": JSON,
+            "tool_calls": JSON,
+            "tool_call_id": JSON,
+        },
+    )
+    | JSON,
+    max_size=4,
+)
+BODIES = st.fixed_dictionaries(
+    {},
+    optional={
+        "messages": MESSAGES | JSON,
+        "stop": JSON,
+        "tools": st.lists(st.fixed_dictionaries({}, optional={"function": JSON}) | JSON) | JSON,
+        "tool_choice": JSON,
+        "parallel_tool_calls": JSON,
+        "max_tokens": JSON,
+        "temperature": JSON,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(BODIES)
+def test_any_json_body_translates_without_an_exception(body: dict[str, Any]) -> None:
+    """Whatever JSON types a client puts where OpenAI expects others (``"content": true``
+    made the gateway answer 500), the translation gives a body the gateway can send:
+    messages in alternating roles, each a list of blocks, stop sequences strings only."""
+    result = anthropic_request(body, "claude-haiku-4-5")
+    orjson.dumps(result)
+    roles = [message["role"] for message in result["messages"]]
+    assert all(a != b for a, b in itertools.pairwise(roles))
+    assert all(isinstance(message["content"], list) for message in result["messages"])
+    assert all(isinstance(stop, str) for stop in result.get("stop_sequences", ["x"]))
+
+
+def test_content_of_the_wrong_type_becomes_an_empty_text_block() -> None:
+    body = {"messages": [{"role": "user", "content": True}], "stop": 5}
+    assert anthropic_request(body, "m") == {
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}],
+        "max_tokens": 1024,
+    }
