@@ -69,11 +69,14 @@ class Exchange:
 
     def injects_usage(self, target: Target) -> bool:
         """OpenAI streams carry usage only when asked: the gateway asks for it."""
+        options = self.body.get("stream_options")
         return (
             self.stream
             and target.provider.kind == "openai"
             and self.endpoint.name in ("chat/completions", "completions")
             and not self.client_wants_usage()
+            # options that are not an object are the client's to have refused, not merged
+            and (options is None or isinstance(options, dict))
         )
 
     def payload(self, target: Target) -> bytes:

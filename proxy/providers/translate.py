@@ -181,7 +181,9 @@ def _openai_usage(usage: Usage) -> dict[str, Any]:
 
 def openai_response(body: dict[str, Any], usage: Usage | None, model: str) -> dict[str, Any]:
     """An OpenAI ``chat.completion`` from an Anthropic message response."""
-    blocks = [block for block in body.get("content") or () if isinstance(block, dict)]
+    content = body.get("content")
+    listed = content if isinstance(content, list) else ()
+    blocks = [block for block in listed if isinstance(block, dict)]
     text = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
     calls = [
         {

@@ -63,6 +63,8 @@ def bodies(draw: st.DrawFn) -> bytes:
         body: Any = {"model": model, "messages": [{"role": "user", "content": content}]}
         if draw(st.booleans()):
             body["stream"] = True
+            if draw(st.booleans()):  # any JSON where OpenAI wants an object
+                body["stream_options"] = draw(json_values)
         return orjson.dumps(body)
     if kind == "messages":
         block = {"type": "tool_use", "id": "t", "name": "f", "input": draw(json_values)}

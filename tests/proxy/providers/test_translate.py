@@ -352,3 +352,12 @@ def test_content_of_the_wrong_type_becomes_an_empty_text_block() -> None:
         "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}],
         "max_tokens": 1024,
     }
+
+
+def test_an_answer_whose_content_is_not_a_list_becomes_an_empty_message() -> None:
+    """A provider's answer with ``"content": 5`` (not blocks) gives an empty assistant
+    message, not an exception (it was iterated as it came)."""
+    answer = openai_response({"content": 5, "stop_reason": "end_turn"}, None, "m")
+    assert answer["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}
+    ]
