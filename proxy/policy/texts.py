@@ -196,9 +196,10 @@ def _map_block(block: Any, fn: TextFn) -> Any:
     if kind in ("document", "search_result"):
         return _map_document(block, fn)
     # A missing type appears in stream deltas ({"text": ...} under "delta").
-    if (kind in _TEXT_TYPES or kind == "text_delta" or kind is None) and isinstance(
-        block.get("text"), str
-    ):
+    textual = kind is None or (
+        isinstance(kind, str) and (kind in _TEXT_TYPES or kind == "text_delta")
+    )
+    if textual and isinstance(block.get("text"), str):  # a list or dict type is unhashable
         return {**block, "text": fn(block["text"])}
     return block
 

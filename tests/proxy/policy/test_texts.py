@@ -279,6 +279,16 @@ def test_malformed_tool_shapes_are_left_alone() -> None:
     }
 
 
+def test_a_block_type_of_any_json_type_is_not_a_text_type() -> None:
+    """A ``type`` that is a list or an object (unhashable) leaves the block alone."""
+    body = {
+        "messages": [{"role": "user", "content": [{"type": [], "text": "a"}, {"type": {}}]}],
+        "system": [{"type": ["text"], "text": "b"}, {"type": "text", "text": "c"}],
+    }
+    assert request_texts(body) == ["c"]
+    assert map_request_texts(body, str.upper)["messages"] == body["messages"]
+
+
 def test_tool_input_of_any_depth_is_walked_without_recursion() -> None:
     """A tool_use input 5000 levels deep: its texts come out (the walk keeps its own stack)."""
     value: dict[str, Any] = {"password": "hunter2"}
