@@ -54,7 +54,8 @@ def _leading_messages(messages: Any) -> list[Any]:
         return []
     leading = []
     for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in _LEADING_ROLES:
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str) or role not in _LEADING_ROLES:  # a list is unhashable
             break
         leading.append(message)
     return leading

@@ -94,6 +94,16 @@ def test_gateway_records_carry_the_prefix_hash_and_tokens(tmp_path: Path) -> Non
     assert "PromptPrefixHash" not in records[3]
 
 
+def test_a_role_of_any_json_type_ends_the_leading_messages() -> None:
+    """A ``role`` that is a list or an object (unhashable) is not a system role: the
+    leading messages end there, as at a user message."""
+    system = {"role": "system", "content": "Be brief."}
+    for role in ([], {}, ["system"], 5, None):
+        body = {"messages": [system, {"role": role, "content": "x"}, system]}
+        assert prompt_prefix(body) == (digest({"messages": [system]}), 3)
+    assert prompt_prefix({"messages": [{"role": ["system"]}]}) is None
+
+
 def test_the_prefix_is_hashed_after_dlp_redaction(tmp_path: Path) -> None:
     """A route that redacts: the hash is of the system prompt as sent upstream, with
     ``[REDACTED:EMAIL]`` in place of the address, and never of the original."""
