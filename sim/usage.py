@@ -177,7 +177,7 @@ class _Flattener:
         text = part.get("text")
         if isinstance(text, str):
             self.add(text)
-        elif kind in _MEDIA_TYPES:
+        elif isinstance(kind, str) and kind in _MEDIA_TYPES:  # a list type is unhashable
             self.add(_IMAGE_TEXT)
         elif kind == "tool_result":
             self.content(part.get("content"))

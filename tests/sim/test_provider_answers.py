@@ -217,3 +217,14 @@ def test_anthropic_writes_then_reads_cache_control_prefixes(mock_provider: str) 
     small = [{"type": "text", "text": "s" * 400, "cache_control": {"type": "ephemeral"}}]
     assert usage({**body, "system": small}) == (102, 0, 0)  # under 1024 tokens: not cached
     assert usage({**body, "system": small}) == (102, 0, 0)
+
+
+def test_a_block_type_that_is_a_list_counts_as_the_blocks_json(mock_provider: str) -> None:
+    """A content block whose ``type`` is a list (unhashable) is counted as its compact
+    JSON, like any unknown block: "\\0user\\0" (6) + '{"type":["image"]}' (18) = 6 tokens."""
+    messages = [{"role": "user", "content": [{"type": ["image"]}]}]
+    openai = call(mock_provider, CHAT, {"model": "gpt-4o-mini", "messages": messages})
+    assert (openai.status, openai.json()["usage"]["prompt_tokens"]) == (200, 6)
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": messages}
+    anthropic = call(mock_provider, MESSAGES, body)
+    assert (anthropic.status, anthropic.json()["usage"]["input_tokens"]) == (200, 6)
