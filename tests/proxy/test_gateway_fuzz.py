@@ -20,6 +20,7 @@ PATHS = [
     "/v1/messages",
     "/v1/embeddings",
     "/v1/completions",
+    "/v1/responses",
     "/edge/openai/chat/completions",
     "/edge/anthropic/v1/messages",
     "/edge/nobody/chat/completions",
@@ -52,15 +53,27 @@ json_values = st.recursive(
 )
 
 
+# Content blocks whose type, text and other fields may be any JSON (a list type is
+# unhashable: set lookups on it once crashed the gateway and the simulated provider).
+blocks = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image_url", "tool_result", "document"]) | json_values},
+    optional={"text": json_values, "content": json_values, "source": json_values},
+)
+contents = st.text(max_size=40) | json_values | st.lists(blocks | json_values, max_size=3)
+roles = st.sampled_from(["user", "system", "assistant", "tool"]) | json_values
+
+
 @st.composite
 def bodies(draw: st.DrawFn) -> bytes:
-    """A request body: a plausible chat, messages or embeddings body (maybe streamed, maybe
-    with odd fields), any JSON, JSON nested up to 1500 levels, or bytes that are not JSON."""
-    kind = draw(st.sampled_from(["chat", "messages", "embeddings", "any", "deep", "bytes"]))
+    """A request body: a plausible chat, messages, responses or embeddings body (maybe
+    streamed, with fields and roles of any JSON type), any JSON, JSON nested up to 1500
+    levels, or bytes that are not JSON."""
+    kinds = ["chat", "messages", "responses", "embeddings", "any", "deep", "bytes"]
+    kind = draw(st.sampled_from(kinds))
     model = draw(st.sampled_from(MODELS))
     if kind == "chat":
-        content = draw(st.text(max_size=40) | json_values)
-        body: Any = {"model": model, "messages": [{"role": "user", "content": content}]}
+        message = {"role": draw(roles), "content": draw(contents)}
+        body: Any = {"model": model, "messages": [message]}
         if draw(st.booleans()):
             body["stream"] = True
             if draw(st.booleans()):  # any JSON where OpenAI wants an object
@@ -68,7 +81,14 @@ def bodies(draw: st.DrawFn) -> bytes:
         return orjson.dumps(body)
     if kind == "messages":
         block = {"type": "tool_use", "id": "t", "name": "f", "input": draw(json_values)}
-        body = {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": [block]}]}
+        content = draw(st.just([block]) | contents)
+        body = {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": content}]}
+        if draw(st.booleans()):
+            body["system"] = draw(contents)
+        return orjson.dumps(body)
+    if kind == "responses":
+        items = st.lists(st.fixed_dictionaries({"role": roles, "content": contents}), max_size=2)
+        body = {"model": model, "input": draw(contents | items)}
         return orjson.dumps(body)
     if kind == "embeddings":
         return orjson.dumps({"model": model, "input": draw(st.text(max_size=20) | json_values)})
