@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -42,6 +42,7 @@ from proxy.stores.backends import is_redis_url, open_redis, redacted, redis_erro
 
 __all__ = [
     "IGNORED_FIELDS",
+    "REDIS_MAX_TTL_MS",
     "CachedResponse",
     "RedisResponseCache",
     "ResponseCache",
@@ -56,6 +57,10 @@ __all__ = [
 IGNORED_FIELDS = frozenset({"user", "metadata", "stream_options"})
 
 _T = TypeVar("_T")
+
+#: The longest time an entry lives in Redis (about 285,000 years): Redis refuses expiry
+#: times past a 64-bit count of milliseconds, and ``round`` refuses ``inf``.
+REDIS_MAX_TTL_MS: Final = 2**53
 
 _log = logging.getLogger("aigw.proxy")
 
@@ -331,8 +336,9 @@ class SqliteResponseCache:
         return value
 
     async def put(self, key: str, value: CachedResponse, ttl_s: float) -> None:
-        """Store ``value`` until ``value.stored_at + ttl_s``; evict past ``max_entries``."""
-        if ttl_s <= 0:
+        """Store ``value`` until ``value.stored_at + ttl_s``; evict past ``max_entries``.
+        A ``ttl_s`` of ``inf`` keeps it until evicted; NaN stores nothing."""
+        if not ttl_s > 0:
             return
         data = value.encode()
         expires_at = value.stored_at + ttl_s
@@ -429,14 +435,14 @@ class RedisResponseCache:
         return None if data is None else CachedResponse.decode(cast(bytes, data))
 
     async def put(self, key: str, value: CachedResponse, ttl_s: float) -> None:
-        """Store ``value`` until ``value.stored_at + ttl_s`` (already past: not stored)."""
+        """Store ``value`` until ``value.stored_at + ttl_s`` (already past, or NaN: not
+        stored); past :data:`REDIS_MAX_TTL_MS` (``inf`` included) it lives that long."""
         left_s = value.stored_at + ttl_s - self._clock()
-        if ttl_s <= 0 or left_s <= 0:
+        if not (ttl_s > 0 and left_s > 0):
             return
+        left_ms = max(1, round(min(left_s * 1000, REDIS_MAX_TTL_MS)))  # inf: no OverflowError
         async with redis_errors(self.url, what="response cache"):
-            await self._redis.set(
-                self.PREFIX + key, value.encode(), px=max(1, round(left_s * 1000))
-            )
+            await self._redis.set(self.PREFIX + key, value.encode(), px=left_ms)
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import math
 import socket
 import sqlite3
 import struct
@@ -232,6 +233,30 @@ def test_zero_ttl_stores_nothing(open_store: Callable[[], ResponseCache]) -> Non
             await store.close()
 
     assert run(main()) is None
+
+
+def test_an_infinite_ttl_keeps_the_entry_and_nan_stores_nothing(
+    open_store: Callable[[], ResponseCache],
+) -> None:
+    """Any float is a TTL the stores take without raising (a client's cf-aig-cache-ttl of
+    ``inf`` once made the Redis put raise OverflowError): ``inf`` and ``1e300`` keep the
+    entry, NaN and ``-inf`` store nothing."""
+
+    async def main() -> list[bool]:
+        store = open_store()
+        try:
+            for key, ttl in [
+                ("inf", math.inf),
+                ("big", 1e300),
+                ("nan", math.nan),
+                ("neg", -math.inf),
+            ]:
+                await store.put(key, fresh(PLAIN), ttl)
+            return [await store.get(k) is not None for k in ("inf", "big", "nan", "neg")]
+        finally:
+            await store.close()
+
+    assert run(main()) == [True, True, False, False]
 
 
 def test_entries_survive_closing_and_reopening(open_store: Callable[[], ResponseCache]) -> None:
