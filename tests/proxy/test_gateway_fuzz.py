@@ -13,7 +13,13 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.proxy.gateway_fixtures import GATEWAY_KEYS, edited_gateway, read_records, request
+from tests.proxy.gateway_fixtures import (
+    GATEWAY_KEYS,
+    edited_gateway,
+    read_records,
+    request,
+    sha,
+)
 
 PATHS = [
     "/v1/chat/completions",
@@ -37,8 +43,15 @@ MODELS = [
     None,
     {"nested": ["model"]},
 ]
-# Every refusal is kept: the invariant, not the flood limit, is under test here.
-NO_FLOOD_LIMIT = {"max_interval_s = 3600": "refusals_per_ip_per_min = 1000000"}
+# Every refusal is kept: the invariant, not the flood limit, is under test here. Every
+# route caches, so the cache headers are read (a route without a provider: the same one).
+EDITS = {
+    "max_interval_s = 3600": "refusals_per_ip_per_min = 1000000",
+    f'sha256 = "{sha(GATEWAY_KEYS["team-b"])}"': '[routes.all]\nmatch = ["*"]\ncache = true',
+}
+CACHE_HEADERS = ["cf-aig-cache-ttl", "cf-aig-skip-cache", "cf-aig-cache-key"]
+ODD_VALUES = ["inf", "-inf", "nan", "1e400", "1e300", "0", "-1", "1e-320", "true", "", "\u00e9"]
+PRINTABLE = st.characters(min_codepoint=32, max_codepoint=126)
 
 json_values = st.recursive(
     st.none()
@@ -115,6 +128,10 @@ requests = st.fixed_dictionaries(
         "key": st.sampled_from([GATEWAY_KEYS["team-a"]] * 4 + ["wrong-key", None]),
         "metadata": st.sampled_from([None] * 4 + ['{"team": "a"}', '{"a": {"b": 1}}', "not"]),
         "body": bodies(),
+        "cache": st.dictionaries(
+            st.sampled_from(CACHE_HEADERS),
+            st.sampled_from(ODD_VALUES) | st.text(PRINTABLE, max_size=6),
+        ),
     }
 )
 
@@ -124,7 +141,7 @@ def test_every_answered_request_has_exactly_one_record(tmp_path: Path) -> None:
     numbers = itertools.count()
     sent: dict[str, tuple[str, str, int]] = {}
 
-    with edited_gateway(tmp_path, NO_FLOOD_LIMIT) as gw:
+    with edited_gateway(tmp_path, EDITS) as gw:
 
         @settings(
             max_examples=60,
@@ -140,6 +157,7 @@ def test_every_answered_request_has_exactly_one_record(tmp_path: Path) -> None:
                 headers["authorization"] = f"Bearer {shape['key']}"
             if shape["metadata"] is not None:
                 headers["cf-aig-metadata"] = shape["metadata"]
+            headers |= shape["cache"]
             answer = request(gw.url, shape["method"], shape["path"], shape["body"], headers)
             assert answer.status != 500, (shape, answer.body)
             sent[event_id] = (shape["method"], shape["path"], answer.status)
