@@ -52,7 +52,7 @@ def commit_objects(
     if rejects or (reloaded and _has_rows(lake, "rejects")):
         lake.commit("rejects", lambda t: _replace_rejects(t, conform(table, _REJECTS), keys))
     counts: dict[str, ObjectCounts] = {}
-    unused: list[Any] = []
+    cleanup: list[tuple[Any, list[Any]]] = []  # the committed table's file IO, unused files
 
     def append(iceberg: Any) -> None:
         batch = _new_rows(iceberg, loads)
@@ -70,11 +70,11 @@ def commit_objects(
             )
         summary = _summary(loads, counts, started)
         _append(iceberg, batch, {SUMMARY_KEY: summary})
-        unused[:] = batch.unused
+        cleanup[:] = [(iceberg.io, batch.unused)]
 
     lake.commit("requests", append)
-    if unused:  # the workers' files whose kept rows the commit wrote again
-        delete_files(lake.fact("requests").io, unused)
+    for io, unused in cleanup:  # the workers' files whose kept rows the commit wrote again
+        delete_files(io, unused)
     return counts
 
 
