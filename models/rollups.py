@@ -3,7 +3,8 @@
 ``rollup_hourly`` has one row per hour x dimensions (built-in and named metadata
 ones) x ``cost_source``, with counts, token sums and USD sums; ``request_costs`` keeps
 each request's effective cost for analysts' SQL, and ``cacheable_requests`` and
-``prompt_prefixed_requests`` the inputs of the cache and prompt-cache what-ifs (same
+``prompt_prefixed_requests`` the inputs of the cache and prompt-cache what-ifs, and
+``replay_requests`` with ``replay_profiles`` the rate-limit replay's (same
 refresh, same transaction; DuckDB files only). It is derived data:
 ``refresh_rollups`` rebuilds only the hours touched by rows ingested since the
 last refresh (late records for old hours included), and rebuilds everything when
@@ -31,6 +32,7 @@ from core.warehouse import (
     request_hashes,
     store_cacheable,
     store_prompt_prefixed,
+    store_replay_inputs,
     touched_hours,
 )
 from models.config import ModelsSettings
@@ -360,6 +362,7 @@ def refresh_rollups(
             _store_request_costs(warehouse, None if rebuild else hours)
             store_cacheable(con, _COSTS_TABLE, None if rebuild else hours)
             store_prompt_prefixed(con, _COSTS_TABLE, None if rebuild else hours)
+            store_replay_inputs(con, _COSTS_TABLE, None if rebuild else hours)
             con.execute(
                 "INSERT OR REPLACE INTO rollup_state VALUES (?, ?, ?, now())",
                 [ROLLUP_TABLE, fingerprint, watermark],

@@ -26,11 +26,14 @@ from app.service.whatif import DEFAULT_DAYS, _empty, _overrides, _window
 from core.errors import ConfigError
 from core.lake import WarehouseTarget
 from core.warehouse import (
+    KEPT_COLUMNS,
     KEY_HASH,
     Warehouse,
     asked_pairs,
     open_warehouse,
+    read_kept_routed,
     read_routed,
+    replay_inputs_kept,
 )
 from models import (
     PRICED_COLUMNS,
@@ -140,7 +143,9 @@ class _Reader:
     by DuckDB, the request's key as a 64-bit hash (``read_routed``); read again with the
     keys' text when a key repeats: the attempts of one request to fold, or (rarely) two
     keys of one hash. ``renamed``: the metadata keys' columns ->
-    their ``metadata:`` names; ``copied``: ``metadata:`` names copied from a column."""
+    their ``metadata:`` names; ``copied``: ``metadata:`` names copied from a column.
+    ``kept``: the refresh's copy of the replay's inputs is current (``read_kept_routed``
+    reads it when it holds the columns, else ``read_routed`` reads ``requests``)."""
 
     warehouse: Warehouse
     settings: ModelsSettings
@@ -148,6 +153,7 @@ class _Reader:
     columns: list[str]
     renamed: dict[str, str]
     copied: dict[str, str]
+    kept: bool = False
 
     def read(
         self, since: datetime, until: datetime, routes: list[str], *, keyed: bool = True
@@ -162,7 +168,8 @@ class _Reader:
         names = {route.name for route in config.routes}
 
         def routed(columns: list[str]) -> pl.DataFrame:
-            return read_routed(
+            fast = self.kept and set(columns) <= KEPT_COLUMNS | set(self.settings.all_dimensions)
+            return (read_kept_routed if fast else read_routed)(
                 con,
                 self.settings,
                 since=since,
@@ -241,6 +248,9 @@ def whatif_limits(
             columns=[*replayed, *narrowed.dimensions],
             renamed={name: _META + key for name, key in columns.items()},
             copied=copied,
+            kept=(
+                warehouse.lake is None and not window.stale and replay_inputs_kept(warehouse.con)
+            ),
         )
         replayed_routes = sorted({rule.route for rule in rules} | set(routes))
         frame = reader.read(window.since, window.until, replayed_routes)

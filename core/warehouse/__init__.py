@@ -52,7 +52,21 @@ from core.warehouse.reads import (
     time_range,
     touched_hours,
 )
-from core.warehouse.replay_read import KEY_HASH, asked_pairs, read_routed
+from core.warehouse.replay_inputs import (
+    PROFILE_COLUMNS,
+    PROFILES_TABLE,
+    REPLAY_TABLE,
+    read_replay_requests,
+    replay_inputs_kept,
+    store_replay_inputs,
+)
+from core.warehouse.replay_read import (
+    KEPT_COLUMNS,
+    KEY_HASH,
+    asked_pairs,
+    read_kept_routed,
+    read_routed,
+)
 from core.warehouse.sql import StatementResult, run_sql
 
 __all__ = [
@@ -60,6 +74,7 @@ __all__ = [
     "EXPLORER_STATUSES",
     "GROUP_CHECK",
     "GROUP_HASH",
+    "KEPT_COLUMNS",
     "KEY_HASH",
     "MIGRATIONS",
     "PERIOD_GRAINS",
@@ -67,6 +82,9 @@ __all__ = [
     "PREFIXED_COLUMNS",
     "PREFIXED_DIMENSIONS",
     "PREFIXED_TABLE",
+    "PROFILES_TABLE",
+    "PROFILE_COLUMNS",
+    "REPLAY_TABLE",
     "SCHEMA_VERSION",
     "STORED_COLUMNS",
     "DataHealth",
@@ -88,10 +106,13 @@ __all__ = [
     "policy_categories",
     "policy_counts",
     "read_cacheable",
+    "read_kept_routed",
     "read_prompt_prefixed",
+    "read_replay_requests",
     "read_requests",
     "read_routed",
     "recent_policy_events",
+    "replay_inputs_kept",
     "request_days",
     "request_hashes",
     "request_row",
@@ -99,6 +120,7 @@ __all__ = [
     "run_sql",
     "store_cacheable",
     "store_prompt_prefixed",
+    "store_replay_inputs",
     "table_exists",
     "time_range",
     "touched_hours",

@@ -28,6 +28,7 @@ from core.warehouse.cacheable import CACHEABLE_TABLE
 from core.warehouse.migrations import SCHEMA_VERSION, create_schema
 from core.warehouse.prompt_prefixed import PREFIXED_TABLE
 from core.warehouse.reads import NEWEST_INGEST_VARIABLE
+from core.warehouse.replay_inputs import PROFILES_TABLE, REPLAY_TABLE
 
 if TYPE_CHECKING:
     from core.lake.lake import Lake
@@ -61,11 +62,11 @@ def connect_snapshot(lake: Lake, *, sandbox: bool = False) -> duckdb.DuckDBPyCon
     try:
         con.execute("SET TimeZone = 'UTC'")
         create_schema(con)
-        # the refresh's copies for the cache and prompt-cache replays are kept in DuckDB
-        # files only: an empty table here would read as "nothing cacheable" (the what-ifs
-        # read the requests)
-        con.execute(f"DROP TABLE {CACHEABLE_TABLE}")
-        con.execute(f"DROP TABLE {PREFIXED_TABLE}")
+        # the refresh's copies for the cache, prompt-cache and rate-limit replays are kept
+        # in DuckDB files only: an empty table here would read as "nothing cacheable" (the
+        # what-ifs read the requests)
+        for table in (CACHEABLE_TABLE, PREFIXED_TABLE, REPLAY_TABLE, PROFILES_TABLE):
+            con.execute(f"DROP TABLE {table}")
         attach_snapshot(con, lake, manifest=sandbox)
         if sandbox:
             con.execute("SET enable_external_access = false")

@@ -15,6 +15,7 @@ import duckdb
 from core.schema import PROMPT_PREFIX_VERSION, requests_ddl
 from core.warehouse.cacheable import CACHEABLE_DDL
 from core.warehouse.prompt_prefixed import PREFIXED_DDL
+from core.warehouse.replay_inputs import REPLAY_DDL
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "table_exists"]
 
@@ -200,6 +201,9 @@ MIGRATIONS[11] = CACHEABLE_DDL + "DELETE FROM rollup_state;\n"  # noqa: S608 - c
 # v12: the prompt-caching replay's inputs (``core.warehouse.prompt_prefixed``), written by
 # every rollup refresh: the next refresh is a full one, which fills the table.
 MIGRATIONS[12] = PREFIXED_DDL + "DELETE FROM rollup_state;\n"  # noqa: S608 - constants
+# v13: the rate-limit replay's inputs (``core.warehouse.replay_inputs``), written by every
+# rollup refresh: the next refresh is a full one, which fills the tables.
+MIGRATIONS[13] = REPLAY_DDL + "DELETE FROM rollup_state;\n"  # noqa: S608 - constants
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 

@@ -26,15 +26,22 @@ NO_WINDOW: Final = -(2**62)  # a subject's window before its first request
 
 
 class LimitArrays(NamedTuple):
-    """A route's limits over its requests (``n``), one row a limit: the subject's code,
-    the window's index, the previous window's weight (0 for a fixed window), the charge
-    before the call and once allowed; per limit the limit and its number of subjects."""
+    """A route's limits over its requests (``n``): per request its time (microseconds
+    since the epoch), input tokens and input plus output tokens; one row a limit of the
+    subject's code; per limit its window (seconds), whether it slides, whether it counts
+    tokens (else requests), the limit and its number of subjects. The loop derives each
+    request's window index ``floor(t / window)`` and the previous window's weight
+    ``1 - (t - index * window) / window`` (t in seconds, as float64: the same arithmetic
+    as the Polars expressions it replaced, so the same decisions), and the charges
+    (1 a request, or the tokens)."""
 
+    us: np.ndarray  # int64 (n,)
+    tokens_in: np.ndarray  # int64 (n,)
+    tokens_total: np.ndarray  # int64 (n,)
     code: np.ndarray  # int64 (limits, n)
-    window: np.ndarray  # int64 (limits, n)
-    weight: np.ndarray  # float64 (limits, n)
-    check: np.ndarray  # int64 (limits, n)
-    charge: np.ndarray  # int64 (limits, n)
+    window_s: np.ndarray  # float64 (limits,)
+    sliding: np.ndarray  # bool (limits,)
+    tokens: np.ndarray  # bool (limits,)
     limit: np.ndarray  # float64 (limits,)
     subjects: np.ndarray  # int64 (limits,)
 
@@ -64,11 +71,13 @@ class Decisions(NamedTuple):
 
 def _loop(  # noqa: PLR0917 - the kernel takes plain arrays (Numba compiles no objects)
     n: int,
+    us: np.ndarray,
+    tokens_in: np.ndarray,
+    tokens_total: np.ndarray,
     code: np.ndarray,
-    window: np.ndarray,
-    weight: np.ndarray,
-    check: np.ndarray,
-    charge: np.ndarray,
+    window_s: np.ndarray,
+    sliding: np.ndarray,
+    tokens: np.ndarray,
     limit: np.ndarray,
     subjects: np.ndarray,
     gate_code: np.ndarray,
@@ -90,27 +99,34 @@ def _loop(  # noqa: PLR0917 - the kernel takes plain arrays (Numba compiles no o
     index = np.zeros(n, dtype=np.int64)
     rerouted = np.zeros(n, dtype=np.bool_)
     gated = gate_code.shape[0] > 0
+    now = np.zeros(limits, dtype=np.int64)  # this request's window index, per limit
     for at in range(n):
+        seconds = us[at] / 1e6
         refused = -1
         for row in range(limits):
-            who, now = code[row, at], window[row, at]
-            if seen[row, who] != now:  # a new window: current becomes previous
-                previous[row, who] = current[row, who] if seen[row, who] == now - 1 else 0.0
+            who, span = code[row, at], window_s[row]
+            start = np.floor(seconds / span)
+            now[row] = np.int64(start)
+            if seen[row, who] != now[row]:  # a new window: current becomes previous
+                was = seen[row, who] == now[row] - 1
+                previous[row, who] = current[row, who] if was else 0.0
                 current[row, who] = 0.0
-                seen[row, who] = now
-            used = previous[row, who] * weight[row, at] + current[row, who]
-            if used + check[row, at] > limit[row] + EPS:
+                seen[row, who] = now[row]
+            weight = 1.0 - (seconds - start * span) / span if sliding[row] else 0.0
+            used = previous[row, who] * weight + current[row, who]
+            check = tokens_in[at] if tokens[row] else 1
+            if used + check > limit[row] + EPS:
                 refused = row
                 break
         if refused >= 0:
             which[at], whom[at] = refused, code[refused, at]
-            index[at] = window[refused, at]
+            index[at] = now[refused]
             continue
         over = gated and not spent[gate_code[at]] < usd  # a NaN spend is over, as before
         # the gateway charged the limits before the budget: a refusal keeps the estimate
         for row in range(limits):
-            used = check[row, at] if over and not reroute else charge[row, at]
-            current[row, code[row, at]] += used
+            settled = tokens_total[at] if not over or reroute else tokens_in[at]
+            current[row, code[row, at]] += settled if tokens[row] else 1
         if not gated:
             continue
         if not over:
@@ -130,10 +146,10 @@ def _kernel() -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     if _compiled is None:
         numba: Any = importlib.import_module("numba")  # on demand (see above); untyped
         # one signature, compiled once (``decide`` hands over exactly these types)
-        ints, floats = numba.int64[:, ::1], numba.float64[:, ::1]
-        vector, real = numba.int64[::1], numba.float64[::1]
-        signature = numba.types.Tuple((vector, vector, vector, numba.boolean[::1]))(
-            numba.int64, ints, ints, floats, ints, ints, real, vector,
+        ints, vector, real = numba.int64[:, ::1], numba.int64[::1], numba.float64[::1]
+        flags = numba.boolean[::1]
+        signature = numba.types.Tuple((vector, vector, vector, flags))(
+            numba.int64, vector, vector, vector, ints, real, flags, flags, real, vector,
             vector, real, real, numba.float64, numba.boolean,
         )  # fmt: skip
         try:
@@ -153,16 +169,20 @@ def _owned(array: np.ndarray, dtype: type) -> np.ndarray:
 def decide(n: int, limits: LimitArrays, gate: GateArrays) -> Decisions:
     """Replay ``n`` requests of one route in time order: for each, its limits first (a
     request is refused by the first limit whose count, the previous window's weighted by
-    ``weight`` plus the current one's, plus ``check`` would pass ``limit`` + 1e-9; else
-    every limit is charged ``charge``), then its budget (under it: allowed, its cost
-    spent; over it: rerouted, or refused with the limits charged ``check`` only)."""
+    its weight plus the current one's, plus the charge before the call (1, or the input
+    tokens) would pass the limit + 1e-9; else every limit is charged its charge once
+    allowed (1, or input plus output tokens)), then its budget (under it: allowed, its
+    cost spent; over it: rerouted, or refused with the limits charged the input tokens
+    only)."""
     which, whom, index, rerouted = _kernel()(
         int(n),
+        _owned(limits.us, np.int64),
+        _owned(limits.tokens_in, np.int64),
+        _owned(limits.tokens_total, np.int64),
         _owned(limits.code, np.int64),
-        _owned(limits.window, np.int64),
-        _owned(limits.weight, np.float64),
-        _owned(limits.check, np.int64),
-        _owned(limits.charge, np.int64),
+        _owned(limits.window_s, np.float64),
+        _owned(limits.sliding, np.bool_),
+        _owned(limits.tokens, np.bool_),
         _owned(limits.limit, np.float64),
         _owned(limits.subjects, np.int64),
         _owned(gate.code, np.int64),

@@ -52,7 +52,14 @@ _STORED = (  # the quality_runs rows but their ids and times
     "SELECT source, object_keys, rows_checked, on_failure, success, critical_failures, "
     "warnings, results FROM quality_runs ORDER BY started_at"
 )
-_ROLLUPS = ("rollup_hourly", "rollup_daily", "request_costs", "cacheable_requests")
+_ROLLUPS = (
+    "rollup_hourly",
+    "rollup_daily",
+    "request_costs",
+    "cacheable_requests",
+    "replay_requests",
+    "replay_profiles",
+)
 
 
 def _results(db_path: Path) -> list[list[tuple[Any, ...]]]:
@@ -90,7 +97,7 @@ def test_the_rollups_refresh_while_the_check_is_pending_with_the_same_results(
     assert (overlapped.refreshed.rows, refreshed.rows) == (551, 551)
     results = _results(tmp_path / "aigw.duckdb")
     assert results == _results(tmp_path / "before.duckdb")
-    assert [len(rows) for rows in results] == [1, 551, 551, 960, 0]
+    assert [len(rows) for rows in results] == [1, 551, 551, 960, 0, 960, 450]
 
 
 def test_a_refresh_that_fails_is_raised_once_the_check_is_stored(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 import pytest
 
@@ -408,9 +409,10 @@ def test_a_request_the_client_sent_past_the_cache_is_not_replayed_as_cacheable(
 
 def test_limits_replay_with_a_reroute_budget_orders_ties_by_event_id(tmp_path: Path) -> None:
     """Two gpt-4o requests at 10:00 ($0.013 each), one a route an hour: the tie goes by
-    the request's key, its event id ("y" before "z"), not its log id ("a" before "b"),
-    also with a reroute budget (whose pricing columns hold the log id): bob's "y"
-    passes, ana's "z" is refused."""
+    the request's key, its event id, as its 64-bit hash (DuckDB's ``hash``: the order of
+    the refresh's kept inputs too), not by its log id, also with a reroute budget (whose
+    pricing columns hold the log id, read the long way): the request whose event id
+    hashes lower passes, the other is refused."""
     (tmp_path / "prices.toml").write_text(PRICES)
     (tmp_path / "aigw.toml").write_text(CONFIG)
     records = [
@@ -431,10 +433,13 @@ def test_limits_replay_with_a_reroute_budget_orders_ties_by_event_id(tmp_path: P
         'budget = { usd = 1, period = "day", per = "route", action = "reroute", '
         'reroute = "openai/gpt-4o-mini" }\n'
     )
+    with duckdb.connect(str(db), read_only=True) as con:
+        first = con.execute("SELECT hash('y') < hash('z')").fetchone()
+    refused = "ana" if first and first[0] else "bob"  # ana's event is "z", bob's "y"
     for text in (limited, limited + reroute):
         gateway.write_text(text)
         answer = whatif((db, config), "--limits", str(gateway))
         assert answer["users"] == [
-            {"route": "chat", "user": "ana", "refused_requests": 1, "rerouted_requests": 0,
+            {"route": "chat", "user": refused, "refused_requests": 1, "rerouted_requests": 0,
              "avoided_usd": 0.013}
         ]  # fmt: skip
