@@ -161,15 +161,16 @@ class _Reader:
         """The requests with ``since <= ts < until`` of ``routes``, in request order;
         ``keyed``: with keys that tell requests apart (not needed to sum spend)."""
         con, config = self.warehouse.con, self.config
+        kept = KEPT_COLUMNS | set(self.settings.all_dimensions)
+        fast = self.kept and set(self.columns) <= kept
         chosen = {
             (provider, asked): config.route_for(provider or "", asked or "").name
-            for provider, asked in asked_pairs(con, since, until)
+            for provider, asked in asked_pairs(con, since, until, kept=fast)
         }
         names = {route.name for route in config.routes}
 
         def routed(columns: list[str]) -> pl.DataFrame:
-            fast = self.kept and set(columns) <= KEPT_COLUMNS | set(self.settings.all_dimensions)
-            return (read_kept_routed if fast else read_routed)(
+            return (read_kept_routed if fast and set(columns) <= kept else read_routed)(
                 con,
                 self.settings,
                 since=since,

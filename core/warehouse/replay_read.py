@@ -33,18 +33,21 @@ KEPT_COLUMNS: Final = frozenset({"ts", "tokens_in", "tokens_out"})
 
 
 def asked_pairs(
-    con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
+    con: duckdb.DuckDBPyConnection, since: datetime, until: datetime, *, kept: bool = False
 ) -> list[tuple[str | None, str | None]]:
     """The distinct (provider, asked model: ``requested_model``, else ``model``) pairs of
-    the requests with ``since <= ts < until``, sorted (nulls first)."""
-    where, params = time_range("ts", since, until)
+    the requests with ``since <= ts < until``, sorted (nulls first); ``kept``: those of
+    every profile the refresh kept (``replay_inputs``: a superset, read in milliseconds
+    where the requests' took 0.27 s of 10 M)."""
+    if kept:
+        sql = f"SELECT DISTINCT provider, {_ASKED} FROM {PROFILES_TABLE}"
+        params: dict[str, object] = {}
+    else:
+        where, params = time_range("ts", since, until)
+        sql = f"SELECT DISTINCT provider, {_ASKED} FROM requests WHERE {' AND '.join(where)}"
     return [
         (provider, asked)
-        for provider, asked in con.execute(
-            f"SELECT DISTINCT provider, {_ASKED} FROM requests WHERE {' AND '.join(where)} "
-            "ORDER BY ALL NULLS FIRST",
-            params,
-        ).fetchall()
+        for provider, asked in con.execute(f"{sql} ORDER BY ALL NULLS FIRST", params).fetchall()
     ]
 
 
