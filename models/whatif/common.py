@@ -157,6 +157,15 @@ def summed(
     ``frame`` has ``requests``, ``affected_requests``, ``current_cost_usd`` and
     ``projected_cost_usd`` per row.
     """
+    return summed_lazy(frame, by, extra=extra).collect()
+
+
+def summed_lazy(
+    frame: pl.LazyFrame, by: Sequence[str], *, extra: Sequence[pl.Expr] = ()
+) -> pl.LazyFrame:
+    """``summed``'s query, not run: to collect with other queries of the same frame
+    (``pl.collect_all`` computes their shared part once and runs them side by side).
+    Keys given as enums come back as text (and are sorted as text)."""
     keys = list(by)
     aggregations = [
         pl.col("requests").sum().cast(pl.Int64),
@@ -166,11 +175,11 @@ def summed(
         *extra,
     ]
     result = frame.group_by(keys).agg(aggregations) if keys else frame.select(aggregations)
+    result = result.with_columns(pl.col(pl.Enum).cast(pl.String))
     saving = (pl.col("current_cost_usd") - pl.col("projected_cost_usd")).alias("saving_usd")
     return (
         result.with_columns(saving)
         .select(*keys, *MEASURES, pl.exclude(*keys, *MEASURES))
         .filter(pl.col("requests") > 0)
         .sort(["saving_usd", *keys], descending=[True, *([False] * len(keys))], nulls_last=True)
-        .collect()
     )

@@ -193,8 +193,10 @@ def priced_reroutes(
             "reroute": pl.String,
         },
     )
-    frame = rerouted.with_row_index("_at").join(
-        routes, on="route", how="left", maintain_order="left"
+    frame = (
+        rerouted.with_columns(pl.col("route").cast(pl.String))  # (a reader may give an enum)
+        .with_row_index("_at")
+        .join(routes, on="route", how="left", maintain_order="left")
     )
     source = pl.col("provider").replace(dict(priced_as or {}))
     other = family_of(source) != family_of(pl.col("target_provider"))
