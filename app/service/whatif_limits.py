@@ -37,6 +37,7 @@ from core.warehouse import (
 )
 from models import (
     PRICED_COLUMNS,
+    TIE_ORDER,
     LimitsReplay,
     ModelsSettings,
     RateLimitRule,
@@ -183,7 +184,8 @@ class _Reader:
 
         frame = routed(self.columns)
         if keyed and not unique_keys(frame[KEY_HASH]):  # attempts to fold: with their keys
-            frame = routed([*self.columns, *_FOLDED]).drop(KEY_HASH)
+            # (ties by the hash still, as without attempts: ``TIE_ORDER``)
+            frame = routed([*self.columns, *_FOLDED]).rename({KEY_HASH: TIE_ORDER})
         copies = [pl.col(name).alias(column) for column, name in self.copied.items()]
         return frame.rename(self.renamed).with_columns(copies)
 

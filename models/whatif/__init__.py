@@ -28,6 +28,7 @@ from models.whatif.config import (
 )
 from models.whatif.limits import (
     BUDGET_LIMIT,
+    TIE_ORDER,
     LimitsReplay,
     RateLimitRule,
     limit_decisions,
@@ -57,6 +58,7 @@ __all__ = [
     "PROMPT_CACHE_COLUMNS",
     "PROMPT_CACHE_TTL",
     "SAVINGS_COLUMNS",
+    "TIE_ORDER",
     "TOKENS",
     "TTL_CHOICES",
     "CapsReplay",

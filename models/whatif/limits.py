@@ -45,6 +45,7 @@ from models.whatif.route_budgets import (
 __all__ = [
     "BUDGET_LIMIT",
     "LIMIT_NOTES",
+    "TIE_ORDER",
     "LimitsReplay",
     "RateLimitRule",
     "limit_decisions",
@@ -56,6 +57,10 @@ __all__ = [
 _NONE: Final = "-"  # the gateway's subject for a request without one
 # a request's key: its event id, else its log id, or the caller's (a warehouse read's hash)
 _KEY: Final = KEY_HASH
+# requests at one time, folded from their keys' text, go in this column's order when given
+# (the read's key hash, as requests that need no folding go): the text's order would let
+# an unrelated failover elsewhere in the window reorder them
+TIE_ORDER: Final = "_tie"
 BUDGET_LIMIT: Final = "budget"  # the ``limit`` of a request a route's budget refused or rerouted
 _SERVED: Final = ("provider", "model", "cost_source")  # of the attempt that answered
 LIMIT_NOTES: Final = (
@@ -105,8 +110,9 @@ def _one_per_request(
 ) -> pl.DataFrame:
     """The attempts of one request (one ``event_id``) as one row at its first attempt:
     the first attempt's subjects, the answering (last) attempt's provider, model and cost
-    source, the attempts' cost and tokens summed; in time order (ties by the request's
-    key). ``checked``: the caller's ``_request`` keys are known not to repeat."""
+    source, the attempts' cost and tokens summed; in time order (ties by ``TIE_ORDER``
+    when given, then by the request's key; the column is dropped). ``checked``: the
+    caller's ``_request`` keys are known not to repeat."""
     names = requests.collect_schema().names()
     tokens = [name for name in TOKENS if name in names]
     filled = [pl.col("cost_usd").fill_null(0.0), *(pl.col(name).fill_null(0) for name in tokens)]
@@ -121,12 +127,14 @@ def _one_per_request(
         key = pl.coalesce(pl.col("event_id"), pl.col("log_id"))
     order = ["ts", pl.col("step").fill_null(0)] if "step" in names else ["ts"]
     frame = requests.with_columns(key.alias(_KEY), *filled).collect()
+    ties = [TIE_ORDER, _KEY] if TIE_ORDER in names else [_KEY]
     if unique_keys(frame[_KEY]):  # no failover: nothing to fold (the usual case)
-        if _in_request_order(frame):  # as the warehouse read sorts them: nothing to move
+        if TIE_ORDER not in names and _in_request_order(frame):  # as the read sorts them
             return frame
         # one sort of the two keys, then one gather of the rows: sorting the whole frame
         # twice (by attempt, then by request) took 17.7 s and 8 GB more for 10 M requests
-        return frame[frame.select(pl.arg_sort_by("ts", _KEY)).to_series()]
+        frame = frame[frame.select(pl.arg_sort_by("ts", *ties)).to_series()]
+        return frame.drop(TIE_ORDER, strict=False)
     frame = frame.sort([*order, "log_id"])
     served = [name for name in _SERVED if name in names and name not in columns]
     return (
@@ -136,10 +144,12 @@ def _one_per_request(
             pl.col("log_id").first(),
             *(pl.col(name).first() for name in columns),
             *(pl.col(name).last() for name in served),
+            *(pl.col(name).first() for name in ties[:-1]),
             pl.col("cost_usd").sum(),
             *(pl.col(name).sum() for name in tokens),
         )
-        .sort("ts", _KEY)
+        .sort("ts", *ties)
+        .drop(TIE_ORDER, strict=False)
     )
 
 
@@ -279,11 +289,12 @@ def limit_decisions(
     checked: bool = False,
 ) -> pl.DataFrame:
     """One row per request of the routes with ``rules`` or ``budgets`` (attempts folded,
-    ``_request`` its key), in time order (ties by log id), with ``limit`` (the rate limit
-    that refused it, or ``BUDGET_LIMIT``: the budget refused or rerouted it; null:
-    allowed as is), ``subject``, ``window_start`` and ``rerouted``. ``limit`` is an enum
-    of the rules' names and ``BUDGET_LIMIT``; ``subject`` an enum of the subjects when
-    one route is replayed, text when several are.
+    ``_request`` its key), in time order (ties by ``TIE_ORDER`` when given, else by the
+    key), with ``limit`` (the rate limit that refused it, or ``BUDGET_LIMIT``: the budget
+    refused or rerouted it; null: allowed as is), ``subject``, ``window_start`` and
+    ``rerouted``. ``limit`` is an enum of the rules' names and ``BUDGET_LIMIT``;
+    ``subject`` an enum of the subjects when one route is replayed, text when several
+    are.
 
     ``requests``: costed requests (``log_id``, ``ts``, ``route``, ``cost_usd``, the token
     columns, the ``user`` column and each rule's and budget's ``subject_column``;

@@ -339,3 +339,35 @@ def test_repeated_keys_and_stale_rollups_read_requests(tmp_path: Path) -> None:
     load(db, source, batch(6, 30, H0 + 600, 600), "b")  # not refreshed: stale
     stale = _replayed(db, gateway)
     assert sum(row["requests"] for row in stale[0]) == 89
+
+
+def test_a_tie_goes_by_the_key_hash_also_when_another_request_folds(tmp_path: Path) -> None:
+    """Ana's "a" and bob's "b" at 00:10, one request a minute per route: the one whose
+    key hashes lower passes (DuckDB's hash('b') < hash('a'): bob's), whether or not an
+    unrelated request of two attempts (event "e", 00:20) makes the replay fold the
+    window's attempts with the keys' text."""
+    gateway = tmp_path / "gateway.toml"
+    gateway.write_text(
+        GATEWAY.split("[routes.claude]", maxsplit=1)[0]
+        + '[routes.chat]\nmatch = ["*"]\nprovider = "openai"\n'
+        'rate_limits = [{ name = "one", per = "route", limit = 1, window_s = 60 }]\n'
+    )
+    at = (H0 + 600) * 1_000_000_000
+    tie = [
+        logpush_record(Timestamp=at, LogId="a", Metadata={"user": "ana"}),
+        logpush_record(Timestamp=at, LogId="b", Metadata={"user": "bob"}),
+    ]
+    later = (H0 + 1200) * 1_000_000_000
+    attempts = [
+        logpush_record(Timestamp=later, LogId=f"e{step}", EventId="e", Step=step) for step in (0, 1)
+    ]
+    refused = []
+    for name, records in (("alone", tie), ("folded", tie + attempts)):
+        db = tmp_path / f"{name}.duckdb"
+        load(db, tmp_path / name, records, "a")
+        refresh(db, SETTINGS)
+        with duckdb.connect(str(db), read_only=True) as con:
+            assert con.execute("SELECT hash('b') < hash('a')").fetchone() == (True,)
+        users = whatif_limits(db, SETTINGS, gateway, since=SINCE, until=UNTIL).users
+        refused.append(users.select("user", "refused_requests").rows())
+    assert refused == [[("ana", 1)], [("ana", 1)]]
