@@ -60,3 +60,18 @@ def test_the_one_transaction_schema_equals_the_migrations_applied_one_by_one() -
         assert at_once.execute(query).fetchall() == by_version.execute(query).fetchall()
     versions = at_once.execute(queries[2]).fetchall()
     assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+
+
+def test_the_docs_name_the_schema_version_and_every_table() -> None:
+    """docs/schema.md states the current schema version and documents each table the
+    migrations create (a table added without its docs fails here)."""
+    text = (REPO / "docs" / "schema.md").read_text()
+    assert f"(schema v{SCHEMA_VERSION})" in text.splitlines()[0]
+    assert f"(v1 to v{SCHEMA_VERSION})" in text
+    con = duckdb.connect()
+    create_schema(con)
+    tables = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+    ).fetchall()
+    missing = [name for (name,) in tables if f"`{name}`" not in text]
+    assert missing == []
