@@ -20,12 +20,11 @@ from polars.testing import assert_frame_equal
 
 from app.service import refresh, savings_report, whatif_prompt_cache
 from app.service.prompt_cache import prompt_cache_replay
-from core.lake import LakeSpec
 from core.warehouse import open_warehouse
-from ingest import IngestSettings, run_ingest
 from models import ModelsSettings, WhatIf, WhatIfSettings, read_rollup
-from tests.conftest import logpush_record, write_ndjson
+from tests.conftest import logpush_record
 from tests.lake_fixtures import lake_spec
+from tests.models.kept_fixtures import load
 
 H0 = 1_776_470_400  # 2026-04-18T00:00:00Z, unix seconds
 SINCE = datetime(2026, 4, 18, tzinfo=UTC)
@@ -93,11 +92,6 @@ def everything() -> list[dict[str, Any]]:
     """The fixture warehouse's 800 requests."""
     late = batch(2, 100, H0, 3600) + batch(3, 100, H0 + 3 * 3600, 3600)
     return batch(1, 600, H0, 3 * 3600) + late
-
-
-def load(db: Path | LakeSpec, source: Path, records: list[dict[str, Any]], name: str) -> None:
-    write_ndjson(source / f"{name}.log.gz", records)
-    run_ingest(IngestSettings(source=str(source), db_path=db, quality="off"))
 
 
 @pytest.fixture(scope="module")

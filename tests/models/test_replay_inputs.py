@@ -28,9 +28,9 @@ from core.warehouse import (
     read_routed,
     replay_inputs_kept,
 )
-from ingest import IngestSettings, run_ingest
 from models import LimitsReplay, ModelsSettings
-from tests.conftest import logpush_record, write_ndjson
+from tests.conftest import logpush_record
+from tests.models.kept_fixtures import load, seeded_batch
 
 H0 = 1_776_470_400  # 2026-04-18T00:00:00Z, unix seconds
 SINCE = datetime(2026, 4, 18, tzinfo=UTC)
@@ -92,14 +92,7 @@ def record(rng: random.Random, at: int, serial: int) -> dict[str, Any]:
 
 
 def batch(seed: int, count: int, first: int, span: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
-    times = sorted(first + rng.randrange(span) for _ in range(count))
-    return [record(rng, at, seed * 100_000 + n) for n, at in enumerate(times)]
-
-
-def load(db: Path, source: Path, records: list[dict[str, Any]], name: str) -> None:
-    write_ndjson(source / f"{name}.log.gz", records)
-    run_ingest(IngestSettings(source=str(source), db_path=db, quality="off"))
+    return seeded_batch(record, seed, count, first, span)
 
 
 def profiles(db: Path) -> list[tuple[Any, ...]]:
