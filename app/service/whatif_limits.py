@@ -30,6 +30,7 @@ from core.warehouse import (
     KEY_HASH,
     Warehouse,
     asked_pairs,
+    keys_repeat,
     open_warehouse,
     read_kept_routed,
     read_routed,
@@ -142,7 +143,8 @@ def _rules(config: GatewayConfig) -> tuple[list[RateLimitRule], list[str]]:
 class _Reader:
     """The window's requests of some routes as the replay reads them: routed and sorted
     by DuckDB, the request's key as a 64-bit hash (``read_routed``); read again with the
-    keys' text when a key repeats: the attempts of one request to fold, or (rarely) two
+    keys' text when a key repeats (compared, or for the kept inputs listed by the
+    refresh: ``keys_repeat``): the attempts of one request to fold, or (rarely) two
     keys of one hash. ``renamed``: the metadata keys' columns ->
     their ``metadata:`` names; ``copied``: ``metadata:`` names copied from a column.
     ``kept``: the refresh's copy of the replay's inputs is current (``read_kept_routed``
@@ -183,7 +185,11 @@ class _Reader:
             )
 
         frame = routed(self.columns)
-        if keyed and not unique_keys(frame[KEY_HASH]):  # attempts to fold: with their keys
+        if fast and set(self.columns) <= kept:  # the refresh listed the keys that repeat
+            repeats = keyed and keys_repeat(con, since=since, until=until)
+        else:
+            repeats = keyed and not unique_keys(frame[KEY_HASH])
+        if repeats:  # attempts to fold: with their keys
             # (ties by the hash still, as without attempts: ``TIE_ORDER``)
             frame = routed([*self.columns, *_FOLDED]).rename({KEY_HASH: TIE_ORDER})
         copies = [pl.col(name).alias(column) for column, name in self.copied.items()]

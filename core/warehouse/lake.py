@@ -28,7 +28,7 @@ from core.warehouse.cacheable import CACHEABLE_TABLE
 from core.warehouse.migrations import SCHEMA_VERSION, create_schema
 from core.warehouse.prompt_prefixed import PREFIXED_TABLE
 from core.warehouse.reads import NEWEST_INGEST_VARIABLE
-from core.warehouse.replay_inputs import PROFILES_TABLE, REPLAY_TABLE
+from core.warehouse.replay_inputs import PROFILES_TABLE, REPEATS_TABLE, REPLAY_TABLE
 
 if TYPE_CHECKING:
     from core.lake.lake import Lake
@@ -65,7 +65,7 @@ def connect_snapshot(lake: Lake, *, sandbox: bool = False) -> duckdb.DuckDBPyCon
         # the refresh's copies for the cache, prompt-cache and rate-limit replays are kept
         # in DuckDB files only: an empty table here would read as "nothing cacheable" (the
         # what-ifs read the requests)
-        for table in (CACHEABLE_TABLE, PREFIXED_TABLE, REPLAY_TABLE, PROFILES_TABLE):
+        for table in (CACHEABLE_TABLE, PREFIXED_TABLE, REPLAY_TABLE, PROFILES_TABLE, REPEATS_TABLE):
             con.execute(f"DROP TABLE {table}")
         attach_snapshot(con, lake, manifest=sandbox)
         if sandbox:

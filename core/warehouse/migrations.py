@@ -15,7 +15,7 @@ import duckdb
 from core.schema import PROMPT_PREFIX_VERSION, requests_ddl
 from core.warehouse.cacheable import CACHEABLE_DDL
 from core.warehouse.prompt_prefixed import PREFIXED_DDL
-from core.warehouse.replay_inputs import REPLAY_DDL
+from core.warehouse.replay_inputs import REPEATS_DDL, REPLAY_DDL
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "table_exists"]
 
@@ -204,6 +204,9 @@ MIGRATIONS[12] = PREFIXED_DDL + "DELETE FROM rollup_state;\n"  # noqa: S608 - co
 # v13: the rate-limit replay's inputs (``core.warehouse.replay_inputs``), written by every
 # rollup refresh: the next refresh is a full one, which fills the tables.
 MIGRATIONS[13] = REPLAY_DDL + "DELETE FROM rollup_state;\n"  # noqa: S608 - constants
+# v14: the keys more than one kept replay input holds (``replay_repeats``), written by
+# every rollup refresh: the next refresh is a full one, which fills it.
+MIGRATIONS[14] = REPEATS_DDL + "DELETE FROM rollup_state;\n"  # noqa: S608 - constants
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 

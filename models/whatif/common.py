@@ -32,6 +32,7 @@ __all__ = [
     "exact_by_hour",
     "needs_raw",
     "reprice",
+    "shaped",
     "summed",
 ]
 
@@ -175,7 +176,16 @@ def summed_lazy(
         *extra,
     ]
     result = frame.group_by(keys).agg(aggregations) if keys else frame.select(aggregations)
-    result = result.with_columns(pl.col(pl.Enum).cast(pl.String))
+    return shaped(result, keys)
+
+
+def shaped(sums: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
+    """A what-if table from its sums (one row per ``keys``, with ``requests``,
+    ``affected_requests``, ``current_cost_usd``, ``projected_cost_usd`` and any other
+    columns): ``saving_usd`` added, enum keys as text, ``keys`` then ``MEASURES`` first,
+    rows without requests dropped, biggest saving first (then by ``keys``)."""
+    keys = list(keys)
+    result = sums.with_columns(pl.col(pl.Enum).cast(pl.String))
     saving = (pl.col("current_cost_usd") - pl.col("projected_cost_usd")).alias("saving_usd")
     return (
         result.with_columns(saving)

@@ -31,8 +31,9 @@ import polars as pl
 import pyarrow as pa
 
 from core.warehouse import KEY_HASH, in_time_order
-from models.whatif.common import TOKENS, WhatIf, summed_lazy
+from models.whatif.common import TOKENS, WhatIf
 from models.whatif.limits_kernel import GateArrays, LimitArrays, decide
+from models.whatif.limits_tables import BUDGET_LIMIT, RouteDecisions, answer_tables
 from models.whatif.route_budgets import (
     BUDGET_NOTES,
     BudgetGate,
@@ -61,7 +62,7 @@ _KEY: Final = KEY_HASH
 # (the read's key hash, as requests that need no folding go): the text's order would let
 # an unrelated failover elsewhere in the window reorder them
 TIE_ORDER: Final = "_tie"
-BUDGET_LIMIT: Final = "budget"  # the ``limit`` of a request a route's budget refused or rerouted
+_POSITION: Final = "_position"  # a rerouted request's position in its route's requests
 _SERVED: Final = ("provider", "model", "cost_source")  # of the attempt that answered
 LIMIT_NOTES: Final = (
     "token limits are charged the logged input tokens before the call (the gateway "
@@ -155,12 +156,11 @@ def _one_per_request(
 
 def unique_keys(keys: pl.Series) -> bool:
     """Whether no two of ``keys`` are equal: their 64-bit hashes (unsigned 64-bit keys
-    as they are) sorted by NumPy and compared side by side (0.19 s for 10 M keys, where
-    Polars' sort took 0.35 s, ``is_unique`` 1 s and comparing the strings 6.4 s); the
-    keys themselves only when two hashes meet."""
+    as they are) counted by Polars' ``n_unique`` (0.22 s for 10 M keys on the 2-core
+    machine, where NumPy's sort took 0.19-0.76 s by CPU, ``is_unique`` 1 s and comparing
+    the strings 6.4 s); the keys themselves only when two hashes meet."""
     hashes = keys if keys.dtype == pl.UInt64 else keys.hash()
-    ordered = np.sort(hashes.fill_null(0).to_numpy())  # (two nulls are one key twice)
-    if not (ordered[1:] == ordered[:-1]).any():
+    if hashes.n_unique() == hashes.len():  # (two nulls are one key twice)
         return True
     return keys.dtype != pl.UInt64 and bool(keys.is_unique().all())
 
@@ -170,19 +170,21 @@ def _limit_arrays(
 ) -> tuple[LimitArrays, list[pl.Series]]:
     """The loop's arrays of ``rules`` over one route's requests (``frame``, in time order)
     and each rule's subjects (by code)."""
-    n = frame.height
-    codes: list[np.ndarray] = []
+    codes = np.empty((len(rules), frame.height), dtype=np.int64)  # (filled row by row)
     names = []
-    for rule in rules:
+    for row, rule in enumerate(rules):
         code, subjects = subject_codes(frame[subject_column(rule.per)])
-        codes.append(code.to_numpy())
+        codes[row] = code.to_numpy()
         names.append(subjects)
     tokens_in = frame["tokens_in"].cast(pl.Int64)
+    ts = frame["ts"]  # (microseconds as they are: no copy)
+    micro = isinstance(ts.dtype, pl.Datetime) and ts.dtype.time_unit == "us"
+    us = ts.to_physical() if micro else ts.dt.epoch("us")
     arrays = LimitArrays(
-        us=frame["ts"].dt.epoch("us").to_numpy(),
+        us=us.to_numpy(),
         tokens_in=tokens_in.to_numpy(),
         tokens_total=(tokens_in + frame["tokens_out"].cast(pl.Int64)).to_numpy(),
-        code=np.stack(codes) if codes else np.empty((0, n), dtype=np.int64),
+        code=codes,
         window_s=np.array([rule.window_s for rule in rules], dtype=np.float64),
         sliding=np.array([rule.sliding for rule in rules], dtype=np.bool_),
         tokens=np.array([rule.unit != "requests" for rule in rules], dtype=np.bool_),
@@ -220,37 +222,42 @@ def _gate_arrays(gate: BudgetGate | None) -> GateArrays:
     return GateArrays(gate.code, gate.cost, gate.spent, gate.budget.usd, reroute)
 
 
-def _refusals(
-    frame: pl.DataFrame,
-    rules: Sequence[RateLimitRule],
-    gate: BudgetGate | None = None,
-    *,
-    limits: pl.Enum,
-) -> pl.DataFrame:
-    """Per request of one route (in time order) with the route's ``rules`` and budget
-    ``gate``: ``limit`` that refused it (the first of the route's that would pass, else
-    ``BUDGET_LIMIT`` when the budget refused or rerouted it; of the ``limits`` enum), its
-    ``subject`` (an enum of the route's subjects), the ``window_start`` and whether it was
-    ``rerouted``; nulls (and false) when allowed. Enums, not text: 10 M requests' text
-    took 1.5 s to write and longer to group."""
+def _route_decisions(
+    route: str, frame: pl.DataFrame, rules: Sequence[RateLimitRule], gate: BudgetGate | None
+) -> RouteDecisions:
+    """The loop's decisions over one route's requests (``frame``, in time order) with the
+    route's ``rules`` and budget ``gate``."""
     arrays, subjects = _limit_arrays(frame, rules)
-    decided = decide(frame.height, arrays, _gate_arrays(gate))
+    budget = () if gate is None else (gate,)
+    return RouteDecisions(
+        route=route,
+        frame=frame,
+        decided=decide(frame.height, arrays, _gate_arrays(gate)),
+        names=(*(rule.name for rule in rules), *(BUDGET_LIMIT for _ in budget)),
+        subjects=(*subjects, *(pl.Series(gate.subjects, dtype=pl.String) for gate in budget)),
+        window_s=np.array([*(rule.window_s for rule in rules), *(0.0 for _ in budget)]),
+        starts=None if gate is None else gate.starts,
+    )
+
+
+def _refusals(part: RouteDecisions, limits: pl.Enum) -> pl.DataFrame:
+    """Per request of one route (in time order): ``limit`` that refused it (the first of
+    the route's that would pass, else ``BUDGET_LIMIT`` when the budget refused or
+    rerouted it; of the ``limits`` enum), its ``subject`` (an enum of the route's
+    subjects), the ``window_start`` and whether it was ``rerouted``; nulls (and false)
+    when allowed. Enums, not text: 10 M requests' text took 1.5 s to write and longer to
+    group."""
+    decided = part.decided
     hit = decided.which >= 0
-    by = np.where(hit, decided.which, 0)  # a limit's row, or len(rules) for the budget
+    by = np.where(hit, decided.which, 0)  # a refuser's number
     code = np.where(hit, decided.code, 0)
     # every refuser's subjects in one list: the limits' in order, then the budget's
-    lists = [*subjects, *([pl.Series(gate.subjects, dtype=pl.String)] if gate else [])]
-    offsets = np.cumsum([0, *(names_.len() for names_ in lists)], dtype=np.int64)
-    everyone = pl.concat(lists) if lists else pl.Series([], dtype=pl.String)
+    offsets = np.cumsum([0, *(names.len() for names in part.subjects)], dtype=np.int64)
+    everyone = pl.concat(part.subjects) if part.subjects else pl.Series([], dtype=pl.String)
     distinct = everyone.unique(maintain_order=True)  # two limits may share a subject
     position = everyone.cast(pl.Enum(distinct)).to_physical().to_numpy()
-    windows_s = np.array([*(rule.window_s for rule in rules), 0.0], dtype=np.float64)
-    start = decided.window * windows_s[by]
-    if gate is not None:
-        budget = hit & (by == len(rules))
-        start[budget] = gate.starts[code[budget]]
-    named = pl.Series([*(rule.name for rule in rules), BUDGET_LIMIT], dtype=pl.String)
-    limit_code = named.cast(limits).to_physical().to_numpy()
+    start = part.window_starts(by, code, decided.window)
+    limit_code = pl.Series(part.names, dtype=pl.String).cast(limits).to_physical().to_numpy()
     # (whole columns computed in NumPy, then nulls where allowed: scattering the 6.45 M
     # refusals of the benchmark's month into null columns took twice as long)
     kept = pl.Series(hit)
@@ -259,9 +266,7 @@ def _refusals(
         {
             "limit": _where(kept, limit_code[by]).cat.to(limits),
             "subject": _where(kept, subject).cat.to(pl.Enum(distinct)),
-            "window_start": pl.Series(
-                pa.array((start * 1e6).astype(np.int64), pa.timestamp("us", "UTC"), mask=~hit)
-            ),
+            "window_start": pl.Series(pa.array(start, pa.timestamp("us", "UTC"), mask=~hit)),
             "rerouted": pl.Series(decided.rerouted, dtype=pl.Boolean),
         }
     )
@@ -270,6 +275,45 @@ def _refusals(
 def _where(kept: pl.Series, values: np.ndarray) -> pl.Series:
     """``values`` where ``kept``, else null."""
     return pl.select(pl.when(kept).then(pl.Series(values))).to_series()
+
+
+def _decided_routes(
+    requests: pl.LazyFrame,
+    rules: Sequence[RateLimitRule],
+    budgets: Sequence[RouteBudget],
+    *,
+    user: str,
+    earlier: pl.LazyFrame | None,
+    checked: bool,
+) -> list[RouteDecisions]:
+    """The decisions of each route with ``rules`` or ``budgets``, by route name (see
+    ``limit_decisions``)."""
+    if len({budget.route for budget in budgets}) != len(budgets):
+        raise ValueError("one budget a route")
+    routes = sorted({rule.route for rule in rules} | {budget.route for budget in budgets})
+    pers = [rule.per for rule in rules] + [budget.per for budget in budgets]
+    subjects = sorted({subject_column(per) for per in pers} | {"route", user})
+    frame = _one_per_request(
+        requests.filter(pl.col("route").is_in(routes)), subjects, checked=checked
+    )
+    spent = None
+    if earlier is not None and budgets:
+        spent = spent_before(earlier, budgets, {per: subject_column(per) for per in pers})
+    by_route = {budget.route: budget for budget in budgets}
+    # Routes count apart (a limit's counters and a budget are per route): each alone.
+    parts = []
+    for route in routes:
+        # the frame holds only these routes: one route's is all of it (a filter copied all
+        # 10 M rows; partition_by took longer still)
+        own = frame if len(routes) == 1 else frame.filter(pl.col("route") == route)
+        budget = by_route.get(route)
+        gate = None
+        if budget is not None:
+            who = own[subject_column(budget.per)].cast(pl.String).fill_null(_NONE)
+            gate = budget_gate(own, who, budget, spent)
+        route_rules = [rule for rule in rules if rule.route == route]
+        parts.append(_route_decisions(route, own, route_rules, gate))
+    return parts
 
 
 def limit_decisions(
@@ -297,37 +341,15 @@ def limit_decisions(
     a key repeats; ``checked``: the caller has checked that none does, with
     ``unique_keys``, and it is not checked again). ``earlier``: the requests of the
     budgets' periods before the window (the same columns), whose recorded spend counts."""
-    if len({budget.route for budget in budgets}) != len(budgets):
-        raise ValueError("one budget a route")
-    routes = sorted({rule.route for rule in rules} | {budget.route for budget in budgets})
-    pers = [rule.per for rule in rules] + [budget.per for budget in budgets]
-    subjects = sorted({subject_column(per) for per in pers} | {"route", user})
-    frame = _one_per_request(
-        requests.filter(pl.col("route").is_in(routes)), subjects, checked=checked
-    )
-    spent = None
-    if earlier is not None and budgets:
-        spent = spent_before(earlier, budgets, {per: subject_column(per) for per in pers})
-    by_route = {budget.route: budget for budget in budgets}
+    parts = _decided_routes(requests, rules, budgets, user=user, earlier=earlier, checked=checked)
     limits = pl.Enum(list(dict.fromkeys([*(rule.name for rule in rules), BUDGET_LIMIT])))
-    # Routes count apart (a limit's counters and a budget are per route): each alone.
-    parts = []
-    for route in routes:
-        # the frame holds only these routes: one route's is all of it (a filter copied all
-        # 10 M rows; partition_by took longer still)
-        own = frame if len(routes) == 1 else frame.filter(pl.col("route") == route)
-        budget = by_route.get(route)
-        gate = None
-        if budget is not None:
-            who = own[subject_column(budget.per)].cast(pl.String).fill_null(_NONE)
-            gate = budget_gate(own, who, budget, spent)
-        decided = _refusals(
-            own, [rule for rule in rules if rule.route == route], gate, limits=limits
-        )
-        if len(routes) > 1:  # each route's subjects are its own enum: as text, to concatenate
+    frames = []
+    for part in parts:
+        decided = _refusals(part, limits)
+        if len(parts) > 1:  # each route's subjects are its own enum: as text, to concatenate
             decided = decided.with_columns(pl.col("subject").cast(pl.String))
-        parts.append(pl.concat([own, decided], how="horizontal"))
-    return pl.concat(parts, how="diagonal_relaxed")
+        frames.append(pl.concat([part.frame, decided], how="horizontal"))
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 def replay_rate_limits(
@@ -350,78 +372,30 @@ def replay_rate_limits(
     as for ``limit_decisions``)."""
     if not rules and not budgets:
         raise ValueError("no rate limit or budget to replay")
-    decided = limit_decisions(requests, rules, budgets, user=user, earlier=earlier, checked=checked)
-    kept = 0
-    reroutes = [budget for budget in budgets if budget.action == "reroute"]
-    if reroutes:  # (the pricing columns are read only then)
-        moved, kept = priced_reroutes(
-            decided.filter(pl.col("rerouted")),
-            reroutes,
-            overrides=overrides,
-            cross_family_ratio=cross_family_ratio,
-            priced_as=priced_as,
-        )
-        rerouted = moved.select(_KEY, "projected_cost_usd")
-        decided = decided.join(rerouted, on=_KEY, how="left", maintain_order="left")
-    else:
-        decided = decided.with_columns(pl.lit(None, pl.Float64).alias("projected_cost_usd"))
-    refused = pl.col("limit").is_not_null() & ~pl.col("rerouted")
-    # the three tables as queries of one frame, run together (``collect_all``: 1.3 s of
-    # the benchmark's month, where one after the other took 2.2 s)
-    marked = (
-        decided.lazy()
-        .with_columns(
-            refused.alias("_refused"),
-            pl.lit(1, pl.Int64).alias("requests"),
-            pl.col("limit").is_not_null().cast(pl.Int64).alias("affected_requests"),
-            pl.col("cost_usd").alias("current_cost_usd"),
-            pl.when(refused)
-            .then(0.0)
-            .otherwise(pl.coalesce("projected_cost_usd", "cost_usd"))
-            .alias("projected_cost_usd"),
-        )
-        .with_columns(
-            (pl.col("current_cost_usd") - pl.col("projected_cost_usd")).alias("_avoided"),
-        )
-    )
-    table = summed_lazy(
-        marked,
-        ["route"],
-        extra=[
-            pl.col("rerouted").sum().cast(pl.Int64).alias("rerouted_requests"),
-            pl.col(user)
-            .filter(pl.col("_refused"))
-            .n_unique()
-            .cast(pl.Int64)
-            .alias("refused_users"),
-            pl.col("ts").filter(pl.col("_refused")).min().alias("first_refused"),
-        ],
-    )
-    # (the columns the tables use, before the filter: copying every column of 10 M
-    # requests took twice as long)
-    used = ["route", user, "limit", "subject", "window_start", "_refused", "rerouted", "_avoided"]
-    affected = marked.select(list(dict.fromkeys(used))).filter(pl.col("limit").is_not_null())
-    counted = [
-        pl.col("_refused").sum().cast(pl.Int64).alias("refused_requests"),
-        pl.col("rerouted").sum().cast(pl.Int64).alias("rerouted_requests"),
-        pl.col("_avoided").sum().alias("avoided_usd"),
-    ]
-    users = (
-        affected.group_by("route", user)
-        .agg(counted)
-        .with_columns(pl.col("route", user).cast(pl.String))  # (a reader may give enums)
-        .sort(["route", "refused_requests", "rerouted_requests", user],
-              descending=[False, True, True, False], nulls_last=True)
-    )  # fmt: skip
-    windows = (
-        affected.group_by("route", "limit", "subject", "window_start")
-        .agg(counted)
-        .with_columns(pl.col("route", "limit", "subject").cast(pl.String))  # (enums sort by code)
-        .sort("route", "limit", "subject", "window_start")
-    )
-    answer = pl.collect_all([table, users, windows])
+    parts = _decided_routes(requests, rules, budgets, user=user, earlier=earlier, checked=checked)
+    by_route = {budget.route: budget for budget in budgets if budget.action == "reroute"}
+    projected, kept = [], 0
+    for part in parts:
+        hit, rerouted = part.decided.which >= 0, part.decided.rerouted
+        # a refused request costs nothing, an allowed one its cost, a rerouted one its
+        # reroute's price (below)
+        after = np.where(hit, 0.0, part.frame["cost_usd"].to_numpy())
+        budget = by_route.get(part.route)
+        if budget is not None and rerouted.any():  # (the pricing columns are read only then)
+            at = np.flatnonzero(rerouted)
+            moved, unpriced = priced_reroutes(
+                part.frame[at].with_columns(pl.Series(_POSITION, at)),
+                [budget],
+                overrides=overrides,
+                cross_family_ratio=cross_family_ratio,
+                priced_as=priced_as,
+            )
+            after[moved[_POSITION].to_numpy()] = moved["projected_cost_usd"].to_numpy()
+            kept += unpriced
+        projected.append(after)
+    table, users, windows = answer_tables(parts, projected, user)
     return LimitsReplay(
-        WhatIf(_change(rules, budgets), answer[0], _notes(rules, budgets, kept)), *answer[1:]
+        WhatIf(_change(rules, budgets), table, _notes(rules, budgets, kept)), users, windows
     )
 
 

@@ -1,10 +1,11 @@
-"""``replay_requests`` and ``replay_profiles``: what the rollup refresh keeps for the
-rate-limit replay, on real warehouse files. Each request keeps its time, key hash,
-tokens, cost and profile (the text it shares with other requests); an incremental
-refresh (late records in an old hour, a new hour) keeps the profiles' numbers and leaves
-the rows as a full rebuild would; the read from them equals the read of ``requests``;
-the replay answers the same either way, and when a key repeats, the rollups are stale or
-the tables are gone (a hash collision drops them)."""
+"""``replay_requests``, ``replay_profiles`` and ``replay_repeats``: what the rollup
+refresh keeps for the rate-limit replay, on real warehouse files. Each request keeps its
+time, key hash, tokens, cost and profile (the text it shares with other requests); an
+incremental refresh (late records in an old hour, a new hour) keeps the profiles'
+numbers and leaves the rows as a full rebuild would; the read from them equals the read
+of ``requests``; the replay answers the same either way, and when a key repeats (the
+refresh lists the keys that do), the rollups are stale or the tables are gone (a hash
+collision drops them)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from app.service import refresh, whatif_limits
 from core.warehouse import (
     PROFILE_COLUMNS,
     asked_pairs,
+    keys_repeat,
     open_warehouse,
     read_kept_routed,
     read_replay_requests,
@@ -364,3 +366,64 @@ def test_a_tie_goes_by_the_key_hash_also_when_another_request_folds(tmp_path: Pa
         users = whatif_limits(db, SETTINGS, gateway, since=SINCE, until=UNTIL).users
         refused.append(users.select("user", "refused_requests").rows())
     assert refused == [[("ana", 1)], [("ana", 1)]]
+
+
+def test_the_refresh_lists_the_keys_that_repeat(tmp_path: Path) -> None:
+    """Event "e"'s two attempts (00:05, 00:06) and event "f"'s first (00:50), refreshed
+    in full; "f"'s second (01:10) loaded and refreshed incrementally: both keys are
+    listed, so a window holding any of their rows folds (``keys_repeat``), and a window
+    without them (02:00-03:00) reads as is."""
+    db, source = tmp_path / "w.duckdb", tmp_path / "logs"
+    first = batch(7, 40, H0 + 7200, 3600)  # 02:00-03:00, keys of their own
+
+    def attempt(at: int, event: str, step: int) -> dict[str, Any]:
+        return logpush_record(
+            Timestamp=at * 1_000_000_000, LogId=f"{event}{step}", EventId=event, Step=step
+        )
+
+    first += [attempt(H0 + 300, "e", 0), attempt(H0 + 360, "e", 1), attempt(H0 + 3000, "f", 0)]
+    load(db, source, first, "a")
+    assert refresh(db, SETTINGS).full
+    load(db, source, [attempt(H0 + 4200, "f", 1)], "b")
+    assert not refresh(db, SETTINGS).full
+    hour = timedelta(hours=1)
+    with open_warehouse(db, read_only=True) as opened:
+        con = opened.con
+        listed = con.execute("SELECT request_key FROM replay_repeats ORDER BY ALL").fetchall()
+        assert (
+            listed
+            == con.execute("SELECT hash('e') UNION ALL SELECT hash('f') ORDER BY ALL").fetchall()
+        )
+        assert keys_repeat(con, since=SINCE, until=SINCE + hour)  # e's two, f's first
+        assert keys_repeat(con, since=SINCE + hour, until=SINCE + 2 * hour)  # f's second alone
+        assert not keys_repeat(con, since=SINCE + 2 * hour, until=SINCE + 3 * hour)
+    with duckdb.connect(str(db)) as con:  # a warehouse where no key repeats lists none
+        con.execute("DELETE FROM requests WHERE event_id IS NOT NULL")
+    assert refresh(db, SETTINGS, full=True).full
+    with open_warehouse(db, read_only=True) as opened:
+        assert opened.con.execute("SELECT count(*) FROM replay_repeats").fetchone() == (0,)
+        assert not keys_repeat(opened.con, since=SINCE, until=UNTIL)
+
+
+def test_a_v13_warehouse_gains_the_list_and_its_next_refresh_fills_it(
+    warehouse: tuple[Path, list[tuple[Any, ...]]], tmp_path: Path
+) -> None:
+    """A warehouse from before v14 (the list dropped, the version set back): opening it
+    adds the empty list and forgets the rollup state, so the replay reads ``requests``
+    (stale) until the next refresh, a full one, which fills the list; the answer is the
+    same throughout."""
+    db, _ = warehouse
+    gateway = tmp_path / "gateway.toml"
+    gateway.write_text(GATEWAY)
+    copy = tmp_path / "v13.duckdb"
+    copy.write_bytes(db.read_bytes())
+    before = _replayed(copy, gateway)
+    with open_warehouse(copy) as opened:
+        opened.con.execute("DROP TABLE replay_repeats")
+        opened.con.execute("DELETE FROM schema_migrations WHERE version >= 14")
+    with open_warehouse(copy) as opened:
+        assert opened.con.execute("SELECT count(*) FROM replay_repeats").fetchone() == (0,)
+        assert opened.con.execute("SELECT count(*) FROM rollup_state").fetchone() == (0,)
+    assert _replayed(copy, gateway) == before
+    assert refresh(copy, SETTINGS).full
+    assert _replayed(copy, gateway) == before

@@ -143,7 +143,7 @@ def test_the_replay_decides_as_the_gateways_limiter(
     token limit: the same requests are refused as by proxy.stores' MemoryRateLimiter,
     by the compiled loop and by its Python source run as is."""
     if not compiled:
-        monkeypatch.setattr(limits_kernel, "_compiled", limits_kernel._loop)
+        monkeypatch.setattr(limits_kernel, "_compiled", dict(limits_kernel.SOURCES))
     pick = random.Random(7)  # noqa: S311 - reproducible traffic, not key material
     rows = [
         {

@@ -237,7 +237,7 @@ def test_the_replay_decides_as_the_gateways_pipeline(
     allowed, rate limited, refused by the budget or rerouted as by the gateway's pipeline,
     by the compiled loop and by its Python source run as is."""
     if not compiled:
-        monkeypatch.setattr(limits_kernel, "_compiled", limits_kernel._loop)
+        monkeypatch.setattr(limits_kernel, "_compiled", dict(limits_kernel.SOURCES))
     pick = random.Random(11)  # noqa: S311 - reproducible traffic, not key material
     midnight = datetime(2026, 4, 19, tzinfo=UTC)
     rows = sorted(
