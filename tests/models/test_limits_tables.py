@@ -121,3 +121,45 @@ def test_the_tables_are_the_sums_of_the_per_request_decisions(
         result.users.sort("route", "user", nulls_last=True), users, check_exact=False
     )
     assert_frame_equal(result.windows, windows, check_exact=False)
+
+
+def _at(*seconds: int) -> pl.LazyFrame:
+    """Requests of route chat at ``seconds`` after 10:00, one cent each."""
+    rows = [
+        {
+            "log_id": f"r{index}",
+            "ts": HOUR + timedelta(seconds=at),
+            "user": "ana",
+            "api_key": "k1",
+            "tokens_in": 1,
+            "tokens_out": 1,
+            "cost_usd": 0.01,
+            "cached": False,
+            "cost_source": "catalog",
+        }
+        for index, at in enumerate(seconds)
+    ]
+    return requests(*rows).with_columns(pl.lit("chat").alias("route"))
+
+
+@pytest.mark.parametrize("shared", ["two limits", "a limit called budget"])
+def test_refusers_of_one_name_make_one_row_a_subject_and_window(shared: str) -> None:
+    """The gateway lets two limits of a route share a name, or a limit be called
+    ``budget``: their refusals of one subject in windows that start at the same time
+    are one row of ``windows`` (its keys: route, limit, subject, window start), as a
+    grouping of the decisions gives."""
+    if shared == "two limits":  # 1 a minute refuses at 10:00:01, 2 an hour at 10:02:01
+        rules = [
+            RateLimitRule("chat", "a", "route", "requests", 1, 60),
+            RateLimitRule("chat", "a", "route", "requests", 2, 3600),
+        ]
+        frame, budgets, name, start = _at(0, 1, 61, 62, 121), [], "a", HOUR
+    else:  # the budget refuses the third (00:00's day), the limit (00:00's day) the fourth
+        rules = [RateLimitRule("chat", "budget", "route", "requests", 3, 86400)]
+        budgets = [RouteBudget("chat", 0.015, "day", "route", "reject")]
+        frame, name, start = _at(0, 1, 2, 3), "budget", HOUR.replace(hour=0)
+    windows = replay_rate_limits(frame, rules, budgets).windows
+    first = windows.row(0, named=True)
+    assert (first["limit"], first["subject"], first["window_start"]) == (name, "chat", start)
+    assert (first["refused_requests"], first["avoided_usd"]) == (2, pytest.approx(0.02))
+    assert not windows.select("route", "limit", "subject", "window_start").is_duplicated().any()
