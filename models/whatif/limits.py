@@ -372,6 +372,8 @@ def replay_rate_limits(
     as for ``limit_decisions``)."""
     if not rules and not budgets:
         raise ValueError("no rate limit or budget to replay")
+    if user == "route":  # (the users table is keyed by route and user)
+        raise ValueError("the user column cannot be the route")
     parts = _decided_routes(requests, rules, budgets, user=user, earlier=earlier, checked=checked)
     by_route = {budget.route: budget for budget in budgets if budget.action == "reroute"}
     projected, kept = [], 0

@@ -163,3 +163,10 @@ def test_refusers_of_one_name_make_one_row_a_subject_and_window(shared: str) -> 
     assert (first["limit"], first["subject"], first["window_start"]) == (name, "chat", start)
     assert (first["refused_requests"], first["avoided_usd"]) == (2, pytest.approx(0.02))
     assert not windows.select("route", "limit", "subject", "window_start").is_duplicated().any()
+
+
+def test_the_route_cannot_be_the_user_column() -> None:
+    """The users table is keyed by route and user: naming the route as the user column
+    would overwrite one with the other, so it is refused."""
+    with pytest.raises(ValueError, match="user column cannot be the route"):
+        replay_rate_limits(_at(0, 1), [RULES[0]], user="route")
