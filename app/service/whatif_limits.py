@@ -145,10 +145,12 @@ class _Reader:
     by DuckDB, the request's key as a 64-bit hash (``read_routed``); read again with the
     keys' text when a key repeats (compared, or for the kept inputs listed by the
     refresh: ``keys_repeat``): the attempts of one request to fold, or (rarely) two
-    keys of one hash. ``renamed``: the metadata keys' columns ->
-    their ``metadata:`` names; ``copied``: ``metadata:`` names copied from a column.
-    ``kept``: the refresh's copy of the replay's inputs is current (``read_kept_routed``
-    reads it when it holds the columns, else ``read_routed`` reads ``requests``)."""
+    keys of one hash. The kept inputs of a window where none repeats are read without
+    their keys: each row is one request, in order, and its position is its key.
+    ``renamed``: the metadata keys' columns -> their ``metadata:`` names; ``copied``:
+    ``metadata:`` names copied from a column. ``kept``: the refresh's copy of the
+    replay's inputs is current (``read_kept_routed`` reads it when it holds the columns,
+    else ``read_routed`` reads ``requests``)."""
 
     warehouse: Warehouse
     settings: ModelsSettings
@@ -173,7 +175,7 @@ class _Reader:
         names = {route.name for route in config.routes}
 
         def routed(columns: list[str]) -> pl.DataFrame:
-            return (read_kept_routed if fast and set(columns) <= kept else read_routed)(
+            return read_routed(
                 con,
                 self.settings,
                 since=since,
@@ -184,12 +186,25 @@ class _Reader:
                 columns=columns,
             )
 
-        frame = routed(self.columns)
         if fast and set(self.columns) <= kept:  # the refresh listed the keys that repeat
             repeats = keyed and keys_repeat(con, since=since, until=until)
+            frame = None
+            if not repeats:  # one row a request, in order: its position is its key
+                frame = read_kept_routed(
+                    con,
+                    self.settings,
+                    since=since,
+                    until=until,
+                    routes=routes,
+                    logged=names,
+                    chosen=chosen,
+                    columns=self.columns,
+                    keyed=False,
+                ).with_row_index(KEY_HASH)
         else:
+            frame = routed(self.columns)
             repeats = keyed and not unique_keys(frame[KEY_HASH])
-        if repeats:  # attempts to fold: with their keys
+        if repeats or frame is None:  # attempts to fold: with their keys
             # (ties by the hash still, as without attempts: ``TIE_ORDER``)
             frame = routed([*self.columns, *_FOLDED]).rename({KEY_HASH: TIE_ORDER})
         copies = [pl.col(name).alias(column) for column, name in self.copied.items()]

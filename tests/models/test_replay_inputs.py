@@ -189,6 +189,9 @@ def test_the_kept_requests_come_in_time_order_after_late_records(
     )
     assert frame.schema["ts"] == pl.Datetime("us", "UTC")
     assert frame.select(pl.col("ts").is_duplicated().any()).item()  # ties were read
+    with duckdb.connect(str(db), read_only=True) as con:  # without the keys: the same order
+        unkeyed = read_replay_requests(con, since=SINCE, until=UNTIL, keys=False)
+    assert_frame_equal(unkeyed, frame.drop("request_key"))
 
 
 @pytest.mark.parametrize("padding", [0, 40])  # a CASE over the pairs; past 32, a join
@@ -224,6 +227,11 @@ def test_the_kept_read_equals_the_read_of_requests(
         kept.with_columns(pl.col(pl.Enum).cast(pl.String)),
         long.with_columns(pl.col(pl.Enum).cast(pl.String)),
     )
+    # read without the keys (the replay's read when no key repeats): the same rows in the
+    # same order, ties included
+    with open_warehouse(db, read_only=True) as opened:
+        unkeyed = read_kept_routed(opened.con, SETTINGS, **options, keyed=False)
+    assert_frame_equal(unkeyed, kept.drop("_request"))
 
 
 def test_a_column_the_tables_do_not_keep_is_refused(
