@@ -14,7 +14,7 @@ address): a note names them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -174,8 +174,10 @@ class _Reader:
         }
         names = {route.name for route in config.routes}
 
-        def routed(columns: list[str]) -> pl.DataFrame:
-            return read_routed(
+        def routed(
+            reader: Callable[..., pl.DataFrame], columns: list[str], **flags: bool
+        ) -> pl.DataFrame:
+            return reader(
                 con,
                 self.settings,
                 since=since,
@@ -184,29 +186,22 @@ class _Reader:
                 logged=names,
                 chosen=chosen,
                 columns=columns,
+                **flags,
             )
 
-        if fast and set(self.columns) <= kept:  # the refresh listed the keys that repeat
+        frame = None
+        if fast:  # the refresh listed the keys that repeat
             repeats = keyed and keys_repeat(con, since=since, until=until)
-            frame = None
             if not repeats:  # one row a request, in order: its position is its key
-                frame = read_kept_routed(
-                    con,
-                    self.settings,
-                    since=since,
-                    until=until,
-                    routes=routes,
-                    logged=names,
-                    chosen=chosen,
-                    columns=self.columns,
-                    keyed=False,
-                ).with_row_index(KEY_HASH)
+                frame = routed(read_kept_routed, self.columns, keyed=False)
+                frame = frame.with_row_index(KEY_HASH)
         else:
-            frame = routed(self.columns)
+            frame = routed(read_routed, self.columns)
             repeats = keyed and not unique_keys(frame[KEY_HASH])
         if repeats or frame is None:  # attempts to fold: with their keys
             # (ties by the hash still, as without attempts: ``TIE_ORDER``)
-            frame = routed([*self.columns, *_FOLDED]).rename({KEY_HASH: TIE_ORDER})
+            frame = routed(read_routed, [*self.columns, *_FOLDED])
+            frame = frame.rename({KEY_HASH: TIE_ORDER})
         copies = [pl.col(name).alias(column) for column, name in self.copied.items()]
         return frame.rename(self.renamed).with_columns(copies)
 
