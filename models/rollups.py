@@ -4,7 +4,7 @@
 ones) x ``cost_source``, with counts, token sums and USD sums; ``request_costs`` keeps
 each request's effective cost for analysts' SQL, and ``cacheable_requests`` and
 ``prompt_prefixed_requests`` the inputs of the cache and prompt-cache what-ifs, and
-``replay_requests`` with ``replay_profiles`` the rate-limit replay's (same
+``replay_requests``, ``replay_profiles`` and ``replay_repeats`` the rate-limit replay's (same
 refresh, same transaction; DuckDB files only). It is derived data:
 ``refresh_rollups`` rebuilds only the hours touched by rows ingested since the
 last refresh (late records for old hours included), and rebuilds everything when

@@ -286,7 +286,7 @@ def whatif_limits(
         overrides=_overrides(settings),
         cross_family_ratio=cross_family_ratio,
         priced_as=priced_as,
-        checked=True,  # (the reader checked the keys it gives: ``unique_keys``)
+        checked=True,  # (the reader's keys do not repeat: compared, or none listed)
     )
     answer = window.stamp(replay.whatif)
     answer = dataclasses.replace(answer, notes=(*answer.notes, *notes[: bool(skipped)]))

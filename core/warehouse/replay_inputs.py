@@ -1,5 +1,5 @@
-"""``replay_requests`` and ``replay_profiles``: the rate-limit replay's inputs, kept by
-the rollup refresh.
+"""``replay_requests``, ``replay_profiles`` and ``replay_repeats``: the rate-limit
+replay's inputs, kept by the rollup refresh.
 
 A request-by-request replay (``aigw whatif --limits``) needs, per request, its time, a
 key that tells requests apart, its tokens and effective cost, and the text that names
@@ -17,7 +17,10 @@ requests on the 2-core machine. Here each request keeps numbers only:
   ``model``, ``endpoint``, ``request_type``, ``model_type``, ``metadata`` (the JSON text
   as stored), ``requested_model``, ``route``, and ``api_key_id`` holding the gateway key
   as the ``api_key`` dimension derives it (``extra`` is null: the key is all a replay
-  reads of it). ``identity`` is DuckDB's 64-bit hash of those values.
+  reads of it). ``identity`` is DuckDB's 64-bit hash of those values;
+- ``replay_repeats``: the ``request_key`` values more than one row holds (attempts of one
+  request, or two keys of one hash), so that a replay knows whether its window has
+  attempts to fold without comparing every key (``keys_repeat``).
 
 Profiles are as many as distinct combinations of those values (400 in the 10 M-request
 benchmark); metadata that differs per request (a trace id) makes them as many as

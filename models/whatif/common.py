@@ -158,15 +158,6 @@ def summed(
     ``frame`` has ``requests``, ``affected_requests``, ``current_cost_usd`` and
     ``projected_cost_usd`` per row.
     """
-    return summed_lazy(frame, by, extra=extra).collect()
-
-
-def summed_lazy(
-    frame: pl.LazyFrame, by: Sequence[str], *, extra: Sequence[pl.Expr] = ()
-) -> pl.LazyFrame:
-    """``summed``'s query, not run: to collect with other queries of the same frame
-    (``pl.collect_all`` computes their shared part once and runs them side by side).
-    Keys given as enums come back as text (and are sorted as text)."""
     keys = list(by)
     aggregations = [
         pl.col("requests").sum().cast(pl.Int64),
@@ -176,7 +167,7 @@ def summed_lazy(
         *extra,
     ]
     result = frame.group_by(keys).agg(aggregations) if keys else frame.select(aggregations)
-    return shaped(result, keys)
+    return shaped(result, keys).collect()
 
 
 def shaped(sums: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:

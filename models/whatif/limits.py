@@ -251,9 +251,7 @@ def _refusals(part: RouteDecisions, limits: pl.Enum) -> pl.DataFrame:
     hit = decided.which >= 0
     by = np.where(hit, decided.which, 0)  # a refuser's number
     code = np.where(hit, decided.code, 0)
-    # every refuser's subjects in one list: the limits' in order, then the budget's
-    offsets = np.cumsum([0, *(names.len() for names in part.subjects)], dtype=np.int64)
-    everyone = pl.concat(part.subjects) if part.subjects else pl.Series([], dtype=pl.String)
+    offsets, everyone = part.everyone()  # the limits' subjects in order, then the budget's
     distinct = everyone.unique(maintain_order=True)  # two limits may share a subject
     position = everyone.cast(pl.Enum(distinct)).to_physical().to_numpy()
     start = part.window_starts(by, code, decided.window)

@@ -42,6 +42,20 @@ class RouteDecisions:
     window_s: np.ndarray  # float64, one a refuser (the budget's 0)
     starts: np.ndarray | None  # float64, the budget's periods' starts by code; None: no budget
 
+    @property
+    def widths(self) -> np.ndarray:
+        """Each refuser's number of subjects (codes)."""
+        return np.array([names.len() for names in self.subjects], dtype=np.int64)
+
+    def everyone(self) -> tuple[np.ndarray, pl.Series]:
+        """Every refuser's subjects in one list (text; two refusers may share one), and
+        where each refuser's begin in it: refuser ``r``'s code ``c`` is at
+        ``offsets[r] + c``."""
+        offsets = np.cumsum([0, *self.widths[:-1]], dtype=np.int64)
+        if not self.subjects:
+            return offsets, pl.Series([], dtype=pl.String)
+        return offsets, pl.concat(self.subjects).cast(pl.String)
+
     def window_starts(self, which: np.ndarray, code: np.ndarray, window: np.ndarray) -> np.ndarray:
         """The start of each refusal's window (microseconds since the epoch, UTC): a
         limit's ``window * window_s``, the budget's period's (floats of seconds, as the
@@ -81,8 +95,7 @@ def answer_tables(
         hit = part.decided.which >= 0
         rerouted = part.decided.rerouted
         codes, names = _codes(part.frame[user])
-        width = np.array([subjects.len() for subjects in part.subjects], dtype=np.int64)
-        groups = refusal_groups(part.decided, width, cost - cost_after, (codes, names.len()))
+        groups = refusal_groups(part.decided, part.widths, cost - cost_after, (codes, names.len()))
         refused = hit & ~rerouted
         ts = part.frame["ts"]  # (in time order: the first refused is the earliest)
         first = ts.slice(int(np.argmax(refused)), 1) if refused.any() else ts.clear(1)
@@ -102,7 +115,7 @@ def answer_tables(
             )
         )
         users.append(_users(part.route, user, names, groups))
-        windows.append(_windows(part, width, groups))
+        windows.append(_windows(part, groups))
     table = shaped(pl.concat(sums).lazy(), ["route"]).collect()
     by_user = (
         pl.concat(users)
@@ -128,14 +141,11 @@ def _users(route: str, user: str, names: pl.Series, groups: RefusalGroups) -> pl
     )
 
 
-def _windows(part: RouteDecisions, width: np.ndarray, groups: RefusalGroups) -> pl.DataFrame:
+def _windows(part: RouteDecisions, groups: RefusalGroups) -> pl.DataFrame:
     """The refused and rerouted requests and the spend they avoided per refuser name,
     subject and window start, sorted by them (as text sorts: by ranks, where sorting the
     text of the benchmark month's 216,000 windows took 0.1 s)."""
-    # every refuser's subjects in one list, to take each group's by its offset
-    offsets = np.cumsum([0, *width[:-1]], dtype=np.int64)
-    everyone = pl.concat(part.subjects) if part.subjects else pl.Series([], dtype=pl.String)
-    everyone = everyone.cast(pl.String)
+    offsets, everyone = part.everyone()
     subject = offsets[groups.which] + groups.code
     names = pl.Series(part.names, dtype=pl.String)
     start = part.window_starts(groups.which, groups.code, groups.window)
