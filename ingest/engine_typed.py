@@ -19,8 +19,10 @@ else, blank lines included, goes to Python):
   input plus cache tokens cannot overflow); cost and duration: JSON numbers;
   categories: an array of strings or a string;
 * ``Timestamp`` (integer, number or text), categories, ``Metadata`` and the bodies
-  (any JSON value) are converted by the Python path's own functions; a value they
-  refuse (a bad timestamp, a number orjson cannot print) sends its line to Python.
+  (any JSON value) are converted by the Python path's own functions, or for a block
+  whose timestamps are all integers, or all RFC 3339 text with a zone, by Arrow with the
+  same rules; a value they refuse (a bad timestamp, a number orjson cannot print) sends
+  its line to Python.
 
 Why the typed values are the ones orjson gives the Python path: both refuse the same
 malformed JSON here (NaN, trailing commas, bad UTF-8, lone surrogates), read numbers to
@@ -294,14 +296,21 @@ def _converted(records: list[Record[Any]]) -> _Converted:
 
 
 def _timestamps(records: list[Record[Any]]) -> pa.Array | list[int]:
-    """Microseconds since the epoch (UTC). RFC 3339 text with a zone in every record (what
-    Logpush and aigw's gateway write) is parsed by Arrow in one go; anything else, or
-    anything Arrow refuses or places out of range, by the Python path's own function."""
+    """Microseconds since the epoch (UTC). Integers in every record (Logpush's default
+    ``unixnano``, or unix, millis, micros) and RFC 3339 text with a zone in every record
+    (aigw's gateway) are converted by Arrow in one go; anything else, or anything out of
+    range, by the Python path's own function (which then says why)."""
     values = [r.ts for r in records]
     try:
-        text = pa.array(values, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers among them
+        typed = pa.array(values)  # int64 when every one is an integer (I64 bounds them)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # text and numbers mixed
         return [timestamp_us(value) for value in values]
+    if typed.type == pa.int64():
+        micros = _integer_micros(typed)
+        return micros if micros is not None else [timestamp_us(value) for value in values]
+    if typed.type != pa.string():  # numbers with a fraction among them
+        return [timestamp_us(value) for value in values]
+    text = typed
     if pc.all(pc.match_substring_regex(text, _RFC3339)).as_py():
         try:
             micros = text.cast(_TYPES["ts_us"]).cast(pa.int64())
@@ -318,6 +327,26 @@ _RFC3339: Final = (
     r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
     r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 )
+
+
+def _integer_micros(seconds_to_nanos: pa.Array) -> pa.Array | None:
+    """``timestamp_us`` of each integer, its unit told by its size as there (nanoseconds
+    from 10**17, microseconds from 10**14, milliseconds from 10**11, else seconds); None
+    when any is negative or out of range (the Python path words the reason)."""
+    if not pc.all(pc.greater_equal(seconds_to_nanos, 0)).as_py():
+        return None  # every negative one is refused; positive division then truncates as //
+    micros = pc.case_when(
+        pc.make_struct(
+            pc.greater_equal(seconds_to_nanos, 10**17),
+            pc.greater_equal(seconds_to_nanos, 10**14),
+            pc.greater_equal(seconds_to_nanos, 10**11),
+        ),
+        pc.divide(seconds_to_nanos, 1000),
+        seconds_to_nanos,
+        pc.multiply(seconds_to_nanos, 1000),  # under 10**14: no overflow
+        pc.multiply(seconds_to_nanos, 1_000_000),  # under 10**11: no overflow
+    )
+    return micros if pc.all(_in_range(micros)).as_py() else None
 
 
 def _in_range(micros: pa.Array) -> pa.Array:

@@ -21,6 +21,7 @@ from ingest import IngestSettings, run_ingest
 from ingest import fields as f
 from ingest.engine_typed import Metrics, Record, Spellings, normalise_lines
 from ingest.fields import ANTHROPIC_CACHE_FIELDS, LOGPUSH_FIELDS, METRIC_FIELDS, REST_FIELDS
+from ingest.values import MAX_US
 from sim.synthetic import TrafficShape, synthetic_records, write_logpush_files
 from tests.conftest import logpush_record, write_ndjson
 from tests.ingest import parity
@@ -407,3 +408,43 @@ def test_lines_that_crashed_the_run_are_rejects(tmp_path: Path) -> None:
             (3, "metadata cannot be stored as JSON: Recursion limit reached"),
             (4, "bad timestamp '" + "1" * 36 + "..."),
         ]
+
+
+_unit_edges = [10**11, 10**14, 10**17, MAX_US, 10**21]  # where timestamp_us changes unit
+_valid_integer = st.one_of(  # unix, millis, micros, nanos (Logpush's default), in range
+    st.integers(0, MAX_US // 10**6 - 1),
+    st.integers(10**11, MAX_US // 1000 - 1),
+    st.integers(10**14, MAX_US - 1),
+    st.integers(10**17, MAX_US * 1000 - 1),
+)
+_any_integer = st.one_of(
+    st.integers(-(2**64), 2**64),
+    st.sampled_from(_unit_edges).flatmap(lambda edge: st.integers(edge - 2, edge + 1)),
+    st.floats(0, 2e9),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(0, 9).flatmap(lambda k: _any_integer if k == 0 else _valid_integer)))
+def test_timestamps_as_integers_agree(values: list[float]) -> None:
+    """Integer timestamps, converted by Arrow for a whole block when every one is an
+    integer in range and by Python otherwise: the Python path's microseconds and reasons."""
+    lines = [json.dumps(logpush_record(LogId=str(i), Timestamp=v)) for i, v in enumerate(values)]
+    python, typed = both_paths("\n".join(lines).encode())
+    assert_same(typed, python)
+
+
+def test_unixnano_timestamps_are_microseconds_of_the_same_instant() -> None:
+    """Logpush's default timestamp format (unixnano) and its neighbours, a block at a time:
+    each stored as the instant it names, to the microsecond."""
+    values = [1_776_489_141_762_967_891, 1_776_489_141_762_967, 1_776_489_141_762, 1_776_489_141]
+    lines = [orjson.dumps(logpush_record(LogId=str(i), Timestamp=v)) for i, v in enumerate(values)]
+    rows, slow = normalise_lines(lines, 1)
+    assert slow == []
+    assert rows is not None
+    assert rows["ts_us"].cast("int64").to_pylist() == [
+        1_776_489_141_762_967,
+        1_776_489_141_762_967,
+        1_776_489_141_762_000,
+        1_776_489_141_000_000,
+    ]
