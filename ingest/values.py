@@ -62,7 +62,9 @@ def timestamp_us(value: Any) -> int:
         else:
             micros = value * 1_000_000
     elif kind is float:
-        return timestamp_us(round(value * 1_000_000) if abs(value) < 10**11 else int(value))
+        if abs(value) >= 10**11:  # milli-, micro- or nanoseconds: the rule for integers
+            return timestamp_us(int(value))
+        micros = round(value * 1_000_000)  # seconds with a fraction
     else:
         raise InvalidRecord(f"bad timestamp {show(value)}")
     if not 0 <= micros < MAX_US:

@@ -58,6 +58,10 @@ def reject_reason(record: object) -> str:
         ("2026-04-18T00:00:00.123456", MIDNIGHT_US + 123_456),  # naive: taken as UTC
         ("1776470400123456000", MIDNIGHT_US + 123_456),  # unixnano as a string
         ("1776470400", MIDNIGHT_US),  # unix seconds as a string
+        (1_776_470_400.25, MIDNIGHT_US + 250_000),  # unix seconds with a fraction
+        (1.5, 1_500_000),  # seconds are seconds however small (not read again as millis)
+        (99_999_999.0, 99_999_999_000_000),
+        (1_776_470_400_123.0, MIDNIGHT_US + 123_000),  # milliseconds as a float
     ],
 )
 def test_every_timestamp_format_gives_utc_microseconds(timestamp: object, expected_us: int) -> None:
@@ -358,6 +362,7 @@ def _without_timestamp() -> dict[str, Any]:
         (_without_timestamp(), "missing Timestamp"),
         ({"id": "x", "provider": "openai"}, "missing created_at"),
         (logpush_record(Timestamp="yesterday"), "bad timestamp 'yesterday'"),
+        (logpush_record(Timestamp=-1.5), "timestamp out of range -1.5"),  # the value as given
         (logpush_record(StatusCode="abc"), "status code is not an integer: 'abc'"),
         (
             logpush_record(Metrics={"tokensIn": {"n": 5}}),
