@@ -34,7 +34,7 @@ import orjson
 from core.logpush import METRICS, TIMESTAMP
 from ingest import fields as f
 from ingest.records import ROW_FIELDS
-from ingest.values import MAX_US
+from ingest.values import MAX_US, MICROS_FROM, MILLIS_FROM, NANOS_FROM
 
 __all__ = ["NORMALISE_SQL"]
 
@@ -221,9 +221,9 @@ def _typed(slot: int) -> tuple[str, str]:
     digits = f"CASE WHEN regexp_full_match({u}, '[0-9]+') THEN try_cast({u} AS BIGINT) END"
     number = f"coalesce({i}, {digits})"
     by_size = (
-        f"CASE WHEN {number} >= 100000000000000000 THEN {number} // 1000 "
-        f"WHEN {number} >= 100000000000000 THEN {number} "
-        f"WHEN {number} >= 100000000000 THEN {number} * 1000 ELSE {number} * 1000000 END"
+        f"CASE WHEN {number} >= {NANOS_FROM} THEN {number} // 1000 "
+        f"WHEN {number} >= {MICROS_FROM} THEN {number} "
+        f"WHEN {number} >= {MILLIS_FROM} THEN {number} * 1000 ELSE {number} * 1000000 END"
     )
     iso = (
         f"epoch_us(try_strptime(substr({u}, 1, 19), '%Y-%m-%dT%H:%M:%S')) "

@@ -49,7 +49,15 @@ from ingest import fields as f
 from ingest.fields import ANTHROPIC_CACHE_FIELDS, METRIC_FIELDS
 from ingest.loader import ROW_SCHEMA
 from ingest.records import InvalidRecord, record_key
-from ingest.values import MAX_US, json_text, metadata_value, timestamp_us  # the same conversions
+from ingest.values import (  # the same conversions
+    MAX_US,
+    MICROS_FROM,
+    MILLIS_FROM,
+    NANOS_FROM,
+    json_text,
+    metadata_value,
+    timestamp_us,
+)
 from ingest.values import names as category_names
 
 __all__ = ["normalise_lines"]
@@ -301,24 +309,53 @@ def _timestamps(records: list[Record[Any]]) -> pa.Array | list[int]:
     (aigw's gateway) are converted by Arrow in one go; anything else, or anything out of
     range, by the Python path's own function (which then says why)."""
     values = [r.ts for r in records]
+    micros = _arrow_micros(values)
+    return micros if micros is not None else [timestamp_us(value) for value in values]
+
+
+def _arrow_micros(values: list[Any]) -> pa.Array | None:
+    """The block's microseconds as Arrow gives them, or None when Arrow cannot vouch for
+    every one (text and numbers mixed, numbers with a fraction, anything out of range)."""
     try:
         typed = pa.array(values)  # int64 when every one is an integer (I64 bounds them)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # text and numbers mixed
-        return [timestamp_us(value) for value in values]
+        return None
     if typed.type == pa.int64():
-        micros = _integer_micros(typed)
-        return micros if micros is not None else [timestamp_us(value) for value in values]
-    if typed.type != pa.string():  # numbers with a fraction among them
-        return [timestamp_us(value) for value in values]
-    text = typed
-    if pc.all(pc.match_substring_regex(text, _RFC3339)).as_py():
-        try:
-            micros = text.cast(_TYPES["ts_us"]).cast(pa.int64())
-        except pa.ArrowInvalid:  # a date that does not exist (Python refuses it too)
-            micros = None
-        if micros is not None and pc.all(_in_range(micros)).as_py():
-            return micros
-    return [timestamp_us(value) for value in values]
+        return _integer_micros(typed)
+    if typed.type == pa.string():
+        return _text_micros(typed)
+    return None  # numbers with a fraction among them
+
+
+def _integer_micros(integers: pa.Array) -> pa.Array | None:
+    """``timestamp_us`` of each integer, its unit told by its size as there; None when
+    any is negative or out of range (the Python path words the reason)."""
+    if not pc.all(pc.greater_equal(integers, 0)).as_py():
+        return None  # every negative one is refused; positive division then truncates as //
+    micros = pc.case_when(
+        pc.make_struct(
+            pc.greater_equal(integers, NANOS_FROM),
+            pc.greater_equal(integers, MICROS_FROM),
+            pc.greater_equal(integers, MILLIS_FROM),
+        ),
+        pc.divide(integers, 1000),
+        integers,
+        pc.multiply(integers, 1000),  # under MICROS_FROM: no overflow
+        pc.multiply(integers, 1_000_000),  # under MILLIS_FROM: no overflow
+    )
+    return micros if pc.all(_in_range(micros)).as_py() else None
+
+
+def _text_micros(text: pa.Array) -> pa.Array | None:
+    """RFC 3339 text with a zone, parsed by Arrow; None when any is not of that form,
+    names a date that does not exist (Python refuses it too) or is out of range."""
+    if not pc.all(pc.match_substring_regex(text, _RFC3339)).as_py():
+        return None
+    try:
+        micros = text.cast(_TYPES["ts_us"]).cast(pa.int64())
+    except pa.ArrowInvalid:
+        return None
+    return micros if pc.all(_in_range(micros)).as_py() else None
 
 
 # Text both Arrow and ``datetime.fromisoformat`` read the same way (Arrow refuses days a
@@ -327,26 +364,6 @@ _RFC3339: Final = (
     r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
     r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 )
-
-
-def _integer_micros(seconds_to_nanos: pa.Array) -> pa.Array | None:
-    """``timestamp_us`` of each integer, its unit told by its size as there (nanoseconds
-    from 10**17, microseconds from 10**14, milliseconds from 10**11, else seconds); None
-    when any is negative or out of range (the Python path words the reason)."""
-    if not pc.all(pc.greater_equal(seconds_to_nanos, 0)).as_py():
-        return None  # every negative one is refused; positive division then truncates as //
-    micros = pc.case_when(
-        pc.make_struct(
-            pc.greater_equal(seconds_to_nanos, 10**17),
-            pc.greater_equal(seconds_to_nanos, 10**14),
-            pc.greater_equal(seconds_to_nanos, 10**11),
-        ),
-        pc.divide(seconds_to_nanos, 1000),
-        seconds_to_nanos,
-        pc.multiply(seconds_to_nanos, 1000),  # under 10**14: no overflow
-        pc.multiply(seconds_to_nanos, 1_000_000),  # under 10**11: no overflow
-    )
-    return micros if pc.all(_in_range(micros)).as_py() else None
 
 
 def _in_range(micros: pa.Array) -> pa.Array:

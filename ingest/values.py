@@ -19,6 +19,9 @@ from ingest.errors import InvalidRecord
 __all__ = [
     "MAX_STORED",
     "MAX_US",
+    "MICROS_FROM",
+    "MILLIS_FROM",
+    "NANOS_FROM",
     "boolean",
     "integer",
     "json_kind",
@@ -33,6 +36,11 @@ __all__ = [
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_US: Final = 9_000_000_000_000_000  # ~ year 2255; keeps int64 nanoseconds valid
+# A number's unit, told by its size: nanoseconds from NANOS_FROM, microseconds from
+# MICROS_FROM, milliseconds from MILLIS_FROM, seconds below it.
+NANOS_FROM: Final = 10**17
+MICROS_FROM: Final = 10**14
+MILLIS_FROM: Final = 10**11
 
 
 def timestamp_us(value: Any) -> int:
@@ -53,16 +61,16 @@ def timestamp_us(value: Any) -> int:
         micros = (parsed - _EPOCH) // _ONE_US
     elif kind is int:
         magnitude = abs(value)
-        if magnitude >= 10**17:
+        if magnitude >= NANOS_FROM:
             micros = value // 1000
-        elif magnitude >= 10**14:
+        elif magnitude >= MICROS_FROM:
             micros = value
-        elif magnitude >= 10**11:
+        elif magnitude >= MILLIS_FROM:
             micros = value * 1000
         else:
             micros = value * 1_000_000
     elif kind is float:
-        if abs(value) >= 10**11:  # milli-, micro- or nanoseconds: the rule for integers
+        if abs(value) >= MILLIS_FROM:  # milli-, micro- or nanoseconds: the integer rule
             return timestamp_us(int(value))
         micros = round(value * 1_000_000)  # seconds with a fraction
     else:

@@ -21,7 +21,7 @@ from ingest import IngestSettings, run_ingest
 from ingest import fields as f
 from ingest.engine_typed import Metrics, Record, Spellings, normalise_lines
 from ingest.fields import ANTHROPIC_CACHE_FIELDS, LOGPUSH_FIELDS, METRIC_FIELDS, REST_FIELDS
-from ingest.values import MAX_US
+from ingest.values import MAX_US, MICROS_FROM, MILLIS_FROM, NANOS_FROM
 from sim.synthetic import TrafficShape, synthetic_records, write_logpush_files
 from tests.conftest import logpush_record, write_ndjson
 from tests.ingest import parity
@@ -410,12 +410,12 @@ def test_lines_that_crashed_the_run_are_rejects(tmp_path: Path) -> None:
         ]
 
 
-_unit_edges = [10**11, 10**14, 10**17, MAX_US, 10**21]  # where timestamp_us changes unit
+_unit_edges = [MILLIS_FROM, MICROS_FROM, NANOS_FROM, MAX_US, 10**21]  # timestamp_us's edges
 _valid_integer = st.one_of(  # unix, millis, micros, nanos (Logpush's default), in range
     st.integers(0, MAX_US // 10**6 - 1),
-    st.integers(10**11, MAX_US // 1000 - 1),
-    st.integers(10**14, MAX_US - 1),
-    st.integers(10**17, MAX_US * 1000 - 1),
+    st.integers(MILLIS_FROM, MAX_US // 1000 - 1),
+    st.integers(MICROS_FROM, MAX_US - 1),
+    st.integers(NANOS_FROM, MAX_US * 1000 - 1),
 )
 _any_integer = st.one_of(
     st.integers(-(2**64), 2**64),
